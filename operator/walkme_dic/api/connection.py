@@ -1,0 +1,177 @@
+"""The Connection resource: how to reach one provider, credentials by reference only."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from walkme_dic.api.common import (
+    ApiModel,
+    Condition,
+    Duration,
+    SecretKeySelector,
+    SecretReference,
+)
+
+ProviderName = Literal["s3", "azureBlob", "salesforce", "walkme"]
+PROVIDERS: tuple[ProviderName, ...] = ("s3", "azureBlob", "salesforce", "walkme")
+FILE_PROVIDERS: tuple[ProviderName, ...] = ("s3", "azureBlob")
+
+# Keys each provider reads from its Secret. A tuple inside the list means "any one of these sets".
+S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+S3_OPTIONAL_SECRET_KEYS = ("AWS_SESSION_TOKEN",)
+SALESFORCE_SECRET_KEY_SETS = (("clientId", "clientSecret"), ("username", "password"))
+SALESFORCE_OPTIONAL_SECRET_KEYS = ("refreshToken", "securityToken", "clientId", "clientSecret")
+WALKME_SECRET_KEYS = ("clientId", "clientSecret")
+
+
+class S3Auth(ApiModel):
+    """How to authenticate to S3. Empty means the default AWS credential chain (IRSA, instance profile)."""
+
+    secret_ref: SecretReference | None = Field(
+        default=None,
+        description="Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and optionally "
+        "AWS_SESSION_TOKEN). Leave out to use the default AWS credential chain.",
+    )
+
+
+class S3Provider(ApiModel):
+    """An S3 bucket, or a bucket in an S3-compatible store."""
+
+    bucket: str = Field(min_length=3, max_length=63, description="Bucket name.")
+    region: str = Field(min_length=1, description="AWS region of the bucket, e.g. eu-west-1.")
+    endpoint_url: str | None = Field(
+        default=None, pattern=r"^https?://",
+        description="Endpoint of an S3-compatible store (MinIO, Ceph). Leave out for AWS.",
+    )
+    prefix: str = Field(default="", description="Key prefix every path of this connection lives under.")
+    auth: S3Auth = Field(default_factory=S3Auth, description="Credentials; empty uses the default chain.")
+
+
+class AzureBlobAuth(ApiModel):
+    """How to authenticate to Azure Blob Storage: a Secret or workload identity, exactly one."""
+
+    secret_ref: SecretKeySelector | None = Field(
+        default=None,
+        description="Secret key holding a storage connection string or a SAS token.",
+    )
+    workload_identity: dict[str, str] | None = Field(
+        default=None,
+        description="Use Azure workload identity (DefaultAzureCredential) of the sync Job's ServiceAccount.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AzureBlobAuth:
+        chosen = [n for n in ("secretRef", "workloadIdentity") if getattr(self, _snake(n)) is not None]
+        if len(chosen) != 1:
+            raise ValueError("auth: set exactly one of secretRef or workloadIdentity")
+        return self
+
+
+class AzureBlobProvider(ApiModel):
+    """A container in an Azure Storage account."""
+
+    account_url: str = Field(
+        pattern=r"^https?://",
+        description="Blob service URL, e.g. https://myaccount.blob.core.windows.net.",
+    )
+    container: str = Field(min_length=3, max_length=63, description="Container name.")
+    prefix: str = Field(default="", description="Blob name prefix every path of this connection lives under.")
+    auth: AzureBlobAuth = Field(description="Credentials: secretRef or workloadIdentity.")
+
+
+class SecretAuth(ApiModel):
+    """Credentials from a Secret in the same namespace."""
+
+    secret_ref: SecretReference = Field(description="Secret holding the credentials.")
+
+
+class SalesforceProvider(ApiModel):
+    """A Salesforce org reached over the REST and Bulk 2.0 APIs."""
+
+    instance_url: str | None = Field(
+        default=None, pattern=r"^https?://",
+        description="My Domain URL of the org, e.g. https://acme.my.salesforce.com.",
+    )
+    login_url: str | None = Field(
+        default=None, pattern=r"^https?://",
+        description="OAuth login host: https://login.salesforce.com (production) or "
+        "https://test.salesforce.com (sandbox). Defaults to instanceUrl.",
+    )
+    api_version: str = Field(default="62.0", pattern=r"^\d+\.\d$", description="REST API version, e.g. 62.0.")
+    auth: SecretAuth = Field(
+        description="Secret with clientId and clientSecret (client credentials flow, plus refreshToken "
+        "for the refresh token flow) or username, password and securityToken.",
+    )
+
+    @model_validator(mode="after")
+    def _some_url(self) -> SalesforceProvider:
+        if not (self.instance_url or self.login_url):
+            raise ValueError("salesforce: set instanceUrl or loginUrl")
+        return self
+
+
+class WalkMeProvider(ApiModel):
+    """A WalkMe account reached over the WalkMe public API."""
+
+    api_url: str = Field(
+        default="https://api.walkme.com", pattern=r"^https?://",
+        description="WalkMe API base URL for the account's region.",
+    )
+    auth: SecretAuth = Field(description="Secret with the API key's clientId and clientSecret.")
+
+
+class ConnectionSpec(ApiModel):
+    """How to reach one system. Exactly one provider block is set."""
+
+    s3: S3Provider | None = Field(default=None, description="An AWS S3 (or S3-compatible) bucket.")
+    azure_blob: AzureBlobProvider | None = Field(default=None, description="An Azure Blob Storage container.")
+    salesforce: SalesforceProvider | None = Field(default=None, description="A Salesforce org.")
+    walkme: WalkMeProvider | None = Field(default=None, description="The WalkMe account itself.")
+    probe_interval: Duration = Field(
+        default="10m", description="How often the operator re-checks that the provider is reachable.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_provider(self) -> ConnectionSpec:
+        chosen = self.providers_set()
+        if len(chosen) != 1:
+            found = ", ".join(chosen) or "none"
+            raise ValueError(
+                f"spec: set exactly one provider block of s3, azureBlob, salesforce, walkme (found: {found})"
+            )
+        return self
+
+    def providers_set(self) -> list[ProviderName]:
+        return [name for name in PROVIDERS if getattr(self, _snake(name)) is not None]
+
+    @property
+    def provider(self) -> ProviderName:
+        return self.providers_set()[0]
+
+    @property
+    def secret_name(self) -> str | None:
+        """Name of the Secret this connection reads, if any."""
+        block = getattr(self, _snake(self.provider))
+        ref = getattr(block.auth, "secret_ref", None)
+        return ref.name if ref is not None else None
+
+
+class ConnectionStatus(ApiModel):
+    """What the operator last saw of this connection."""
+
+    observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
+    provider: ProviderName | None = Field(default=None, description="Which provider block is set.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Reconciling, Stalled.")
+    last_probe_time: str | None = Field(
+        default=None, description="When the provider was last probed.", json_schema_extra={"format": "date-time"},
+    )
+    secret_version: str | None = Field(
+        default=None, description="resourceVersion of the Secret the last probe used.",
+    )
+    message: str | None = Field(default=None, description="Result of the last probe, for humans.")
+
+
+def _snake(camel: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in camel)

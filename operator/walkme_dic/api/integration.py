@@ -1,0 +1,342 @@
+"""The Integration resource: what to sync, in which direction, on which schedule."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import Field, field_validator, model_validator
+
+from walkme_dic.api.common import ApiModel, Condition, LocalObjectReference, SecretKeySelector
+
+Direction = Literal["Inbound", "Outbound"]
+FieldType = Literal["string", "number", "boolean", "date"]
+RunResult = Literal["Running", "Succeeded", "Failed", "Skipped"]
+RunTrigger = Literal["Created", "SpecChanged", "Schedule", "Requested", "Retry"]
+
+
+class FileSettings(ApiModel):
+    """A file in the external Connection's bucket or container."""
+
+    path: str = Field(
+        min_length=1,
+        description="Path under the connection's prefix. Outbound paths may use {date}, {time}, {runId} "
+        "and {slot}, e.g. exports/users-{date}.csv.",
+    )
+    format: Literal["csv", "jsonl"] = Field(default="csv", description="File format.")
+    compression: Literal["auto", "gzip", "none"] = Field(
+        default="auto", description="auto detects gzip on read and uses the .gz suffix on write.",
+    )
+    delimiter: str = Field(default=",", min_length=1, max_length=1, description="CSV field delimiter.")
+    encoding: Literal["utf-8", "utf-8-sig", "latin-1"] = Field(
+        default="utf-8", description="Text encoding; utf-8 also accepts a byte-order mark.",
+    )
+
+
+class SalesforceSource(ApiModel):
+    """Rows read from Salesforce: a SOQL query, or an object and its fields."""
+
+    soql: str | None = Field(default=None, description="A SOQL query, e.g. SELECT Id, Email FROM Contact.")
+    object: str | None = Field(default=None, description="sObject to read, e.g. Contact (with fields).")
+    fields: list[str] | None = Field(default=None, description="Fields of object to read.")
+    where: str | None = Field(default=None, description="Optional SOQL WHERE clause used with object.")
+
+    @model_validator(mode="after")
+    def _soql_or_object(self) -> SalesforceSource:
+        if bool(self.soql) == bool(self.object):
+            raise ValueError("salesforce: set either soql, or object with fields")
+        if self.object and not self.fields:
+            raise ValueError("salesforce.fields: list the fields to read from the object")
+        return self
+
+    def query(self) -> str:
+        if self.soql:
+            return self.soql
+        where = f" WHERE {self.where}" if self.where else ""
+        return f"SELECT {', '.join(self.fields or [])} FROM {self.object}{where}"
+
+
+class SalesforceDestination(ApiModel):
+    """Rows written to a Salesforce object."""
+
+    object: str = Field(min_length=1, description="sObject to write, e.g. Contact or WalkMe_Usage__c.")
+    operation: Literal["upsert", "update", "insert"] = Field(
+        default="upsert", description="upsert matches on externalIdField; update matches on Id.",
+    )
+    external_id_field: str | None = Field(default=None, description="External id field used by upsert.")
+    bulk_threshold: int = Field(
+        default=2000, ge=1,
+        description="At or above this many rows the write uses Bulk API 2.0; below, sObject Collections.",
+    )
+
+    @model_validator(mode="after")
+    def _upsert_needs_external_id(self) -> SalesforceDestination:
+        if self.operation == "upsert" and not self.external_id_field:
+            raise ValueError("salesforce.externalIdField: upsert needs the external id field to match on")
+        return self
+
+
+class WalkMeSource(ApiModel):
+    """Insights data read from WalkMe (outbound)."""
+
+    dataset: Literal["users", "events", "sessions", "report"] = Field(description="What to export.")
+    report_id: str | None = Field(default=None, description="Saved report id; required for dataset report.")
+    since: str = Field(
+        default="lastRun",
+        description="lastRun exports only what changed since the previous successful run (the watermark); "
+        "an RFC 3339 time exports everything since then.",
+    )
+
+    @field_validator("since")
+    @classmethod
+    def _since(cls, value: str) -> str:
+        if value != "lastRun":
+            try:
+                datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError as error:
+                raise ValueError(f"since: {value!r} is neither lastRun nor an RFC 3339 time") from error
+        return value
+
+    @model_validator(mode="after")
+    def _report_needs_id(self) -> WalkMeSource:
+        if self.dataset == "report" and not self.report_id:
+            raise ValueError("walkme.reportId: dataset report needs the saved report's id")
+        return self
+
+
+class WalkMeDestination(ApiModel):
+    """User attributes written to WalkMe (inbound)."""
+
+    integration_token_secret_ref: SecretKeySelector = Field(
+        description="Secret key holding the End User Update API integration token.",
+    )
+    user_id_property: str = Field(
+        min_length=1, description="WalkMe user identifier property the key is written to, e.g. uuid or email.",
+    )
+    system: str | None = Field(default=None, description="WalkMe system (app) id, when the account has several.")
+    environment: str | None = Field(default=None, description="WalkMe environment, e.g. Production.")
+
+
+class Source(ApiModel):
+    """Where rows come from. Exactly one block; inbound reads file or salesforce, outbound reads walkme."""
+
+    file: FileSettings | None = Field(default=None, description="A file in S3 or Azure Blob.")
+    salesforce: SalesforceSource | None = Field(default=None, description="A Salesforce query.")
+    walkme: WalkMeSource | None = Field(default=None, description="WalkMe Insights data.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Source:
+        _only_block(self, ("file", "salesforce", "walkme"), "source")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return _only_block(self, ("file", "salesforce", "walkme"), "source")
+
+
+class Destination(ApiModel):
+    """Where rows go. Exactly one block; inbound writes walkme, outbound writes file or salesforce."""
+
+    file: FileSettings | None = Field(default=None, description="A file in S3 or Azure Blob.")
+    salesforce: SalesforceDestination | None = Field(default=None, description="A Salesforce object.")
+    walkme: WalkMeDestination | None = Field(default=None, description="WalkMe user attributes.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Destination:
+        _only_block(self, ("file", "salesforce", "walkme"), "destination")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return _only_block(self, ("file", "salesforce", "walkme"), "destination")
+
+
+class KeyMapping(ApiModel):
+    """The identity column: how a source row finds its destination record."""
+
+    source: str = Field(min_length=1, description="Source column or field holding the identity.")
+    destination: str = Field(min_length=1, description="Destination attribute or field it is written to.")
+
+
+class FieldMapping(ApiModel):
+    """One mapped column."""
+
+    source: str = Field(min_length=1, description="Source column or field.")
+    destination: str = Field(min_length=1, description="Destination attribute or field.")
+    type: FieldType = Field(
+        default="string", description="Value type: string, number, boolean or date (YYYY-MM-DD).",
+    )
+
+
+class Mapping(ApiModel):
+    """How source columns become destination fields."""
+
+    key: KeyMapping = Field(description="Identity used for matching and upserts.")
+    fields: list[FieldMapping] = Field(default_factory=list, description="Other columns to copy.")
+    active_field: str | None = Field(
+        default=None,
+        description="Inbound: the source column holding true/false. Users are never deleted from WalkMe; "
+        "set active=false and segment on active = true to retire them.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_destinations(self) -> Mapping:
+        names = [self.key.destination] + [f.destination for f in self.fields]
+        if self.active_field:
+            names.append(self.active_field)
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"mapping: destination {', '.join(duplicates)} is mapped more than once")
+        return self
+
+
+class Toleration(ApiModel):
+    """A Kubernetes toleration for the sync Job's pod."""
+
+    key: str | None = Field(default=None, description="Taint key.")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal.")
+    value: str | None = Field(default=None, description="Taint value.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect.",
+    )
+    toleration_seconds: int | None = Field(default=None, description="For NoExecute: how long to stay bound.")
+
+
+class ResourceRequirements(ApiModel):
+    """CPU and memory for the sync container, as Kubernetes quantities."""
+
+    requests: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "100m", "memory": "128Mi"}, description="Requested resources.",
+    )
+    limits: dict[str, str] = Field(default_factory=lambda: {"memory": "512Mi"}, description="Resource limits.")
+
+
+class JobSettings(ApiModel):
+    """How sync Jobs run."""
+
+    service_account_name: str | None = Field(
+        default=None, description="ServiceAccount of the Job's pod (e.g. for IRSA or workload identity).",
+    )
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements, description="Resources.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node selector for the pod.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for the pod.")
+    active_deadline_seconds: int = Field(default=3600, ge=30, description="Kill a run after this many seconds.")
+    backoff_limit: int = Field(default=2, ge=0, le=10, description="Pod retries before a run counts as failed.")
+
+
+class IntegrationSpec(ApiModel):
+    """A sync between WalkMe and one external system."""
+
+    direction: Direction = Field(description="Inbound: into WalkMe user attributes. Outbound: out of WalkMe.")
+    connection_ref: LocalObjectReference = Field(
+        description="The external Connection (s3, azureBlob or salesforce). Cannot change after creation.",
+    )
+    walkme_connection_ref: LocalObjectReference = Field(description="The WalkMe account Connection.")
+    source: Source = Field(description="Where rows come from.")
+    destination: Destination = Field(description="Where rows go.")
+    mapping: Mapping = Field(description="Key and field mapping.")
+    schedule: str | None = Field(
+        default=None,
+        description="Cron schedule, e.g. '0 */6 * * *'. Leave out to run only on create, change or request.",
+    )
+    time_zone: str = Field(default="UTC", description="IANA time zone the schedule is read in.")
+    suspend: bool = Field(default=False, description="Stop starting new runs; a running one finishes.")
+    dry_run: bool = Field(default=False, description="Read, map and validate, report counts, write nothing.")
+    run_history_limit: int = Field(default=10, ge=1, le=100, description="How many runs status keeps.")
+    max_rejected_rows: int | None = Field(
+        default=None, ge=0, description="Fail the run, writing nothing, when more rows than this are rejected.",
+    )
+    max_rejected_percent: float | None = Field(
+        default=None, ge=0, le=100, description="Fail the run, writing nothing, above this share of rejects.",
+    )
+    job: JobSettings = Field(default_factory=JobSettings, description="Sync Job settings.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and not croniter.is_valid(value):
+            raise ValueError(f"schedule: {value!r} is not a valid cron expression (e.g. '0 */6 * * *')")
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"timeZone: {value!r} is not an IANA time zone (e.g. Europe/Berlin)") from error
+        return value
+
+    @model_validator(mode="after")
+    def _sides_match_direction(self) -> IntegrationSpec:
+        source, destination = self.source.kind, self.destination.kind
+        if self.direction == "Inbound":
+            if source == "walkme":
+                raise ValueError("source: an Inbound integration reads file or salesforce, not walkme")
+            if destination != "walkme":
+                raise ValueError("destination: an Inbound integration writes walkme user attributes")
+        else:
+            if source != "walkme":
+                raise ValueError("source: an Outbound integration reads walkme")
+            if destination == "walkme":
+                raise ValueError("destination: an Outbound integration writes file or salesforce, not walkme")
+        if self.mapping.active_field and self.direction == "Outbound":
+            raise ValueError("mapping.activeField: only Inbound integrations have an active column")
+        return self
+
+
+class RunRecord(ApiModel):
+    """One sync run, newest first in status.runs."""
+
+    name: str = Field(description="Run id; also the Job name.")
+    trigger: RunTrigger = Field(description="What started it.")
+    start_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"}, description="Start.")
+    completion_time: str | None = Field(
+        default=None, json_schema_extra={"format": "date-time"}, description="End.",
+    )
+    result: RunResult = Field(description="Running, Succeeded, Failed or Skipped (source unchanged).")
+    rows_read: int = Field(default=0, description="Rows read from the source.")
+    rows_written: int = Field(default=0, description="Rows written (0 for a dry run).")
+    rows_rejected: int = Field(default=0, description="Rows rejected by validation.")
+    users_kept: int | None = Field(
+        default=None, description="Inbound: users absent from the source but kept in WalkMe (never deleted).",
+    )
+    bytes: int = Field(default=0, description="Bytes read or written.")
+    message: str = Field(default="", description="Outcome for humans; for failures, the reason.")
+
+
+class IntegrationStatus(ApiModel):
+    """What the operator last did for this integration."""
+
+    observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Reconciling, Stalled, Synced.")
+    bound_connection: str | None = Field(
+        default=None, description="External Connection this integration was bound to at creation.",
+    )
+    last_schedule_time: str | None = Field(
+        default=None, json_schema_extra={"format": "date-time"}, description="Slot of the last scheduled run.",
+    )
+    next_schedule_time: str | None = Field(
+        default=None, json_schema_extra={"format": "date-time"}, description="Next scheduled slot.",
+    )
+    active_run: str | None = Field(default=None, description="Name of the run in progress, if any.")
+    last_handled_requested_at: str | None = Field(
+        default=None, description="Last value of the requested-at annotation that started a run.",
+    )
+    last_run_generation: int | None = Field(
+        default=None, description="Generation whose spec the last created run used.",
+    )
+    watermark: str | None = Field(default=None, description="Outbound cursor: data up to here was exported.")
+    source_fingerprint: str | None = Field(
+        default=None, description="Inbound: ETag of the last imported file; an unchanged file is skipped.",
+    )
+    runs: list[RunRecord] = Field(default_factory=list, description="Recent runs, newest first.")
+
+
+def _only_block(model: ApiModel, names: tuple[str, ...], where: str) -> str:
+    chosen = [n for n in names if getattr(model, n) is not None]
+    if len(chosen) != 1:
+        raise ValueError(f"{where}: set exactly one of {', '.join(names)} (found: {', '.join(chosen) or 'none'})")
+    return chosen[0]

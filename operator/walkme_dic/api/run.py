@@ -1,0 +1,88 @@
+"""The contract between the operator and a sync run (`walkme-dic sync`).
+
+The operator writes a :class:`SyncRequest` as JSON for the run; the run writes a
+:class:`SyncResult` as JSON to the termination-message path (kept under 4 KiB).
+Credentials never travel in either: they are files in a directory, one folder per role
+(``external/``, ``walkme/``, ``integration-token/``), one file per Secret key.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import Field
+
+from walkme_dic.api.common import ApiModel
+from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.api.integration import IntegrationSpec
+
+TERMINATION_MESSAGE_LIMIT = 4096
+CREDENTIAL_ROLES = ("external", "walkme", "integration-token")
+SyncOutcome = Literal["Succeeded", "Failed", "Skipped"]
+
+
+class IntegrationIdentity(ApiModel):
+    """Which Integration a run belongs to."""
+
+    namespace: str
+    name: str
+    uid: str = ""
+    generation: int = 0
+
+
+class SyncState(ApiModel):
+    """Cursor state carried from the previous successful run."""
+
+    watermark: str | None = None
+    source_fingerprint: str | None = None
+
+
+class SyncRequest(ApiModel):
+    """Everything a run needs except credentials."""
+
+    integration: IntegrationIdentity
+    run_id: str = Field(min_length=1)
+    slot: str | None = Field(default=None, description="Schedule slot (RFC 3339) the run is for, if scheduled.")
+    spec: IntegrationSpec
+    connection: ConnectionSpec
+    walkme_connection: ConnectionSpec
+    state: SyncState = Field(default_factory=SyncState)
+    force: bool = Field(default=False, description="Run even when the source fingerprint is unchanged.")
+
+
+class RejectedRow(ApiModel):
+    """A row that failed validation or was refused by the destination."""
+
+    row: int = Field(description="1-based data row number in the source (header excluded).")
+    reason: str
+
+
+class SyncResult(ApiModel):
+    """What a run did. Counts are always complete; only `rejected` samples are truncated."""
+
+    result: SyncOutcome
+    reason: str = Field(description="CamelCase reason, e.g. Synced, SourceUnchanged, TooManyRejectedRows.")
+    message: str = ""
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_rejected: int = 0
+    users_kept: int | None = None
+    bytes: int = 0
+    dry_run: bool = False
+    destination: str | None = Field(default=None, description="Where data landed (object key, blob, sObject).")
+    watermark: str | None = None
+    source_fingerprint: str | None = None
+    rejected: list[RejectedRow] = Field(default_factory=list, description="First rejected rows.")
+
+    def to_termination_message(self) -> str:
+        """Serialize within the termination-message limit, dropping rejected samples and trimming text."""
+        result = self.model_copy(deep=True)
+        text = json.dumps(result.to_wire(), separators=(",", ":"))
+        while len(text.encode()) > TERMINATION_MESSAGE_LIMIT and result.rejected:
+            result.rejected = result.rejected[: len(result.rejected) // 2]
+            text = json.dumps(result.to_wire(), separators=(",", ":"))
+        if len(text.encode()) > TERMINATION_MESSAGE_LIMIT:
+            result.message = result.message[:1000]
+            text = json.dumps(result.to_wire(), separators=(",", ":"))
+        return text

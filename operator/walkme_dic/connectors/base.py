@@ -1,0 +1,68 @@
+"""The small interface every connector shares: probe, open for read, open for write.
+
+Connectors hold no Kubernetes and no mapping logic. Credentials arrive as a
+``Credentials`` mapping (Secret key -> value) read from files by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+Credentials = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """A successful probe; failures raise walkme_dic.errors.DicError subclasses."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a file store knows about one object."""
+
+    path: str
+    size: int
+    fingerprint: str
+
+
+class AtomicWriter(Protocol):
+    """Bytes written are invisible until commit(); abort() leaves nothing behind."""
+
+    def write(self, data: bytes) -> int: ...
+
+    def commit(self) -> ObjectInfo: ...
+
+    def abort(self) -> None: ...
+
+
+class FileStore(Protocol):
+    """S3 or Azure Blob, paths relative to the Connection's prefix."""
+
+    def probe(self) -> ProbeResult: ...
+
+    def stat(self, path: str) -> ObjectInfo: ...
+
+    def open_read(self, path: str) -> BinaryIO: ...
+
+    def open_write(self, path: str) -> AtomicWriter: ...
+
+
+@dataclass
+class WriteReport:
+    """Outcome of writing records to a record store (Salesforce, WalkMe)."""
+
+    written: int = 0
+    failed: list[tuple[int, str]] = field(default_factory=list)  # (index in input, reason)
+    api_calls: int = 0
+
+
+class Prober(Protocol):
+    def probe(self) -> ProbeResult: ...
+
+
+RecordIterator = Iterator[dict[str, object]]
+RecordIterable = Iterable[dict[str, object]]

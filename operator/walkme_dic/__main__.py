@@ -1,0 +1,5 @@
+import sys
+
+from walkme_dic.cli import main
+
+sys.exit(main())

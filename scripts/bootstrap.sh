@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Creates .venv and installs walkme-dic with its dev extras; installs Azurite with npm ci.
+# Sourced by scripts/test.sh and scripts/demo.sh; safe to run again (it only installs what changed).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+VENV="$ROOT/.venv"
+STAMP="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "bootstrap: creating $VENV" >&2
+  "$PYTHON" -m venv "$VENV"
+fi
+if [ ! -f "$STAMP" ]; then
+  echo "bootstrap: installing walkme-dic[${EXTRAS:-dev}] into .venv" >&2
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[${EXTRAS:-dev}]"
+  rm -f "$VENV"/.installed-* && touch "$STAMP"
+fi
+if [ "${NEED_NODE:-1}" = "1" ] && [ -f "$ROOT/package-lock.json" ] && [ ! -x "$ROOT/node_modules/.bin/azurite-blob" ]; then
+  echo "bootstrap: npm ci (Azurite)" >&2
+  (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+export PATH="$VENV/bin:$PATH"

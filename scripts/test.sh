@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command: installs what it needs, checks lint and generated files, runs every test tier.
+# Extra arguments go to pytest, e.g. scripts/test.sh tests/unit -x
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+source scripts/bootstrap.sh
+
+echo "== ruff" >&2
+ruff check operator tests bench
+echo "== generated files (crds/, docs/api.md)" >&2
+walkme-dic crds --check
+echo "== pytest" >&2
+set +e
+python -m pytest -p no:cacheprovider "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: treating that as a failure" >&2
+  exit 1
+fi
+exit "$status"

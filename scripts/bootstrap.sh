@@ -5,17 +5,18 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 VENV="$ROOT/.venv"
-STAMP="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+EXTRAS="${EXTRAS:-dev}"
+STAMP="$VENV/.installed-$EXTRAS-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "bootstrap: creating $VENV" >&2
   "$PYTHON" -m venv "$VENV"
 fi
 if [ ! -f "$STAMP" ]; then
-  echo "bootstrap: installing walkme-dic[${EXTRAS:-dev}] into .venv" >&2
+  echo "bootstrap: installing walkme-dic[$EXTRAS] into .venv" >&2
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[${EXTRAS:-dev}]"
-  rm -f "$VENV"/.installed-* && touch "$STAMP"
+  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[$EXTRAS]"
+  rm -f "$VENV"/.installed-"$EXTRAS"-* && touch "$STAMP"
 fi
 if [ "${NEED_NODE:-1}" = "1" ] && [ -f "$ROOT/package-lock.json" ] && [ ! -x "$ROOT/node_modules/.bin/azurite-blob" ]; then
   echo "bootstrap: npm ci (Azurite)" >&2

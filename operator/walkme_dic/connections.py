@@ -1,0 +1,104 @@
+"""Connection reconciliation as plain functions: is a probe due, which keys are missing, what status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from walkme_dic import reasons
+from walkme_dic.api.common import parse_duration
+from walkme_dic.api.connection import (
+    S3_SECRET_KEYS,
+    SALESFORCE_SECRET_KEY_SETS,
+    WALKME_SECRET_KEYS,
+    ConnectionSpec,
+)
+from walkme_dic.conditions import parse_time, rfc3339, set_condition
+
+FAILED_PROBE_RETRY = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    ready: bool
+    reason: str
+    message: str
+
+
+def missing_secret_keys(spec: ConnectionSpec, data: Mapping[str, str]) -> str | None:
+    """A message naming the keys the provider needs but the Secret lacks, or None."""
+    present = {k for k, v in data.items() if v}
+    if spec.s3:
+        needed: tuple[tuple[str, ...], ...] = (S3_SECRET_KEYS,)
+    elif spec.azure_blob and spec.azure_blob.auth.secret_ref:
+        needed = ((spec.azure_blob.auth.secret_ref.key,),)
+    elif spec.salesforce:
+        needed = SALESFORCE_SECRET_KEY_SETS
+    else:
+        needed = (WALKME_SECRET_KEYS,)
+    if any(set(keys) <= present for keys in needed):
+        return None
+    wanted = " or ".join("+".join(keys) for keys in needed)
+    found = ", ".join(sorted(present)) or "none"
+    return f"Secret {spec.secret_name!r} must have keys {wanted} (found keys: {found})"
+
+
+def probe_due(
+    spec: ConnectionSpec, status: Mapping[str, Any], generation: int, secret_version: str | None, now: datetime,
+) -> bool:
+    """Probe when the spec or Secret changed, or the interval (shorter after a failure) has passed."""
+    if status.get("observedGeneration") != generation or status.get("secretVersion") != secret_version:
+        return True
+    last = parse_time(status.get("lastProbeTime"))
+    if last is None:
+        return True
+    interval = parse_duration(spec.probe_interval)
+    if not _ready(status):
+        interval = min(interval, FAILED_PROBE_RETRY)
+    return now - last >= interval
+
+
+def next_probe_in(spec: ConnectionSpec, status: Mapping[str, Any], now: datetime) -> float:
+    last = parse_time(status.get("lastProbeTime")) or now
+    interval = parse_duration(spec.probe_interval)
+    if not _ready(status):
+        interval = min(interval, FAILED_PROBE_RETRY)
+    return max(0.0, (last + interval - now).total_seconds())
+
+
+def connection_status(
+    spec: ConnectionSpec | None,
+    outcome: ProbeOutcome,
+    *,
+    previous: Mapping[str, Any],
+    generation: int,
+    secret_version: str | None,
+    now: datetime,
+    stalled: bool = False,
+) -> dict[str, Any]:
+    """The full status after a probe (or after finding the spec invalid)."""
+    conditions = list(previous.get("conditions") or [])
+    ready = "True" if outcome.ready else "False"
+    conditions = set_condition(conditions, reasons.READY, ready, outcome.reason, outcome.message,
+                               generation=generation, now=now)
+    conditions = set_condition(conditions, reasons.RECONCILING, "False", reasons.IDLE, "",
+                               generation=generation, now=now)
+    conditions = set_condition(
+        conditions, reasons.STALLED, "True" if stalled else "False",
+        outcome.reason if stalled else reasons.IDLE, outcome.message if stalled else "",
+        generation=generation, now=now,
+    )
+    return {
+        "observedGeneration": generation,
+        "provider": spec.provider if spec else None,
+        "conditions": conditions,
+        "lastProbeTime": rfc3339(now),
+        "secretVersion": secret_version,
+        "message": outcome.message,
+    }
+
+
+def _ready(status: Mapping[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])

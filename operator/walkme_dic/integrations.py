@@ -1,0 +1,353 @@
+"""Integration reconciliation as a pure function: given what the operator sees, what should change.
+
+`plan()` takes the Integration, its two Connections and its Jobs/Pods, and returns the new
+status, at most one Job to create, and the Events to emit. It never talks to the API.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from walkme_dic import reasons
+from walkme_dic.api.connection import FILE_PROVIDERS, ConnectionSpec
+from walkme_dic.api.integration import IntegrationSpec
+from walkme_dic.api.run import IntegrationIdentity, SyncRequest, SyncResult, SyncState
+from walkme_dic.conditions import find_condition, parse_time, rfc3339, set_condition
+from walkme_dic.jobs.naming import (
+    ANNOTATION_REQUESTED_AT,
+    RunKey,
+    generation_key,
+    requested_key,
+    run_name,
+    schedule_key,
+)
+from walkme_dic.jobs.results import JobSummary, PodSummary, read_result
+from walkme_dic.schedule import due_slot, next_slot
+
+JOB_APPEAR_GRACE = timedelta(seconds=120)
+
+
+@dataclass(frozen=True)
+class IntegrationView:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    created: datetime
+    annotations: dict[str, str]
+    spec: dict[str, Any]
+    status: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ConnectionView:
+    """None of the fields when the Connection does not exist."""
+
+    name: str
+    exists: bool
+    ready: bool = False
+    message: str = ""
+    spec: ConnectionSpec | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """For metrics: a run that finished in this reconcile."""
+
+    result: SyncResult
+    seconds: float
+
+
+@dataclass
+class Decision:
+    status: dict[str, Any]
+    status_changed: bool
+    job: tuple[SyncRequest, RunKey] | None = None
+    events: list[Event] = field(default_factory=list)
+    finished: FinishedRun | None = None
+
+
+@dataclass(frozen=True)
+class Blocker:
+    reason: str
+    message: str
+    stalled: bool
+
+
+def plan(
+    view: IntegrationView,
+    external: ConnectionView,
+    walkme: ConnectionView,
+    jobs: list[JobSummary],
+    pods: dict[str, list[PodSummary]],
+    now: datetime,
+) -> Decision:
+    status = copy.deepcopy(view.status)
+    decision = Decision(status=status, status_changed=False)
+    try:
+        spec = IntegrationSpec.model_validate(view.spec)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        blocker = Blocker(reasons.INVALID_SPEC, f"spec.{where}: {first['msg']}".rstrip(": "), stalled=True)
+        _set_conditions(status, view, None, blocker, now)
+        return _finish(decision, view)
+
+    status.setdefault("boundConnection", spec.connection_ref.name)
+    _observe_runs(status, view, spec, jobs, pods, now, decision)
+    blocker = _blocker(status, spec, external, walkme)
+    if blocker is None and not status.get("activeRun") and not spec.suspend:
+        _start_run_if_due(status, view, spec, external, walkme, now, decision)
+    status["nextScheduleTime"] = (
+        rfc3339(next_slot(spec.schedule, spec.time_zone, now)) if spec.schedule and not spec.suspend else None
+    )
+    previous_stall = find_condition(view.status.get("conditions"), reasons.STALLED)
+    if blocker and blocker.stalled and (previous_stall or {}).get("reason") != blocker.reason:
+        decision.events.append(Event("Warning", blocker.reason, blocker.message))
+    _set_conditions(status, view, spec, blocker, now)
+    return _finish(decision, view)
+
+
+def _finish(decision: Decision, view: IntegrationView) -> Decision:
+    decision.status["observedGeneration"] = view.generation
+    decision.status = {k: v for k, v in decision.status.items() if v is not None}
+    decision.status_changed = decision.status != view.status
+    return decision
+
+
+def _blocker(
+    status: dict[str, Any], spec: IntegrationSpec, external: ConnectionView, walkme: ConnectionView,
+) -> Blocker | None:
+    bound = status["boundConnection"]
+    if bound != spec.connection_ref.name:
+        return Blocker(
+            reasons.CONNECTION_REF_IMMUTABLE,
+            f"spec.connectionRef changed from {bound!r} to {spec.connection_ref.name!r}, but the connection "
+            f"of an Integration cannot change; set it back to {bound!r} or create a new Integration",
+            stalled=True,
+        )
+    for role, connection in (("connectionRef", external), ("walkmeConnectionRef", walkme)):
+        if not connection.exists:
+            return Blocker(reasons.CONNECTION_NOT_FOUND,
+                           f"spec.{role}: Connection {connection.name!r} does not exist", stalled=False)
+    mismatch = _type_mismatch(spec, external, walkme)
+    if mismatch:
+        return Blocker(reasons.CONNECTION_TYPE_MISMATCH, mismatch, stalled=True)
+    for connection in (external, walkme):
+        if not connection.ready:
+            why = f": {connection.message}" if connection.message else ""
+            return Blocker(reasons.CONNECTION_NOT_READY,
+                           f"Connection {connection.name!r} is not Ready{why}", stalled=False)
+    return None
+
+
+def _type_mismatch(spec: IntegrationSpec, external: ConnectionView, walkme: ConnectionView) -> str | None:
+    if walkme.spec and walkme.spec.provider != "walkme":
+        return (f"spec.walkmeConnectionRef: Connection {walkme.name!r} is a {walkme.spec.provider} connection; "
+                "it must be a walkme connection")
+    if not external.spec:
+        return None
+    provider = external.spec.provider
+    side = spec.source if spec.direction == "Inbound" else spec.destination
+    wants_file = side.kind == "file"
+    if (wants_file and provider not in FILE_PROVIDERS) or (not wants_file and provider != "salesforce"):
+        wanted = "s3 or azureBlob" if wants_file else "salesforce"
+        return (f"spec.connectionRef: Connection {external.name!r} is a {provider} connection, but this "
+                f"integration's {side.kind} side needs {wanted}")
+    return None
+
+
+def _observe_runs(
+    status: dict[str, Any],
+    view: IntegrationView,
+    spec: IntegrationSpec,
+    jobs: list[JobSummary],
+    pods: dict[str, list[PodSummary]],
+    now: datetime,
+    decision: Decision,
+) -> None:
+    runs: list[dict[str, Any]] = status.setdefault("runs", [])
+    known = {r["name"] for r in runs}
+    for job in sorted(jobs, key=lambda j: j.start_time or ""):
+        if job.name not in known and job.state == "Running" and not status.get("activeRun"):
+            runs.insert(0, {"name": job.name, "trigger": "Retry", "startTime": job.start_time or rfc3339(now),
+                            "result": "Running"})
+            status["activeRun"] = job.name
+    active = status.get("activeRun")
+    if not active:
+        return
+    record = next((r for r in runs if r["name"] == active), None)
+    job = next((j for j in jobs if j.name == active), None)
+    if job is None:
+        started = parse_time(record.get("startTime") if record else None) or now
+        if now - started < JOB_APPEAR_GRACE:
+            return
+        result = SyncResult(result="Failed", reason=reasons.JOB_LOST,
+                            message=f"Job {active} disappeared before it reported a result")
+    elif job.state == "Running":
+        return
+    else:
+        result = read_result(job, pods.get(job.name, []))
+    _record_finished(status, record, result, spec, now, decision)
+    status["activeRun"] = None
+    del runs[spec.run_history_limit:]
+
+
+def _record_finished(
+    status: dict[str, Any],
+    record: dict[str, Any] | None,
+    result: SyncResult,
+    spec: IntegrationSpec,
+    now: datetime,
+    decision: Decision,
+) -> None:
+    message = run_message(result)
+    if record is not None:
+        record.update({
+            "completionTime": rfc3339(now),
+            "result": result.result,
+            "rowsRead": result.rows_read,
+            "rowsWritten": result.rows_written,
+            "rowsRejected": result.rows_rejected,
+            "bytes": result.bytes,
+            "message": message,
+        })
+        if result.users_kept is not None:
+            record["usersKept"] = result.users_kept
+    if result.result == "Succeeded":
+        status["watermark"] = result.watermark or status.get("watermark")
+        status["sourceFingerprint"] = result.source_fingerprint or status.get("sourceFingerprint")
+    event_reason = {"Succeeded": reasons.RUN_SUCCEEDED, "Skipped": reasons.RUN_SKIPPED}.get(
+        result.result, reasons.RUN_FAILED)
+    name = record["name"] if record else "run"
+    decision.events.append(Event("Warning" if result.result == "Failed" else "Normal", event_reason,
+                                 f"{name}: {message}"))
+    started = parse_time(record.get("startTime") if record else None) or now
+    decision.finished = FinishedRun(result=result, seconds=(now - started).total_seconds())
+    status["lastResult"] = {"result": result.result, "reason": result.reason, "message": message,
+                            "dryRun": spec.dry_run}
+
+
+def run_message(result: SyncResult) -> str:
+    if result.result == "Failed":
+        return f"{result.reason}: {result.message}" if result.message else result.reason
+    if result.result == "Skipped":
+        return result.message or "source unchanged since the last run; nothing to do"
+    verb = "would write" if result.dry_run else "wrote"
+    where = f" to {result.destination}" if result.destination else ""
+    kept = f"; {result.users_kept} users absent from the source kept" if result.users_kept else ""
+    return f"read {result.rows_read}, {verb} {result.rows_written}{where}, rejected {result.rows_rejected}{kept}"
+
+
+def _start_run_if_due(
+    status: dict[str, Any],
+    view: IntegrationView,
+    spec: IntegrationSpec,
+    external: ConnectionView,
+    walkme: ConnectionView,
+    now: datetime,
+    decision: Decision,
+) -> None:
+    requested = view.annotations.get(ANNOTATION_REQUESTED_AT)
+    keys: list[RunKey] = []
+    if requested and requested != status.get("lastHandledRequestedAt"):
+        keys.append(requested_key(requested))
+    if status.get("lastRunGeneration") != view.generation:
+        keys.append(generation_key(view.generation, created=status.get("lastRunGeneration") is None))
+    slot = None
+    if spec.schedule:
+        handled = parse_time(status.get("lastScheduleTime")) or view.created
+        slot = due_slot(spec.schedule, spec.time_zone, now, handled)
+        if slot is not None:
+            keys.append(schedule_key(slot))
+    if not keys:
+        return
+    key = keys[0]
+    name = run_name(view.name, view.uid, key)
+    assert external.spec is not None and walkme.spec is not None
+    request = SyncRequest(
+        integration=IntegrationIdentity(namespace=view.namespace, name=view.name, uid=view.uid,
+                                        generation=view.generation),
+        run_id=name,
+        slot=rfc3339(slot) if slot else None,
+        spec=spec,
+        connection=external.spec,
+        walkme_connection=walkme.spec,
+        state=SyncState(watermark=status.get("watermark"), source_fingerprint=status.get("sourceFingerprint")),
+        force=key.trigger != "Schedule",
+    )
+    decision.job = (request, key)
+    status["activeRun"] = name
+    status["lastRunGeneration"] = view.generation
+    if requested:
+        status["lastHandledRequestedAt"] = requested
+    if slot is not None:
+        status["lastScheduleTime"] = rfc3339(slot)
+    runs = status.setdefault("runs", [])
+    if not runs or runs[0]["name"] != name:
+        runs.insert(0, {"name": name, "trigger": key.trigger, "startTime": rfc3339(now), "result": "Running"})
+    del runs[spec.run_history_limit:]
+    decision.events.append(Event("Normal", reasons.RUN_STARTED, f"{name}: started ({key.trigger})"))
+
+
+def _set_conditions(
+    status: dict[str, Any],
+    view: IntegrationView,
+    spec: IntegrationSpec | None,
+    blocker: Blocker | None,
+    now: datetime,
+) -> None:
+    conditions = list(status.get("conditions") or [])
+    gen = view.generation
+    last = status.get("lastResult")
+    active = status.get("activeRun")
+
+    def put(type_: str, value: str, reason: str, message: str) -> None:
+        nonlocal conditions
+        conditions = set_condition(conditions, type_, value, reason, message, generation=gen, now=now)
+
+    if last is None:
+        put(reasons.SYNCED, "Unknown", reasons.NEVER_RUN, "no run has finished yet")
+    else:
+        ok = last["result"] != "Failed"
+        put(reasons.SYNCED, "True" if ok else "False", last["reason"], last["message"])
+    stalled = blocker is not None and blocker.stalled
+    put(reasons.STALLED, "True" if stalled else "False",
+        blocker.reason if stalled and blocker else reasons.IDLE, blocker.message if stalled and blocker else "")
+    if blocker is not None:
+        put(reasons.READY, "False", blocker.reason, blocker.message)
+        put(reasons.RECONCILING, "False" if stalled else "True", blocker.reason,
+            "" if stalled else blocker.message)
+    elif active:
+        put(reasons.RECONCILING, "True", reasons.RUN_IN_PROGRESS, f"run {active} is in progress")
+        if last is None or last["result"] == "Failed":
+            put(reasons.READY, "Unknown", reasons.RUN_IN_PROGRESS, f"run {active} is in progress")
+    else:
+        put(reasons.RECONCILING, "False", reasons.IDLE, "")
+        if last is not None and last["result"] == "Failed":
+            put(reasons.READY, "False", reasons.RUN_FAILED, last["message"])
+        elif spec is not None and spec.suspend:
+            put(reasons.READY, "True", reasons.SUSPENDED, "suspended: no new runs start")
+        else:
+            put(reasons.READY, "True", reasons.RUN_SUCCEEDED if last else reasons.WAITING_FOR_SCHEDULE,
+                _ready_message(status, last))
+    status["conditions"] = conditions
+
+
+def _ready_message(status: dict[str, Any], last: dict[str, Any] | None) -> str:
+    parts = [f"last run: {last['message']}"] if last else ["no run yet"]
+    if status.get("nextScheduleTime"):
+        parts.append(f"next run at {status['nextScheduleTime']}")
+    return "; ".join(parts)

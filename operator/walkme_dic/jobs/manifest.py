@@ -1,0 +1,154 @@
+"""The Job manifest for one run, built by a pure function.
+
+The Job runs `walkme-dic sync` from the operator's image. The run's request (the resolved spec,
+no credentials) travels in the WALKME_DIC_REQUEST environment variable; credentials arrive as
+Secret volumes under /var/run/walkme-dic/credentials/<role>/<key>. The pod has no service
+account token, runs as a non-root user on a read-only root filesystem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from walkme_dic.api.common import API_VERSION
+from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.api.run import SyncRequest
+from walkme_dic.jobs.naming import (
+    ANNOTATION_GENERATION,
+    ANNOTATION_SLOT,
+    ANNOTATION_TRIGGER,
+    RunKey,
+    run_labels,
+)
+
+CREDENTIALS_DIR = "/var/run/walkme-dic/credentials"
+TERMINATION_LOG = "/dev/termination-log"
+REQUEST_ENV = "WALKME_DIC_REQUEST"
+NON_ROOT_UID = 65532
+
+
+@dataclass(frozen=True)
+class JobImage:
+    image: str
+    pull_policy: str = "IfNotPresent"
+
+
+def build_job(request: SyncRequest, key: RunKey, image: JobImage) -> dict[str, Any]:
+    """A batch/v1 Job for ``request``, owned by its Integration."""
+    identity = request.integration
+    labels = run_labels(identity.name, request.run_id)
+    settings = request.spec.job
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": NON_ROOT_UID,
+            "runAsGroup": NON_ROOT_UID,
+            "fsGroup": NON_ROOT_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [_container(request, image)],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, *credential_volumes(request)],
+    }
+    if settings.service_account_name:
+        pod_spec["serviceAccountName"] = settings.service_account_name
+    if settings.node_selector:
+        pod_spec["nodeSelector"] = dict(settings.node_selector)
+    if settings.tolerations:
+        pod_spec["tolerations"] = [t.to_wire() for t in settings.tolerations]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": request.run_id,
+            "namespace": identity.namespace,
+            "labels": labels,
+            "annotations": {
+                ANNOTATION_TRIGGER: key.trigger,
+                ANNOTATION_GENERATION: str(identity.generation),
+                **({ANNOTATION_SLOT: request.slot} if request.slot else {}),
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "Integration",
+                    "name": identity.name,
+                    "uid": identity.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "backoffLimit": settings.backoff_limit,
+            "activeDeadlineSeconds": settings.active_deadline_seconds,
+            "ttlSecondsAfterFinished": 7 * 24 * 3600,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def _container(request: SyncRequest, image: JobImage) -> dict[str, Any]:
+    resources = request.spec.job.resources
+    return {
+        "name": "sync",
+        "image": image.image,
+        "imagePullPolicy": image.pull_policy,
+        "command": ["walkme-dic", "sync"],
+        "args": ["--credentials", CREDENTIALS_DIR, "--result", TERMINATION_LOG],
+        "env": [
+            {"name": REQUEST_ENV, "value": request.model_dump_json(by_alias=True, exclude_none=True)},
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "TMPDIR", "value": "/tmp"},
+        ],
+        "resources": {"requests": dict(resources.requests), "limits": dict(resources.limits)},
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            *(
+                {"name": v["name"], "mountPath": f"{CREDENTIALS_DIR}/{v['name']}", "readOnly": True}
+                for v in credential_volumes(request)
+            ),
+        ],
+    }
+
+
+def credential_volumes(request: SyncRequest) -> list[dict[str, Any]]:
+    """One Secret volume per credential role that has a Secret."""
+    volumes = []
+    external = _connection_secret_volume("external", request.connection)
+    if external:
+        volumes.append(external)
+    walkme = _connection_secret_volume("walkme", request.walkme_connection)
+    if walkme:
+        volumes.append(walkme)
+    token = request.spec.destination.walkme.integration_token_secret_ref if request.spec.destination.walkme else None
+    if token:
+        volumes.append(_secret_volume("integration-token", token.name, [token.key]))
+    return volumes
+
+
+def _connection_secret_volume(role: str, connection: ConnectionSpec) -> dict[str, Any] | None:
+    name = connection.secret_name
+    if name is None:
+        return None
+    azure = connection.azure_blob
+    only_key = azure.auth.secret_ref.key if azure and azure.auth.secret_ref else None
+    return _secret_volume(role, name, [only_key] if only_key else None)
+
+
+def _secret_volume(role: str, secret: str, keys: list[str] | None) -> dict[str, Any]:
+    source: dict[str, Any] = {"secretName": secret, "defaultMode": 0o440}
+    if keys:
+        source["items"] = [{"key": k, "path": k} for k in keys]
+    return {"name": role, "secret": source}

@@ -1,0 +1,109 @@
+"""Reading a run's outcome from its Job and Pods (pure functions over API objects)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from walkme_dic import reasons
+from walkme_dic.api.run import SyncResult
+
+RunState = Literal["Running", "Succeeded", "Failed"]
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """What the operator keeps (in its index) of one sync Job."""
+
+    name: str
+    uid: str
+    owner_uid: str
+    state: RunState
+    start_time: str | None
+    completion_time: str | None
+    condition_reason: str
+    condition_message: str
+
+
+@dataclass(frozen=True)
+class PodSummary:
+    """What the operator keeps of one sync Pod: enough to read the termination message."""
+
+    name: str
+    job_name: str
+    creation: str
+    exit_code: int | None
+    message: str
+
+
+def summarize_job(job: dict[str, Any]) -> JobSummary:
+    status = job.get("status") or {}
+    metadata = job.get("metadata") or {}
+    state: RunState = "Running"
+    reason = message = ""
+    for condition in status.get("conditions") or []:
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") in ("Complete", "SuccessCriteriaMet") and state != "Failed":
+            state = "Succeeded"
+        elif condition.get("type") in ("Failed", "FailureTarget"):
+            state, reason, message = "Failed", condition.get("reason", ""), condition.get("message", "")
+    owners = [o for o in metadata.get("ownerReferences") or [] if o.get("controller")]
+    return JobSummary(
+        name=metadata.get("name", ""),
+        uid=metadata.get("uid", ""),
+        owner_uid=owners[0]["uid"] if owners else "",
+        state=state,
+        start_time=status.get("startTime"),
+        completion_time=status.get("completionTime"),
+        condition_reason=reason,
+        condition_message=message,
+    )
+
+
+def summarize_pod(pod: dict[str, Any]) -> PodSummary | None:
+    metadata = pod.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    job_name = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
+    if not job_name:
+        return None
+    exit_code, message = None, ""
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated")
+        if container.get("name") == "sync" and terminated:
+            exit_code, message = terminated.get("exitCode"), terminated.get("message") or ""
+    return PodSummary(
+        name=metadata.get("name", ""),
+        job_name=job_name,
+        creation=metadata.get("creationTimestamp", ""),
+        exit_code=exit_code,
+        message=message,
+    )
+
+
+def read_result(job: JobSummary, pods: list[PodSummary]) -> SyncResult:
+    """The run's SyncResult: the newest pod's termination message, or a failure that says why not."""
+    finished = sorted((p for p in pods if p.exit_code is not None), key=lambda p: p.creation)
+    for pod in reversed(finished):
+        parsed = parse_termination_message(pod.message)
+        if parsed is not None:
+            return parsed
+    if job.state == "Failed":
+        why = job.condition_message or job.condition_reason or "the Job failed"
+        tail = f"; last output: {finished[-1].message[-300:]}" if finished and finished[-1].message else ""
+        return SyncResult(result="Failed", reason=job.condition_reason or reasons.RUN_FAILED, message=why + tail)
+    return SyncResult(
+        result="Failed",
+        reason=reasons.NO_RESULT,
+        message="the sync Job completed but left no result in its termination message",
+    )
+
+
+def parse_termination_message(text: str) -> SyncResult | None:
+    try:
+        return SyncResult.model_validate(json.loads(text))
+    except (ValueError, ValidationError):
+        return None

@@ -1,0 +1,37 @@
+"""Every condition reason and Event reason the operator uses, in one place (documented in README)."""
+
+from __future__ import annotations
+
+# Condition types (kstatus: Ready, Reconciling, Stalled; ours: Synced).
+READY = "Ready"
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+SYNCED = "Synced"
+
+# Connection
+PROBED = "Probed"
+SECRET_NOT_FOUND = "SecretNotFound"
+SECRET_KEY_MISSING = "SecretKeyMissing"
+PROBE_FAILED = "ProbeFailed"
+AUTHENTICATION_FAILED = "AuthenticationFailed"
+PROBING = "Probing"
+
+# Shared
+INVALID_SPEC = "InvalidSpec"
+IDLE = "Idle"
+
+# Integration
+CONNECTION_NOT_FOUND = "ConnectionNotFound"
+CONNECTION_NOT_READY = "ConnectionNotReady"
+CONNECTION_TYPE_MISMATCH = "ConnectionTypeMismatch"
+CONNECTION_REF_IMMUTABLE = "ConnectionRefImmutable"
+RUN_IN_PROGRESS = "RunInProgress"
+RUN_STARTED = "RunStarted"
+RUN_SUCCEEDED = "RunSucceeded"
+RUN_FAILED = "RunFailed"
+RUN_SKIPPED = "RunSkipped"
+SUSPENDED = "Suspended"
+NEVER_RUN = "NeverRun"
+WAITING_FOR_SCHEDULE = "WaitingForSchedule"
+JOB_LOST = "JobLost"
+NO_RESULT = "NoResult"

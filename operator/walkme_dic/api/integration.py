@@ -307,6 +307,15 @@ class RunRecord(ApiModel):
     message: str = Field(default="", description="Outcome for humans; for failures, the reason.")
 
 
+class LastResult(ApiModel):
+    """Outcome of the most recent finished run (the Synced condition mirrors it)."""
+
+    result: RunResult = Field(description="Succeeded, Failed or Skipped.")
+    reason: str = Field(description="CamelCase reason from the run, e.g. Synced or TooManyRejectedRows.")
+    message: str = Field(default="", description="Counts or the failure, for humans.")
+    dry_run: bool = Field(default=False, description="The run was a dry run and wrote nothing.")
+
+
 class IntegrationStatus(ApiModel):
     """What the operator last did for this integration."""
 
@@ -332,6 +341,7 @@ class IntegrationStatus(ApiModel):
     source_fingerprint: str | None = Field(
         default=None, description="Inbound: ETag of the last imported file; an unchanged file is skipped.",
     )
+    last_result: LastResult | None = Field(default=None, description="Outcome of the last finished run.")
     runs: list[RunRecord] = Field(default_factory=list, description="Recent runs, newest first.")
 
 

@@ -1,0 +1,35 @@
+"""Small helpers the controllers share: bodies to plain dicts, status patches, Secret reading."""
+
+from __future__ import annotations
+
+import base64
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from walkme_dic.kube import SECRETS, ApiError, KubeClient
+
+
+def plain(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep, plain-dict copy of a kopf Body (safe to keep in an index)."""
+    return {k: copy.deepcopy(body[k]) for k in ("apiVersion", "kind", "metadata", "spec", "status") if k in body}
+
+
+def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch turning status ``old`` into ``new`` (removed keys become null)."""
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    patch.update(new)
+    return {"status": patch}
+
+
+async def read_secret(client: KubeClient, namespace: str, name: str) -> tuple[dict[str, str], str] | None:
+    """Decoded Secret data and its resourceVersion, or None when it does not exist."""
+    try:
+        secret = await client.get(SECRETS, namespace, name)
+    except ApiError as error:
+        if error.status == 404:
+            return None
+        raise
+    data = {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (secret.get("data") or {}).items()}
+    data.update(secret.get("stringData") or {})
+    return data, str(secret["metadata"].get("resourceVersion", ""))

@@ -1,0 +1,182 @@
+"""Integration controller: resolve Connections, start one Job per due run, read results (thin handlers).
+
+All decisions are made by walkme_dic.integrations.plan(); this module only gathers its inputs
+from the informer indexes, creates the Job it asks for, writes status and emits Events.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from walkme_dic import metrics
+from walkme_dic.api.common import GROUP, VERSION
+from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.conditions import find_condition, parse_time
+from walkme_dic.controllers.common import plain, status_patch
+from walkme_dic.controllers.runtime import INTEGRATIONS, Runtime
+from walkme_dic.integrations import ConnectionView, Decision, IntegrationView, plan
+from walkme_dic.jobs.manifest import build_job
+from walkme_dic.jobs.naming import LABEL_MANAGED_BY, MANAGED_BY
+from walkme_dic.jobs.results import JobSummary, PodSummary, summarize_job, summarize_pod
+from walkme_dic.kube import JOBS, ApiError
+
+log = logging.getLogger("walkme_dic.integration")
+OURS = {LABEL_MANAGED_BY: MANAGED_BY}
+
+
+@kopf.index(GROUP, VERSION, "integrations")
+def integration_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): plain(body)}
+
+
+@kopf.index("batch", "v1", "jobs", labels=OURS)
+def job_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    summary = summarize_job(dict(body))
+    return {(namespace, summary.owner_uid): summary}
+
+
+@kopf.index("v1", "pods", labels=OURS)
+def pod_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    summary = summarize_pod(dict(body))
+    return {(namespace, summary.job_name): summary} if summary else {}
+
+
+@kopf.on.event(GROUP, VERSION, "integrations")
+async def integration_event(type: str | None, namespace: str, name: str, memo: Runtime, **kwargs: Any) -> None:
+    memo.bind_indexes(kwargs)
+    if type != "DELETED":
+        await reconcile_integration(memo, namespace, name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=OURS)
+async def job_event(namespace: str, meta: kopf.Meta, memo: Runtime, **kwargs: Any) -> None:
+    memo.bind_indexes(kwargs)
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("kind") == "Integration" and owner.get("controller"):
+            await reconcile_integration(memo, namespace, owner["name"])
+
+
+@kopf.on.event("v1", "pods", labels=OURS)
+async def pod_event(namespace: str, body: kopf.Body, memo: Runtime, **kwargs: Any) -> None:
+    memo.bind_indexes(kwargs)
+    summary = summarize_pod(dict(body))
+    if summary is None or summary.exit_code is None:
+        return
+    for store in (memo.indexes["job_index"].get(k) for k in memo.indexes["job_index"] if k[0] == namespace):
+        for job in store or ():
+            if job.name == summary.job_name:
+                await reconcile_integration_by_uid(memo, namespace, job.owner_uid)
+
+
+async def reconcile_integration_by_uid(memo: Runtime, namespace: str, uid: str) -> None:
+    for (ns, name), store in list(memo.indexes["integration_index"].items()):
+        if ns == namespace and any(b["metadata"].get("uid") == uid for b in store):
+            await reconcile_integration(memo, ns, name)
+
+
+async def reconcile_integrations_using(memo: Runtime, namespace: str, connection: str) -> None:
+    """Re-check every Integration in the namespace that refers to ``connection``."""
+    for (ns, name), store in list(memo.indexes["integration_index"].items()):
+        for body in store:
+            spec = body.get("spec") or {}
+            refs = {(spec.get("connectionRef") or {}).get("name"), (spec.get("walkmeConnectionRef") or {}).get("name")}
+            if ns == namespace and connection in refs:
+                await reconcile_integration(memo, ns, name)
+
+
+async def reconcile_all(memo: Runtime) -> None:
+    """The resync pass: schedules and probe intervals are time-based, not event-based."""
+    for namespace, name in list(memo.indexes["integration_index"].keys()):
+        await reconcile_integration(memo, namespace, name)
+
+
+async def reconcile_integration(memo: Runtime, namespace: str, name: str) -> None:
+    async with memo.locks[("Integration", namespace, name)]:
+        bodies = memo.lookup("integration_index", (namespace, name))
+        if not bodies:
+            return
+        body = memo.freshest("Integration", bodies[0])
+        if body["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            decision = plan(*gather(memo, body), datetime.now(UTC))
+            await apply(memo, body, decision)
+        except Exception:
+            metrics.RECONCILE_ERRORS.labels("Integration").inc()
+            log.exception("reconciling Integration %s/%s failed", namespace, name)
+
+
+def gather(
+    memo: Runtime, body: dict[str, Any],
+) -> tuple[IntegrationView, ConnectionView, ConnectionView, list[JobSummary], dict[str, list[PodSummary]]]:
+    meta, spec = body["metadata"], body.get("spec") or {}
+    namespace = meta["namespace"]
+    view = IntegrationView(
+        namespace=namespace,
+        name=meta["name"],
+        uid=meta.get("uid", ""),
+        generation=int(meta.get("generation") or 1),
+        created=parse_time(meta.get("creationTimestamp")) or datetime.now(UTC),
+        annotations=dict(meta.get("annotations") or {}),
+        spec=spec,
+        status=body.get("status") or {},
+    )
+    jobs = memo.lookup("job_index", (namespace, view.uid))
+    pods = {job.name: memo.lookup("pod_index", (namespace, job.name)) for job in jobs}
+    external = connection_view(memo, namespace, (spec.get("connectionRef") or {}).get("name", ""))
+    walkme = connection_view(memo, namespace, (spec.get("walkmeConnectionRef") or {}).get("name", ""))
+    return view, external, walkme, jobs, pods
+
+
+def connection_view(memo: Runtime, namespace: str, name: str) -> ConnectionView:
+    bodies = memo.lookup("connection_index", (namespace, name))
+    if not bodies:
+        return ConnectionView(name=name, exists=False)
+    body = bodies[0]
+    try:
+        spec = ConnectionSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        spec = None
+    status = body.get("status") or {}
+    ready = find_condition(status.get("conditions"), "Ready") or {}
+    current = status.get("observedGeneration") == body["metadata"].get("generation")
+    return ConnectionView(
+        name=name, exists=True, spec=spec,
+        ready=ready.get("status") == "True" and current and spec is not None,
+        message=ready.get("message", "") if current else "waiting for the first probe of its current spec",
+    )
+
+
+async def apply(memo: Runtime, body: dict[str, Any], decision: Decision) -> None:
+    """Create the Job the plan asks for, then write status, then emit Events and metrics."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    if decision.job is not None:
+        request, key = decision.job
+        try:
+            await memo.client.create(JOBS, namespace, build_job(request, key, memo.config.image))
+            metrics.JOBS_CREATED.labels(namespace).inc()
+        except ApiError as error:
+            if error.status != 409:  # 409: a Job for this run exists already, we adopt it
+                raise
+    if decision.status_changed:
+        old = body.get("status") or {}
+        written = await memo.client.patch(INTEGRATIONS, namespace, name, status_patch(old, decision.status),
+                                          status=True)
+        memo.written[("Integration", namespace, name)] = written
+    for event in decision.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    if decision.finished is not None:
+        result = decision.finished.result
+        metrics.RUNS.labels(namespace, result.result).inc()
+        metrics.RUN_DURATION.labels(namespace).observe(decision.finished.seconds)
+        for kind, value in (("read", result.rows_read), ("written", result.rows_written),
+                            ("rejected", result.rows_rejected)):
+            metrics.ROWS.labels(namespace, kind).inc(value)
+    ready = find_condition(decision.status.get("conditions"), "Ready") or {}
+    metrics.READY.labels("Integration", namespace, name).set(1 if ready.get("status") == "True" else 0)

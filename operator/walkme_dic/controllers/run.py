@@ -1,0 +1,117 @@
+"""`walkme-dic operator`: settings, login, the resync loop, and kopf's run loop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from walkme_dic.controllers import connection, integration
+from walkme_dic.controllers.runtime import OperatorConfig, Runtime
+from walkme_dic.jobs.manifest import JobImage
+from walkme_dic.kube import ClusterAccess
+
+log = logging.getLogger("walkme_dic.operator")
+DEFAULT_IMAGE = "ghcr.io/walkme-dic/walkme-dic:0.1.0"
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
+    settings.posting.level = logging.WARNING  # our Events are explicit; kopf's handler logs are not Events
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    settings.execution.max_workers = 8
+    if memo.config.metrics_port:
+        start_http_server(memo.config.metrics_port)
+    memo.resync_task = asyncio.create_task(resync_forever(memo))
+
+
+@kopf.on.cleanup()
+async def shutdown(memo: Runtime, **_: Any) -> None:
+    if memo.resync_task is not None:
+        memo.resync_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await memo.resync_task
+    await memo.client.close()
+
+
+@kopf.on.login()
+def login(memo: Runtime, **_: Any) -> kopf.ConnectionInfo:
+    access = memo.config.access
+    return kopf.ConnectionInfo(
+        server=access.server, token=access.token, ca_path=access.ca_path, insecure=access.insecure,
+        default_namespace=access.default_namespace, scheme="Bearer" if access.token else None,
+    )
+
+
+async def resync_forever(memo: Runtime) -> None:
+    """Every resync period: re-plan each Integration (schedules) and re-check Connection probe intervals."""
+    await memo.indexed.wait()
+    while True:
+        await asyncio.sleep(memo.config.resync_seconds)
+        try:
+            for namespace, name in list(memo.indexes["connection_index"].keys()):
+                await connection.reconcile_connection(memo, namespace, name)
+            await integration.reconcile_all(memo)
+        except Exception:
+            log.exception("resync pass failed")
+
+
+async def run_operator(
+    config: OperatorConfig,
+    *,
+    stop_flag: asyncio.Event | None = None,
+    ready_flag: asyncio.Event | None = None,
+) -> None:
+    """Run the operator until ``stop_flag`` is set (used by `walkme-dic operator`, tests and the demo)."""
+    await kopf.operator(
+        clusterwide=not config.namespaces,
+        namespaces=list(config.namespaces),
+        standalone=True,
+        memo=Runtime.create(config),
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+        liveness_endpoint=config.liveness,
+    )
+
+
+def parse_args(argv: list[str]) -> OperatorConfig:
+    parser = argparse.ArgumentParser(prog="walkme-dic operator", description="Run the walkme-dic operator.")
+    parser.add_argument("--namespace", "-n", action="append", default=[],
+                        help="Watch only this namespace (repeatable); default: all namespaces.")
+    parser.add_argument("--kubeconfig", default=None, help="Kubeconfig path; default: in-cluster or ~/.kube/config.")
+    parser.add_argument("--image", default=os.environ.get("WALKME_DIC_JOB_IMAGE", DEFAULT_IMAGE),
+                        help="Image of sync Jobs (default: $WALKME_DIC_JOB_IMAGE).")
+    parser.add_argument("--image-pull-policy", default="IfNotPresent")
+    parser.add_argument("--resync", type=float, default=30.0, help="Seconds between resync passes.")
+    parser.add_argument("--metrics-port", type=int, default=8000, help="Prometheus port; 0 disables.")
+    parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint.")
+    parser.add_argument("--log-format", choices=["json", "plain"], default="json")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    kopf.configure(verbose=args.verbose,
+                   log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN)
+    return OperatorConfig(
+        access=ClusterAccess.discover(args.kubeconfig),
+        image=JobImage(args.image, args.image_pull_policy),
+        namespaces=tuple(args.namespace),
+        resync_seconds=args.resync,
+        metrics_port=args.metrics_port or None,
+        liveness=args.liveness or None,
+    )
+
+
+def main(argv: list[str]) -> int:
+    config = parse_args(argv)
+    asyncio.run(run_operator(config))
+    return 0
+
+
+__all__ = ["connection", "integration", "main", "run_operator"]

@@ -1,0 +1,71 @@
+"""What the handlers share: configuration, the API client, per-object locks, the informer indexes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from walkme_dic.jobs.manifest import JobImage
+from walkme_dic.kube import ClusterAccess, KubeClient, Resource
+
+CONNECTIONS = Resource("integrations.walkme.io", "v1alpha1", "connections")
+INTEGRATIONS = Resource("integrations.walkme.io", "v1alpha1", "integrations")
+INDEX_NAMES = ("connection_index", "integration_index", "job_index", "pod_index", "secret_index")
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    access: ClusterAccess
+    image: JobImage
+    namespaces: tuple[str, ...] = ()
+    resync_seconds: float = 30.0
+    probe_timeout_seconds: float = 30.0
+    metrics_port: int | None = 8000
+    liveness: str | None = None
+
+
+@dataclass
+class Runtime:
+    """kopf's memo: one per operator process."""
+
+    config: OperatorConfig
+    client: KubeClient
+    locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    indexes: dict[str, kopf.Index[Any, Any]] = field(default_factory=dict)
+    written: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    indexed: asyncio.Event = field(default_factory=asyncio.Event)
+    resync_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def create(cls, config: OperatorConfig) -> Runtime:
+        return cls(config=config, client=KubeClient(config.access))
+
+    def bind_indexes(self, handler_kwargs: dict[str, Any]) -> None:
+        """kopf hands indexes to handlers only; keep them for the resync loop."""
+        if not self.indexed.is_set():
+            self.indexes.update({n: handler_kwargs[n] for n in INDEX_NAMES if n in handler_kwargs})
+            if len(self.indexes) == len(INDEX_NAMES):
+                self.indexed.set()
+
+    def lookup(self, index: str, key: Any) -> list[Any]:
+        store = self.indexes[index].get(key)
+        return list(store) if store is not None else []
+
+    def freshest(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The body, unless our own last write is newer than what the watch has delivered yet."""
+        meta = body["metadata"]
+        ours = self.written.get((kind, meta["namespace"], meta["name"]))
+        if ours and ours["metadata"].get("uid") == meta.get("uid") and _rv(ours) > _rv(body):
+            return ours
+        return body
+
+
+def _rv(body: dict[str, Any]) -> int:
+    try:
+        return int(body["metadata"].get("resourceVersion") or 0)
+    except ValueError:
+        return 0

@@ -1,0 +1,69 @@
+"""Connection decisions: when to probe, which keys are missing, the status written (no server)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from walkme_dic.api.common import parse_duration
+from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.connections import ProbeOutcome, connection_status, missing_secret_keys, probe_due
+
+NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+S3 = ConnectionSpec.model_validate(
+    {"s3": {"bucket": "acme", "region": "eu-west-1", "auth": {"secretRef": {"name": "aws"}}}, "probeInterval": "5m"}
+)
+SALESFORCE = ConnectionSpec.model_validate(
+    {"salesforce": {"loginUrl": "https://login.salesforce.com", "auth": {"secretRef": {"name": "sf"}}}}
+)
+
+
+def test_missing_keys_are_named_with_what_was_found() -> None:
+    message = missing_secret_keys(S3, {"AWS_ACCESS_KEY_ID": "AKIA123"})
+    assert message is not None
+    assert "AWS_SECRET_ACCESS_KEY" in message and "found keys: AWS_ACCESS_KEY_ID" in message
+    assert "AKIA123" not in message
+    assert missing_secret_keys(S3, {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}) is None
+
+
+def test_salesforce_accepts_either_credential_set() -> None:
+    assert missing_secret_keys(SALESFORCE, {"username": "u", "password": "p"}) is None
+    assert missing_secret_keys(SALESFORCE, {"clientId": "c", "clientSecret": "s"}) is None
+    assert "clientId+clientSecret or username+password" in (missing_secret_keys(SALESFORCE, {"clientId": "c"}) or "")
+
+
+def status_after(outcome: ProbeOutcome, when: datetime = NOW) -> dict:
+    return connection_status(S3, outcome, previous={}, generation=1, secret_version="7", now=when)
+
+
+def test_probe_is_due_on_change_and_after_the_interval() -> None:
+    ok = status_after(ProbeOutcome(True, "Probed", "bucket reachable"))
+    assert not probe_due(S3, ok, 1, "7", NOW + timedelta(minutes=4))
+    assert probe_due(S3, ok, 1, "7", NOW + timedelta(minutes=5))
+    assert probe_due(S3, ok, 2, "7", NOW)
+    assert probe_due(S3, ok, 1, "8", NOW)
+
+
+def test_failed_probe_is_retried_sooner() -> None:
+    failed = status_after(ProbeOutcome(False, "ProbeFailed", "no route"))
+    assert probe_due(S3, failed, 1, "7", NOW + timedelta(seconds=61))
+
+
+def test_ready_transition_time_is_kept_while_status_stays() -> None:
+    first = status_after(ProbeOutcome(True, "Probed", "ok"))
+    later = connection_status(S3, ProbeOutcome(True, "Probed", "ok"), previous=first, generation=1,
+                              secret_version="7", now=NOW + timedelta(minutes=10))
+    ready = [c for c in later["conditions"] if c["type"] == "Ready"][0]
+    assert ready["lastTransitionTime"] == "2026-11-25T10:00:00Z"
+    assert later["lastProbeTime"] == "2026-11-25T10:10:00Z"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("1h30m", 5400), ("250ms", 0.25)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+
+
+def test_bad_duration_says_how_to_write_one() -> None:
+    with pytest.raises(ValueError, match="like 30s, 10m or 1h30m"):
+        parse_duration("10 minutes")

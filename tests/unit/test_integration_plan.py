@@ -1,0 +1,270 @@
+"""The Integration planner: which run starts, what status and Events follow (no server)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.api.run import SyncResult
+from walkme_dic.conditions import find_condition
+from walkme_dic.integrations import ConnectionView, IntegrationView, plan
+from walkme_dic.jobs.results import JobSummary, PodSummary
+
+NOW = datetime(2026, 11, 25, 10, 7, tzinfo=UTC)
+CREATED = NOW - timedelta(hours=1)
+
+S3 = ConnectionSpec.model_validate({"s3": {"bucket": "acme-data", "region": "eu-west-1"}})
+SALESFORCE = ConnectionSpec.model_validate(
+    {"salesforce": {"instanceUrl": "https://acme.my.salesforce.com", "auth": {"secretRef": {"name": "sf"}}}}
+)
+WALKME = ConnectionSpec.model_validate({"walkme": {"auth": {"secretRef": {"name": "wm"}}}})
+
+
+def inbound_spec(**overrides: Any) -> dict[str, Any]:
+    spec = {
+        "direction": "Inbound",
+        "connectionRef": {"name": "s3"},
+        "walkmeConnectionRef": {"name": "walkme"},
+        "source": {"file": {"path": "users.csv"}},
+        "destination": {"walkme": {"integrationTokenSecretRef": {"name": "tok", "key": "token"},
+                                   "userIdProperty": "uuid"}},
+        "mapping": {"key": {"source": "id", "destination": "uuid"}, "activeField": "active"},
+    }
+    spec.update(overrides)
+    return spec
+
+
+def view(spec: dict[str, Any] | None = None, status: dict[str, Any] | None = None, generation: int = 1,
+         annotations: dict[str, str] | None = None) -> IntegrationView:
+    return IntegrationView(namespace="team-a", name="users-import", uid="uid-1", generation=generation,
+                           created=CREATED, annotations=annotations or {}, spec=spec or inbound_spec(),
+                           status=status or {})
+
+
+def ready(name: str, spec: ConnectionSpec) -> ConnectionView:
+    return ConnectionView(name=name, exists=True, ready=True, spec=spec)
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    found = find_condition(status["conditions"], type_)
+    assert found is not None, f"no {type_} condition in {status['conditions']}"
+    return found
+
+
+def run_plan(v: IntegrationView, jobs: list[JobSummary] | None = None,
+             pods: dict[str, list[PodSummary]] | None = None, now: datetime = NOW,
+             external: ConnectionView | None = None):
+    return plan(v, external or ready("s3", S3), ready("walkme", WALKME), jobs or [], pods or {}, now)
+
+
+def test_new_integration_starts_one_run_for_its_generation() -> None:
+    decision = run_plan(view())
+    assert decision.job is not None
+    request, key = decision.job
+    assert key.trigger == "Created"
+    assert request.run_id == decision.status["activeRun"]
+    assert request.force is True
+    assert decision.status["runs"][0] == {"name": request.run_id, "trigger": "Created",
+                                          "startTime": "2026-11-25T10:07:00Z", "result": "Running"}
+    assert condition(decision.status, "Reconciling")["status"] == "True"
+    assert condition(decision.status, "Ready")["status"] == "Unknown"
+    assert [e.reason for e in decision.events] == ["RunStarted"]
+
+
+def test_connection_not_ready_starts_no_job() -> None:
+    external = ConnectionView(name="s3", exists=True, ready=False, message="Secret 's3' not found", spec=S3)
+    decision = run_plan(view(), external=external)
+    assert decision.job is None
+    ready_condition = condition(decision.status, "Ready")
+    assert (ready_condition["status"], ready_condition["reason"]) == ("False", "ConnectionNotReady")
+    assert "Secret 's3' not found" in ready_condition["message"]
+
+
+def test_missing_connection_is_named() -> None:
+    decision = run_plan(view(), external=ConnectionView(name="s3", exists=False))
+    assert decision.job is None
+    assert "spec.connectionRef: Connection 's3' does not exist" in condition(decision.status, "Ready")["message"]
+
+
+def test_connection_of_wrong_type_stalls() -> None:
+    decision = run_plan(view(), external=ready("s3", SALESFORCE))
+    assert decision.job is None
+    assert condition(decision.status, "Stalled")["reason"] == "ConnectionTypeMismatch"
+
+
+def test_changed_connection_ref_is_refused_and_stalls() -> None:
+    first = run_plan(view()).status
+    changed = view(spec=inbound_spec(connectionRef={"name": "other-bucket"}), status=first, generation=2)
+    decision = run_plan(changed, external=ready("other-bucket", S3))
+    assert decision.job is None
+    stalled = condition(decision.status, "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "ConnectionRefImmutable")
+    assert "cannot change" in stalled["message"] and "'s3'" in stalled["message"]
+    assert [e.reason for e in decision.events] == ["ConnectionRefImmutable"]
+    again = run_plan(view(spec=inbound_spec(connectionRef={"name": "other-bucket"}), status=decision.status,
+                          generation=2), external=ready("other-bucket", S3))
+    assert again.events == [] and not again.status_changed
+
+
+def finished_job(name: str, state: str = "Succeeded") -> JobSummary:
+    return JobSummary(name=name, uid="job-uid", owner_uid="uid-1", state=state,  # type: ignore[arg-type]
+                      start_time="2026-11-25T10:07:00Z", completion_time="2026-11-25T10:08:00Z",
+                      condition_reason="BackoffLimitExceeded" if state == "Failed" else "",
+                      condition_message="Job has reached the specified backoff limit" if state == "Failed" else "")
+
+
+def pod_with(job: str, result: SyncResult | None, exit_code: int = 0) -> PodSummary:
+    return PodSummary(name=f"{job}-abcde", job_name=job, creation="2026-11-25T10:07:01Z", exit_code=exit_code,
+                      message=result.to_termination_message() if result else "")
+
+
+def test_success_records_counts_sets_synced_and_emits_event() -> None:
+    started = run_plan(view())
+    name = started.status["activeRun"]
+    result = SyncResult(result="Succeeded", reason="Synced", rows_read=3, rows_written=3, rows_rejected=0,
+                        users_kept=1, source_fingerprint="etag-1", destination="WalkMe user attributes")
+    decision = run_plan(view(status=started.status), jobs=[finished_job(name)],
+                        pods={name: [pod_with(name, result)]}, now=NOW + timedelta(minutes=1))
+    assert decision.job is None
+    assert "activeRun" not in decision.status
+    run = decision.status["runs"][0]
+    assert (run["result"], run["rowsRead"], run["rowsWritten"], run["usersKept"]) == ("Succeeded", 3, 3, 1)
+    assert decision.status["sourceFingerprint"] == "etag-1"
+    assert condition(decision.status, "Synced")["status"] == "True"
+    assert condition(decision.status, "Ready")["status"] == "True"
+    assert [e.reason for e in decision.events] == ["RunSucceeded"]
+    assert decision.finished is not None and decision.finished.seconds == 60
+
+
+def test_failure_sets_synced_false_with_the_message() -> None:
+    started = run_plan(view())
+    name = started.status["activeRun"]
+    result = SyncResult(result="Failed", reason="AuthenticationFailed",
+                        message="S3 rejected the access key for bucket 'acme-data'")
+    decision = run_plan(view(status=started.status), jobs=[finished_job(name, "Failed")],
+                        pods={name: [pod_with(name, result, exit_code=1)]})
+    synced = condition(decision.status, "Synced")
+    assert (synced["status"], synced["reason"]) == ("False", "AuthenticationFailed")
+    assert "rejected the access key" in synced["message"]
+    assert condition(decision.status, "Ready")["reason"] == "RunFailed"
+    assert decision.events[0].type == "Warning"
+
+
+def test_failed_job_without_result_says_why() -> None:
+    started = run_plan(view())
+    name = started.status["activeRun"]
+    decision = run_plan(view(status=started.status), jobs=[finished_job(name, "Failed")],
+                        pods={name: [pod_with(name, None, exit_code=137)]})
+    assert "backoff limit" in condition(decision.status, "Synced")["message"]
+
+
+def test_running_job_keeps_run_active_and_starts_nothing_new() -> None:
+    started = run_plan(view())
+    name = started.status["activeRun"]
+    running = finished_job(name, "Running")
+    decision = run_plan(view(status=started.status, generation=2), jobs=[running])
+    assert decision.job is None and decision.status["activeRun"] == name
+
+
+def test_restarted_operator_adopts_a_running_job_it_has_no_record_of() -> None:
+    orphan = finished_job("users-import-x-g1", "Running")
+    decision = run_plan(view(), jobs=[orphan])
+    assert decision.job is None
+    assert decision.status["activeRun"] == "users-import-x-g1"
+
+
+def test_job_that_never_appears_is_reported_lost_after_grace() -> None:
+    started = run_plan(view())
+    decision = run_plan(view(status=started.status), now=NOW + timedelta(minutes=5))
+    assert condition(decision.status, "Synced")["reason"] == "JobLost"
+
+
+def test_same_inputs_twice_write_nothing() -> None:
+    started = run_plan(view())
+    name = started.status["activeRun"]
+    done = run_plan(view(status=started.status), jobs=[finished_job(name)],
+                    pods={name: [pod_with(name, SyncResult(result="Succeeded", reason="Synced"))]})
+    again = run_plan(view(status=done.status), jobs=[finished_job(name)],
+                     pods={name: [pod_with(name, SyncResult(result="Succeeded", reason="Synced"))]})
+    assert not again.status_changed and again.job is None and again.events == []
+
+
+def settle(v: IntegrationView, now: datetime) -> dict[str, Any]:
+    started = run_plan(v, now=now)
+    name = started.status["activeRun"]
+    done = run_plan(view(spec=v.spec, status=started.status, generation=v.generation, annotations=v.annotations),
+                    jobs=[finished_job(name)],
+                    pods={name: [pod_with(name, SyncResult(result="Succeeded", reason="Synced"))]}, now=now)
+    return done.status
+
+
+def test_schedule_slot_starts_one_run_per_slot() -> None:
+    spec = inbound_spec(schedule="0 */6 * * *")
+    status = settle(view(spec=spec), NOW)
+    assert status["nextScheduleTime"] == "2026-11-25T12:00:00Z"
+    assert run_plan(view(spec=spec, status=status), now=NOW + timedelta(minutes=30)).job is None
+    at_noon = run_plan(view(spec=spec, status=status), now=datetime(2026, 11, 25, 12, 0, 5, tzinfo=UTC))
+    assert at_noon.job is not None
+    request, key = at_noon.job
+    assert key.trigger == "Schedule" and request.slot == "2026-11-25T12:00:00Z" and request.force is False
+    assert at_noon.status["lastScheduleTime"] == "2026-11-25T12:00:00Z"
+
+
+def test_missed_slots_collapse_into_one_run() -> None:
+    spec = inbound_spec(schedule="0 * * * *")
+    status = settle(view(spec=spec), NOW)
+    late = run_plan(view(spec=spec, status=status), now=NOW + timedelta(hours=5))
+    assert late.job is not None and late.job[0].slot == "2026-11-25T15:00:00Z"
+
+
+def test_schedule_in_time_zone() -> None:
+    spec = inbound_spec(schedule="0 9 * * *", timeZone="Europe/Berlin")
+    status = settle(view(spec=spec), NOW)
+    assert status["nextScheduleTime"] == "2026-11-26T08:00:00Z"
+
+
+def test_suspended_integration_starts_nothing() -> None:
+    spec = inbound_spec(schedule="0 * * * *", suspend=True)
+    decision = run_plan(view(spec=spec))
+    assert decision.job is None
+    assert condition(decision.status, "Ready")["reason"] == "Suspended"
+    assert "nextScheduleTime" not in decision.status
+
+
+def test_requested_at_starts_a_forced_run_once() -> None:
+    status = settle(view(), NOW)
+    asked = view(status=status, annotations={"integrations.walkme.io/requested-at": "2026-11-25T10:30"})
+    decision = run_plan(asked)
+    assert decision.job is not None and decision.job[1].trigger == "Requested" and decision.job[0].force
+    assert decision.status["lastHandledRequestedAt"] == "2026-11-25T10:30"
+    assert settle(asked, NOW)["lastHandledRequestedAt"] == "2026-11-25T10:30"
+    handled = view(status=settle(asked, NOW), annotations=asked.annotations)
+    assert run_plan(handled).job is None
+
+
+def test_spec_change_starts_a_new_run() -> None:
+    status = settle(view(), NOW)
+    decision = run_plan(view(spec=inbound_spec(dryRun=True), status=status, generation=2))
+    assert decision.job is not None and decision.job[1].trigger == "SpecChanged"
+
+
+def test_run_history_is_bounded() -> None:
+    spec = inbound_spec(runHistoryLimit=2)
+    status: dict[str, Any] = {}
+    for generation in range(1, 5):
+        status = settle(view(spec=spec, status=status, generation=generation), NOW)
+    assert len(status["runs"]) == 2
+    assert status["runs"][0]["name"].endswith("g4")
+
+
+def test_invalid_spec_stalls_with_the_field() -> None:
+    decision = run_plan(view(spec=inbound_spec(schedule="every day")))
+    stalled = condition(decision.status, "Stalled")
+    assert stalled["reason"] == "InvalidSpec" and "schedule" in stalled["message"]
+    assert decision.job is None
+
+
+def test_every_condition_has_all_fields() -> None:
+    for cond in run_plan(view()).status["conditions"]:
+        assert set(cond) == {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}

@@ -1,0 +1,105 @@
+"""Run naming, the Job manifest and reading results (no server)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from walkme_dic.api.run import RejectedRow, SyncRequest, SyncResult
+from walkme_dic.jobs.manifest import REQUEST_ENV, JobImage, build_job
+from walkme_dic.jobs.naming import generation_key, requested_key, run_name, schedule_key
+from walkme_dic.jobs.results import JobSummary, parse_termination_message, read_result, summarize_job, summarize_pod
+
+REQUEST = SyncRequest.model_validate({
+    "integration": {"namespace": "team-a", "name": "users-import", "uid": "u-1", "generation": 3},
+    "runId": "users-import-abcde-g3",
+    "spec": {
+        "direction": "Inbound",
+        "connectionRef": {"name": "azure"},
+        "walkmeConnectionRef": {"name": "walkme"},
+        "source": {"file": {"path": "users.jsonl.gz", "format": "jsonl"}},
+        "destination": {"walkme": {"integrationTokenSecretRef": {"name": "tok", "key": "token"},
+                                   "userIdProperty": "uuid"}},
+        "mapping": {"key": {"source": "id", "destination": "uuid"}},
+        "job": {"serviceAccountName": "sync", "nodeSelector": {"pool": "batch"},
+                "tolerations": [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}]},
+    },
+    "connection": {"azureBlob": {"accountUrl": "https://acme.blob.core.windows.net", "container": "exports",
+                                 "auth": {"secretRef": {"name": "azure-cred", "key": "connectionString"}}}},
+    "walkmeConnection": {"walkme": {"auth": {"secretRef": {"name": "walkme-api"}}}},
+})
+
+
+def test_run_names_are_deterministic_unique_per_trigger_and_short() -> None:
+    slot = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    name = run_name("users-import", "u-1", schedule_key(slot))
+    assert name == run_name("users-import", "u-1", schedule_key(slot))
+    assert name.endswith("-s202611251200")
+    assert name != run_name("users-import", "u-2", schedule_key(slot))
+    others = {run_name("users-import", "u-1", k) for k in (generation_key(3, created=False), requested_key("x"))}
+    assert name not in others and len(others) == 2
+    long_name = run_name("a" * 250, "u-1", requested_key("now"))
+    assert len(long_name) <= 63 and not long_name.startswith("-")
+
+
+def test_job_is_locked_down_and_owned_by_its_integration() -> None:
+    job = build_job(REQUEST, generation_key(3, created=False), JobImage("registry/walkme-dic:1"))
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert job["metadata"]["name"] == REQUEST.run_id
+    owner = job["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("Integration", "u-1", True)
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod["serviceAccountName"] == "sync" and pod["nodeSelector"] == {"pool": "batch"}
+    assert pod["tolerations"] == [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}]
+    assert container["command"] == ["walkme-dic", "sync"]
+    assert job["spec"]["backoffLimit"] == 2 and job["spec"]["activeDeadlineSeconds"] == 3600
+
+
+def test_job_mounts_only_secret_references_never_values() -> None:
+    job = build_job(REQUEST, generation_key(3, created=False), JobImage("img"))
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["external"]["secret"] == {"secretName": "azure-cred", "defaultMode": 0o440,
+                                             "items": [{"key": "connectionString", "path": "connectionString"}]}
+    assert volumes["walkme"]["secret"]["secretName"] == "walkme-api"
+    assert volumes["integration-token"]["secret"]["items"] == [{"key": "token", "path": "token"}]
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert SyncRequest.model_validate_json(env[REQUEST_ENV]) == REQUEST
+
+
+def test_termination_message_fits_4k_even_with_many_rejections() -> None:
+    result = SyncResult(result="Failed", reason="TooManyRejectedRows", message="x" * 5000, rows_rejected=10_000,
+                        rejected=[RejectedRow(row=i, reason="column 'email': not an email " * 3)
+                                  for i in range(1, 200)])
+    text = result.to_termination_message()
+    assert len(text.encode()) <= 4096
+    parsed = parse_termination_message(text)
+    assert parsed is not None and parsed.rows_rejected == 10_000
+
+
+def test_summaries_read_real_job_and_pod_shapes() -> None:
+    job = summarize_job({
+        "metadata": {"name": "j", "uid": "ju", "ownerReferences": [{"uid": "u-1", "controller": True}]},
+        "status": {"failed": 3, "conditions": [
+            {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "m"},
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit reached"}]},
+    })
+    assert (job.state, job.owner_uid, job.condition_message) == ("Failed", "u-1", "limit reached")
+    message = SyncResult(result="Failed", reason="PermanentError", message="bucket missing").to_termination_message()
+    pod = summarize_pod({
+        "metadata": {"name": "j-x", "labels": {"batch.kubernetes.io/job-name": "j"}, "creationTimestamp": "t"},
+        "status": {"containerStatuses": [
+            {"name": "sync", "state": {"terminated": {"exitCode": 1, "message": message}}}]},
+    })
+    assert pod is not None and pod.exit_code == 1
+    assert read_result(job, [pod]).message == "bucket missing"
+
+
+def test_completed_job_without_result_is_a_failure_with_a_reason() -> None:
+    job = JobSummary("j", "ju", "u", "Succeeded", None, None, "", "")
+    result = read_result(job, [])
+    assert (result.result, result.reason) == ("Failed", "NoResult")
+    assert json.loads(result.to_termination_message())["reason"] == "NoResult"

@@ -54,7 +54,7 @@ def test_ready_transition_time_is_kept_while_status_stays() -> None:
     first = status_after(ProbeOutcome(True, "Probed", "ok"))
     later = connection_status(S3, ProbeOutcome(True, "Probed", "ok"), previous=first, generation=1,
                               secret_version="7", now=NOW + timedelta(minutes=10))
-    ready = [c for c in later["conditions"] if c["type"] == "Ready"][0]
+    ready = next(c for c in later["conditions"] if c["type"] == "Ready")
     assert ready["lastTransitionTime"] == "2026-11-25T10:00:00Z"
     assert later["lastProbeTime"] == "2026-11-25T10:10:00Z"
 

@@ -1,0 +1,5 @@
+"""Shared pytest configuration: fixture modules live in tests/fixtures/ and are registered here."""
+
+pytest_plugins = [
+    "tests.fixtures.tools",
+]

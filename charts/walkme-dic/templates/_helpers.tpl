@@ -76,7 +76,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["integrations.walkme.io"]
   resources: ["connections/status", "integrations/status"]
   verbs: ["get", "patch"]
-# One sync Job per run: created, watched, and deleted beyond runHistoryLimit.
+# One sync Job per run: created, watched, deleted when a run is cancelled.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]

@@ -1,0 +1,319 @@
+"""The Helm chart, rendered by a real helm binary (no cluster needed).
+
+Every rendered object is validated offline against the Kubernetes OpenAPI schemas
+(kubernetes-validate, strict: unknown fields fail), and the security-relevant parts —
+the Pod's hardening, RBAC verbs, Role vs ClusterRole — are asserted directly.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes_validate.utils import SchemaNotFoundError, latest_version
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "walkme-dic"
+RELEASE, NAMESPACE = "dic", "walkme-system"
+K8S_VERSIONS = ["1.30.0", latest_version()]
+# Objects of these kinds come from other projects' CRDs: kubernetes-validate has no schema for them.
+NON_CORE_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+ALLOWED_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
+
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "watch-namespaces": {"watchNamespaces": ["team-a", "team-b"]},
+    "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "interval": "15s",
+                                                       "labels": {"release": "kube-prometheus-stack"}}}},
+    "custom": {
+        "image": {"repository": "registry.example.com/dic/walkme-dic", "tag": "0.1.0-rc1", "pullPolicy": "Always"},
+        "jobImage": {"digest": "sha256:" + "ab" * 32},
+        "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+        "nodeSelector": {"kubernetes.io/os": "linux", "node-role.example.com/ops": "true"},
+        "tolerations": [{"key": "ops", "operator": "Exists", "effect": "NoSchedule"}],
+        "operator": {"logFormat": "plain", "verbose": True, "resync": 15},
+        "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/dic"}},
+        "metrics": {"enabled": False},
+    },
+}
+
+
+def helm(helm_binary: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([str(helm_binary), *args], capture_output=True, text=True, check=False, timeout=120)
+    if check and done.returncode != 0:
+        pytest.fail(f"helm {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+    return done
+
+
+def values_file(tmp_path: Path, values: dict[str, Any]) -> Path:
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def render(helm_binary: Path, tmp_path: Path, values: dict[str, Any], *extra: str) -> list[dict[str, Any]]:
+    done = helm(helm_binary, "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
+                "-f", str(values_file(tmp_path, values)), *extra)
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def the_deployment(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = of_kind(objects, "Deployment")
+    return deployment
+
+
+def repo_crds() -> list[Path]:
+    return sorted((REPO / "crds").glob("*.yaml"))
+
+
+# -- lint and schema ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_helm_lint_passes_strict(helm_binary: Path, tmp_path: Path, name: str) -> None:
+    done = helm(helm_binary, "lint", "--strict", str(CHART), "-f", str(values_file(tmp_path, VALUE_SETS[name])))
+    assert "0 chart(s) failed" in done.stdout
+
+
+def test_default_values_satisfy_the_values_schema() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.validate(yaml.safe_load((CHART / "values.yaml").read_text()), schema)
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("replicaCount=abc", "/replicaCount"),
+        ("replicaCount=2", "/replicaCount"),  # standalone kopf: a second replica would reconcile twice
+        ("watchNamespaces[0]=Team_A", "/watchNamespaces/0"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("operator.logFormat=xml", "/operator/logFormat"),
+        ("replicas=1", "additional properties 'replicas' not allowed"),
+    ],
+)
+def test_values_schema_rejects_bad_values(helm_binary: Path, setting: str, complaint: str) -> None:
+    done = helm(helm_binary, "template", RELEASE, str(CHART), "--set", setting, check=False)
+    assert done.returncode != 0, f"--set {setting} rendered:\n{done.stdout[:500]}"
+    assert complaint in done.stderr
+
+
+# -- every rendered object is a valid Kubernetes object -------------------------------------------
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_rendered_manifests_validate_against_kubernetes_schemas(
+    helm_binary: Path, tmp_path: Path, name: str,
+) -> None:
+    objects = render(helm_binary, tmp_path, VALUE_SETS[name], "--include-crds")
+    assert objects
+    skipped = set()
+    for obj in objects:
+        ident = (obj["apiVersion"], obj["kind"])
+        if ident in NON_CORE_KINDS:
+            skipped.add(ident)  # no upstream schema (a prometheus-operator CRD); checked by the tests below
+            continue
+        for version in K8S_VERSIONS:
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except SchemaNotFoundError:
+                pytest.fail(f"{ident} has no schema in Kubernetes {version}: a typo in apiVersion/kind?")
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} invalid for Kubernetes {version}: {exc}")
+    if name == "service-monitor":
+        assert skipped == {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+
+# -- the operator Pod -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_deployment_is_non_root_read_only_and_unprivileged(helm_binary: Path, tmp_path: Path, name: str) -> None:
+    pod = the_deployment(render(helm_binary, tmp_path, VALUE_SETS[name]))["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert any(v["name"] == "tmp" and "emptyDir" in v for v in pod["volumes"])
+
+
+def test_deployment_probes_kopf_liveness_endpoint(helm_binary: Path, tmp_path: Path) -> None:
+    deployment = the_deployment(render(helm_binary, tmp_path, {}))
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
+    assert {"name": "health", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+
+
+def test_deployment_args_and_env_follow_values(helm_binary: Path, tmp_path: Path) -> None:
+    (container,) = the_deployment(render(helm_binary, tmp_path, {}))["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "ghcr.io/walkme-dic/walkme-dic:0.1.0"
+    assert container["args"][0] == "operator"
+    assert not any(a.startswith("--namespace") for a in container["args"])  # all namespaces
+    assert "--metrics-port=8000" in container["args"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["WALKME_DIC_JOB_IMAGE"] == container["image"]  # one image for operator and Jobs
+
+    (container,) = the_deployment(render(helm_binary, tmp_path, VALUE_SETS["watch-namespaces"])
+                                  )["spec"]["template"]["spec"]["containers"]
+    assert [a for a in container["args"] if a.startswith("--namespace")] == [
+        "--namespace=team-a", "--namespace=team-b",
+    ]
+
+    deployment = the_deployment(render(helm_binary, tmp_path, VALUE_SETS["custom"]))
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "registry.example.com/dic/walkme-dic:0.1.0-rc1"
+    assert container["imagePullPolicy"] == "Always"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["WALKME_DIC_JOB_IMAGE"] == "registry.example.com/dic/walkme-dic@sha256:" + "ab" * 32
+    assert container["resources"] == VALUE_SETS["custom"]["resources"]
+    assert pod["nodeSelector"] == VALUE_SETS["custom"]["nodeSelector"]
+    assert pod["tolerations"] == VALUE_SETS["custom"]["tolerations"]
+    assert {"--log-format=plain", "--verbose", "--resync=15", "--metrics-port=0"} <= set(container["args"])
+
+
+# -- RBAC -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_rbac_has_no_wildcards_and_only_the_verbs_the_operator_uses(
+    helm_binary: Path, tmp_path: Path, name: str,
+) -> None:
+    objects = render(helm_binary, tmp_path, VALUE_SETS[name])
+    roles = of_kind(objects, "ClusterRole") + of_kind(objects, "Role")
+    assert roles
+    for role in roles:
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field], f"{role['kind']}/{role['metadata']['name']}: wildcard in {field}"
+            assert set(rule["verbs"]) <= ALLOWED_VERBS, rule
+            assert "nonResourceURLs" not in rule and "resourceNames" not in rule
+            if "secrets" in rule["resources"]:
+                assert set(rule["verbs"]) <= {"get", "list", "watch"}, "secrets are read, never written"
+            if "connections" in rule["resources"] or "integrations" in rule["resources"]:
+                assert set(rule["verbs"]) <= {"get", "list", "watch"}, "spec is never written, only status"
+
+
+def grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                out.setdefault((group, resource), set()).update(rule["verbs"])
+    return out
+
+
+NAMESPACED_GRANTS = {
+    ("integrations.walkme.io", "connections"): {"get", "list", "watch"},
+    ("integrations.walkme.io", "integrations"): {"get", "list", "watch"},
+    ("integrations.walkme.io", "connections/status"): {"get", "patch"},
+    ("integrations.walkme.io", "integrations/status"): {"get", "patch"},
+    ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "secrets"): {"get", "list", "watch"},
+    ("", "events"): {"create"},
+    ("events.k8s.io", "events"): {"create"},
+}
+CLUSTER_READ_GRANTS = {
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+    ("", "namespaces"): {"get", "list", "watch"},
+}
+
+
+def test_all_namespaces_gets_one_cluster_role(helm_binary: Path, tmp_path: Path) -> None:
+    objects = render(helm_binary, tmp_path, {})
+    assert of_kind(objects, "Role") == [] and of_kind(objects, "RoleBinding") == []
+    (role,) = of_kind(objects, "ClusterRole")
+    assert grants(role) == NAMESPACED_GRANTS | CLUSTER_READ_GRANTS
+    (binding,) = of_kind(objects, "ClusterRoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": role["metadata"]["name"]}
+    (account,) = of_kind(objects, "ServiceAccount")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
+                                    "namespace": NAMESPACE}]
+
+
+def test_watch_namespaces_gets_a_role_per_namespace(helm_binary: Path, tmp_path: Path) -> None:
+    objects = render(helm_binary, tmp_path, VALUE_SETS["watch-namespaces"])
+    roles = of_kind(objects, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    for role in roles:
+        assert grants(role) == NAMESPACED_GRANTS
+    bindings = of_kind(objects, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    for binding in bindings:
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["subjects"][0]["namespace"] == NAMESPACE
+    # Cluster-wide, only the reads kopf needs: no Secrets, Jobs or custom resources across the cluster.
+    (cluster_role,) = of_kind(objects, "ClusterRole")
+    assert grants(cluster_role) == CLUSTER_READ_GRANTS
+    (cluster_binding,) = of_kind(objects, "ClusterRoleBinding")
+    assert cluster_binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
+
+
+def test_rbac_can_be_left_to_the_user(helm_binary: Path, tmp_path: Path) -> None:
+    objects = render(helm_binary, tmp_path, {"rbac": {"create": False}})
+    assert not [o for o in objects if o["apiVersion"].startswith("rbac.authorization.k8s.io/")]
+
+
+# -- metrics --------------------------------------------------------------------------------------
+
+
+def test_service_monitor_only_when_enabled_and_targets_the_metrics_service(
+    helm_binary: Path, tmp_path: Path,
+) -> None:
+    assert of_kind(render(helm_binary, tmp_path, {}), "ServiceMonitor") == []
+    objects = render(helm_binary, tmp_path, VALUE_SETS["service-monitor"])
+    (service,) = of_kind(objects, "Service")
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 8000, "targetPort": "metrics", "protocol": "TCP"}]
+    (monitor,) = of_kind(objects, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
+
+
+def test_metrics_disabled_renders_no_service(helm_binary: Path, tmp_path: Path) -> None:
+    objects = render(helm_binary, tmp_path, VALUE_SETS["custom"])
+    assert of_kind(objects, "Service") == []
+
+
+# -- CRDs and versions ----------------------------------------------------------------------------
+
+
+def test_chart_crds_are_the_generated_crds() -> None:
+    generated = repo_crds()
+    if not generated:
+        pytest.skip("crds/ holds no generated CRDs yet (run `walkme-dic crds`)")
+    in_chart = sorted((CHART / "crds").glob("*.yaml"))
+    fix = "cp crds/*.yaml charts/walkme-dic/crds/"
+    assert [p.name for p in in_chart] == [p.name for p in generated], f"chart CRDs differ from crds/: {fix}"
+    for chart_copy, original in zip(in_chart, generated, strict=True):
+        assert chart_copy.read_bytes() == original.read_bytes(), f"{chart_copy.name} drifted: {fix}"
+
+
+def test_chart_app_version_is_the_package_version() -> None:
+    import walkme_dic
+
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2"
+    assert chart["appVersion"] == walkme_dic.__version__

@@ -225,25 +225,24 @@ def grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
 NAMESPACED_GRANTS = {
     ("integrations.walkme.io", "connections"): {"get", "list", "watch"},
     ("integrations.walkme.io", "integrations"): {"get", "list", "watch"},
-    ("integrations.walkme.io", "connections/status"): {"get", "patch"},
-    ("integrations.walkme.io", "integrations/status"): {"get", "patch"},
+    ("integrations.walkme.io", "connections/status"): {"patch"},
+    ("integrations.walkme.io", "integrations/status"): {"patch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "secrets"): {"get", "list", "watch"},
     ("", "events"): {"create"},
     ("events.k8s.io", "events"): {"create"},
 }
-CLUSTER_READ_GRANTS = {
-    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
-    ("", "namespaces"): {"get", "list", "watch"},
-}
+# kopf always watches CRDs; it lists namespaces only when it serves named namespaces.
+CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+NAMESPACE_READ = {("", "namespaces"): {"list", "watch"}}
 
 
 def test_all_namespaces_gets_one_cluster_role(helm_binary: Path, tmp_path: Path) -> None:
     objects = render(helm_binary, tmp_path, {})
     assert of_kind(objects, "Role") == [] and of_kind(objects, "RoleBinding") == []
     (role,) = of_kind(objects, "ClusterRole")
-    assert grants(role) == NAMESPACED_GRANTS | CLUSTER_READ_GRANTS
+    assert grants(role) == NAMESPACED_GRANTS | CRD_READ
     (binding,) = of_kind(objects, "ClusterRoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                   "name": role["metadata"]["name"]}
@@ -265,7 +264,7 @@ def test_watch_namespaces_gets_a_role_per_namespace(helm_binary: Path, tmp_path:
         assert binding["subjects"][0]["namespace"] == NAMESPACE
     # Cluster-wide, only the reads kopf needs: no Secrets, Jobs or custom resources across the cluster.
     (cluster_role,) = of_kind(objects, "ClusterRole")
-    assert grants(cluster_role) == CLUSTER_READ_GRANTS
+    assert grants(cluster_role) == CRD_READ | NAMESPACE_READ
     (cluster_binding,) = of_kind(objects, "ClusterRoleBinding")
     assert cluster_binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
 

@@ -75,7 +75,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 # Conditions and run history are written through the status subresource only.
 - apiGroups: ["integrations.walkme.io"]
   resources: ["connections/status", "integrations/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # One sync Job per run: created, watched, deleted when a run is cancelled.
 - apiGroups: ["batch"]
   resources: ["jobs"]
@@ -97,14 +97,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: ["create"]
 {{- end }}
 
-{{/* Cluster-scoped reads kopf needs to discover resources and (in namespaced mode) namespaces. */}}
+{{/*
+Cluster-scoped reads kopf needs (kopf 1.45, _core/reactor/observation.py): it always lists and
+watches CRDs to follow its resources; it lists namespaces only when serving named namespaces,
+never in cluster-wide mode. API discovery (/api, /apis) is open to every authenticated user.
+*/}}
 {{- define "walkme-dic.clusterReadRules" -}}
-# kopf discovers and follows the CRDs it serves.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
-# kopf resolves the namespaces it serves.
+  verbs: ["list", "watch"]
+{{- if .Values.watchNamespaces }}
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
+{{- end }}
 {{- end }}

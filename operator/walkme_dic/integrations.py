@@ -77,6 +77,7 @@ class Decision:
     job: tuple[SyncRequest, RunKey] | None = None
     events: list[Event] = field(default_factory=list)
     finished: FinishedRun | None = None
+    delete_jobs: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,8 @@ def plan(
     if blocker and blocker.stalled and (previous_stall or {}).get("reason") != blocker.reason:
         decision.events.append(Event("Warning", blocker.reason, blocker.message))
     _set_conditions(status, view, spec, blocker, now)
+    kept = {r["name"] for r in status.get("runs", [])}
+    decision.delete_jobs = sorted(j.name for j in jobs if j.state != "Running" and j.name not in kept)
     return _finish(decision, view)
 
 

@@ -268,3 +268,12 @@ def test_invalid_spec_stalls_with_the_field() -> None:
 def test_every_condition_has_all_fields() -> None:
     for cond in run_plan(view()).status["conditions"]:
         assert set(cond) == {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}
+
+
+def test_jobs_of_runs_that_left_the_history_are_deleted() -> None:
+    spec = inbound_spec(runHistoryLimit=1)
+    status = settle(view(spec=spec), NOW)
+    old = status["runs"][0]["name"]
+    newer = run_plan(view(spec=spec, status=status, generation=2), jobs=[finished_job(old)])
+    assert newer.delete_jobs == [old]
+    assert run_plan(view(spec=spec, status=status), jobs=[finished_job(old)]).delete_jobs == []

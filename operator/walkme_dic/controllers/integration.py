@@ -169,6 +169,8 @@ async def apply(memo: Runtime, body: dict[str, Any], decision: Decision) -> None
         written = await memo.client.patch(INTEGRATIONS, namespace, name, status_patch(old, decision.status),
                                           status=True)
         memo.written[("Integration", namespace, name)] = written
+    for job in decision.delete_jobs:  # runs that fell out of the history: their Jobs go too
+        await memo.client.delete(JOBS, namespace, job)
     for event in decision.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     if decision.finished is not None:

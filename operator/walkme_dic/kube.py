@@ -148,4 +148,9 @@ class KubeClient:
         return await self.request("PATCH", path, patch, "application/merge-patch+json")
 
     async def delete(self, resource: Resource, namespace: str, name: str) -> None:
-        await self.request("DELETE", resource.path(namespace, name), {"propagationPolicy": "Background"})
+        """Delete with background propagation; an object that is already gone is fine."""
+        try:
+            await self.request("DELETE", resource.path(namespace, name), {"propagationPolicy": "Background"})
+        except ApiError as error:
+            if error.status != 404:
+                raise

@@ -1,0 +1,246 @@
+"""`walkme-dic crds`: render the CRDs and the API reference from the pydantic models.
+
+The models in walkme_dic.api are the single source of truth. This module turns their JSON
+schema into structural OpenAPI v3 schemas (refs inlined, optional-null unions flattened),
+adds the CEL rules and printer columns, and writes:
+
+* crds/integrations.walkme.io_<plural>.yaml and the identical copies in charts/walkme-dic/crds/;
+* docs/api.md, the field reference.
+
+``--check`` writes nothing and exits 1 listing the files that differ (the drift check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from walkme_dic.api.common import CATEGORY, GROUP, VERSION
+from walkme_dic.api.connection import ConnectionSpec, ConnectionStatus
+from walkme_dic.api.integration import IntegrationSpec, IntegrationStatus
+
+ROOT = Path(__file__).resolve().parents[2]
+KEEP = ("type", "description", "enum", "default", "pattern", "format", "minLength", "maxLength", "minimum",
+        "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "required")
+
+READY_STATUS = '.status.conditions[?(@.type=="Ready")].status'
+READY_REASON = '.status.conditions[?(@.type=="Ready")].reason'
+
+KINDS: dict[str, dict[str, Any]] = {
+    "Connection": {
+        "plural": "connections",
+        "short": ["wmconn"],
+        "spec": ConnectionSpec,
+        "status": ConnectionStatus,
+        "columns": [
+            {"name": "Type", "type": "string", "jsonPath": ".status.provider"},
+            {"name": "Ready", "type": "string", "jsonPath": READY_STATUS},
+            {"name": "Reason", "type": "string", "jsonPath": READY_REASON},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+        "spec_rules": [{
+            "rule": "[has(self.s3), has(self.azureBlob), has(self.salesforce), has(self.walkme)]"
+                    ".filter(x, x).size() == 1",
+            "message": "set exactly one provider block: s3, azureBlob, salesforce or walkme",
+        }],
+    },
+    "Integration": {
+        "plural": "integrations",
+        "short": ["wmint"],
+        "spec": IntegrationSpec,
+        "status": IntegrationStatus,
+        "columns": [
+            {"name": "Direction", "type": "string", "jsonPath": ".spec.direction"},
+            {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+            {"name": "Last Run", "type": "date", "jsonPath": ".status.runs[0].completionTime"},
+            {"name": "Rows", "type": "integer", "jsonPath": ".status.runs[0].rowsWritten"},
+            {"name": "Ready", "type": "string", "jsonPath": READY_STATUS},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+        "spec_rules": [{
+            "rule": "self.direction == 'Inbound' ? (has(self.destination.walkme) && !has(self.source.walkme)) "
+                    ": (has(self.source.walkme) && !has(self.destination.walkme))",
+            "message": "Inbound integrations read file or salesforce and write walkme; "
+                       "Outbound integrations read walkme and write file or salesforce",
+        }],
+        "field_rules": {
+            "connectionRef": [{
+                "rule": "self == oldSelf",
+                "message": "connectionRef cannot be changed after creation; create a new Integration",
+            }],
+            "source": [{"rule": "[has(self.file), has(self.salesforce), has(self.walkme)].filter(x, x).size() == 1",
+                        "message": "set exactly one of source.file, source.salesforce, source.walkme"}],
+            "destination": [{
+                "rule": "[has(self.file), has(self.salesforce), has(self.walkme)].filter(x, x).size() == 1",
+                "message": "set exactly one of destination.file, destination.salesforce, destination.walkme",
+            }],
+        },
+    },
+}
+
+
+def structural(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema as a structural OpenAPI v3 schema."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return _convert(raw, raw.get("$defs", {}))
+
+
+def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in node:
+        target = defs[node["$ref"].split("/")[-1]]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _convert(merged, defs)
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        if len(options) == 1:
+            rest = {k: v for k, v in node.items() if k != "anyOf" and not (k == "default" and v is None)}
+            return _convert({**options[0], **rest}, defs)
+        raise ValueError(f"cannot express a union of {len(options)} types structurally: {node}")
+    if "const" in node:
+        node = {**node, "enum": [node["const"]]}
+    out = {k: v for k, v in node.items() if k in KEEP}
+    if "enum" in node and "type" not in out:
+        out["type"] = "string"
+    kind = out.get("type")
+    if kind == "object" or "properties" in node:
+        out["type"] = "object"
+        if "properties" in node:
+            out["properties"] = {name: _convert(sub, defs) for name, sub in node["properties"].items()}
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            out["additionalProperties"] = _convert(extra, defs)
+        elif "properties" not in node:
+            out["additionalProperties"] = {"type": "string"}
+    if kind == "array":
+        out["items"] = _convert(node.get("items", {}), defs)
+    if out.get("required") == []:
+        out.pop("required")
+    return out
+
+
+def crd_for(kind: str) -> dict[str, Any]:
+    info = KINDS[kind]
+    spec = structural(info["spec"])
+    spec["x-kubernetes-validations"] = info["spec_rules"]
+    for field, rules in info.get("field_rules", {}).items():
+        spec["properties"][field]["x-kubernetes-validations"] = rules
+    spec["description"] = (info["spec"].__doc__ or "").strip()
+    status = structural(info["status"])
+    status["description"] = (info["status"].__doc__ or "").strip()
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{info['plural']}.{GROUP}",
+                     "labels": {"app.kubernetes.io/name": "walkme-dic", "app.kubernetes.io/part-of": "walkme-dic"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": info["plural"],
+                "singular": kind.lower(),
+                "shortNames": info["short"],
+                "categories": [CATEGORY],
+            },
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": info["columns"],
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "description": f"{kind} of walkme-dic (WalkMe Data Integration Center as Kubernetes resources).",
+                    "required": ["spec"],
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "metadata": {"type": "object"},
+                        "spec": spec,
+                        "status": status,
+                    },
+                }},
+            }],
+        },
+    }
+
+
+def render_crds() -> list[dict[str, Any]]:
+    return [crd_for(kind) for kind in KINDS]
+
+
+def crd_yaml(crd: dict[str, Any]) -> str:
+    header = "# Generated by `walkme-dic crds` from operator/walkme_dic/api; do not edit.\n"
+    return header + yaml.safe_dump(crd, sort_keys=False, width=120)
+
+
+def api_reference() -> str:
+    lines = ["# API reference", "",
+             "Generated by `walkme-dic crds` from `operator/walkme_dic/api`; do not edit.",
+             f"Group `{GROUP}`, version `{VERSION}`, category `{CATEGORY}`.", ""]
+    for kind, info in KINDS.items():
+        lines += [f"## {kind} (`{', '.join(info['short'])}`)", ""]
+        for part in ("spec", "status"):
+            schema = structural(info[part])
+            lines += [f"### {kind}.{part}", "", (info[part].__doc__ or "").strip(), "",
+                      "| field | type | required | default | description |", "|---|---|---|---|---|"]
+            lines += list(_field_rows(schema, part))
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _field_rows(schema: dict[str, Any], path: str) -> Any:
+    required = set(schema.get("required", []))
+    for name, sub in (schema.get("properties") or {}).items():
+        field = f"{path}.{name}"
+        kind = sub.get("type", "")
+        if kind == "array":
+            kind = f"[]{sub.get('items', {}).get('type', '')}"
+        if "enum" in sub:
+            kind += " (" + " \\| ".join(str(v) for v in sub["enum"]) + ")"
+        default = f"`{sub['default']}`" if "default" in sub and sub["default"] not in ({}, []) else ""
+        text = (sub.get("description") or "").replace("|", "\\|").replace("\n", " ")
+        yield f"| `{field}` | {kind} | {'yes' if name in required else ''} | {default} | {text} |"
+        if sub.get("type") == "object" and sub.get("properties"):
+            yield from _field_rows(sub, field)
+        if sub.get("type") == "array" and sub.get("items", {}).get("properties"):
+            yield from _field_rows(sub["items"], field + "[]")
+
+
+def outputs(root: Path) -> dict[Path, str]:
+    files: dict[Path, str] = {}
+    for crd in render_crds():
+        name = f"{GROUP}_{crd['spec']['names']['plural']}.yaml"
+        files[root / "crds" / name] = crd_yaml(crd)
+        files[root / "charts" / "walkme-dic" / "crds" / name] = crd_yaml(crd)
+    files[root / "docs" / "api.md"] = api_reference()
+    return files
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="walkme-dic crds", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=ROOT, help="Repository root to write into.")
+    parser.add_argument("--check", action="store_true", help="Write nothing; exit 1 when files differ.")
+    args = parser.parse_args(argv)
+    drifted = []
+    for path, text in outputs(args.root).items():
+        if path.exists() and path.read_text() == text:
+            continue
+        if args.check:
+            drifted.append(path)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path.relative_to(args.root)}")
+    if drifted:
+        print("generated files are out of date; run `walkme-dic crds`:", file=sys.stderr)
+        for path in drifted:
+            print(f"  {path.relative_to(args.root)}", file=sys.stderr)
+        return 1
+    return 0

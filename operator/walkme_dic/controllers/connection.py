@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from walkme_dic import metrics, reasons
 from walkme_dic.api.common import GROUP, VERSION
 from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.conditions import find_condition
 from walkme_dic.connections import ProbeOutcome, connection_status, missing_secret_keys, probe_due
 from walkme_dic.connectors import registry
 from walkme_dic.controllers.common import plain, read_secret, status_patch
@@ -141,11 +142,11 @@ async def _write(memo: Runtime, body: dict[str, Any], new: dict[str, Any]) -> No
     written = await memo.client.patch(CONNECTIONS, meta["namespace"], meta["name"], status_patch(old, new),
                                       status=True)
     memo.written[("Connection", meta["namespace"], meta["name"])] = written
-    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in new.get("conditions", []))
+    condition = find_condition(new.get("conditions"), "Ready") or {}
+    before = find_condition(old.get("conditions"), "Ready") or {}
+    ready = condition.get("status") == "True"
     metrics.READY.labels("Connection", meta["namespace"], meta["name"]).set(1 if ready else 0)
-    was_ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in old.get("conditions") or [])
-    if ready != was_ready:
-        condition = next(c for c in new["conditions"] if c["type"] == "Ready")
+    if (condition.get("status"), condition.get("reason")) != (before.get("status"), before.get("reason")):
         kopf.event(body, type="Normal" if ready else "Warning", reason=condition["reason"],
                    message=condition["message"])
         await reconcile_integrations_using(memo, meta["namespace"], meta["name"])

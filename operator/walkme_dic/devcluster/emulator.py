@@ -461,7 +461,7 @@ def _now() -> str:
 def _verb(request: rendering.Request) -> str:
     if request.method.value.upper() == "PUT":
         return "update"
-    action = request.action.value if request.action is not None else ""
+    action = request.action.value.lower() if request.action is not None else ""
     return {"fetch": "get", "update": "patch"}.get(action, action)
 
 

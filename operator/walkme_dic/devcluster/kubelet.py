@@ -1,0 +1,283 @@
+"""A job runner that plays kubelet and the Job controller for the dev cluster.
+
+For every batch/v1 Job it sees (through the HTTP API, like a real node would), it creates a Pod,
+runs the container's command as a local subprocess, and writes Pod and Job status the way
+Kubernetes does: containerStatuses[].state.terminated with exitCode, reason and the termination
+message; Job startTime, active/succeeded/failed, completionTime and Complete/Failed conditions.
+
+What it maps to the local machine:
+* Secret and ConfigMap volumes become temp directories (one file per key, or the listed items);
+  emptyDir volumes become empty temp directories;
+* every argv element or env value that starts with a volumeMount's mountPath, or equals the
+  container's terminationMessagePath, is rewritten to the local path;
+* a leading ``walkme-dic`` in the command becomes ``python -m walkme_dic`` of this interpreter
+  (``command_resolver`` can map commands differently, e.g. a script that hangs for a test).
+
+Retries follow spec.backoffLimit (a new Pod per attempt); spec.activeDeadlineSeconds kills the
+process (reason DeadlineExceeded); a Job deleted while running has its process killed.
+Not emulated: images, resource limits, security contexts, init containers, several containers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from walkme_dic.kube import JOBS, PODS, SECRETS, ApiError, KubeClient, Resource
+
+CONFIGMAPS = Resource("", "v1", "configmaps")
+MESSAGE_LIMIT = 4096
+CommandResolver = Callable[[list[str]], list[str]]
+
+
+def default_command(argv: list[str]) -> list[str]:
+    if argv and argv[0] == "walkme-dic":
+        return [sys.executable, "-m", "walkme_dic", *argv[1:]]
+    return argv
+
+
+@dataclass
+class PodRun:
+    name: str
+    job: str
+    namespace: str
+    log_path: Path
+    process: asyncio.subprocess.Process | None = None
+
+
+@dataclass
+class Kubelet:
+    """``async with Kubelet(client) as kubelet:`` runs Jobs until exited."""
+
+    client: KubeClient
+    namespace: str | None = None
+    command_resolver: CommandResolver = default_command
+    poll_seconds: float = 0.2
+    extra_env: dict[str, str] = field(default_factory=dict)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="walkme-dic-kubelet-")))
+    pods: dict[str, PodRun] = field(default_factory=dict)
+    _tasks: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
+    _loop: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Kubelet:
+        self._loop = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        tasks = [t for t in [self._loop, *self._tasks.values()] if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    def logs(self, pod: str) -> str:
+        run = self.pods.get(pod)
+        return run.log_path.read_text(errors="replace") if run and run.log_path.exists() else ""
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(ApiError, OSError):
+                await self._sync_jobs()
+            await asyncio.sleep(self.poll_seconds)
+
+    async def _sync_jobs(self) -> None:
+        path = JOBS.path(self.namespace)
+        jobs = (await self.client.request("GET", path))["items"]
+        seen = set()
+        for job in jobs:
+            meta = job["metadata"]
+            key = (meta["namespace"], meta["name"])
+            seen.add(key)
+            finished = any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                           for c in (job.get("status") or {}).get("conditions") or [])
+            if key not in self._tasks and not finished and not meta.get("deletionTimestamp"):
+                self._tasks[key] = asyncio.create_task(self._run_job(job))
+        for key in [k for k in self._tasks if k not in seen]:
+            self._tasks.pop(key).cancel()  # the Job was deleted: its process goes with it
+
+    async def _run_job(self, job: dict[str, Any]) -> None:
+        meta, spec = job["metadata"], job["spec"]
+        namespace, name = meta["namespace"], meta["name"]
+        started = datetime.now(UTC)
+        deadline = spec.get("activeDeadlineSeconds")
+        backoff_limit = int(spec.get("backoffLimit", 6))
+        await self._job_status(namespace, name, {"startTime": _ts(started), "active": 1})
+        failures = 0
+        while True:
+            remaining = None if deadline is None else deadline - (datetime.now(UTC) - started).total_seconds()
+            try:
+                exit_code = await asyncio.wait_for(self._run_pod(job, failures), timeout=remaining)
+            except TimeoutError:
+                await self._finish(namespace, name, failures, "Failed", "DeadlineExceeded",
+                                   "Job was active longer than specified deadline")
+                return
+            if exit_code == 0:
+                await self._job_status(namespace, name, {
+                    "active": None, "succeeded": 1, "failed": failures or None,
+                    "completionTime": _ts(datetime.now(UTC)),
+                    "conditions": [_condition("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of "
+                                              "succeeded pods"),
+                                   _condition("Complete", "CompletionsReached", "Reached expected number of "
+                                              "succeeded pods")],
+                })
+                return
+            failures += 1
+            if failures > backoff_limit:
+                await self._finish(namespace, name, failures, "Failed", "BackoffLimitExceeded",
+                                   "Job has reached the specified backoff limit")
+                return
+            await self._job_status(namespace, name, {"failed": failures})
+
+    async def _finish(self, namespace: str, name: str, failures: int, kind: str, reason: str, message: str) -> None:
+        await self._job_status(namespace, name, {
+            "active": None, "failed": max(failures, 1),
+            "conditions": [_condition("FailureTarget", reason, message), _condition(kind, reason, message)],
+        })
+
+    async def _job_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await self.client.patch(JOBS, namespace, name, {"status": status}, status=True)
+
+    async def _run_pod(self, job: dict[str, Any], attempt: int) -> int:
+        meta = job["metadata"]
+        namespace = meta["namespace"]
+        template = job["spec"]["template"]
+        pod_name = f"{meta['name'][:57]}-{uuid.uuid4().hex[:5]}"
+        labels = {**(template.get("metadata") or {}).get("labels", {}),
+                  "job-name": meta["name"], "batch.kubernetes.io/job-name": meta["name"],
+                  "controller-uid": meta["uid"], "batch.kubernetes.io/controller-uid": meta["uid"]}
+        pod = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod_name, "namespace": namespace, "labels": labels,
+                         "annotations": (template.get("metadata") or {}).get("annotations", {}),
+                         "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"],
+                                              "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}]},
+            "spec": template["spec"],
+            "status": {"phase": "Pending"},
+        }
+        await self.client.create(PODS, namespace, pod)
+        container = template["spec"]["containers"][0]
+        root = self.workdir / pod_name
+        root.mkdir(parents=True)
+        run = PodRun(pod_name, meta["name"], namespace, root / "log")
+        self.pods[pod_name] = run
+        try:
+            mounts = await self._materialize_volumes(namespace, template["spec"], container, root)
+            message_path = root / "termination-log"
+            message_path.touch()
+            rewrites = {**mounts, container.get("terminationMessagePath", "/dev/termination-log"): str(message_path)}
+            argv = self.command_resolver([_rewrite(a, rewrites) for a in
+                                          [*container.get("command", []), *container.get("args", [])]])
+            env = {**os.environ, **self.extra_env,
+                   **{e["name"]: _rewrite(await self._env_value(namespace, e), rewrites)
+                      for e in container.get("env", [])}}
+            started = _ts(datetime.now(UTC))
+            await self._pod_status(namespace, pod_name, {
+                "phase": "Running", "startTime": started,
+                "containerStatuses": [{"name": container["name"], "ready": True, "restartCount": 0,
+                                       "state": {"running": {"startedAt": started}}}]})
+            with run.log_path.open("wb") as log:
+                run.process = await asyncio.create_subprocess_exec(*argv, stdout=log, stderr=log, env=env,
+                                                                   cwd=str(root), start_new_session=True)
+                try:
+                    exit_code = await run.process.wait()
+                except asyncio.CancelledError:
+                    _kill(run.process)
+                    await run.process.wait()
+                    await self._pod_status(namespace, pod_name, {"phase": "Failed", "reason": "DeadlineExceeded"})
+                    raise
+            message = message_path.read_bytes()[:MESSAGE_LIMIT].decode(errors="replace")
+            if not message and exit_code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+                message = run.log_path.read_bytes()[-2048:].decode(errors="replace")
+            await self._pod_status(namespace, pod_name, {
+                "phase": "Succeeded" if exit_code == 0 else "Failed",
+                "containerStatuses": [{"name": container["name"], "ready": False, "restartCount": 0, "state": {
+                    "terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
+                                   "message": message, "startedAt": started,
+                                   "finishedAt": _ts(datetime.now(UTC))}}}]})
+            return exit_code
+        finally:
+            shutil.rmtree(root / "volumes", ignore_errors=True)
+
+    async def _pod_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        with contextlib.suppress(ApiError):
+            await self.client.patch(PODS, namespace, name, {"status": status}, status=True)
+
+    async def _materialize_volumes(
+        self, namespace: str, pod_spec: dict[str, Any], container: dict[str, Any], root: Path,
+    ) -> dict[str, str]:
+        volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+        mounts: dict[str, str] = {}
+        for mount in container.get("volumeMounts", []):
+            volume = volumes[mount["name"]]
+            local = root / "volumes" / mount["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            if "secret" in volume:
+                source = volume["secret"]
+                data = await self._data(SECRETS, namespace, source["secretName"], decode=True)
+                _write_items(local, data, source.get("items"))
+            elif "configMap" in volume:
+                source = volume["configMap"]
+                data = await self._data(CONFIGMAPS, namespace, source["name"], decode=False)
+                _write_items(local, data, source.get("items"))
+            mounts[mount["mountPath"]] = str(local)
+        return mounts
+
+    async def _data(self, resource: Resource, namespace: str, name: str, *, decode: bool) -> dict[str, bytes]:
+        obj = await self.client.get(resource, namespace, name)
+        data = obj.get("data") or {}
+        return {k: base64.b64decode(v) if decode else str(v).encode() for k, v in data.items()}
+
+    async def _env_value(self, namespace: str, entry: dict[str, Any]) -> str:
+        if "value" in entry:
+            return str(entry["value"])
+        ref = (entry.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            return (await self._data(SECRETS, namespace, ref["name"], decode=True))[ref["key"]].decode()
+        return ""
+
+
+def _write_items(directory: Path, data: dict[str, bytes], items: list[dict[str, str]] | None) -> None:
+    for item in items or [{"key": k, "path": k} for k in data]:
+        if item["key"] not in data:
+            raise KeyError(f"key {item['key']!r} not found in the volume source")
+        target = directory / item["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data[item["key"]])
+
+
+def _rewrite(value: str, rewrites: dict[str, str]) -> str:
+    for prefix, local in sorted(rewrites.items(), key=lambda item: -len(item[0])):
+        if value == prefix or value.startswith(prefix.rstrip("/") + "/"):
+            return local + value[len(prefix):]
+    return value
+
+
+def _kill(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, 9)
+
+
+def _condition(kind: str, reason: str, message: str) -> dict[str, str]:
+    now = _ts(datetime.now(UTC))
+    return {"type": kind, "status": "True", "reason": reason, "message": message,
+            "lastProbeTime": now, "lastTransitionTime": now}
+
+
+def _ts(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

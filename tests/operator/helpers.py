@@ -1,0 +1,91 @@
+"""Helpers for operator tests: run/stop the operator in-process, build manifests, wait for state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from walkme_dic.controllers.run import run_operator
+from walkme_dic.controllers.runtime import OperatorConfig
+from walkme_dic.devcluster.cluster import DevCluster
+from walkme_dic.jobs.manifest import JobImage
+
+API = "integrations.walkme.io/v1alpha1"
+NS = "team-a"
+
+
+class OperatorHandle:
+    """The real operator (kopf + our handlers) in this event loop; stop() and start() again to restart it."""
+
+    def __init__(self, cluster: DevCluster, resync_seconds: float = 0.5) -> None:
+        self.cluster = cluster
+        self.config = OperatorConfig(access=cluster.access, image=JobImage("walkme-dic:test"),
+                                     resync_seconds=resync_seconds, metrics_port=None, probe_timeout_seconds=10)
+        self._task: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None
+
+    async def start(self) -> None:
+        self._stop, ready = asyncio.Event(), asyncio.Event()
+        self._task = asyncio.create_task(run_operator(self.config, stop_flag=self._stop, ready_flag=ready))
+        await asyncio.wait_for(ready.wait(), timeout=30)
+
+    async def stop(self) -> None:
+        assert self._stop is not None and self._task is not None
+        self._stop.set()
+        await asyncio.wait_for(self._task, timeout=30)
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, interval: float = 0.2) -> Any:
+    """Poll until ``check`` returns a truthy value; fail with the last value seen."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond["type"] == type_:
+            return cond
+    return {}
+
+
+def secret(name: str, data: dict[str, str], namespace: str = NS) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+            "type": "Opaque", "stringData": data}
+
+
+def connection(name: str, spec: dict[str, Any], namespace: str = NS) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "Connection", "metadata": {"name": name, "namespace": namespace},
+            "spec": spec}
+
+
+def integration(name: str, namespace: str = NS, **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "direction": "Inbound",
+        "connectionRef": {"name": "lake"},
+        "walkmeConnectionRef": {"name": "walkme"},
+        "source": {"file": {"path": "users.csv"}},
+        "destination": {"walkme": {"integrationTokenSecretRef": {"name": "walkme-token", "key": "token"},
+                                   "userIdProperty": "uuid"}},
+        "mapping": {"key": {"source": "id", "destination": "uuid"}, "activeField": "active"},
+    }
+    spec.update(overrides)
+    return {"apiVersion": API, "kind": "Integration", "metadata": {"name": name, "namespace": namespace},
+            "spec": spec}
+
+
+def plan_sync(directory: Path, integration_name: str, **plan: Any) -> None:
+    """Tell the stand-in sync how the next runs of ``integration_name`` behave."""
+    (directory / f"{integration_name}.json").write_text(json.dumps(plan))

@@ -1,0 +1,261 @@
+"""The operator end to end against the dev cluster: Connections, Integrations, Jobs, status, Events."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from tests.operator.helpers import (
+    API,
+    NS,
+    OperatorHandle,
+    condition,
+    connection,
+    eventually,
+    integration,
+    plan_sync,
+    secret,
+)
+from walkme_dic.devcluster.cluster import DevCluster
+from walkme_dic.jobs.naming import LABEL_MANAGED_BY
+
+REQUESTED_AT = "integrations.walkme.io/requested-at"
+
+
+async def get(cluster: DevCluster, kind: str, name: str, namespace: str = NS) -> dict[str, Any]:
+    return await cluster.get(API, kind, namespace, name)
+
+
+async def jobs(cluster: DevCluster, namespace: str = NS) -> list[dict[str, Any]]:
+    return await cluster.list("batch/v1", "Job", namespace, f"{LABEL_MANAGED_BY}=walkme-dic")
+
+
+async def ready(cluster: DevCluster, kind: str, name: str, namespace: str = NS) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        obj = await get(cluster, kind, name, namespace)
+        return obj if condition(obj, "Ready").get("status") == "True" else None
+
+    return await eventually(check)
+
+
+async def finished_runs(cluster: DevCluster, name: str, count: int = 1, namespace: str = NS) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        obj = await get(cluster, "Integration", name, namespace)
+        runs = (obj.get("status") or {}).get("runs") or []
+        done = [r for r in runs if r["result"] != "Running"]
+        return obj if len(done) >= count and not obj["status"].get("activeRun") else None
+
+    return await eventually(check)
+
+
+async def events_for(cluster: DevCluster, name: str, namespace: str = NS) -> list[dict[str, Any]]:
+    return [e for e in await cluster.list("v1", "Event", namespace)
+            if e.get("involvedObject", {}).get("name") == name]
+
+
+async def test_missing_secret_then_fixed(cluster: DevCluster, operator: OperatorHandle, backends: dict) -> None:
+    await cluster.apply(connection("walkme", backends["walkme_spec"]))
+
+    async def not_found() -> dict[str, Any] | None:
+        cond = condition(await get(cluster, "Connection", "walkme"), "Ready")
+        return cond if cond.get("reason") == "SecretNotFound" else None
+
+    cond = await eventually(not_found)
+    assert cond["status"] == "False" and "walkme-api" in cond["message"]
+    await cluster.apply(secret("walkme-api", backends["walkme_secret"]))
+    obj = await ready(cluster, "Connection", "walkme")
+    assert obj["status"]["provider"] == "walkme" and obj["status"]["observedGeneration"] == 1
+    assert condition(obj, "Ready")["reason"] == "Probed"
+    reasons = [e["reason"] for e in await events_for(cluster, "walkme")]
+    assert "SecretNotFound" in reasons and "Probed" in reasons
+
+
+async def test_wrong_credentials_fail_the_probe_without_leaking(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict,
+) -> None:
+    leaked = "do-not-leak-7f3a9"
+    await cluster.apply(secret("walkme-api", {"clientId": backends["walkme_secret"]["clientId"],
+                                              "clientSecret": leaked}))
+    await cluster.apply(connection("walkme", backends["walkme_spec"]))
+
+    async def failed() -> dict[str, Any] | None:
+        cond = condition(await get(cluster, "Connection", "walkme"), "Ready")
+        return cond if cond.get("status") == "False" and cond.get("reason") != "SecretNotFound" else None
+
+    cond = await eventually(failed)
+    assert cond["reason"] == "AuthenticationFailed"
+    everything = str(await get(cluster, "Connection", "walkme")) + str(await events_for(cluster, "walkme"))
+    assert leaked not in everything
+
+
+async def apply_connections(cluster: DevCluster, backends: dict) -> None:
+    for obj in backends["manifests"]:
+        await cluster.apply(obj)
+    await ready(cluster, "Connection", "walkme")
+    await ready(cluster, "Connection", "lake")
+
+
+async def test_integration_waits_for_its_connection(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict,
+) -> None:
+    await cluster.apply(integration("users"))
+
+    async def blocked() -> dict[str, Any] | None:
+        cond = condition(await get(cluster, "Integration", "users"), "Ready")
+        return cond if cond.get("reason") == "ConnectionNotFound" else None
+
+    await eventually(blocked)
+    await asyncio.sleep(1)
+    assert await jobs(cluster) == []
+    await apply_connections(cluster, backends)
+    obj = await finished_runs(cluster, "users")
+    assert len(await jobs(cluster)) == 1
+    assert condition(obj, "Ready")["status"] == "True"
+
+
+async def test_success_creates_exactly_one_job_and_records_the_run(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
+) -> None:
+    await apply_connections(cluster, backends)
+    plan_sync(sync_plans, "users", result={"result": "Succeeded", "reason": "Synced", "rowsRead": 3,
+                                           "rowsWritten": 2, "rowsRejected": 1, "usersKept": 1})
+    await cluster.apply(integration("users"))
+    obj = await finished_runs(cluster, "users")
+    run = obj["status"]["runs"][0]
+    assert (run["result"], run["rowsRead"], run["rowsWritten"], run["rowsRejected"], run["usersKept"]) == \
+        ("Succeeded", 3, 2, 1, 1)
+    assert condition(obj, "Synced")["status"] == "True"
+    assert condition(obj, "Ready")["observedGeneration"] == obj["metadata"]["generation"]
+    all_jobs = await jobs(cluster)
+    assert [j["metadata"]["name"] for j in all_jobs] == [run["name"]]
+    job = all_jobs[0]
+    assert job["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    reasons = [e["reason"] for e in await events_for(cluster, "users")]
+    assert reasons.count("RunStarted") == 1 and reasons.count("RunSucceeded") == 1
+
+
+async def test_failure_sets_synced_false_with_the_message(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
+) -> None:
+    await apply_connections(cluster, backends)
+    plan_sync(sync_plans, "users", result={"result": "Failed", "reason": "AuthenticationFailed",
+                                           "message": "S3 refused the credentials for bucket 'lake'"})
+    await cluster.apply(integration("users", job={"backoffLimit": 0}))
+    obj = await finished_runs(cluster, "users")
+    synced = condition(obj, "Synced")
+    assert (synced["status"], synced["reason"]) == ("False", "AuthenticationFailed")
+    assert "refused the credentials" in synced["message"]
+    assert condition(obj, "Ready")["reason"] == "RunFailed"
+    warnings = [e for e in await events_for(cluster, "users") if e["reason"] == "RunFailed"]
+    assert warnings and warnings[0]["type"] == "Warning"
+
+
+async def test_restarted_operator_adopts_the_running_job(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
+) -> None:
+    await apply_connections(cluster, backends)
+    plan_sync(sync_plans, "users", sleep=4)
+    await cluster.apply(integration("users"))
+    await eventually(lambda: jobs(cluster))
+    await operator.restart()
+    obj = await finished_runs(cluster, "users")
+    assert len(await jobs(cluster)) == 1
+    assert [r["result"] for r in obj["status"]["runs"]] == ["Succeeded"]
+
+
+async def test_suspended_integration_starts_no_job(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict,
+) -> None:
+    await apply_connections(cluster, backends)
+    await cluster.apply(integration("users", suspend=True, schedule="* * * * *"))
+    obj = await ready(cluster, "Integration", "users")
+    assert condition(obj, "Ready")["reason"] == "Suspended"
+    await asyncio.sleep(1.5)
+    assert await jobs(cluster) == []
+    await cluster.patch(API, "Integration", NS, "users", {"spec": {"suspend": False}})
+    await finished_runs(cluster, "users")
+    assert len(await jobs(cluster)) == 1
+
+
+async def test_requested_at_runs_once_per_value(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict,
+) -> None:
+    await apply_connections(cluster, backends)
+    await cluster.apply(integration("users"))
+    await finished_runs(cluster, "users")
+    await cluster.patch(API, "Integration", NS, "users", {"metadata": {"annotations": {REQUESTED_AT: "one"}}})
+    obj = await finished_runs(cluster, "users", count=2)
+    assert obj["status"]["lastHandledRequestedAt"] == "one"
+    assert obj["status"]["runs"][0]["trigger"] == "Requested"
+    await asyncio.sleep(1.5)
+    assert len(await jobs(cluster)) == 2
+
+
+async def test_schedule_slot_starts_a_run(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict,
+) -> None:
+    await apply_connections(cluster, backends)
+    await cluster.apply(integration("users", schedule="* * * * *"))
+    obj = await finished_runs(cluster, "users")
+    assert obj["status"]["nextScheduleTime"]
+    obj = await eventually(lambda: _scheduled_run(cluster), timeout=75)
+    assert obj["status"]["lastScheduleTime"].endswith(":00Z")
+
+
+async def _scheduled_run(cluster: DevCluster) -> dict[str, Any] | None:
+    obj = await get(cluster, "Integration", "users")
+    runs = obj["status"].get("runs") or []
+    return obj if any(r["trigger"] == "Schedule" and r["result"] == "Succeeded" for r in runs) else None
+
+
+async def test_changed_connection_ref_is_refused(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict,
+) -> None:
+    await apply_connections(cluster, backends)
+    await cluster.apply(integration("users"))
+    await finished_runs(cluster, "users")
+    await cluster.patch(API, "Integration", NS, "users", {"spec": {"connectionRef": {"name": "other"}}})
+
+    async def stalled() -> dict[str, Any] | None:
+        obj = await get(cluster, "Integration", "users")
+        return obj if condition(obj, "Stalled").get("status") == "True" else None
+
+    obj = await eventually(stalled)
+    cond = condition(obj, "Stalled")
+    assert cond["reason"] == "ConnectionRefImmutable" and "'lake'" in cond["message"]
+    assert condition(obj, "Ready")["status"] == "False"
+    assert len(await jobs(cluster)) == 1
+
+
+async def test_deleting_an_integration_leaves_no_jobs(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
+) -> None:
+    await apply_connections(cluster, backends)
+    plan_sync(sync_plans, "users", sleep=30)
+    await cluster.apply(integration("users"))
+    await eventually(lambda: jobs(cluster))
+    await cluster.delete(API, "Integration", NS, "users")
+
+    async def gone() -> bool:
+        return not await jobs(cluster) and not await cluster.list("v1", "Pod", NS)
+
+    await eventually(gone)
+
+
+async def test_hundred_integrations_all_become_ready(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict,
+) -> None:
+    await apply_connections(cluster, backends)
+    for index in range(100):
+        await cluster.apply(integration(f"users-{index:03d}"))
+
+    async def all_ready() -> bool:
+        items = await cluster.list(API, "Integration", NS)
+        return len(items) == 100 and all(condition(i, "Ready").get("status") == "True" for i in items)
+
+    await eventually(all_ready, timeout=240, interval=1)
+    assert len(await jobs(cluster)) == 100

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import kopf
 import yaml
 
 from walkme_dic.controllers.run import run_operator
@@ -223,6 +224,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=float, default=90, help="Seconds to wait for the syncs.")
     args = parser.parse_args(argv)
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    kopf.configure(quiet=True)
     try:
         return asyncio.run(Demo(args.keep_running, args.timeout).run())
     except DemoFailed as failure:

@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 GROUP = "integrations.walkme.io"
@@ -85,8 +85,9 @@ def _valid_duration(text: str) -> str:
 
 Duration = Annotated[
     str,
+    StringConstraints(pattern=DURATION_PATTERN),
     AfterValidator(_valid_duration),
-    Field(pattern=DURATION_PATTERN, json_schema_extra={"format": "duration"}),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "format": "duration"}),
 ]
 
 ConditionStatus = Literal["True", "False", "Unknown"]

@@ -115,7 +115,8 @@ class Demo:
         try:
             await asyncio.wait_for(ready.wait(), timeout=30)
             say("● operator started (kopf, Kubernetes executor, dev kubelet)")
-            values = {"S3_ENDPOINT_URL": s3_url, "WALKME_API_URL": walkme_url, "WALKME_CLIENT_ID": self.client_id,
+            values = {"S3_PORT": s3_url.rsplit(":", 1)[1], "WALKME_PORT": walkme_url.rstrip("/").rsplit(":", 1)[1],
+                      "WALKME_CLIENT_ID": self.client_id,
                       "WALKME_CLIENT_SECRET": self.client_secret, "WALKME_INTEGRATION_TOKEN": self.integration_token}
             for obj in render_manifests(DEMO_DIR, values):
                 await cluster.apply(obj)

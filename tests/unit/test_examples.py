@@ -1,0 +1,32 @@
+"""Every example manifest is valid for the API server's schema and for the operator's models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.unit.manifests import load_documents, model_error, schema_errors
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+RESOURCES = [
+    pytest.param(doc, id=f"{path.relative_to(EXAMPLES)}:{doc['metadata']['name']}")
+    for path in sorted(EXAMPLES.rglob("*.yaml"))
+    for doc in load_documents(path)
+    if doc["kind"] in ("Connection", "Integration")
+]
+
+
+def test_there_is_an_example_for_every_provider_and_direction() -> None:
+    names = {p.name for p in EXAMPLES.glob("*.yaml")}
+    assert {"connection-s3.yaml", "connection-azure-blob.yaml", "connection-salesforce.yaml",
+            "connection-walkme.yaml", "inbound-s3-csv.yaml", "inbound-azure-jsonl.yaml",
+            "inbound-salesforce-soql.yaml", "outbound-walkme-to-s3.yaml", "outbound-walkme-to-azure.yaml",
+            "outbound-walkme-to-salesforce.yaml"} <= names
+    assert len(RESOURCES) >= 14
+
+
+@pytest.mark.parametrize("doc", RESOURCES)
+def test_example_is_valid(doc: dict) -> None:
+    assert schema_errors(doc) == []
+    assert model_error(doc) is None

@@ -1,0 +1,114 @@
+"""Mistakes users make in manifests are rejected with a message that names the field."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.unit.manifests import model_error, schema_errors
+
+API = "integrations.walkme.io/v1alpha1"
+S3 = {"s3": {"bucket": "acme-data", "region": "eu-west-1", "auth": {"secretRef": {"name": "aws"}}}}
+INBOUND = {
+    "direction": "Inbound",
+    "connectionRef": {"name": "lake"},
+    "walkmeConnectionRef": {"name": "walkme"},
+    "source": {"file": {"path": "users.csv"}},
+    "destination": {"walkme": {"integrationTokenSecretRef": {"name": "tok", "key": "token"},
+                               "userIdProperty": "uuid"}},
+    "mapping": {"key": {"source": "id", "destination": "uuid"}},
+}
+OUTBOUND = {
+    "direction": "Outbound",
+    "connectionRef": {"name": "sf"},
+    "walkmeConnectionRef": {"name": "walkme"},
+    "source": {"walkme": {"dataset": "users"}},
+    "destination": {"salesforce": {"object": "Contact", "operation": "upsert", "externalIdField": "Ext__c"}},
+    "mapping": {"key": {"source": "userId", "destination": "Ext__c"}},
+}
+
+
+def manifest(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": kind, "metadata": {"name": "x", "namespace": "ns"}, "spec": spec}
+
+
+def changed(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(base)
+    *parents, last = path.split(".")
+    node = spec
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return spec
+
+
+DELETE = object()
+
+MISTAKES = [
+    ("no provider", "Connection", {"probeInterval": "5m"}, "exactly one provider"),
+    ("two providers", "Connection", {**S3, "walkme": {"auth": {"secretRef": {"name": "w"}}}}, "exactly one provider"),
+    ("inline credentials", "Connection", changed(S3, "s3.accessKeyId", "AKIA"), "accessKeyId"),
+    ("bad probe interval", "Connection", {**S3, "probeInterval": "10 minutes"}, "probeInterval"),
+    ("bad secret name", "Connection", changed(S3, "s3.auth.secretRef.name", "Not_A_Name"), "name"),
+    ("azure without auth", "Connection",
+     {"azureBlob": {"accountUrl": "https://a.blob.core.windows.net", "container": "c", "auth": {}}}, "auth"),
+    ("salesforce without url", "Connection", {"salesforce": {"auth": {"secretRef": {"name": "sf"}}}},
+     "instanceUrl"),
+    ("unknown provider", "Connection", {"gcs": {"bucket": "b"}}, "gcs"),
+    ("bad cron", "Integration", {**INBOUND, "schedule": "every day"}, "schedule"),
+    ("bad time zone", "Integration", {**INBOUND, "timeZone": "Mars/Olympus"}, "timeZone"),
+    ("unknown direction", "Integration", {**INBOUND, "direction": "Sideways"}, "direction"),
+    ("inbound reading walkme", "Integration", changed(INBOUND, "source", {"walkme": {"dataset": "users"}}),
+     "source"),
+    ("outbound writing walkme", "Integration",
+     changed(OUTBOUND, "destination", INBOUND["destination"]), "destination"),
+    ("upsert without external id", "Integration",
+     changed(OUTBOUND, "destination.salesforce.externalIdField", DELETE), "externalIdField"),
+    ("report without id", "Integration", changed(OUTBOUND, "source.walkme.dataset", "report"), "reportId"),
+    ("bad since", "Integration", changed(OUTBOUND, "source.walkme.since", "yesterday"), "since"),
+    ("soql and object", "Integration",
+     changed(INBOUND, "source", {"salesforce": {"soql": "SELECT Id FROM Contact", "object": "Contact",
+                                                "fields": ["Id"]}}), "soql"),
+    ("duplicate destination", "Integration",
+     changed(INBOUND, "mapping.fields", [{"source": "a", "destination": "uuid"}]), "uuid"),
+    ("active field on outbound", "Integration", changed(OUTBOUND, "mapping.activeField", "active"),
+     "activeField"),
+    ("missing mapping key", "Integration", changed(INBOUND, "mapping.key", DELETE), "key"),
+    ("zero history", "Integration", {**INBOUND, "runHistoryLimit": 0}, "runHistoryLimit"),
+    ("percent above 100", "Integration", {**INBOUND, "maxRejectedPercent": 150}, "maxRejectedPercent"),
+    ("missing connectionRef", "Integration", changed(INBOUND, "connectionRef", DELETE), "connectionRef"),
+    ("unknown field", "Integration", {**INBOUND, "retries": 3}, "retries"),
+    ("two sources", "Integration",
+     changed(INBOUND, "source.salesforce", {"soql": "SELECT Id FROM Contact"}), "source"),
+    ("bad field type", "Integration",
+     changed(INBOUND, "mapping.fields", [{"source": "a", "destination": "b", "type": "money"}]), "type"),
+    ("bad delimiter", "Integration", changed(INBOUND, "source.file.delimiter", ";;"), "delimiter"),
+]
+
+
+@pytest.mark.parametrize(("kind", "spec", "field"), [m[1:] for m in MISTAKES], ids=[m[0] for m in MISTAKES])
+def test_mistake_is_rejected_naming_the_field(kind: str, spec: dict[str, Any], field: str) -> None:
+    obj = manifest(kind, spec)
+    error = model_error(obj)
+    assert error is not None, "the operator's models accepted it"
+    assert field in error, error
+
+
+SCHEMA_CATCHES = {"bad probe interval", "bad secret name", "unknown direction", "zero history", "percent above 100",
+                  "missing connectionRef", "bad field type", "bad delimiter", "missing mapping key"}
+
+
+@pytest.mark.parametrize(("kind", "spec", "field"), [m[1:] for m in MISTAKES if m[0] in SCHEMA_CATCHES],
+                         ids=[m[0] for m in MISTAKES if m[0] in SCHEMA_CATCHES])
+def test_api_server_schema_rejects_it_too(kind: str, spec: dict[str, Any], field: str) -> None:
+    errors = schema_errors(manifest(kind, spec))
+    assert any(field in message for message in errors), errors
+
+
+def test_at_least_twenty_kinds_of_mistake() -> None:
+    assert len(MISTAKES) >= 20

@@ -2,4 +2,6 @@
 
 pytest_plugins = [
     "tests.fixtures.tools",
+    "tests.fixtures.servers",
+    "tests.fixtures.walkme",
 ]

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import boto3
 import pytest
 
-from tests.operator.helpers import OperatorHandle
+from tests.fakes.walkme import FakeWalkMe
+from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET, WALKME_TOKEN
+from tests.operator.helpers import OperatorHandle, connection, secret
 from walkme_dic.devcluster.cluster import DevCluster
 from walkme_dic.devcluster.kubelet import Kubelet
 
@@ -50,3 +54,26 @@ async def operator(cluster: DevCluster, kubelet: Kubelet) -> AsyncIterator[Opera
     finally:
         with contextlib.suppress(asyncio.TimeoutError):
             await handle.stop()
+
+
+@pytest.fixture
+def backends(moto_server: str, walkme_api: FakeWalkMe) -> dict:
+    """Real endpoints the Connections probe: moto's S3 server and the fake WalkMe API."""
+    bucket = f"lake-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1", aws_access_key_id="k",
+                 aws_secret_access_key="s").create_bucket(Bucket=bucket)
+    walkme_secret = {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET}
+    walkme_spec = {"walkme": {"apiUrl": walkme_api.url, "auth": {"secretRef": {"name": "walkme-api"}}}}
+    s3_spec = {"s3": {"bucket": bucket, "region": "us-east-1", "endpointUrl": moto_server,
+                      "auth": {"secretRef": {"name": "aws"}}}}
+    return {
+        "walkme_spec": walkme_spec,
+        "walkme_secret": walkme_secret,
+        "manifests": [
+            secret("walkme-api", walkme_secret),
+            secret("aws", {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}),
+            secret("walkme-token", {"token": WALKME_TOKEN}),
+            connection("walkme", walkme_spec),
+            connection("lake", s3_spec),
+        ],
+    }

@@ -1,0 +1,220 @@
+"""S3 (and S3-compatible stores) with boto3: probe, stat, streaming reads, atomic multipart writes."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+
+from walkme_dic.api.connection import S3Provider
+from walkme_dic.connectors.base import ObjectInfo, ProbeResult
+from walkme_dic.errors import AuthenticationError, DicError, NotFoundError, PermanentError, TransientError
+
+PART_SIZE = 16 * 1024 * 1024
+MIN_PART_SIZE = 5 * 1024 * 1024
+READ_CHUNK = 1024 * 1024
+RESUME_ATTEMPTS = 5
+AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "ExpiredToken"}
+MISSING_BUCKET = {"NoSuchBucket"}
+MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
+TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "500", "503",
+                   "ThrottlingException"}
+
+
+class S3Store:
+    """One bucket; every path is relative to the Connection's prefix."""
+
+    def __init__(self, spec: S3Provider, credentials: Mapping[str, str], *, part_size: int = PART_SIZE,
+                 max_attempts: int = 8) -> None:
+        self.spec = spec
+        self.part_size = max(part_size, MIN_PART_SIZE)
+        keys = {}
+        if credentials.get("AWS_ACCESS_KEY_ID"):
+            keys = {"aws_access_key_id": credentials["AWS_ACCESS_KEY_ID"],
+                    "aws_secret_access_key": credentials.get("AWS_SECRET_ACCESS_KEY"),
+                    "aws_session_token": credentials.get("AWS_SESSION_TOKEN") or None}
+        config = Config(retries={"mode": "standard", "max_attempts": max_attempts}, connect_timeout=10,
+                        read_timeout=60, s3={"addressing_style": "path" if spec.endpoint_url else "auto"})
+        self.client = boto3.session.Session().client("s3", region_name=spec.region, endpoint_url=spec.endpoint_url,
+                                                     config=config, **keys)
+
+    def key(self, path: str) -> str:
+        return f"{self.spec.prefix}{path.lstrip('/')}"
+
+    def describe(self, path: str) -> str:
+        return f"s3://{self.spec.bucket}/{self.key(path)}"
+
+    def probe(self) -> ProbeResult:
+        with self._errors("reaching bucket"):
+            self.client.head_bucket(Bucket=self.spec.bucket)
+        return ProbeResult(f"bucket {self.spec.bucket!r} in {self.spec.region} is reachable")
+
+    def stat(self, path: str) -> ObjectInfo:
+        with self._errors(f"reading {self.describe(path)}"):
+            head = self.client.head_object(Bucket=self.spec.bucket, Key=self.key(path))
+        return ObjectInfo(path=path, size=int(head["ContentLength"]), fingerprint=head["ETag"].strip('"'))
+
+    def open_read(self, path: str) -> io.BufferedReader:
+        info = self.stat(path)
+        return io.BufferedReader(_S3Reader(self, path, info), buffer_size=READ_CHUNK)
+
+    def open_write(self, path: str) -> S3AtomicWriter:
+        return S3AtomicWriter(self, path)
+
+    def _errors(self, doing: str) -> _ErrorMapper:
+        return _ErrorMapper(self, doing)
+
+
+class _ErrorMapper:
+    """Turns botocore errors into DicErrors with a message a person can act on (no secrets)."""
+
+    def __init__(self, store: S3Store, doing: str) -> None:
+        self.store, self.doing = store, doing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any) -> bool:
+        if error is None or isinstance(error, DicError):
+            return False
+        bucket = self.store.spec.bucket
+        if isinstance(error, ClientError):
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            status = str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if code in AUTH_CODES or status == "403":
+                raise AuthenticationError(
+                    f"S3 refused the credentials while {self.doing} (bucket {bucket!r}, {code or status}); check the "
+                    "Secret's AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and the bucket policy") from None
+            if code in MISSING_BUCKET or (status == "404" and "bucket" in self.doing):
+                raise NotFoundError(f"bucket {bucket!r} does not exist (while {self.doing})") from None
+            if code in MISSING_KEY or status == "404":
+                raise NotFoundError(f"{self.doing}: the object does not exist") from None
+            if code in TRANSIENT_CODES or status.startswith("5"):
+                raise TransientError(f"S3 kept failing while {self.doing}: {code or status} (retries exhausted)") \
+                    from None
+            raise PermanentError(f"S3 error while {self.doing}: {code or status}") from None
+        if isinstance(error, BotoCoreError | ConnectionError | ReadTimeoutError | OSError):
+            raise TransientError(f"cannot reach S3 while {self.doing}: {type(error).__name__}") from None
+        return False
+
+
+class _S3Reader(io.RawIOBase):
+    """Streams an object; after a dropped connection it resumes with a Range request, same ETag only."""
+
+    def __init__(self, store: S3Store, path: str, info: ObjectInfo) -> None:
+        self.store, self.path, self.info = store, path, info
+        self.offset = 0
+        self.body: Any = None
+
+    def readable(self) -> bool:
+        return True
+
+    def _open(self) -> None:
+        with self.store._errors(f"reading {self.store.describe(self.path)}"):
+            response = self.store.client.get_object(
+                Bucket=self.store.spec.bucket, Key=self.store.key(self.path), IfMatch=f'"{self.info.fingerprint}"',
+                **({"Range": f"bytes={self.offset}-"} if self.offset else {}))
+        self.body = response["Body"]
+
+    def readinto(self, buffer: Any) -> int:
+        if self.offset >= self.info.size:
+            return 0
+        for _attempt in range(RESUME_ATTEMPTS):
+            if self.body is None:
+                self._open()
+            try:
+                data = self.body.read(len(buffer))
+            except (BotoCoreError, OSError):
+                self.body = None
+                continue
+            if not data and self.offset < self.info.size:
+                self.body = None  # the stream ended early: resume from here
+                continue
+            buffer[: len(data)] = data
+            self.offset += len(data)
+            return len(data)
+        raise TransientError(f"reading {self.store.describe(self.path)} kept failing at byte {self.offset}")
+
+    def close(self) -> None:
+        if self.body is not None:
+            self.body.close()
+        super().close()
+
+
+class S3AtomicWriter:
+    """Multipart upload that becomes visible only on commit(); abort() (or any failure) removes all parts."""
+
+    def __init__(self, store: S3Store, path: str) -> None:
+        self.store, self.path = store, path
+        self.buffer = bytearray()
+        self.upload_id: str | None = None
+        self.parts: list[dict[str, Any]] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.buffer += data
+        self.size += len(data)
+        while len(self.buffer) >= self.store.part_size:
+            chunk = bytes(self.buffer[: self.store.part_size])
+            del self.buffer[: self.store.part_size]
+            self._upload_part(chunk)
+        return len(data)
+
+    def _upload_part(self, chunk: bytes) -> None:
+        spec, key = self.store.spec, self.store.key(self.path)
+        with self._guard(f"uploading {self.store.describe(self.path)}"):
+            if self.upload_id is None:
+                self.upload_id = self.store.client.create_multipart_upload(Bucket=spec.bucket, Key=key)["UploadId"]
+            number = len(self.parts) + 1
+            answer = self.store.client.upload_part(Bucket=spec.bucket, Key=key, UploadId=self.upload_id,
+                                                   PartNumber=number, Body=chunk)
+            self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+
+    def commit(self) -> ObjectInfo:
+        spec, key = self.store.spec, self.store.key(self.path)
+        with self._guard(f"completing {self.store.describe(self.path)}"):
+            if self.upload_id is None:
+                answer = self.store.client.put_object(Bucket=spec.bucket, Key=key, Body=bytes(self.buffer))
+            else:
+                if self.buffer:
+                    self._upload_part(bytes(self.buffer))
+                answer = self.store.client.complete_multipart_upload(
+                    Bucket=spec.bucket, Key=key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts})
+        self.buffer.clear()
+        return ObjectInfo(path=self.path, size=self.size, fingerprint=str(answer.get("ETag", "")).strip('"'))
+
+    def abort(self) -> None:
+        self.buffer.clear()
+        if self.upload_id is not None:
+            upload_id, self.upload_id = self.upload_id, None
+            with self.store._errors(f"aborting the upload of {self.store.describe(self.path)}"):
+                self.store.client.abort_multipart_upload(Bucket=self.store.spec.bucket,
+                                                         Key=self.store.key(self.path), UploadId=upload_id)
+
+    def _guard(self, doing: str) -> _AbortOnError:
+        return _AbortOnError(self, doing)
+
+
+class _AbortOnError:
+    """Any failure while writing aborts the multipart upload before the error propagates."""
+
+    def __init__(self, writer: S3AtomicWriter, doing: str) -> None:
+        self.writer, self.mapper = writer, _ErrorMapper(writer.store, doing)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> bool:
+        if error is None:
+            return False
+        try:
+            self.mapper.__exit__(kind, error, tb)
+        finally:
+            with contextlib.suppress(DicError):
+                self.writer.abort()
+        return False

@@ -1,0 +1,205 @@
+"""WalkMe API client: OAuth client-credentials tokens, user-attribute upserts, Insights export.
+
+The contract is docs/walkme-api.md: the token endpoint and `POST /public/v1/user/data` are
+WalkMe's documented API; the Insights export and the imported-ids listing are ours, kept in
+this one class so they can follow a real API when one is published.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from itertools import islice
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from walkme_dic.api.connection import WalkMeProvider
+from walkme_dic.connectors.base import ProbeResult, WriteReport
+from walkme_dic.errors import AuthenticationError, PermanentError, TransientError
+
+BATCH = 100
+RETRIABLE = {429, 500, 502, 503, 504}
+TOKEN_MARGIN = 300
+
+
+class WalkMeClient:
+    def __init__(self, spec: WalkMeProvider, credentials: Mapping[str, str], *, max_concurrency: int = 8,
+                 max_attempts: int = 6, retry_base_delay: float = 0.5, timeout: float = 60) -> None:
+        self.base = spec.api_url.rstrip("/")
+        self.client_id = credentials.get("clientId", "")
+        self._client_secret = credentials.get("clientSecret", "")
+        self.max_concurrency = max_concurrency
+        self.max_attempts = max_attempts
+        self.retry_base_delay = retry_base_delay
+        self.timeout = timeout
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=max_concurrency, pool_maxsize=max_concurrency * 2)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._token_lock = threading.Lock()
+        self.api_calls = 0
+
+    # ---- auth --------------------------------------------------------------------------------
+
+    def _access_token(self, *, renew: bool = False) -> str:
+        with self._token_lock:
+            if renew or self._token is None or time.monotonic() > self._token_expires:
+                basic = base64.b64encode(f"{self.client_id}:{self._client_secret}".encode()).decode()
+                response = self._send("POST", "/accounts/connect/token", auth=False,
+                                      headers={"Authorization": f"Basic {basic}"},
+                                      data={"grant_type": "client_credentials"})
+                if response.status_code in (400, 401, 403):
+                    raise AuthenticationError(
+                        f"WalkMe rejected the API key (clientId {self.client_id!r}) at {self.base}; "
+                        "check the Secret's clientId and clientSecret")
+                body = response.json()
+                self._token = body["access_token"]
+                self._token_expires = time.monotonic() + max(int(body.get("expires_in", 3600)) - TOKEN_MARGIN, 30)
+            return self._token
+
+    def probe(self) -> ProbeResult:
+        self._access_token(renew=True)
+        return ProbeResult(f"WalkMe API at {self.base} issued a token for clientId {self.client_id!r}")
+
+    # ---- HTTP with retries -------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> requests.Response:
+        """One logical call: retries 429/5xx/connection errors with backoff; renews the token once on 401."""
+        renewed = False
+        base_headers = dict(kwargs.pop("headers", None) or {})
+        for attempt in range(1, self.max_attempts + 1):
+            headers = dict(base_headers)
+            if auth:
+                headers["Authorization"] = f"Bearer {self._access_token()}"
+            try:
+                self.api_calls += 1
+                response = self.session.request(method, self.base + path, headers=headers, timeout=self.timeout,
+                                                **kwargs)
+            except requests.RequestException as error:
+                if attempt == self.max_attempts:
+                    raise TransientError(f"cannot reach WalkMe at {self.base}: {type(error).__name__}") from None
+                self._pause(attempt, None)
+                continue
+            if response.status_code == 401 and auth and not renewed:
+                renewed = True
+                self._access_token(renew=True)
+                continue
+            if response.status_code in RETRIABLE and attempt < self.max_attempts:
+                self._pause(attempt, response.headers.get("Retry-After"))
+                continue
+            if response.status_code in RETRIABLE:
+                raise TransientError(f"WalkMe kept answering {response.status_code} for {method} {path} "
+                                     f"after {attempt} attempts")
+            return response
+        raise TransientError(f"WalkMe did not answer {method} {path}")
+
+    def _pause(self, attempt: int, retry_after: str | None) -> None:
+        delay = self.retry_base_delay * 2 ** (attempt - 1)
+        if retry_after:
+            with contextlib.suppress(ValueError):
+                delay = max(delay, float(retry_after))
+        time.sleep(min(delay, 60))
+
+    @staticmethod
+    def _message(response: requests.Response) -> str:
+        try:
+            body = response.json()
+            return str(body.get("message") or body.get("error") or body)
+        except ValueError:
+            return response.text[:300]
+
+    # ---- user attributes ---------------------------------------------------------------------
+
+    def upsert_user_attributes(self, integration_token: str, records: Iterable[dict[str, object]]) -> WriteReport:
+        """Send records in batches of 100, up to max_concurrency at once; never deletes anything."""
+        report = WriteReport()
+        iterator = iter(records)
+        pending: set[Future[tuple[int, int, str | None]]] = set()
+        offset = 0
+        with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="walkme-upsert") as pool:
+            while True:
+                batch = list(islice(iterator, BATCH))
+                if batch:
+                    pending.add(pool.submit(self._post_batch, integration_token, offset, batch))
+                    offset += len(batch)
+                if len(pending) >= self.max_concurrency * 2 or (not batch and pending):
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        self._collect(future.result(), report)
+                if not batch and not pending:
+                    break
+        report.api_calls = self.api_calls
+        return report
+
+    @staticmethod
+    def _collect(outcome: tuple[int, int, str | None], report: WriteReport) -> None:
+        start, count, problem = outcome
+        if problem is None:
+            report.written += count
+        else:
+            report.failed += [(start + i, problem) for i in range(count)]
+
+    def _post_batch(self, token: str, start: int, batch: list[dict[str, object]]) -> tuple[int, int, str | None]:
+        response = self._send("POST", "/public/v1/user/data", json={"token": token, "data": batch})
+        if response.status_code == 400:
+            return start, len(batch), f"WalkMe refused the batch: {self._message(response)}"
+        if response.status_code in (401, 403):
+            raise AuthenticationError("WalkMe refused the integration token (HTTP "
+                                      f"{response.status_code}); check the integration token Secret")
+        if response.status_code >= 300:
+            raise PermanentError(f"WalkMe answered {response.status_code}: {self._message(response)}")
+        return start, len(batch), None
+
+    def imported_user_ids(self, integration_token: str) -> Iterator[str]:
+        """User ids this integration token has imported (ours: /public/v1/user/data/ids)."""
+        for page in self._pages("/public/v1/user/data/ids", {"token": integration_token}):
+            yield from (str(item) for item in page["data"])
+
+    # ---- Insights export (ours) --------------------------------------------------------------
+
+    def export(self, dataset: str, *, since: str | None, report_id: str | None = None,
+               page_size: int = 1000) -> Export:
+        if dataset == "report":
+            path = f"/public/v1/insights/reports/{report_id}/rows"
+        else:
+            path = f"/public/v1/insights/export/{dataset}"
+        params = {"limit": str(page_size), **({"since": since} if since else {})}
+        return Export(self, path, params)
+
+    def _pages(self, path: str, params: dict[str, str]) -> Iterator[dict[str, Any]]:
+        cursor: str | None = None
+        while True:
+            query = {**params, **({"cursor": cursor} if cursor else {})}
+            response = self._send("GET", path, params=query)
+            if response.status_code in (401, 403):
+                raise AuthenticationError(f"WalkMe refused access to {path} (HTTP {response.status_code})")
+            if response.status_code == 404:
+                raise PermanentError(f"WalkMe has no {path}: {self._message(response)}")
+            if response.status_code >= 300:
+                raise PermanentError(f"WalkMe answered {response.status_code} for {path}: {self._message(response)}")
+            page = response.json()
+            yield page
+            cursor = page.get("nextCursor")
+            if not cursor:
+                return
+
+
+class Export:
+    """Records of one export, fetched page by page; ``watermark`` is known once iteration ends."""
+
+    def __init__(self, client: WalkMeClient, path: str, params: dict[str, str]) -> None:
+        self.client, self.path, self.params = client, path, params
+        self.watermark: str | None = None
+
+    def __iter__(self) -> Iterator[dict[str, object]]:
+        for page in self.client._pages(self.path, self.params):
+            yield from page.get("data", [])
+            self.watermark = page.get("watermark") or self.watermark

@@ -1,0 +1,298 @@
+"""A fake WalkMe API speaking the contract in docs/walkme-api.md, on 127.0.0.1.
+
+It lives in the package because `walkme-dic demo` ships it; tests import it from tests/fakes.
+Real parts (documented by WalkMe): the client-credentials token endpoint and the End User Update
+API (`POST /public/v1/user/data`, at most 100 objects, acknowledgement body). Ours (no public
+WalkMe API found): the paged Insights export and the list of user ids imported by a token.
+
+Users' attributes are applied synchronously (the real API is asynchronous) so tests can read
+them back with :meth:`FakeWalkMe.users`. Nothing is ever deleted, as in WalkMe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import re
+import secrets
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+MAX_OBJECTS = 100
+MAX_PROPERTIES = 100
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+TIME_FIELDS = {"users": "updatedAt", "events": "timestamp", "sessions": "start"}
+
+
+@dataclass
+class Fault:
+    path: re.Pattern[str]
+    remaining: int
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = '{"message": "injected fault"}'
+
+
+class FakeWalkMe:
+    """``url = fake.start()`` in a background thread; ``fake.stop()`` at the end."""
+
+    def __init__(self, clients: dict[str, str], integration_tokens: dict[str, str] | set[str]) -> None:
+        self.clients = dict(clients)
+        self.integration_tokens = (dict(integration_tokens) if isinstance(integration_tokens, dict)
+                                   else dict.fromkeys(integration_tokens, "uuid"))
+        self.access_tokens: dict[str, datetime] = {}
+        self.token_lifetime = 86400
+        self.attributes: dict[str, dict[str, dict[str, Any]]] = {}  # integration token -> user id -> attrs
+        self.properties: set[str] = set()
+        self.datasets: dict[str, list[dict[str, Any]]] = {"users": [], "events": [], "sessions": []}
+        self.reports: dict[str, list[dict[str, Any]]] = {}
+        self.faults: list[Fault] = []
+        self.requests: Counter[str] = Counter()
+        self.objects_received = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/accounts/connect/token", self._token)
+        app.router.add_post("/public/v1/user/data", self._user_data)
+        app.router.add_get("/public/v1/user/data/ids", self._user_ids)
+        app.router.add_get("/public/v1/insights/export/{dataset}", self._export)
+        app.router.add_get("/public/v1/insights/reports/{report}/rows", self._report)
+        return app
+
+    async def start_async(self, port: int = 0) -> str:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{bound}"
+        return self.url
+
+    async def stop_async(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def start(self, port: int = 0) -> str:
+        ready = threading.Event()
+
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self.start_async(port))
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, name="fake-walkme", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self.url
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            asyncio.run_coroutine_threadsafe(self.stop_async(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    # ---- test hooks --------------------------------------------------------------------------
+
+    def fail_next(self, path: str, count: int, status: int, headers: dict[str, str] | None = None,
+                  body: str = '{"message": "injected fault"}') -> None:
+        """The next ``count`` requests whose path matches the regex ``path`` get ``status``."""
+        with self._lock:
+            self.faults.append(Fault(re.compile(path), count, status, headers or {}, body))
+
+    def users(self, integration_token: str | None = None) -> dict[str, dict[str, Any]]:
+        """User id -> attributes, for one integration token or merged over all."""
+        with self._lock:
+            if integration_token is not None:
+                return {k: dict(v) for k, v in self.attributes.get(integration_token, {}).items()}
+            merged: dict[str, dict[str, Any]] = {}
+            for per_token in self.attributes.values():
+                for user, attrs in per_token.items():
+                    merged.setdefault(user, {}).update(attrs)
+            return merged
+
+    def seed(self, dataset: str, records: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.datasets[dataset].extend(records)
+            self.datasets[dataset].sort(key=lambda r: r[TIME_FIELDS[dataset]])
+
+    def seed_report(self, report_id: str, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.reports[report_id] = list(rows)
+
+    def seed_demo_data(self, users: int, now: datetime | None = None, seed: int = 7) -> None:
+        """Realistic-looking Insights users, sessions and events over the last week."""
+        rng = random.Random(seed)
+        now = now or datetime.now(UTC).replace(microsecond=0)
+        departments = ["Finance", "Sales", "Engineering", "Support", "HR"]
+        user_records, sessions, events = [], [], []
+        for index in range(users):
+            user_id = f"wm-{1000 + index}"
+            first = now - timedelta(days=rng.randint(10, 400))
+            last = now - timedelta(hours=rng.randint(1, 160))
+            user_records.append({"userId": user_id, "email": f"user{index}@acme.example",
+                                 "firstSeen": _iso(first), "lastSeen": _iso(last), "updatedAt": _iso(last),
+                                 "attributes": {"department": rng.choice(departments)}})
+            for number in range(rng.randint(1, 3)):
+                start = last - timedelta(hours=number * 5)
+                duration = rng.randint(60, 3600)
+                session_id = f"s-{index}-{number}"
+                sessions.append({"sessionId": session_id, "userId": user_id, "start": _iso(start),
+                                 "end": _iso(start + timedelta(seconds=duration)), "durationSeconds": duration})
+                events.append({"eventId": f"e-{index}-{number}", "userId": user_id, "sessionId": session_id,
+                               "type": rng.choice(["SmartWalkThruStarted", "LauncherClicked", "SurveySubmitted"]),
+                               "timestamp": _iso(start + timedelta(seconds=duration // 2))})
+        self.seed("users", user_records)
+        self.seed("sessions", sessions)
+        self.seed("events", events)
+
+    # ---- handlers ----------------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        with self._lock:
+            self.requests[request.path] += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            fault = next((f for f in self.faults if f.remaining > 0 and f.path.search(request.path)), None)
+            if fault is not None:
+                fault.remaining -= 1
+        try:
+            if fault is not None:
+                await asyncio.sleep(0.01)
+                return web.Response(status=fault.status, text=fault.body, headers=fault.headers,
+                                    content_type="application/json")
+            await asyncio.sleep(0.002)  # a little latency, so that concurrency shows
+            return await handler(request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    async def _token(self, request: web.Request) -> web.Response:
+        header = request.headers.get("Authorization", "")
+        form = await request.post()
+        try:
+            client_id, client_secret = base64.b64decode(header.removeprefix("Basic ")).decode().split(":", 1)
+        except ValueError:
+            client_id = client_secret = ""
+        if form.get("grant_type") != "client_credentials":
+            return _error(400, "unsupported_grant_type", "grant_type must be client_credentials")
+        if not client_id or self.clients.get(client_id) != client_secret:
+            return _error(401, "invalid_client", "Client authentication failed")
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            self.access_tokens[token] = datetime.now(UTC) + timedelta(seconds=self.token_lifetime)
+        return web.json_response({"access_token": token, "token_type": "bearer", "expires_in": self.token_lifetime})
+
+    def _authorized(self, request: web.Request) -> bool:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        expires = self.access_tokens.get(token)
+        return expires is not None and expires > datetime.now(UTC)
+
+    async def _user_data(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error(401, "unauthorized", "missing or expired bearer token")
+        body = await request.json()
+        token, data = body.get("token"), body.get("data")
+        if token not in self.integration_tokens:
+            return _error(403, "forbidden", "unknown integration token")
+        if not isinstance(data, list) or not data:
+            return _error(400, "bad_request", "data must be a non-empty array")
+        if len(data) > MAX_OBJECTS:
+            return _error(400, "bad_request", f"at most {MAX_OBJECTS} objects per request (got {len(data)})")
+        id_property = self.integration_tokens[token]
+        for index, item in enumerate(data):
+            problem = _invalid(item, id_property)
+            if problem:
+                return _error(400, "bad_request", f"data[{index}]: {problem}")
+        with self._lock:
+            names = self.properties | {k for item in data for k in item if k != id_property}
+            if len(names) > MAX_PROPERTIES:
+                return _error(400, "bad_request", f"an account can have at most {MAX_PROPERTIES} properties")
+            self.properties = names
+            store = self.attributes.setdefault(token, {})
+            for item in data:
+                user = str(item[id_property])
+                store.setdefault(user, {}).update({k: v for k, v in item.items() if k != id_property})
+            self.objects_received += len(data)
+        return web.json_response({"message": "Request has been received"})
+
+    async def _user_ids(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error(401, "unauthorized", "missing or expired bearer token")
+        token = request.query.get("token", "")
+        if token not in self.integration_tokens:
+            return _error(403, "forbidden", "unknown integration token")
+        with self._lock:
+            ids = sorted(self.attributes.get(token, {}))
+        return web.json_response(_page(ids, request, limit_default=10000))
+
+    async def _export(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error(401, "unauthorized", "missing or expired bearer token")
+        dataset = request.match_info["dataset"]
+        if dataset not in self.datasets:
+            return _error(404, "not_found", f"unknown dataset {dataset!r}")
+        since = request.query.get("since")
+        started = _iso(datetime.now(UTC))
+        with self._lock:
+            records = [r for r in self.datasets[dataset] if not since or r[TIME_FIELDS[dataset]] > since]
+        page = _page(records, request, limit_default=1000)
+        times = [r[TIME_FIELDS[dataset]] for r in records]
+        page["watermark"] = max(times) if times else (since or started)
+        return web.json_response(page)
+
+    async def _report(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error(401, "unauthorized", "missing or expired bearer token")
+        rows = self.reports.get(request.match_info["report"])
+        if rows is None:
+            return _error(404, "not_found", "unknown report")
+        page = _page(rows, request, limit_default=1000)
+        page["watermark"] = _iso(datetime.now(UTC))
+        return web.json_response(page)
+
+
+def _page(items: list[Any], request: web.Request, limit_default: int) -> dict[str, Any]:
+    offset = int(base64.urlsafe_b64decode(request.query["cursor"]).decode()) if request.query.get("cursor") else 0
+    limit = min(int(request.query.get("limit", limit_default)), 10000)
+    chunk = items[offset: offset + limit]
+    after = offset + len(chunk)
+    cursor = base64.urlsafe_b64encode(str(after).encode()).decode() if after < len(items) else None
+    return {"data": chunk, "nextCursor": cursor}
+
+
+def _invalid(item: Any, id_property: str) -> str | None:
+    if not isinstance(item, dict):
+        return "each object must be a JSON object"
+    if item.get(id_property) in (None, ""):
+        return f"missing the user identifier property {id_property!r}"
+    for key, value in item.items():
+        if isinstance(value, dict | list):
+            return f"attribute {key!r} must be a string, number, boolean or date"
+        if isinstance(value, str) and re.match(r"^\d{4}-\d{1,2}-\d{1,2}", value) and not DATE.match(value):
+            return f"attribute {key!r}: dates must be YYYY-MM-DD"
+    return None
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,89 @@
+"""S3Store against moto's S3 server on 127.0.0.1 (the real S3 HTTP API)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.fixtures.servers import s3_client
+from walkme_dic.api.connection import S3Provider
+from walkme_dic.connectors.s3 import MIN_PART_SIZE, S3Store
+from walkme_dic.errors import DicError, NotFoundError
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret"}
+
+
+def store(endpoint: str, bucket: str, prefix: str = "dic/") -> S3Store:
+    spec = S3Provider(bucket=bucket, region="us-east-1", endpoint_url=endpoint, prefix=prefix)
+    return S3Store(spec, CREDENTIALS, part_size=MIN_PART_SIZE, max_attempts=2)
+
+
+def test_probe_names_the_bucket(moto_server: str, bucket: str) -> None:
+    assert bucket in store(moto_server, bucket).probe().message
+    with pytest.raises(NotFoundError, match="no-such-bucket-x"):
+        store(moto_server, "no-such-bucket-x").probe()
+
+
+def test_stat_gives_the_etag_and_missing_keys_are_named(moto_server: str, bucket: str) -> None:
+    s3_client(moto_server).put_object(Bucket=bucket, Key="dic/users.csv", Body=b"id\n1\n")
+    info = store(moto_server, bucket).stat("users.csv")
+    assert info.size == 5 and len(info.fingerprint) == 32
+    with pytest.raises(NotFoundError, match=r"missing\.csv"):
+        store(moto_server, bucket).stat("missing.csv")
+
+
+def test_streaming_read_returns_every_byte(moto_server: str, bucket: str) -> None:
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    s3_client(moto_server).put_object(Bucket=bucket, Key="dic/big.bin", Body=payload)
+    with store(moto_server, bucket).open_read("big.bin") as stream:
+        chunks = []
+        while chunk := stream.read(64 * 1024):
+            chunks.append(chunk)
+    assert b"".join(chunks) == payload
+
+
+def visible_keys(endpoint: str, bucket: str) -> list[str]:
+    return [o["Key"] for o in s3_client(endpoint).list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def open_uploads(endpoint: str, bucket: str) -> list[dict]:
+    return s3_client(endpoint).list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+
+
+def test_multipart_write_is_invisible_until_commit(moto_server: str, bucket: str) -> None:
+    payload = os.urandom(2 * MIN_PART_SIZE + 1234)
+    writer = store(moto_server, bucket).open_write("out/export.csv")
+    for start in range(0, len(payload), 1024 * 1024):
+        writer.write(payload[start:start + 1024 * 1024])
+    assert visible_keys(moto_server, bucket) == []
+    assert len(open_uploads(moto_server, bucket)) == 1
+    info = writer.commit()
+    assert info.size == len(payload)
+    body = s3_client(moto_server).get_object(Bucket=bucket, Key="dic/out/export.csv")["Body"].read()
+    assert body == payload and open_uploads(moto_server, bucket) == []
+
+
+def test_small_write_is_one_put(moto_server: str, bucket: str) -> None:
+    writer = store(moto_server, bucket).open_write("small.csv")
+    writer.write(b"a,b\n1,2\n")
+    writer.commit()
+    assert visible_keys(moto_server, bucket) == ["dic/small.csv"]
+
+
+def test_abort_leaves_nothing_behind(moto_server: str, bucket: str) -> None:
+    writer = store(moto_server, bucket).open_write("out/partial.csv")
+    writer.write(os.urandom(MIN_PART_SIZE + 10))
+    writer.abort()
+    assert visible_keys(moto_server, bucket) == [] and open_uploads(moto_server, bucket) == []
+
+
+def test_failure_mid_upload_aborts_and_leaves_nothing(moto_server: str, bucket: str) -> None:
+    writer = store(moto_server, bucket).open_write("out/broken.csv")
+    writer.write(os.urandom(MIN_PART_SIZE + 10))
+    upload_id = writer.upload_id
+    s3_client(moto_server).abort_multipart_upload(Bucket=bucket, Key="dic/out/broken.csv", UploadId=upload_id)
+    with pytest.raises(DicError):
+        writer.write(os.urandom(MIN_PART_SIZE))
+        writer.commit()
+    assert visible_keys(moto_server, bucket) == [] and open_uploads(moto_server, bucket) == []

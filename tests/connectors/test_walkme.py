@@ -1,0 +1,80 @@
+"""WalkMeClient against the fake WalkMe API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakes.walkme import FakeWalkMe
+from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET, WALKME_TOKEN
+from walkme_dic.api.connection import WalkMeProvider
+from walkme_dic.connectors.walkme import WalkMeClient
+from walkme_dic.errors import AuthenticationError, TransientError
+
+
+def client(fake: FakeWalkMe, secret: str = WALKME_SECRET, **options: object) -> WalkMeClient:
+    spec = WalkMeProvider.model_validate({"apiUrl": fake.url, "auth": {"secretRef": {"name": "x"}}})
+    return WalkMeClient(spec, {"clientId": WALKME_CLIENT, "clientSecret": secret}, retry_base_delay=0.01,
+                        **options)  # type: ignore[arg-type]
+
+
+def test_probe_gets_a_token(walkme: FakeWalkMe) -> None:
+    assert WALKME_CLIENT in client(walkme).probe().message
+
+
+def test_bad_key_is_an_authentication_error_without_the_secret(walkme: FakeWalkMe) -> None:
+    with pytest.raises(AuthenticationError) as error:
+        client(walkme, secret="wrong-secret-value").probe()
+    assert "wrong-secret-value" not in str(error.value) and WALKME_CLIENT in str(error.value)
+
+
+def test_records_go_in_batches_of_100(walkme: FakeWalkMe) -> None:
+    report = client(walkme).upsert_user_attributes(
+        WALKME_TOKEN, ({"uuid": f"u{i}", "plan": "gold"} for i in range(250)))
+    assert report.written == 250 and report.failed == []
+    assert walkme.requests["/public/v1/user/data"] == 3
+    assert len(walkme.users(WALKME_TOKEN)) == 250
+
+
+def test_inbound_never_deletes_and_active_flips(walkme: FakeWalkMe) -> None:
+    wm = client(walkme)
+    wm.upsert_user_attributes(WALKME_TOKEN, [{"uuid": u, "active": True} for u in ("a", "b", "c")])
+    wm.upsert_user_attributes(WALKME_TOKEN, [{"uuid": "a", "active": True}, {"uuid": "b", "active": False}])
+    users = walkme.users(WALKME_TOKEN)
+    assert set(users) == {"a", "b", "c"} and users["b"]["active"] is False
+    assert sorted(wm.imported_user_ids(WALKME_TOKEN)) == ["a", "b", "c"]
+
+
+def test_429_with_retry_after_is_retried(walkme: FakeWalkMe) -> None:
+    walkme.fail_next("/user/data$", 2, 429, headers={"Retry-After": "0"})
+    report = client(walkme).upsert_user_attributes(WALKME_TOKEN, [{"uuid": "a"}])
+    assert report.written == 1 and walkme.requests["/public/v1/user/data"] == 3
+
+
+def test_persistent_500_is_transient(walkme: FakeWalkMe) -> None:
+    walkme.fail_next("/user/data$", 100, 500)
+    with pytest.raises(TransientError, match="500"):
+        client(walkme, max_attempts=3).upsert_user_attributes(WALKME_TOKEN, [{"uuid": "a"}])
+
+
+def test_refused_batch_reports_each_row(walkme: FakeWalkMe) -> None:
+    records = [{"uuid": f"u{i}", "start": "2024-01-01"} for i in range(150)]
+    records[120]["start"] = "2024-1-5"
+    report = client(walkme, max_concurrency=1).upsert_user_attributes(WALKME_TOKEN, records)
+    assert report.written == 100
+    assert [index for index, _ in report.failed] == list(range(100, 150))
+    assert "YYYY-MM-DD" in report.failed[0][1]
+
+
+def test_concurrency_is_bounded(walkme: FakeWalkMe) -> None:
+    client(walkme, max_concurrency=4).upsert_user_attributes(
+        WALKME_TOKEN, ({"uuid": f"u{i}"} for i in range(3000)))
+    assert 1 < walkme.max_in_flight <= 4
+
+
+def test_export_pages_with_watermark_and_since(walkme: FakeWalkMe) -> None:
+    walkme.seed("users", [{"userId": f"u{i}", "updatedAt": f"2026-11-{10 + i:02d}T00:00:00Z"} for i in range(5)])
+    export = client(walkme).export("users", since=None, page_size=2)
+    assert [r["userId"] for r in export] == ["u0", "u1", "u2", "u3", "u4"]
+    assert export.watermark == "2026-11-14T00:00:00Z"
+    later = client(walkme).export("users", since="2026-11-12T00:00:00Z", page_size=2)
+    assert [r["userId"] for r in later] == ["u3", "u4"]

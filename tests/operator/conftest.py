@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -52,8 +50,7 @@ async def operator(cluster: DevCluster, kubelet: Kubelet) -> AsyncIterator[Opera
     try:
         yield handle
     finally:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await handle.stop()
+        await handle.stop()
 
 
 @pytest.fixture

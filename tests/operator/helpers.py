@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from walkme_dic.controllers.run import run_operator
+from walkme_dic.controllers.run import OperatorThread
 from walkme_dic.controllers.runtime import OperatorConfig
 from walkme_dic.devcluster.cluster import DevCluster
 from walkme_dic.jobs.manifest import JobImage
@@ -18,24 +18,21 @@ NS = "team-a"
 
 
 class OperatorHandle:
-    """The real operator (kopf + our handlers) in this event loop; stop() and start() again to restart it."""
+    """The real operator (kopf + our handlers) in its own thread; stop() and start() again to restart it."""
 
     def __init__(self, cluster: DevCluster, resync_seconds: float = 0.5) -> None:
         self.cluster = cluster
         self.config = OperatorConfig(access=cluster.access, image=JobImage("walkme-dic:test"),
                                      resync_seconds=resync_seconds, metrics_port=None, probe_timeout_seconds=10)
-        self._task: asyncio.Task[None] | None = None
-        self._stop: asyncio.Event | None = None
+        self._thread: OperatorThread | None = None
 
     async def start(self) -> None:
-        self._stop, ready = asyncio.Event(), asyncio.Event()
-        self._task = asyncio.create_task(run_operator(self.config, stop_flag=self._stop, ready_flag=ready))
-        await asyncio.wait_for(ready.wait(), timeout=30)
+        self._thread = OperatorThread(self.config)
+        await asyncio.to_thread(self._thread.start)
 
     async def stop(self) -> None:
-        assert self._stop is not None and self._task is not None
-        self._stop.set()
-        await asyncio.wait_for(self._task, timeout=30)
+        assert self._thread is not None
+        await asyncio.to_thread(self._thread.stop)
 
     async def restart(self) -> None:
         await self.stop()

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 from typing import Any
 
 import kopf
@@ -67,8 +68,8 @@ async def resync_forever(memo: Runtime) -> None:
 async def run_operator(
     config: OperatorConfig,
     *,
-    stop_flag: asyncio.Event | None = None,
-    ready_flag: asyncio.Event | None = None,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
 ) -> None:
     """Run the operator until ``stop_flag`` is set (used by `walkme-dic operator`, tests and the demo)."""
     await kopf.operator(
@@ -80,6 +81,38 @@ async def run_operator(
         ready_flag=ready_flag,
         liveness_endpoint=config.liveness,
     )
+
+
+class OperatorThread:
+    """The operator in its own thread and event loop.
+
+    kopf cancels every task created after it started when it stops, so an operator that shares
+    an event loop with other work (tests, the demo's servers) must live in a loop of its own.
+    """
+
+    def __init__(self, config: OperatorConfig) -> None:
+        self.config = config
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="walkme-dic-operator", daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(run_operator(self.config, stop_flag=self._stop, ready_flag=self._ready))
+        except BaseException as error:  # reported by stop()
+            self.error = error
+
+    def start(self, timeout: float = 30) -> None:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError(f"the operator did not become ready within {timeout}s: {self.error!r}")
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise RuntimeError(f"the operator did not stop within {timeout}s")
 
 
 def parse_args(argv: list[str]) -> OperatorConfig:

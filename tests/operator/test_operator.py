@@ -199,11 +199,18 @@ async def test_schedule_slot_starts_a_run(
     cluster: DevCluster, operator: OperatorHandle, backends: dict,
 ) -> None:
     await apply_connections(cluster, backends)
-    await cluster.apply(integration("users", schedule="* * * * *"))
+    await cluster.apply(integration("users", schedule="0 * * * *"))
     obj = await finished_runs(cluster, "users")
-    assert obj["status"]["nextScheduleTime"]
-    obj = await eventually(lambda: _scheduled_run(cluster), timeout=75)
-    assert obj["status"]["lastScheduleTime"].endswith(":00Z")
+    assert obj["status"]["nextScheduleTime"].endswith(":00:00Z")
+    assert all(r["trigger"] != "Schedule" for r in obj["status"]["runs"])
+    # Two hours pass: the status says the last slot handled was long ago, so the current slot is due.
+    assert cluster.client is not None
+    await cluster.client.patch(cluster.resource(API, "Integration"), NS, "users",
+                               {"status": {"lastScheduleTime": "2020-01-01T00:00:00Z"}}, status=True)
+    obj = await eventually(lambda: _scheduled_run(cluster))
+    assert obj["status"]["lastScheduleTime"].endswith(":00:00Z")
+    assert obj["status"]["lastScheduleTime"] > "2020-01-01T00:00:00Z"
+    assert len(await jobs(cluster)) == 2
 
 
 async def _scheduled_run(cluster: DevCluster) -> dict[str, Any] | None:

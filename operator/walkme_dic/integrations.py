@@ -251,7 +251,9 @@ def run_message(result: SyncResult) -> str:
     verb = "would write" if result.dry_run else "wrote"
     where = f" to {result.destination}" if result.destination else ""
     kept = f"; {result.users_kept} users absent from the source kept" if result.users_kept else ""
-    return f"read {result.rows_read}, {verb} {result.rows_written}{where}, rejected {result.rows_rejected}{kept}"
+    first = "; ".join(r.reason for r in result.rejected[:3])
+    why = f" ({first}{'; …' if result.rows_rejected > 3 else ''})" if first else ""
+    return f"read {result.rows_read}, {verb} {result.rows_written}{where}, rejected {result.rows_rejected}{why}{kept}"
 
 
 def _start_run_if_due(

@@ -17,9 +17,11 @@ from walkme_dic.conditions import find_condition
 from walkme_dic.connections import ProbeOutcome, connection_status, missing_secret_keys, probe_due
 from walkme_dic.connectors import registry
 from walkme_dic.controllers.common import plain, read_secret, status_patch
+from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.integration import reconcile_integrations_using
 from walkme_dic.controllers.runtime import CONNECTIONS, Runtime
 from walkme_dic.errors import DicError
+from walkme_dic.redaction import redact
 
 log = logging.getLogger("walkme_dic.connection")
 
@@ -123,13 +125,13 @@ async def probe(memo: Runtime, namespace: str, spec: ConnectionSpec) -> tuple[Pr
     except DicError as error:
         reason = reasons.AUTHENTICATION_FAILED if error.reason == reasons.AUTHENTICATION_FAILED \
             else reasons.PROBE_FAILED
-        return ProbeOutcome(False, reason, _redact(error.message, credentials)), version
+        return ProbeOutcome(False, reason, redact(error.message, credentials.values())), version
     except TimeoutError:
         return ProbeOutcome(False, reasons.PROBE_FAILED,
                             f"probe timed out after {memo.config.probe_timeout_seconds:.0f}s"), version
     except Exception as error:  # an SDK error we did not map: still say something useful
         return ProbeOutcome(False, reasons.PROBE_FAILED,
-                            _redact(f"{type(error).__name__}: {error}", credentials)), version
+                            redact(f"{type(error).__name__}: {error}", credentials.values())), version
     return ProbeOutcome(True, reasons.PROBED, result.message), version
 
 
@@ -147,8 +149,7 @@ async def _write(memo: Runtime, body: dict[str, Any], new: dict[str, Any]) -> No
     ready = condition.get("status") == "True"
     metrics.READY.labels("Connection", meta["namespace"], meta["name"]).set(1 if ready else 0)
     if (condition.get("status"), condition.get("reason")) != (before.get("status"), before.get("reason")):
-        kopf.event(body, type="Normal" if ready else "Warning", reason=condition["reason"],
-                   message=condition["message"])
+        await emit(memo.client, body, "Normal" if ready else "Warning", condition["reason"], condition["message"])
         await reconcile_integrations_using(memo, meta["namespace"], meta["name"])
 
 
@@ -156,10 +157,3 @@ def _first_error(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
     return f"spec.{where}: {first['msg']}" if where else f"spec: {first['msg']}"
-
-
-def _redact(text: str, credentials: dict[str, str]) -> str:
-    for value in credentials.values():
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    return text

@@ -18,6 +18,7 @@ from walkme_dic.api.common import GROUP, VERSION
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.conditions import find_condition, parse_time
 from walkme_dic.controllers.common import plain, status_patch
+from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.runtime import INTEGRATIONS, Runtime
 from walkme_dic.integrations import ConnectionView, Decision, IntegrationView, plan
 from walkme_dic.jobs.manifest import build_job
@@ -172,7 +173,7 @@ async def apply(memo: Runtime, body: dict[str, Any], decision: Decision) -> None
     for job in decision.delete_jobs:  # runs that fell out of the history: their Jobs go too
         await memo.client.delete(JOBS, namespace, job)
     for event in decision.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        await emit(memo.client, body, event.type, event.reason, event.message)
     if decision.finished is not None:
         result = decision.finished.result
         metrics.RUNS.labels(namespace, result.result).inc()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import csv
 import io
+import logging
 import os
 import re
 import secrets
@@ -26,7 +27,7 @@ import boto3
 import kopf
 import yaml
 
-from walkme_dic.controllers.run import run_operator
+from walkme_dic.controllers.run import OperatorThread
 from walkme_dic.controllers.runtime import OperatorConfig
 from walkme_dic.devcluster.cluster import DevCluster
 from walkme_dic.devcluster.kubelet import Kubelet
@@ -108,12 +109,11 @@ class Demo:
     async def _with_operator(
         self, cluster: DevCluster, s3_url: str, walkme_url: str, walkme: Any, started: float,
     ) -> int:
-        stop, ready = asyncio.Event(), asyncio.Event()
         config = OperatorConfig(access=cluster.access, image=JobImage("walkme-dic:demo"), resync_seconds=2,
                                 metrics_port=None)
-        operator = asyncio.create_task(run_operator(config, stop_flag=stop, ready_flag=ready))
+        operator = OperatorThread(config)
+        await asyncio.to_thread(operator.start)
         try:
-            await asyncio.wait_for(ready.wait(), timeout=30)
             say("● operator started (kopf, Kubernetes executor, dev kubelet)")
             values = {"S3_PORT": s3_url.rsplit(":", 1)[1], "WALKME_PORT": walkme_url.rstrip("/").rsplit(":", 1)[1],
                       "WALKME_CLIENT_ID": self.client_id,
@@ -128,9 +128,7 @@ class Demo:
                 await self._stay_up(cluster)
             return 0
         finally:
-            stop.set()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(operator, timeout=30)
+            await asyncio.to_thread(operator.stop)
 
     async def _wait_synced(self, cluster: DevCluster) -> None:
         say("● waiting for both Integrations to sync")
@@ -226,6 +224,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     kopf.configure(quiet=True)
+    for noisy in ("werkzeug", "kopf"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         return asyncio.run(Demo(args.keep_running, args.timeout).run())
     except DemoFailed as failure:

@@ -47,6 +47,7 @@ from walkme_dic.devcluster.printing import render_table
 
 Key = tuple[str, str, str, str | None, str]  # group, version, plural, namespace, name
 HISTORY = 50_000
+NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?/?$")
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,34 @@ class DevKubernetes(kmock.KubernetesScaffold):
             ))
 
     # ---- HTTP entry point -------------------------------------------------------------------
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        """kmock's path parser reads /api/v1/namespaces[/NAME] as a namespace prefix; serve those here."""
+        match = NAMESPACE_PATH.match(raw_request.path)
+        if not match:
+            return await super().__call__(raw_request)
+        rtype = self.types[("", "v1", "namespaces")]
+        name = match.group(1)
+        body = await raw_request.json() if raw_request.can_read_body else {}
+        method = raw_request.method.upper()
+        self.calls.append((method, "namespaces", {"GET": "get" if name else "list", "POST": "create",
+                                                   "PATCH": "patch", "DELETE": "delete"}.get(method, method)))
+        try:
+            if method == "GET" and raw_request.query.get("watch") in ("true", "1"):
+                return await self._watch(raw_request, rtype, None, name, dict(raw_request.query))
+            if method == "GET" and name is None:
+                return aiohttp.web.json_response(self.list_objects(rtype, None, raw_request.query.get("labelSelector")))
+            if method == "GET":
+                return aiohttp.web.json_response(self.get(rtype, None, name))
+            if method == "POST":
+                return aiohttp.web.json_response(await self.create(rtype, None, body), status=201)
+            if method == "PATCH" and name:
+                return aiohttp.web.json_response(await self.patch(rtype, None, name, body, status=False))
+            if method == "DELETE" and name:
+                return aiohttp.web.json_response(await self.delete(rtype, None, name))
+            raise ApiStatusError(405, "MethodNotAllowed", f"{method} is not supported for namespaces")
+        except ApiStatusError as error:
+            return _status_response(error.code, error.reason, error.message)
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         resource = request.resource

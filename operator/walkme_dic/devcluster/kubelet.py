@@ -180,12 +180,17 @@ class Kubelet:
             mounts = await self._materialize_volumes(namespace, template["spec"], container, root)
             message_path = root / "termination-log"
             message_path.touch()
-            rewrites = {**mounts, container.get("terminationMessagePath", "/dev/termination-log"): str(message_path)}
-            argv = self.command_resolver([_rewrite(a, rewrites) for a in
+            message_in_pod = container.get("terminationMessagePath", "/dev/termination-log")
+
+            def local(value: str) -> str:
+                if value == message_in_pod:
+                    return str(message_path)
+                return _rewrite(value, mounts, root / "fs")
+
+            argv = self.command_resolver([local(a) for a in
                                           [*container.get("command", []), *container.get("args", [])]])
             env = {**os.environ, **self.extra_env,
-                   **{e["name"]: _rewrite(await self._env_value(namespace, e), rewrites)
-                      for e in container.get("env", [])}}
+                   **{e["name"]: local(await self._env_value(namespace, e)) for e in container.get("env", [])}}
             started = _ts(datetime.now(UTC))
             await self._pod_status(namespace, pod_name, {
                 "phase": "Running", "startTime": started,
@@ -212,7 +217,7 @@ class Kubelet:
                                    "finishedAt": _ts(datetime.now(UTC))}}}]})
             return exit_code
         finally:
-            shutil.rmtree(root / "volumes", ignore_errors=True)
+            shutil.rmtree(root / "fs", ignore_errors=True)
 
     async def _pod_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         with contextlib.suppress(ApiError):
@@ -220,12 +225,13 @@ class Kubelet:
 
     async def _materialize_volumes(
         self, namespace: str, pod_spec: dict[str, Any], container: dict[str, Any], root: Path,
-    ) -> dict[str, str]:
+    ) -> list[str]:
+        """Volumes laid out under <root>/fs/<mountPath>; returns the mount paths."""
         volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
-        mounts: dict[str, str] = {}
+        mounts: list[str] = []
         for mount in container.get("volumeMounts", []):
             volume = volumes[mount["name"]]
-            local = root / "volumes" / mount["name"]
+            local = root / "fs" / mount["mountPath"].lstrip("/")
             local.mkdir(parents=True, exist_ok=True)
             if "secret" in volume:
                 source = volume["secret"]
@@ -235,7 +241,7 @@ class Kubelet:
                 source = volume["configMap"]
                 data = await self._data(CONFIGMAPS, namespace, source["name"], decode=False)
                 _write_items(local, data, source.get("items"))
-            mounts[mount["mountPath"]] = str(local)
+            mounts.append(mount["mountPath"].rstrip("/"))
         return mounts
 
     async def _data(self, resource: Resource, namespace: str, name: str, *, decode: bool) -> dict[str, bytes]:
@@ -261,10 +267,14 @@ def _write_items(directory: Path, data: dict[str, bytes], items: list[dict[str, 
         target.write_bytes(data[item["key"]])
 
 
-def _rewrite(value: str, rewrites: dict[str, str]) -> str:
-    for prefix, local in sorted(rewrites.items(), key=lambda item: -len(item[0])):
-        if value == prefix or value.startswith(prefix.rstrip("/") + "/"):
-            return local + value[len(prefix):]
+def _rewrite(value: str, mounts: list[str], fs_root: Path) -> str:
+    """An absolute path at or above or below a mount point, moved under the pod's local root."""
+    if not value.startswith("/"):
+        return value
+    path = value.rstrip("/") or "/"
+    for mount in mounts:
+        if path == mount or path.startswith(mount + "/") or mount.startswith(path + "/"):
+            return str(fs_root / value.lstrip("/"))
     return value
 
 

@@ -1,0 +1,64 @@
+"""`walkme-dic sync`: what every sync Job runs. Knows nothing of Kubernetes.
+
+Input: the SyncRequest JSON (--request PATH, or the WALKME_DIC_REQUEST environment variable) and
+a credentials directory (<dir>/<role>/<key>). Output: progress as JSON lines on stdout, the
+SyncResult JSON (< 4 KiB) at --result (the container's termination message), exit code
+0 (Succeeded / Skipped), 1 (Failed) or 2 (unusable input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from walkme_dic.api.run import SyncRequest, SyncResult
+from walkme_dic.jobs.manifest import REQUEST_ENV
+from walkme_dic.redaction import redact
+from walkme_dic.sync.credentials import load_credentials
+from walkme_dic.sync.engine import run_sync
+
+
+def emit(event: dict[str, Any]) -> None:
+    print(json.dumps({"time": round(time.time(), 3), **event}, separators=(",", ":")), flush=True)
+
+
+def write_result(path: Path, result: SyncResult) -> None:
+    try:
+        path.write_text(result.to_termination_message())
+    except OSError as error:
+        emit({"level": "error", "msg": f"cannot write the result to {path}: {error}"})
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="walkme-dic sync", description="Run one sync.")
+    parser.add_argument("--request", type=Path, help=f"SyncRequest JSON file (default: ${REQUEST_ENV}).")
+    parser.add_argument("--credentials", type=Path, default=None, help="Directory of <role>/<key> files.")
+    parser.add_argument("--result", type=Path, default=Path("/dev/termination-log"), help="Where the result goes.")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format='{"level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
+    credentials = load_credentials(args.credentials)
+    try:
+        text = args.request.read_text() if args.request else os.environ[REQUEST_ENV]
+        request = SyncRequest.model_validate_json(text)
+    except (OSError, KeyError, ValidationError, ValueError) as error:
+        message = redact(f"the sync request is missing or invalid: {type(error).__name__}: {error}",
+                         credentials.values())
+        emit({"level": "error", "msg": message})
+        write_result(args.result, SyncResult(result="Failed", reason="InvalidRequest", message=message[:2000]))
+        return 2
+    emit({"phase": "start", "runId": request.run_id, "direction": request.spec.direction,
+          "integration": f"{request.integration.namespace}/{request.integration.name}"})
+    result = run_sync(request, credentials, progress=emit)
+    emit({"phase": "done", "result": result.result, "reason": result.reason, "rowsRead": result.rows_read,
+          "rowsWritten": result.rows_written, "rowsRejected": result.rows_rejected, "message": result.message})
+    write_result(args.result, result)
+    return 0 if result.result in ("Succeeded", "Skipped") else 1

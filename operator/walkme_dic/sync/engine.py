@@ -1,0 +1,268 @@
+"""One sync run: read, map, validate, write — streaming, atomic or idempotent, never half-applied.
+
+Inbound (file → WalkMe user attributes) makes two streaming passes: the first reads, maps and
+validates every row (counting rejects) so that a run over the rejection limit fails before
+anything is written; the second re-reads the same object version (same ETag) and sends.
+Outbound (WalkMe Insights → file) streams once into an atomic writer that is committed only
+when the whole export succeeded and stayed within the limits; otherwise it is aborted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from walkme_dic.api.integration import FileSettings, IntegrationSpec
+from walkme_dic.api.run import RejectedRow, SyncRequest, SyncResult
+from walkme_dic.connectors.base import FileStore
+from walkme_dic.connectors.registry import open_file_store
+from walkme_dic.connectors.walkme import WalkMeClient
+from walkme_dic.errors import DicError, PermanentError
+from walkme_dic.redaction import redact
+from walkme_dic.sync.credentials import CredentialSet
+from walkme_dic.sync.mapping import Mapper, RowError
+from walkme_dic.sync.readers import CountingReader, Rejected, Row, read_rows
+from walkme_dic.sync.writers import RecordEncoder, render_path, wants_gzip
+
+SAMPLE_REJECTIONS = 20
+PROGRESS_ROWS = 50_000
+PROGRESS_SECONDS = 1.0
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Tally:
+    """Counts of a run; rejected samples are capped, counts never are."""
+
+    read: int = 0
+    written: int = 0
+    rejected: int = 0
+    samples: list[RejectedRow] = field(default_factory=list)
+
+    def reject(self, row: int, reason: str) -> None:
+        self.rejected += 1
+        if len(self.samples) < SAMPLE_REJECTIONS:
+            self.samples.append(RejectedRow(row=row, reason=reason))
+
+    def over_limit(self, spec: IntegrationSpec) -> str | None:
+        if spec.max_rejected_rows is not None and self.rejected > spec.max_rejected_rows:
+            return f"{self.rejected} rows rejected, more than maxRejectedRows {spec.max_rejected_rows}"
+        if spec.max_rejected_percent is not None and self.read:
+            share = 100 * self.rejected / self.read
+            if share > spec.max_rejected_percent:
+                return (f"{self.rejected} of {self.read} rows rejected ({share:.1f}%), more than "
+                        f"maxRejectedPercent {spec.max_rejected_percent:g}%")
+        return None
+
+
+class Reporter:
+    """Progress lines at most every second or every 50k rows."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress, self.last, self.last_rows = progress, 0.0, 0
+
+    def __call__(self, phase: str, tally: Tally, *, force: bool = False) -> None:
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if force or now - self.last >= PROGRESS_SECONDS or tally.read - self.last_rows >= PROGRESS_ROWS:
+            self.last, self.last_rows = now, tally.read
+            self.progress({"phase": phase, "rowsRead": tally.read, "rowsWritten": tally.written,
+                           "rowsRejected": tally.rejected})
+
+
+def run_sync(request: SyncRequest, credentials: CredentialSet, *, progress: Progress | None = None) -> SyncResult:
+    """Run one sync; never raises: failures become a Failed result with a reason and a clean message."""
+    secrets = list(credentials.values())
+    try:
+        if request.spec.direction == "Inbound":
+            result = Inbound(request, credentials, Reporter(progress)).run()
+        else:
+            result = Outbound(request, credentials, Reporter(progress)).run()
+    except DicError as error:
+        result = SyncResult(result="Failed", reason=error.reason, message=error.message)
+    except Exception as error:
+        result = SyncResult(result="Failed", reason="InternalError", message=f"{type(error).__name__}: {error}")
+    result.message = redact(result.message, secrets)
+    for sample in result.rejected:
+        sample.reason = redact(sample.reason, secrets)
+    return result
+
+
+def _file_store(request: SyncRequest, credentials: CredentialSet) -> FileStore:
+    if request.connection.provider == "salesforce":
+        raise PermanentError("the Salesforce connector is not available in this build yet", reason="NotSupported")
+    return open_file_store(request.connection, credentials.role("external"))
+
+
+class Inbound:
+    """file → WalkMe user attributes (never deletes)."""
+
+    def __init__(self, request: SyncRequest, credentials: CredentialSet, report: Reporter) -> None:
+        self.request, self.spec, self.report = request, request.spec, report
+        assert self.spec.source.file is not None and self.spec.destination.walkme is not None
+        self.file: FileSettings = self.spec.source.file
+        self.destination = self.spec.destination.walkme
+        self.store = _file_store(request, credentials)
+        walkme = request.walkme_connection.walkme
+        assert walkme is not None
+        self.walkme = WalkMeClient(walkme, credentials.role("walkme"))
+        self.token = credentials.role("integration-token").get(self.destination.integration_token_secret_ref.key, "")
+        if not self.token:
+            raise PermanentError("the integration token Secret key is empty or not mounted "
+                                 f"({self.destination.integration_token_secret_ref.key!r})", reason="SecretKeyMissing")
+        self.mapper = Mapper(self.spec.mapping, self.destination.user_id_property)
+
+    def run(self) -> SyncResult:
+        info = self.store.stat(self.file.path)
+        if info.fingerprint == self.request.state.source_fingerprint and not self.request.force:
+            return SyncResult(result="Skipped", reason="SourceUnchanged", source_fingerprint=info.fingerprint,
+                              message=f"{self.file.path} is unchanged since the last run (ETag {info.fingerprint})")
+        tally, keys, size = self._validate(info.fingerprint)
+        limit = tally.over_limit(self.spec)
+        if limit:
+            return self._result("Failed", "TooManyRejectedRows", tally, size, info.fingerprint,
+                                f"{limit}; nothing was written")
+        if self.spec.dry_run:
+            tally.written = tally.read - tally.rejected
+            return self._result("Succeeded", "DryRun", tally, size, info.fingerprint, "dry run: nothing written")
+        kept = self._users_kept(keys)
+        self._send(tally, info.fingerprint)
+        result = self._result("Succeeded", "Synced", tally, size, info.fingerprint, "")
+        result.users_kept = kept
+        return result
+
+    def _rows(self, fingerprint: str) -> tuple[Iterator[Row | Rejected], CountingReader]:
+        if self.store.stat(self.file.path).fingerprint != fingerprint:
+            raise PermanentError(f"{self.file.path} changed while it was being imported; the next run will import "
+                                 "the new version", reason="SourceChanged")
+        counter = CountingReader(self.store.open_read(self.file.path))
+        buffered = io.BufferedReader(counter, buffer_size=1024 * 1024)
+        return read_rows(buffered, self.file, self.mapper.required_columns()), counter
+
+    def _validate(self, fingerprint: str) -> tuple[Tally, array[int], int]:
+        tally = Tally()
+        keys: array[int] = array("Q")
+        rows, counter = self._rows(fingerprint)
+        for item in rows:
+            tally.read += 1
+            if isinstance(item, Rejected):
+                tally.reject(item.number, f"row {item.number}: {item.reason}")
+                continue
+            try:
+                self.mapper.map(item.values)
+                keys.append(_hash(self.mapper.key_of(item.values)))
+            except RowError as error:
+                tally.reject(item.number, f"row {item.number}: {error}")
+            self.report("validate", tally)
+        return tally, array("Q", sorted(keys)), counter.count
+
+    def _send(self, tally: Tally, fingerprint: str) -> None:
+        sent_rows: array[int] = array("I")
+        rows, _ = self._rows(fingerprint)
+
+        def records() -> Iterator[dict[str, Any]]:
+            for item in rows:
+                if isinstance(item, Row):
+                    try:
+                        record = self.mapper.map(item.values)
+                    except RowError:
+                        continue
+                    sent_rows.append(item.number)
+                    yield record
+                    tally.written += 1
+                    self.report("write", tally)
+
+        outcome = self.walkme.upsert_user_attributes(self.token, records())
+        tally.written = outcome.written
+        for index, reason in outcome.failed:
+            row = sent_rows[index] if index < len(sent_rows) else 0
+            tally.reject(row, f"row {row}: {reason}")
+
+    def _users_kept(self, source_keys: array[int]) -> int | None:
+        """Users this token imported before that are absent from this source — WalkMe keeps them."""
+        try:
+            return sum(1 for user in self.walkme.imported_user_ids(self.token) if not _contains(source_keys, user))
+        except DicError:
+            return None
+
+    def _result(self, outcome: str, reason: str, tally: Tally, size: int, fingerprint: str,
+                message: str) -> SyncResult:
+        return SyncResult(
+            result=outcome, reason=reason, message=message, rows_read=tally.read, rows_written=tally.written,
+            rows_rejected=tally.rejected, bytes=size, dry_run=self.spec.dry_run,
+            destination=f"WalkMe user attributes ({self.destination.user_id_property})",
+            source_fingerprint=fingerprint if outcome == "Succeeded" else None, rejected=tally.samples,
+        )
+
+
+class Outbound:
+    """WalkMe Insights → file (atomic: committed once, or aborted)."""
+
+    def __init__(self, request: SyncRequest, credentials: CredentialSet, report: Reporter) -> None:
+        self.request, self.spec, self.report = request, request.spec, report
+        assert self.spec.source.walkme is not None
+        self.source = self.spec.source.walkme
+        if self.spec.destination.file is None:
+            raise PermanentError("writing to Salesforce is not available in this build yet", reason="NotSupported")
+        self.file: FileSettings = self.spec.destination.file
+        self.store = _file_store(request, credentials)
+        walkme = request.walkme_connection.walkme
+        assert walkme is not None
+        self.walkme = WalkMeClient(walkme, credentials.role("walkme"))
+        self.mapper = Mapper(self.spec.mapping, self.spec.mapping.key.destination)
+
+    def run(self) -> SyncResult:
+        since = self.request.state.watermark if self.source.since == "lastRun" else self.source.since
+        export = self.walkme.export(self.source.dataset, since=since, report_id=self.source.report_id)
+        path = render_path(self.file.path, run_id=self.request.run_id, slot=self.request.slot,
+                           now=datetime.now(UTC))
+        tally = Tally()
+        writer = self.store.open_write(path)
+        try:
+            encoder = RecordEncoder(writer, self.file, self.mapper.columns(), gzip_output=wants_gzip(self.file, path))
+            for number, values in enumerate(export, start=1):
+                tally.read += 1
+                try:
+                    encoder.add(self.mapper.map(values))
+                    tally.written += 1
+                except RowError as error:
+                    tally.reject(number, f"record {number}: {error}")
+                self.report("export", tally)
+            limit = tally.over_limit(self.spec)
+            if limit or self.spec.dry_run:
+                writer.abort()
+            else:
+                encoder.finish()
+                writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        if limit:
+            return SyncResult(result="Failed", reason="TooManyRejectedRows", message=f"{limit}; nothing was written",
+                              rows_read=tally.read, rows_rejected=tally.rejected, rejected=tally.samples)
+        return SyncResult(
+            result="Succeeded", reason="DryRun" if self.spec.dry_run else "Synced",
+            message="dry run: nothing written" if self.spec.dry_run else "",
+            rows_read=tally.read, rows_written=tally.written, rows_rejected=tally.rejected,
+            bytes=0 if self.spec.dry_run else encoder.bytes, dry_run=self.spec.dry_run,
+            destination=self.store.describe(path),
+            watermark=export.watermark or since, rejected=tally.samples,
+        )
+
+
+def _hash(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+
+
+def _contains(sorted_keys: array[int], key: str) -> bool:
+    value = _hash(key)
+    index = bisect_left(sorted_keys, value)
+    return index < len(sorted_keys) and sorted_keys[index] == value

@@ -1,0 +1,207 @@
+"""The fake Salesforce's in-memory records: one schema per sObject, Ids, and per-record validation.
+
+Values arrive either as JSON (sObject Collections) or as CSV text (Bulk API 2.0); both are coerced
+to the field's type, and bad values give the per-record errors Salesforce gives
+(INVALID_TYPE_ON_FIELD_IN_RECORD, REQUIRED_FIELD_MISSING, INVALID_EMAIL_ADDRESS, STRING_TOO_LONG, …).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+FieldType = str  # string | email | double | int | boolean | date | datetime | id
+SYSTEM_FIELDS = ("Id", "CreatedDate", "LastModifiedDate", "SystemModstamp")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+CHECKSUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+CSV_NULL = "#N/A"
+
+
+@dataclass(frozen=True)
+class RecordError:
+    status_code: str
+    message: str
+    fields: tuple[str, ...] = ()
+
+    def json(self) -> dict[str, Any]:
+        return {"statusCode": self.status_code, "message": self.message, "fields": list(self.fields)}
+
+    def csv(self) -> str:
+        """Bulk API 2.0's sf__Error text: ``CODE:message:Field1,Field2 --``."""
+        return f"{self.status_code}:{self.message}:{','.join(self.fields)} --"
+
+
+@dataclass
+class FieldDef:
+    name: str
+    type: FieldType = "string"
+    required: bool = False
+    length: int = 255
+
+
+@dataclass
+class SObject:
+    name: str
+    key_prefix: str
+    fields: dict[str, FieldDef]  # lower-case name -> definition
+    external_id: str | None = None
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # Id -> record
+
+    def canonical(self, name: str) -> str | None:
+        definition = self.fields.get(name.lower())
+        return definition.name if definition else None
+
+    def field_names(self) -> dict[str, str]:
+        return {key: definition.name for key, definition in self.fields.items()}
+
+    def find_by_external_id(self, value: Any) -> dict[str, Any] | None:
+        assert self.external_id is not None
+        wanted = str(value).lower()
+        return next((r for r in self.records.values()
+                     if r.get(self.external_id) is not None and str(r[self.external_id]).lower() == wanted), None)
+
+
+class Store:
+    """All sObjects of one fake org. Not thread-safe on its own; the server serializes access."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, SObject] = {}  # lower-case name -> object
+        self._counter = itertools.count(1)
+        self._prefixes = itertools.count(0)
+
+    def define(self, name: str, fields: Mapping[str, FieldType | FieldDef], *, external_id: str | None = None,
+               required: Iterable[str] = (), key_prefix: str | None = None) -> SObject:
+        required_names = {r.lower() for r in required}
+        definitions: dict[str, FieldDef] = {
+            "id": FieldDef("Id", "id"), "createddate": FieldDef("CreatedDate", "datetime"),
+            "lastmodifieddate": FieldDef("LastModifiedDate", "datetime"),
+            "systemmodstamp": FieldDef("SystemModstamp", "datetime"),
+        }
+        for field_name, spec in fields.items():
+            definition = spec if isinstance(spec, FieldDef) else FieldDef(field_name, spec)
+            definition.required = definition.required or field_name.lower() in required_names
+            definitions[field_name.lower()] = definition
+        prefix = key_prefix or f"a{next(self._prefixes):02d}"
+        sobject = SObject(name, prefix, definitions, external_id)
+        self.objects[name.lower()] = sobject
+        return sobject
+
+    def get(self, name: str) -> SObject | None:
+        return self.objects.get(name.lower())
+
+    def schemas(self) -> dict[str, dict[str, str]]:
+        return {o.name: o.field_names() for o in self.objects.values()}
+
+    def new_id(self, prefix: str) -> str:
+        number = next(self._counter)
+        body = ""
+        for _ in range(12):
+            number, digit = divmod(number, 62)
+            body = BASE62[digit] + body
+        return with_checksum(prefix + body)
+
+    # ---- coercion ----------------------------------------------------------------------------
+
+    @staticmethod
+    def coerce(definition: FieldDef, value: Any, *, from_csv: bool) -> tuple[Any, RecordError | None]:
+        """(typed value, None) or (None, error). CSV '#N/A' and JSON null mean 'set to null'."""
+        if value is None or (from_csv and value == CSV_NULL):
+            return None, None
+        name, kind = definition.name, definition.type
+        wrong = RecordError("INVALID_TYPE_ON_FIELD_IN_RECORD", f"{name}: value not of required type: {value}",
+                            (name,))
+        if kind in ("string", "email", "id"):
+            if not isinstance(value, str) and not from_csv:
+                if isinstance(value, bool | dict | list):
+                    return None, wrong
+                value = str(value)
+            if kind == "email" and not EMAIL.match(value):
+                return None, RecordError("INVALID_EMAIL_ADDRESS", f"{name}: invalid email address: {value}", (name,))
+            if len(value) > definition.length:
+                return None, RecordError("STRING_TOO_LONG",
+                                         f"{name}: data value too large: {value[:40]} (max length="
+                                         f"{definition.length})", (name,))
+            return value, None
+        if kind in ("double", "int"):
+            if isinstance(value, bool):
+                return None, wrong
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                return None, wrong
+            if kind == "int":
+                return (int(number), None) if number.is_integer() else (None, wrong)
+            return number, None
+        if kind == "boolean":
+            if isinstance(value, bool):
+                return value, None
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+                return value.lower() in ("true", "1"), None
+            return None, wrong
+        if kind == "date":
+            return (value, None) if isinstance(value, str) and DATE.match(value) else (None, wrong)
+        if kind == "datetime":
+            return (value, None) if isinstance(value, str) and DATETIME.match(value) else (None, wrong)
+        return value, None
+
+    def clean(self, sobject: SObject, values: Mapping[str, Any], *, from_csv: bool,
+              creating: bool) -> tuple[dict[str, Any], list[RecordError]]:
+        """Typed values keyed by canonical names, or the record's errors. Unknown names must be checked first."""
+        cleaned: dict[str, Any] = {}
+        errors: list[RecordError] = []
+        for key, raw in values.items():
+            definition = sobject.fields[key.lower()]
+            if definition.name in SYSTEM_FIELDS or (from_csv and raw == ""):
+                continue  # read-only, or "leave unchanged" in a CSV cell
+            value, error = self.coerce(definition, raw, from_csv=from_csv)
+            if error is not None:
+                errors.append(error)
+            else:
+                cleaned[definition.name] = value
+        missing = [d.name for d in sobject.fields.values() if d.required and (
+            (creating and cleaned.get(d.name) is None) or (d.name in cleaned and cleaned[d.name] is None))]
+        if missing and not errors:
+            errors.append(RecordError("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]",
+                                      tuple(missing)))
+        return cleaned, errors
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    def insert(self, sobject: SObject, cleaned: dict[str, Any]) -> str:
+        record_id = self.new_id(sobject.key_prefix)
+        now = _now()
+        sobject.records[record_id] = {"Id": record_id, "CreatedDate": now, "LastModifiedDate": now,
+                                      "SystemModstamp": now, **cleaned}
+        return record_id
+
+    def update(self, sobject: SObject, record_id: str, cleaned: dict[str, Any]) -> None:
+        now = _now()
+        sobject.records[record_id].update({**cleaned, "LastModifiedDate": now, "SystemModstamp": now})
+
+    def seed(self, name: str, rows: Iterable[Mapping[str, Any]]) -> list[str]:
+        sobject = self.objects[name.lower()]
+        ids = []
+        for row in rows:
+            cleaned = {sobject.fields[k.lower()].name: v for k, v in row.items()}
+            ids.append(self.insert(sobject, cleaned))
+        return ids
+
+
+def with_checksum(id15: str) -> str:
+    """Salesforce's 18-character Id: three checksum characters encode the case of the 15."""
+    suffix = ""
+    for chunk in (id15[0:5], id15[5:10], id15[10:15]):
+        bits = sum(1 << i for i, char in enumerate(chunk) if char.isupper())
+        suffix += CHECKSUM[bits]
+    return id15 + suffix
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")

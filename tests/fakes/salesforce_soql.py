@@ -250,7 +250,9 @@ def _normal(value: Any) -> Any:
 
 def _compare(left: Any, op: str, right: Any) -> bool:
     if op == "=":
-        return left == right if not isinstance(left, str) or not isinstance(right, str) else left.lower() == right.lower()
+        if isinstance(left, str) and isinstance(right, str):
+            return left.lower() == right.lower()
+        return left == right
     if op in ("!=", "<>"):
         return not _compare(left, "=", right)
     if left is None or right is None or type(left) is not type(right):

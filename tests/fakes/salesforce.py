@@ -1,0 +1,659 @@
+"""A fake Salesforce org speaking the real REST, sObject Collections and Bulk API 2.0 HTTP protocols.
+
+Run it with ``url = fake.start()`` (a background thread, 127.0.0.1, free port) and ``fake.stop()``.
+It is its own OAuth login host and instance: ``POST /services/oauth2/token`` answers with
+``instance_url`` = the fake. Shapes follow Salesforce's documentation: error bodies are
+``[{"message", "errorCode"}]``, OAuth errors ``{"error", "error_description"}``, query pages carry
+``totalSize``/``done``/``nextRecordsUrl`` and records with ``attributes``, collections answer one
+``{id, success, errors, created}`` per record in order, Bulk 2.0 results are CSV with ``sf__`` columns.
+
+Test hooks: ``define``/``seed``/``records`` for data, ``fail_next``/``throttle``/``unavailable`` for
+faults, ``fail_next_bulk_job`` to end a job Failed, ``calls`` (a Counter by kind) for API budgets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import io
+import itertools
+import json
+import re
+import secrets
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.salesforce_soql import SoqlError, parse
+from tests.fakes.salesforce_store import CSV_NULL, FieldDef, FieldType, RecordError, SObject, Store
+
+COLLECTION_LIMIT = 200
+ORG_ID = "00D000000000001EAA"
+USER_ID = "005000000000001AAA"
+DATA = r"/services/data/{version:v\d+\.\d}"
+
+
+@dataclass
+class Fault:
+    kind: re.Pattern[str]
+    remaining: int
+    status: int
+    body: str
+
+
+@dataclass
+class IngestJob:
+    id: str
+    object: str
+    operation: str
+    external_id: str | None
+    line_ending: str
+    version: str
+    state: str = "Open"
+    data: bytes | None = None
+    polls: int = 0
+    fail_with: str | None = None
+    error_message: str | None = None
+    columns: list[str] = field(default_factory=list)
+    successes: list[tuple[str, bool, list[str]]] = field(default_factory=list)  # (id, created, row)
+    failures: list[tuple[str, str, list[str]]] = field(default_factory=list)  # (id, sf__Error, row)
+    unprocessed: list[list[str]] = field(default_factory=list)
+
+    def info(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id, "operation": self.operation, "object": self.object, "createdById": USER_ID,
+            "state": self.state, "concurrencyMode": "Parallel", "contentType": "CSV", "jobType": "V2Ingest",
+            "apiVersion": float(self.version[1:]), "lineEnding": self.line_ending, "columnDelimiter": "COMMA",
+            "contentUrl": f"services/data/{self.version}/jobs/ingest/{self.id}/batches",
+            "numberRecordsProcessed": len(self.successes) + len(self.failures),
+            "numberRecordsFailed": len(self.failures), "retries": 0,
+        }
+        if self.external_id:
+            body["externalIdFieldName"] = self.external_id
+        if self.error_message:
+            body["errorMessage"] = self.error_message
+        return body
+
+
+@dataclass
+class QueryJob:
+    id: str
+    rows: list[dict[str, Any]]
+    columns: list[str]
+    polls: int = 0
+    state: str = "UploadComplete"
+
+
+class FakeSalesforce:
+    """One org: OAuth clients, users, refresh tokens, sObjects, and the API limits of a day."""
+
+    def __init__(self, clients: Mapping[str, str], *, users: Mapping[str, tuple[str, str]] | None = None,
+                 refresh_tokens: Iterable[str] = (), page_size: int = 2000, daily_limit: int = 15000) -> None:
+        self.clients = dict(clients)
+        self.users = dict(users or {})  # username -> (password, securityToken)
+        self.refresh_tokens = set(refresh_tokens)
+        self.page_size = page_size
+        self.daily_limit = daily_limit
+        self.bulk_polls_in_progress = 1  # GETs of job info answering InProgress before the job is done
+        self.store = Store()
+        self.calls: Counter[str] = Counter()
+        self.faults: list[Fault] = []
+        self.access_tokens: set[str] = set()
+        self.ingest_jobs: dict[str, IngestJob] = {}
+        self.query_jobs: dict[str, QueryJob] = {}
+        self.cursors: dict[str, list[dict[str, Any]]] = {}
+        self.uploaded_bytes = 0
+        self.url = ""
+        self._fail_jobs: list[str] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.RLock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=160 * 1024 * 1024)
+        routes = [
+            ("POST", "/services/oauth2/token", self._token, "token"),
+            ("GET", DATA + "/limits", self._limits, "limits"),
+            ("GET", DATA + "/query", self._query, "query"),
+            ("GET", DATA + "/query/{locator}", self._query_more, "queryMore"),
+            ("POST", DATA + "/composite/sobjects", self._collection_insert, "collections"),
+            ("PATCH", DATA + "/composite/sobjects", self._collection_update, "collections"),
+            ("PATCH", DATA + "/composite/sobjects/{object}/{field}", self._collection_upsert, "collections"),
+            ("POST", DATA + "/jobs/ingest", self._ingest_create, "bulk.create"),
+            ("GET", DATA + "/jobs/ingest/{job}", self._ingest_info, "bulk.info"),
+            ("PATCH", DATA + "/jobs/ingest/{job}", self._ingest_state, "bulk.state"),
+            ("DELETE", DATA + "/jobs/ingest/{job}", self._ingest_delete, "bulk.delete"),
+            ("PUT", DATA + "/jobs/ingest/{job}/batches", self._ingest_upload, "bulk.upload"),
+            ("GET", DATA + "/jobs/ingest/{job}/{result:(?:successfulResults|failedResults|unprocessedrecords)/?}",
+             self._ingest_results, "bulk.results"),
+            ("POST", DATA + "/jobs/query", self._query_job_create, "bulkQuery.create"),
+            ("GET", DATA + "/jobs/query/{job}", self._query_job_info, "bulkQuery.info"),
+            ("GET", DATA + "/jobs/query/{job}/results", self._query_job_results, "bulkQuery.results"),
+        ]
+        for number, (method, path, handler, kind) in enumerate(routes):
+            app.router.add_route(method, path, handler, name=f"{kind}:r{number}")
+        return app
+
+    async def start_async(self, port: int = 0) -> str:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{bound}"
+        return self.url
+
+    async def stop_async(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def start(self, port: int = 0) -> str:
+        ready = threading.Event()
+
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self.start_async(port))
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, name="fake-salesforce", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self.url
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            asyncio.run_coroutine_threadsafe(self.stop_async(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    # ---- test hooks --------------------------------------------------------------------------
+
+    def define(self, name: str, fields: Mapping[str, FieldType | FieldDef], *, external_id: str | None = None,
+               required: Iterable[str] = (), key_prefix: str | None = None) -> SObject:
+        """Declare an sObject: field name -> type (string, email, double, int, boolean, date, datetime, id)."""
+        with self._lock:
+            return self.store.define(name, fields, external_id=external_id, required=required,
+                                     key_prefix=key_prefix)
+
+    def seed(self, name: str, rows: Iterable[Mapping[str, Any]]) -> list[str]:
+        with self._lock:
+            return self.store.seed(name, rows)
+
+    def records(self, name: str) -> list[dict[str, Any]]:
+        with self._lock:
+            sobject = self.store.get(name)
+            return [dict(r) for r in sobject.records.values()] if sobject else []
+
+    def reset(self) -> None:
+        """Forget data, faults, jobs and counters; keep clients and users."""
+        with self._lock:
+            self.store = Store()
+            self.calls.clear()
+            self.faults.clear()
+            self._fail_jobs.clear()
+            self.ingest_jobs.clear()
+            self.query_jobs.clear()
+            self.cursors.clear()
+            self.uploaded_bytes = 0
+            self.bulk_polls_in_progress = 1
+
+    def fail_next(self, count: int, status: int, *, kind: str = ".*", error_code: str = "SERVER_UNAVAILABLE",
+                  message: str = "Server temporarily unavailable") -> None:
+        """The next ``count`` calls whose kind (e.g. ``query``, ``bulk.create``) matches the regex get ``status``."""
+        body = json.dumps([{"message": message, "errorCode": error_code}])
+        with self._lock:
+            self.faults.append(Fault(re.compile(kind), count, status, body))
+
+    def throttle(self, count: int, *, kind: str = ".*") -> None:
+        """The org's daily API limit is used up for the next ``count`` calls: 403 REQUEST_LIMIT_EXCEEDED."""
+        self.fail_next(count, 403, kind=kind, error_code="REQUEST_LIMIT_EXCEEDED",
+                       message="TotalRequests Limit exceeded.")
+
+    def unavailable(self, count: int, *, kind: str = ".*") -> None:
+        self.fail_next(count, 503, kind=kind)
+
+    def fail_next_bulk_job(self, message: str = "InternalServerError : an unexpected error occurred") -> None:
+        """The next ingest job closed with UploadComplete ends in state Failed with this errorMessage."""
+        with self._lock:
+            self._fail_jobs.append(message)
+
+    @property
+    def api_calls(self) -> int:
+        """REST calls that count against the org's API limit (OAuth token requests do not)."""
+        return sum(n for kind, n in self.calls.items() if kind != "token")
+
+    # ---- plumbing ----------------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        route = request.match_info.route
+        kind = (route.name or "unknown:").split(":", 1)[0]
+        with self._lock:
+            self.calls[kind] += 1
+            fault = next((f for f in self.faults if f.remaining > 0 and f.kind.fullmatch(kind)), None)
+            if fault is not None:
+                fault.remaining -= 1
+        if fault is not None:
+            return web.Response(status=fault.status, text=fault.body, content_type="application/json")
+        if kind != "token" and request.path.startswith("/services/data/"):
+            token = request.headers.get("Authorization", "")
+            if not token.startswith("Bearer ") or token[7:] not in self.access_tokens:
+                return _errors(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        response = await handler(request)
+        response.headers["Sforce-Limit-Info"] = f"api-usage={self.api_calls}/{self.daily_limit}"
+        return response
+
+    # ---- OAuth -------------------------------------------------------------------------------
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        client_id, client_secret = str(form.get("client_id", "")), form.get("client_secret")
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Basic "):
+            client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+            client_secret = secret
+        grant = form.get("grant_type")
+        if grant not in ("client_credentials", "refresh_token", "password"):
+            return _oauth_error("unsupported_grant_type", "grant type not supported")
+        if client_id not in self.clients:
+            return _oauth_error("invalid_client_id", "client identifier invalid")
+        if (grant != "refresh_token" or client_secret is not None) and self.clients[client_id] != client_secret:
+            return _oauth_error("invalid_client", "invalid client credentials")
+        if grant == "password":
+            username, password = str(form.get("username", "")), str(form.get("password", ""))
+            known = self.users.get(username)
+            if known is None or password != known[0] + known[1]:
+                return _oauth_error("invalid_grant", "authentication failure")
+        if grant == "refresh_token" and form.get("refresh_token") not in self.refresh_tokens:
+            return _oauth_error("invalid_grant", "expired access/refresh token")
+        token = f"{ORG_ID}!{secrets.token_urlsafe(24)}"
+        with self._lock:
+            self.access_tokens.add(token)
+        return web.json_response({
+            "access_token": token, "instance_url": self.url, "id": f"{self.url}/id/{ORG_ID}/{USER_ID}",
+            "token_type": "Bearer", "issued_at": "1700000000000", "signature": secrets.token_urlsafe(32),
+            "scope": "api",
+        })
+
+    # ---- limits and query --------------------------------------------------------------------
+
+    async def _limits(self, request: web.Request) -> web.Response:
+        used = self.api_calls
+        return web.json_response({
+            "DailyApiRequests": {"Max": self.daily_limit, "Remaining": max(self.daily_limit - used, 0)},
+            "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000 - len(self.query_jobs)},
+            "DailyBulkV2QueryFileStorageMB": {"Max": 976562, "Remaining": 976562},
+            "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000 - len(self.ingest_jobs)},
+            "DataStorageMB": {"Max": 5, "Remaining": 5},
+        })
+
+    def _run_soql(self, soql: str) -> tuple[list[dict[str, Any]], str]:
+        with self._lock:
+            query = parse(soql, self.store.schemas())
+            sobject = self.store.get(query.object)
+            assert sobject is not None
+            return query.run(list(sobject.records.values())), sobject.name
+
+    async def _query(self, request: web.Request) -> web.Response:
+        soql = request.query.get("q", "")
+        try:
+            rows, object_name = self._run_soql(soql)
+        except SoqlError as error:
+            return _errors(400, error.code, error.message)
+        version = request.match_info["version"]
+        records = [{"attributes": {"type": object_name, "url": f"/services/data/{version}/sobjects/"
+                                   f"{object_name}/{row.get('Id', '')}"}, **row} for row in rows]
+        batch = self.page_size
+        option = re.search(r"batchSize=(\d+)", request.headers.get("Sforce-Query-Options", ""))
+        if option:
+            batch = min(batch, max(200, int(option.group(1))))
+        locator = f"01g{next(self._ids):015d}"
+        with self._lock:
+            self.cursors[locator] = records
+        return web.json_response(self._page(records, locator, 0, batch, version))
+
+    def _page(self, records: list[dict[str, Any]], locator: str, offset: int, batch: int,
+              version: str) -> dict[str, Any]:
+        end = offset + batch
+        page: dict[str, Any] = {"totalSize": len(records), "done": end >= len(records),
+                                "records": records[offset:end]}
+        if end < len(records):
+            page["nextRecordsUrl"] = f"/services/data/{version}/query/{locator}-{end}"
+        return page
+
+    async def _query_more(self, request: web.Request) -> web.Response:
+        locator, _, offset = request.match_info["locator"].rpartition("-")
+        records = self.cursors.get(locator)
+        if records is None or not offset.isdigit():
+            return _errors(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        return web.json_response(self._page(records, locator, int(offset), self.page_size,
+                                            request.match_info["version"]))
+
+    # ---- sObject Collections -----------------------------------------------------------------
+
+    async def _collection_body(self, request: web.Request) -> tuple[list[dict[str, Any]], bool] | web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _errors(400, "JSON_PARSER_ERROR", "Unexpected character: was expecting a JSON object")
+        records = body.get("records") if isinstance(body, dict) else None
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            return _errors(400, "JSON_PARSER_ERROR", "records: expected an array of sObjects")
+        if len(records) > COLLECTION_LIMIT:
+            return _errors(400, "EXCEEDED_ID_LIMIT",
+                           "record limit reached. cannot submit more than 200 records into this call")
+        for record in records:
+            sobject = self.store.get(str(record.get("attributes", {}).get("type", "")))
+            unknown = [k for k in record if k != "attributes" and sobject and sobject.canonical(k) is None]
+            if unknown and sobject:
+                return _errors(400, "INVALID_FIELD", f"No such column '{unknown[0]}' on sobject of type {sobject.name}")
+        return records, bool(body.get("allOrNone", False))
+
+    def _collection(self, records: list[dict[str, Any]], all_or_none: bool, operation: str,
+                    forced: SObject | None = None, external_id: str | None = None) -> web.Response:
+        with self._lock:
+            snapshot = {name: {k: dict(v) for k, v in o.records.items()} for name, o in self.store.objects.items()}
+            duplicates = _duplicate_keys([r.get(external_id) if external_id else None for r in records])
+            results = []
+            for index, record in enumerate(records):
+                sobject = self.store.get(str(record.get("attributes", {}).get("type", "")))
+                if sobject is None or (forced is not None and sobject is not forced):
+                    errors = [RecordError("INVALID_TYPE", "Must send a concrete entity type.")]
+                    results.append({"id": None, "success": False, "errors": [e.json() for e in errors]})
+                    continue
+                values = {k: v for k, v in record.items() if k != "attributes"}
+                if index in duplicates:
+                    record_id, created, errors = None, False, [RecordError(
+                        "DUPLICATE_VALUE", f"Duplicate external id specified: {record.get(external_id or '')}")]
+                else:
+                    record_id, created, errors = self._apply(sobject, operation, values, external_id, from_csv=False)
+                result: dict[str, Any] = {"id": record_id, "success": not errors, "errors": [e.json() for e in errors]}
+                if operation == "upsert":
+                    result["created"] = created
+                results.append(result)
+            if all_or_none and any(not r["success"] for r in results):
+                for name, saved in snapshot.items():
+                    self.store.objects[name].records = saved
+                rolled = RecordError("ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all "
+                                     "records were valid and the request was using AllOrNone header")
+                for result in results:
+                    if result["success"]:
+                        result.update(id=None, success=False, errors=[rolled.json()])
+        return web.json_response(results)
+
+    async def _collection_insert(self, request: web.Request) -> web.Response:
+        parsed = await self._collection_body(request)
+        return parsed if isinstance(parsed, web.Response) else self._collection(*parsed, "insert")
+
+    async def _collection_update(self, request: web.Request) -> web.Response:
+        parsed = await self._collection_body(request)
+        return parsed if isinstance(parsed, web.Response) else self._collection(*parsed, "update")
+
+    async def _collection_upsert(self, request: web.Request) -> web.Response:
+        sobject = self.store.get(request.match_info["object"])
+        if sobject is None:
+            return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+        external_id = sobject.canonical(request.match_info["field"])
+        if external_id is None or external_id != sobject.external_id:
+            return _errors(400, "INVALID_FIELD", f"Field name provided, {request.match_info['field']} is not an "
+                           f"External ID or indexed field for {sobject.name}")
+        parsed = await self._collection_body(request)
+        if isinstance(parsed, web.Response):
+            return parsed
+        return self._collection(*parsed, "upsert", forced=sobject, external_id=external_id)
+
+    def _apply(self, sobject: SObject, operation: str, values: dict[str, Any], external_id: str | None, *,
+               from_csv: bool) -> tuple[str | None, bool, list[RecordError]]:
+        """Insert, update or upsert one record; (id, created, errors). The caller holds the lock."""
+        by_name = {sobject.canonical(k) or k: v for k, v in values.items()}
+        if operation == "insert":
+            cleaned, errors = self.store.clean(sobject, values, from_csv=from_csv, creating=True)
+            return (None, False, errors) if errors else (self.store.insert(sobject, cleaned), True, [])
+        if operation == "update":
+            record_id = str(by_name.pop("Id", "") or "")
+            if not record_id:
+                return None, False, [RecordError("MISSING_ARGUMENT", "Id not specified in an update call")]
+            if len(record_id) not in (15, 18) or not record_id.startswith(sobject.key_prefix):
+                return None, False, [RecordError("MALFORMED_ID", f"{sobject.name} ID: id value of incorrect "
+                                                 f"type: {record_id}", ("Id",))]
+            existing = next((k for k in sobject.records if k[:15] == record_id[:15]), None)
+            if existing is None:
+                return None, False, [RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")]
+            cleaned, errors = self.store.clean(sobject, {k: v for k, v in values.items() if k.lower() != "id"},
+                                               from_csv=from_csv, creating=False)
+            if errors:
+                return existing, False, errors
+            self.store.update(sobject, existing, cleaned)
+            return existing, False, []
+        assert external_id is not None
+        key = by_name.get(external_id)
+        if key in (None, "", CSV_NULL):
+            return None, False, [RecordError("MISSING_ARGUMENT", f"{external_id} not specified")]
+        found = sobject.find_by_external_id(key)
+        cleaned, errors = self.store.clean(sobject, {k: v for k, v in values.items() if k.lower() != "id"},
+                                           from_csv=from_csv, creating=found is None)
+        if errors:
+            return (found or {}).get("Id"), False, errors
+        if found is None:
+            return self.store.insert(sobject, cleaned), True, []
+        self.store.update(sobject, found["Id"], cleaned)
+        return found["Id"], False, []
+
+    # ---- Bulk API 2.0 ingest -----------------------------------------------------------------
+
+    async def _ingest_create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        operation, object_name = body.get("operation"), str(body.get("object", ""))
+        if operation not in ("insert", "update", "upsert", "delete", "hardDelete"):
+            return _errors(400, "INVALIDJOB", f"Invalid operation: {operation}")
+        sobject = self.store.get(object_name)
+        if sobject is None:
+            return _errors(400, "INVALIDJOB", f"Unable to find object: {object_name}")
+        external_id = body.get("externalIdFieldName")
+        if operation == "upsert" and (not external_id or sobject.canonical(external_id) != sobject.external_id):
+            return _errors(400, "INVALIDJOB", f"InvalidJob : Field name provided, {external_id} is not an External "
+                           f"ID or indexed field for {sobject.name}")
+        job = IngestJob(f"750{next(self._ids):015d}", sobject.name, operation,
+                        sobject.external_id if operation == "upsert" else None,
+                        str(body.get("lineEnding", "LF")), request.match_info["version"])
+        with self._lock:
+            self.ingest_jobs[job.id] = job
+        return web.json_response(job.info())
+
+    def _job(self, request: web.Request) -> IngestJob | web.Response:
+        job = self.ingest_jobs.get(request.match_info["job"])
+        if job is None:
+            return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+        return job
+
+    async def _ingest_upload(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        if isinstance(job, web.Response):
+            return job
+        data = await request.read()
+        if job.state != "Open":
+            return _errors(409, "INVALIDJOBSTATE", f"Job {job.id} is not in state Open (state {job.state})")
+        if job.data is not None:
+            return _errors(400, "BULK_API_ERROR", f"Found multiple contents for job: <{job.id}>, please 'Close' / "
+                           "'Abort' / 'Delete' the current Job then create a new Job and make sure you only do "
+                           "'PUT' once on a given Job.")
+        with self._lock:
+            job.data = data
+            self.uploaded_bytes += len(data)
+        return web.Response(status=201)
+
+    async def _ingest_state(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        if isinstance(job, web.Response):
+            return job
+        state = (await request.json()).get("state")
+        if state == "UploadComplete" and job.state == "Open":
+            with self._lock:
+                job.state = "UploadComplete"
+                job.fail_with = self._fail_jobs.pop(0) if self._fail_jobs else None
+        elif state == "Aborted" and job.state in ("Open", "UploadComplete", "InProgress"):
+            job.state = "Aborted"
+        else:
+            return _errors(400, "INVALIDJOBSTATE", f"Cannot change state of job {job.id} from {job.state} to {state}")
+        return web.json_response(job.info())
+
+    async def _ingest_delete(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        if isinstance(job, web.Response):
+            return job
+        self.ingest_jobs.pop(job.id, None)
+        return web.Response(status=204)
+
+    async def _ingest_info(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        if isinstance(job, web.Response):
+            return job
+        with self._lock:
+            if job.state in ("UploadComplete", "InProgress"):
+                job.state = "InProgress"
+                job.polls += 1
+                if job.polls > self.bulk_polls_in_progress:
+                    self._process(job)
+        return web.json_response(job.info())
+
+    def _process(self, job: IngestJob) -> None:
+        text = (job.data or b"").decode("utf-8-sig")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        if not rows:
+            job.state, job.error_message = "Failed", "InvalidBatch : No content in batch"
+            return
+        job.columns, body = rows[0], rows[1:]
+        sobject = self.store.get(job.object)
+        assert sobject is not None
+        if job.fail_with:
+            job.state, job.error_message, job.unprocessed = "Failed", job.fail_with, body
+            return
+        unknown = [c for c in job.columns if sobject.canonical(c) is None]
+        if unknown:
+            job.state, job.error_message = "Failed", f"InvalidBatch : Field name not found : {unknown[0]}"
+            job.unprocessed = body
+            return
+        if job.external_id and job.external_id.lower() not in [c.lower() for c in job.columns]:
+            job.state, job.error_message = "Failed", f"InvalidBatch : Field name not provided: {job.external_id}"
+            job.unprocessed = body
+            return
+        key_column = next((i for i, c in enumerate(job.columns) if job.external_id
+                           and c.lower() == job.external_id.lower()), None)
+        duplicates = _duplicate_keys([row[key_column] if key_column is not None and len(row) > key_column else None
+                                      for row in body])
+        for index, row in enumerate(body):
+            if len(row) != len(job.columns):
+                error = RecordError("INVALID_FIELD", "Invalid row: the number of values does not match the header")
+                job.failures.append(("", error.csv(), row))
+                continue
+            if index in duplicates:
+                error = RecordError("DUPLICATE_VALUE", f"Duplicate external id specified: {row[key_column or 0]}")
+                job.failures.append(("", error.csv(), row))
+                continue
+            record_id, created, errors = self._apply(sobject, job.operation, dict(zip(job.columns, row, strict=True)),
+                                                     job.external_id, from_csv=True)
+            if errors:
+                job.failures.append((record_id or "", errors[0].csv(), row))
+            else:
+                job.successes.append((record_id or "", created, row))
+        job.state = "JobComplete"
+
+    async def _ingest_results(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        if isinstance(job, web.Response):
+            return job
+        kind = request.match_info["result"].rstrip("/")
+        if job.state not in ("JobComplete", "Failed", "Aborted"):
+            return _errors(400, "INVALIDJOBSTATE", f"Job {job.id} is not finished (state {job.state})")
+        out = io.StringIO()
+        writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
+        if kind == "successfulResults":
+            writer.writerow(["sf__Id", "sf__Created", *job.columns])
+            writer.writerows([record_id, "true" if created else "false", *row] for record_id, created, row in
+                             job.successes)
+        elif kind == "failedResults":
+            writer.writerow(["sf__Id", "sf__Error", *job.columns])
+            writer.writerows([record_id, error, *row] for record_id, error, row in job.failures)
+        else:
+            writer.writerow(job.columns)
+            writer.writerows(job.unprocessed)
+        return web.Response(text=out.getvalue(), content_type="text/csv")
+
+    # ---- Bulk API 2.0 query ------------------------------------------------------------------
+
+    async def _query_job_create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        try:
+            rows, object_name = self._run_soql(str(body.get("query", "")))
+        except SoqlError as error:
+            return _errors(400, error.code, error.message)
+        columns = list(rows[0]) if rows else []
+        job = QueryJob(f"750{next(self._ids):015d}", rows, columns)
+        with self._lock:
+            self.query_jobs[job.id] = job
+        return web.json_response({"id": job.id, "operation": body.get("operation", "query"), "object": object_name,
+                                  "state": job.state, "contentType": "CSV", "lineEnding": "LF",
+                                  "columnDelimiter": "COMMA"})
+
+    async def _query_job_info(self, request: web.Request) -> web.Response:
+        job = self.query_jobs.get(request.match_info["job"])
+        if job is None:
+            return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+        job.polls += 1
+        job.state = "JobComplete" if job.polls > self.bulk_polls_in_progress else "InProgress"
+        return web.json_response({"id": job.id, "state": job.state, "numberRecordsProcessed": len(job.rows)})
+
+    async def _query_job_results(self, request: web.Request) -> web.Response:
+        job = self.query_jobs.get(request.match_info["job"])
+        if job is None:
+            return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+        if job.state != "JobComplete":
+            return _errors(400, "INVALIDJOBSTATE", f"Job {job.id} is not finished (state {job.state})")
+        offset = int(request.query.get("locator") or 0)
+        limit = int(request.query.get("maxRecords") or self.page_size)
+        chunk = job.rows[offset: offset + limit]
+        out = io.StringIO()
+        writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
+        writer.writerow(job.columns)
+        writer.writerows([_csv_value(row.get(c)) for c in job.columns] for row in chunk)
+        end = offset + len(chunk)
+        return web.Response(text=out.getvalue(), content_type="text/csv", headers={
+            "Sforce-Locator": str(end) if end < len(job.rows) else "null",
+            "Sforce-NumberOfRecords": str(len(chunk)),
+        })
+
+
+def _duplicate_keys(keys: list[Any]) -> set[int]:
+    seen: dict[str, list[int]] = {}
+    for index, key in enumerate(keys):
+        if key not in (None, "", CSV_NULL):
+            seen.setdefault(str(key).lower(), []).append(index)
+    return {i for indices in seen.values() if len(indices) > 1 for i in indices}
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _errors(status: int, code: str, message: str) -> web.Response:
+    return web.json_response([{"message": message, "errorCode": code}], status=status)
+
+
+def _oauth_error(code: str, description: str) -> web.Response:
+    return web.json_response({"error": code, "error_description": description}, status=400)

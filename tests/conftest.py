@@ -4,4 +4,6 @@ pytest_plugins = [
     "tests.fixtures.tools",
     "tests.fixtures.servers",
     "tests.fixtures.walkme",
+    "tests.fixtures.salesforce",
+    "tests.fixtures.cluster",
 ]

@@ -1,0 +1,173 @@
+"""The whole loop: manifests → operator → Job → real `walkme-dic sync` → data in moto / the fake WalkMe."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from tests.fakes.walkme import FakeWalkMe
+from tests.fixtures.servers import s3_client
+from tests.fixtures.walkme import WALKME_TOKEN
+from tests.operator.helpers import API, NS, OperatorHandle, condition, integration, secret
+from tests.operator.test_operator import apply_connections, events_for, finished_runs, jobs
+from walkme_dic.devcluster.cluster import DevCluster
+from walkme_dic.devcluster.kubelet import Kubelet
+
+REQUESTED_AT = "integrations.walkme.io/requested-at"
+
+
+def put(moto: str, bucket: str, key: str, body: bytes) -> None:
+    s3_client(moto).put_object(Bucket=bucket, Key=f"dic/{key}", Body=body)
+
+
+def inbound(name: str = "hr", **overrides: Any) -> dict[str, Any]:
+    return integration(name, mapping={"key": {"source": "id", "destination": "uuid"},
+                                      "fields": [{"source": "plan", "destination": "plan"},
+                                                 {"source": "since", "destination": "since", "type": "date"}],
+                                      "activeField": "active"}, **overrides)
+
+
+async def request_run(cluster: DevCluster, name: str, value: str) -> None:
+    await cluster.patch(API, "Integration", NS, name, {"metadata": {"annotations": {REQUESTED_AT: value}}})
+
+
+async def test_s3_csv_to_walkme_never_deletes_and_active_flips(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+) -> None:
+    put(moto_server, backends["bucket"], "users.csv",
+        b"id,plan,since,active\nu1,gold,2024-01-01,true\nu2,silver,2024-02-01,true\nu3,gold,2024-03-01,true\n"
+        b"u4,gold,yesterday,true\n")
+    await apply_connections(cluster, backends)
+    await cluster.apply(inbound())
+    obj = await finished_runs(cluster, "hr")
+    run = obj["status"]["runs"][0]
+    assert (run["result"], run["rowsRead"], run["rowsWritten"], run["rowsRejected"]) == ("Succeeded", 4, 3, 1)
+    assert "row 4: column 'since'" in run["message"]
+    assert set(walkme.users(WALKME_TOKEN)) == {"u1", "u2", "u3"}
+
+    put(moto_server, backends["bucket"], "users.csv", b"id,plan,since,active\nu1,gold,2024-01-01,true\n"
+                                                      b"u2,silver,2024-02-01,false\n")
+    await request_run(cluster, "hr", "second")
+    obj = await finished_runs(cluster, "hr", count=2)
+    run = obj["status"]["runs"][0]
+    assert (run["result"], run["rowsWritten"], run["usersKept"]) == ("Succeeded", 2, 1)
+    users = walkme.users(WALKME_TOKEN)
+    assert set(users) == {"u1", "u2", "u3"}, "inbound never deletes"
+    assert users["u2"]["active"] is False and users["u3"]["active"] is True
+    assert obj["status"]["sourceFingerprint"]
+
+
+async def test_unchanged_file_is_skipped_on_schedule_but_not_on_request(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+) -> None:
+    put(moto_server, backends["bucket"], "users.csv", b"id,plan,since,active\nu1,gold,2024-01-01,true\n")
+    await apply_connections(cluster, backends)
+    await cluster.apply(inbound(schedule="0 * * * *"))
+    await finished_runs(cluster, "hr")
+    assert cluster.client is not None
+    await cluster.client.patch(cluster.resource(API, "Integration"), NS, "hr",
+                               {"status": {"lastScheduleTime": "2020-01-01T00:00:00Z"}}, status=True)
+    obj = await finished_runs(cluster, "hr", count=2)
+    assert obj["status"]["runs"][0]["result"] == "Skipped"
+    assert condition(obj, "Synced")["reason"] == "SourceUnchanged"
+    assert "RunSkipped" in [e["reason"] for e in await events_for(cluster, "hr")]
+
+
+async def test_too_many_rejected_rows_fail_and_write_nothing(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+) -> None:
+    put(moto_server, backends["bucket"], "users.csv",
+        b"id,plan,since,active\nu1,gold,bad,true\nu2,gold,2024-01-01,maybe\nu3,gold,2024-01-01,true\n")
+    await apply_connections(cluster, backends)
+    await cluster.apply(inbound(maxRejectedRows=1, job={"backoffLimit": 0}))
+    obj = await finished_runs(cluster, "hr")
+    synced = condition(obj, "Synced")
+    assert (synced["status"], synced["reason"]) == ("False", "TooManyRejectedRows")
+    assert "nothing was written" in synced["message"]
+    assert walkme.users(WALKME_TOKEN) == {}
+
+
+async def test_wrong_integration_token_fails_clearly_without_leaking_it(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+    kubelet: Kubelet,
+) -> None:
+    put(moto_server, backends["bucket"], "users.csv", b"id,plan,since,active\nu1,gold,2024-01-01,true\n")
+    await apply_connections(cluster, backends)
+    wrong = "wrong-token-value-5521"
+    await cluster.apply(secret("walkme-token", {"token": wrong}))
+    await cluster.apply(inbound(job={"backoffLimit": 0}))
+    obj = await finished_runs(cluster, "hr")
+    synced = condition(obj, "Synced")
+    assert (synced["status"], synced["reason"]) == ("False", "AuthenticationFailed")
+    assert "integration token" in synced["message"]
+    assert walkme.users() == {}
+    logs = "".join(kubelet.logs(pod) for pod in kubelet.pods)
+    everything = str(obj) + str(await events_for(cluster, "hr")) + logs
+    assert wrong not in everything
+
+
+def exported_rows(moto: str, bucket: str) -> dict[str, list[dict[str, str]]]:
+    client = s3_client(moto)
+    out = {}
+    for item in client.list_objects_v2(Bucket=bucket, Prefix="dic/exports/").get("Contents", []):
+        body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()
+        out[item["Key"]] = list(csv.DictReader(io.StringIO(body)))
+    return out
+
+
+async def test_walkme_to_s3_export_is_incremental(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+) -> None:
+    walkme.seed("users", [{"userId": f"u{i}", "email": f"u{i}@acme.example",
+                           "updatedAt": f"2026-11-0{i + 1}T00:00:00Z"} for i in range(3)])
+    await apply_connections(cluster, backends)
+    await cluster.apply(integration(
+        "export", direction="Outbound", source={"walkme": {"dataset": "users", "since": "lastRun"}},
+        destination={"file": {"path": "exports/users-{runId}.csv"}},
+        mapping={"key": {"source": "userId", "destination": "user_id"},
+                 "fields": [{"source": "email", "destination": "email"}]}))
+    obj = await finished_runs(cluster, "export")
+    assert obj["status"]["watermark"] == "2026-11-03T00:00:00Z"
+    first = exported_rows(moto_server, backends["bucket"])
+    assert [r["user_id"] for rows in first.values() for r in rows] == ["u0", "u1", "u2"]
+
+    walkme.seed("users", [{"userId": "u9", "email": "u9@acme.example", "updatedAt": "2026-11-20T00:00:00Z"}])
+    await request_run(cluster, "export", "incremental")
+    obj = await finished_runs(cluster, "export", count=2)
+    files = exported_rows(moto_server, backends["bucket"])
+    new = [rows for key, rows in files.items() if key not in first]
+    assert new == [[{"user_id": "u9", "email": "u9@acme.example"}]]
+    assert obj["status"]["watermark"] == "2026-11-20T00:00:00Z"
+    assert len(await jobs(cluster)) == 2
+    assert s3_client(moto_server).list_multipart_uploads(Bucket=backends["bucket"]).get("Uploads", []) == []
+
+
+async def test_failed_export_leaves_no_file_and_keeps_the_watermark(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+) -> None:
+    walkme.seed("users", [{"userId": "u1", "updatedAt": "2026-11-01T00:00:00Z"}])
+    walkme.fail_next("/insights/export/users", 1000, 503)
+    await apply_connections(cluster, backends)
+    await cluster.apply(integration(
+        "export", direction="Outbound", source={"walkme": {"dataset": "users"}},
+        destination={"file": {"path": "exports/users.csv"}},
+        mapping={"key": {"source": "userId", "destination": "user_id"}}, job={"backoffLimit": 0}))
+    obj = await finished_runs(cluster, "export")
+    assert condition(obj, "Synced")["reason"] == "TransientError"
+    assert "watermark" not in obj["status"]
+    assert exported_rows(moto_server, backends["bucket"]) == {}
+
+
+async def test_demo_command_runs_to_the_end() -> None:
+    import asyncio
+    import sys
+
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "walkme_dic", "demo", "--timeout", "90",
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=180)
+    text = output.decode()
+    assert process.returncode == 0, text
+    assert "demo finished" in text and "WalkMe user attributes: 4 users imported" in text
+    assert "E-1004: {'department': 'Support'" in text and "'active': False" in text
+    assert "row 5: column 'start_date'" in text

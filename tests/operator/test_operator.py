@@ -6,6 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from tests.operator.helpers import (
     API,
     NS,
@@ -87,6 +89,8 @@ async def test_wrong_credentials_fail_the_probe_without_leaking(
     assert cond["reason"] == "AuthenticationFailed"
     everything = str(await get(cluster, "Connection", "walkme")) + str(await events_for(cluster, "walkme"))
     assert leaked not in everything
+    await cluster.apply(secret("walkme-api", backends["walkme_secret"]))  # fixing the Secret re-probes at once
+    assert condition(await ready(cluster, "Connection", "walkme"), "Ready")["reason"] == "Probed"
 
 
 async def apply_connections(cluster: DevCluster, backends: dict) -> None:
@@ -120,8 +124,11 @@ async def test_success_creates_exactly_one_job_and_records_the_run(
     await apply_connections(cluster, backends)
     plan_sync(sync_plans, "users", result={"result": "Succeeded", "reason": "Synced", "rowsRead": 3,
                                            "rowsWritten": 2, "rowsRejected": 1, "usersKept": 1})
+    runs_before = REGISTRY.get_sample_value("walkme_dic_runs_total", {"namespace": NS, "result": "Succeeded"}) or 0
     await cluster.apply(integration("users"))
     obj = await finished_runs(cluster, "users")
+    runs_after = REGISTRY.get_sample_value("walkme_dic_runs_total", {"namespace": NS, "result": "Succeeded"})
+    assert runs_after == runs_before + 1
     run = obj["status"]["runs"][0]
     assert (run["result"], run["rowsRead"], run["rowsWritten"], run["rowsRejected"], run["usersKept"]) == \
         ("Succeeded", 3, 2, 1, 1)

@@ -222,6 +222,18 @@ def test_throttled_collections_write_is_retried_without_duplicates(salesforce: F
     assert len(salesforce.records("Contact")) == 1
 
 
+def test_bulk_upload_and_results_survive_503_with_the_whole_file_resent(salesforce: FakeSalesforce) -> None:
+    salesforce.unavailable(1, kind="bulk.upload")
+    salesforce.unavailable(1, kind="bulk.results")
+    records = contacts(40)
+    records[3]["Email"] = "broken"
+    report = client(salesforce).write("Contact", "upsert", records, "WalkMe_Id__c", bulk_threshold=10)
+    assert report.written == 39 and [i for i, _ in report.failed] == [3]
+    [job] = salesforce.ingest_jobs.values()
+    assert (job.data or b"").count(b"\n") == 41  # header and every row, not a tail after the first try
+    assert salesforce.calls["bulk.upload"] == 2
+
+
 def test_persistent_503_is_transient(salesforce: FakeSalesforce) -> None:
     salesforce.unavailable(100, kind="limits")
     with pytest.raises(TransientError, match="503") as error:

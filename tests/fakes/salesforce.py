@@ -384,6 +384,7 @@ class FakeSalesforce:
             if all_or_none and any(not r["success"] for r in results):
                 for name, saved in snapshot.items():
                     self.store.objects[name].records = saved
+                    self.store.objects[name].reindex()
                 rolled = RecordError("ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all "
                                      "records were valid and the request was using AllOrNone header")
                 for result in results:

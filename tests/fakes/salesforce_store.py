@@ -53,6 +53,7 @@ class SObject:
     fields: dict[str, FieldDef]  # lower-case name -> definition
     external_id: str | None = None
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # Id -> record
+    by_external_id: dict[str, str] = field(default_factory=dict)  # lower-case external id value -> Id
 
     def canonical(self, name: str) -> str | None:
         definition = self.fields.get(name.lower())
@@ -62,10 +63,17 @@ class SObject:
         return {key: definition.name for key, definition in self.fields.items()}
 
     def find_by_external_id(self, value: Any) -> dict[str, Any] | None:
-        assert self.external_id is not None
-        wanted = str(value).lower()
-        return next((r for r in self.records.values()
-                     if r.get(self.external_id) is not None and str(r[self.external_id]).lower() == wanted), None)
+        record_id = self.by_external_id.get(str(value).lower())
+        return self.records.get(record_id) if record_id else None
+
+    def index(self, record: dict[str, Any]) -> None:
+        if self.external_id and record.get(self.external_id) is not None:
+            self.by_external_id[str(record[self.external_id]).lower()] = record["Id"]
+
+    def reindex(self) -> None:
+        self.by_external_id = {}
+        for record in self.records.values():
+            self.index(record)
 
 
 class Store:
@@ -179,11 +187,16 @@ class Store:
         now = _now()
         sobject.records[record_id] = {"Id": record_id, "CreatedDate": now, "LastModifiedDate": now,
                                       "SystemModstamp": now, **cleaned}
+        sobject.index(sobject.records[record_id])
         return record_id
 
     def update(self, sobject: SObject, record_id: str, cleaned: dict[str, Any]) -> None:
         now = _now()
-        sobject.records[record_id].update({**cleaned, "LastModifiedDate": now, "SystemModstamp": now})
+        record = sobject.records[record_id]
+        if sobject.external_id and record.get(sobject.external_id) is not None:
+            sobject.by_external_id.pop(str(record[sobject.external_id]).lower(), None)
+        record.update({**cleaned, "LastModifiedDate": now, "SystemModstamp": now})
+        sobject.index(record)
 
     def seed(self, name: str, rows: Iterable[Mapping[str, Any]]) -> list[str]:
         sobject = self.objects[name.lower()]

@@ -128,6 +128,7 @@ class SalesforceClient:
                 self._pause(attempt)
                 continue
             if response.status_code == 401 and not renewed:
+                response.close()
                 renewed = True
                 self._login()
                 continue
@@ -141,6 +142,7 @@ class SalesforceClient:
                                          f"{method} {where} after {attempt} attempts".replace("  ", " "),
                                          reason="SalesforceThrottled" if code == "REQUEST_LIMIT_EXCEEDED"
                                          else "SalesforceUnavailable")
+                response.close()  # a streamed body is not read; free the connection
                 self._pause(attempt)
                 continue
             return response

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fixtures.salesforce import (
@@ -252,3 +253,24 @@ def test_unreachable_org_is_transient(salesforce: FakeSalesforce) -> None:
         "name": "sf"}}})
     with pytest.raises(TransientError, match="cannot reach"):
         SalesforceClient(spec, CLIENT_CREDENTIALS, max_attempts=2, retry_base_delay=0.001).probe()
+
+
+# ---- the fake itself: Bulk API 2.0 query (no client method uses it yet) ------------------------
+
+
+def test_fake_bulk_query_pages_results_with_sforce_locator(salesforce: FakeSalesforce) -> None:
+    salesforce.seed("Contact", contacts(5))
+    sf = client(salesforce)
+    sf.probe()
+    job = sf.request_json("POST", f"{sf.data_path}/jobs/query", "bulk query",
+                          json={"operation": "query", "query": "SELECT WalkMe_Id__c FROM Contact ORDER BY Score__c"})
+    assert sf.request_json("GET", f"{sf.data_path}/jobs/query/{job['id']}", "info")["state"] == "InProgress"
+    assert sf.request_json("GET", f"{sf.data_path}/jobs/query/{job['id']}", "info")["state"] == "JobComplete"
+    lines, locator = [], ""
+    while locator != "null":
+        response = sf._send("GET", f"{sf.data_path}/jobs/query/{job['id']}/results",
+                            params={"maxRecords": 2, **({"locator": locator} if locator else {})})
+        assert isinstance(response, requests.Response) and response.status_code == 200
+        lines += response.text.splitlines()[1:]
+        locator = response.headers["Sforce-Locator"]
+    assert lines == [f'"wm-{i}"' for i in range(5)]

@@ -161,7 +161,8 @@ class SalesforceClient:
         if response.status_code == 404:
             raise NotFoundError(f"{what}: Salesforce has no such resource ({code}: {message})")
         if response.status_code == 403:
-            raise AuthenticationError(f"{what}: Salesforce denied access ({code}: {message})")
+            raise PermanentError(f"{what}: Salesforce denied access ({code}: {message}); check the integration "
+                                 "user's permissions", reason="AccessDenied")
         if response.status_code >= 500:
             raise TransientError(f"{what}: Salesforce answered {response.status_code} ({code}: {message})")
         raise PermanentError(f"{what}: Salesforce answered {response.status_code} ({code}: {message})")

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -69,21 +68,25 @@ def request_for(direction: str, s3_url: str, walkme_url: str, run_id: str) -> di
             "connection": s3, "walkmeConnection": walkme, "force": True}
 
 
+SELF_RSS = ("import sys, resource, atexit; atexit.register(lambda: sys.stderr.write("
+            "f'PEAK_RSS_KIB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')); "
+            "from walkme_dic.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
 def run_sync(request: dict[str, Any], credentials: Path) -> dict[str, Any]:
+    """A real `walkme-dic sync` subprocess; its own peak RSS is reported by the process itself at exit."""
     with tempfile.TemporaryDirectory() as work:
         result_path = Path(work) / "result.json"
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         started = time.perf_counter()
         completed = subprocess.run(
-            [sys.executable, "-m", "walkme_dic", "sync", "--credentials", str(credentials),
-             "--result", str(result_path)],
+            [sys.executable, "-c", SELF_RSS, "sync", "--credentials", str(credentials), "--result", str(result_path)],
             env={**os.environ, "WALKME_DIC_REQUEST": json.dumps(request)}, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - started
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         if completed.returncode != 0:
             raise SystemExit(f"sync failed: {result_path.read_text() if result_path.exists() else completed.stderr}")
         result = json.loads(result_path.read_text())
-    return {"seconds": seconds, "result": result, "peak_rss_mb": max(peak_kib, before) / 1024}
+    peak_kib = int(next(line.split()[1] for line in completed.stderr.splitlines() if line.startswith("PEAK_RSS_KIB")))
+    return {"seconds": seconds, "result": result, "peak_rss_mb": peak_kib / 1024}
 
 
 def write_credentials(root: Path) -> Path:

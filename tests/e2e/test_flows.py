@@ -6,10 +6,12 @@ import csv
 import io
 from typing import Any
 
+from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.walkme import FakeWalkMe
+from tests.fixtures.salesforce import SF_CLIENT_ID, SF_CLIENT_SECRET
 from tests.fixtures.servers import s3_client
 from tests.fixtures.walkme import WALKME_TOKEN
-from tests.operator.helpers import API, NS, OperatorHandle, condition, integration, secret
+from tests.operator.helpers import API, NS, OperatorHandle, condition, connection, integration, secret
 from tests.operator.test_operator import apply_connections, events_for, finished_runs, jobs
 from walkme_dic.devcluster.cluster import DevCluster
 from walkme_dic.devcluster.kubelet import Kubelet
@@ -171,3 +173,54 @@ async def test_demo_command_runs_to_the_end() -> None:
     assert "demo finished" in text and "WalkMe user attributes: 4 users imported" in text
     assert "E-1004: {'department': 'Support'" in text and "'active': False" in text
     assert "row 5: column 'start_date'" in text
+
+
+def salesforce_connection(salesforce: FakeSalesforce) -> list[dict[str, Any]]:
+    return [secret("sf-app", {"clientId": SF_CLIENT_ID, "clientSecret": SF_CLIENT_SECRET}),
+            connection("crm", {"salesforce": {"instanceUrl": salesforce.url,
+                                              "auth": {"secretRef": {"name": "sf-app"}}}})]
+
+
+async def test_salesforce_soql_to_walkme(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, salesforce: FakeSalesforce,
+) -> None:
+    salesforce.seed("Contact", [{"LastName": "Ng", "WalkMe_Id__c": "c1", "Email": "ng@acme.example", "Active__c": True},
+                                {"LastName": "Ito", "WalkMe_Id__c": "c2", "Email": "ito@acme.example",
+                                 "Active__c": False}])
+    await apply_connections(cluster, backends)
+    for obj in salesforce_connection(salesforce):
+        await cluster.apply(obj)
+    await cluster.apply(integration(
+        "contacts", connectionRef={"name": "crm"},
+        source={"salesforce": {"soql": "SELECT WalkMe_Id__c, Email, Active__c FROM Contact"}},
+        mapping={"key": {"source": "WalkMe_Id__c", "destination": "uuid"},
+                 "fields": [{"source": "Email", "destination": "email"}], "activeField": "Active__c"}))
+    obj = await finished_runs(cluster, "contacts")
+    assert obj["status"]["runs"][0]["rowsWritten"] == 2, obj["status"]["runs"][0]
+    users = walkme.users(WALKME_TOKEN)
+    assert users == {"c1": {"email": "ng@acme.example", "Active__c": True},
+                     "c2": {"email": "ito@acme.example", "Active__c": False}}
+
+
+async def test_walkme_to_salesforce_upsert_is_idempotent(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, salesforce: FakeSalesforce,
+) -> None:
+    walkme.seed("users", [{"userId": f"u{i}", "email": f"u{i}@acme.example", "lastSeen": "2026-11-20T08:00:00Z",
+                           "updatedAt": "2026-11-20T08:00:00Z"} for i in range(3)])
+    await apply_connections(cluster, backends)
+    for obj in salesforce_connection(salesforce):
+        await cluster.apply(obj)
+    await cluster.apply(integration(
+        "usage", direction="Outbound", connectionRef={"name": "crm"},
+        source={"walkme": {"dataset": "users", "since": "2026-01-01T00:00:00Z"}},
+        destination={"salesforce": {"object": "Contact", "operation": "upsert", "externalIdField": "WalkMe_Id__c"}},
+        mapping={"key": {"source": "userId", "destination": "WalkMe_Id__c"},
+                 "fields": [{"source": "email", "destination": "LastName"},
+                            {"source": "lastSeen", "destination": "Last_Seen__c", "type": "date"}]}))
+    await finished_runs(cluster, "usage")
+    await request_run(cluster, "usage", "again")
+    obj = await finished_runs(cluster, "usage", count=2)
+    assert [r["result"] for r in obj["status"]["runs"]] == ["Succeeded", "Succeeded"]
+    contacts = salesforce.records("Contact")
+    assert sorted(c["WalkMe_Id__c"] for c in contacts) == ["u0", "u1", "u2"], "a re-run upserts, never duplicates"
+    assert {c["Last_Seen__c"] for c in contacts} == {"2026-11-20"}

@@ -21,7 +21,7 @@ FILE_PROVIDERS: tuple[ProviderName, ...] = ("s3", "azureBlob")
 # Keys each provider reads from its Secret. A tuple inside the list means "any one of these sets".
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 S3_OPTIONAL_SECRET_KEYS = ("AWS_SESSION_TOKEN",)
-SALESFORCE_SECRET_KEY_SETS = (("clientId", "clientSecret"), ("username", "password"))
+SALESFORCE_SECRET_KEY_SETS = (("clientId", "clientSecret"), ("clientId", "username", "password"))
 SALESFORCE_OPTIONAL_SECRET_KEYS = ("refreshToken", "securityToken", "clientId", "clientSecret")
 WALKME_SECRET_KEYS = ("clientId", "clientSecret")
 
@@ -101,8 +101,8 @@ class SalesforceProvider(ApiModel):
     )
     api_version: str = Field(default="62.0", pattern=r"^\d+\.\d$", description="REST API version, e.g. 62.0.")
     auth: SecretAuth = Field(
-        description="Secret with clientId and clientSecret (client credentials flow, plus refreshToken "
-        "for the refresh token flow) or username, password and securityToken.",
+        description="Secret with the connected app's clientId and clientSecret (client credentials flow; add "
+        "refreshToken for the refresh token flow, or username, password and securityToken for the password flow).",
     )
 
     @model_validator(mode="after")

@@ -14,7 +14,7 @@ import io
 import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -97,20 +97,21 @@ def run_sync(request: SyncRequest, credentials: CredentialSet, *, progress: Prog
 
 
 def _file_store(request: SyncRequest, credentials: CredentialSet) -> FileStore:
-    if request.connection.provider == "salesforce":
-        raise PermanentError("the Salesforce connector is not available in this build yet", reason="NotSupported")
+    if request.connection.provider not in ("s3", "azureBlob"):
+        raise PermanentError(f"a file needs an s3 or azureBlob Connection, not {request.connection.provider}",
+                             reason="ConnectionTypeMismatch")
     return open_file_store(request.connection, credentials.role("external"))
 
 
 class Inbound:
-    """file → WalkMe user attributes (never deletes)."""
+    """file or Salesforce query → WalkMe user attributes (never deletes)."""
 
     def __init__(self, request: SyncRequest, credentials: CredentialSet, report: Reporter) -> None:
         self.request, self.spec, self.report = request, request.spec, report
-        assert self.spec.source.file is not None and self.spec.destination.walkme is not None
-        self.file: FileSettings = self.spec.source.file
+        assert self.spec.destination.walkme is not None
         self.destination = self.spec.destination.walkme
-        self.store = _file_store(request, credentials)
+        self.source = FileSource(request, credentials) if self.spec.source.file else \
+            SalesforceSource(request, credentials)
         walkme = request.walkme_connection.walkme
         assert walkme is not None
         self.walkme = WalkMeClient(walkme, credentials.role("walkme"))
@@ -121,36 +122,28 @@ class Inbound:
         self.mapper = Mapper(self.spec.mapping, self.destination.user_id_property)
 
     def run(self) -> SyncResult:
-        info = self.store.stat(self.file.path)
-        if info.fingerprint == self.request.state.source_fingerprint and not self.request.force:
-            return SyncResult(result="Skipped", reason="SourceUnchanged", source_fingerprint=info.fingerprint,
-                              message=f"{self.file.path} is unchanged since the last run (ETag {info.fingerprint})")
-        tally, keys, size = self._validate(info.fingerprint)
+        fingerprint = self.source.fingerprint()
+        if fingerprint and fingerprint == self.request.state.source_fingerprint and not self.request.force:
+            return SyncResult(result="Skipped", reason="SourceUnchanged", source_fingerprint=fingerprint,
+                              message=f"{self.source.name} is unchanged since the last run (ETag {fingerprint})")
+        tally, keys, size = self._validate(fingerprint)
         limit = tally.over_limit(self.spec)
         if limit:
-            return self._result("Failed", "TooManyRejectedRows", tally, size, info.fingerprint,
+            return self._result("Failed", "TooManyRejectedRows", tally, size, fingerprint,
                                 f"{limit}; nothing was written")
         if self.spec.dry_run:
             tally.written = tally.read - tally.rejected
-            return self._result("Succeeded", "DryRun", tally, size, info.fingerprint, "dry run: nothing written")
+            return self._result("Succeeded", "DryRun", tally, size, fingerprint, "dry run: nothing written")
         kept = self._users_kept(keys)
-        self._send(tally, info.fingerprint)
-        result = self._result("Succeeded", "Synced", tally, size, info.fingerprint, "")
+        self._send(tally, fingerprint)
+        result = self._result("Succeeded", "Synced", tally, size, fingerprint, "")
         result.users_kept = kept
         return result
 
-    def _rows(self, fingerprint: str) -> tuple[Iterator[Row | Rejected], CountingReader]:
-        if self.store.stat(self.file.path).fingerprint != fingerprint:
-            raise PermanentError(f"{self.file.path} changed while it was being imported; the next run will import "
-                                 "the new version", reason="SourceChanged")
-        counter = CountingReader(self.store.open_read(self.file.path))
-        buffered = io.BufferedReader(counter, buffer_size=1024 * 1024)
-        return read_rows(buffered, self.file, self.mapper.required_columns()), counter
-
-    def _validate(self, fingerprint: str) -> tuple[Tally, array[int], int]:
+    def _validate(self, fingerprint: str | None) -> tuple[Tally, array[int], int]:
         tally = Tally()
         keys: array[int] = array("Q")
-        rows, counter = self._rows(fingerprint)
+        rows, counter = self.source.rows(fingerprint, self.mapper.required_columns())
         for item in rows:
             tally.read += 1
             if isinstance(item, Rejected):
@@ -164,9 +157,9 @@ class Inbound:
             self.report("validate", tally)
         return tally, array("Q", sorted(keys)), counter.count
 
-    def _send(self, tally: Tally, fingerprint: str) -> None:
+    def _send(self, tally: Tally, fingerprint: str | None) -> None:
         sent_rows: array[int] = array("I")
-        rows, _ = self._rows(fingerprint)
+        rows, _ = self.source.rows(fingerprint, self.mapper.required_columns())
 
         def records() -> Iterator[dict[str, Any]]:
             for item in rows:
@@ -193,7 +186,7 @@ class Inbound:
         except DicError:
             return None
 
-    def _result(self, outcome: str, reason: str, tally: Tally, size: int, fingerprint: str,
+    def _result(self, outcome: str, reason: str, tally: Tally, size: int, fingerprint: str | None,
                 message: str) -> SyncResult:
         return SyncResult(
             result=outcome, reason=reason, message=message, rows_read=tally.read, rows_written=tally.written,
@@ -203,17 +196,57 @@ class Inbound:
         )
 
 
+class FileSource:
+    """A CSV / JSON-lines object in S3 or Azure Blob; its ETag is the fingerprint."""
+
+    def __init__(self, request: SyncRequest, credentials: CredentialSet) -> None:
+        assert request.spec.source.file is not None
+        self.file: FileSettings = request.spec.source.file
+        self.store = _file_store(request, credentials)
+        self.name = self.file.path
+
+    def fingerprint(self) -> str | None:
+        return self.store.stat(self.file.path).fingerprint
+
+    def rows(self, fingerprint: str | None, required: list[str]) -> tuple[Iterator[Row | Rejected], CountingReader]:
+        if self.store.stat(self.file.path).fingerprint != fingerprint:
+            raise PermanentError(f"{self.file.path} changed while it was being imported; the next run will import "
+                                 "the new version", reason="SourceChanged")
+        counter = CountingReader(self.store.open_read(self.file.path))
+        buffered = io.BufferedReader(counter, buffer_size=1024 * 1024)
+        return read_rows(buffered, self.file, required), counter
+
+
+class SalesforceSource:
+    """A SOQL query (paged by the client); a query has no fingerprint, so every run reads it."""
+
+    def __init__(self, request: SyncRequest, credentials: CredentialSet) -> None:
+        from walkme_dic.connectors.salesforce import SalesforceClient
+
+        source = request.spec.source.salesforce
+        provider = request.connection.salesforce
+        if source is None or provider is None:
+            raise PermanentError("spec.source.salesforce needs a salesforce Connection", reason="InvalidSpec")
+        self.soql = source.query()
+        self.client = SalesforceClient(provider, credentials.role("external"))
+        self.name = "the Salesforce query"
+
+    def fingerprint(self) -> str | None:
+        return None
+
+    def rows(self, fingerprint: str | None, required: list[str]) -> tuple[Iterator[Row | Rejected], CountingReader]:
+        records = (Row(number, dict(record)) for number, record in enumerate(self.client.query(self.soql), start=1))
+        return records, CountingReader(io.BytesIO())
+
+
 class Outbound:
-    """WalkMe Insights → file (atomic: committed once, or aborted)."""
+    """WalkMe Insights → a file (atomic: committed once, or aborted) or Salesforce (upsert by external id)."""
 
     def __init__(self, request: SyncRequest, credentials: CredentialSet, report: Reporter) -> None:
         self.request, self.spec, self.report = request, request.spec, report
         assert self.spec.source.walkme is not None
         self.source = self.spec.source.walkme
-        if self.spec.destination.file is None:
-            raise PermanentError("writing to Salesforce is not available in this build yet", reason="NotSupported")
-        self.file: FileSettings = self.spec.destination.file
-        self.store = _file_store(request, credentials)
+        self.credentials = credentials
         walkme = request.walkme_connection.walkme
         assert walkme is not None
         self.walkme = WalkMeClient(walkme, credentials.role("walkme"))
@@ -222,20 +255,34 @@ class Outbound:
     def run(self) -> SyncResult:
         since = self.request.state.watermark if self.source.since == "lastRun" else self.source.since
         export = self.walkme.export(self.source.dataset, since=since, report_id=self.source.report_id)
-        path = render_path(self.file.path, run_id=self.request.run_id, slot=self.request.slot,
-                           now=datetime.now(UTC))
+        if self.spec.destination.file is not None:
+            result = self._to_file(export, self.spec.destination.file)
+        else:
+            result = self._to_salesforce(export)
+        if result.result == "Succeeded" and not self.spec.dry_run:
+            result.watermark = export.watermark or since
+        return result
+
+    def _mapped(self, export: Iterable[dict[str, Any]], tally: Tally) -> Iterator[dict[str, Any]]:
+        for number, values in enumerate(export, start=1):
+            tally.read += 1
+            try:
+                record = self.mapper.map(values)
+            except RowError as error:
+                tally.reject(number, f"record {number}: {error}")
+                continue
+            tally.written += 1
+            self.report("export", tally)
+            yield record
+
+    def _to_file(self, export: Iterable[dict[str, Any]], settings: FileSettings) -> SyncResult:
+        store = _file_store(self.request, self.credentials)
+        path = render_path(settings.path, run_id=self.request.run_id, slot=self.request.slot, now=datetime.now(UTC))
         tally = Tally()
-        writer = self.store.open_write(path)
+        writer = store.open_write(path)
         try:
-            encoder = RecordEncoder(writer, self.file, self.mapper.columns(), gzip_output=wants_gzip(self.file, path))
-            for number, values in enumerate(export, start=1):
-                tally.read += 1
-                try:
-                    encoder.add(self.mapper.map(values))
-                    tally.written += 1
-                except RowError as error:
-                    tally.reject(number, f"record {number}: {error}")
-                self.report("export", tally)
+            encoder = RecordEncoder(writer, settings, self.mapper.columns(), gzip_output=wants_gzip(settings, path))
+            encoder.add_all(self._mapped(export, tally))
             limit = tally.over_limit(self.spec)
             if limit or self.spec.dry_run:
                 writer.abort()
@@ -248,13 +295,38 @@ class Outbound:
         if limit:
             return SyncResult(result="Failed", reason="TooManyRejectedRows", message=f"{limit}; nothing was written",
                               rows_read=tally.read, rows_rejected=tally.rejected, rejected=tally.samples)
+        return self._succeeded(tally, 0 if self.spec.dry_run else encoder.bytes, store.describe(path))
+
+    def _to_salesforce(self, export: Iterable[dict[str, Any]]) -> SyncResult:
+        from walkme_dic.connectors.salesforce import SalesforceClient
+
+        target = self.spec.destination.salesforce
+        provider = self.request.connection.salesforce
+        if target is None or provider is None:
+            raise PermanentError("spec.destination.salesforce needs a salesforce Connection", reason="InvalidSpec")
+        tally = Tally()
+        if self.spec.dry_run:
+            for _ in self._mapped(export, tally):
+                pass
+            return self._succeeded(tally, 0, f"Salesforce {target.object}")
+        client = SalesforceClient(provider, self.credentials.role("external"))
+        report = client.write(target.object, target.operation, self._mapped(export, tally),
+                              target.external_id_field, bulk_threshold=target.bulk_threshold)
+        tally.written = report.written
+        for index, reason in report.failed:
+            tally.reject(index + 1, f"record {index + 1}: {reason}")
+        limit = tally.over_limit(self.spec)
+        if limit:  # upserts are idempotent by external id: the next run repairs what this one wrote
+            return SyncResult(result="Failed", reason="TooManyRejectedRows", message=limit, rows_read=tally.read,
+                              rows_written=tally.written, rows_rejected=tally.rejected, rejected=tally.samples)
+        return self._succeeded(tally, 0, f"Salesforce {target.object} ({report.api_calls} API calls)")
+
+    def _succeeded(self, tally: Tally, size: int, destination: str) -> SyncResult:
         return SyncResult(
             result="Succeeded", reason="DryRun" if self.spec.dry_run else "Synced",
             message="dry run: nothing written" if self.spec.dry_run else "",
-            rows_read=tally.read, rows_written=tally.written, rows_rejected=tally.rejected,
-            bytes=0 if self.spec.dry_run else encoder.bytes, dry_run=self.spec.dry_run,
-            destination=self.store.describe(path),
-            watermark=export.watermark or since, rejected=tally.samples,
+            rows_read=tally.read, rows_written=tally.written, rows_rejected=tally.rejected, bytes=size,
+            dry_run=self.spec.dry_run, destination=destination, rejected=tally.samples,
         )
 
 

@@ -13,7 +13,6 @@ faults, ``fail_next_bulk_job`` to end a job Failed, ``calls`` (a Counter by kind
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import csv
 import io
@@ -31,6 +30,7 @@ from aiohttp import web
 
 from tests.fakes.salesforce_soql import SoqlError, parse
 from tests.fakes.salesforce_store import CSV_NULL, FieldDef, FieldType, RecordError, SObject, Store
+from walkme_dic.devcluster.httpserver import BackgroundServer
 
 COLLECTION_LIMIT = 200
 ORG_ID = "00D000000000001EAA"
@@ -89,11 +89,14 @@ class QueryJob:
     state: str = "UploadComplete"
 
 
-class FakeSalesforce:
+class FakeSalesforce(BackgroundServer):
     """One org: OAuth clients, users, refresh tokens, sObjects, and the API limits of a day."""
+
+    thread_name = "fake-salesforce"
 
     def __init__(self, clients: Mapping[str, str], *, users: Mapping[str, tuple[str, str]] | None = None,
                  refresh_tokens: Iterable[str] = (), page_size: int = 2000, daily_limit: int = 15000) -> None:
+        super().__init__()
         self.clients = dict(clients)
         self.users = dict(users or {})  # username -> (password, securityToken)
         self.refresh_tokens = set(refresh_tokens)
@@ -108,13 +111,9 @@ class FakeSalesforce:
         self.query_jobs: dict[str, QueryJob] = {}
         self.cursors: dict[str, list[dict[str, Any]]] = {}
         self.uploaded_bytes = 0
-        self.url = ""
         self._fail_jobs: list[str] = []
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -142,39 +141,6 @@ class FakeSalesforce:
         for number, (method, path, handler, kind) in enumerate(routes):
             app.router.add_route(method, path, handler, name=f"{kind}:r{number}")
         return app
-
-    async def start_async(self, port: int = 0) -> str:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{bound}"
-        return self.url
-
-    async def stop_async(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def start(self, port: int = 0) -> str:
-        ready = threading.Event()
-
-        def serve() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self.start_async(port))
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, name="fake-salesforce", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self.url
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            asyncio.run_coroutine_threadsafe(self.stop_async(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
 
     # ---- test hooks --------------------------------------------------------------------------
 

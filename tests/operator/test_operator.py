@@ -161,13 +161,18 @@ async def test_failure_sets_synced_false_with_the_message(
     assert warnings and warnings[0]["type"] == "Warning"
 
 
+async def start_slow_run(cluster: DevCluster, backends: dict, sync_plans: Path, seconds: float) -> None:
+    """Integration "users" with a run that takes ``seconds``; returns once its Job exists."""
+    await apply_connections(cluster, backends)
+    plan_sync(sync_plans, "users", sleep=seconds)
+    await cluster.apply(integration("users"))
+    await eventually(lambda: jobs(cluster))
+
+
 async def test_restarted_operator_adopts_the_running_job(
     cluster: DevCluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
 ) -> None:
-    await apply_connections(cluster, backends)
-    plan_sync(sync_plans, "users", sleep=4)
-    await cluster.apply(integration("users"))
-    await eventually(lambda: jobs(cluster))
+    await start_slow_run(cluster, backends, sync_plans, seconds=4)
     await operator.restart()
     obj = await finished_runs(cluster, "users")
     assert len(await jobs(cluster)) == 1
@@ -248,10 +253,7 @@ async def test_changed_connection_ref_is_refused(
 async def test_deleting_an_integration_leaves_no_jobs(
     cluster: DevCluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
 ) -> None:
-    await apply_connections(cluster, backends)
-    plan_sync(sync_plans, "users", sleep=30)
-    await cluster.apply(integration("users"))
-    await eventually(lambda: jobs(cluster))
+    await start_slow_run(cluster, backends, sync_plans, seconds=30)
     await cluster.delete(API, "Integration", NS, "users")
 
     async def gone() -> bool:

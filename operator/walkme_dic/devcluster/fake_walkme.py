@@ -24,6 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
+from walkme_dic.devcluster.httpserver import BackgroundServer
+
 MAX_OBJECTS = 100
 MAX_PROPERTIES = 100
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -39,10 +41,13 @@ class Fault:
     body: str = '{"message": "injected fault"}'
 
 
-class FakeWalkMe:
+class FakeWalkMe(BackgroundServer):
     """``url = fake.start()`` in a background thread; ``fake.stop()`` at the end."""
 
+    thread_name = "fake-walkme"
+
     def __init__(self, clients: dict[str, str], integration_tokens: dict[str, str] | set[str]) -> None:
+        super().__init__()
         self.clients = dict(clients)
         self.integration_tokens = (dict(integration_tokens) if isinstance(integration_tokens, dict)
                                    else dict.fromkeys(integration_tokens, "uuid"))
@@ -57,10 +62,6 @@ class FakeWalkMe:
         self.objects_received = 0
         self.in_flight = 0
         self.max_in_flight = 0
-        self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -73,39 +74,6 @@ class FakeWalkMe:
         app.router.add_get("/public/v1/insights/export/{dataset}", self._export)
         app.router.add_get("/public/v1/insights/reports/{report}/rows", self._report)
         return app
-
-    async def start_async(self, port: int = 0) -> str:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{bound}"
-        return self.url
-
-    async def stop_async(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def start(self, port: int = 0) -> str:
-        ready = threading.Event()
-
-        def serve() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self.start_async(port))
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, name="fake-walkme", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self.url
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            asyncio.run_coroutine_threadsafe(self.stop_async(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
 
     # ---- test hooks --------------------------------------------------------------------------
 

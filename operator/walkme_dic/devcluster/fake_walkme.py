@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import random
 import re
 import secrets
@@ -218,11 +219,12 @@ class FakeWalkMe(BackgroundServer):
             return _error(404, "not_found", f"unknown dataset {dataset!r}")
         since = request.query.get("since")
         started = _iso(datetime.now(UTC))
+        field = TIME_FIELDS[dataset]
         with self._lock:
-            records = [r for r in self.datasets[dataset] if not since or r[TIME_FIELDS[dataset]] > since]
-        page = _page(records, request, limit_default=1000)
-        times = [r[TIME_FIELDS[dataset]] for r in records]
-        page["watermark"] = max(times) if times else (since or started)
+            records = self.datasets[dataset]  # kept sorted by time: `since` is a bisection, not a scan
+            first = bisect.bisect_right(records, since, key=lambda r: r[field]) if since else 0
+            page = _page(records, request, limit_default=1000, start=first)
+            page["watermark"] = records[-1][field] if len(records) > first else (since or started)
         return web.json_response(page)
 
     async def _report(self, request: web.Request) -> web.Response:
@@ -236,8 +238,8 @@ class FakeWalkMe(BackgroundServer):
         return web.json_response(page)
 
 
-def _page(items: list[Any], request: web.Request, limit_default: int) -> dict[str, Any]:
-    offset = int(base64.urlsafe_b64decode(request.query["cursor"]).decode()) if request.query.get("cursor") else 0
+def _page(items: list[Any], request: web.Request, limit_default: int, start: int = 0) -> dict[str, Any]:
+    offset = int(base64.urlsafe_b64decode(request.query["cursor"]).decode()) if request.query.get("cursor") else start
     limit = min(int(request.query.get("limit", limit_default)), 10000)
     chunk = items[offset: offset + limit]
     after = offset + len(chunk)

@@ -68,9 +68,9 @@ def request_for(direction: str, s3_url: str, walkme_url: str, run_id: str) -> di
             "connection": s3, "walkmeConnection": walkme, "force": True}
 
 
-SELF_RSS = ("import sys, resource, atexit; atexit.register(lambda: sys.stderr.write("
-            "f'PEAK_RSS_KIB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n')); "
-            "from walkme_dic.cli import main; sys.exit(main(sys.argv[1:]))")
+# ru_maxrss of a child starts at the parent's RSS when it forks; VmHWM belongs to the exec'd process alone.
+SELF_RSS = ("import sys, atexit; atexit.register(lambda: sys.stderr.write(next(l for l in open('/proc/self/status') "
+            "if l.startswith('VmHWM')))); from walkme_dic.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 def run_sync(request: dict[str, Any], credentials: Path) -> dict[str, Any]:
@@ -85,7 +85,7 @@ def run_sync(request: dict[str, Any], credentials: Path) -> dict[str, Any]:
         if completed.returncode != 0:
             raise SystemExit(f"sync failed: {result_path.read_text() if result_path.exists() else completed.stderr}")
         result = json.loads(result_path.read_text())
-    peak_kib = int(next(line.split()[1] for line in completed.stderr.splitlines() if line.startswith("PEAK_RSS_KIB")))
+    peak_kib = int(next(line.split()[1] for line in completed.stderr.splitlines() if line.startswith("VmHWM")))
     return {"seconds": seconds, "result": result, "peak_rss_mb": peak_kib / 1024}
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -180,3 +182,35 @@ async def test_kubelet_kills_the_process_of_a_deleted_job(cluster: DevCluster) -
 
 async def _running(kubelet: Kubelet) -> bool:
     return any(p.process is not None and p.process.returncode is None for p in kubelet.pods.values())
+
+
+async def test_kubectl_get_and_describe_work_against_the_dev_cluster(
+    cluster: DevCluster, kubectl_binary: Path, tmp_path: Path,
+) -> None:
+    await cluster.apply(integration_obj("a", schedule="0 * * * *"))
+    await cluster.apply(integration_obj("b"))
+    for name in ("a", "b"):
+        obj = await cluster.get(API, "Integration", "ns", name)
+        await emit_event(cluster, obj, f"Event for {name}")
+    env = {**os.environ, "KUBECONFIG": str(cluster.write_kubeconfig(tmp_path / "kubeconfig"))}
+
+    async def kubectl(*args: str) -> str:
+        process = await asyncio.create_subprocess_exec(str(kubectl_binary), *args, env=env,
+                                                       stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await process.communicate()
+        assert process.returncode == 0, err.decode()
+        assert b"could also match" not in err, err.decode()
+        return out.decode()
+
+    table = await kubectl("get", "wmint", "-n", "ns")
+    assert table.split("\n")[0].split() == ["NAME", "DIRECTION", "SCHEDULE", "LAST", "RUN", "ROWS", "READY", "AGE"]
+    assert "0 * * * *" in table
+    described = await kubectl("describe", "wmint", "a", "-n", "ns")
+    assert "Event for a" in described and "Event for b" not in described
+
+
+async def emit_event(cluster: DevCluster, obj: dict[str, Any], message: str) -> None:
+    from walkme_dic.controllers.events import emit
+
+    assert cluster.client is not None
+    await emit(cluster.client, obj, "Normal", "Test", message)

@@ -17,7 +17,8 @@ controllers rely on:
   ``kubectl get`` prints the same columns as a real cluster;
 * Secrets' stringData folded into base64 data, as the real API does.
 
-Not emulated: admission (CRD schema validation, CEL rules, defaults), RBAC and authentication,
+Field selectors match any dotted field path by string equality (kubectl describe uses
+involvedObject.*). Not emulated: admission (CRD schema validation, CEL rules, defaults), RBAC and authentication,
 server-side apply, JSON patch, field managers, resource quotas, watch bookmarks, pagination
 (``limit``/``continue`` return everything at once), and any controller except garbage collection
 (Jobs are run by :mod:`walkme_dic.devcluster.kubelet`).
@@ -131,6 +132,14 @@ class DevKubernetes(kmock.KubernetesScaffold):
                 categories=tuple(spec["names"].get("categories", ())),
                 printer_columns=tuple(version.get("additionalPrinterColumns", ())),
             ))
+
+    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        """Discovery as the API server gives it: subresources carry no short names or categories."""
+        payload: Any = await super()._serve_version(request)
+        for entry in payload.get("resources", []):
+            if "/" in entry["name"]:
+                entry["shortNames"], entry["categories"] = [], []
+        return payload
 
     # ---- HTTP entry point -------------------------------------------------------------------
 
@@ -452,9 +461,10 @@ def matches(obj: dict[str, Any], labels: list[Requirement], fields: dict[str, st
         if not ok:
             return False
     for path, value in fields.items():
-        if path == "metadata.name" and meta.get("name") != value:
-            return False
-        if path == "metadata.namespace" and meta.get("namespace") != value:
+        found: Any = obj
+        for part in path.split("."):
+            found = found.get(part) if isinstance(found, dict) else None
+        if ("" if found is None else str(found)) != value:
             return False
     return True
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
+import json
+import uuid
 from typing import Any
+
+from azure.storage.blob import BlobServiceClient
 
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.walkme import FakeWalkMe
+from tests.fixtures.azurite import Azurite
 from tests.fixtures.salesforce import SF_CLIENT_ID, SF_CLIENT_SECRET
 from tests.fixtures.servers import s3_client
 from tests.fixtures.walkme import WALKME_TOKEN
@@ -224,3 +230,58 @@ async def test_walkme_to_salesforce_upsert_is_idempotent(
     contacts = salesforce.records("Contact")
     assert sorted(c["WalkMe_Id__c"] for c in contacts) == ["u0", "u1", "u2"], "a re-run upserts, never duplicates"
     assert {c["Last_Seen__c"] for c in contacts} == {"2026-11-20"}
+
+
+async def azure_connection(cluster: DevCluster, azurite: Azurite) -> str:
+    container = f"c{uuid.uuid4().hex[:12]}"
+    BlobServiceClient.from_connection_string(azurite.connection_string).create_container(container)
+    await cluster.apply(secret("azure", {"connectionString": azurite.connection_string}))
+    await cluster.apply(connection("blob", {"azureBlob": {
+        "accountUrl": azurite.account_url, "container": container, "prefix": "dic/",
+        "auth": {"secretRef": {"name": "azure", "key": "connectionString"}}}}))
+    return container
+
+
+async def test_azure_jsonl_gz_to_walkme(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, azurite: Azurite,
+) -> None:
+    await apply_connections(cluster, backends)
+    container = await azure_connection(cluster, azurite)
+    lines = b'{"email": "a@acme.example", "segment": "smb", "customer": "true"}\n' \
+            b'{"email": "b@acme.example", "segment": "ent", "customer": false}\nnot json\n'
+    BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(container) \
+        .upload_blob("dic/crm/segments.jsonl.gz", gzip.compress(lines))
+    await cluster.apply(integration(
+        "segments", connectionRef={"name": "blob"},
+        source={"file": {"path": "crm/segments.jsonl.gz", "format": "jsonl"}},
+        mapping={"key": {"source": "email", "destination": "uuid"},
+                 "fields": [{"source": "segment", "destination": "segment"},
+                            {"source": "customer", "destination": "isCustomer", "type": "boolean"}]}))
+    obj = await finished_runs(cluster, "segments")
+    run = obj["status"]["runs"][0]
+    assert (run["rowsRead"], run["rowsWritten"], run["rowsRejected"]) == (3, 2, 1)
+    assert "row 3: not valid JSON" in run["message"]
+    assert walkme.users(WALKME_TOKEN) == {"a@acme.example": {"segment": "smb", "isCustomer": True},
+                                          "b@acme.example": {"segment": "ent", "isCustomer": False}}
+
+
+async def test_walkme_events_to_azure_blob(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, azurite: Azurite,
+) -> None:
+    walkme.seed("events", [{"eventId": f"e{i}", "userId": "u1", "type": "LauncherClicked",
+                            "timestamp": f"2026-11-2{i}T10:00:00Z"} for i in range(4)])
+    await apply_connections(cluster, backends)
+    container = await azure_connection(cluster, azurite)
+    await cluster.apply(integration(
+        "events", direction="Outbound", connectionRef={"name": "blob"},
+        source={"walkme": {"dataset": "events"}},
+        destination={"file": {"path": "events/{runId}.jsonl", "format": "jsonl"}},
+        mapping={"key": {"source": "eventId", "destination": "event_id"},
+                 "fields": [{"source": "type", "destination": "type"}]}))
+    obj = await finished_runs(cluster, "events")
+    run = obj["status"]["runs"][0]
+    client = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(container)
+    names = [b.name for b in client.list_blobs()]
+    assert names == [f"dic/events/{run['name']}.jsonl"]
+    rows = [json.loads(line) for line in client.download_blob(names[0]).readall().splitlines()]
+    assert rows == [{"event_id": f"e{i}", "type": "LauncherClicked"} for i in range(4)]

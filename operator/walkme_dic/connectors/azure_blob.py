@@ -1,0 +1,198 @@
+"""Azure Blob Storage: probe, stat, chunked reads, block-list writes committed once (nothing visible before)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient
+
+from walkme_dic.api.connection import AzureBlobProvider
+from walkme_dic.connectors.base import ObjectInfo, ProbeResult
+from walkme_dic.errors import AuthenticationError, DicError, NotFoundError, PermanentError, TransientError
+
+BLOCK_SIZE = 8 * 1024 * 1024
+READ_CHUNK = 4 * 1024 * 1024
+
+
+def _credential_kind(value: str) -> str:
+    if "AccountKey=" in value or "SharedAccessSignature=" in value or "UseDevelopmentStorage" in value:
+        return "connection-string"
+    if value.lstrip("?").startswith("sv="):
+        return "sas"
+    return "unknown"
+
+
+class AzureBlobStore:
+    """One container; every path is relative to the Connection's prefix."""
+
+    def __init__(self, spec: AzureBlobProvider, credentials: Mapping[str, str], *, block_size: int = BLOCK_SIZE,
+                 retry_total: int = 5, retry_backoff_factor: float = 0.8) -> None:
+        self.spec = spec
+        self.block_size = block_size
+        options: dict[str, Any] = {"retry_total": retry_total, "retry_backoff_factor": retry_backoff_factor,
+                                   "connection_timeout": 10, "read_timeout": 60}
+        ref = spec.auth.secret_ref
+        if ref is not None:
+            self.secret_key = ref.key
+            value = credentials.get(ref.key, "")
+            kind = _credential_kind(value)
+            if kind == "connection-string":
+                service = BlobServiceClient.from_connection_string(value, **options)
+            elif kind == "sas":
+                service = BlobServiceClient(account_url=spec.account_url, credential=value.lstrip("?"), **options)
+            else:
+                raise PermanentError(f"Secret key {ref.key!r} holds neither a storage connection string nor a SAS "
+                                     "token (sv=...)", reason="InvalidCredentials")
+        else:
+            from azure.identity import DefaultAzureCredential
+
+            self.secret_key = "workload identity"
+            service = BlobServiceClient(account_url=spec.account_url, credential=DefaultAzureCredential(), **options)
+        self.container: ContainerClient = service.get_container_client(spec.container)
+
+    def name(self, path: str) -> str:
+        return f"{self.spec.prefix}{path.lstrip('/')}"
+
+    def describe(self, path: str) -> str:
+        return f"{self.container.url.rstrip('/')}/{self.name(path)}"
+
+    def probe(self) -> ProbeResult:
+        with self._errors("reaching the container"):
+            self.container.get_container_properties()
+        return ProbeResult(f"container {self.spec.container!r} at {self.spec.account_url} is reachable")
+
+    def stat(self, path: str) -> ObjectInfo:
+        with self._errors(f"reading {self.describe(path)}"):
+            properties = self.container.get_blob_client(self.name(path)).get_blob_properties()
+        return ObjectInfo(path=path, size=int(properties.size), fingerprint=str(properties.etag).strip('"'))
+
+    def open_read(self, path: str) -> io.BufferedReader:
+        info = self.stat(path)
+        return io.BufferedReader(_BlobReader(self, path, info), buffer_size=READ_CHUNK)
+
+    def open_write(self, path: str) -> AzureAtomicWriter:
+        return AzureAtomicWriter(self, path)
+
+    def _errors(self, doing: str) -> _ErrorMapper:
+        return _ErrorMapper(self, doing)
+
+
+class _ErrorMapper:
+    """azure-core errors → DicErrors with a message a person can act on (never a secret)."""
+
+    def __init__(self, store: AzureBlobStore, doing: str) -> None:
+        self.store, self.doing = store, doing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any) -> bool:
+        if error is None or isinstance(error, DicError):
+            return False
+        container = self.store.spec.container
+        if isinstance(error, ClientAuthenticationError) or getattr(error, "status_code", None) == 403:
+            raise AuthenticationError(f"Azure refused the credentials for container {container!r} while {self.doing}; "
+                                      f"check the Secret key {self.store.secret_key!r}") from None
+        if isinstance(error, ResourceNotFoundError):
+            code = getattr(error, "error_code", "") or ""
+            if "Container" in str(code) or "container" in self.doing:
+                raise NotFoundError(f"container {container!r} does not exist (while {self.doing})") from None
+            raise NotFoundError(f"{self.doing}: the blob does not exist") from None
+        if isinstance(error, ServiceRequestError | ServiceResponseError):
+            raise TransientError(f"cannot reach Azure Blob Storage while {self.doing}: {type(error).__name__}") \
+                from None
+        if isinstance(error, HttpResponseError):
+            status = error.status_code or 0
+            code = getattr(error, "error_code", None) or status
+            if status >= 500:
+                raise TransientError(f"Azure kept failing while {self.doing}: {code} (retries exhausted)") from None
+            raise PermanentError(f"Azure error while {self.doing}: {code}") from None
+        return False
+
+
+class _BlobReader(io.RawIOBase):
+    """Reads a blob in ranged chunks pinned to its ETag, so a changed blob fails instead of mixing versions."""
+
+    def __init__(self, store: AzureBlobStore, path: str, info: ObjectInfo) -> None:
+        self.store, self.path, self.info = store, path, info
+        self.offset = 0
+        self.pending = b""
+        self.blob = store.container.get_blob_client(store.name(path))
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self.pending:
+            if self.offset >= self.info.size:
+                return 0
+            length = min(READ_CHUNK, self.info.size - self.offset)
+            with self.store._errors(f"reading {self.store.describe(self.path)}"):
+                self.pending = self.blob.download_blob(offset=self.offset, length=length,
+                                                       etag=f'"{self.info.fingerprint}"',
+                                                       match_condition=_if_match()).readall()
+            self.offset += len(self.pending)
+        size = min(len(buffer), len(self.pending))
+        buffer[:size], self.pending = self.pending[:size], self.pending[size:]
+        return size
+
+
+def _if_match() -> Any:
+    from azure.core import MatchConditions
+
+    return MatchConditions.IfNotModified
+
+
+class AzureAtomicWriter:
+    """Stages blocks as data arrives; commit() puts the block list once. Uncommitted blocks are never visible."""
+
+    def __init__(self, store: AzureBlobStore, path: str) -> None:
+        self.store, self.path = store, path
+        self.blob = store.container.get_blob_client(store.name(path))
+        self.buffer = bytearray()
+        self.blocks: list[BlobBlock] = []
+        self.size = 0
+        self.prefix = uuid.uuid4().hex[:12]
+
+    def _block_ids(self) -> Iterator[str]:
+        for number in range(len(self.blocks), 10**9):
+            yield base64.b64encode(f"{self.prefix}-{number:08d}".encode()).decode()
+
+    def write(self, data: bytes) -> int:
+        self.buffer += data
+        self.size += len(data)
+        while len(self.buffer) >= self.store.block_size:
+            chunk = bytes(self.buffer[: self.store.block_size])
+            del self.buffer[: self.store.block_size]
+            self._stage(chunk)
+        return len(data)
+
+    def _stage(self, chunk: bytes) -> None:
+        block_id = next(self._block_ids())
+        with self.store._errors(f"uploading {self.store.describe(self.path)}"):
+            self.blob.stage_block(block_id=block_id, data=chunk, length=len(chunk))
+        self.blocks.append(BlobBlock(block_id=block_id))
+
+    def commit(self) -> ObjectInfo:
+        if self.buffer or not self.blocks:
+            self._stage(bytes(self.buffer))
+            self.buffer.clear()
+        with self.store._errors(f"committing {self.store.describe(self.path)}"):
+            answer = self.blob.commit_block_list(self.blocks)
+        return ObjectInfo(path=self.path, size=self.size, fingerprint=str(answer.get("etag", "")).strip('"'))
+
+    def abort(self) -> None:
+        """Staged but uncommitted blocks are invisible and expire on their own; drop our references."""
+        self.buffer.clear()
+        self.blocks.clear()

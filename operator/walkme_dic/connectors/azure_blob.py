@@ -15,7 +15,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient
+from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ExponentialRetry
 
 from walkme_dic.api.connection import AzureBlobProvider
 from walkme_dic.connectors.base import ObjectInfo, ProbeResult
@@ -40,8 +40,9 @@ class AzureBlobStore:
                  retry_total: int = 5, retry_backoff_factor: float = 0.8) -> None:
         self.spec = spec
         self.block_size = block_size
-        options: dict[str, Any] = {"retry_total": retry_total, "retry_backoff_factor": retry_backoff_factor,
-                                   "connection_timeout": 10, "read_timeout": 60}
+        retry = ExponentialRetry(initial_backoff=retry_backoff_factor * 10, increment_base=2, retry_total=retry_total,
+                                 random_jitter_range=1 if retry_backoff_factor >= 0.1 else 0)
+        options: dict[str, Any] = {"retry_policy": retry, "connection_timeout": 10, "read_timeout": 60}
         ref = spec.auth.secret_ref
         if ref is not None:
             self.secret_key = ref.key
@@ -113,7 +114,8 @@ class _ErrorMapper:
             raise TransientError(f"cannot reach Azure Blob Storage while {self.doing}: {type(error).__name__}") \
                 from None
         if isinstance(error, HttpResponseError):
-            status = error.status_code or 0
+            response = getattr(error, "response", None)
+            status = error.status_code or (getattr(response, "status_code", 0) if response is not None else 0)
             code = getattr(error, "error_code", None) or status
             if status >= 500:
                 raise TransientError(f"Azure kept failing while {self.doing}: {code} (retries exhausted)") from None

@@ -1,0 +1,121 @@
+"""Fault matrix at the protocol level: injected throttling, 5xx and cut connections through a real proxy."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from tests.fakes.faultproxy import FaultProxy
+from tests.fixtures.azurite import Azurite
+from tests.fixtures.servers import s3_client
+from walkme_dic.api.connection import AzureBlobProvider, S3Provider
+from walkme_dic.connectors.azure_blob import AzureBlobStore
+from walkme_dic.connectors.s3 import MIN_PART_SIZE, S3Store
+from walkme_dic.errors import TransientError
+
+SLOW_DOWN = ("<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
+             "<Message>Please reduce your request rate.</Message></Error>")
+SERVER_BUSY = ("<?xml version='1.0' encoding='utf-8'?><Error><Code>ServerBusy</Code>"
+               "<Message>The server is currently unable to receive requests.</Message></Error>")
+
+
+@pytest.fixture
+def s3_proxy(moto_server: str) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(moto_server)
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+def s3_store(proxy: FaultProxy, bucket: str, attempts: int = 4) -> S3Store:
+    spec = S3Provider(bucket=bucket, region="us-east-1", endpoint_url=proxy.url)
+    return S3Store(spec, {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}, part_size=MIN_PART_SIZE,
+                   max_attempts=attempts)
+
+
+def no_leftovers(moto: str, bucket: str) -> bool:
+    client = s3_client(moto)
+    return not client.list_objects_v2(Bucket=bucket).get("Contents") and \
+        not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_s3_slowdown_during_multipart_is_retried(s3_proxy: FaultProxy, moto_server: str, bucket: str) -> None:
+    s3_proxy.fail("PUT", rf"/{bucket}/out.csv$", 2, 503, SLOW_DOWN, query="partNumber=")
+    payload = os.urandom(2 * MIN_PART_SIZE + 100)
+    writer = s3_store(s3_proxy, bucket).open_write("out.csv")
+    writer.write(payload)
+    writer.commit()
+    assert s3_proxy.injected == 2
+    assert s3_client(moto_server).get_object(Bucket=bucket, Key="out.csv")["Body"].read() == payload
+
+
+def test_s3_500_at_completion_leaves_nothing(s3_proxy: FaultProxy, moto_server: str, bucket: str) -> None:
+    s3_proxy.fail("POST", rf"/{bucket}/out.csv$", 100, 500, query="uploadId=")
+    writer = s3_store(s3_proxy, bucket, attempts=2).open_write("out.csv")
+    writer.write(os.urandom(MIN_PART_SIZE + 10))
+    with pytest.raises(TransientError, match="retries exhausted"):
+        writer.commit()
+    assert no_leftovers(moto_server, bucket)
+
+
+def test_s3_connection_cut_mid_download_resumes(s3_proxy: FaultProxy, moto_server: str, bucket: str) -> None:
+    payload = os.urandom(3 * 1024 * 1024)
+    s3_client(moto_server).put_object(Bucket=bucket, Key="in.bin", Body=payload)
+    s3_proxy.cut("GET", rf"/{bucket}/in.bin$", after_bytes=700_000, times=2)
+    with s3_store(s3_proxy, bucket).open_read("in.bin") as stream:
+        assert stream.read() == payload
+    gets = [s for s in s3_proxy.seen if s[0] == "GET" and s[1].endswith("in.bin")]
+    assert len(gets) >= 3, "the reader resumed with Range requests"
+
+
+@pytest.fixture
+def azure_proxy(azurite: Azurite) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(azurite.account_url.rsplit("/", 1)[0])
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+def azure_store(azurite: Azurite, proxy: FaultProxy, container: str) -> AzureBlobStore:
+    connection_string = azurite.connection_string.replace(azurite.account_url.rsplit("/", 1)[0], proxy.url)
+    spec = AzureBlobProvider.model_validate({"accountUrl": proxy.url, "container": container,
+                                             "auth": {"secretRef": {"name": "a", "key": "cs"}}})
+    return AzureBlobStore(spec, {"cs": connection_string}, block_size=1024 * 1024, retry_total=3,
+                          retry_backoff_factor=0.01)
+
+
+@pytest.fixture
+def container(azurite: Azurite) -> str:
+    name = f"faults{os.urandom(4).hex()}"
+    BlobServiceClient.from_connection_string(azurite.connection_string).create_container(name)
+    return name
+
+
+def blobs(azurite: Azurite, container: str) -> list[str]:
+    client = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(container)
+    return [b.name for b in client.list_blobs()]
+
+
+def test_azure_503_during_block_staging_is_retried(azurite: Azurite, azure_proxy: FaultProxy, container: str) -> None:
+    azure_proxy.fail("PUT", rf"/{container}/out.csv$", 2, 503, SERVER_BUSY, query="comp=block&",
+                      headers={"Content-Type": "application/xml", "x-ms-error-code": "ServerBusy"})
+    payload = os.urandom(2 * 1024 * 1024 + 5)
+    writer = azure_store(azurite, azure_proxy, container).open_write("out.csv")
+    writer.write(payload)
+    writer.commit()
+    assert azure_proxy.injected == 2
+    client = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(container)
+    assert client.download_blob("out.csv").readall() == payload
+
+
+def test_azure_503_at_commit_leaves_nothing_visible(azurite: Azurite, azure_proxy: FaultProxy, container: str) -> None:
+    azure_proxy.fail("PUT", rf"/{container}/out.csv$", 100, 503, SERVER_BUSY, query="comp=blocklist",
+                      headers={"Content-Type": "application/xml", "x-ms-error-code": "ServerBusy"})
+    writer = azure_store(azurite, azure_proxy, container).open_write("out.csv")
+    writer.write(os.urandom(1024 * 1024 + 5))
+    with pytest.raises(TransientError):
+        writer.commit()
+    assert blobs(azurite, container) == []

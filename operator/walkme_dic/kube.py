@@ -102,8 +102,9 @@ JOBS = Resource("batch", "v1", "jobs")
 class KubeClient:
     """get / create / merge-patch / delete; one aiohttp session; raises ApiError."""
 
-    def __init__(self, access: ClusterAccess) -> None:
+    def __init__(self, access: ClusterAccess, user_agent: str = "walkme-dic") -> None:
         self.access = access
+        self.user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
 
     def _ssl(self) -> ssl.SSLContext | bool:
@@ -114,7 +115,9 @@ class KubeClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            headers = {"Authorization": f"Bearer {self.access.token}"} if self.access.token else {}
+            headers = {"User-Agent": self.user_agent}
+            if self.access.token:
+                headers["Authorization"] = f"Bearer {self.access.token}"
             connector = aiohttp.TCPConnector(ssl=self._ssl(), limit=32)
             self._session = aiohttp.ClientSession(
                 headers=headers, connector=connector, timeout=aiohttp.ClientTimeout(total=30),

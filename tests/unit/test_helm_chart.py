@@ -223,15 +223,14 @@ def grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
 
 
 NAMESPACED_GRANTS = {
-    ("integrations.walkme.io", "connections"): {"get", "list", "watch"},
-    ("integrations.walkme.io", "integrations"): {"get", "list", "watch"},
+    ("integrations.walkme.io", "connections"): {"list", "watch"},
+    ("integrations.walkme.io", "integrations"): {"list", "watch"},
     ("integrations.walkme.io", "connections/status"): {"patch"},
     ("integrations.walkme.io", "integrations/status"): {"patch"},
-    ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
-    ("", "pods"): {"get", "list", "watch"},
+    ("batch", "jobs"): {"list", "watch", "create", "delete"},
+    ("", "pods"): {"list", "watch"},
     ("", "secrets"): {"get", "list", "watch"},
     ("", "events"): {"create"},
-    ("events.k8s.io", "events"): {"create"},
 }
 # kopf always watches CRDs; it lists namespaces only when it serves named namespaces.
 CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}

@@ -68,10 +68,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Rules on namespaced resources: exactly the verbs the operator and kopf use. */}}
 {{- define "walkme-dic.namespacedRules" -}}
-# Watched custom resources; kopf lists and watches them.
+# Watched custom resources; kopf lists and watches them (the operator reads from its watch cache, never GETs).
 - apiGroups: ["integrations.walkme.io"]
   resources: ["connections", "integrations"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 # Conditions and run history are written through the status subresource only.
 - apiGroups: ["integrations.walkme.io"]
   resources: ["connections/status", "integrations/status"]
@@ -79,20 +79,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 # One sync Job per run: created, watched, deleted when a run is cancelled.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "delete"]
+  verbs: ["list", "watch", "create", "delete"]
 # The run's result is the sync Pod's termination message.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 # Connection credentials are read (never written) to probe the endpoint.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
-# Events on Connections and Integrations (kopf posts core/v1 Events).
+# Events on Connections and Integrations (core/v1 Events, posted by the operator's client and kopf).
 - apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create"]
-- apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
 {{- end }}

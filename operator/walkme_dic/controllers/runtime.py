@@ -14,6 +14,7 @@ from walkme_dic.kube import ClusterAccess, KubeClient, Resource
 
 CONNECTIONS = Resource("integrations.walkme.io", "v1alpha1", "connections")
 INTEGRATIONS = Resource("integrations.walkme.io", "v1alpha1", "integrations")
+OPERATOR_USER_AGENT = "walkme-dic-operator"
 INDEX_NAMES = ("connection_index", "integration_index", "job_index", "pod_index", "secret_index")
 
 
@@ -42,7 +43,7 @@ class Runtime:
 
     @classmethod
     def create(cls, config: OperatorConfig) -> Runtime:
-        return cls(config=config, client=KubeClient(config.access))
+        return cls(config=config, client=KubeClient(config.access, user_agent=OPERATOR_USER_AGENT))
 
     def bind_indexes(self, handler_kwargs: dict[str, Any]) -> None:
         """kopf hands indexes to handlers only; keep them for the resync loop."""

@@ -82,6 +82,17 @@ BUILTIN_TYPES = (
 )
 
 
+@dataclass(frozen=True)
+class ApiCall:
+    """One request, for tests that count requests or compare the verbs used with RBAC rules."""
+
+    method: str
+    group: str
+    resource: str  # plural, or plural/subresource
+    verb: str
+    user_agent: str
+
+
 class ApiStatusError(Exception):
     def __init__(self, code: int, reason: str, message: str) -> None:
         super().__init__(message)
@@ -96,7 +107,7 @@ class DevKubernetes(kmock.KubernetesScaffold):
     objects: dict[Key, dict[str, Any]] = attrs.field(factory=dict)
     history: deque[tuple[int, tuple[str, str, str], str, dict[str, Any]]] = attrs.field(
         factory=lambda: deque(maxlen=HISTORY))
-    calls: list[tuple[str, str, str]] = attrs.field(factory=list)
+    calls: list[ApiCall] = attrs.field(factory=list)
     revision: int = 1
     changed: asyncio.Condition = attrs.field(factory=asyncio.Condition)
 
@@ -152,8 +163,11 @@ class DevKubernetes(kmock.KubernetesScaffold):
         name = match.group(1)
         body = await raw_request.json() if raw_request.can_read_body else {}
         method = raw_request.method.upper()
-        self.calls.append((method, "namespaces", {"GET": "get" if name else "list", "POST": "create",
-                                                   "PATCH": "patch", "DELETE": "delete"}.get(method, method)))
+        verb = {"GET": "get" if name else "list", "POST": "create", "PATCH": "patch", "DELETE": "delete"}
+        if raw_request.query.get("watch") in ("true", "1"):
+            verb["GET"] = "watch"
+        self.calls.append(ApiCall(method, "", "namespaces", verb.get(method, method.lower()),
+                                  raw_request.headers.get("User-Agent", "")))
         try:
             if method == "GET" and raw_request.query.get("watch") in ("true", "1"):
                 return await self._watch(raw_request, rtype, None, name, dict(raw_request.query))
@@ -178,7 +192,9 @@ class DevKubernetes(kmock.KubernetesScaffold):
             resource_type = self.types.get((resource.group or "", resource.version or "", resource.plural or ""))
         if resource_type is None or request._raw_request is None:
             return await super()._handle(request)
-        self.calls.append((request.method.value.upper(), resource_type.plural, _verb(request)))
+        plural = f"{resource_type.plural}/{request.subresource}" if request.subresource else resource_type.plural
+        self.calls.append(ApiCall(request.method.value.upper(), resource_type.group, plural, _verb(request),
+                                  request.headers.get("User-Agent", "")))
         try:
             return await self._serve(request, resource_type, request._raw_request)
         except ApiStatusError as error:

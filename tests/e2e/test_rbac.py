@@ -1,0 +1,49 @@
+"""The Helm chart's RBAC grants what the operator uses, and nothing the operator never does.
+
+The dev cluster logs every request with its User-Agent; kopf says `kopf/…`, our client
+`walkme-dic-operator`. A full flow (Connections probed, an Integration run, Events posted) is
+compared with the ClusterRole `helm template` renders with default values.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.e2e.test_flows import inbound, put
+from tests.fakes.walkme import FakeWalkMe
+from tests.operator.helpers import OperatorHandle
+from tests.operator.test_operator import apply_connections, finished_runs
+from walkme_dic.controllers.runtime import OPERATOR_USER_AGENT
+from walkme_dic.devcluster.cluster import DevCluster
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "walkme-dic"
+
+
+def granted(helm_binary: Path) -> set[tuple[str, str, str]]:
+    rendered = subprocess.run([str(helm_binary), "template", "dic", str(CHART)], capture_output=True, text=True,
+                              check=True).stdout
+    roles = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ClusterRole"]
+    return {(group, resource, verb) for role in roles for rule in role["rules"]
+            for group in rule.get("apiGroups", []) for resource in rule.get("resources", [])
+            for verb in rule.get("verbs", [])}
+
+
+async def test_operator_uses_only_what_the_chart_grants_and_the_chart_grants_only_what_it_uses(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+    helm_binary: Path,
+) -> None:
+    put(moto_server, backends["bucket"], "users.csv", b"id,plan,since,active\nu1,gold,2024-01-01,true\n")
+    await apply_connections(cluster, backends)
+    await cluster.apply(inbound())
+    await finished_runs(cluster, "hr")
+    used = {(call.group, call.resource, call.verb) for call in cluster.api.calls
+            if call.user_agent.startswith(("kopf/", OPERATOR_USER_AGENT))}
+    rules = granted(helm_binary)
+    assert used - rules == set(), "the operator called the API beyond its ClusterRole"
+    unused = {rule for rule in rules if rule not in used}
+    # Deleting Jobs happens only when runs leave the history; this flow keeps every run.
+    allowed_unused = {("batch", "jobs", "delete")}
+    assert unused <= allowed_unused, f"granted but never used in a full flow: {sorted(unused - allowed_unused)}"

@@ -1,0 +1,57 @@
+"""Plant a unique marker in every secret and grep everything the system says: none may contain it."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import pytest
+
+from tests.e2e.test_flows import inbound, put
+from tests.fakes.walkme import FakeWalkMe
+from tests.fixtures.walkme import WALKME_CLIENT
+from tests.operator.helpers import API, NS, OperatorHandle, connection, secret
+from tests.operator.test_operator import finished_runs, ready
+from walkme_dic.devcluster.cluster import DevCluster
+from walkme_dic.devcluster.kubelet import Kubelet
+
+
+async def test_no_secret_value_in_status_events_logs_or_results(
+    cluster: DevCluster, operator: OperatorHandle, kubelet: Kubelet, walkme: FakeWalkMe, moto_server: str,
+    bucket: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    marker = f"SECRET-{uuid.uuid4().hex}"
+    client_secret, aws_secret, token = f"{marker}-client", f"{marker}-aws", f"{marker}-token"
+    walkme.clients[WALKME_CLIENT] = client_secret
+    walkme.integration_tokens[token] = "uuid"
+    caplog.set_level(logging.DEBUG)
+    for obj in (
+        secret("walkme-api", {"clientId": WALKME_CLIENT, "clientSecret": client_secret}),
+        secret("aws", {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": aws_secret}),
+        secret("walkme-token", {"token": token}),
+        connection("walkme", {"walkme": {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "walkme-api"}}}}),
+        connection("lake", {"s3": {"bucket": bucket, "region": "us-east-1", "endpointUrl": moto_server,
+                                   "prefix": "dic/", "auth": {"secretRef": {"name": "aws"}}}}),
+    ):
+        await cluster.apply(obj)
+    await ready(cluster, "Connection", "walkme")
+    await ready(cluster, "Connection", "lake")
+    put(moto_server, bucket, "users.csv", b"id,plan,since,active\nu1,gold,2024-01-01,true\nu2,x,bad,true\n")
+    await cluster.apply(inbound("good"))
+    await finished_runs(cluster, "good")
+    # A failing run: WalkMe refuses the integration token mid-run.
+    del walkme.integration_tokens[token]
+    await cluster.apply(inbound("bad", job={"backoffLimit": 0}))
+    failed = await finished_runs(cluster, "bad")
+    assert failed["status"]["runs"][0]["result"] == "Failed"
+    # A failing probe: a rotated client secret.
+    walkme.clients[WALKME_CLIENT] = "rotated"
+    await cluster.patch(API, "Connection", NS, "walkme", {"spec": {"probeInterval": "1m"}})
+    said = [
+        str(await cluster.list(API, "Connection", NS)), str(await cluster.list(API, "Integration", NS)),
+        str(await cluster.list("v1", "Event", NS)), str(await cluster.list("v1", "Pod", NS)),
+        "".join(kubelet.logs(pod) for pod in kubelet.pods), caplog.text,
+    ]
+    assert len(said[-2]) > 0 and "rowsRead" in said[-2], "the sync's progress output was captured"
+    for text in said:
+        assert marker not in text

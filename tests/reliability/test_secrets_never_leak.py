@@ -10,7 +10,7 @@ import pytest
 from tests.e2e.test_flows import inbound, put
 from tests.fakes.walkme import FakeWalkMe
 from tests.fixtures.walkme import WALKME_CLIENT
-from tests.operator.helpers import API, NS, OperatorHandle, connection, secret
+from tests.operator.helpers import API, NS, OperatorHandle, condition, connection, eventually, secret
 from tests.operator.test_operator import finished_runs, ready
 from walkme_dic.devcluster.cluster import DevCluster
 from walkme_dic.devcluster.kubelet import Kubelet
@@ -47,6 +47,12 @@ async def test_no_secret_value_in_status_events_logs_or_results(
     # A failing probe: a rotated client secret.
     walkme.clients[WALKME_CLIENT] = "rotated"
     await cluster.patch(API, "Connection", NS, "walkme", {"spec": {"probeInterval": "1m"}})
+
+    async def probe_failed() -> bool:
+        return condition(await cluster.get(API, "Connection", NS, "walkme"), "Ready").get("reason") == \
+            "AuthenticationFailed"
+
+    await eventually(probe_failed)
     said = [
         str(await cluster.list(API, "Connection", NS)), str(await cluster.list(API, "Integration", NS)),
         str(await cluster.list("v1", "Event", NS)), str(await cluster.list("v1", "Pod", NS)),

@@ -12,6 +12,7 @@ Results are printed as a table and written to bench/results.json.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import io
 import json
@@ -28,6 +29,7 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
+from bench.operator_scale import measure
 from tests.fixtures.servers import free_port
 from walkme_dic.devcluster.fake_walkme import FakeWalkMe
 
@@ -136,6 +138,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--inbound-rows", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--outbound-users", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--operator-integrations", type=int, default=2000, help="0 skips the operator case.")
+    parser.add_argument("--operator-connections", type=int, default=200)
+    parser.add_argument("--settle", type=float, default=30, help="Seconds of steady state to count requests in.")
     args = parser.parse_args()
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -146,6 +151,8 @@ def main() -> int:
     s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1", aws_access_key_id="k",
                       aws_secret_access_key="s")
     s3.create_bucket(Bucket=BUCKET)
+    s3.create_bucket(Bucket="scale-bucket")
+    os.environ["BENCH_S3_URL"] = s3_url
     walkme = FakeWalkMe(clients={CLIENT: SECRET}, integration_tokens={TOKEN: "uuid"})
     walkme.start()
     rows = []
@@ -154,10 +161,17 @@ def main() -> int:
             credentials = write_credentials(Path(tmp))
             rows += [bench_inbound(n, s3, s3_url, walkme, credentials) for n in args.inbound_rows]
             rows += [bench_outbound(n, s3, s3_url, walkme, credentials) for n in args.outbound_users]
+        if args.operator_integrations:
+            rows.append(asyncio.run(measure(args.operator_integrations, args.operator_connections, args.settle)))
     finally:
         walkme.stop()
         server.stop()
     for row in rows:
+        if "seconds_until_all_ready" in row:
+            print(f"{row['case']:<55} all Ready in {row['seconds_until_all_ready']}s, "
+                  f"{row['requests_per_integration_in_window']} requests/Integration and {row['writes_in_window']} "
+                  f"writes in {row['settle_window_s']:g}s of steady state, operator RSS {row['operator_rss_mb']} MB")
+            continue
         speed = f"{row['rows_per_s']:,} rows/s" if "rows_per_s" in row else f"{row['mb_per_s']} MB/s"
         print(f"{row['case']:<55} {speed:>18}  ratio vs baseline {row['ratio']:>6}  peak RSS {row['peak_rss_mb']} MB")
     RESULTS.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},

@@ -68,26 +68,32 @@ async def pod_event(namespace: str, body: kopf.Body, memo: Runtime, **kwargs: An
     summary = summarize_pod(dict(body))
     if summary is None or summary.exit_code is None:
         return
-    for store in (memo.indexes["job_index"].get(k) for k in memo.indexes["job_index"] if k[0] == namespace):
-        for job in store or ():
-            if job.name == summary.job_name:
-                await reconcile_integration_by_uid(memo, namespace, job.owner_uid)
+    index = memo.indexes["job_index"]
+    owners = {job.owner_uid for key in list(index.keys()) if key[0] == namespace  # a copy: handlers await below
+              for job in list(index.get(key) or ()) if job.name == summary.job_name}
+    for owner_uid in owners:
+        await reconcile_integration_by_uid(memo, namespace, owner_uid)
+
+
+def _integrations(memo: Runtime, namespace: str) -> list[tuple[str, dict[str, Any]]]:
+    """(name, body) of the indexed Integrations in a namespace, copied so callers may await."""
+    return [(name, body) for (ns, name), store in list(memo.indexes["integration_index"].items())
+            if ns == namespace for body in list(store)]
 
 
 async def reconcile_integration_by_uid(memo: Runtime, namespace: str, uid: str) -> None:
-    for (ns, name), store in list(memo.indexes["integration_index"].items()):
-        if ns == namespace and any(b["metadata"].get("uid") == uid for b in store):
-            await reconcile_integration(memo, ns, name)
+    for name, body in _integrations(memo, namespace):
+        if body["metadata"].get("uid") == uid:
+            await reconcile_integration(memo, namespace, name)
 
 
 async def reconcile_integrations_using(memo: Runtime, namespace: str, connection: str) -> None:
     """Re-check every Integration in the namespace that refers to ``connection``."""
-    for (ns, name), store in list(memo.indexes["integration_index"].items()):
-        for body in store:
-            spec = body.get("spec") or {}
-            refs = {(spec.get("connectionRef") or {}).get("name"), (spec.get("walkmeConnectionRef") or {}).get("name")}
-            if ns == namespace and connection in refs:
-                await reconcile_integration(memo, ns, name)
+    for name, body in _integrations(memo, namespace):
+        spec = body.get("spec") or {}
+        refs = {(spec.get("connectionRef") or {}).get("name"), (spec.get("walkmeConnectionRef") or {}).get("name")}
+        if connection in refs:
+            await reconcile_integration(memo, namespace, name)
 
 
 async def reconcile_all(memo: Runtime) -> None:
@@ -138,7 +144,7 @@ def connection_view(memo: Runtime, namespace: str, name: str) -> ConnectionView:
     bodies = memo.lookup("connection_index", (namespace, name))
     if not bodies:
         return ConnectionView(name=name, exists=False)
-    body = bodies[0]
+    body = memo.freshest("Connection", bodies[0])
     try:
         spec = ConnectionSpec.model_validate(body.get("spec") or {})
     except ValidationError:

@@ -19,7 +19,8 @@ from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, Ex
 
 from walkme_dic.api.connection import AzureBlobProvider
 from walkme_dic.connectors.base import ObjectInfo, ProbeResult
-from walkme_dic.errors import AuthenticationError, DicError, NotFoundError, PermanentError, TransientError
+from walkme_dic.connectors.common import ErrorTranslator, PartBuffer
+from walkme_dic.errors import AuthenticationError, NotFoundError, PermanentError, TransientError
 
 BLOCK_SIZE = 8 * 1024 * 1024
 READ_CHUNK = 4 * 1024 * 1024
@@ -89,18 +90,14 @@ class AzureBlobStore:
         return _ErrorMapper(self, doing)
 
 
-class _ErrorMapper:
+class _ErrorMapper(ErrorTranslator):
     """azure-core errors → DicErrors with a message a person can act on (never a secret)."""
 
     def __init__(self, store: AzureBlobStore, doing: str) -> None:
-        self.store, self.doing = store, doing
+        super().__init__(doing)
+        self.store = store
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any) -> bool:
-        if error is None or isinstance(error, DicError):
-            return False
+    def translate(self, error: BaseException) -> None:
         container = self.store.spec.container
         if isinstance(error, ClientAuthenticationError) or getattr(error, "status_code", None) == 403:
             raise AuthenticationError(f"Azure refused the credentials for container {container!r} while {self.doing}; "
@@ -120,7 +117,6 @@ class _ErrorMapper:
             if status >= 500:
                 raise TransientError(f"Azure kept failing while {self.doing}: {code} (retries exhausted)") from None
             raise PermanentError(f"Azure error while {self.doing}: {code}") from None
-        return False
 
 
 class _BlobReader(io.RawIOBase):
@@ -162,9 +158,8 @@ class AzureAtomicWriter:
     def __init__(self, store: AzureBlobStore, path: str) -> None:
         self.store, self.path = store, path
         self.blob = store.container.get_blob_client(store.name(path))
-        self.buffer = bytearray()
+        self.pending = PartBuffer(store.block_size)
         self.blocks: list[BlobBlock] = []
-        self.size = 0
         self.prefix = uuid.uuid4().hex[:12]
 
     def _block_ids(self) -> Iterator[str]:
@@ -172,12 +167,8 @@ class AzureAtomicWriter:
             yield base64.b64encode(f"{self.prefix}-{number:08d}".encode()).decode()
 
     def write(self, data: bytes) -> int:
-        self.buffer += data
-        self.size += len(data)
-        while len(self.buffer) >= self.store.block_size:
-            chunk = bytes(self.buffer[: self.store.block_size])
-            del self.buffer[: self.store.block_size]
-            self._stage(chunk)
+        for part in self.pending.feed(data):
+            self._stage(part)
         return len(data)
 
     def _stage(self, chunk: bytes) -> None:
@@ -187,14 +178,14 @@ class AzureAtomicWriter:
         self.blocks.append(BlobBlock(block_id=block_id))
 
     def commit(self) -> ObjectInfo:
-        if self.buffer or not self.blocks:
-            self._stage(bytes(self.buffer))
-            self.buffer.clear()
+        rest = self.pending.rest()
+        if rest or not self.blocks:
+            self._stage(rest)
         with self.store._errors(f"committing {self.store.describe(self.path)}"):
             answer = self.blob.commit_block_list(self.blocks)
-        return ObjectInfo(path=self.path, size=self.size, fingerprint=str(answer.get("etag", "")).strip('"'))
+        return ObjectInfo(path=self.path, size=self.pending.total, fingerprint=str(answer.get("etag", "")).strip('"'))
 
     def abort(self) -> None:
         """Staged but uncommitted blocks are invisible and expire on their own; drop our references."""
-        self.buffer.clear()
+        self.pending.rest()
         self.blocks.clear()

@@ -13,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, Rea
 
 from walkme_dic.api.connection import S3Provider
 from walkme_dic.connectors.base import ObjectInfo, ProbeResult
+from walkme_dic.connectors.common import ErrorTranslator, PartBuffer
 from walkme_dic.errors import AuthenticationError, DicError, NotFoundError, PermanentError, TransientError
 
 PART_SIZE = 16 * 1024 * 1024
@@ -70,18 +71,14 @@ class S3Store:
         return _ErrorMapper(self, doing)
 
 
-class _ErrorMapper:
+class _ErrorMapper(ErrorTranslator):
     """Turns botocore errors into DicErrors with a message a person can act on (no secrets)."""
 
     def __init__(self, store: S3Store, doing: str) -> None:
-        self.store, self.doing = store, doing
+        super().__init__(doing)
+        self.store = store
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any) -> bool:
-        if error is None or isinstance(error, DicError):
-            return False
+    def translate(self, error: BaseException) -> None:
         bucket = self.store.spec.bucket
         if isinstance(error, ClientError):
             code = str(error.response.get("Error", {}).get("Code", ""))
@@ -100,7 +97,6 @@ class _ErrorMapper:
             raise PermanentError(f"S3 error while {self.doing}: {code or status}") from None
         if isinstance(error, BotoCoreError | ConnectionError | ReadTimeoutError | OSError):
             raise TransientError(f"cannot reach S3 while {self.doing}: {type(error).__name__}") from None
-        return False
 
 
 class _S3Reader(io.RawIOBase):
@@ -151,18 +147,13 @@ class S3AtomicWriter:
 
     def __init__(self, store: S3Store, path: str) -> None:
         self.store, self.path = store, path
-        self.buffer = bytearray()
+        self.pending = PartBuffer(store.part_size)
         self.upload_id: str | None = None
         self.parts: list[dict[str, Any]] = []
-        self.size = 0
 
     def write(self, data: bytes) -> int:
-        self.buffer += data
-        self.size += len(data)
-        while len(self.buffer) >= self.store.part_size:
-            chunk = bytes(self.buffer[: self.store.part_size])
-            del self.buffer[: self.store.part_size]
-            self._upload_part(chunk)
+        for part in self.pending.feed(data):
+            self._upload_part(part)
         return len(data)
 
     def _upload_part(self, chunk: bytes) -> None:
@@ -178,18 +169,18 @@ class S3AtomicWriter:
     def commit(self) -> ObjectInfo:
         spec, key = self.store.spec, self.store.key(self.path)
         with self._guard(f"completing {self.store.describe(self.path)}"):
+            rest = self.pending.rest()
             if self.upload_id is None:
-                answer = self.store.client.put_object(Bucket=spec.bucket, Key=key, Body=bytes(self.buffer))
+                answer = self.store.client.put_object(Bucket=spec.bucket, Key=key, Body=rest)
             else:
-                if self.buffer:
-                    self._upload_part(bytes(self.buffer))
+                if rest:
+                    self._upload_part(rest)
                 answer = self.store.client.complete_multipart_upload(
                     Bucket=spec.bucket, Key=key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts})
-        self.buffer.clear()
-        return ObjectInfo(path=self.path, size=self.size, fingerprint=str(answer.get("ETag", "")).strip('"'))
+        return ObjectInfo(path=self.path, size=self.pending.total, fingerprint=str(answer.get("ETag", "")).strip('"'))
 
     def abort(self) -> None:
-        self.buffer.clear()
+        self.pending.rest()
         if self.upload_id is not None:
             upload_id, self.upload_id = self.upload_id, None
             with self.store._errors(f"aborting the upload of {self.store.describe(self.path)}"):

@@ -1,0 +1,49 @@
+"""Pieces the file-store connectors share: SDK error translation and fixed-size part buffering."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from walkme_dic.errors import DicError
+
+
+class ErrorTranslator:
+    """``with translator:`` turns an SDK error into a DicError via ``translate``; DicErrors pass through."""
+
+    def __init__(self, doing: str) -> None:
+        self.doing = doing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any) -> bool:
+        if error is not None and not isinstance(error, DicError):
+            self.translate(error)
+        return False
+
+    def translate(self, error: BaseException) -> None:
+        """Raise the DicError for ``error``, or return to let it propagate unchanged."""
+        raise NotImplementedError
+
+
+class PartBuffer:
+    """Collects written bytes and hands them out in parts of exactly ``size`` bytes (the rest at the end)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.buffer = bytearray()
+        self.total = 0
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        self.buffer += data
+        self.total += len(data)
+        while len(self.buffer) >= self.size:
+            part = bytes(self.buffer[: self.size])
+            del self.buffer[: self.size]
+            yield part
+
+    def rest(self) -> bytes:
+        part = bytes(self.buffer)
+        self.buffer.clear()
+        return part

@@ -87,3 +87,15 @@ def test_failure_mid_upload_aborts_and_leaves_nothing(moto_server: str, bucket: 
         writer.write(os.urandom(MIN_PART_SIZE))
         writer.commit()
     assert visible_keys(moto_server, bucket) == [] and open_uploads(moto_server, bucket) == []
+
+
+def test_a_new_write_aborts_uploads_left_by_a_killed_attempt(moto_server: str, bucket: str) -> None:
+    client = s3_client(moto_server)
+    killed = client.create_multipart_upload(Bucket=bucket, Key="dic/out/run.csv")["UploadId"]
+    client.upload_part(Bucket=bucket, Key="dic/out/run.csv", UploadId=killed, PartNumber=1, Body=b"x" * 10)
+    other = client.create_multipart_upload(Bucket=bucket, Key="dic/out/run.csv.other")["UploadId"]
+    writer = store(moto_server, bucket).open_write("out/run.csv")
+    writer.write(b"id\n1\n")
+    writer.commit()
+    assert [u["UploadId"] for u in open_uploads(moto_server, bucket)] == [other], "only the same key is cleaned"
+    assert client.get_object(Bucket=bucket, Key="dic/out/run.csv")["Body"].read() == b"id\n1\n"

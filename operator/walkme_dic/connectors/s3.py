@@ -65,7 +65,26 @@ class S3Store:
         return io.BufferedReader(_S3Reader(self, path, info), buffer_size=READ_CHUNK)
 
     def open_write(self, path: str) -> S3AtomicWriter:
+        self.abort_leftover_uploads(path)
         return S3AtomicWriter(self, path)
+
+    def abort_leftover_uploads(self, path: str) -> int:
+        """Abort unfinished multipart uploads of this key: an earlier attempt that was killed could not.
+
+        Needs s3:ListBucketMultipartUploads; without it the leftovers stay (invisible, but billed) until
+        the bucket's AbortIncompleteMultipartUpload lifecycle rule removes them.
+        """
+        key = self.key(path)
+        try:
+            with self._errors(f"listing unfinished uploads of {self.describe(path)}"):
+                listing = self.client.list_multipart_uploads(Bucket=self.spec.bucket, Prefix=key)
+        except AuthenticationError:
+            return 0
+        leftovers = [u["UploadId"] for u in listing.get("Uploads", []) if u["Key"] == key]
+        for upload_id in leftovers:
+            with self._errors(f"aborting an unfinished upload of {self.describe(path)}"):
+                self.client.abort_multipart_upload(Bucket=self.spec.bucket, Key=key, UploadId=upload_id)
+        return len(leftovers)
 
     def _errors(self, doing: str) -> _ErrorMapper:
         return _ErrorMapper(self, doing)

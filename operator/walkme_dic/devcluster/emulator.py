@@ -15,7 +15,8 @@ controllers rely on:
 * finalizers and deletionTimestamp; garbage collection of dependents through ownerReferences;
 * ``Accept: application/json;as=Table`` rendered from a CRD's additionalPrinterColumns, so that
   ``kubectl get`` prints the same columns as a real cluster;
-* Secrets' stringData folded into base64 data, as the real API does.
+* Secrets' stringData folded into base64 data, as the real API does;
+* for tests, :meth:`DevKubernetes.fail_next` makes chosen requests fail (a 500 on a status write).
 
 Field selectors match any dotted field path by string equality (kubectl describe uses
 involvedObject.*). Not emulated: admission (CRD schema validation, CEL rules, defaults), RBAC and authentication,
@@ -93,6 +94,16 @@ class ApiCall:
     user_agent: str
 
 
+@dataclass
+class InjectedFault:
+    """The next ``remaining`` requests with this verb on this resource (plural[/subresource]) fail."""
+
+    verb: str
+    resource: str
+    remaining: int
+    code: int = 500
+
+
 class ApiStatusError(Exception):
     def __init__(self, code: int, reason: str, message: str) -> None:
         super().__init__(message)
@@ -108,6 +119,7 @@ class DevKubernetes(kmock.KubernetesScaffold):
     history: deque[tuple[int, tuple[str, str, str], str, dict[str, Any]]] = attrs.field(
         factory=lambda: deque(maxlen=HISTORY))
     calls: list[ApiCall] = attrs.field(factory=list)
+    faults: list[InjectedFault] = attrs.field(factory=list)
     revision: int = 1
     changed: asyncio.Condition = attrs.field(factory=asyncio.Condition)
 
@@ -143,6 +155,19 @@ class DevKubernetes(kmock.KubernetesScaffold):
                 categories=tuple(spec["names"].get("categories", ())),
                 printer_columns=tuple(version.get("additionalPrinterColumns", ())),
             ))
+
+    def fail_next(self, verb: str, resource: str, count: int, code: int = 500) -> InjectedFault:
+        """Tests: make the next ``count`` matching requests fail with ``code``, as an API server under strain."""
+        fault = InjectedFault(verb, resource, count, code)
+        self.faults.append(fault)
+        return fault
+
+    def _injected(self, verb: str, resource: str) -> aiohttp.web.Response | None:
+        for fault in self.faults:
+            if fault.remaining > 0 and (fault.verb, fault.resource) == (verb, resource):
+                fault.remaining -= 1
+                return _status_response(fault.code, "InternalError", f"injected fault on {verb} {resource}")
+        return None
 
     async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
         """Discovery as the API server gives it: subresources carry no short names or categories."""
@@ -193,8 +218,12 @@ class DevKubernetes(kmock.KubernetesScaffold):
         if resource_type is None or request._raw_request is None:
             return await super()._handle(request)
         plural = f"{resource_type.plural}/{request.subresource}" if request.subresource else resource_type.plural
-        self.calls.append(ApiCall(request.method.value.upper(), resource_type.group, plural, _verb(request),
+        verb = _verb(request)
+        self.calls.append(ApiCall(request.method.value.upper(), resource_type.group, plural, verb,
                                   request.headers.get("User-Agent", "")))
+        injected = self._injected(verb, plural)
+        if injected is not None:
+            return injected
         try:
             return await self._serve(request, resource_type, request._raw_request)
         except ApiStatusError as error:

@@ -1,0 +1,98 @@
+"""Fault matrix, process level: a sync killed mid-run, an operator whose status writes fail, restarts.
+
+Each case asserts the destination (one complete object, no duplicates, no unfinished multipart
+upload), the Integration's status and history, and that a run slot has one Job.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+
+from tests.e2e.test_flows import put
+from tests.fakes.walkme import FakeWalkMe
+from tests.fixtures.servers import s3_client
+from tests.fixtures.walkme import WALKME_TOKEN
+from tests.operator.helpers import NS, OperatorHandle, condition, eventually, integration
+from tests.operator.test_operator import apply_connections, events_for, finished_runs, jobs
+from walkme_dic.devcluster.cluster import DevCluster
+from walkme_dic.devcluster.kubelet import Kubelet
+
+USERS = 450_000  # ~36 MB of CSV: 16 MiB parts, so the kill lands while the multipart upload is open
+
+
+async def test_sync_killed_mid_upload_is_retried_by_the_job_without_leftovers(
+    cluster: DevCluster, operator: OperatorHandle, kubelet: Kubelet, backends: dict, walkme: FakeWalkMe,
+    moto_server: str,
+) -> None:
+    walkme.seed_synthetic_users(USERS)
+    bucket, s3 = backends["bucket"], s3_client(moto_server)
+    await apply_connections(cluster, backends)
+    await cluster.apply(integration(
+        "export", direction="Outbound", source={"walkme": {"dataset": "users"}},
+        destination={"file": {"path": "exports/users.csv"}},
+        mapping={"key": {"source": "userId", "destination": "user_id"},
+                 "fields": [{"source": "email", "destination": "email"},
+                            {"source": "lastSeen", "destination": "last_seen"},
+                            {"source": "updatedAt", "destination": "updated_at"}]}, job={"backoffLimit": 2}))
+
+    async def upload_in_progress() -> bool:
+        return bool(s3.list_multipart_uploads(Bucket=bucket).get("Uploads"))
+
+    await eventually(upload_in_progress, timeout=60, interval=0.05)
+    first_pod = next(iter(kubelet.pods.values()))
+    assert first_pod.process is not None and first_pod.process.returncode is None
+    os.killpg(first_pod.process.pid, signal.SIGKILL)  # no chance to abort its multipart upload
+
+    obj = await finished_runs(cluster, "export")
+    assert condition(obj, "Synced")["status"] == "True"
+    [run] = obj["status"]["runs"]
+    assert (run["result"], run["rowsWritten"]) == ("Succeeded", USERS)
+    [job] = await jobs(cluster)
+    assert (job["status"].get("failed"), job["status"].get("succeeded")) == (1, 1)
+    assert len(kubelet.pods) == 2
+    body = s3.get_object(Bucket=bucket, Key="dic/exports/users.csv")["Body"].read().decode()
+    ids = [row["user_id"] for row in csv.DictReader(io.StringIO(body))]
+    assert len(ids) == USERS and len(set(ids)) == USERS, "every user exactly once"
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == [], "the retry aborted the leftover"
+    assert [e["reason"] for e in await events_for(cluster, "export")].count("RunSucceeded") == 1
+
+
+async def test_failed_status_writes_and_a_restart_record_the_run_once(
+    cluster: DevCluster, operator: OperatorHandle, kubelet: Kubelet, backends: dict, walkme: FakeWalkMe,
+    moto_server: str,
+) -> None:
+    """The API server refuses every Integration status write while the run starts and ends; the
+    operator is restarted meanwhile. The run is recorded once, from its Job, when writes work again."""
+    await apply_connections(cluster, backends)
+    put(moto_server, backends["bucket"], "users.csv", b"id,active\nu1,true\nu2,false\n")
+    outage = cluster.api.fail_next("patch", "integrations/status", 10_000)
+    await cluster.apply(integration("hr"))
+    await eventually(lambda: jobs(cluster))
+
+    async def job_finished() -> bool:
+        [job] = await jobs(cluster)
+        return bool(job["status"].get("succeeded"))
+
+    await eventually(job_finished)
+    assert walkme.users(WALKME_TOKEN) == {"u1": {"active": True}, "u2": {"active": False}}
+    obj = await cluster.get("integrations.walkme.io/v1alpha1", "Integration", NS, "hr")
+    assert not (obj.get("status") or {}).get("runs"), "no status write got through"
+    refused_before_restart = 10_000 - outage.remaining
+    assert refused_before_restart > 0, "the operator tried to write status and was refused"
+    await operator.restart()
+
+    async def refused_again() -> bool:
+        return 10_000 - outage.remaining > refused_before_restart
+
+    await eventually(refused_again)
+    outage.remaining = 0
+
+    obj = await finished_runs(cluster, "hr")
+    assert [r["result"] for r in obj["status"]["runs"]] == ["Succeeded"]
+    assert condition(obj, "Synced")["status"] == "True"
+    assert obj["status"]["runs"][0]["rowsWritten"] == 2
+    assert len(await jobs(cluster)) == 1, "one Job for the run slot, adopted after the restart"
+    assert [e["reason"] for e in await events_for(cluster, "hr")].count("RunSucceeded") == 1

@@ -26,10 +26,11 @@ from walkme_dic.jobs.naming import (
     run_name,
     schedule_key,
 )
-from walkme_dic.jobs.results import JobSummary, PodSummary, read_result
+from walkme_dic.jobs.results import JobSummary, PodSummary, awaiting_pod, read_result
 from walkme_dic.schedule import due_slot, next_slot
 
 JOB_APPEAR_GRACE = timedelta(seconds=120)
+POD_RESULT_GRACE = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -199,8 +200,8 @@ def _observe_runs(
             return
         result = SyncResult(result="Failed", reason=reasons.JOB_LOST,
                             message=f"Job {active} disappeared before it reported a result")
-    elif job.state == "Running":
-        return
+    elif job.state == "Running" or awaiting_pod(job, pods.get(job.name, []), now, POD_RESULT_GRACE):
+        return  # the Pod's event (or the resync after the grace) brings the run to its end
     else:
         result = read_result(job, pods.get(job.name, []))
     _record_finished(status, record, result, spec, now, decision)

@@ -159,6 +159,17 @@ def test_failed_job_without_result_says_why() -> None:
     assert "backoff limit" in condition(decision.status, "Synced")["message"]
 
 
+def test_finished_job_waits_for_its_pod_before_reading_the_result() -> None:
+    """Jobs and Pods come on separate watches: a Job's completion may arrive before its Pod's message."""
+    started = run_plan(view())
+    name = started.status["activeRun"]
+    job = finished_job(name)
+    early = run_plan(view(status=started.status), jobs=[job], now=NOW + timedelta(minutes=1, seconds=5))
+    assert early.status["activeRun"] == name and early.events == [] and early.finished is None
+    late = run_plan(view(status=started.status), jobs=[job], now=NOW + timedelta(minutes=3))
+    assert condition(late.status, "Synced")["reason"] == "NoResult"
+
+
 def test_running_job_keeps_run_active_and_starts_nothing_new() -> None:
     started = run_plan(view())
     name = started.status["activeRun"]

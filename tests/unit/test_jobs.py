@@ -85,9 +85,11 @@ def test_summaries_read_real_job_and_pod_shapes() -> None:
         "metadata": {"name": "j", "uid": "ju", "ownerReferences": [{"uid": "u-1", "controller": True}]},
         "status": {"failed": 3, "conditions": [
             {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "m"},
-            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit reached"}]},
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit reached",
+             "lastTransitionTime": "2026-11-25T10:08:00Z"}]},
     })
     assert (job.state, job.owner_uid, job.condition_message) == ("Failed", "u-1", "limit reached")
+    assert job.completion_time == "2026-11-25T10:08:00Z"  # a failed Job has no completionTime
     message = SyncResult(result="Failed", reason="PermanentError", message="bucket missing").to_termination_message()
     pod = summarize_pod({
         "metadata": {"name": "j-x", "labels": {"batch.kubernetes.io/job-name": "j"}, "creationTimestamp": "t"},

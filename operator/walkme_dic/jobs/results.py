@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from walkme_dic import reasons
 from walkme_dic.api.run import SyncResult
+from walkme_dic.conditions import parse_time
 
 RunState = Literal["Running", "Succeeded", "Failed"]
 
@@ -23,7 +25,7 @@ class JobSummary:
     owner_uid: str
     state: RunState
     start_time: str | None
-    completion_time: str | None
+    completion_time: str | None  # completionTime, or when a failed Job's Failed condition became True
     condition_reason: str
     condition_message: str
 
@@ -44,6 +46,7 @@ def summarize_job(job: dict[str, Any]) -> JobSummary:
     metadata = job.get("metadata") or {}
     state: RunState = "Running"
     reason = message = ""
+    finished = status.get("completionTime")
     for condition in status.get("conditions") or []:
         if condition.get("status") != "True":
             continue
@@ -51,6 +54,7 @@ def summarize_job(job: dict[str, Any]) -> JobSummary:
             state = "Succeeded"
         elif condition.get("type") in ("Failed", "FailureTarget"):
             state, reason, message = "Failed", condition.get("reason", ""), condition.get("message", "")
+            finished = finished or condition.get("lastTransitionTime")
     owners = [o for o in metadata.get("ownerReferences") or [] if o.get("controller")]
     return JobSummary(
         name=metadata.get("name", ""),
@@ -58,7 +62,7 @@ def summarize_job(job: dict[str, Any]) -> JobSummary:
         owner_uid=owners[0]["uid"] if owners else "",
         state=state,
         start_time=status.get("startTime"),
-        completion_time=status.get("completionTime"),
+        completion_time=finished,
         condition_reason=reason,
         condition_message=message,
     )
@@ -82,6 +86,18 @@ def summarize_pod(pod: dict[str, Any]) -> PodSummary | None:
         exit_code=exit_code,
         message=message,
     )
+
+
+def awaiting_pod(job: JobSummary, pods: list[PodSummary], now: datetime, grace: timedelta) -> bool:
+    """The Job has finished but no terminated Pod has been seen yet, and it finished less than ``grace`` ago.
+
+    Jobs and Pods arrive on separate watch streams, so a Job's completion can be seen before its Pod's
+    termination message; reading the result then would record a false NoResult.
+    """
+    if job.state == "Running" or any(p.exit_code is not None for p in pods):
+        return False
+    finished = parse_time(job.completion_time)
+    return finished is not None and now - finished < grace
 
 
 def read_result(job: JobSummary, pods: list[PodSummary]) -> SyncResult:

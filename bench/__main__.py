@@ -4,8 +4,10 @@ Every figure comes from this run on this machine:
 * inbound  — S3 (moto) CSV → fake WalkMe: rows/s of a real `walkme-dic sync` subprocess and its
   peak RSS; baseline: the same file parsed by Python's csv module alone (read + split, no mapping,
   no sending) — the floor any CSV-based importer starts from.
-* outbound — fake WalkMe export → S3 (moto) CSV: MB/s of a real `walkme-dic sync` against raw
-  boto3 `upload_fileobj` of the same bytes; peak RSS of the sync process.
+* outbound — fake WalkMe export (generated users, 100 MB and 1 GB of CSV) → S3 (moto) and Azure
+  (Azurite): MB/s of a real `walkme-dic sync` against the raw SDK (boto3 `upload_fileobj`,
+  azure-storage-blob `upload_blob`, default settings) uploading the same bytes; peak RSS of the sync.
+* operator — see bench/operator_scale.py.
 Results are printed as a table and written to bench/results.json.
 """
 
@@ -23,13 +25,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
+from azure.storage.blob import BlobServiceClient, ContainerClient
 from moto.server import ThreadedMotoServer
 
 from bench.operator_scale import measure
+from tests.fixtures.azurite import Azurite, running_azurite
 from tests.fixtures.servers import free_port
 from walkme_dic.devcluster.fake_walkme import FakeWalkMe
 
@@ -47,9 +52,20 @@ def make_csv(rows: int) -> bytes:
     return out.getvalue().encode()
 
 
-def request_for(direction: str, s3_url: str, walkme_url: str, run_id: str) -> dict[str, Any]:
-    walkme = {"walkme": {"apiUrl": walkme_url, "auth": {"secretRef": {"name": "w"}}}}
-    s3 = {"s3": {"bucket": BUCKET, "region": "us-east-1", "endpointUrl": s3_url, "auth": {"secretRef": {"name": "a"}}}}
+BYTES_PER_USER = 61  # one exported CSV row of SyntheticUsers: user_id,email,last_seen
+
+
+def s3_connection(s3_url: str) -> dict[str, Any]:
+    return {"s3": {"bucket": BUCKET, "region": "us-east-1", "endpointUrl": s3_url,
+                   "auth": {"secretRef": {"name": "a"}}}}
+
+
+def azure_connection(azurite: Azurite) -> dict[str, Any]:
+    return {"azureBlob": {"accountUrl": azurite.account_url, "container": BUCKET,
+                          "auth": {"secretRef": {"name": "z", "key": "connectionString"}}}}
+
+
+def request_for(direction: str, connection: dict[str, Any], walkme_url: str, run_id: str) -> dict[str, Any]:
     if direction == "Inbound":
         spec = {"direction": "Inbound", "connectionRef": {"name": "a"}, "walkmeConnectionRef": {"name": "w"},
                 "source": {"file": {"path": "users.csv"}},
@@ -66,8 +82,9 @@ def request_for(direction: str, s3_url: str, walkme_url: str, run_id: str) -> di
                 "mapping": {"key": {"source": "userId", "destination": "user_id"},
                             "fields": [{"source": "email", "destination": "email"},
                                        {"source": "lastSeen", "destination": "last_seen"}]}}
+    walkme = {"walkme": {"apiUrl": walkme_url, "auth": {"secretRef": {"name": "w"}}}}
     return {"integration": {"namespace": "bench", "name": "bench"}, "runId": run_id, "spec": spec,
-            "connection": s3, "walkmeConnection": walkme, "force": True}
+            "connection": connection, "walkmeConnection": walkme, "force": True}
 
 
 # ru_maxrss of a child starts at the parent's RSS when it forks; VmHWM belongs to the exec'd process alone.
@@ -91,9 +108,8 @@ def run_sync(request: dict[str, Any], credentials: Path) -> dict[str, Any]:
     return {"seconds": seconds, "result": result, "peak_rss_mb": peak_kib / 1024}
 
 
-def write_credentials(root: Path) -> Path:
-    for role, values in {"external": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"},
-                         "walkme": {"clientId": CLIENT, "clientSecret": SECRET},
+def write_credentials(root: Path, external: dict[str, str]) -> Path:
+    for role, values in {"external": external, "walkme": {"clientId": CLIENT, "clientSecret": SECRET},
                          "integration-token": {"token": TOKEN}}.items():
         (root / role).mkdir(parents=True, exist_ok=True)
         for key, value in values.items():
@@ -101,43 +117,98 @@ def write_credentials(root: Path) -> Path:
     return root
 
 
-def bench_inbound(rows: int, s3: Any, s3_url: str, walkme: FakeWalkMe, credentials: Path) -> dict[str, Any]:
+@dataclass
+class Bench:
+    """The loopback servers every case runs against, and the credential directories for each store."""
+
+    s3_url: str
+    azurite: Azurite
+    walkme: FakeWalkMe
+    workdir: Path
+
+    @property
+    def s3(self) -> Any:
+        return boto3.client("s3", endpoint_url=self.s3_url, region_name="us-east-1", aws_access_key_id="k",
+                            aws_secret_access_key="s")
+
+    @property
+    def container(self) -> ContainerClient:
+        return BlobServiceClient.from_connection_string(self.azurite.connection_string).get_container_client(BUCKET)
+
+    def credentials(self, store: str) -> Path:
+        external = {"s3": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"},
+                    "azure": {"connectionString": self.azurite.connection_string}}[store]
+        return write_credentials(self.workdir / store, external)
+
+    def connection(self, store: str) -> dict[str, Any]:
+        return s3_connection(self.s3_url) if store == "s3" else azure_connection(self.azurite)
+
+
+def bench_inbound(rows: int, bench: Bench) -> dict[str, Any]:
     data = make_csv(rows)
-    s3.put_object(Bucket=BUCKET, Key="users.csv", Body=data)
+    bench.s3.put_object(Bucket=BUCKET, Key="users.csv", Body=data)
     started = time.perf_counter()
     parsed = sum(1 for _ in csv.reader(io.StringIO(data.decode())))
     baseline = time.perf_counter() - started
-    walkme.attributes.clear()
-    measured = run_sync(request_for("Inbound", s3_url, walkme.url, f"in-{rows}"), credentials)
+    bench.walkme.attributes.clear()
+    request = request_for("Inbound", bench.connection("s3"), bench.walkme.url, f"in-{rows}")
+    measured = run_sync(request, bench.credentials("s3"))
     assert measured["result"]["rowsWritten"] == rows, measured["result"]
     return {"case": f"inbound S3 CSV → WalkMe, {rows:,} rows", "rows": rows, "bytes": len(data),
             "seconds": round(measured["seconds"], 2), "rows_per_s": round(rows / measured["seconds"]),
             "baseline": "csv.reader parse only", "baseline_rows_per_s": round(parsed / baseline),
             "ratio": round((rows / measured["seconds"]) / (parsed / baseline), 3),
-            "peak_rss_mb": round(measured["peak_rss_mb"], 1), "api_calls": walkme.requests["/public/v1/user/data"]}
+            "peak_rss_mb": round(measured["peak_rss_mb"], 1),
+            "api_calls": bench.walkme.requests["/public/v1/user/data"]}
 
 
-def bench_outbound(users: int, s3: Any, s3_url: str, walkme: FakeWalkMe, credentials: Path) -> dict[str, Any]:
-    walkme.datasets["users"] = [
-        {"userId": f"user-{i}", "email": f"user{i}@acme.example", "lastSeen": "2026-11-20T10:00:00Z",
-         "updatedAt": "2026-11-20T10:00:00Z"} for i in range(users)]
-    measured = run_sync(request_for("Outbound", s3_url, walkme.url, f"out-{users}"), credentials)
+def bench_outbound(store: str, megabytes: int, bench: Bench) -> dict[str, Any]:
+    """A real export of ~``megabytes`` MB of CSV, then the raw SDK uploading the very same bytes."""
+    users = megabytes * 1_000_000 // BYTES_PER_USER
+    bench.walkme.seed_synthetic_users(users)
+    run_id = f"out-{store}-{megabytes}"
+    measured = run_sync(request_for("Outbound", bench.connection(store), bench.walkme.url, run_id),
+                        bench.credentials(store))
+    assert measured["result"]["rowsWritten"] == users, measured["result"]
     size = measured["result"]["bytes"]
-    payload = s3.get_object(Bucket=BUCKET, Key=f"out/out-{users}.csv")["Body"].read()
-    started = time.perf_counter()
-    s3.upload_fileobj(io.BytesIO(payload), BUCKET, "raw/copy.csv")
-    raw = time.perf_counter() - started
+    with tempfile.TemporaryFile() as copy:
+        if store == "s3":
+            bench.s3.download_fileobj(BUCKET, f"out/{run_id}.csv", copy)
+            copy.seek(0)
+            started = time.perf_counter()
+            bench.s3.upload_fileobj(copy, BUCKET, "raw/copy.csv")
+            baseline = "raw boto3 upload_fileobj of the same bytes"
+        else:
+            bench.container.download_blob(f"out/{run_id}.csv").readinto(copy)
+            copy.seek(0)
+            started = time.perf_counter()
+            bench.container.upload_blob("raw/copy.csv", copy, length=size, overwrite=True)
+            baseline = "raw azure-storage-blob upload_blob of the same bytes"
+        raw = time.perf_counter() - started
     mb = size / 1e6
-    return {"case": f"outbound WalkMe → S3 CSV, {users:,} users ({mb:.0f} MB)", "rows": users, "bytes": size,
-            "seconds": round(measured["seconds"], 2), "mb_per_s": round(mb / measured["seconds"], 1),
-            "baseline": "raw boto3 upload_fileobj of the same bytes", "baseline_mb_per_s": round(mb / raw, 1),
+    target = "S3" if store == "s3" else "Azure Blob"
+    return {"case": f"outbound WalkMe → {target} CSV, {mb:,.0f} MB ({users:,} users)", "rows": users,
+            "bytes": size, "seconds": round(measured["seconds"], 2), "mb_per_s": round(mb / measured["seconds"], 1),
+            "baseline": baseline, "baseline_mb_per_s": round(mb / raw, 1),
             "ratio": round(raw / measured["seconds"], 3), "peak_rss_mb": round(measured["peak_rss_mb"], 1)}
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        if "seconds_until_all_ready" in row:
+            print(f"{row['case']:<60} all Ready in {row['seconds_until_all_ready']}s, "
+                  f"{row['requests_per_integration_in_window']} requests/Integration and {row['writes_in_window']} "
+                  f"writes in {row['settle_window_s']:g}s of steady state, operator RSS {row['operator_rss_mb']} MB")
+            continue
+        speed = f"{row['rows_per_s']:,} rows/s" if "rows_per_s" in row else f"{row['mb_per_s']} MB/s"
+        print(f"{row['case']:<60} {speed:>16}  ratio vs baseline {row['ratio']:>6}  peak RSS {row['peak_rss_mb']} MB")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--inbound-rows", type=int, nargs="*", default=[100_000, 1_000_000])
-    parser.add_argument("--outbound-users", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--outbound-mb", type=int, nargs="*", default=[100, 1000])
+    parser.add_argument("--outbound-to", nargs="*", choices=["s3", "azure"], default=["s3", "azure"])
     parser.add_argument("--operator-integrations", type=int, default=2000, help="0 skips the operator case.")
     parser.add_argument("--operator-connections", type=int, default=200)
     parser.add_argument("--settle", type=float, default=30, help="Seconds of steady state to count requests in.")
@@ -147,34 +218,26 @@ def main() -> int:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    s3_url = f"http://127.0.0.1:{port}"
-    s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1", aws_access_key_id="k",
-                      aws_secret_access_key="s")
-    s3.create_bucket(Bucket=BUCKET)
-    s3.create_bucket(Bucket="scale-bucket")
-    os.environ["BENCH_S3_URL"] = s3_url
+    os.environ["BENCH_S3_URL"] = s3_url = f"http://127.0.0.1:{port}"
     walkme = FakeWalkMe(clients={CLIENT: SECRET}, integration_tokens={TOKEN: "uuid"})
     walkme.start()
     rows = []
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            credentials = write_credentials(Path(tmp))
-            rows += [bench_inbound(n, s3, s3_url, walkme, credentials) for n in args.inbound_rows]
-            rows += [bench_outbound(n, s3, s3_url, walkme, credentials) for n in args.outbound_users]
+        with running_azurite() as azurite, tempfile.TemporaryDirectory() as tmp:
+            bench = Bench(s3_url, azurite, walkme, Path(tmp))
+            bench.s3.create_bucket(Bucket=BUCKET)
+            bench.s3.create_bucket(Bucket="scale-bucket")
+            bench.container.create_container()
+            rows += [bench_inbound(n, bench) for n in args.inbound_rows]
+            rows += [bench_outbound(store, mb, bench) for mb in args.outbound_mb for store in args.outbound_to]
         if args.operator_integrations:
             rows.append(asyncio.run(measure(args.operator_integrations, args.operator_connections, args.settle)))
     finally:
         walkme.stop()
         server.stop()
-    for row in rows:
-        if "seconds_until_all_ready" in row:
-            print(f"{row['case']:<55} all Ready in {row['seconds_until_all_ready']}s, "
-                  f"{row['requests_per_integration_in_window']} requests/Integration and {row['writes_in_window']} "
-                  f"writes in {row['settle_window_s']:g}s of steady state, operator RSS {row['operator_rss_mb']} MB")
-            continue
-        speed = f"{row['rows_per_s']:,} rows/s" if "rows_per_s" in row else f"{row['mb_per_s']} MB/s"
-        print(f"{row['case']:<55} {speed:>18}  ratio vs baseline {row['ratio']:>6}  peak RSS {row['peak_rss_mb']} MB")
+    print_table(rows)
     RESULTS.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                                   "command": " ".join(["python -m bench", *sys.argv[1:]]),
                                    "results": rows}, indent=2) + "\n")
     print(f"wrote {RESULTS}")
     return 0

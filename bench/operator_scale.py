@@ -51,7 +51,7 @@ async def measure(integrations: int, connections: int, settle_seconds: float) ->
              "--liveness", "", "--resync", "30", "--log-format", "plain"],
             stdout=subprocess.DEVNULL, stderr=log, env={**os.environ})
         try:
-            async with Kubelet(cluster.client, command_resolver=stand_in_sync, poll_seconds=0.5):
+            async with Kubelet(cluster.client, command_resolver=stand_in_sync, relist_seconds=0.5):
                 started = time.monotonic()
                 await create_objects(cluster, walkme.url, integrations, connections)
                 ready_after = await wait_ready(cluster, integrations)

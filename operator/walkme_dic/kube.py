@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,25 @@ class KubeClient:
             if resp.status >= 400:
                 raise ApiError(resp.status, payload.get("reason", resp.reason or ""), payload.get("message", text))
             return payload
+
+    async def watch(
+        self, resource: Resource, namespace: str | None, resource_version: str, timeout_seconds: int = 300,
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(event type, object) from a watch that starts after ``resource_version``; ends when the server ends it."""
+        path = f"{resource.path(namespace)}?watch=true&resourceVersion={resource_version}" \
+               f"&timeoutSeconds={timeout_seconds}&allowWatchBookmarks=false"
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30)
+        async with self.session.get(self.access.server + path, timeout=timeout) as resp:
+            if resp.status >= 400:
+                raise ApiError(resp.status, resp.reason or "", await resp.text())
+            async for line in resp.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event["type"] == "ERROR":
+                    status = event["object"]
+                    raise ApiError(int(status.get("code", 500)), status.get("reason", ""), status.get("message", ""))
+                yield event["type"], event["object"]
 
     async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
         return await self.request("GET", resource.path(namespace, name))

@@ -12,5 +12,5 @@ from walkme_dic.devcluster.kubelet import Kubelet
 
 @pytest.fixture
 async def kubelet(cluster: DevCluster) -> AsyncIterator[Kubelet]:
-    async with Kubelet(cluster.client, poll_seconds=0.1, extra_env={"AWS_EC2_METADATA_DISABLED": "true"}) as runner:
+    async with Kubelet(cluster.client, relist_seconds=0.1, extra_env={"AWS_EC2_METADATA_DISABLED": "true"}) as runner:
         yield runner

@@ -28,5 +28,5 @@ async def kubelet(cluster: DevCluster, sync_plans: Path) -> AsyncIterator[Kubele
         return [sys.executable, str(FAKE_SYNC), *argv[2:]] if argv[:2] == ["walkme-dic", "sync"] else argv
 
     async with Kubelet(cluster.client, command_resolver=resolve, extra_env={"FAKE_SYNC_DIR": str(sync_plans)},
-                       poll_seconds=0.1) as runner:
+                       relist_seconds=0.1) as runner:
         yield runner

@@ -154,7 +154,7 @@ async def test_kubelet_runs_jobs_with_secret_volumes_and_termination_messages(cl
     await cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": "ns"},
                          "stringData": {"key": "from-the-secret"}})
     copy_secret = "import os,sys; open(sys.argv[1],'w').write(open(os.environ['SECRET_FILE']).read())"
-    async with Kubelet(cluster.client, poll_seconds=0.1):
+    async with Kubelet(cluster.client, relist_seconds=0.1):
         await cluster.apply(job("ok", copy_secret))
         await cluster.apply(job("fails", "import sys; sys.exit(3)", backoffLimit=1))
         await cluster.apply(job("slow", "import time; time.sleep(60)", activeDeadlineSeconds=1))
@@ -171,7 +171,7 @@ async def test_kubelet_kills_the_process_of_a_deleted_job(cluster: DevCluster) -
     assert cluster.client is not None
     await cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": "ns"},
                          "stringData": {"key": "x"}})
-    async with Kubelet(cluster.client, poll_seconds=0.1) as kubelet:
+    async with Kubelet(cluster.client, relist_seconds=0.1) as kubelet:
         await cluster.apply(job("long", "import time; time.sleep(60)"))
         await eventually(lambda: _running(kubelet))
         process = next(iter(kubelet.pods.values())).process

@@ -278,7 +278,8 @@ class DevKubernetes(kmock.KubernetesScaffold):
         self, rtype: ResourceType, namespace: str | None, label_selector: str | None = None,
         field_selector: str | None = None,
     ) -> dict[str, Any]:
-        items = [copy.deepcopy(obj) for obj in self._matching(rtype, namespace, label_selector, field_selector)]
+        """The stored objects themselves, not copies: callers serialize the list before they await."""
+        items = list(self._matching(rtype, namespace, label_selector, field_selector))
         return {
             "apiVersion": rtype.api_version,
             "kind": f"{rtype.kind}List",
@@ -291,9 +292,9 @@ class DevKubernetes(kmock.KubernetesScaffold):
     ) -> Iterable[dict[str, Any]]:
         labels = parse_label_selector(label_selector)
         fields = parse_field_selector(field_selector)
-        for (group, version, plural, ns, _), obj in sorted(self.objects.items(), key=lambda i: str(i[0])):
-            if (group, version, plural) != (rtype.group, rtype.version, rtype.plural):
-                continue
+        kind = (rtype.group, rtype.version, rtype.plural)
+        of_kind = sorted(((key[3] or "", key[4]), obj) for key, obj in self.objects.items() if key[:3] == kind)
+        for (ns, _), obj in of_kind:
             if namespace and rtype.namespaced and ns != namespace:
                 continue
             if matches(obj, labels, fields):
@@ -409,6 +410,16 @@ class DevKubernetes(kmock.KubernetesScaffold):
 
     # ---- watch --------------------------------------------------------------------------------
 
+    def _history_after(self, position: int) -> list[tuple[int, tuple[str, str, str], str, dict[str, Any]]]:
+        """History entries newer than ``position``, walking back from the newest (cheap for a live watch)."""
+        newer = []
+        for entry in reversed(self.history):
+            if entry[0] <= position:
+                break
+            newer.append(entry)
+        newer.reverse()
+        return newer
+
     async def _watch(
         self, raw: aiohttp.web.BaseRequest, rtype: ResourceType, namespace: str | None, name: str | None,
         query: dict[str, str],
@@ -434,7 +445,7 @@ class DevKubernetes(kmock.KubernetesScaffold):
         deadline = asyncio.get_running_loop().time() + timeout
         try:
             while True:
-                pending = [h for h in list(self.history) if h[0] > position]
+                pending = self._history_after(position)
                 for revision, resource, event, obj in pending:
                     position = revision
                     if resource != (rtype.group, rtype.version, rtype.plural):

@@ -19,9 +19,10 @@ import re
 import secrets
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from aiohttp import web
 
@@ -42,6 +43,37 @@ class Fault:
     body: str = '{"message": "injected fault"}'
 
 
+class SyntheticUsers(Sequence[dict[str, Any]]):
+    """``count`` Insights users made up on demand, all updated at one moment.
+
+    Benchmarks export gigabytes of users; a list of that many dicts would not fit in memory.
+    """
+
+    def __init__(self, count: int, updated_at: str = "2026-11-20T10:00:00Z") -> None:
+        self.count, self.updated_at = count, updated_at
+
+    def __len__(self) -> int:
+        return self.count
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self._user(i) for i in range(*index.indices(self.count))]
+        position = index + self.count if index < 0 else index
+        if not 0 <= position < self.count:
+            raise IndexError(index)
+        return self._user(position)
+
+    def _user(self, index: int) -> dict[str, Any]:
+        return {"userId": f"user-{index}", "email": f"user{index}@acme.example", "lastSeen": self.updated_at,
+                "updatedAt": self.updated_at}
+
+
 class FakeWalkMe(BackgroundServer):
     """``url = fake.start()`` in a background thread; ``fake.stop()`` at the end."""
 
@@ -56,7 +88,7 @@ class FakeWalkMe(BackgroundServer):
         self.token_lifetime = 86400
         self.attributes: dict[str, dict[str, dict[str, Any]]] = {}  # integration token -> user id -> attrs
         self.properties: set[str] = set()
-        self.datasets: dict[str, list[dict[str, Any]]] = {"users": [], "events": [], "sessions": []}
+        self.datasets: dict[str, Sequence[dict[str, Any]]] = {"users": [], "events": [], "sessions": []}
         self.reports: dict[str, list[dict[str, Any]]] = {}
         self.faults: list[Fault] = []
         self.requests: Counter[str] = Counter()
@@ -97,8 +129,12 @@ class FakeWalkMe(BackgroundServer):
 
     def seed(self, dataset: str, records: list[dict[str, Any]]) -> None:
         with self._lock:
-            self.datasets[dataset].extend(records)
-            self.datasets[dataset].sort(key=lambda r: r[TIME_FIELDS[dataset]])
+            self.datasets[dataset] = sorted([*self.datasets[dataset], *records], key=lambda r: r[TIME_FIELDS[dataset]])
+
+    def seed_synthetic_users(self, count: int) -> None:
+        """Replace the users with ``count`` generated ones (see :class:`SyntheticUsers`)."""
+        with self._lock:
+            self.datasets["users"] = SyntheticUsers(count)
 
     def seed_report(self, report_id: str, rows: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -238,7 +274,7 @@ class FakeWalkMe(BackgroundServer):
         return web.json_response(page)
 
 
-def _page(items: list[Any], request: web.Request, limit_default: int, start: int = 0) -> dict[str, Any]:
+def _page(items: Sequence[Any], request: web.Request, limit_default: int, start: int = 0) -> dict[str, Any]:
     offset = int(base64.urlsafe_b64decode(request.query["cursor"]).decode()) if request.query.get("cursor") else start
     limit = min(int(request.query.get("limit", limit_default)), 10000)
     chunk = items[offset: offset + limit]

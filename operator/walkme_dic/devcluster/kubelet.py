@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from walkme_dic.kube import JOBS, PODS, SECRETS, ApiError, KubeClient, Resource
 
 CONFIGMAPS = Resource("", "v1", "configmaps")
@@ -63,7 +65,7 @@ class Kubelet:
     client: KubeClient
     namespace: str | None = None
     command_resolver: CommandResolver = default_command
-    poll_seconds: float = 0.2
+    relist_seconds: float = 0.2
     extra_env: dict[str, str] = field(default_factory=dict)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="walkme-dic-kubelet-")))
     pods: dict[str, PodRun] = field(default_factory=dict)
@@ -91,25 +93,33 @@ class Kubelet:
         return run.log_path.read_text(errors="replace") if run and run.log_path.exists() else ""
 
     async def _run(self) -> None:
+        """List Jobs, then watch them from the list's resourceVersion; re-list whenever the watch ends."""
         while True:
-            with contextlib.suppress(ApiError, OSError):
-                await self._sync_jobs()
-            await asyncio.sleep(self.poll_seconds)
+            with contextlib.suppress(ApiError, OSError, aiohttp.ClientError, TimeoutError):
+                listing = await self.client.request("GET", JOBS.path(self.namespace))
+                jobs = listing["items"]
+                listed = {(j["metadata"]["namespace"], j["metadata"]["name"]) for j in jobs}
+                for key in [k for k in self._tasks if k not in listed]:
+                    self._tasks.pop(key).cancel()  # the Job was deleted: its process goes with it
+                for job in jobs:
+                    self._start(job)
+                async for event, job in self.client.watch(JOBS, self.namespace, listing["metadata"]["resourceVersion"]):
+                    if event == "DELETED":
+                        task = self._tasks.pop((job["metadata"]["namespace"], job["metadata"]["name"]), None)
+                        if task is not None:
+                            task.cancel()
+                    else:
+                        self._start(job)
+            await asyncio.sleep(self.relist_seconds)
 
-    async def _sync_jobs(self) -> None:
-        path = JOBS.path(self.namespace)
-        jobs = (await self.client.request("GET", path))["items"]
-        seen = set()
-        for job in jobs:
-            meta = job["metadata"]
-            key = (meta["namespace"], meta["name"])
-            seen.add(key)
-            finished = any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-                           for c in (job.get("status") or {}).get("conditions") or [])
-            if key not in self._tasks and not finished and not meta.get("deletionTimestamp"):
-                self._tasks[key] = asyncio.create_task(self._run_job(job))
-        for key in [k for k in self._tasks if k not in seen]:
-            self._tasks.pop(key).cancel()  # the Job was deleted: its process goes with it
+    def _start(self, job: dict[str, Any]) -> None:
+        """Run a Job that is new to this kubelet, unless it has finished or is being deleted."""
+        meta = job["metadata"]
+        key = (meta["namespace"], meta["name"])
+        finished = any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                       for c in (job.get("status") or {}).get("conditions") or [])
+        if key not in self._tasks and not finished and not meta.get("deletionTimestamp"):
+            self._tasks[key] = asyncio.create_task(self._run_job(job))
 
     async def _run_job(self, job: dict[str, Any]) -> None:
         meta, spec = job["metadata"], job["spec"]

@@ -166,7 +166,7 @@ class WalkMeClient:
     # ---- Insights export (ours) --------------------------------------------------------------
 
     def export(self, dataset: str, *, since: str | None, report_id: str | None = None,
-               page_size: int = 1000) -> Export:
+               page_size: int = 10_000) -> Export:
         if dataset == "report":
             path = f"/public/v1/insights/reports/{report_id}/rows"
         else:
@@ -200,6 +200,11 @@ class Export:
         self.watermark: str | None = None
 
     def __iter__(self) -> Iterator[dict[str, object]]:
-        for page in self.client._pages(self.path, self.params):
-            yield from page.get("data", [])
-            self.watermark = page.get("watermark") or self.watermark
+        """Pages in order; the next page is fetched while the caller works through the current one."""
+        pages = self.client._pages(self.path, self.params)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="walkme-export") as fetcher:
+            upcoming = fetcher.submit(next, pages, None)
+            while (page := upcoming.result()) is not None:
+                upcoming = fetcher.submit(next, pages, None)
+                yield from page.get("data", [])
+                self.watermark = page.get("watermark") or self.watermark

@@ -8,6 +8,7 @@ import json
 import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 from walkme_dic.api.integration import FileSettings
@@ -35,24 +36,31 @@ class RecordEncoder:
     def __init__(self, writer: AtomicWriter, settings: FileSettings, columns: list[str], *, gzip_output: bool) -> None:
         self.writer, self.settings, self.columns = writer, settings, columns
         self.text = io.StringIO()
-        self.csv = csv.DictWriter(self.text, fieldnames=columns, delimiter=settings.delimiter, extrasaction="ignore",
-                                  lineterminator="\n")
+        self.csv = csv.writer(self.text, delimiter=settings.delimiter, lineterminator="\n")
         self.compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS) if gzip_output else None
         self.bytes = 0
         if settings.format == "csv":
-            self.csv.writeheader()
+            self.csv.writerow(columns)
 
     def add(self, record: dict[str, Any]) -> None:
         if self.settings.format == "csv":
-            self.csv.writerow(record)
+            self.csv.writerow([record.get(column) for column in self.columns])
         else:
             self.text.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
         if self.text.tell() >= FLUSH_AT:
             self._flush()
 
     def add_all(self, records: Iterable[dict[str, Any]]) -> None:
-        for record in records:
-            self.add(record)
+        """Like ``add`` for each record, but CSV rows go to the csv module a thousand at a time."""
+        if self.settings.format != "csv":
+            for record in records:
+                self.add(record)
+            return
+        columns, rows = self.columns, iter(records)
+        while batch := [[record.get(column) for column in columns] for record in islice(rows, 1000)]:
+            self.csv.writerows(batch)
+            if self.text.tell() >= FLUSH_AT:
+                self._flush()
 
     def _flush(self) -> None:
         data = self.text.getvalue().encode(self.settings.encoding.replace("-sig", ""))

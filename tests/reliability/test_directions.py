@@ -1,0 +1,186 @@
+"""Every direction with good data, a bad row and an empty source, through the real engine (`run_sync`).
+
+Sources and destinations are the loopback servers: moto (S3), Azurite (Azure Blob), the fake
+Salesforce org and the fake WalkMe API. A bad row is a record whose key is empty: it must be
+rejected with its row number while the good rows go through; an empty source must succeed with
+zero rows and leave no data rows at the destination.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from tests.fakes.salesforce import FakeSalesforce
+from tests.fakes.walkme import FakeWalkMe
+from tests.fixtures.azurite import Azurite
+from tests.fixtures.salesforce import SF_CLIENT_ID, SF_CLIENT_SECRET
+from tests.fixtures.servers import s3_client
+from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET, WALKME_TOKEN
+from walkme_dic.api.run import SyncRequest, SyncResult
+from walkme_dic.sync.credentials import CredentialSet
+from walkme_dic.sync.engine import run_sync
+
+GOOD = [{"id": "p1", "email": "p1@acme.example"}, {"id": "p2", "email": "p2@acme.example"}]
+DATA = {"good": GOOD, "bad row": [GOOD[0], {"id": "", "email": "nobody@acme.example"}, GOOD[1]], "empty": []}
+WRITTEN = {"good": GOOD, "bad row": GOOD, "empty": []}
+
+
+@dataclass
+class Stores:
+    """The loopback servers of this test, one fresh bucket and container per test."""
+
+    moto: str
+    bucket: str
+    azurite: Azurite
+    container: str
+    walkme: FakeWalkMe
+    salesforce: FakeSalesforce
+
+    @property
+    def blobs(self) -> ContainerClient:
+        return BlobServiceClient.from_connection_string(self.azurite.connection_string) \
+            .get_container_client(self.container)
+
+
+def as_csv(people: list[dict[str, str]]) -> bytes:
+    return ("id,email\n" + "".join(f"{p['id']},{p['email']}\n" for p in people)).encode() if people else b""
+
+
+def read_csv(data: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(data.decode())))
+
+
+# ---- the external side of each direction: (connection block, credentials, put or get people) ----
+
+def s3_side(stores: Stores) -> tuple[dict[str, Any], dict[str, str]]:
+    return ({"s3": {"bucket": stores.bucket, "region": "us-east-1", "endpointUrl": stores.moto}},
+            {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
+
+
+def azure_side(stores: Stores) -> tuple[dict[str, Any], dict[str, str]]:
+    return ({"azureBlob": {"accountUrl": stores.azurite.account_url, "container": stores.container,
+                           "auth": {"secretRef": {"name": "z", "key": "connectionString"}}}},
+            {"connectionString": stores.azurite.connection_string})
+
+
+def salesforce_side(stores: Stores) -> tuple[dict[str, Any], dict[str, str]]:
+    return ({"salesforce": {"instanceUrl": stores.salesforce.url, "auth": {"secretRef": {"name": "sf"}}}},
+            {"clientId": SF_CLIENT_ID, "clientSecret": SF_CLIENT_SECRET})
+
+
+def put_s3(stores: Stores, people: list[dict[str, str]]) -> None:
+    s3_client(stores.moto).put_object(Bucket=stores.bucket, Key="people.csv", Body=as_csv(people))
+
+
+def put_azure(stores: Stores, people: list[dict[str, str]]) -> None:
+    stores.blobs.upload_blob("people.csv", as_csv(people))
+
+
+def put_salesforce(stores: Stores, people: list[dict[str, str]]) -> None:
+    stores.salesforce.seed("Contact", [{"LastName": p["email"], "WalkMe_Id__c": p["id"] or None} for p in people])
+
+
+def put_walkme(stores: Stores, people: list[dict[str, str]]) -> None:
+    stores.walkme.seed("users", [{"userId": p["id"], "email": p["email"], "updatedAt": "2026-11-20T08:00:00Z"}
+                                 for p in people])
+
+
+def got_walkme(stores: Stores) -> list[dict[str, str]]:
+    users = stores.walkme.users(WALKME_TOKEN)
+    return sorted(({"id": user, "email": values["email"]} for user, values in users.items()), key=lambda p: p["id"])
+
+
+def got_s3(stores: Stores) -> list[dict[str, str]]:
+    return read_csv(s3_client(stores.moto).get_object(Bucket=stores.bucket, Key="out/people.csv")["Body"].read())
+
+
+def got_azure(stores: Stores) -> list[dict[str, str]]:
+    return read_csv(stores.blobs.download_blob("out/people.csv").readall())
+
+
+def got_salesforce(stores: Stores) -> list[dict[str, str]]:
+    return sorted(({"id": c["WalkMe_Id__c"], "email": c["LastName"]} for c in stores.salesforce.records("Contact")),
+                  key=lambda p: p["id"])
+
+
+@dataclass(frozen=True)
+class Direction:
+    name: str
+    side: Callable[[Stores], tuple[dict[str, Any], dict[str, str]]]
+    put: Callable[[Stores, list[dict[str, str]]], None]
+    got: Callable[[Stores], list[dict[str, str]]]
+    source: dict[str, Any]
+    destination: dict[str, Any]
+    key: str
+    email: str
+
+    @property
+    def inbound(self) -> bool:
+        return "walkme" in self.destination
+
+
+TO_WALKME = {"walkme": {"integrationTokenSecretRef": {"name": "t", "key": "token"}, "userIdProperty": "uuid"}}
+FROM_WALKME = {"walkme": {"dataset": "users"}}
+OUT_FILE = {"file": {"path": "out/people.csv"}}
+IN_FILE = {"file": {"path": "people.csv"}}
+DIRECTIONS = [
+    Direction("S3 → WalkMe", s3_side, put_s3, got_walkme, IN_FILE, TO_WALKME, "id", "email"),
+    Direction("Azure → WalkMe", azure_side, put_azure, got_walkme, IN_FILE, TO_WALKME, "id", "email"),
+    Direction("Salesforce → WalkMe", salesforce_side, put_salesforce, got_walkme,
+              {"salesforce": {"soql": "SELECT WalkMe_Id__c, LastName FROM Contact"}}, TO_WALKME,
+              "WalkMe_Id__c", "LastName"),
+    Direction("WalkMe → S3", s3_side, put_walkme, got_s3, FROM_WALKME, OUT_FILE, "userId", "email"),
+    Direction("WalkMe → Azure", azure_side, put_walkme, got_azure, FROM_WALKME, OUT_FILE, "userId", "email"),
+    Direction("WalkMe → Salesforce", salesforce_side, put_walkme, got_salesforce, FROM_WALKME,
+              {"salesforce": {"object": "Contact", "operation": "upsert", "externalIdField": "WalkMe_Id__c"}},
+              "userId", "email"),
+]
+
+
+def request(direction: Direction, stores: Stores, connection: dict[str, Any]) -> SyncRequest:
+    outbound_to = {"file": ("id", "email"), "salesforce": ("WalkMe_Id__c", "LastName")}
+    key, email = ("uuid", "email") if direction.inbound else outbound_to[next(iter(direction.destination))]
+    return SyncRequest.model_validate({
+        "integration": {"namespace": "ns", "name": "directions"}, "runId": f"run-{uuid.uuid4().hex[:6]}",
+        "force": True,
+        "spec": {"direction": "Inbound" if direction.inbound else "Outbound", "connectionRef": {"name": "x"},
+                 "walkmeConnectionRef": {"name": "walkme"}, "source": direction.source,
+                 "destination": direction.destination,
+                 "mapping": {"key": {"source": direction.key, "destination": key},
+                             "fields": [{"source": direction.email, "destination": email}]}},
+        "connection": connection,
+        "walkmeConnection": {"walkme": {"apiUrl": stores.walkme.url, "auth": {"secretRef": {"name": "w"}}}},
+    })
+
+
+@pytest.fixture
+def stores(moto_server: str, bucket: str, azurite: Azurite, walkme: FakeWalkMe, salesforce: FakeSalesforce) -> Stores:
+    container = f"c{uuid.uuid4().hex[:12]}"
+    BlobServiceClient.from_connection_string(azurite.connection_string).create_container(container)
+    return Stores(moto_server, bucket, azurite, container, walkme, salesforce)
+
+
+@pytest.mark.parametrize("data", list(DATA))
+@pytest.mark.parametrize("direction", DIRECTIONS, ids=[d.name for d in DIRECTIONS])
+def test_direction(direction: Direction, data: str, stores: Stores) -> None:
+    connection, external = direction.side(stores)
+    direction.put(stores, DATA[data])
+    credentials = CredentialSet({"external": external,
+                                 "walkme": {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET},
+                                 "integration-token": {"token": WALKME_TOKEN}})
+    result: SyncResult = run_sync(request(direction, stores, connection), credentials)
+    assert (result.result, result.rows_read) == ("Succeeded", len(DATA[data])), result
+    assert (result.rows_written, result.rows_rejected) == (len(WRITTEN[data]), len(DATA[data]) - len(WRITTEN[data]))
+    if data == "bad row":
+        assert [r.row for r in result.rejected] == [2], result.rejected
+        assert "row 2" in result.rejected[0].reason or "record 2" in result.rejected[0].reason
+        assert "(the key) is empty" in result.rejected[0].reason
+    assert direction.got(stores) == WRITTEN[data]

@@ -3,7 +3,9 @@
 Sources and destinations are the loopback servers: moto (S3), Azurite (Azure Blob), the fake
 Salesforce org and the fake WalkMe API. A bad row is a record whose key is empty: it must be
 rejected with its row number while the good rows go through; an empty source must succeed with
-zero rows and leave no data rows at the destination.
+zero rows and leave no data rows at the destination. Then API faults injected by the fakes
+(WalkMe 429/500/503, Salesforce REQUEST_LIMIT_EXCEEDED/503, a Bulk job that ends Failed): each run
+ends with the destination holding exactly the rows once, or nothing, and a result that says why.
 """
 
 from __future__ import annotations
@@ -184,3 +186,53 @@ def test_direction(direction: Direction, data: str, stores: Stores) -> None:
         assert "row 2" in result.rejected[0].reason or "record 2" in result.rejected[0].reason
         assert "(the key) is empty" in result.rejected[0].reason
     assert direction.got(stores) == WRITTEN[data]
+
+
+# ---- API faults during a run: the final state of the destination and the run's result ----------
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    direction: str
+    inject: Callable[[Stores], None]
+    result: str = "Succeeded"
+    says: str = ""
+    written: tuple[dict[str, str], ...] = tuple(GOOD)
+    destination: dict[str, Any] | None = None
+
+
+BY_NAME = {d.name: d for d in DIRECTIONS}
+BULK_UPSERT = {"salesforce": {"object": "Contact", "operation": "upsert", "externalIdField": "WalkMe_Id__c",
+                              "bulkThreshold": 1}}
+FAULTS = [
+    Fault("WalkMe 429 with Retry-After", "S3 → WalkMe",
+          lambda s: s.walkme.fail_next(r"/public/v1/user/data$", 2, 429, {"Retry-After": "1"})),
+    Fault("WalkMe 500 on a batch", "S3 → WalkMe", lambda s: s.walkme.fail_next(r"/public/v1/user/data$", 1, 500)),
+    Fault("WalkMe 503 on an export page", "WalkMe → S3",
+          lambda s: s.walkme.fail_next(r"/insights/export/users$", 1, 503)),
+    Fault("Salesforce REQUEST_LIMIT_EXCEEDED on the write", "WalkMe → Salesforce",
+          lambda s: s.salesforce.throttle(2, kind="collections")),
+    Fault("Salesforce 503 on the query", "Salesforce → WalkMe", lambda s: s.salesforce.unavailable(1, kind="query")),
+    Fault("Salesforce Bulk job ends Failed", "WalkMe → Salesforce",
+          lambda s: s.salesforce.fail_next_bulk_job("InternalServerError : the job could not be processed"),
+          result="Failed", says="ended Failed: InternalServerError", written=(), destination=BULK_UPSERT),
+]
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+def test_fault_during_a_run(fault: Fault, stores: Stores) -> None:
+    direction = BY_NAME[fault.direction]
+    if fault.destination:
+        direction = Direction(**{**direction.__dict__, "destination": fault.destination})
+    connection, external = direction.side(stores)
+    direction.put(stores, GOOD)
+    fault.inject(stores)
+    credentials = CredentialSet({"external": external,
+                                 "walkme": {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET},
+                                 "integration-token": {"token": WALKME_TOKEN}})
+    result = run_sync(request(direction, stores, connection), credentials)
+    assert result.result == fault.result, result
+    assert fault.says in result.message
+    assert direction.got(stores) == list(fault.written), "exactly the rows once, or nothing"
+    pending = [f.remaining for f in [*stores.walkme.faults, *stores.salesforce.faults]]
+    assert not any(pending) and not stores.salesforce._fail_jobs, "every injected fault was hit"

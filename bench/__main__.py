@@ -9,6 +9,8 @@ Every figure comes from this run on this machine:
   azure-storage-blob `upload_blob`, default settings) uploading the same bytes; peak RSS of the sync.
   A second baseline, the source ceiling, is the same export read alone by our WalkMe client: an
   export can go no faster than its source, and the fake WalkMe serves JSON at a few MB/s.
+* salesforce — WalkMe users upserted into the fake Salesforce org by external id: API calls made
+  (Bulk API 2.0 ingest job, upload, close, polls, results) against one call per record.
 * operator — see bench/operator_scale.py.
 Results are printed as a table and written to bench/results.json.
 """
@@ -23,6 +25,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -36,6 +39,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from moto.server import ThreadedMotoServer
 
 from bench.operator_scale import measure
+from tests.fakes.salesforce import FakeSalesforce
 from tests.fixtures.azurite import Azurite, running_azurite
 from tests.fixtures.servers import free_port
 from walkme_dic.devcluster.fake_walkme import FakeWalkMe
@@ -89,6 +93,20 @@ def request_for(direction: str, connection: dict[str, Any], walkme_url: str, run
             "connection": connection, "walkmeConnection": walkme, "force": True}
 
 
+def salesforce_request(salesforce_url: str, walkme_url: str) -> dict[str, Any]:
+    """WalkMe users upserted into Salesforce Contacts by external id (Bulk API 2.0 at this size)."""
+    spec = {"direction": "Outbound", "connectionRef": {"name": "a"}, "walkmeConnectionRef": {"name": "w"},
+            "source": {"walkme": {"dataset": "users"}},
+            "destination": {"salesforce": {"object": "Contact", "operation": "upsert",
+                                           "externalIdField": "WalkMe_Id__c"}},
+            "mapping": {"key": {"source": "userId", "destination": "WalkMe_Id__c"},
+                        "fields": [{"source": "email", "destination": "LastName"}]}}
+    return {"integration": {"namespace": "bench", "name": "bench"}, "runId": "sf", "spec": spec,
+            "connection": {"salesforce": {"instanceUrl": salesforce_url, "auth": {"secretRef": {"name": "s"}}}},
+            "walkmeConnection": {"walkme": {"apiUrl": walkme_url, "auth": {"secretRef": {"name": "w"}}}},
+            "force": True}
+
+
 # ru_maxrss of a child starts at the parent's RSS when it forks; VmHWM belongs to the exec'd process alone.
 SELF_RSS = ("import sys, atexit; atexit.register(lambda: sys.stderr.write(next(l for l in open('/proc/self/status') "
             "if l.startswith('VmHWM')))); from walkme_dic.cli import main; sys.exit(main(sys.argv[1:]))")
@@ -98,16 +116,19 @@ def run_sync(request: dict[str, Any], credentials: Path) -> dict[str, Any]:
     """A real `walkme-dic sync` subprocess; its own peak RSS is reported by the process itself at exit."""
     with tempfile.TemporaryDirectory() as work:
         result_path = Path(work) / "result.json"
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         completed = subprocess.run(
             [sys.executable, "-c", SELF_RSS, "sync", "--credentials", str(credentials), "--result", str(result_path)],
             env={**os.environ, "WALKME_DIC_REQUEST": json.dumps(request)}, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - started
+        cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
         if completed.returncode != 0:
             raise SystemExit(f"sync failed: {result_path.read_text() if result_path.exists() else completed.stderr}")
         result = json.loads(result_path.read_text())
     peak_kib = int(next(line.split()[1] for line in completed.stderr.splitlines() if line.startswith("VmHWM")))
-    return {"seconds": seconds, "result": result, "peak_rss_mb": peak_kib / 1024}
+    return {"seconds": seconds, "result": result, "peak_rss_mb": peak_kib / 1024, "cpu_busy": cpu / seconds}
 
 
 EXPORT_ONLY = ("import json, sys, time; from walkme_dic.api.connection import WalkMeProvider; "
@@ -171,6 +192,7 @@ def bench_inbound(rows: int, bench: Bench) -> dict[str, Any]:
     parsed = sum(1 for _ in csv.reader(io.StringIO(data.decode())))
     baseline = time.perf_counter() - started
     bench.walkme.attributes.clear()
+    bench.walkme.requests.clear()
     request = request_for("Inbound", bench.connection("s3"), bench.walkme.url, f"in-{rows}")
     measured = run_sync(request, bench.credentials("s3"))
     assert measured["result"]["rowsWritten"] == rows, measured["result"]
@@ -178,7 +200,7 @@ def bench_inbound(rows: int, bench: Bench) -> dict[str, Any]:
             "seconds": round(measured["seconds"], 2), "rows_per_s": round(rows / measured["seconds"]),
             "baseline": "csv.reader parse only", "baseline_rows_per_s": round(parsed / baseline),
             "ratio": round((rows / measured["seconds"]) / (parsed / baseline), 3),
-            "peak_rss_mb": round(measured["peak_rss_mb"], 1),
+            "peak_rss_mb": round(measured["peak_rss_mb"], 1), "sync_cpu_busy": round(measured["cpu_busy"], 2),
             "api_calls": bench.walkme.requests["/public/v1/user/data"]}
 
 
@@ -213,9 +235,32 @@ def bench_outbound(store: str, megabytes: int, bench: Bench) -> dict[str, Any]:
             "bytes": size, "seconds": round(measured["seconds"], 2), "mb_per_s": round(mb / measured["seconds"], 1),
             "baseline": baseline, "baseline_mb_per_s": round(mb / raw, 1),
             "ratio": round(raw / measured["seconds"], 3), "peak_rss_mb": round(measured["peak_rss_mb"], 1),
+            "sync_cpu_busy": round(measured["cpu_busy"], 2),
             "source_ceiling": "the same WalkMe export read alone by our client (no mapping, no upload)",
             "source_ceiling_mb_per_s": round(mb / source, 1),
             "ratio_to_source_ceiling": round(source / measured["seconds"], 3)}
+
+
+def bench_salesforce(rows: int, bench: Bench) -> dict[str, Any]:
+    """A real WalkMe → Salesforce upsert of ``rows`` records: API calls made against one call per record."""
+    salesforce = FakeSalesforce({CLIENT: SECRET})
+    salesforce.define("Contact", {"LastName": "string", "WalkMe_Id__c": "string"}, external_id="WalkMe_Id__c",
+                      required=["LastName"], key_prefix="003")
+    salesforce.start()
+    try:
+        bench.walkme.seed_synthetic_users(rows)
+        credentials = write_credentials(bench.workdir / "salesforce", {"clientId": CLIENT, "clientSecret": SECRET})
+        measured = run_sync(salesforce_request(salesforce.url, bench.walkme.url), credentials)
+        assert measured["result"]["rowsWritten"] == rows, measured["result"]
+        assert len(salesforce.records("Contact")) == rows
+        calls = salesforce.api_calls
+    finally:
+        salesforce.stop()
+    return {"case": f"outbound WalkMe → Salesforce upsert, {rows:,} records", "rows": rows,
+            "seconds": round(measured["seconds"], 2), "rows_per_s": round(rows / measured["seconds"]),
+            "api_calls": calls, "baseline": "one API call per record", "baseline_api_calls": rows,
+            "ratio": round(calls / rows, 6), "peak_rss_mb": round(measured["peak_rss_mb"], 1),
+            "sync_cpu_busy": round(measured["cpu_busy"], 2)}
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -228,17 +273,31 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         speed = f"{row['rows_per_s']:,} rows/s" if "rows_per_s" in row else f"{row['mb_per_s']} MB/s"
         source = f"  vs source alone {row['ratio_to_source_ceiling']}" if "ratio_to_source_ceiling" in row else ""
         print(f"{row['case']:<60} {speed:>16}  ratio vs baseline {row['ratio']:>6}{source}  "
-              f"peak RSS {row['peak_rss_mb']} MB")
+              f"peak RSS {row['peak_rss_mb']} MB  sync CPU busy {row['sync_cpu_busy']:.0%}")
+
+
+def write_results(rows: list[dict[str, Any]], command: str, *, update: bool) -> None:
+    """bench/results.json; with ``update``, this run's cases replace the same cases of earlier runs."""
+    for row in rows:
+        row["command"] = command
+    kept = json.loads(RESULTS.read_text())["results"] if update and RESULTS.exists() else []
+    cases = {row["case"] for row in rows}
+    merged = [row for row in kept if row["case"] not in cases] + rows
+    RESULTS.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                                   "results": merged}, indent=2, ensure_ascii=False) + "\n")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--inbound-rows", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--outbound-mb", type=int, nargs="*", default=[100, 1000])
+    parser.add_argument("--salesforce-rows", type=int, nargs="*", default=[1_000_000])
     parser.add_argument("--outbound-to", nargs="*", choices=["s3", "azure"], default=["s3", "azure"])
     parser.add_argument("--operator-integrations", type=int, default=2000, help="0 skips the operator case.")
     parser.add_argument("--operator-connections", type=int, default=200)
     parser.add_argument("--settle", type=float, default=30, help="Seconds of steady state to count requests in.")
+    parser.add_argument("--update", action="store_true",
+                        help="Keep the other cases in bench/results.json; replace only the ones run now.")
     args = parser.parse_args()
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -257,15 +316,14 @@ def main() -> int:
             bench.container.create_container()
             rows += [bench_inbound(n, bench) for n in args.inbound_rows]
             rows += [bench_outbound(store, mb, bench) for mb in args.outbound_mb for store in args.outbound_to]
+            rows += [bench_salesforce(n, bench) for n in args.salesforce_rows]
         if args.operator_integrations:
             rows.append(asyncio.run(measure(args.operator_integrations, args.operator_connections, args.settle)))
     finally:
         walkme.stop()
         server.stop()
     print_table(rows)
-    RESULTS.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                                   "command": " ".join(["python -m bench", *sys.argv[1:]]),
-                                   "results": rows}, indent=2) + "\n")
+    write_results(rows, " ".join(["python -m bench", *sys.argv[1:]]), update=args.update)
     print(f"wrote {RESULTS}")
     return 0
 

@@ -17,7 +17,9 @@ from itertools import islice
 from typing import Any
 
 import requests
+from requests import PreparedRequest
 from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
 
 from walkme_dic.api.connection import WalkMeProvider
 from walkme_dic.connectors.base import ProbeResult, WriteReport
@@ -53,8 +55,7 @@ class WalkMeClient:
         with self._token_lock:
             if renew or self._token is None or time.monotonic() > self._token_expires:
                 basic = base64.b64encode(f"{self.client_id}:{self._client_secret}".encode()).decode()
-                response = self._send("POST", "/accounts/connect/token", auth=False,
-                                      headers={"Authorization": f"Basic {basic}"},
+                response = self._send("POST", "/accounts/connect/token", authorization=f"Basic {basic}",
                                       data={"grant_type": "client_credentials"})
                 if response.status_code in (400, 401, 403):
                     raise AuthenticationError(
@@ -71,24 +72,25 @@ class WalkMeClient:
 
     # ---- HTTP with retries -------------------------------------------------------------------
 
-    def _send(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> requests.Response:
-        """One logical call: retries 429/5xx/connection errors with backoff; renews the token once on 401."""
+    def _send(self, method: str, path: str, *, authorization: str | None = None, **kwargs: Any) -> requests.Response:
+        """One logical call: retries 429/5xx/connection errors with backoff; renews the token once on 401.
+
+        ``authorization`` defaults to the bearer token of the API key.
+        """
         renewed = False
-        base_headers = dict(kwargs.pop("headers", None) or {})
+        bearer = authorization is None
         for attempt in range(1, self.max_attempts + 1):
-            headers = dict(base_headers)
-            if auth:
-                headers["Authorization"] = f"Bearer {self._access_token()}"
+            header = f"Bearer {self._access_token()}" if bearer else authorization
             try:
                 self.api_calls += 1
-                response = self.session.request(method, self.base + path, headers=headers, timeout=self.timeout,
-                                                **kwargs)
+                response = self.session.request(method, self.base + path, auth=_Authorization(header or ""),
+                                                timeout=self.timeout, **kwargs)
             except requests.RequestException as error:
                 if attempt == self.max_attempts:
                     raise TransientError(f"cannot reach WalkMe at {self.base}: {type(error).__name__}") from None
                 self._pause(attempt, None)
                 continue
-            if response.status_code == 401 and auth and not renewed:
+            if response.status_code == 401 and bearer and not renewed:
                 renewed = True
                 self._access_token(renew=True)
                 continue
@@ -190,6 +192,18 @@ class WalkMeClient:
             cursor = page.get("nextCursor")
             if not cursor:
                 return
+
+
+class _Authorization(AuthBase):
+    """Sets the Authorization header. Being an explicit auth, it also keeps requests from looking for
+    ~/.netrc on every call and from replacing our header with a netrc entry for the host."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __call__(self, request: PreparedRequest) -> PreparedRequest:
+        request.headers["Authorization"] = self.value
+        return request
 
 
 class Export:

@@ -9,12 +9,9 @@ when the whole export succeeded and stayed within the limits; otherwise it is ab
 
 from __future__ import annotations
 
-import hashlib
-import heapq
 import io
 import time
-from array import array
-from bisect import bisect_left
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +25,7 @@ from walkme_dic.connectors.walkme import WalkMeClient
 from walkme_dic.errors import DicError, PermanentError
 from walkme_dic.redaction import redact
 from walkme_dic.sync.credentials import CredentialSet
+from walkme_dic.sync.keys import SpooledKeys, count_missing
 from walkme_dic.sync.mapping import Mapper, RowError
 from walkme_dic.sync.readers import CountingReader, Rejected, Row, read_rows
 from walkme_dic.sync.writers import RecordEncoder, render_path, wants_gzip
@@ -104,6 +102,29 @@ def _file_store(request: SyncRequest, credentials: CredentialSet) -> FileStore:
     return open_file_store(request.connection, credentials.role("external"))
 
 
+class RowNumbers:
+    """Row numbers of the records sent, by send index, kept as the starts of consecutive stretches
+    (rows are consecutive except around rejected ones), so memory follows the rejections, not the rows."""
+
+    def __init__(self) -> None:
+        self.indexes: list[int] = []  # send index where a stretch starts
+        self.rows: list[int] = []  # its row number
+        self.count = 0
+
+    def add(self, row: int) -> None:
+        if not self.rows or row != self.rows[-1] + (self.count - self.indexes[-1]):
+            self.indexes.append(self.count)
+            self.rows.append(row)
+        self.count += 1
+
+    def of(self, index: int) -> int:
+        """The row number of the ``index``-th record sent (0 if nothing was sent with that index)."""
+        if not 0 <= index < self.count:
+            return 0
+        stretch = bisect_right(self.indexes, index) - 1
+        return self.rows[stretch] + index - self.indexes[stretch]
+
+
 class Inbound:
     """file or Salesforce query → WalkMe user attributes (never deletes)."""
 
@@ -127,23 +148,23 @@ class Inbound:
         if fingerprint and fingerprint == self.request.state.source_fingerprint and not self.request.force:
             return SyncResult(result="Skipped", reason="SourceUnchanged", source_fingerprint=fingerprint,
                               message=f"{self.source.name} is unchanged since the last run (ETag {fingerprint})")
-        tally, keys, size = self._validate(fingerprint)
-        limit = tally.over_limit(self.spec)
-        if limit:
-            return self._result("Failed", "TooManyRejectedRows", tally, size, fingerprint,
-                                f"{limit}; nothing was written")
-        if self.spec.dry_run:
-            tally.written = tally.read - tally.rejected
-            return self._result("Succeeded", "DryRun", tally, size, fingerprint, "dry run: nothing written")
-        kept = self._users_kept(keys)
+        with SpooledKeys() as source_keys:
+            tally, size = self._validate(fingerprint, source_keys)
+            limit = tally.over_limit(self.spec)
+            if limit:
+                return self._result("Failed", "TooManyRejectedRows", tally, size, fingerprint,
+                                    f"{limit}; nothing was written")
+            if self.spec.dry_run:
+                tally.written = tally.read - tally.rejected
+                return self._result("Succeeded", "DryRun", tally, size, fingerprint, "dry run: nothing written")
+            kept = self._users_kept(source_keys)
         self._send(tally, fingerprint)
         result = self._result("Succeeded", "Synced", tally, size, fingerprint, "")
         result.users_kept = kept
         return result
 
-    def _validate(self, fingerprint: str | None) -> tuple[Tally, array[int], int]:
+    def _validate(self, fingerprint: str | None, keys: SpooledKeys) -> tuple[Tally, int]:
         tally = Tally()
-        keys: array[int] = array("Q")
         rows, counter = self.source.rows(fingerprint, self.mapper.required_columns())
         for item in rows:
             tally.read += 1
@@ -152,14 +173,14 @@ class Inbound:
                 continue
             try:
                 self.mapper.map(item.values)
-                keys.append(_hash(self.mapper.key_of(item.values)))
+                keys.add(self.mapper.key_of(item.values))
             except RowError as error:
                 tally.reject(item.number, f"row {item.number}: {error}")
             self.report("validate", tally)
-        return tally, sorted_array(keys), counter.count
+        return tally, counter.count
 
     def _send(self, tally: Tally, fingerprint: str | None) -> None:
-        sent_rows: array[int] = array("I")
+        sent_rows = RowNumbers()
         rows, _ = self.source.rows(fingerprint, self.mapper.required_columns())
 
         def records() -> Iterator[dict[str, Any]]:
@@ -169,7 +190,7 @@ class Inbound:
                         record = self.mapper.map(item.values)
                     except RowError:
                         continue
-                    sent_rows.append(item.number)
+                    sent_rows.add(item.number)
                     yield record
                     tally.written += 1
                     self.report("write", tally)
@@ -177,15 +198,18 @@ class Inbound:
         outcome = self.walkme.upsert_user_attributes(self.token, records())
         tally.written = outcome.written
         for index, reason in outcome.failed:
-            row = sent_rows[index] if index < len(sent_rows) else 0
+            row = sent_rows.of(index)
             tally.reject(row, f"row {row}: {reason}")
 
-    def _users_kept(self, source_keys: array[int]) -> int | None:
+    def _users_kept(self, source_keys: SpooledKeys) -> int | None:
         """Users this token imported before that are absent from this source — WalkMe keeps them."""
-        try:
-            return sum(1 for user in self.walkme.imported_user_ids(self.token) if not _contains(source_keys, user))
-        except DicError:
-            return None
+        with SpooledKeys() as imported:
+            try:
+                for user in self.walkme.imported_user_ids(self.token):
+                    imported.add(user)
+            except DicError:
+                return None
+            return count_missing(imported.sorted(), source_keys.sorted())
 
     def _result(self, outcome: str, reason: str, tally: Tally, size: int, fingerprint: str | None,
                 message: str) -> SyncResult:
@@ -331,21 +355,3 @@ class Outbound:
         )
 
 
-def _hash(key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
-
-
-def sorted_array(keys: array[int], run: int = 1 << 18) -> array[int]:
-    """A sorted copy of ``keys`` built from sorted runs, never a Python list of every key.
-
-    ``sorted(keys)`` would hold one int object per row (~45 MB per million rows) next to the
-    8-byte array; runs of 262,144 keys merged into a new array keep the extra memory at one run.
-    """
-    runs = [array(keys.typecode, sorted(keys[start:start + run])) for start in range(0, len(keys), run)]
-    return array(keys.typecode, heapq.merge(*runs))
-
-
-def _contains(sorted_keys: array[int], key: str) -> bool:
-    value = _hash(key)
-    index = bisect_left(sorted_keys, value)
-    return index < len(sorted_keys) and sorted_keys[index] == value

@@ -78,3 +78,28 @@ def test_export_pages_with_watermark_and_since(walkme: FakeWalkMe) -> None:
     assert export.watermark == "2026-11-14T00:00:00Z"
     later = client(walkme).export("users", since="2026-11-12T00:00:00Z", page_size=2)
     assert [r["userId"] for r in later] == ["u3", "u4"]
+
+
+def test_unreachable_api_is_transient_and_names_the_url() -> None:
+    from tests.fixtures.servers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    spec = WalkMeProvider.model_validate({"apiUrl": url, "auth": {"secretRef": {"name": "x"}}})
+    unreachable = WalkMeClient(spec, {"clientId": "c", "clientSecret": "s"}, retry_base_delay=0.01, max_attempts=2)
+    with pytest.raises(TransientError, match=f"cannot reach WalkMe at {url}"):
+        unreachable.probe()
+
+
+def test_proxy_from_the_environment_unless_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib3
+
+    from walkme_dic.connectors.walkme import _pool
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    proxied = _pool("https://api.walkme.com", 4)
+    assert isinstance(proxied, urllib3.ProxyManager) and proxied.proxy is not None
+    assert proxied.proxy.host == "proxy.corp.example"
+    monkeypatch.setenv("NO_PROXY", ".walkme.com")
+    assert not isinstance(_pool("https://api.walkme.com", 4), urllib3.ProxyManager)

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from tests.operator.helpers import API, eventually
+from walkme_dic.controllers.runtime import INTEGRATIONS
 from walkme_dic.devcluster.cluster import DevCluster
 from walkme_dic.devcluster.emulator import matches, parse_label_selector
 from walkme_dic.devcluster.kubelet import Kubelet
@@ -184,7 +185,7 @@ async def _running(kubelet: Kubelet) -> bool:
     return any(p.process is not None and p.process.returncode is None for p in kubelet.pods.values())
 
 
-async def test_kubectl_get_and_describe_work_against_the_dev_cluster(
+async def test_kubectl_get_describe_annotate_and_wait_work_against_the_dev_cluster(
     cluster: DevCluster, kubectl_binary: Path, tmp_path: Path,
 ) -> None:
     await cluster.apply(integration_obj("a", schedule="0 * * * *"))
@@ -207,6 +208,20 @@ async def test_kubectl_get_and_describe_work_against_the_dev_cluster(
     assert "0 * * * *" in table
     described = await kubectl("describe", "wmint", "a", "-n", "ns")
     assert "Event for a" in described and "Event for b" not in described
+
+    await kubectl("annotate", "wmint", "a", "-n", "ns", "--overwrite", "integrations.walkme.io/requested-at=now-1")
+    annotated = await cluster.get(API, "Integration", "ns", "a")
+    assert annotated["metadata"]["annotations"]["integrations.walkme.io/requested-at"] == "now-1"
+    assert annotated["metadata"]["generation"] == 1, "an annotation is not a spec change"
+
+    waiting = asyncio.create_task(kubectl("wait", "--for=condition=Ready", "wmint/a", "-n", "ns", "--timeout=20s"))
+    await asyncio.sleep(1)
+    assert not waiting.done()
+    assert cluster.client is not None
+    await cluster.client.patch(INTEGRATIONS, "ns", "a", {"status": {"conditions": [
+        {"type": "Ready", "status": "True", "reason": "RunSucceeded", "message": "",
+         "lastTransitionTime": "2026-11-25T10:00:00Z", "observedGeneration": 1}]}}, status=True)
+    assert "condition met" in await asyncio.wait_for(waiting, timeout=25)
 
 
 async def emit_event(cluster: DevCluster, obj: dict[str, Any], message: str) -> None:

@@ -42,23 +42,15 @@ class RecordEncoder:
         if settings.format == "csv":
             self.csv.writerow(columns)
 
-    def add(self, record: dict[str, Any]) -> None:
-        if self.settings.format == "csv":
-            self.csv.writerow([record.get(column) for column in self.columns])
-        else:
-            self.text.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
-        if self.text.tell() >= FLUSH_AT:
-            self._flush()
-
     def add_all(self, records: Iterable[dict[str, Any]]) -> None:
-        """Like ``add`` for each record, but CSV rows go to the csv module a thousand at a time."""
-        if self.settings.format != "csv":
-            for record in records:
-                self.add(record)
-            return
-        columns, rows = self.columns, iter(records)
-        while batch := [[record.get(column) for column in columns] for record in islice(rows, 1000)]:
-            self.csv.writerows(batch)
+        """Encode the records a thousand at a time, handing ~1 MiB chunks to the writer."""
+        pending = iter(records)
+        while batch := list(islice(pending, 1000)):
+            if self.settings.format == "csv":
+                self.csv.writerows([record.get(column) for column in self.columns] for record in batch)
+            else:
+                self.text.writelines(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+                                     for record in batch)
             if self.text.tell() >= FLUSH_AT:
                 self._flush()
 

@@ -88,6 +88,11 @@ def request_for(direction: str, connection: dict[str, Any], walkme_url: str, run
                 "mapping": {"key": {"source": "userId", "destination": "user_id"},
                             "fields": [{"source": "email", "destination": "email"},
                                        {"source": "lastSeen", "destination": "last_seen"}]}}
+    return sync_request(spec, connection, walkme_url, run_id)
+
+
+def sync_request(spec: dict[str, Any], connection: dict[str, Any], walkme_url: str, run_id: str) -> dict[str, Any]:
+    """The resolved request a sync Job gets, forced so that every case runs."""
     walkme = {"walkme": {"apiUrl": walkme_url, "auth": {"secretRef": {"name": "w"}}}}
     return {"integration": {"namespace": "bench", "name": "bench"}, "runId": run_id, "spec": spec,
             "connection": connection, "walkmeConnection": walkme, "force": True}
@@ -101,10 +106,8 @@ def salesforce_request(salesforce_url: str, walkme_url: str) -> dict[str, Any]:
                                            "externalIdField": "WalkMe_Id__c"}},
             "mapping": {"key": {"source": "userId", "destination": "WalkMe_Id__c"},
                         "fields": [{"source": "email", "destination": "LastName"}]}}
-    return {"integration": {"namespace": "bench", "name": "bench"}, "runId": "sf", "spec": spec,
-            "connection": {"salesforce": {"instanceUrl": salesforce_url, "auth": {"secretRef": {"name": "s"}}}},
-            "walkmeConnection": {"walkme": {"apiUrl": walkme_url, "auth": {"secretRef": {"name": "w"}}}},
-            "force": True}
+    connection = {"salesforce": {"instanceUrl": salesforce_url, "auth": {"secretRef": {"name": "s"}}}}
+    return sync_request(spec, connection, walkme_url, "sf")
 
 
 # ru_maxrss of a child starts at the parent's RSS when it forks; VmHWM belongs to the exec'd process alone.

@@ -18,7 +18,7 @@ from tests.fixtures.salesforce import SF_CLIENT_ID, SF_CLIENT_SECRET
 from tests.fixtures.servers import s3_client
 from tests.fixtures.walkme import WALKME_TOKEN
 from tests.operator.helpers import API, NS, OperatorHandle, condition, connection, integration, secret
-from tests.operator.test_operator import apply_connections, events_for, finished_runs, jobs
+from tests.operator.test_operator import apply_connections, events_once_emitted, finished_runs, jobs
 from walkme_dic.devcluster.cluster import DevCluster
 from walkme_dic.devcluster.kubelet import Kubelet
 
@@ -79,7 +79,7 @@ async def test_unchanged_file_is_skipped_on_schedule_but_not_on_request(
     obj = await finished_runs(cluster, "hr", count=2)
     assert obj["status"]["runs"][0]["result"] == "Skipped"
     assert condition(obj, "Synced")["reason"] == "SourceUnchanged"
-    assert "RunSkipped" in [e["reason"] for e in await events_for(cluster, "hr")]
+    assert "RunSkipped" in [e["reason"] for e in await events_once_emitted(cluster, "hr", "RunSkipped")]
 
 
 async def test_too_many_rejected_rows_fail_and_write_nothing(
@@ -111,7 +111,7 @@ async def test_wrong_integration_token_fails_clearly_without_leaking_it(
     assert "integration token" in synced["message"]
     assert walkme.users() == {}
     logs = "".join(kubelet.logs(pod) for pod in kubelet.pods)
-    everything = str(obj) + str(await events_for(cluster, "hr")) + logs
+    everything = str(obj) + str(await events_once_emitted(cluster, "hr", "RunFailed")) + logs
     assert wrong not in everything
 
 

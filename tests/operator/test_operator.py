@@ -56,6 +56,17 @@ async def events_for(cluster: DevCluster, name: str, namespace: str = NS) -> lis
             if e.get("involvedObject", {}).get("name") == name]
 
 
+async def events_once_emitted(cluster: DevCluster, name: str, *reasons: str) -> list[dict[str, Any]]:
+    """The object's Events once one of each reason is there: the operator posts Events after it
+    writes status, so a test that has just seen the status must wait for them."""
+
+    async def all_there() -> list[dict[str, Any]] | None:
+        events = await events_for(cluster, name)
+        return events if set(reasons) <= {e["reason"] for e in events} else None
+
+    return await eventually(all_there)
+
+
 async def test_missing_secret_then_fixed(cluster: DevCluster, operator: OperatorHandle, backends: dict) -> None:
     await cluster.apply(connection("walkme", backends["walkme_spec"]))
 
@@ -69,7 +80,7 @@ async def test_missing_secret_then_fixed(cluster: DevCluster, operator: Operator
     obj = await ready(cluster, "Connection", "walkme")
     assert obj["status"]["provider"] == "walkme" and obj["status"]["observedGeneration"] == 1
     assert condition(obj, "Ready")["reason"] == "Probed"
-    reasons = [e["reason"] for e in await events_for(cluster, "walkme")]
+    reasons = [e["reason"] for e in await events_once_emitted(cluster, "walkme", "SecretNotFound", "Probed")]
     assert "SecretNotFound" in reasons and "Probed" in reasons
 
 
@@ -87,7 +98,8 @@ async def test_wrong_credentials_fail_the_probe_without_leaking(
 
     cond = await eventually(failed)
     assert cond["reason"] == "AuthenticationFailed"
-    everything = str(await get(cluster, "Connection", "walkme")) + str(await events_for(cluster, "walkme"))
+    events = await events_once_emitted(cluster, "walkme", "AuthenticationFailed")
+    everything = str(await get(cluster, "Connection", "walkme")) + str(events)
     assert leaked not in everything
     await cluster.apply(secret("walkme-api", backends["walkme_secret"]))  # fixing the Secret re-probes at once
     assert condition(await ready(cluster, "Connection", "walkme"), "Ready")["reason"] == "Probed"
@@ -141,7 +153,7 @@ async def test_success_creates_exactly_one_job_and_records_the_run(
     pod = job["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
-    reasons = [e["reason"] for e in await events_for(cluster, "users")]
+    reasons = [e["reason"] for e in await events_once_emitted(cluster, "users", "RunStarted", "RunSucceeded")]
     assert reasons.count("RunStarted") == 1 and reasons.count("RunSucceeded") == 1
 
 
@@ -157,7 +169,7 @@ async def test_failure_sets_synced_false_with_the_message(
     assert (synced["status"], synced["reason"]) == ("False", "AuthenticationFailed")
     assert "refused the credentials" in synced["message"]
     assert condition(obj, "Ready")["reason"] == "RunFailed"
-    warnings = [e for e in await events_for(cluster, "users") if e["reason"] == "RunFailed"]
+    warnings = [e for e in await events_once_emitted(cluster, "users", "RunFailed") if e["reason"] == "RunFailed"]
     assert warnings and warnings[0]["type"] == "Warning"
 
 

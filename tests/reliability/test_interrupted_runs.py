@@ -16,7 +16,7 @@ from tests.fakes.walkme import FakeWalkMe
 from tests.fixtures.servers import s3_client
 from tests.fixtures.walkme import WALKME_TOKEN
 from tests.operator.helpers import NS, OperatorHandle, condition, eventually, integration
-from tests.operator.test_operator import apply_connections, events_for, finished_runs, jobs
+from tests.operator.test_operator import apply_connections, events_once_emitted, finished_runs, jobs
 from walkme_dic.devcluster.cluster import DevCluster
 from walkme_dic.devcluster.kubelet import Kubelet
 
@@ -57,7 +57,8 @@ async def test_sync_killed_mid_upload_is_retried_by_the_job_without_leftovers(
     ids = [row["user_id"] for row in csv.DictReader(io.StringIO(body))]
     assert len(ids) == USERS and len(set(ids)) == USERS, "every user exactly once"
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == [], "the retry aborted the leftover"
-    assert [e["reason"] for e in await events_for(cluster, "export")].count("RunSucceeded") == 1
+    events = await events_once_emitted(cluster, "export", "RunSucceeded")
+    assert [e["reason"] for e in events].count("RunSucceeded") == 1
 
 
 async def test_failed_status_writes_and_a_restart_record_the_run_once(
@@ -95,4 +96,5 @@ async def test_failed_status_writes_and_a_restart_record_the_run_once(
     assert condition(obj, "Synced")["status"] == "True"
     assert obj["status"]["runs"][0]["rowsWritten"] == 2
     assert len(await jobs(cluster)) == 1, "one Job for the run slot, adopted after the restart"
-    assert [e["reason"] for e in await events_for(cluster, "hr")].count("RunSucceeded") == 1
+    events = await events_once_emitted(cluster, "hr", "RunSucceeded")
+    assert [e["reason"] for e in events].count("RunSucceeded") == 1

@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.fixtures.tools",
     "tests.fixtures.servers",
     "tests.fixtures.azurite",
+    "tests.fixtures.sshd",
     "tests.fixtures.walkme",
     "tests.fixtures.salesforce",
     "tests.fixtures.cluster",

@@ -12,6 +12,8 @@ from walkme_dic.api.common import parse_duration
 from walkme_dic.api.connection import (
     S3_SECRET_KEYS,
     SALESFORCE_SECRET_KEY_SETS,
+    SFTP_KNOWN_HOSTS_KEY,
+    SFTP_SECRET_KEY_SETS,
     WALKME_SECRET_KEYS,
     ConnectionSpec,
 )
@@ -36,6 +38,9 @@ def missing_secret_keys(spec: ConnectionSpec, data: Mapping[str, str]) -> str | 
         needed = ((spec.azure_blob.auth.secret_ref.key,),)
     elif spec.salesforce:
         needed = SALESFORCE_SECRET_KEY_SETS
+    elif spec.sftp:
+        pinned = () if spec.sftp.host_keys else (SFTP_KNOWN_HOSTS_KEY,)
+        needed = tuple((*keys, *pinned) for keys in SFTP_SECRET_KEY_SETS)
     else:
         needed = (WALKME_SECRET_KEYS,)
     if any(set(keys) <= present for keys in needed):

@@ -167,7 +167,7 @@ def _type_mismatch(spec: IntegrationSpec, external: ConnectionView, walkme: Conn
     side = spec.source if spec.direction == "Inbound" else spec.destination
     wants_file = side.kind == "file"
     if (wants_file and provider not in FILE_PROVIDERS) or (not wants_file and provider != "salesforce"):
-        wanted = "s3 or azureBlob" if wants_file else "salesforce"
+        wanted = " or ".join(FILE_PROVIDERS) if wants_file else "salesforce"
         return (f"spec.connectionRef: Connection {external.name!r} is a {provider} connection, but this "
                 f"integration's {side.kind} side needs {wanted}")
     return None

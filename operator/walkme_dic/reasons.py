@@ -14,6 +14,7 @@ SECRET_NOT_FOUND = "SecretNotFound"
 SECRET_KEY_MISSING = "SecretKeyMissing"
 PROBE_FAILED = "ProbeFailed"
 AUTHENTICATION_FAILED = "AuthenticationFailed"
+HOST_KEY_REJECTED = "HostKeyRejected"  # sftp: the server's host key is not the pinned one
 PROBING = "Probing"
 
 # Shared

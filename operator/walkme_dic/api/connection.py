@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from walkme_dic.api.common import (
     ApiModel,
@@ -14,9 +14,9 @@ from walkme_dic.api.common import (
     SecretReference,
 )
 
-ProviderName = Literal["s3", "azureBlob", "salesforce", "walkme"]
-PROVIDERS: tuple[ProviderName, ...] = ("s3", "azureBlob", "salesforce", "walkme")
-FILE_PROVIDERS: tuple[ProviderName, ...] = ("s3", "azureBlob")
+ProviderName = Literal["s3", "azureBlob", "salesforce", "walkme", "sftp"]
+PROVIDERS: tuple[ProviderName, ...] = ("s3", "azureBlob", "salesforce", "walkme", "sftp")
+FILE_PROVIDERS: tuple[ProviderName, ...] = ("s3", "azureBlob", "sftp")
 
 # Keys each provider reads from its Secret. A tuple inside the list means "any one of these sets".
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
@@ -24,6 +24,8 @@ S3_OPTIONAL_SECRET_KEYS = ("AWS_SESSION_TOKEN",)
 SALESFORCE_SECRET_KEY_SETS = (("clientId", "clientSecret"), ("clientId", "username", "password"))
 SALESFORCE_OPTIONAL_SECRET_KEYS = ("refreshToken", "securityToken", "clientId", "clientSecret")
 WALKME_SECRET_KEYS = ("clientId", "clientSecret")
+SFTP_SECRET_KEY_SETS = (("password",), ("privateKey",))
+SFTP_KNOWN_HOSTS_KEY = "knownHosts"
 
 
 class S3Auth(ApiModel):
@@ -122,6 +124,38 @@ class WalkMeProvider(ApiModel):
     auth: SecretAuth = Field(description="Secret with the API key's clientId and clientSecret.")
 
 
+class SftpProvider(ApiModel):
+    """A folder on an SFTP server (OpenSSH and compatible), its host key pinned."""
+
+    host: str = Field(min_length=1, max_length=253, pattern=r"^[^\s/@\[\]]+$",
+                      description="Host name or IP address of the SFTP server.")
+    port: int = Field(default=22, ge=1, le=65535, description="TCP port of the SSH server.")
+    username: str = Field(min_length=1, max_length=255, pattern=r"^[^\s:@]+$", description="User to log in as.")
+    path: str = Field(
+        default="", pattern=r"^[^\x00]*$",
+        description="Folder every path of this connection lives under: absolute (/upload) or relative to the "
+        "user's login folder (upload). Empty means the login folder.",
+    )
+    host_keys: list[str] | None = Field(
+        default=None, min_length=1,
+        description="The server's host keys as known_hosts lines (ssh-keyscan -p PORT HOST prints them). Leave out "
+        "to read them from the Secret key knownHosts. An unknown or changed host key is refused, never accepted.",
+    )
+    auth: SecretAuth = Field(
+        description="Secret with password, or privateKey (RSA, ECDSA or Ed25519, OpenSSH or PEM format; "
+        "passphrase if it is encrypted); optionally knownHosts.",
+    )
+
+    @field_validator("host_keys")
+    @classmethod
+    def _known_hosts_lines(cls, lines: list[str] | None) -> list[str] | None:
+        for number, line in enumerate(lines or [], start=1):
+            if len(line.split()) < 3 or line.lstrip().startswith("@"):
+                raise ValueError(f"hostKeys[{number - 1}]: not a known_hosts line (want 'HOST KEYTYPE BASE64', "
+                                 "as ssh-keyscan prints it; @cert-authority and @revoked lines are not supported)")
+        return lines
+
+
 class ConnectionSpec(ApiModel):
     """How to reach one system. Exactly one provider block is set."""
 
@@ -129,6 +163,7 @@ class ConnectionSpec(ApiModel):
     azure_blob: AzureBlobProvider | None = Field(default=None, description="An Azure Blob Storage container.")
     salesforce: SalesforceProvider | None = Field(default=None, description="A Salesforce org.")
     walkme: WalkMeProvider | None = Field(default=None, description="The WalkMe account itself.")
+    sftp: SftpProvider | None = Field(default=None, description="A folder on an SFTP server.")
     probe_interval: Duration = Field(
         default="10m", description="How often the operator re-checks that the provider is reachable.",
     )
@@ -139,7 +174,7 @@ class ConnectionSpec(ApiModel):
         if len(chosen) != 1:
             found = ", ".join(chosen) or "none"
             raise ValueError(
-                f"spec: set exactly one provider block of s3, azureBlob, salesforce, walkme (found: {found})"
+                f"spec: set exactly one provider block of {', '.join(PROVIDERS)} (found: {found})"
             )
         return self
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from walkme_dic.errors import DicError
@@ -25,6 +26,27 @@ class ErrorTranslator:
     def translate(self, error: BaseException) -> None:
         """Raise the DicError for ``error``, or return to let it propagate unchanged."""
         raise NotImplementedError
+
+
+class AbortOnError:
+    """``with AbortOnError(writer.abort, translator):`` a failure aborts the write, then the translated error
+    propagates (an error of the abort itself is dropped: the first one is what the user must see)."""
+
+    def __init__(self, abort: Callable[[], None], translator: ErrorTranslator) -> None:
+        self.abort, self.translator = abort, translator
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> bool:
+        if error is None:
+            return False
+        try:
+            self.translator.__exit__(kind, error, tb)
+        finally:
+            with contextlib.suppress(DicError):
+                self.abort()
+        return False
 
 
 class PartBuffer:

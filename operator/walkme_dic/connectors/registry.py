@@ -8,7 +8,7 @@ from walkme_dic.connectors.base import Credentials, FileStore, ProbeResult
 
 def probe(spec: ConnectionSpec, credentials: Credentials) -> ProbeResult:
     """Run the provider's probe; raises walkme_dic.errors.DicError subclasses on failure."""
-    if spec.s3 or spec.azure_blob:
+    if spec.s3 or spec.azure_blob or spec.sftp:
         return open_file_store(spec, credentials).probe()
     if spec.salesforce:
         from walkme_dic.connectors.salesforce import SalesforceClient
@@ -29,4 +29,8 @@ def open_file_store(spec: ConnectionSpec, credentials: Credentials) -> FileStore
         from walkme_dic.connectors.azure_blob import AzureBlobStore
 
         return AzureBlobStore(spec.azure_blob, credentials)
+    if spec.sftp:
+        from walkme_dic.connectors.sftp import SftpStore
+
+        return SftpStore(spec.sftp, credentials)
     raise ValueError(f"a {spec.provider} connection is not a file store")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 from collections.abc import Mapping
 from typing import Any
@@ -13,8 +12,8 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, Rea
 
 from walkme_dic.api.connection import S3Provider
 from walkme_dic.connectors.base import ObjectInfo, ProbeResult
-from walkme_dic.connectors.common import ErrorTranslator, PartBuffer
-from walkme_dic.errors import AuthenticationError, DicError, NotFoundError, PermanentError, TransientError
+from walkme_dic.connectors.common import AbortOnError, ErrorTranslator, PartBuffer
+from walkme_dic.errors import AuthenticationError, NotFoundError, PermanentError, TransientError
 
 PART_SIZE = 16 * 1024 * 1024
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -206,25 +205,5 @@ class S3AtomicWriter:
                 self.store.client.abort_multipart_upload(Bucket=self.store.spec.bucket,
                                                          Key=self.store.key(self.path), UploadId=upload_id)
 
-    def _guard(self, doing: str) -> _AbortOnError:
-        return _AbortOnError(self, doing)
-
-
-class _AbortOnError:
-    """Any failure while writing aborts the multipart upload before the error propagates."""
-
-    def __init__(self, writer: S3AtomicWriter, doing: str) -> None:
-        self.writer, self.mapper = writer, _ErrorMapper(writer.store, doing)
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> bool:
-        if error is None:
-            return False
-        try:
-            self.mapper.__exit__(kind, error, tb)
-        finally:
-            with contextlib.suppress(DicError):
-                self.writer.abort()
-        return False
+    def _guard(self, doing: str) -> AbortOnError:
+        return AbortOnError(self.abort, _ErrorMapper(self.store, doing))

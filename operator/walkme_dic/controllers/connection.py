@@ -123,7 +123,7 @@ async def probe(memo: Runtime, namespace: str, spec: ConnectionSpec) -> tuple[Pr
         result = await asyncio.wait_for(asyncio.to_thread(registry.probe, spec, credentials),
                                         timeout=memo.config.probe_timeout_seconds)
     except DicError as error:
-        reason = reasons.AUTHENTICATION_FAILED if error.reason == reasons.AUTHENTICATION_FAILED \
+        reason = error.reason if error.reason in (reasons.AUTHENTICATION_FAILED, reasons.HOST_KEY_REJECTED) \
             else reasons.PROBE_FAILED
         return ProbeOutcome(False, reason, redact(error.message, credentials.values())), version
     except TimeoutError:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from walkme_dic.api.connection import FILE_PROVIDERS
 from walkme_dic.api.integration import FileSettings, IntegrationSpec
 from walkme_dic.api.run import RejectedRow, SyncRequest, SyncResult
 from walkme_dic.connectors.base import FileStore
@@ -96,8 +97,9 @@ def run_sync(request: SyncRequest, credentials: CredentialSet, *, progress: Prog
 
 
 def _file_store(request: SyncRequest, credentials: CredentialSet) -> FileStore:
-    if request.connection.provider not in ("s3", "azureBlob"):
-        raise PermanentError(f"a file needs an s3 or azureBlob Connection, not {request.connection.provider}",
+    if request.connection.provider not in FILE_PROVIDERS:
+        raise PermanentError(f"a file needs an {' or '.join(FILE_PROVIDERS)} Connection, not "
+                             f"{request.connection.provider}",
                              reason="ConnectionTypeMismatch")
     return open_file_store(request.connection, credentials.role("external"))
 

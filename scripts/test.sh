@@ -6,6 +6,17 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source scripts/bootstrap.sh
 
+# Debian packages the tests need (CI runs as root on a fresh machine): OpenSSH's sshd for the sftp tests.
+if [ ! -x /usr/sbin/sshd ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== apt-get install openssh-server (the sftp tests run a private sshd)" >&2
+    apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server openssl >&2
+  else
+    echo "test.sh: /usr/sbin/sshd is missing; as root run: apt-get update && apt-get install -y openssh-server" >&2
+    exit 1
+  fi
+fi
+
 echo "== ruff" >&2
 ruff check operator tests bench
 echo "== generated files (crds/, docs/api.md)" >&2

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 
 from tests.fakes.faultproxy import FaultProxy
+from tests.fakes.tcpproxy import TcpCutProxy
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.servers import s3_client
-from walkme_dic.api.connection import AzureBlobProvider, S3Provider
+from tests.fixtures.sshd import Sshd
+from walkme_dic.api.connection import AzureBlobProvider, S3Provider, SftpProvider
 from walkme_dic.connectors.azure_blob import AzureBlobStore
 from walkme_dic.connectors.s3 import MIN_PART_SIZE, S3Store
-from walkme_dic.errors import TransientError
+from walkme_dic.connectors.sftp import SftpStore
+from walkme_dic.errors import PermanentError, TransientError
 
 SLOW_DOWN = ("<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
              "<Message>Please reduce your request rate.</Message></Error>")
@@ -119,3 +123,61 @@ def test_azure_503_at_commit_leaves_nothing_visible(azurite: Azurite, azure_prox
     with pytest.raises(TransientError):
         writer.commit()
     assert blobs(azurite, container) == []
+
+
+# ---- SFTP: the same cuts on an SSH connection, through a TCP relay in front of the real sshd ------------
+
+@pytest.fixture
+def sftp_relay(sshd: Sshd) -> Iterator[TcpCutProxy]:
+    relay = TcpCutProxy(sshd.host, sshd.port).start()
+    yield relay
+    relay.stop()
+
+
+def sftp_store(sshd: Sshd, relay: TcpCutProxy, folder: Path) -> SftpStore:
+    pinned = [line.replace(f"]:{sshd.port} ", f"]:{relay.port} ") for line in sshd.known_hosts.splitlines()]
+    spec = SftpProvider.model_validate({"host": sshd.host, "port": relay.port, "username": sshd.username,
+                                        "path": str(folder), "hostKeys": pinned,
+                                        "auth": {"secretRef": {"name": "sftp"}}})
+    return SftpStore(spec, {"privateKey": sshd.keys["ed25519"]}, timeout=5)
+
+
+def test_sftp_connection_cut_mid_download_resumes(sshd: Sshd, sftp_relay: TcpCutProxy) -> None:
+    folder = sshd.folder()
+    payload = os.urandom(6 * 1024 * 1024 + 11)
+    (folder / "in.bin").write_bytes(payload)
+    store = sftp_store(sshd, sftp_relay, folder)
+    sftp_relay.cut(after_bytes=2 * 1024 * 1024, times=2)
+    with store.open_read("in.bin") as stream:
+        assert stream.read() == payload
+    assert sftp_relay.cuts_done == 2 and sftp_relay.connections == 3, "two cuts, two reconnects"
+
+
+def test_sftp_file_changed_across_a_cut_fails_instead_of_mixing(sshd: Sshd, sftp_relay: TcpCutProxy) -> None:
+    folder = sshd.folder()
+    (folder / "in.bin").write_bytes(os.urandom(6 * 1024 * 1024))
+    store = sftp_store(sshd, sftp_relay, folder)
+    sftp_relay.cut(after_bytes=3 * 1024 * 1024)
+    with store.open_read("in.bin") as stream:
+        first = stream.read(1024 * 1024)
+        with (folder / "in.bin").open("ab") as grow:
+            grow.write(b"a new version")
+        with pytest.raises(PermanentError, match="changed while it was being read") as changed:
+            while stream.read(1024 * 1024):
+                pass
+    assert len(first) == 1024 * 1024 and changed.value.reason == "SourceChanged"
+
+
+def test_sftp_connection_cut_mid_upload_publishes_nothing(sshd: Sshd, sftp_relay: TcpCutProxy) -> None:
+    folder = sshd.folder()
+    (folder / "out.csv").write_bytes(b"the previous export\n")
+    store = sftp_store(sshd, sftp_relay, folder)
+    sftp_relay.cut(after_bytes=1024 * 1024, direction="up")  # the first connection only
+    writer = store.open_write("out.csv")
+    with pytest.raises(TransientError, match="cannot reach"):
+        for _ in range(8):
+            writer.write(os.urandom(1024 * 1024))
+        writer.commit()
+    writer.abort()
+    assert sorted(p.name for p in folder.iterdir()) == ["out.csv"], "the temporary file was removed"
+    assert (folder / "out.csv").read_bytes() == b"the previous export\n", "nothing was published"

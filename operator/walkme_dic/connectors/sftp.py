@@ -11,9 +11,10 @@ What it does:
 * The probe does what DIC does: connect, write a probe file in the connection's folder, delete it.
   A read-only folder therefore fails the probe even for inbound-only use, as in DIC.
 * Reads prefetch (pipelined READ requests; without them paramiko waits one round trip per 32 KiB and
-  reads ~15x slower — bench/sftp_clients.py). After a cut connection the reader reconnects, checks the
+  reads ~15x slower — bench/sftp_clients.py); unread answers stay in the SSH channel, whose window (2 MiB)
+  bounds the memory. After a cut connection the reader reconnects, checks the
   file's size and mtime are unchanged, and continues from its offset; a changed file fails the run
-  (``SourceChanged``) instead of mixing versions. Memory stays bounded by the SSH channel window.
+  (``SourceChanged``) instead of mixing versions.
 * Writes go to ``.NAME.walkme-dic-<random>.part`` in the target folder (created when missing) with
   pipelined WRITEs, and commit() publishes with ``posix-rename@openssh.com`` over the final name (a
   plain SFTP rename onto an existing file fails on OpenSSH). abort() or any failure deletes the
@@ -58,7 +59,6 @@ from walkme_dic.errors import AuthenticationError, DicError, NotFoundError, Perm
 
 HOST_KEY_REJECTED = reasons.HOST_KEY_REJECTED
 READ_CHUNK = 1024 * 1024
-PREFETCH_REQUESTS = 128  # 32 KiB each: 4 MiB in flight
 RESUME_ATTEMPTS = 5
 TIMEOUT = 20.0
 TEMP_MARK = ".walkme-dic-"
@@ -324,7 +324,9 @@ class _SftpReader(io.RawIOBase):
                                      "the new version", reason="SourceChanged")
             file = self.store.sftp.open(remote, "rb")
             file.seek(self.offset)
-            file.prefetch(self.info.size, max_concurrent_requests=PREFETCH_REQUESTS)
+            # paramiko's prefetch thread queues every READ request at once (small: ~40 bytes per 32 KiB), so it
+            # is done before a transfer can be cut; the answers wait in the SSH channel, bounded by its window.
+            file.prefetch(self.info.size)
         return file
 
     def readinto(self, buffer: Any) -> int:

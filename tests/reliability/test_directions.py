@@ -1,7 +1,7 @@
 """Every direction with good data, a bad row and an empty source, through the real engine (`run_sync`).
 
-Sources and destinations are the loopback servers: moto (S3), Azurite (Azure Blob), the fake
-Salesforce org and the fake WalkMe API. A bad row is a record whose key is empty: it must be
+Sources and destinations are the loopback servers: moto (S3), Azurite (Azure Blob), a private OpenSSH
+sshd (SFTP), the fake Salesforce org and the fake WalkMe API. A bad row is a record whose key is empty: it must be
 rejected with its row number while the good rows go through; an empty source must succeed with
 zero rows and leave no data rows at the destination. Then API faults injected by the fakes
 (WalkMe 429/500/503, Salesforce REQUEST_LIMIT_EXCEEDED/503, a Bulk job that ends Failed): each run
@@ -15,6 +15,7 @@ import io
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from tests.fakes.walkme import FakeWalkMe
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.salesforce import SF_CLIENT_ID, SF_CLIENT_SECRET
 from tests.fixtures.servers import s3_client
+from tests.fixtures.sshd import Sshd
 from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET, WALKME_TOKEN
 from walkme_dic.api.run import SyncRequest, SyncResult
 from walkme_dic.sync.credentials import CredentialSet
@@ -45,6 +47,8 @@ class Stores:
     container: str
     walkme: FakeWalkMe
     salesforce: FakeSalesforce
+    sshd: Sshd
+    sftp_folder: Path
 
     @property
     def blobs(self) -> ContainerClient:
@@ -78,12 +82,23 @@ def salesforce_side(stores: Stores) -> tuple[dict[str, Any], dict[str, str]]:
             {"clientId": SF_CLIENT_ID, "clientSecret": SF_CLIENT_SECRET})
 
 
+def sftp_side(stores: Stores) -> tuple[dict[str, Any], dict[str, str]]:
+    return ({"sftp": {"host": stores.sshd.host, "port": stores.sshd.port, "username": stores.sshd.username,
+                      "path": str(stores.sftp_folder), "hostKeys": stores.sshd.known_hosts.splitlines(),
+                      "auth": {"secretRef": {"name": "sftp"}}}},
+            {"privateKey": stores.sshd.keys["ecdsa"]})
+
+
 def put_s3(stores: Stores, people: list[dict[str, str]]) -> None:
     s3_client(stores.moto).put_object(Bucket=stores.bucket, Key="people.csv", Body=as_csv(people))
 
 
 def put_azure(stores: Stores, people: list[dict[str, str]]) -> None:
     stores.blobs.upload_blob("people.csv", as_csv(people))
+
+
+def put_sftp(stores: Stores, people: list[dict[str, str]]) -> None:
+    (stores.sftp_folder / "people.csv").write_bytes(as_csv(people))
 
 
 def put_salesforce(stores: Stores, people: list[dict[str, str]]) -> None:
@@ -106,6 +121,11 @@ def got_s3(stores: Stores) -> list[dict[str, str]]:
 
 def got_azure(stores: Stores) -> list[dict[str, str]]:
     return read_csv(stores.blobs.download_blob("out/people.csv").readall())
+
+
+def got_sftp(stores: Stores) -> list[dict[str, str]]:
+    assert [p.name for p in (stores.sftp_folder / "out").iterdir()] == ["people.csv"], "no temporary file left"
+    return read_csv((stores.sftp_folder / "out" / "people.csv").read_bytes())
 
 
 def got_salesforce(stores: Stores) -> list[dict[str, str]]:
@@ -136,11 +156,13 @@ IN_FILE = {"file": {"path": "people.csv"}}
 DIRECTIONS = [
     Direction("S3 → WalkMe", s3_side, put_s3, got_walkme, IN_FILE, TO_WALKME, "id", "email"),
     Direction("Azure → WalkMe", azure_side, put_azure, got_walkme, IN_FILE, TO_WALKME, "id", "email"),
+    Direction("SFTP → WalkMe", sftp_side, put_sftp, got_walkme, IN_FILE, TO_WALKME, "id", "email"),
     Direction("Salesforce → WalkMe", salesforce_side, put_salesforce, got_walkme,
               {"salesforce": {"soql": "SELECT WalkMe_Id__c, LastName FROM Contact"}}, TO_WALKME,
               "WalkMe_Id__c", "LastName"),
     Direction("WalkMe → S3", s3_side, put_walkme, got_s3, FROM_WALKME, OUT_FILE, "userId", "email"),
     Direction("WalkMe → Azure", azure_side, put_walkme, got_azure, FROM_WALKME, OUT_FILE, "userId", "email"),
+    Direction("WalkMe → SFTP", sftp_side, put_walkme, got_sftp, FROM_WALKME, OUT_FILE, "userId", "email"),
     Direction("WalkMe → Salesforce", salesforce_side, put_walkme, got_salesforce, FROM_WALKME,
               {"salesforce": {"object": "Contact", "operation": "upsert", "externalIdField": "WalkMe_Id__c"}},
               "userId", "email"),
@@ -164,10 +186,11 @@ def request(direction: Direction, stores: Stores, connection: dict[str, Any]) ->
 
 
 @pytest.fixture
-def stores(moto_server: str, bucket: str, azurite: Azurite, walkme: FakeWalkMe, salesforce: FakeSalesforce) -> Stores:
+def stores(moto_server: str, bucket: str, azurite: Azurite, walkme: FakeWalkMe, salesforce: FakeSalesforce,
+           sshd: Sshd) -> Stores:
     container = f"c{uuid.uuid4().hex[:12]}"
     BlobServiceClient.from_connection_string(azurite.connection_string).create_container(container)
-    return Stores(moto_server, bucket, azurite, container, walkme, salesforce)
+    return Stores(moto_server, bucket, azurite, container, walkme, salesforce, sshd, sshd.folder())
 
 
 @pytest.mark.parametrize("data", list(DATA))

@@ -34,6 +34,22 @@ def test_salesforce_accepts_either_credential_set() -> None:
         (missing_secret_keys(SALESFORCE, {"clientId": "c"}) or "")
 
 
+def sftp(**block: object) -> ConnectionSpec:
+    return ConnectionSpec.model_validate({"sftp": {"host": "files.acme.example", "username": "dic",
+                                                   "auth": {"secretRef": {"name": "sftp"}}, **block}})
+
+
+def test_sftp_needs_a_password_or_a_key_and_host_keys_from_spec_or_secret() -> None:
+    pinned = sftp(hostKeys=["files.acme.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ"])
+    assert missing_secret_keys(pinned, {"password": "p"}) is None
+    assert missing_secret_keys(pinned, {"privateKey": "k"}) is None
+    assert "must have keys password or privateKey (found keys: passphrase)" in \
+        (missing_secret_keys(pinned, {"passphrase": "x"}) or "")
+    unpinned = sftp()
+    assert missing_secret_keys(unpinned, {"privateKey": "k", "knownHosts": "h"}) is None
+    assert "password+knownHosts or privateKey+knownHosts" in (missing_secret_keys(unpinned, {"privateKey": "k"}) or "")
+
+
 def status_after(outcome: ProbeOutcome, when: datetime = NOW) -> dict:
     return connection_status(S3, outcome, previous={}, generation=1, secret_version="7", now=when)
 

@@ -11,6 +11,9 @@ from tests.unit.manifests import model_error, schema_errors
 
 API = "integrations.walkme.io/v1alpha1"
 S3 = {"s3": {"bucket": "acme-data", "region": "eu-west-1", "auth": {"secretRef": {"name": "aws"}}}}
+SFTP = {"sftp": {"host": "files.acme.example", "username": "dic", "path": "/upload",
+                 "hostKeys": ["files.acme.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ"],
+                 "auth": {"secretRef": {"name": "sftp"}}}}
 INBOUND = {
     "direction": "Inbound",
     "connectionRef": {"name": "lake"},
@@ -88,6 +91,17 @@ MISTAKES = [
     ("bad field type", "Integration",
      changed(INBOUND, "mapping.fields", [{"source": "a", "destination": "b", "type": "money"}]), "type"),
     ("bad delimiter", "Integration", changed(INBOUND, "source.file.delimiter", ";;"), "delimiter"),
+    *[(f"sftp {name}", "Connection", changed(SFTP, path, value), field) for name, path, value, field in [
+        ("inline password", "sftp.password", "hunter2", "password"),
+        ("without auth", "sftp.auth", DELETE, "auth"),
+        ("port out of range", "sftp.port", 70000, "port"),
+        ("URL as host", "sftp.host", "sftp://files.acme.example", "host"),
+        ("user@host as host", "sftp.host", "dic@files.acme.example", "host"),
+        ("host key without host", "sftp.hostKeys", ["AAAAC3NzaC1lZDI1NTE5AAAAIJ"], "hostKeys"),
+        ("empty host keys", "sftp.hostKeys", [], "hostKeys"),
+        ("cert-authority line", "sftp.hostKeys", ["@cert-authority *.acme.example ssh-ed25519 AAAA"], "hostKeys"),
+        ("missing username", "sftp.username", DELETE, "username"),
+    ]],
 ]
 
 
@@ -100,7 +114,9 @@ def test_mistake_is_rejected_naming_the_field(kind: str, spec: dict[str, Any], f
 
 
 SCHEMA_CATCHES = {"bad probe interval", "bad secret name", "unknown direction", "zero history", "percent above 100",
-                  "missing connectionRef", "bad field type", "bad delimiter", "missing mapping key"}
+                  "missing connectionRef", "bad field type", "bad delimiter", "missing mapping key",
+                  "sftp port out of range", "sftp URL as host", "sftp user@host as host", "sftp empty host keys",
+                  "sftp missing username", "sftp without auth"}
 
 
 @pytest.mark.parametrize(("kind", "spec", "field"), [m[1:] for m in MISTAKES if m[0] in SCHEMA_CATCHES],

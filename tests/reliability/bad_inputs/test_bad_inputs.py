@@ -16,7 +16,7 @@ import pytest
 from tests.fakes.walkme import FakeWalkMe
 from tests.fixtures.servers import s3_client
 from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET, WALKME_TOKEN
-from walkme_dic.api.run import SyncRequest
+from walkme_dic.api.run import SyncRequest, SyncResult
 from walkme_dic.sync.credentials import CredentialSet
 from walkme_dic.sync.engine import run_sync
 
@@ -140,7 +140,11 @@ CREDENTIALS = CredentialSet({"external": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_
                          ids=[c.name for c in CASES + JSONL_CASES])
 def test_bad_input(case: Case, fmt: str, bucket: str, moto_server: str, walkme: FakeWalkMe) -> None:
     s3_client(moto_server).put_object(Bucket=bucket, Key="in.data", Body=case.body)
-    result = run_sync(request(bucket, moto_server, walkme.url, case, fmt), CREDENTIALS)
+    assert_outcome(case, run_sync(request(bucket, moto_server, walkme.url, case, fmt), CREDENTIALS), walkme)
+
+
+def assert_outcome(case: Case, result: SyncResult, walkme: FakeWalkMe) -> None:
+    """The run's result is the case's, rejections name their rows, and a failed run wrote nothing."""
     assert result.result == case.outcome, result
     if case.reason:
         assert result.reason == case.reason, result

@@ -9,6 +9,7 @@ import pytest
 
 from tests.e2e.test_flows import inbound, put
 from tests.fakes.walkme import FakeWalkMe
+from tests.fixtures.sshd import Sshd
 from tests.fixtures.walkme import WALKME_CLIENT
 from tests.operator.helpers import API, NS, OperatorHandle, condition, connection, eventually, secret
 from tests.operator.test_operator import finished_runs, ready
@@ -61,3 +62,52 @@ async def test_no_secret_value_in_status_events_logs_or_results(
     assert len(said[-2]) > 0 and "rowsRead" in said[-2], "the sync's progress output was captured"
     for text in said:
         assert marker not in text
+
+
+async def test_no_sftp_password_key_or_passphrase_anywhere(
+    cluster: DevCluster, operator: OperatorHandle, kubelet: Kubelet, walkme: FakeWalkMe, sshd: Sshd,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A working key login, a refused password and a wrong passphrase: status, Events and logs hold none."""
+    marker = f"SECRET-{uuid.uuid4().hex}"
+    token = f"{marker}-token"
+    walkme.integration_tokens[token] = "uuid"
+    caplog.set_level(logging.DEBUG)
+    folder = sshd.folder()
+    (folder / "users.csv").write_bytes(b"id,plan,since,active\nu1,gold,2024-01-01,true\n")
+    key = sshd.keys["rsa"]
+    sftp = {"host": sshd.host, "port": sshd.port, "username": sshd.username, "path": str(folder)}
+    for obj in (
+        secret("walkme-api", {"clientId": WALKME_CLIENT, "clientSecret": walkme.clients[WALKME_CLIENT]}),
+        secret("walkme-token", {"token": token}),
+        secret("sftp-key", {"privateKey": key, "knownHosts": sshd.known_hosts}),
+        secret("sftp-password", {"password": f"{marker}-password", "knownHosts": sshd.known_hosts}),
+        secret("sftp-passphrase", {"privateKey": sshd.keys["ed25519-passphrase"], "passphrase": f"{marker}-pass",
+                                   "knownHosts": sshd.known_hosts}),
+        connection("walkme", {"walkme": {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "walkme-api"}}}}),
+        connection("files", {"sftp": {**sftp, "auth": {"secretRef": {"name": "sftp-key"}}}}),
+        connection("files-password", {"sftp": {**sftp, "auth": {"secretRef": {"name": "sftp-password"}}}}),
+        connection("files-passphrase", {"sftp": {**sftp, "auth": {"secretRef": {"name": "sftp-passphrase"}}}}),
+    ):
+        await cluster.apply(obj)
+    await ready(cluster, "Connection", "walkme")
+    await ready(cluster, "Connection", "files")
+
+    async def refused(name: str, reason: str) -> bool:
+        return condition(await cluster.get(API, "Connection", NS, name), "Ready").get("reason") == reason
+
+    await eventually(lambda: refused("files-password", "AuthenticationFailed"))
+    await eventually(lambda: refused("files-passphrase", "ProbeFailed"))
+    await cluster.apply(inbound("from-sftp", connectionRef={"name": "files"}))
+    run = (await finished_runs(cluster, "from-sftp"))["status"]["runs"][0]
+    assert (run["result"], run["rowsWritten"]) == ("Succeeded", 1), run
+    said = [
+        str(await cluster.list(API, "Connection", NS)), str(await cluster.list(API, "Integration", NS)),
+        str(await cluster.list("v1", "Event", NS)), str(await cluster.list("v1", "Pod", NS)),
+        "".join(kubelet.logs(pod) for pod in kubelet.pods), caplog.text,
+    ]
+    key_lines = [line for line in key.splitlines() if len(line) > 40 and "PRIVATE KEY" not in line]
+    assert key_lines
+    for text in said:
+        assert marker not in text
+        assert not any(line in text for line in key_lines), "a line of the private key leaked"

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.manifests import load_documents, model_error, schema_errors
+from walkme_dic.api.connection import PROVIDERS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RESOURCES = [
@@ -24,6 +25,18 @@ def test_there_is_an_example_for_every_provider_and_direction() -> None:
             "inbound-salesforce-soql.yaml", "outbound-walkme-to-s3.yaml", "outbound-walkme-to-azure.yaml",
             "outbound-walkme-to-salesforce.yaml"} <= names
     assert len(RESOURCES) >= 14
+
+
+def test_every_provider_has_a_connection_example() -> None:
+    for provider in PROVIDERS:
+        kebab = "".join(f"-{c.lower()}" if c.isupper() else c for c in provider)
+        assert (EXAMPLES / f"connection-{kebab}.yaml").exists(), provider
+
+
+def test_sftp_has_an_example_per_direction() -> None:
+    directions = {doc["spec"]["direction"] for path in EXAMPLES.glob("*sftp*.yaml") for doc in load_documents(path)
+                  if doc["kind"] == "Integration" and doc["spec"]["connectionRef"]["name"] == "partner-sftp"}
+    assert directions == {"Inbound", "Outbound"}
 
 
 @pytest.mark.parametrize("doc", RESOURCES)

@@ -4,9 +4,12 @@ Every figure comes from this run on this machine:
 * inbound  — S3 (moto) CSV → fake WalkMe: rows/s of a real `walkme-dic sync` subprocess and its
   peak RSS; baseline: the same file parsed by Python's csv module alone (read + split, no mapping,
   no sending) — the floor any CSV-based importer starts from.
-* outbound — fake WalkMe export (generated users, 100 MB and 1 GB of CSV) → S3 (moto) and Azure
-  (Azurite): MB/s of a real `walkme-dic sync` against the raw SDK (boto3 `upload_fileobj`,
-  azure-storage-blob `upload_blob`, default settings) uploading the same bytes; peak RSS of the sync.
+* outbound — fake WalkMe export (generated users, 100 MB and 1 GB of CSV) → S3 (moto), Azure
+  (Azurite) and SFTP (a private OpenSSH sshd, tests/fixtures/sshd.py): MB/s of a real `walkme-dic sync`
+  against the raw client (boto3 `upload_fileobj`, azure-storage-blob `upload_blob`, paramiko `putfo`,
+  default settings) uploading the same bytes; peak RSS of the sync. A third figure, the connector
+  alone, is our store's AtomicWriter uploading the same bytes in 1 MiB writes (what the engine's
+  encoder feeds it), against the raw client: the upload path without the WalkMe source in front.
   A second baseline, the source ceiling, is the same export read alone by our WalkMe client: an
   export can go no faster than its source, and the fake WalkMe serves JSON at a few MB/s.
 * salesforce — WalkMe users upserted into the fake Salesforce org by external id: API calls made
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -26,6 +30,7 @@ import logging
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,7 +47,11 @@ from bench.operator_scale import measure
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fixtures.azurite import Azurite, running_azurite
 from tests.fixtures.servers import free_port
+from tests.fixtures.sshd import Sshd, running_sshd, sshd_missing
+from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.connectors.registry import open_file_store
 from walkme_dic.devcluster.fake_walkme import FakeWalkMe
+from walkme_dic.sync.credentials import load_credentials
 
 RESULTS = Path(__file__).with_name("results.json")
 BUCKET = "bench"
@@ -69,6 +78,11 @@ def s3_connection(s3_url: str) -> dict[str, Any]:
 def azure_connection(azurite: Azurite) -> dict[str, Any]:
     return {"azureBlob": {"accountUrl": azurite.account_url, "container": BUCKET,
                           "auth": {"secretRef": {"name": "z", "key": "connectionString"}}}}
+
+
+def sftp_connection(sshd: Sshd) -> dict[str, Any]:
+    return {"sftp": {"host": sshd.host, "port": sshd.port, "username": sshd.username, "path": str(sshd.root),
+                     "hostKeys": sshd.known_hosts.splitlines(), "auth": {"secretRef": {"name": "s"}}}}
 
 
 def request_for(direction: str, connection: dict[str, Any], walkme_url: str, run_id: str) -> dict[str, Any]:
@@ -169,6 +183,7 @@ class Bench:
     azurite: Azurite
     walkme: FakeWalkMe
     workdir: Path
+    sshd: Sshd | None = None
 
     @property
     def s3(self) -> Any:
@@ -180,12 +195,71 @@ class Bench:
         return BlobServiceClient.from_connection_string(self.azurite.connection_string).get_container_client(BUCKET)
 
     def credentials(self, store: str) -> Path:
+        if store == "sftp":
+            assert self.sshd is not None
+            return write_credentials(self.workdir / store, {"privateKey": self.sshd.keys["ed25519"]})
         external = {"s3": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"},
                     "azure": {"connectionString": self.azurite.connection_string}}[store]
         return write_credentials(self.workdir / store, external)
 
     def connection(self, store: str) -> dict[str, Any]:
+        if store == "sftp":
+            assert self.sshd is not None
+            return sftp_connection(self.sshd)
         return s3_connection(self.s3_url) if store == "s3" else azure_connection(self.azurite)
+
+    def raw_upload(self, store: str, path: str, size: int) -> tuple[str, float]:
+        """(baseline, seconds) of the store's own client uploading a copy of the exported ``path``."""
+        if store == "sftp":
+            return "raw paramiko putfo of the same bytes (pipelined, new connection)", self.raw_sftp_upload(path)
+        with tempfile.TemporaryFile() as copy:
+            if store == "s3":
+                self.s3.download_fileobj(BUCKET, path, copy)
+                copy.seek(0)
+                started = time.perf_counter()
+                self.s3.upload_fileobj(copy, BUCKET, "raw/copy.csv")
+                return "raw boto3 upload_fileobj of the same bytes", time.perf_counter() - started
+            self.container.download_blob(path).readinto(copy)
+            copy.seek(0)
+            started = time.perf_counter()
+            self.container.upload_blob("raw/copy.csv", copy, length=size, overwrite=True)
+            return "raw azure-storage-blob upload_blob of the same bytes", time.perf_counter() - started
+
+    def connector_upload(self, store: str, path: str) -> float:
+        """Seconds our store's AtomicWriter takes to upload a copy of ``path`` fed in 1 MiB writes."""
+        connection = ConnectionSpec.model_validate(self.connection(store))
+        files = open_file_store(connection, load_credentials(self.credentials(store)).role("external"))
+        with tempfile.TemporaryFile() as copy:
+            with files.open_read(path) as exported:
+                shutil.copyfileobj(exported, copy, 1024 * 1024)
+            copy.seek(0)
+            started = time.perf_counter()
+            writer = files.open_write("raw/connector-copy.csv")
+            while chunk := copy.read(1024 * 1024):
+                writer.write(chunk)
+            writer.commit()
+            return time.perf_counter() - started
+
+    def raw_sftp_upload(self, path: str) -> float:
+        """Seconds paramiko's own putfo (pipelined writes, fresh connection) takes to upload a copy of ``path``."""
+        import paramiko
+
+        assert self.sshd is not None
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        for line in self.sshd.known_hosts.splitlines():
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+            assert entry is not None and entry.key is not None
+            client.get_host_keys().add(entry.hostnames[0], entry.key.get_name(), entry.key)
+        key = paramiko.Ed25519Key.from_private_key(io.StringIO(self.sshd.keys["ed25519"]))
+        with (self.sshd.root / path).open("rb") as copy:
+            started = time.perf_counter()
+            client.connect(self.sshd.host, self.sshd.port, self.sshd.username, pkey=key, look_for_keys=False,
+                           allow_agent=False)
+            client.open_sftp().putfo(copy, str(self.sshd.root / "raw-copy.csv"))
+            seconds = time.perf_counter() - started
+        client.close()
+        return seconds
 
 
 def bench_inbound(rows: int, bench: Bench) -> dict[str, Any]:
@@ -216,24 +290,12 @@ def bench_outbound(store: str, megabytes: int, bench: Bench) -> dict[str, Any]:
                         bench.credentials(store))
     assert measured["result"]["rowsWritten"] == users, measured["result"]
     size = measured["result"]["bytes"]
-    with tempfile.TemporaryFile() as copy:
-        if store == "s3":
-            bench.s3.download_fileobj(BUCKET, f"out/{run_id}.csv", copy)
-            copy.seek(0)
-            started = time.perf_counter()
-            bench.s3.upload_fileobj(copy, BUCKET, "raw/copy.csv")
-            baseline = "raw boto3 upload_fileobj of the same bytes"
-        else:
-            bench.container.download_blob(f"out/{run_id}.csv").readinto(copy)
-            copy.seek(0)
-            started = time.perf_counter()
-            bench.container.upload_blob("raw/copy.csv", copy, length=size, overwrite=True)
-            baseline = "raw azure-storage-blob upload_blob of the same bytes"
-        raw = time.perf_counter() - started
+    baseline, raw = bench.raw_upload(store, f"out/{run_id}.csv", size)
+    connector = bench.connector_upload(store, f"out/{run_id}.csv")
     exported, source = export_alone(bench.walkme.url)
     assert exported == users, exported
     mb = size / 1e6
-    target = "S3" if store == "s3" else "Azure Blob"
+    target = {"s3": "S3", "azure": "Azure Blob", "sftp": "SFTP"}[store]
     return {"case": f"outbound WalkMe → {target} CSV, {mb:,.0f} MB ({users:,} users)", "rows": users,
             "bytes": size, "seconds": round(measured["seconds"], 2), "mb_per_s": round(mb / measured["seconds"], 1),
             "baseline": baseline, "baseline_mb_per_s": round(mb / raw, 1),
@@ -241,7 +303,9 @@ def bench_outbound(store: str, megabytes: int, bench: Bench) -> dict[str, Any]:
             "sync_cpu_busy": round(measured["cpu_busy"], 2),
             "source_ceiling": "the same WalkMe export read alone by our client (no mapping, no upload)",
             "source_ceiling_mb_per_s": round(mb / source, 1),
-            "ratio_to_source_ceiling": round(source / measured["seconds"], 3)}
+            "ratio_to_source_ceiling": round(source / measured["seconds"], 3),
+            "connector_alone": "our store's AtomicWriter uploading the same bytes in 1 MiB writes",
+            "connector_alone_mb_per_s": round(mb / connector, 1), "connector_ratio": round(raw / connector, 3)}
 
 
 def bench_salesforce(rows: int, bench: Bench) -> dict[str, Any]:
@@ -275,6 +339,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             continue
         speed = f"{row['rows_per_s']:,} rows/s" if "rows_per_s" in row else f"{row['mb_per_s']} MB/s"
         source = f"  vs source alone {row['ratio_to_source_ceiling']}" if "ratio_to_source_ceiling" in row else ""
+        if "connector_ratio" in row:
+            source += f"  connector alone {row['connector_alone_mb_per_s']} MB/s = {row['connector_ratio']} x raw"
         print(f"{row['case']:<60} {speed:>16}  ratio vs baseline {row['ratio']:>6}{source}  "
               f"peak RSS {row['peak_rss_mb']} MB  sync CPU busy {row['sync_cpu_busy']:.0%}")
 
@@ -295,7 +361,8 @@ def main() -> int:
     parser.add_argument("--inbound-rows", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--outbound-mb", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--salesforce-rows", type=int, nargs="*", default=[1_000_000])
-    parser.add_argument("--outbound-to", nargs="*", choices=["s3", "azure"], default=["s3", "azure"])
+    parser.add_argument("--outbound-to", nargs="*", choices=["s3", "azure", "sftp"],
+                        default=["s3", "azure", "sftp"])
     parser.add_argument("--operator-integrations", type=int, default=2000, help="0 skips the operator case.")
     parser.add_argument("--operator-connections", type=int, default=200)
     parser.add_argument("--settle", type=float, default=30, help="Seconds of steady state to count requests in.")
@@ -312,8 +379,12 @@ def main() -> int:
     walkme.start()
     rows = []
     try:
-        with running_azurite() as azurite, tempfile.TemporaryDirectory() as tmp:
-            bench = Bench(s3_url, azurite, walkme, Path(tmp))
+        needs_sshd = "sftp" in args.outbound_to and bool(args.outbound_mb)
+        if needs_sshd and sshd_missing():
+            raise SystemExit(sshd_missing())
+        with running_azurite() as azurite, running_sshd() if needs_sshd else contextlib.nullcontext() as sshd, \
+                tempfile.TemporaryDirectory() as tmp:
+            bench = Bench(s3_url, azurite, walkme, Path(tmp), sshd)
             bench.s3.create_bucket(Bucket=BUCKET)
             bench.s3.create_bucket(Bucket="scale-bucket")
             bench.container.create_container()

@@ -42,7 +42,8 @@ def test_probe_writes_and_deletes_a_file_with_each_key_type(sshd: Sshd, key: str
 
 def test_password_login(sshd: Sshd) -> None:
     if sshd.password is None:
-        pytest.skip("password logins need sshd running as root (it reads the shadow file); CI runs as root")
+        pytest.skip("password logins need sshd as root in its own mount namespace (tests/fixtures/sshd.py); "
+                    "CI runs as root")
     folder = sshd.folder()
     assert "probe" in store(sshd, folder, {"password": sshd.password}).probe().message
     with pytest.raises(AuthenticationError, match="refused user") as refused:

@@ -231,7 +231,8 @@ class IntegrationSpec(ApiModel):
 
     direction: Direction = Field(description="Inbound: into WalkMe user attributes. Outbound: out of WalkMe.")
     connection_ref: LocalObjectReference = Field(
-        description="The external Connection (s3, azureBlob or salesforce). Cannot change after creation.",
+        description="The external Connection (a file store such as s3, azureBlob or sftp, or salesforce). Cannot "
+        "change after creation.",
     )
     walkme_connection_ref: LocalObjectReference = Field(description="The WalkMe account Connection.")
     source: Source = Field(description="Where rows come from.")

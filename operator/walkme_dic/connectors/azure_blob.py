@@ -90,12 +90,8 @@ class AzureBlobStore:
         return _ErrorMapper(self, doing)
 
 
-class _ErrorMapper(ErrorTranslator):
+class _ErrorMapper(ErrorTranslator[AzureBlobStore]):
     """azure-core errors → DicErrors with a message a person can act on (never a secret)."""
-
-    def __init__(self, store: AzureBlobStore, doing: str) -> None:
-        super().__init__(doing)
-        self.store = store
 
     def translate(self, error: BaseException) -> None:
         container = self.store.spec.container

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from walkme_dic.errors import DicError
 
+Store = TypeVar("Store")
 
-class ErrorTranslator:
-    """``with translator:`` turns an SDK error into a DicError via ``translate``; DicErrors pass through."""
 
-    def __init__(self, doing: str) -> None:
-        self.doing = doing
+class ErrorTranslator(Generic[Store]):
+    """``with translator:`` turns an SDK error into a DicError via ``translate``; DicErrors pass through.
+    ``store`` is the connector the error came from (its spec names the bucket, container or server)."""
+
+    def __init__(self, store: Store, doing: str) -> None:
+        self.store, self.doing = store, doing
 
     def __enter__(self) -> None:
         return None

@@ -89,12 +89,8 @@ class S3Store:
         return _ErrorMapper(self, doing)
 
 
-class _ErrorMapper(ErrorTranslator):
+class _ErrorMapper(ErrorTranslator[S3Store]):
     """Turns botocore errors into DicErrors with a message a person can act on (no secrets)."""
-
-    def __init__(self, store: S3Store, doing: str) -> None:
-        super().__init__(doing)
-        self.store = store
 
     def translate(self, error: BaseException) -> None:
         bucket = self.store.spec.bucket

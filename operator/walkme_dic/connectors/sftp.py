@@ -262,12 +262,8 @@ class SftpStore:
         return _ErrorMapper(self, doing)
 
 
-class _ErrorMapper(ErrorTranslator):
+class _ErrorMapper(ErrorTranslator[SftpStore]):
     """paramiko and socket errors → DicErrors naming the server, the user and what to do (never a secret)."""
-
-    def __init__(self, store: SftpStore, doing: str) -> None:
-        super().__init__(doing)
-        self.store = store
 
     def translate(self, error: BaseException) -> None:
         spec, server = self.store.spec, server_name(self.store.spec)

@@ -224,7 +224,7 @@ class Inbound:
 
 
 class FileSource:
-    """A CSV / JSON-lines object in S3 or Azure Blob; its ETag is the fingerprint."""
+    """A CSV / JSON-lines file in a file store; its ETag (SFTP: size + mtime) is the fingerprint."""
 
     def __init__(self, request: SyncRequest, credentials: CredentialSet) -> None:
         assert request.spec.source.file is not None

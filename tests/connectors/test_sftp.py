@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -189,3 +191,13 @@ def test_relative_folder_is_under_the_login_folder(sshd: Sshd) -> None:
     sftp = store(sshd, relative)
     assert sftp.describe("x.csv") == f"sftp://{sshd.username}@[127.0.0.1]:{sshd.port}/~/{relative}/x.csv"
     assert "probe" in sftp.probe().message
+
+
+def test_probe_closes_its_connection(sshd: Sshd) -> None:
+    before = threading.active_count()
+    for _ in range(3):
+        store(sshd, sshd.folder()).probe()
+    deadline = time.monotonic() + 5  # a closed transport's thread ends on its own, shortly after
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == before, "a paramiko transport thread was left running"

@@ -60,7 +60,8 @@ from walkme_dic.errors import AuthenticationError, DicError, NotFoundError, Perm
 HOST_KEY_REJECTED = reasons.HOST_KEY_REJECTED
 READ_CHUNK = 1024 * 1024
 RESUME_ATTEMPTS = 5
-TIMEOUT = 20.0
+TIMEOUT = 20.0  # connect, banner and authentication
+IO_TIMEOUT = 120.0  # a server that stops answering mid-transfer: the reader reconnects, a writer fails
 TEMP_MARK = ".walkme-dic-"
 KEY_TYPES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 # host key algorithms a pinned key of each type may be verified with
@@ -176,12 +177,14 @@ class SftpStore:
                 client.get_host_keys().add(name, kind, key)
         client.set_missing_host_key_policy(_RefuseUnknown(self.pinned))
         allowed = {algorithm for kind in self.pinned.types for algorithm in ALGORITHMS.get(kind, (kind,))}
+        # paramiko lists the host key algorithms it may negotiate only in this class attribute
         disabled = [kind for kind in paramiko.Transport._preferred_keys if kind not in allowed]
         try:
             client.connect(self.spec.host, self.spec.port, self.spec.username, timeout=self.timeout,
                            banner_timeout=self.timeout, auth_timeout=self.timeout, look_for_keys=False,
                            allow_agent=False, disabled_algorithms={"keys": disabled}, **self.login)
             self._sftp = client.open_sftp()
+            self._sftp.get_channel().settimeout(IO_TIMEOUT)
         except BaseException:
             client.close()
             raise
@@ -212,14 +215,19 @@ class SftpStore:
     # ---- FileStore ---------------------------------------------------------------------------------
 
     def probe(self) -> ProbeResult:
+        """Connect, write and delete a probe file; the connection is closed after (the operator probes
+        every Connection again and again, and each paramiko connection holds a thread)."""
         folder = self.folder()
         probe = posixpath.join(folder, f".walkme-dic-probe-{uuid.uuid4().hex[:12]}")
-        with self._errors(f"checking folder {folder!r}"):
-            self.sftp.stat(folder)
-        with self._errors(f"writing a probe file in {folder!r}"):
-            with self.sftp.open(probe, "wb") as file:
-                file.write(b"walkme-dic probe\n")
-            self.sftp.remove(probe)
+        try:
+            with self._errors(f"checking folder {folder!r}"):
+                self.sftp.stat(folder)
+            with self._errors(f"writing a probe file in {folder!r}"):
+                with self.sftp.open(probe, "wb") as file:
+                    file.write(b"walkme-dic probe\n")
+                self.sftp.remove(probe)
+        finally:
+            self.reset()
         return ProbeResult(f"wrote and deleted a probe file in {folder!r} on {server_name(self.spec)} as "
                            f"{self.spec.username!r} (host key pinned: {', '.join(self.pinned.types)})")
 

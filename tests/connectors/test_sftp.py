@@ -94,6 +94,19 @@ def test_a_changed_host_key_is_refused_with_both_fingerprints(sshd: Sshd, tmp_pa
     assert refused.value.reason == "HostKeyRejected"
 
 
+@pytest.mark.parametrize(("key", "says"), [
+    ("ssh-ed25519 !!!notbase64", "Invalid base64"),
+    ("ssh-ed25519 AAAA", "Invalid key"),
+    ("ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIHuij2CB7ytY1lQxqaeYq4rzJdTT3g3ed6CfcJq74rmV", "Invalid key"),
+    ("ssh-unknown AAAAC3NzaC1lZDI1NTE5AAAAIHuij2CB7ytY1lQxqaeYq4rzJdTT3g3ed6CfcJq74rmV", "not a known_hosts line"),
+])
+def test_unusable_host_key_lines_are_named(sshd: Sshd, key: str, says: str) -> None:
+    lines = [*sshd.known_hosts.splitlines(), f"[{sshd.host}]:{sshd.port} {key}"]
+    with pytest.raises(PermanentError, match=rf"spec.sftp.hostKeys, line {len(lines)}: .*{says}") as refused:
+        store(sshd, sshd.folder(), hostKeys=lines)
+    assert refused.value.reason == "HostKeyRejected"
+
+
 def test_no_host_keys_at_all_is_refused(sshd: Sshd) -> None:
     with pytest.raises(PermanentError, match=r"no pinned host key .* in Secret key 'knownHosts' .found: no lines"):
         store(sshd, sshd.folder(), hostKeys=None).probe()

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paramiko
+from paramiko.hostkeys import InvalidHostKey
 from paramiko.ssh_exception import IncompatiblePeer
 
 from walkme_dic import reasons
@@ -57,7 +58,6 @@ from walkme_dic.connectors.base import ObjectInfo, ProbeResult
 from walkme_dic.connectors.common import AbortOnError, ErrorTranslator
 from walkme_dic.errors import AuthenticationError, DicError, NotFoundError, PermanentError, TransientError
 
-HOST_KEY_REJECTED = reasons.HOST_KEY_REJECTED
 READ_CHUNK = 1024 * 1024
 RESUME_ATTEMPTS = 5
 TIMEOUT = 20.0  # connect, banner and authentication
@@ -97,12 +97,13 @@ def pinned_keys(spec: SftpProvider, credentials: Mapping[str, str]) -> PinnedKey
             continue
         try:
             entry = paramiko.hostkeys.HostKeyEntry.from_line(line, number)
-        except (paramiko.SSHException, ValueError) as error:
-            raise PermanentError(f"{origin}, line {number}: not a usable known_hosts line ({error})",
-                                 reason=HOST_KEY_REJECTED) from None
+        except (paramiko.SSHException, InvalidHostKey, ValueError) as error:
+            why = error.exc if isinstance(error, InvalidHostKey) else error
+            raise PermanentError(f"{origin}, line {number}: not a usable known_hosts line ({why})",
+                                 reason=reasons.HOST_KEY_REJECTED) from None
         if entry is None or entry.key is None:
             raise PermanentError(f"{origin}, line {number}: not a known_hosts line (want 'HOST KEYTYPE BASE64' as "
-                                 "ssh-keyscan prints it)", reason=HOST_KEY_REJECTED)
+                                 "ssh-keyscan prints it)", reason=reasons.HOST_KEY_REJECTED)
         for name in entry.hostnames:
             keys.add(name, entry.key.get_name(), entry.key)
             hosts.append("(hashed)" if name.startswith("|1|") else name)
@@ -112,7 +113,7 @@ def pinned_keys(spec: SftpProvider, credentials: Mapping[str, str]) -> PinnedKey
         raise PermanentError(
             f"no pinned host key for {pinned.server} in {origin} (found: {found}); add the server's keys as "
             f"`ssh-keyscan -p {spec.port} {spec.host}` prints them, after checking their fingerprints with the "
-            "server's owner", reason=HOST_KEY_REJECTED)
+            "server's owner", reason=reasons.HOST_KEY_REJECTED)
     return pinned
 
 
@@ -141,7 +142,7 @@ class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         raise PermanentError(f"unknown host key {key.get_name()} {key.fingerprint} offered by {hostname}: it is not "
-                             f"pinned in {self.pinned.origin}; refused", reason=HOST_KEY_REJECTED)
+                             f"pinned in {self.pinned.origin}; refused", reason=reasons.HOST_KEY_REJECTED)
 
 
 class SftpStore:
@@ -280,12 +281,12 @@ class _ErrorMapper(ErrorTranslator[SftpStore]):
                 f"the host key of {server} CHANGED: it offered {error.key.get_name()} {error.key.fingerprint}, "
                 f"pinned in {self.store.pinned.origin} is {error.expected_key.fingerprint}; refused. If the server's "
                 "key was replaced on purpose, update the pinned key (ssh-keyscan) after checking it with its owner",
-                reason=HOST_KEY_REJECTED) from None
+                reason=reasons.HOST_KEY_REJECTED) from None
         if isinstance(error, IncompatiblePeer):
             raise PermanentError(
                 f"{server} offers none of the pinned host key types ({', '.join(self.store.pinned.types)}) while "
                 f"{self.doing}; pin the key types the server has (ssh-keyscan -p {spec.port} {spec.host})",
-                reason=HOST_KEY_REJECTED) from None
+                reason=reasons.HOST_KEY_REJECTED) from None
         if isinstance(error, paramiko.AuthenticationException):
             raise AuthenticationError(
                 f"{server} refused user {spec.username!r} with the Secret's {self.store.secret_keys} while "

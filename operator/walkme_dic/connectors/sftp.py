@@ -11,7 +11,7 @@ What it does:
 * The probe does what DIC does: connect, write a probe file in the connection's folder, delete it.
   A read-only folder therefore fails the probe even for inbound-only use, as in DIC.
 * Reads prefetch (pipelined READ requests; without them paramiko waits one round trip per 32 KiB and
-  reads ~15x slower — bench/sftp_clients.py); unread answers stay in the SSH channel, whose window (2 MiB)
+  reads ~14x slower — bench/sftp_clients.py); unread answers stay in the SSH channel, whose window (2 MiB)
   bounds the memory. After a cut connection the reader reconnects, checks the
   file's size and mtime are unchanged, and continues from its offset; a changed file fails the run
   (``SourceChanged``) instead of mixing versions.

@@ -30,8 +30,9 @@ def test_missing_keys_are_named_with_what_was_found() -> None:
 def test_salesforce_accepts_either_credential_set() -> None:
     assert missing_secret_keys(SALESFORCE, {"clientId": "c", "username": "u", "password": "p"}) is None
     assert missing_secret_keys(SALESFORCE, {"clientId": "c", "clientSecret": "s"}) is None
-    assert "clientId+clientSecret or clientId+username+password" in \
-        (missing_secret_keys(SALESFORCE, {"clientId": "c"}) or "")
+    assert missing_secret_keys(SALESFORCE, {"clientId": "c", "username": "u", "privateKey": "pem"}) is None
+    assert "clientId+clientSecret or clientId+username+password or clientId+username+privateKey" in \
+        (missing_secret_keys(SALESFORCE, {"clientId": "c", "username": "u"}) or "")
 
 
 def status_after(outcome: ProbeOutcome, when: datetime = NOW) -> dict:

@@ -19,6 +19,7 @@ from walkme_dic.api.integration import IntegrationSpec
 from walkme_dic.api.run import IntegrationIdentity, SyncRequest, SyncResult, SyncState
 from walkme_dic.conditions import find_condition, parse_time, rfc3339, set_condition
 from walkme_dic.jobs.naming import (
+    ANNOTATION_FULL_RESYNC,
     ANNOTATION_REQUESTED_AT,
     RunKey,
     generation_key,
@@ -270,6 +271,10 @@ def _start_run_if_due(
     keys: list[RunKey] = []
     if requested and requested != status.get("lastHandledRequestedAt"):
         keys.append(requested_key(requested))
+    resync = view.annotations.get(ANNOTATION_FULL_RESYNC)
+    full_resync = bool(resync) and resync != status.get("lastHandledFullResync")
+    if full_resync:
+        keys.append(requested_key(f"full-resync={resync}"))
     if status.get("lastRunGeneration") != view.generation:
         keys.append(generation_key(view.generation, created=status.get("lastRunGeneration") is None))
     slot = None
@@ -281,6 +286,9 @@ def _start_run_if_due(
     if not keys:
         return
     key = keys[0]
+    if full_resync:  # this run starts from nothing; if it fails, the next one does too
+        status["lastHandledFullResync"] = resync
+        status["watermark"] = status["sourceFingerprint"] = None
     name = run_name(view.name, view.uid, key)
     assert external.spec is not None and walkme.spec is not None
     request = SyncRequest(

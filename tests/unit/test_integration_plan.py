@@ -254,6 +254,30 @@ def test_requested_at_starts_a_forced_run_once() -> None:
     assert run_plan(handled).job is None
 
 
+def test_full_resync_annotation_starts_one_run_without_watermark_or_fingerprint() -> None:
+    status = {**settle(view(), NOW), "watermark": "2026-11-24T06:00:00.000Z", "sourceFingerprint": "etag-1"}
+    assert run_plan(view(status=status)).job is None
+    asked = view(status=status, annotations={"integrations.walkme.io/full-resync": "1"})
+    decision = run_plan(asked)
+    assert decision.job is not None
+    request, key = decision.job
+    assert key.trigger == "Requested" and request.force
+    assert request.state.watermark is None and request.state.source_fingerprint is None
+    assert decision.status["lastHandledFullResync"] == "1"
+    assert "watermark" not in decision.status and "sourceFingerprint" not in decision.status, \
+        "a failed full run must not fall back to the old watermark"
+    handled = view(status=settle(asked, NOW), annotations=asked.annotations)
+    assert run_plan(handled).job is None
+    again = run_plan(view(status=handled.status, annotations={"integrations.walkme.io/full-resync": "2"}))
+    assert again.job is not None and again.job[0].state.watermark is None
+
+
+def test_watermark_is_carried_into_the_next_run() -> None:
+    status = {**settle(view(), NOW), "watermark": "2026-11-24T06:00:00.000Z"}
+    decision = run_plan(view(status=status, annotations={"integrations.walkme.io/requested-at": "x"}))
+    assert decision.job is not None and decision.job[0].state.watermark == "2026-11-24T06:00:00.000Z"
+
+
 def test_spec_change_starts_a_new_run() -> None:
     status = settle(view(), NOW)
     decision = run_plan(view(spec=inbound_spec(dryRun=True), status=status, generation=2))

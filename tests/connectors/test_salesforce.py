@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.fakes.salesforce import FakeSalesforce
@@ -330,6 +332,21 @@ def test_persistent_503_is_transient(salesforce: FakeSalesforce) -> None:
     with pytest.raises(TransientError, match="503") as error:
         client(salesforce, max_attempts=3).probe()
     assert error.value.reason == "SalesforceUnavailable" and salesforce.calls["limits"] == 3
+
+
+def test_503_with_retry_after_waits_as_told(salesforce: FakeSalesforce) -> None:
+    salesforce.unavailable(1, kind="limits", retry_after=1)
+    started = time.monotonic()
+    assert "remaining" in client(salesforce).probe().message  # the backoff alone would wait 1 ms
+    assert time.monotonic() - started >= 1.0 and salesforce.calls["limits"] == 2
+
+
+def test_access_denied_is_permanent_and_not_retried(salesforce: FakeSalesforce) -> None:
+    salesforce.fail_next(5, 403, kind="collections", error_code="INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY",
+                         message="insufficient access rights on cross-reference id")
+    with pytest.raises(PermanentError, match=r"denied access .*insufficient access rights") as error:
+        client(salesforce).write("Contact", "insert", [{"LastName": "A"}], None)
+    assert error.value.reason == "AccessDenied" and salesforce.calls["collections"] == 1
 
 
 def test_persistent_throttling_is_transient(salesforce: FakeSalesforce) -> None:

@@ -53,6 +53,7 @@ class Fault:
     remaining: int
     status: int
     body: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -202,19 +203,20 @@ class FakeSalesforce(BackgroundServer):
             self.audience = audience or self.audience
 
     def fail_next(self, count: int, status: int, *, kind: str = ".*", error_code: str = "SERVER_UNAVAILABLE",
-                  message: str = "Server temporarily unavailable") -> None:
+                  message: str = "Server temporarily unavailable", retry_after: int | None = None) -> None:
         """The next ``count`` calls whose kind (e.g. ``query``, ``bulk.create``) matches the regex get ``status``."""
         body = json.dumps([{"message": message, "errorCode": error_code}])
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         with self._lock:
-            self.faults.append(Fault(re.compile(kind), count, status, body))
+            self.faults.append(Fault(re.compile(kind), count, status, body, headers))
 
     def throttle(self, count: int, *, kind: str = ".*") -> None:
         """The org's daily API limit is used up for the next ``count`` calls: 403 REQUEST_LIMIT_EXCEEDED."""
         self.fail_next(count, 403, kind=kind, error_code="REQUEST_LIMIT_EXCEEDED",
                        message="TotalRequests Limit exceeded.")
 
-    def unavailable(self, count: int, *, kind: str = ".*") -> None:
-        self.fail_next(count, 503, kind=kind)
+    def unavailable(self, count: int, *, kind: str = ".*", retry_after: int | None = None) -> None:
+        self.fail_next(count, 503, kind=kind, retry_after=retry_after)
 
     def fail_next_bulk_job(self, message: str = "InternalServerError : an unexpected error occurred") -> None:
         """The next ingest job closed with UploadComplete ends in state Failed with this errorMessage."""
@@ -238,7 +240,8 @@ class FakeSalesforce(BackgroundServer):
             if fault is not None:
                 fault.remaining -= 1
         if fault is not None:
-            return web.Response(status=fault.status, text=fault.body, content_type="application/json")
+            return web.Response(status=fault.status, text=fault.body, content_type="application/json",
+                                headers=fault.headers)
         if kind != "token" and request.path.startswith("/services/data/"):
             token = request.headers.get("Authorization", "")
             if not token.startswith("Bearer ") or token[7:] not in self.access_tokens:

@@ -141,7 +141,7 @@ class FakeSalesforce(BackgroundServer):
             ("GET", DATA + "/sobjects/{object}/{id}", self._sobject_get, "sobject"),
             ("PATCH", DATA + "/sobjects/{object}/{id}", self._sobject_update, "sobject"),
             ("DELETE", DATA + "/sobjects/{object}/{id}", self._sobject_delete, "sobject"),
-            ("GET", DATA + "/sobjects/{object}/{field}/{value}", self._sobject_get_by_external_id, "sobject"),
+            ("GET", DATA + "/sobjects/{object}/{field}/{value}", self._sobject_get, "sobject"),
             ("PATCH", DATA + "/sobjects/{object}/{field}/{value}", self._sobject_upsert, "sobject"),
             ("POST", DATA + "/composite/sobjects", self._collection_insert, "collections"),
             ("PATCH", DATA + "/composite/sobjects", self._collection_update, "collections"),
@@ -442,22 +442,18 @@ class FakeSalesforce(BackgroundServer):
         return await self._sobject_write(request, "upsert")
 
     async def _sobject_get(self, request: web.Request) -> web.Response:
+        """One record by Id (``…/Contact/{id}``) or by external id (``…/Contact/{field}/{value}``)."""
         sobject = self._sobject(request)
         if isinstance(sobject, web.Response):
             return sobject
-        record = sobject.find(request.match_info["id"])
-        if record is None:
-            return _errors(404, "NOT_FOUND", "The requested resource does not exist")
-        return web.json_response(self._with_attributes(sobject.name, record, request.match_info["version"]))
-
-    async def _sobject_get_by_external_id(self, request: web.Request) -> web.Response:
-        sobject = self._sobject(request)
-        if isinstance(sobject, web.Response):
-            return sobject
-        if sobject.canonical(request.match_info["field"]) != sobject.external_id or sobject.external_id is None:
+        field_name = request.match_info.get("field")
+        if field_name is None:
+            record = sobject.find(request.match_info["id"])
+        elif sobject.external_id is None or sobject.canonical(field_name) != sobject.external_id:
             return _errors(404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: "
-                           f"{request.match_info['field']}")
-        record = sobject.find_by_external_id(request.match_info["value"])
+                           f"{field_name}")
+        else:
+            record = sobject.find_by_external_id(request.match_info["value"])
         if record is None:
             return _errors(404, "NOT_FOUND", "The requested resource does not exist")
         return web.json_response(self._with_attributes(sobject.name, record, request.match_info["version"]))

@@ -1,12 +1,14 @@
-"""Bulk API 2.0 ingest for SalesforceClient.write: CSV spooled to disk, one job per ≤ 100 MB.
+"""Bulk API 2.0 ingest for SalesforceClient.write: CSV spooled to disk, one job per ``bulk_max_bytes``.
 
 Records stream into a temporary CSV file; when the next row would pass ``bulk_max_bytes``
-(Salesforce accepts at most 100 MB of CSV per upload, and one upload per job) the file is handed to
-simple-salesforce's ``bulk2`` (create the job, PUT the file, UploadComplete, poll to the end, abort on
-an error). The written count comes from the job's numbers; failedResults are downloaded to a file
-and matched to their input index by a digest of the row's values (Salesforce returns results in no
-particular order), rescanning the spooled file, so memory holds only the failures, never the data.
-simple-salesforce reads one job's file into memory to upload it, so a job costs up to its size.
+(Salesforce accepts at most 100 MB of CSV per upload, one upload per job; we cut at 10 MB, see
+salesforce.BULK_JOB_BYTES) the file is handed to simple-salesforce's ``bulk2`` (create the job, PUT
+the file, UploadComplete, poll to the end, abort on an error). The written count comes from the job's
+numbers; failedResults are downloaded to a file and matched to their input index by a digest of the
+row's values (Salesforce returns results in no particular order), rescanning the spooled file, so
+memory holds only the failures, never the data.
+simple-salesforce reads one job's file into memory to upload it (as rows, then as one string), so a
+job costs several times its size in memory.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from walkme_dic.api.connection import FILE_PROVIDERS, ConnectionSpec
 from walkme_dic.api.integration import IntegrationSpec
 from walkme_dic.api.run import IntegrationIdentity, SyncRequest, SyncResult, SyncState
 from walkme_dic.conditions import find_condition, parse_time, rfc3339, set_condition
-from walkme_dic.errors import validation_message
+from walkme_dic.errors import validation_message, without_reason
 from walkme_dic.jobs.naming import (
     ANNOTATION_REQUESTED_AT,
     RunKey,
@@ -254,7 +254,7 @@ def _record_finished(
 
 def run_message(result: SyncResult) -> str:
     if result.result == "Failed":
-        return f"{result.reason}: {result.message}" if result.message else result.reason
+        return f"{result.reason}: {without_reason(result.reason, result.message)}" if result.message else result.reason
     if result.result == "Skipped":
         return result.message or "source unchanged since the last run; nothing to do"
     verb = "would write" if result.dry_run else "wrote"

@@ -202,3 +202,40 @@ async def test_connection_shows_probing_at_once_and_a_timeout_names_the_host(
     assert condition(obj, "Reconciling")["status"] == "False"
     events = await events_once_emitted(cluster, "slow", "ProbeFailed")
     assert [(e["type"], e["reason"]) for e in events] == [("Warning", "ProbeFailed")], "no Event for Probing"
+
+
+def parse_table(output: str) -> list[dict[str, str]]:
+    """kubectl's table as dicts: header words are single-spaced, columns at least three spaces apart."""
+    header, *lines = output.rstrip("\n").split("\n")
+    starts = [(m.start(), m.group()) for m in re.finditer(r"\S+(?: \S+)*", header)]
+    ends: list[int | None] = [start for start, _ in starts[1:]] + [None]
+    bounds = [(start, end, name) for (start, name), end in zip(starts, ends, strict=True)]
+    return [{name: line[start:end].strip() for start, end, name in bounds} for line in lines]
+
+
+async def test_kubectl_get_shows_the_reason_and_wide_columns_worth_having(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
+    kubectl_binary: Path, kube_env: dict[str, str],
+) -> None:
+    await apply_connections(cluster, backends)
+    plan_sync(sync_plans, "users", result={"result": "Failed", "reason": "TooManyRejectedRows", "rowsRead": 40,
+                                           "rowsRejected": 12, "message": "12 of 40 rows rejected (limit 5%)"})
+    await cluster.apply(integration("users", schedule="0 * * * *"))
+    await finished_runs(cluster, "users")
+
+    async def kubectl(*args: str) -> list[dict[str, str]]:
+        code, out, err = await run_process(str(kubectl_binary), *args, "-n", NS, env=kube_env)
+        assert code == 0, err
+        return parse_table(out)
+
+    [row] = await kubectl("get", "wmint")
+    assert (row["READY"], row["REASON"]) == ("False", "RunFailed")
+    assert "CONNECTION" not in row, "wide columns stay out of the default view"
+    [wide] = await kubectl("get", "wmint", "-o", "wide")
+    assert (wide["CONNECTION"], wide["LAST RESULT"], wide["REJECTED"], wide["ACTIVE RUN"]) == \
+        ("lake", "Failed", "12", "<none>")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:00:00Z", wide["NEXT RUN"]), wide
+    assert wide["MESSAGE"] == "TooManyRejectedRows: 12 of 40 rows rejected (limit 5%)"
+    connections = {r["NAME"]: r for r in await kubectl("get", "wmconn", "-o", "wide")}
+    assert (connections["lake"]["REASON"], connections["lake"]["LAST PROBE"] != "<none>") == ("Probed", True)
+    assert connections["lake"]["MESSAGE"]

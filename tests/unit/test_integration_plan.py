@@ -154,6 +154,18 @@ def test_failure_sets_synced_false_with_the_message() -> None:
     assert decision.events[0].type == "Warning"
 
 
+@pytest.mark.parametrize("message", ["bucket 'acme-data' does not exist",
+                                     "NotFound: bucket 'acme-data' does not exist"])
+def test_failure_messages_name_the_reason_once(message: str) -> None:
+    started = run_plan(view())
+    done = finish(started.status, SyncResult(result="Failed", reason="NotFound", message=message))
+    synced, ready = condition(done.status, "Synced"), condition(done.status, "Ready")
+    assert (synced["reason"], synced["message"]) == ("NotFound", "bucket 'acme-data' does not exist")
+    assert (ready["reason"], ready["message"]) == ("RunFailed", "NotFound: bucket 'acme-data' does not exist")
+    assert done.status["runs"][0]["message"] == "NotFound: bucket 'acme-data' does not exist"
+    assert done.events[0].message.endswith(": NotFound: bucket 'acme-data' does not exist")
+
+
 def test_failed_job_without_result_says_why() -> None:
     started = run_plan(view())
     name = started.status["activeRun"]

@@ -49,15 +49,22 @@ async def requested_run(cluster: DevCluster, name: str, value: str) -> dict[str,
     return await eventually(started)
 
 
+async def after_a_first_run(
+    cluster: DevCluster, backends: dict, sync_plans: Path, *, next_rows: int, next_seconds: float,
+) -> None:
+    """Integration `users` with its creation run done; its next run takes ``next_seconds`` and writes ``next_rows``."""
+    await apply_connections(cluster, backends)
+    await cluster.apply(integration("users"))
+    await finished_runs(cluster, "users")
+    plan_sync(sync_plans, "users", sleep=next_seconds, result={"result": "Succeeded", "reason": "Synced",
+                                                               "rowsRead": next_rows, "rowsWritten": next_rows})
+
+
 async def test_readme_wait_recipe_returns_when_the_requested_run_has_finished(
     cluster: DevCluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
     kubectl_binary: Path, kube_env: dict[str, str],
 ) -> None:
-    await apply_connections(cluster, backends)
-    await cluster.apply(integration("users"))
-    await finished_runs(cluster, "users")
-    plan_sync(sync_plans, "users", sleep=3, result={"result": "Succeeded", "reason": "Synced", "rowsRead": 5,
-                                                    "rowsWritten": 5})
+    await after_a_first_run(cluster, backends, sync_plans, next_rows=5, next_seconds=3)
     env = {**kube_env, "PATH": f"{kubectl_binary.parent}{os.pathsep}{os.environ['PATH']}"}
     recipe = asyncio.create_task(run_process("bash", "-euo", "pipefail", "-c", readme_block("wait-recipe"), env=env))
 
@@ -90,11 +97,7 @@ async def walkme_dic_run(env: dict[str, str], *args: str) -> tuple[int, str, str
 async def test_walkme_dic_run_follows_the_run_to_its_result(
     cluster: DevCluster, operator: OperatorHandle, backends: dict, sync_plans: Path, kube_env: dict[str, str],
 ) -> None:
-    await apply_connections(cluster, backends)
-    await cluster.apply(integration("users"))
-    await finished_runs(cluster, "users")
-    plan_sync(sync_plans, "users", sleep=2, result={"result": "Succeeded", "reason": "Synced", "rowsRead": 4,
-                                                    "rowsWritten": 4})
+    await after_a_first_run(cluster, backends, sync_plans, next_rows=4, next_seconds=2)
     code, out, err = await walkme_dic_run(kube_env, "users", "-n", NS, "--wait", "--timeout", "60s")
     assert code == 0, out + err
     obj = await get(cluster, "Integration", "users")

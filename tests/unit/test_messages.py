@@ -8,26 +8,18 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from tests.unit.test_integration_plan import inbound_spec
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.api.integration import IntegrationSpec
 from walkme_dic.conditions import set_condition
 from walkme_dic.errors import validation_message, without_reason
 
 NOW = datetime(2026, 11, 26, 11, 0, tzinfo=UTC)
-INBOUND: dict[str, Any] = {
-    "direction": "Inbound",
-    "connectionRef": {"name": "s3"},
-    "walkmeConnectionRef": {"name": "walkme"},
-    "source": {"file": {"path": "users.csv"}},
-    "destination": {"walkme": {"integrationTokenSecretRef": {"name": "tok", "key": "token"},
-                               "userIdProperty": "uuid"}},
-    "mapping": {"key": {"source": "id", "destination": "uuid"}},
-}
 
 
 def integration_message(**changes: Any) -> str:
     with pytest.raises(ValidationError) as caught:
-        IntegrationSpec.model_validate({**INBOUND, **changes})
+        IntegrationSpec.model_validate(inbound_spec(**changes))
     return validation_message(caught.value)
 
 
@@ -59,7 +51,7 @@ def test_integration_spec_messages_name_the_field_without_library_wording(
 
 
 def test_a_missing_field_is_named() -> None:
-    spec = {k: v for k, v in INBOUND.items() if k != "connectionRef"}
+    spec = {k: v for k, v in inbound_spec().items() if k != "connectionRef"}
     with pytest.raises(ValidationError) as caught:
         IntegrationSpec.model_validate(spec)
     assert validation_message(caught.value) == "spec.connectionRef: Field required"

@@ -348,7 +348,7 @@ def _set_conditions(
         put(reasons.RECONCILING, "False" if stalled else "True", blocker.reason,
             "" if stalled else blocker.message)
     elif active:
-        # Ready keeps describing the last finished run while the next one goes (README: "Waiting for a run")
+        # Ready keeps describing the last finished run while the next one goes (README: "Run now, and wait…")
         record = next((r for r in status.get("runs", []) if r["name"] == active), {})
         asked = f" (requested-at {record['requestedAt']})" if record.get("requestedAt") else ""
         put(reasons.RECONCILING, "True", reasons.RUN_IN_PROGRESS, f"run {active}{asked} is in progress")

@@ -55,6 +55,7 @@ class ConnectionView:
     ready: bool = False
     message: str = ""
     spec: ConnectionSpec | None = None
+    probing: bool = False  # no answer yet for its current spec: waiting on it is progress, not a fault
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Blocker:
     reason: str
     message: str
     stalled: bool
+    pending: bool = False  # the answer is not in yet (a Connection's first probe): Ready=Unknown, no Warning
 
 
 def plan(
@@ -124,9 +126,9 @@ def plan(
 
 
 def _warn_on_transition(view: IntegrationView, blocker: Blocker, decision: Decision) -> None:
-    """One Warning Event when Ready turns to a blocker's reason (stalled or waiting), none while it stays."""
+    """One Warning Event when Ready turns False for a blocker's reason (stalled or waiting), none while it stays."""
     previous = find_condition(view.status.get("conditions"), reasons.READY) or {}
-    if (previous.get("status"), previous.get("reason")) != ("False", blocker.reason):
+    if not blocker.pending and (previous.get("status"), previous.get("reason")) != ("False", blocker.reason):
         decision.events.append(Event("Warning", blocker.reason, blocker.message))
 
 
@@ -158,8 +160,8 @@ def _blocker(
     for connection in (external, walkme):
         if not connection.ready:
             why = f": {connection.message}" if connection.message else ""
-            return Blocker(reasons.CONNECTION_NOT_READY,
-                           f"Connection {connection.name!r} is not Ready{why}", stalled=False)
+            return Blocker(reasons.CONNECTION_NOT_READY, f"Connection {connection.name!r} is not Ready{why}",
+                           stalled=False, pending=connection.probing)
     return None
 
 
@@ -344,7 +346,7 @@ def _set_conditions(
     put(reasons.STALLED, "True" if stalled else "False",
         blocker.reason if stalled and blocker else reasons.IDLE, blocker.message if stalled and blocker else "")
     if blocker is not None:
-        put(reasons.READY, "False", blocker.reason, blocker.message)
+        put(reasons.READY, "Unknown" if blocker.pending else "False", blocker.reason, blocker.message)
         put(reasons.RECONCILING, "False" if stalled else "True", blocker.reason,
             "" if stalled else blocker.message)
     elif active:

@@ -75,7 +75,7 @@ def follow(obj: dict[str, Any], requested: str) -> Progress:
     if (obj.get("spec") or {}).get("suspend"):
         return Progress("Blocked", "the Integration is suspended: no run starts; set spec.suspend to false first")
     ready = find_condition(status.get("conditions"), reasons.READY) or {}
-    if ready.get("status") == "False" and ready.get("reason") not in (reasons.RUN_FAILED, None):
+    if ready.get("status") != "True" and ready.get("reason") not in (reasons.RUN_FAILED, reasons.RUN_IN_PROGRESS, None):
         return Progress("Pending", f"waiting: {ready['reason']}: {ready.get('message', '')}")
     active = status.get("activeRun")
     if active:

@@ -346,6 +346,20 @@ def test_every_blocker_emits_one_warning_per_transition(
     assert again.events == [], "no Event while the reason stays"
 
 
+def test_a_connection_in_its_first_probe_is_waited_for_without_a_warning() -> None:
+    probing = ConnectionView(name="s3", exists=True, ready=False, spec=S3, probing=True,
+                             message="probing bucket 'acme-data' at s3.eu-west-1.amazonaws.com")
+    waiting = run_plan(view(), external=probing)
+    ready_condition = condition(waiting.status, "Ready")
+    assert (ready_condition["status"], ready_condition["reason"]) == ("Unknown", "ConnectionNotReady")
+    assert condition(waiting.status, "Reconciling")["status"] == "True"
+    assert waiting.events == [] and waiting.job is None
+    failed = ConnectionView(name="s3", exists=True, ready=False, spec=S3, message="probe of … timed out")
+    refused = run_plan(view(status=waiting.status), external=failed)
+    assert condition(refused.status, "Ready")["status"] == "False"
+    assert [(e.type, e.reason) for e in refused.events] == [("Warning", "ConnectionNotReady")]
+
+
 def test_a_new_blocker_reason_is_a_new_warning() -> None:
     missing = run_plan(view(), external=ConnectionView(name="s3", exists=False))
     not_ready = run_plan(view(status=missing.status),

@@ -77,9 +77,11 @@ def test_a_suspended_integration_fails_at_once() -> None:
     assert progress.state == "Blocked" and "suspend" in progress.message
 
 
-@pytest.mark.parametrize("reason", ["ConnectionNotFound", "ConnectionNotReady"])
-def test_a_waiting_integration_says_what_it_waits_for(reason: str) -> None:
-    obj = integration({"conditions": [cond("Ready", "False", reason, "Connection 'lake' is not Ready: probing"),
+@pytest.mark.parametrize(("ready", "reason"), [
+    ("False", "ConnectionNotFound"), ("False", "ConnectionNotReady"), ("Unknown", "ConnectionNotReady"),
+])
+def test_a_waiting_integration_says_what_it_waits_for(ready: str, reason: str) -> None:
+    obj = integration({"conditions": [cond("Ready", ready, reason, "Connection 'lake' is not Ready: probing"),
                                       cond("Stalled", "False", "Idle")]})
     progress = follow(obj, ASKED)
     assert progress.state == "Pending" and not progress.done

@@ -179,11 +179,12 @@ async def silent_endpoint() -> AsyncIterator[str]:
 async def test_connection_shows_probing_at_once_and_a_timeout_names_the_host(
     cluster: DevCluster, operator: OperatorHandle, silent_endpoint: str, backends: dict,
 ) -> None:
-    for obj in backends["manifests"][:2]:  # the Secrets
+    for obj in backends["manifests"][:4]:  # the Secrets and the WalkMe Connection
         await cluster.apply(obj)
     await cluster.apply(connection("slow", {"s3": {"bucket": "slow-bucket", "region": "us-east-1",
                                                    "endpointUrl": f"http://{silent_endpoint}",
                                                    "auth": {"secretRef": {"name": "aws"}}}}))
+    await cluster.apply(integration("users", connectionRef={"name": "slow"}))
 
     async def probing() -> dict[str, Any] | None:
         obj = await get(cluster, "Connection", "slow")
@@ -193,6 +194,15 @@ async def test_connection_shows_probing_at_once_and_a_timeout_names_the_host(
     assert condition(obj, "Reconciling")["status"] == "True"
     assert (condition(obj, "Ready")["status"], condition(obj, "Ready")["reason"]) == ("Unknown", "Probing")
     assert f"bucket 'slow-bucket' at {silent_endpoint}" in condition(obj, "Ready")["message"]
+
+    async def waiting_for_the_probe() -> dict[str, Any] | None:
+        obj = await get(cluster, "Integration", "users")
+        return obj if "probing bucket 'slow-bucket'" in condition(obj, "Ready").get("message", "") else None
+
+    users = await eventually(waiting_for_the_probe, timeout=5)
+    assert (condition(users, "Ready")["status"], condition(users, "Ready")["reason"]) == \
+        ("Unknown", "ConnectionNotReady")
+    assert await events_for(cluster, "users") == [], "waiting for a first probe is not a fault"
 
     async def timed_out() -> dict[str, Any] | None:
         obj = await get(cluster, "Connection", "slow")
@@ -205,6 +215,9 @@ async def test_connection_shows_probing_at_once_and_a_timeout_names_the_host(
     assert condition(obj, "Reconciling")["status"] == "False"
     events = await events_once_emitted(cluster, "slow", "ProbeFailed")
     assert [(e["type"], e["reason"]) for e in events] == [("Warning", "ProbeFailed")], "no Event for Probing"
+    warned = await events_once_emitted(cluster, "users", "ConnectionNotReady")
+    assert [(e["type"], e["reason"]) for e in warned] == [("Warning", "ConnectionNotReady")]
+    assert condition(await get(cluster, "Integration", "users"), "Ready")["status"] == "False"
 
 
 def parse_table(output: str) -> list[dict[str, str]]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.api.integration import IntegrationSpec
 from walkme_dic.conditions import set_condition
 from walkme_dic.errors import validation_message, without_reason
+from walkme_dic.sync import command as sync_command
 
 NOW = datetime(2026, 11, 26, 11, 0, tzinfo=UTC)
 
@@ -86,3 +89,12 @@ def test_conditions_never_repeat_their_reason() -> None:
     [condition] = set_condition([], "Synced", "False", "NotFound", "NotFound: bucket 'x' does not exist",
                                 generation=1, now=NOW)
     assert (condition["reason"], condition["message"]) == ("NotFound", "bucket 'x' does not exist")
+
+
+def test_an_invalid_sync_request_fails_the_run_with_the_field_not_pydantic_text(tmp_path: Path) -> None:
+    request, result = tmp_path / "request.json", tmp_path / "result.json"
+    request.write_text(json.dumps({"runId": "users-1-g1"}))
+    assert sync_command.main(["--request", str(request), "--result", str(result)]) == 2
+    message = json.loads(result.read_text())["message"]
+    assert message.startswith("the sync request is missing or invalid: request.integration: Field required")
+    assert "errors.pydantic.dev" not in message and "validation error" not in message

@@ -66,7 +66,10 @@ async def test_readme_wait_recipe_returns_when_the_requested_run_has_finished(
 ) -> None:
     await after_a_first_run(cluster, backends, sync_plans, next_rows=5, next_seconds=3)
     env = {**kube_env, "PATH": f"{kubectl_binary.parent}{os.pathsep}{os.environ['PATH']}"}
-    recipe = asyncio.create_task(run_process("bash", "-euo", "pipefail", "-c", readme_block("wait-recipe"), env=env))
+    names, commands = readme_block("wait-recipe").split("\n", 1)
+    assert re.match(r"name=\S+ namespace=\S+ ", names), "the recipe starts by naming the Integration"
+    script = f"name=users namespace={NS}\n{commands}"  # the rest verbatim
+    recipe = asyncio.create_task(run_process("bash", "-euo", "pipefail", "-c", script, env=env))
 
     value = (await eventually(lambda: _annotation(cluster)))
     run = await requested_run(cluster, "users", value)

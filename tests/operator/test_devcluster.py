@@ -121,8 +121,8 @@ async def test_table_renders_printer_columns(cluster: DevCluster) -> None:
     async with aiohttp.ClientSession() as session, session.get(
             cluster.url + path, headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}) as response:
         table = await response.json()
-    assert [c["name"] for c in table["columnDefinitions"]] == \
-        ["Name", "Direction", "Schedule", "Last Run", "Rows", "Ready", "Age"]
+    assert [c["name"] for c in table["columnDefinitions"] if c["priority"] == 0] == \
+        ["Name", "Direction", "Schedule", "Last Run", "Rows", "Ready", "Reason", "Age"]
     assert table["rows"][0]["cells"][:3] == ["a", "Inbound", "0 * * * *"]
 
 
@@ -204,7 +204,8 @@ async def test_kubectl_get_describe_annotate_and_wait_work_against_the_dev_clust
         return out.decode()
 
     table = await kubectl("get", "wmint", "-n", "ns")
-    assert table.split("\n")[0].split() == ["NAME", "DIRECTION", "SCHEDULE", "LAST", "RUN", "ROWS", "READY", "AGE"]
+    assert table.split("\n")[0].split() == \
+        ["NAME", "DIRECTION", "SCHEDULE", "LAST", "RUN", "ROWS", "READY", "REASON", "AGE"]
     assert "0 * * * *" in table
     described = await kubectl("describe", "wmint", "a", "-n", "ns")
     assert "Event for a" in described and "Event for b" not in described

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.api.run import SyncResult
 from walkme_dic.conditions import find_condition
@@ -19,6 +21,7 @@ SALESFORCE = ConnectionSpec.model_validate(
     {"salesforce": {"instanceUrl": "https://acme.my.salesforce.com", "auth": {"secretRef": {"name": "sf"}}}}
 )
 WALKME = ConnectionSpec.model_validate({"walkme": {"auth": {"secretRef": {"name": "wm"}}}})
+REQUESTED_AT = "integrations.walkme.io/requested-at"
 
 
 def inbound_spec(**overrides: Any) -> dict[str, Any]:
@@ -151,6 +154,18 @@ def test_failure_sets_synced_false_with_the_message() -> None:
     assert decision.events[0].type == "Warning"
 
 
+@pytest.mark.parametrize("message", ["bucket 'acme-data' does not exist",
+                                     "NotFound: bucket 'acme-data' does not exist"])
+def test_failure_messages_name_the_reason_once(message: str) -> None:
+    started = run_plan(view())
+    done = finish(started.status, SyncResult(result="Failed", reason="NotFound", message=message))
+    synced, ready = condition(done.status, "Synced"), condition(done.status, "Ready")
+    assert (synced["reason"], synced["message"]) == ("NotFound", "bucket 'acme-data' does not exist")
+    assert (ready["reason"], ready["message"]) == ("RunFailed", "NotFound: bucket 'acme-data' does not exist")
+    assert done.status["runs"][0]["message"] == "NotFound: bucket 'acme-data' does not exist"
+    assert done.events[0].message.endswith(": NotFound: bucket 'acme-data' does not exist")
+
+
 def test_failed_job_without_result_says_why() -> None:
     started = run_plan(view())
     name = started.status["activeRun"]
@@ -245,10 +260,10 @@ def test_suspended_integration_starts_nothing() -> None:
 
 def test_requested_at_starts_a_forced_run_once() -> None:
     status = settle(view(), NOW)
-    asked = view(status=status, annotations={"integrations.walkme.io/requested-at": "2026-11-25T10:30"})
+    asked = view(status=status, annotations={REQUESTED_AT: "2026-11-25T10:30"})
     decision = run_plan(asked)
     assert decision.job is not None and decision.job[1].trigger == "Requested" and decision.job[0].force
-    assert decision.status["lastHandledRequestedAt"] == "2026-11-25T10:30"
+    assert decision.status["runs"][0]["requestedAt"] == "2026-11-25T10:30"
     assert settle(asked, NOW)["lastHandledRequestedAt"] == "2026-11-25T10:30"
     handled = view(status=settle(asked, NOW), annotations=asked.annotations)
     assert run_plan(handled).job is None
@@ -276,6 +291,104 @@ def test_watermark_is_carried_into_the_next_run() -> None:
     status = {**settle(view(), NOW), "watermark": "2026-11-24T06:00:00.000Z"}
     decision = run_plan(view(status=status, annotations={"integrations.walkme.io/requested-at": "x"}))
     assert decision.job is not None and decision.job[0].state.watermark == "2026-11-24T06:00:00.000Z"
+
+
+def finish(status: dict[str, Any], result: SyncResult, annotations: dict[str, str] | None = None,
+           now: datetime = NOW) -> Any:
+    name = status["activeRun"]
+    state = "Failed" if result.result == "Failed" else "Succeeded"
+    return run_plan(view(status=status, annotations=annotations), jobs=[finished_job(name, state)],
+                    pods={name: [pod_with(name, result, exit_code=1 if state == "Failed" else 0)]}, now=now)
+
+
+@pytest.mark.parametrize("result", [
+    SyncResult(result="Succeeded", reason="Synced", rows_read=2, rows_written=2),
+    SyncResult(result="Skipped", reason="SourceUnchanged"),
+    SyncResult(result="Failed", reason="NotFound", message="bucket 'acme-data' does not exist"),
+])
+def test_requested_run_is_marked_handled_only_with_its_result(result: SyncResult) -> None:
+    """`kubectl wait --for=jsonpath={.status.lastHandledRequestedAt}=V` returns when V's run has a result."""
+    asked = {REQUESTED_AT: "v1"}
+    started = run_plan(view(status=settle(view(), NOW), annotations=asked))
+    assert started.status.get("lastHandledRequestedAt") is None
+    reconciling = condition(started.status, "Reconciling")
+    assert reconciling["status"] == "True" and "requested-at v1" in reconciling["message"]
+    running = run_plan(view(status=started.status, annotations=asked),
+                       jobs=[finished_job(started.status["activeRun"], "Running")])
+    assert running.status.get("lastHandledRequestedAt") is None and running.job is None
+    done = finish(started.status, result, asked)
+    assert done.status["lastHandledRequestedAt"] == "v1"
+    assert done.status["runs"][0]["result"] == result.result
+    assert done.status["lastResult"]["result"] == result.result, "the result is in the same status write"
+    assert run_plan(view(status=done.status, annotations=asked)).job is None, "one run per value"
+
+
+def test_ready_keeps_the_last_result_while_a_requested_run_goes() -> None:
+    settled = settle(view(), NOW)
+    started = run_plan(view(status=settled, annotations={REQUESTED_AT: "v1"}))
+    before, during = condition(settled, "Ready"), condition(started.status, "Ready")
+    assert (during["status"], during["reason"]) == ("True", "RunSucceeded")
+    assert during["lastTransitionTime"] == before["lastTransitionTime"]
+
+
+def test_request_made_during_another_run_gets_its_own_run_after_it() -> None:
+    started = run_plan(view())  # the creation run
+    asked = {REQUESTED_AT: "v2"}
+    running = run_plan(view(status=started.status, annotations=asked),
+                       jobs=[finished_job(started.status["activeRun"], "Running")])
+    assert running.job is None
+    first_done = finish(started.status, SyncResult(result="Succeeded", reason="Synced"), asked)
+    assert first_done.status.get("lastHandledRequestedAt") is None, "the creation run did not handle v2"
+    assert first_done.job is not None and first_done.job[1].trigger == "Requested"
+    assert finish(first_done.status, SyncResult(result="Succeeded", reason="Synced"),
+                  asked).status["lastHandledRequestedAt"] == "v2"
+
+
+def test_request_waits_while_the_integration_is_blocked() -> None:
+    asked = {REQUESTED_AT: "v1"}
+    blocked = run_plan(view(status=settle(view(), NOW), annotations=asked),
+                       external=ConnectionView(name="s3", exists=False))
+    assert blocked.job is None and blocked.status.get("lastHandledRequestedAt") is None
+    unblocked = run_plan(view(status=blocked.status, annotations=asked))
+    assert unblocked.job is not None and unblocked.job[1].trigger == "Requested"
+
+
+@pytest.mark.parametrize(("spec", "external", "reason"), [
+    (inbound_spec(schedule="every day"), None, "InvalidSpec"),
+    (inbound_spec(), ConnectionView(name="s3", exists=False), "ConnectionNotFound"),
+    (inbound_spec(), ConnectionView(name="s3", exists=True, ready=False, message="probing", spec=S3),
+     "ConnectionNotReady"),
+    (inbound_spec(), ready("s3", SALESFORCE), "ConnectionTypeMismatch"),
+])
+def test_every_blocker_emits_one_warning_per_transition(
+    spec: dict[str, Any], external: ConnectionView | None, reason: str,
+) -> None:
+    first = run_plan(view(spec=spec), external=external)
+    assert [(e.type, e.reason) for e in first.events] == [("Warning", reason)]
+    assert first.events[0].message == condition(first.status, "Ready")["message"]
+    again = run_plan(view(spec=spec, status=first.status), external=external, now=NOW + timedelta(minutes=1))
+    assert again.events == [], "no Event while the reason stays"
+
+
+def test_a_connection_in_its_first_probe_is_waited_for_without_a_warning() -> None:
+    probing = ConnectionView(name="s3", exists=True, ready=False, spec=S3, probing=True,
+                             message="probing bucket 'acme-data' at s3.eu-west-1.amazonaws.com")
+    waiting = run_plan(view(), external=probing)
+    ready_condition = condition(waiting.status, "Ready")
+    assert (ready_condition["status"], ready_condition["reason"]) == ("Unknown", "ConnectionNotReady")
+    assert condition(waiting.status, "Reconciling")["status"] == "True"
+    assert waiting.events == [] and waiting.job is None
+    failed = ConnectionView(name="s3", exists=True, ready=False, spec=S3, message="probe of … timed out")
+    refused = run_plan(view(status=waiting.status), external=failed)
+    assert condition(refused.status, "Ready")["status"] == "False"
+    assert [(e.type, e.reason) for e in refused.events] == [("Warning", "ConnectionNotReady")]
+
+
+def test_a_new_blocker_reason_is_a_new_warning() -> None:
+    missing = run_plan(view(), external=ConnectionView(name="s3", exists=False))
+    not_ready = run_plan(view(status=missing.status),
+                         external=ConnectionView(name="s3", exists=True, ready=False, spec=S3))
+    assert [e.reason for e in not_ready.events] == ["ConnectionNotReady"]
 
 
 def test_spec_change_starts_a_new_run() -> None:

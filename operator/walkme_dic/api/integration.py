@@ -339,6 +339,9 @@ class RunRecord(ApiModel):
     )
     bytes: int = Field(default=0, description="Bytes read or written.")
     message: str = Field(default="", description="Outcome for humans; for failures, the reason.")
+    requested_at: str | None = Field(
+        default=None, description="Value of the requested-at annotation this run was started for, if any.",
+    )
 
 
 class LastResult(ApiModel):
@@ -366,7 +369,9 @@ class IntegrationStatus(ApiModel):
     )
     active_run: str | None = Field(default=None, description="Name of the run in progress, if any.")
     last_handled_requested_at: str | None = Field(
-        default=None, description="Last value of the requested-at annotation that started a run.",
+        default=None,
+        description="Last value of the requested-at annotation whose run has finished (set with the run's "
+                    "result, so `kubectl wait --for=jsonpath` on it waits for the run you asked for).",
     )
     last_run_generation: int | None = Field(
         default=None, description="Generation whose spec the last created run used.",

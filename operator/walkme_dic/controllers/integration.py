@@ -156,6 +156,7 @@ def connection_view(memo: Runtime, namespace: str, name: str) -> ConnectionView:
         name=name, exists=True, spec=spec,
         ready=ready.get("status") == "True" and current and spec is not None,
         message=ready.get("message", "") if current else "waiting for the first probe of its current spec",
+        probing=not current or ready.get("status", "Unknown") == "Unknown",
     )
 
 

@@ -50,7 +50,9 @@ def pod_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
 @kopf.on.event(GROUP, VERSION, "integrations")
 async def integration_event(type: str | None, namespace: str, name: str, memo: Runtime, **kwargs: Any) -> None:
     memo.bind_indexes(kwargs)
-    if type != "DELETED":
+    if type == "DELETED":
+        metrics.forget_integration(namespace, name)
+    else:
         await reconcile_integration(memo, namespace, name)
 
 
@@ -180,12 +182,12 @@ async def apply(memo: Runtime, body: dict[str, Any], decision: Decision) -> None
         await memo.client.delete(JOBS, namespace, job)
     for event in decision.events:
         await emit(memo.client, body, event.type, event.reason, event.message)
+    metrics.observe_integration(namespace, name, metrics.integration_gauges(
+        body.get("spec") or {}, decision.status, meta.get("creationTimestamp")))
     if decision.finished is not None:
         result = decision.finished.result
-        metrics.RUNS.labels(namespace, result.result).inc()
-        metrics.RUN_DURATION.labels(namespace).observe(decision.finished.seconds)
-        for kind, value in (("read", result.rows_read), ("written", result.rows_written),
-                            ("rejected", result.rows_rejected)):
-            metrics.ROWS.labels(namespace, kind).inc(value)
-    ready = find_condition(decision.status.get("conditions"), "Ready") or {}
-    metrics.READY.labels("Integration", namespace, name).set(1 if ready.get("status") == "True" else 0)
+        metrics.RUNS.labels(namespace, name, result.result).inc()
+        metrics.RUN_DURATION.labels(namespace, name).observe(decision.finished.seconds)
+        for outcome, value in (("read", result.rows_read), ("written", result.rows_written),
+                               ("rejected", result.rows_rejected)):
+            metrics.ROWS.labels(namespace, name, outcome).inc(value)

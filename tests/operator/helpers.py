@@ -20,10 +20,11 @@ NS = "team-a"
 class OperatorHandle:
     """The real operator (kopf + our handlers) in its own thread; stop() and start() again to restart it."""
 
-    def __init__(self, cluster: DevCluster, resync_seconds: float = 0.5) -> None:
+    def __init__(self, cluster: DevCluster, resync_seconds: float = 0.5, metrics_port: int | None = None) -> None:
         self.cluster = cluster
         self.config = OperatorConfig(access=cluster.access, image=JobImage("walkme-dic:test"),
-                                     resync_seconds=resync_seconds, metrics_port=None, probe_timeout_seconds=10)
+                                     resync_seconds=resync_seconds, metrics_port=metrics_port,
+                                     metrics_address="127.0.0.1", probe_timeout_seconds=10)
         self._thread: OperatorThread | None = None
 
     async def start(self) -> None:

@@ -6,18 +6,11 @@ from typing import Any
 
 import pytest
 
+from tests.unit.test_integration_plan import inbound_spec
 from walkme_dic.metrics import integration_gauges
 from walkme_dic.schedule import max_interval
 
-SPEC: dict[str, Any] = {
-    "direction": "Inbound",
-    "connectionRef": {"name": "s3"},
-    "walkmeConnectionRef": {"name": "walkme"},
-    "source": {"file": {"path": "users.csv"}},
-    "destination": {"walkme": {"integrationTokenSecretRef": {"name": "tok", "key": "token"},
-                               "userIdProperty": "uuid"}},
-    "mapping": {"key": {"source": "id", "destination": "uuid"}},
-}
+SPEC = inbound_spec()
 CREATED = "2026-11-25T09:00:00Z"
 T0 = 1795597200.0  # 2026-11-25T09:00:00Z
 

@@ -28,26 +28,33 @@ def due_slot(cron: str, time_zone: str, now: datetime, handled_until: datetime) 
     return slot if slot > handled_until else None
 
 
-_SPAN_START = datetime(2026, 1, 1, tzinfo=ZoneInfo("UTC"))
-_MAX_SLOTS = 500
+_SPAN_START = datetime(2026, 1, 1)
+_SPAN = timedelta(days=366)
+_MAX_SLOTS = 2000
 
 
 @lru_cache(maxsize=1024)
 def max_interval(cron: str, time_zone: str) -> float:
-    """The longest gap in seconds between two consecutive slots, over a year or 500 slots from a fixed start.
+    """The longest gap in seconds between two consecutive slots over a year from a fixed start.
 
-    A fixed start keeps the answer the same on every reconcile (it feeds a metric an alert compares
-    against); a year covers weekday, monthly and DST patterns; 500 slots bound the work for
-    every-minute schedules, whose gaps are all alike anyway.
+    Two passes, so that neither walks every slot of a busy schedule through a whole year: up to 2000
+    consecutive slots (the gaps within days), then the gap around each midnight of the year (weekends,
+    month ends, DST nights). A fixed start keeps the answer the same on every reconcile: it feeds a
+    metric that an alert compares against. Cached per (cron, zone).
     """
-    slots = croniter(cron, _SPAN_START.astimezone(ZoneInfo(time_zone)))
+    zone = ZoneInfo(time_zone)
+    first_midnight = _SPAN_START.replace(tzinfo=zone)
+    slots = croniter(cron, first_midnight)
     previous = slots.get_next(datetime)
-    end = previous + timedelta(days=366)
-    longest = 0.0
+    longest = timedelta(0)
     for _ in range(_MAX_SLOTS):
         current = slots.get_next(datetime)
-        longest = max(longest, (current - previous).total_seconds())
-        if current > end:
+        longest = max(longest, current - previous)
+        if current > first_midnight + _SPAN:
             break
         previous = current
-    return longest
+    for day in range(_SPAN.days):
+        midnight = first_midnight + timedelta(days=day)
+        after = croniter(cron, midnight - timedelta(seconds=1)).get_next(datetime)  # a slot at midnight counts
+        longest = max(longest, after - croniter(cron, after).get_prev(datetime))
+    return longest.total_seconds()

@@ -64,6 +64,9 @@ def test_invalid_spec_still_exports_the_status_side() -> None:
     ("0 */6 * * *", "UTC", 6),
     ("*/5 * * * *", "UTC", 5 / 60),
     ("0 9 * * 1-5", "Europe/Berlin", 72),  # Friday 09:00 to Monday 09:00
+    ("*/5 * * * 1-5", "UTC", 48 + 5 / 60),  # busy on weekdays: Friday 23:55 to Monday 00:00
+    ("0 1,2,20 * * *", "UTC", 18),  # irregular within a day
+    ("*/10 * 1 * *", "UTC", 30 * 24 + 10 / 60),  # only on the 1st: January 1st 23:50 to February 1st
     ("0 0 1 * *", "UTC", 31 * 24),
     ("0 2 * * *", "America/New_York", 25),  # the autumn DST night is an hour longer
     ("0 0 29 2 *", "UTC", 4 * 365 * 24 + 24),  # leap days only

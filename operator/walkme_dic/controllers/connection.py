@@ -42,7 +42,8 @@ async def connection_event(
 ) -> None:
     memo.bind_indexes(kwargs)
     if type == "DELETED":
-        metrics.forget_connection(namespace, name)
+        async with memo.locks[("Connection", namespace, name)]:  # after a reconcile in flight, which sets them
+            metrics.forget_connection(namespace, name)
     else:
         await reconcile_connection(memo, namespace, name)
 

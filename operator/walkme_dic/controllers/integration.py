@@ -52,7 +52,8 @@ def pod_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
 async def integration_event(type: str | None, namespace: str, name: str, memo: Runtime, **kwargs: Any) -> None:
     memo.bind_indexes(kwargs)
     if type == "DELETED":
-        metrics.forget_integration(namespace, name)
+        async with memo.locks[("Integration", namespace, name)]:  # after a reconcile in flight, which sets them
+            metrics.forget_integration(namespace, name)
     else:
         await reconcile_integration(memo, namespace, name)
 

@@ -1,14 +1,16 @@
 """Report history through the running operator: a replaced source is kept in status, an Event says how
-to go back, and the patch it gives really restores the spec. Metrics of a deleted Integration go away."""
+to go back, and README's kubectl commands (real kubectl) really restore the spec.
+Metrics of a deleted Integration go away."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY
 
-from tests.operator.helpers import API, NS, OperatorHandle, eventually, integration
+from tests.operator.helpers import API, NS, OperatorHandle, eventually, integration, kubectl_runner
 from tests.operator.test_operator import apply_connections, events_once_emitted, finished_runs, get
 from walkme_dic.devcluster.cluster import DevCluster
 
@@ -22,7 +24,7 @@ async def history_of_length(cluster: DevCluster, name: str, length: int) -> dict
 
 
 async def test_replaced_source_is_kept_and_the_event_says_how_to_go_back(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict,
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, kubectl_binary: Path, tmp_path: Path,
 ) -> None:
     await apply_connections(cluster, backends)
     await cluster.apply(integration("users"))
@@ -41,8 +43,14 @@ async def test_replaced_source_is_kept_and_the_event_says_how_to_go_back(
     assert event["type"] == "Normal"
     assert f"kubectl patch wmint users -n {NS} --type merge -p '{entry['restorePatch']}'" in event["message"]
 
-    # What the Event tells a person to run, done through the API server: the old source is back.
-    await cluster.patch(API, "Integration", NS, "users", json.loads(entry["restorePatch"]))
+    # README's commands with the real kubectl: list the history, then apply the newest restorePatch.
+    kubectl = kubectl_runner(kubectl_binary, cluster.write_kubeconfig(tmp_path / "kubeconfig"))
+    listing = await kubectl("get", "wmint", "users", "-n", NS, "-o", "jsonpath={range .status.identityHistory[*]}"
+                            "{.replacedAt}  {.side}: {.identity} -> {.replacedBy}{\"\\n\"}{end}")
+    assert listing == f"{entry['replacedAt']}  source: file 'users.csv' -> file 'hr/users-v2.csv'\n"
+    patch = await kubectl("get", "wmint", "users", "-n", NS, "-o", "jsonpath={.status.identityHistory[0].restorePatch}")
+    assert json.loads(patch) == json.loads(entry["restorePatch"])
+    await kubectl("patch", "wmint", "users", "-n", NS, "--type", "merge", "-p", patch)
     obj = await history_of_length(cluster, "users", 2)
     assert obj["spec"]["source"] == {"file": {"path": "users.csv"}}
     assert obj["status"]["sourceIdentity"]["identity"] == "file 'users.csv'"

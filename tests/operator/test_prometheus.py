@@ -14,6 +14,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,8 @@ import pytest
 import yaml
 
 from tests.fixtures.servers import free_port
-from tests.operator.helpers import NS, OperatorHandle, eventually, integration, plan_sync
-from tests.operator.test_operator import apply_connections, finished_runs
+from tests.operator.helpers import OperatorHandle, eventually, integration, plan_sync
+from tests.operator.test_operator import finished_runs
 from tests.unit.test_helm_chart import RELEASE, of_kind, render
 from tests.unit.test_monitoring import OUR_METRIC, alerts, dashboard_queries, dashboard_variable_metrics
 from walkme_dic.devcluster.cluster import DevCluster
@@ -120,32 +121,41 @@ async def test_failed_run_makes_the_run_failed_alert_fire_in_a_real_prometheus(
     sync_plans: Path, rules: dict[str, Any],
 ) -> None:
     (run_failed,) = [a for a in alerts(rules) if a["alert"] == "WalkmeDicRunFailed"]
+    # Its own namespace: earlier operator tests in this process leave series in the shared registry.
+    ns = f"prom-{uuid.uuid4().hex[:6]}"
+
+    async def ours(expr: str) -> list[dict[str, Any]]:
+        return [s for s in await prometheus.query(expr) if s["metric"].get("namespace") == ns]
+
     await eventually(lambda: prometheus.query(f'up{{job="{JOB}"}} == 1'), timeout=30)
-    await apply_connections(cluster, backends)
+    for obj in backends["manifests"]:
+        await cluster.apply({**obj, "metadata": {**obj["metadata"], "namespace": ns}})
     plan_sync(sync_plans, "users", result={"result": "Failed", "reason": "SourceNotFound",
                                            "message": "s3://lake/dic/users.csv does not exist"})
     plan_sync(sync_plans, "orders", result={"result": "Succeeded", "reason": "Synced", "rowsRead": 5,
                                             "rowsWritten": 5})
-    await cluster.apply(integration("orders", schedule="0 3 * * *", maxRejectedRows=10, maxRejectedPercent=5))
-    await finished_runs(cluster, "orders")
+    await cluster.apply(integration("orders", namespace=ns, schedule="0 3 * * *", maxRejectedRows=10,
+                                    maxRejectedPercent=5))
+    await finished_runs(cluster, "orders", namespace=ns)
 
     # The succeeding Integration is scraped, and the expression says nothing about it.
     await eventually(lambda: prometheus.query(
-        f'walkme_dic_integration_last_run_failed{{namespace="{NS}", integration="orders"}} == 0'), timeout=30)
-    assert await prometheus.query(run_failed["expr"]) == []
+        f'walkme_dic_integration_last_run_failed{{namespace="{ns}", integration="orders"}} == 0'), timeout=30)
+    assert await ours(run_failed["expr"]) == []
 
-    await cluster.apply(integration("users"))
-    obj = await finished_runs(cluster, "users")
+    await cluster.apply(integration("users", namespace=ns))
+    obj = await finished_runs(cluster, "users", namespace=ns)
     assert obj["status"]["runs"][0]["result"] == "Failed"
 
-    (sample,) = await eventually(lambda: prometheus.query(run_failed["expr"]), timeout=30)
-    assert sample["metric"] == {"namespace": NS, "integration": "users"}
-    firing = await eventually(lambda: prometheus.query('ALERTS{alertname="WalkmeDicRunFailed", alertstate="firing"}'),
+    (sample,) = await eventually(lambda: ours(run_failed["expr"]), timeout=30)
+    assert sample["metric"] == {"namespace": ns, "integration": "users"}
+    firing = await eventually(lambda: ours('ALERTS{alertname="WalkmeDicRunFailed", alertstate="firing"}'),
                               timeout=30)
-    assert [(a["metric"]["namespace"], a["metric"]["integration"]) for a in firing] == [(NS, "users")]
+    assert [a["metric"]["integration"] for a in firing] == ["users"]
     described = (await asyncio.to_thread(prometheus.get, "/api/v1/alerts"))["alerts"]
-    (alert,) = [a for a in described if a["labels"]["alertname"] == "WalkmeDicRunFailed"]
-    assert "kubectl describe wmint users -n team-a" in alert["annotations"]["description"]
+    (alert,) = [a for a in described if a["labels"]["alertname"] == "WalkmeDicRunFailed"
+                and a["labels"].get("namespace") == ns]
+    assert f"kubectl describe wmint users -n {ns}" in alert["annotations"]["description"]
 
     # Every metric the rules and the dashboard name is in the live scrape.
     live = set(await asyncio.to_thread(prometheus.get, "/api/v1/label/__name__/values"))

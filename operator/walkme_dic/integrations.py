@@ -19,6 +19,7 @@ from walkme_dic.api.integration import IntegrationSpec
 from walkme_dic.api.run import IntegrationIdentity, SyncRequest, SyncResult, SyncState
 from walkme_dic.conditions import find_condition, parse_time, rfc3339, set_condition
 from walkme_dic.errors import validation_message, without_reason
+from walkme_dic.identities import track_identities
 from walkme_dic.jobs.naming import (
     ANNOTATION_FULL_RESYNC,
     ANNOTATION_REQUESTED_AT,
@@ -32,6 +33,7 @@ from walkme_dic.jobs.results import JobSummary, PodSummary, awaiting_pod, read_r
 from walkme_dic.schedule import due_slot, next_slot
 
 JOB_APPEAR_GRACE = timedelta(seconds=120)
+IDENTITY_REPLACED = {"source": reasons.SOURCE_REPLACED, "destination": reasons.DESTINATION_REPLACED}
 POD_RESULT_GRACE = timedelta(seconds=60)
 
 
@@ -111,6 +113,8 @@ def plan(
         return _finish(decision, view)
 
     status.setdefault("boundConnection", spec.connection_ref.name)
+    for side, message in track_identities(status, spec, view.name, view.namespace, view.generation, now):
+        decision.events.append(Event("Normal", IDENTITY_REPLACED[side], message))
     _observe_runs(status, view, spec, jobs, pods, now, decision)
     blocker = _blocker(status, spec, external, walkme)
     if blocker is None and not status.get("activeRun") and not spec.suspend:
@@ -241,6 +245,8 @@ def _record_finished(
             record["usersKept"] = result.users_kept
         if record.get("requestedAt"):
             status["lastHandledRequestedAt"] = record["requestedAt"]
+    if result.result in ("Succeeded", "Skipped"):
+        status["lastSuccessTime"] = rfc3339(now)
     if result.result == "Succeeded":
         status["watermark"] = result.watermark or status.get("watermark")
         status["sourceFingerprint"] = result.source_fingerprint or status.get("sourceFingerprint")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.operator.helpers import API, eventually
+from tests.operator.helpers import API, eventually, kubectl_runner
 from walkme_dic.controllers.runtime import INTEGRATIONS
 from walkme_dic.devcluster.cluster import DevCluster
 from walkme_dic.devcluster.emulator import matches, parse_label_selector
@@ -193,16 +192,7 @@ async def test_kubectl_get_describe_annotate_and_wait_work_against_the_dev_clust
     for name in ("a", "b"):
         obj = await cluster.get(API, "Integration", "ns", name)
         await emit_event(cluster, obj, f"Event for {name}")
-    env = {**os.environ, "KUBECONFIG": str(cluster.write_kubeconfig(tmp_path / "kubeconfig"))}
-
-    async def kubectl(*args: str) -> str:
-        process = await asyncio.create_subprocess_exec(str(kubectl_binary), *args, env=env,
-                                                       stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await process.communicate()
-        assert process.returncode == 0, err.decode()
-        assert b"could also match" not in err, err.decode()
-        return out.decode()
-
+    kubectl = kubectl_runner(kubectl_binary, cluster.write_kubeconfig(tmp_path / "kubeconfig"))
     table = await kubectl("get", "wmint", "-n", "ns")
     assert table.split("\n")[0].split() == \
         ["NAME", "DIRECTION", "SCHEDULE", "LAST", "RUN", "ROWS", "READY", "REASON", "AGE"]

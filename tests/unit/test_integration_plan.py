@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.api.integration import IntegrationSpec
 from walkme_dic.api.run import SyncResult
 from walkme_dic.conditions import find_condition
+from walkme_dic.devcluster.emulator import merge_patch
+from walkme_dic.identities import IDENTITY_HISTORY_LIMIT
 from walkme_dic.integrations import ConnectionView, IntegrationView, plan
 from walkme_dic.jobs.results import JobSummary, PodSummary
 
@@ -425,3 +429,102 @@ def test_jobs_of_runs_that_left_the_history_are_deleted() -> None:
     newer = run_plan(view(spec=spec, status=status, generation=2), jobs=[finished_job(old)])
     assert newer.delete_jobs == [old]
     assert run_plan(view(spec=spec, status=status), jobs=[finished_job(old)]).delete_jobs == []
+
+
+# -- report history: what a spec change replaced stays in status -----------------------------------
+
+
+def outbound_spec(source: dict[str, Any], destination: dict[str, Any] | None = None) -> dict[str, Any]:
+    return inbound_spec(direction="Outbound", source={"walkme": source},
+                        destination=destination or {"file": {"path": "exports/users-{date}.csv"}},
+                        mapping={"key": {"source": "id", "destination": "id"}})
+
+
+def test_first_reconcile_records_identities_without_history_or_event() -> None:
+    decision = run_plan(view(spec=outbound_spec({"dataset": "report", "reportId": "r-1"})))
+    assert decision.status["sourceIdentity"]["identity"] == "walkme report 'r-1'"
+    assert decision.status["destinationIdentity"]["identity"] == "file 'exports/users-{date}.csv'"
+    assert "identityHistory" not in decision.status
+    assert [e.reason for e in decision.events] == ["RunStarted"]
+
+
+@pytest.mark.parametrize(("side", "before", "after", "old_identity"), [
+    ("source", {"dataset": "report", "reportId": "r-1"}, {"dataset": "report", "reportId": "r-2"},
+     "walkme report 'r-1'"),
+    ("source", {"dataset": "report", "reportId": "r-1"}, {"dataset": "users"}, "walkme report 'r-1'"),
+    ("source", {"dataset": "users"}, {"dataset": "events"}, "walkme dataset 'users'"),
+])
+def test_replaced_walkme_source_is_kept_with_a_patch_that_restores_it(
+    side: str, before: dict[str, Any], after: dict[str, Any], old_identity: str,
+) -> None:
+    status = settle(view(spec=outbound_spec(before)), NOW)
+    later = NOW + timedelta(minutes=5)
+    changed = outbound_spec(after)
+    decision = run_plan(view(spec=changed, status=status, generation=2), now=later)
+    (entry,) = decision.status["identityHistory"]
+    assert entry["side"] == side and entry["identity"] == old_identity
+    assert entry["replacedBy"] == decision.status["sourceIdentity"]["identity"]
+    assert (entry["replacedAt"], entry["generation"]) == ("2026-11-25T10:12:00Z", 2)
+    (event,) = [e for e in decision.events if e.reason == "SourceReplaced"]
+    assert event.type == "Normal" and old_identity in event.message
+    assert f"kubectl patch wmint users-import -n team-a --type merge -p '{entry['restorePatch']}'" in event.message
+    assert restored_source(changed, entry) == IntegrationSpec.model_validate(outbound_spec(before)).source
+
+
+def test_changed_destination_path_template_is_kept() -> None:
+    status = settle(view(spec=outbound_spec({"dataset": "users"})), NOW)
+    changed = outbound_spec({"dataset": "users"}, {"file": {"path": "exports/v2/users-{date}.csv"}})
+    decision = run_plan(view(spec=changed, status=status, generation=2))
+    (entry,) = decision.status["identityHistory"]
+    assert (entry["side"], entry["identity"]) == ("destination", "file 'exports/users-{date}.csv'")
+    assert [e.reason for e in decision.events if e.reason.endswith("Replaced")] == ["DestinationReplaced"]
+
+
+@pytest.mark.parametrize("source", [
+    {"salesforce": {"soql": "SELECT Id, Email FROM Contact"}},
+    {"salesforce": {"object": "Contact", "fields": ["Id", "Email"], "where": "IsActive = true"}},
+    {"file": {"path": "hr/users.csv"}},
+])
+def test_every_inbound_source_kind_has_an_identity_that_restores_it(source: dict[str, Any]) -> None:
+    status = run_plan(view(spec=inbound_spec(source=source))).status  # recorded even while a blocker stalls it
+    changed = inbound_spec(source={"file": {"path": "hr/other.csv"}})
+    decision = run_plan(view(spec=changed, status=status, generation=2))
+    (entry,) = decision.status["identityHistory"]
+    assert restored_source(changed, entry) == IntegrationSpec.model_validate(inbound_spec(source=source)).source
+
+
+def test_settings_that_keep_the_data_the_same_are_not_a_replacement() -> None:
+    status = settle(view(spec=inbound_spec()), NOW)
+    changed = inbound_spec(source={"file": {"path": "users.csv", "format": "jsonl", "delimiter": ";"}}, dryRun=True)
+    decision = run_plan(view(spec=changed, status=status, generation=2))
+    assert "identityHistory" not in decision.status
+    assert not [e for e in decision.events if e.reason.endswith("Replaced")]
+
+
+def test_identity_history_is_bounded_newest_first() -> None:
+    status: dict[str, Any] = {}
+    for generation in range(1, 14):
+        spec = outbound_spec({"dataset": "report", "reportId": f"r-{generation}"})
+        status = settle(view(spec=spec, status=status, generation=generation), NOW)
+    history = status["identityHistory"]
+    assert len(history) == IDENTITY_HISTORY_LIMIT
+    assert [h["identity"] for h in history[:2]] == ["walkme report 'r-12'", "walkme report 'r-11'"]
+
+
+def test_success_and_skip_record_last_success_time_and_failure_does_not() -> None:
+    status = settle(view(), NOW)
+    assert status["lastSuccessTime"] == "2026-11-25T10:07:00Z"
+    started = run_plan(view(spec=inbound_spec(dryRun=True), status=status, generation=2),
+                       now=NOW + timedelta(hours=1))
+    name = started.status["activeRun"]
+    failed = run_plan(view(spec=inbound_spec(dryRun=True), status=started.status, generation=2),
+                      jobs=[finished_job(name, "Failed")],
+                      pods={name: [pod_with(name, SyncResult(result="Failed", reason="SourceNotFound"))]},
+                      now=NOW + timedelta(hours=1))
+    assert failed.status["lastSuccessTime"] == "2026-11-25T10:07:00Z"
+
+
+def restored_source(spec: dict[str, Any], entry: dict[str, Any]) -> Any:
+    """The source after `kubectl patch --type merge -p <entry's restorePatch>` (merged as the dev cluster's
+    API server merges it; it must still validate)."""
+    return IntegrationSpec.model_validate(merge_patch({"spec": spec}, json.loads(entry["restorePatch"]))["spec"]).source

@@ -353,6 +353,26 @@ class LastResult(ApiModel):
     dry_run: bool = Field(default=False, description="The run was a dry run and wrote nothing.")
 
 
+class SideIdentity(ApiModel):
+    """What a source or destination points at: the fields whose change makes it a different dataset or file."""
+
+    identity: str = Field(description="For humans, e.g. walkme report 'r-1' or file 'exports/users-{date}.csv'.")
+    restore_patch: str = Field(
+        description="A JSON merge patch that sets the spec back to this identity (kubectl patch --type merge -p).",
+    )
+
+
+class IdentityChange(ApiModel):
+    """A source or destination identity that a spec change replaced (newest first in status.identityHistory)."""
+
+    side: Literal["source", "destination"] = Field(description="Which side changed.")
+    identity: str = Field(description="The replaced identity, for humans.")
+    restore_patch: str = Field(description="A JSON merge patch that sets the spec back to the replaced identity.")
+    replaced_by: str = Field(description="The identity that replaced it.")
+    replaced_at: str = Field(json_schema_extra={"format": "date-time"}, description="When the operator saw the change.")
+    generation: int = Field(description="The Integration generation that brought the change.")
+
+
 class IntegrationStatus(ApiModel):
     """What the operator last did for this integration."""
 
@@ -388,6 +408,18 @@ class IntegrationStatus(ApiModel):
         default=None, description="Inbound: ETag of the last imported file; an unchanged file is skipped.",
     )
     last_result: LastResult | None = Field(default=None, description="Outcome of the last finished run.")
+    last_success_time: str | None = Field(
+        default=None, json_schema_extra={"format": "date-time"},
+        description="When the last Succeeded or Skipped run finished (feeds the overdue alert).",
+    )
+    source_identity: SideIdentity | None = Field(default=None, description="What spec.source points at now.")
+    destination_identity: SideIdentity | None = Field(
+        default=None, description="What spec.destination points at now.",
+    )
+    identity_history: list[IdentityChange] = Field(
+        default_factory=list,
+        description="Source and destination identities replaced by spec changes, newest first (at most 10).",
+    )
     runs: list[RunRecord] = Field(default_factory=list, description="Recent runs, newest first.")
 
 

@@ -48,7 +48,10 @@ async def connection_event(
     type: str | None, namespace: str, name: str, memo: Runtime, **kwargs: Any,
 ) -> None:
     memo.bind_indexes(kwargs)
-    if type != "DELETED":
+    if type == "DELETED":
+        async with memo.locks[("Connection", namespace, name)]:  # after a reconcile in flight, which sets them
+            metrics.forget_connection(namespace, name)
+    else:
         await reconcile_connection(memo, namespace, name)
 
 
@@ -87,6 +90,7 @@ async def reconcile_connection(memo: Runtime, namespace: str, name: str, *, forc
 async def _reconcile(memo: Runtime, body: dict[str, Any], *, force: bool) -> None:
     meta, status = body["metadata"], body.get("status") or {}
     namespace, generation = meta["namespace"], int(meta.get("generation") or 1)
+    _export_ready(meta, status)  # also when no probe is due: a restarted operator exports it at once
     now = datetime.now(UTC)
     try:
         spec = ConnectionSpec.model_validate(body.get("spec") or {})
@@ -149,19 +153,24 @@ async def _write(memo: Runtime, body: dict[str, Any], new: dict[str, Any]) -> di
     """Write status ``new`` (when it differs) and return it; a Ready transition posts one Event."""
     old = body.get("status") or {}
     new = {k: v for k, v in new.items() if v is not None}
+    meta = body["metadata"]
+    ready = _export_ready(meta, new)
     if new == old:
         return new
-    meta = body["metadata"]
     written = await memo.client.patch(CONNECTIONS, meta["namespace"], meta["name"], status_patch(old, new),
                                       status=True)
     memo.written[("Connection", meta["namespace"], meta["name"])] = written
     condition = find_condition(new.get("conditions"), "Ready") or {}
     before = find_condition(old.get("conditions"), "Ready") or {}
-    ready = condition.get("status") == "True"
-    metrics.READY.labels("Connection", meta["namespace"], meta["name"]).set(1 if ready else 0)
     if (condition.get("status"), condition.get("reason")) != (before.get("status"), before.get("reason")):
         if condition.get("status") != "Unknown":  # Probing is progress, not news: the answer gets the Event
             await emit(memo.client, body, "Normal" if ready else "Warning", condition["reason"],
                        condition["message"])
         await reconcile_integrations_using(memo, meta["namespace"], meta["name"])
     return new
+
+
+def _export_ready(meta: dict[str, Any], status: dict[str, Any]) -> bool:
+    ready = (find_condition(status.get("conditions"), "Ready") or {}).get("status") == "True"
+    metrics.CONNECTION_READY.labels(meta["namespace"], meta["name"]).set(1 if ready else 0)
+    return ready

@@ -119,6 +119,8 @@ def endpoint(spec: ConnectionSpec) -> str:
         return f"Salesforce at {_host(spec.salesforce.login_url or spec.salesforce.instance_url or '')}"
     if spec.walkme:
         return f"the WalkMe API at {_host(spec.walkme.api_url)}"
+    if spec.sftp:
+        return f"folder {spec.sftp.path or '~'!r} on {spec.sftp.host}:{spec.sftp.port}"
     return f"the {spec.provider} endpoint"
 
 

@@ -132,6 +132,10 @@ def test_a_probe_interrupted_by_a_restart_is_probed_again() -> None:
     ({"salesforce": {"loginUrl": "https://test.salesforce.com", "instanceUrl": "https://acme.my.salesforce.com",
                      "auth": {"secretRef": {"name": "sf"}}}}, "Salesforce at test.salesforce.com"),
     ({"walkme": {"auth": {"secretRef": {"name": "wm"}}}}, "the WalkMe API at api.walkme.com"),
+    ({"sftp": {"host": "sftp.partner.example", "port": 2222, "username": "u", "path": "/in",
+               "auth": {"secretRef": {"name": "s"}}}}, "folder '/in' on sftp.partner.example:2222"),
+    ({"sftp": {"host": "10.0.0.7", "username": "u", "auth": {"secretRef": {"name": "s"}}}},
+     "folder '~' on 10.0.0.7:22"),
 ])
 def test_probe_timeouts_name_the_endpoint(spec: dict, host: str) -> None:
     connection = ConnectionSpec.model_validate(spec)

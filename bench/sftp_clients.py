@@ -2,7 +2,9 @@
 
 Both clients talk to the private OpenSSH sshd of the tests (tests/fixtures/sshd.py) on loopback with
 the same Ed25519 key; each figure is the best of three. This is the measurement behind the choice of
-client in walkme_dic/connectors/sftp.py.
+client in walkme_dic/connectors/sftp.py. First it reads the file through our SftpStore (prefetch) at
+10 ms per MiB, a consumer far slower than the network, and prints how much the peak RSS grew: the
+prefetched answers must wait in the SSH channel, not pile up in memory.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -19,6 +22,8 @@ import asyncssh
 import paramiko
 
 from tests.fixtures.sshd import Sshd, running_sshd
+from walkme_dic.api.connection import SftpProvider
+from walkme_dic.connectors.sftp import SftpStore
 
 CHUNK = 1024 * 1024
 
@@ -68,6 +73,20 @@ def asyncssh_down(server: Sshd, target: str, local: Path) -> None:
     asyncio.run(_asyncssh(server, lambda sftp: sftp.get(target, str(local))))
 
 
+def slow_read_rss_growth(server: Sshd, name: str) -> tuple[int, float]:
+    """(bytes read, MB the peak RSS grew) reading ``name`` (in the server's folder) with SftpStore, 10 ms per MiB."""
+    spec = SftpProvider.model_validate({"host": server.host, "port": server.port, "username": server.username,
+                                        "path": str(server.root), "hostKeys": server.known_hosts.splitlines(),
+                                        "auth": {"secretRef": {"name": "bench"}}})
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    total = 0
+    with SftpStore(spec, {"privateKey": server.keys["ed25519"]}).open_read(name) as stream:
+        while chunk := stream.read(CHUNK):
+            total += len(chunk)
+            time.sleep(0.01)
+    return total, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+
 def best(action: Callable[[], object], runs: int = 3) -> float:
     times = []
     for _ in range(runs):
@@ -81,7 +100,11 @@ def main() -> int:
     megabytes = int(sys.argv[1]) if len(sys.argv) > 1 else 100
     with running_sshd() as server:
         source = server.root / "source.bin"
-        source.write_bytes(os.urandom(megabytes * 1_000_000))
+        with source.open("wb") as out:
+            for _ in range(megabytes):
+                out.write(os.urandom(1_000_000))
+        read, growth = slow_read_rss_growth(server, source.name)
+        print(f"SftpStore read of {read / 1e6:.0f} MB at 10 ms per MiB: peak RSS grew by {growth:.1f} MB")
         target = str(server.root / "target.bin")
         local = server.root / "local.bin"
         figures = {

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.sshd import CLIENT_KEYS, KEY_PASSPHRASES, Sshd
+from tests.fixtures.sshd import CLIENT_KEYS, KEY_PASSPHRASES, Sshd, running_sshd
 from walkme_dic.api.connection import SftpProvider
 from walkme_dic.connectors.sftp import SftpStore
 from walkme_dic.errors import AuthenticationError, DicError, NotFoundError, PermanentError
@@ -214,3 +214,15 @@ def test_probe_closes_its_connection(sshd: Sshd) -> None:
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert threading.active_count() == before, "a paramiko transport thread was left running"
+
+
+def test_a_refused_rename_publishes_nothing_and_removes_the_temporary_file(sshd: Sshd) -> None:
+    with running_sshd("-P posix-rename") as strict:  # this server refuses posix-rename@openssh.com
+        folder = strict.folder()
+        (folder / "export.csv").write_bytes(b"the previous export\n")
+        writer = store(strict, folder).open_write("export.csv")
+        writer.write(b"id\n1\n")
+        with pytest.raises(PermanentError, match=r"while publishing sftp://.*/export\.csv.*posix-rename"):
+            writer.commit()
+        assert sorted(p.name for p in folder.iterdir()) == ["export.csv"]
+        assert (folder / "export.csv").read_bytes() == b"the previous export\n"

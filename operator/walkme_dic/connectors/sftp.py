@@ -296,7 +296,8 @@ class _ErrorMapper(ErrorTranslator[SftpStore]):
             raise NotFoundError(f"{self.doing}: no such file or folder on {server}") from None
         if isinstance(error, PermissionError) or getattr(error, "errno", None) == errno.EACCES:
             raise PermanentError(f"{server} denied user {spec.username!r} while {self.doing}; check the folder's "
-                                 "permissions", reason="PermissionDenied") from None
+                                 "permissions (publishing also needs the server to allow posix-rename@openssh.com)",
+                                 reason="PermissionDenied") from None
         if isinstance(error, paramiko.SSHException | EOFError | OSError | socket.timeout):
             self.store.reset()
             raise TransientError(f"cannot reach {server} while {self.doing}: {type(error).__name__}: "

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from walkme_dic.errors import DicError
@@ -47,3 +50,17 @@ class PartBuffer:
         part = bytes(self.buffer)
         self.buffer.clear()
         return part
+
+
+def retry_delay(attempt: int, base: float, retry_after: str | None, *, cap: float = 60) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: exponential from ``base``, at least the server's
+    Retry-After (seconds or an HTTP date), never more than ``cap``."""
+    delay = base * 2 ** (attempt - 1)
+    if retry_after:
+        try:
+            delay = max(delay, float(retry_after))
+        except ValueError:
+            with contextlib.suppress(TypeError, ValueError, IndexError):
+                when = parsedate_to_datetime(retry_after)
+                delay = max(delay, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, min(delay, cap))

@@ -8,7 +8,6 @@ this one class so they can follow a real API when one is published.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import threading
 import time
@@ -24,6 +23,7 @@ from urllib3 import BaseHTTPResponse
 
 from walkme_dic.api.connection import WalkMeProvider
 from walkme_dic.connectors.base import ProbeResult, WriteReport
+from walkme_dic.connectors.common import retry_delay
 from walkme_dic.errors import AuthenticationError, PermanentError, TransientError
 
 BATCH = 100
@@ -109,11 +109,7 @@ class WalkMeClient:
         raise TransientError(f"WalkMe did not answer {method} {path}")
 
     def _pause(self, attempt: int, retry_after: str | None) -> None:
-        delay = self.retry_base_delay * 2 ** (attempt - 1)
-        if retry_after:
-            with contextlib.suppress(ValueError):
-                delay = max(delay, float(retry_after))
-        time.sleep(min(delay, 60))
+        time.sleep(retry_delay(attempt, self.retry_base_delay, retry_after))
 
     @staticmethod
     def _message(response: BaseHTTPResponse) -> str:

@@ -39,6 +39,7 @@ from google.api_core import exceptions as api_exceptions
 from google.api_core.retry import Retry
 from google.auth import exceptions as auth_exceptions
 from google.cloud import storage
+from google.cloud.storage.exceptions import InvalidResponse
 from google.cloud.storage.fileio import BlobWriter
 from google.cloud.storage.retry import DEFAULT_RETRY
 
@@ -53,8 +54,8 @@ RESUME_ATTEMPTS = 5
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 READ_PERMISSIONS = ("storage.objects.get", "storage.objects.list")
 WRITE_PERMISSIONS = ("storage.objects.create", "storage.objects.delete")
-TRANSIENT = (api_exceptions.TooManyRequests, api_exceptions.ServerError, requests.ConnectionError,
-             requests.Timeout, requests.exceptions.ChunkedEncodingError, ConnectionError)
+TRANSIENT = (api_exceptions.TooManyRequests, api_exceptions.ServerError, api_exceptions.RetryError,
+             requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError, ConnectionError)
 
 
 def _credentials(spec: GcsProvider, credentials: Mapping[str, str]) -> tuple[Any, str | None]:
@@ -151,11 +152,13 @@ class _ErrorMapper(ErrorTranslator):
 
     def translate(self, error: BaseException) -> None:
         bucket = self.store.spec.bucket
-        where = f"the Secret key {self.store.secret_key!r}" if self.store.secret_key else \
-            "the workload identity / Application Default Credentials"
-        if isinstance(error, api_exceptions.Unauthorized | api_exceptions.Forbidden | auth_exceptions.RefreshError):
+        status = error.response.status_code if isinstance(error, InvalidResponse) else None  # the media layer's
+        if isinstance(error, api_exceptions.Unauthorized | api_exceptions.Forbidden | auth_exceptions.RefreshError) \
+                or status in (401, 403):
+            where = f"the Secret key {self.store.secret_key!r}" if self.store.secret_key else \
+                "the workload identity / Application Default Credentials"
             raise AuthenticationError(f"GCS refused the credentials while {self.doing} (bucket {bucket!r}, "
-                                      f"{type(error).__name__}); check {where} and the bucket's IAM "
+                                      f"{status or type(error).__name__}); check {where} and the bucket's IAM "
                                       "bindings") from None
         if isinstance(error, api_exceptions.NotFound):
             if "bucket" in self.doing:
@@ -164,6 +167,8 @@ class _ErrorMapper(ErrorTranslator):
         if isinstance(error, (*TRANSIENT, auth_exceptions.TransportError)):
             raise TransientError(f"GCS kept failing while {self.doing}: {type(error).__name__} (retries "
                                  "exhausted)") from None
+        if status is not None:
+            raise PermanentError(f"GCS answered HTTP {status} while {self.doing}") from None
         if isinstance(error, api_exceptions.GoogleAPICallError):
             raise PermanentError(f"GCS error while {self.doing}: {error.code} {type(error).__name__}") from None
 

@@ -2,7 +2,7 @@
 
 Files go to moto's S3 server (and the same corpus to gcp-storage-emulator); the real engine
 (`run_sync`) imports them into the fake WalkMe.
-Invalid manifests are the 27 cases of tests/unit/test_invalid_manifests.py.
+Invalid manifests are the cases of tests/unit/test_invalid_manifests.py.
 """
 
 from __future__ import annotations

@@ -95,10 +95,7 @@ def test_streaming_read_is_pinned_to_the_generation(gcs_emulator: str, gcs_bucke
     info = gcs_store.stat("in.bin")
     assert (info.size, info.fingerprint) == (len(payload), str(blob.generation))
     with gcs_store.open_read("in.bin") as stream:
-        chunks = []
-        while chunk := stream.read(700_000):
-            chunks.append(chunk)
-    assert b"".join(chunks) == payload
+        assert b"".join(iter(lambda: stream.read(700_000), b"")) == payload
 
 
 def test_an_object_replaced_mid_read_fails_instead_of_mixing(gcs_emulator: str, gcs_bucket: str) -> None:

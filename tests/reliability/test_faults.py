@@ -1,7 +1,9 @@
-"""Fault matrix at the protocol level: injected throttling, 5xx and cut connections through a real proxy."""
+"""Fault matrix at the protocol level: injected throttling, 5xx and cut connections through a real proxy
+(S3 via moto, Azure Blob via Azurite, GCS via gcp-storage-emulator)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -25,12 +27,20 @@ SERVER_BUSY = ("<?xml version='1.0' encoding='utf-8'?><Error><Code>ServerBusy</C
                "<Message>The server is currently unable to receive requests.</Message></Error>")
 
 
+@contextlib.contextmanager
+def running_proxy(upstream: str) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(upstream)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
 @pytest.fixture
 def s3_proxy(moto_server: str) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(moto_server)
-    proxy.start()
-    yield proxy
-    proxy.stop()
+    with running_proxy(moto_server) as proxy:
+        yield proxy
 
 
 def s3_store(proxy: FaultProxy, bucket: str, attempts: int = 4) -> S3Store:
@@ -76,10 +86,8 @@ def test_s3_connection_cut_mid_download_resumes(s3_proxy: FaultProxy, moto_serve
 
 @pytest.fixture
 def azure_proxy(azurite: Azurite) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(azurite.account_url.rsplit("/", 1)[0])
-    proxy.start()
-    yield proxy
-    proxy.stop()
+    with running_proxy(azurite.account_url.rsplit("/", 1)[0]) as proxy:
+        yield proxy
 
 
 def azure_store(azurite: Azurite, proxy: FaultProxy, container: str) -> AzureBlobStore:
@@ -126,10 +134,8 @@ def test_azure_503_at_commit_leaves_nothing_visible(azurite: Azurite, azure_prox
 
 @pytest.fixture
 def gcs_proxy(gcs_emulator: str) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(gcs_emulator)
-    proxy.start()
-    yield proxy
-    proxy.stop()
+    with running_proxy(gcs_emulator) as proxy:
+        yield proxy
 
 
 def gcs_store(proxy: FaultProxy, bucket: str) -> GcsStore:

@@ -226,7 +226,7 @@ class _GcsReader(io.RawIOBase):
 
 
 class GcsAtomicWriter:
-    """One resumable upload session: nothing is visible until commit() finalizes it; abort() cancels it."""
+    """One resumable upload session: nothing is visible until commit() finalizes it; abort() ends it unfinalized."""
 
     def __init__(self, store: GcsStore, path: str) -> None:
         self.store, self.path = store, path

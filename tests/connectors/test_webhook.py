@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pytest
+import urllib3
 
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.fixtures.webhook import WEBHOOK_SECRET, Pki, make_pki
@@ -124,3 +125,15 @@ def test_the_signature_is_hmac_sha256_of_the_exact_body() -> None:
 def test_plain_http_urls_are_refused() -> None:
     with pytest.raises(ValueError, match="url"):
         WebhookProvider.model_validate({"url": "http://example.com/hook", "auth": {"secretRef": {"name": "h"}}})
+
+
+def test_the_environment_proxy_applies_unless_no_proxy(webhook_receiver: WebhookReceiver, webhook_pki: Pki,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    proxied = client(webhook_receiver, webhook_pki).http
+    assert isinstance(proxied, urllib3.ProxyManager) and proxied.proxy is not None
+    assert proxied.proxy.host == "proxy.corp.example"
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert client(webhook_receiver, webhook_pki).probe().message

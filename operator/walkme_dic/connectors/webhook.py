@@ -23,7 +23,7 @@ The wire contract (documented in the README for receiver authors):
 Retries: connection errors, 408, 429 and 5xx are retried with exponential backoff, at least the
 receiver's ``Retry-After``; any other 4xx fails the run at once with the receiver's answer (its first
 500 characters, secrets redacted). Redirects are not followed (a signed body must not be re-sent to a
-place nobody configured).
+place nobody configured). The environment's HTTPS_PROXY / NO_PROXY apply, as for the WalkMe API.
 
 Not supported (yet): other signature schemes or a timestamp in the signature (replay protection beyond
 the idempotency key), mutual TLS client certificates, OAuth-protected receivers, and gzip bodies.
@@ -45,7 +45,7 @@ import urllib3
 
 from walkme_dic.api.connection import WEBHOOK_CA_KEY, WEBHOOK_SIGNING_KEY, WebhookProvider
 from walkme_dic.connectors.base import ProbeResult
-from walkme_dic.connectors.common import retry_delay
+from walkme_dic.connectors.common import http_pool, retry_delay
 from walkme_dic.errors import AuthenticationError, PermanentError, TransientError
 from walkme_dic.redaction import redact
 
@@ -88,7 +88,7 @@ class WebhookClient:
         except (ssl.SSLError, ValueError):
             raise PermanentError(f"the webhook Secret's {WEBHOOK_CA_KEY!r} is not a PEM CA certificate bundle",
                                  reason="InvalidCredentials") from None
-        self.http = urllib3.PoolManager(ssl_context=context, maxsize=1)
+        self.http = http_pool(self.url, 1, ssl_context=context)
 
     def probe(self) -> ProbeResult:
         body = json.dumps({"probe": True, "records": []}).encode()

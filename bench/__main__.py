@@ -4,9 +4,10 @@ Every figure comes from this run on this machine:
 * inbound  — S3 (moto) CSV → fake WalkMe: rows/s of a real `walkme-dic sync` subprocess and its
   peak RSS; baseline: the same file parsed by Python's csv module alone (read + split, no mapping,
   no sending) — the floor any CSV-based importer starts from.
-* outbound — fake WalkMe export (generated users, 100 MB and 1 GB of CSV) → S3 (moto) and Azure
-  (Azurite): MB/s of a real `walkme-dic sync` against the raw SDK (boto3 `upload_fileobj`,
-  azure-storage-blob `upload_blob`, default settings) uploading the same bytes; peak RSS of the sync.
+* outbound — fake WalkMe export (generated users, 100 MB and 1 GB of CSV) → S3 (moto), Azure
+  (Azurite) and GCS (gcp-storage-emulator): MB/s of a real `walkme-dic sync` against the raw SDK
+  (boto3 `upload_fileobj`, azure-storage-blob `upload_blob`, google-cloud-storage `upload_from_file`,
+  default settings) uploading the same bytes; peak RSS of the sync.
   A second baseline, the source ceiling, is the same export read alone by our WalkMe client: an
   export can go no faster than its source, and the fake WalkMe serves JSON at a few MB/s.
 * salesforce — WalkMe users upserted into the fake Salesforce org by external id: API calls made
@@ -41,6 +42,7 @@ from moto.server import ThreadedMotoServer
 from bench.operator_scale import measure
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fixtures.azurite import Azurite, running_azurite
+from tests.fixtures.gcs import gcs_client, running_gcs_emulator
 from tests.fixtures.servers import free_port
 from walkme_dic.devcluster.fake_walkme import FakeWalkMe
 
@@ -169,6 +171,7 @@ class Bench:
     azurite: Azurite
     walkme: FakeWalkMe
     workdir: Path
+    gcs_url: str = ""
 
     @property
     def s3(self) -> Any:
@@ -181,10 +184,12 @@ class Bench:
 
     def credentials(self, store: str) -> Path:
         external = {"s3": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"},
-                    "azure": {"connectionString": self.azurite.connection_string}}[store]
+                    "azure": {"connectionString": self.azurite.connection_string}, "gcs": {}}[store]
         return write_credentials(self.workdir / store, external)
 
     def connection(self, store: str) -> dict[str, Any]:
+        if store == "gcs":
+            return {"gcs": {"bucket": BUCKET, "endpointUrl": self.gcs_url, "auth": {"anonymous": True}}}
         return s3_connection(self.s3_url) if store == "s3" else azure_connection(self.azurite)
 
 
@@ -223,17 +228,25 @@ def bench_outbound(store: str, megabytes: int, bench: Bench) -> dict[str, Any]:
             started = time.perf_counter()
             bench.s3.upload_fileobj(copy, BUCKET, "raw/copy.csv")
             baseline = "raw boto3 upload_fileobj of the same bytes"
-        else:
+        elif store == "azure":
             bench.container.download_blob(f"out/{run_id}.csv").readinto(copy)
             copy.seek(0)
             started = time.perf_counter()
             bench.container.upload_blob("raw/copy.csv", copy, length=size, overwrite=True)
             baseline = "raw azure-storage-blob upload_blob of the same bytes"
+        else:
+            bucket = gcs_client(bench.gcs_url).bucket(BUCKET)
+            bucket.blob(f"out/{run_id}.csv").download_to_file(copy)
+            copy.seek(0)
+            started = time.perf_counter()
+            bucket.blob("raw/copy.csv").upload_from_file(copy, size=size)
+            baseline = "raw google-cloud-storage upload_from_file of the same bytes"
         raw = time.perf_counter() - started
+        connector = connector_alone(bench, store, copy) if store == "gcs" else None
     exported, source = export_alone(bench.walkme.url)
     assert exported == users, exported
     mb = size / 1e6
-    target = "S3" if store == "s3" else "Azure Blob"
+    target = {"s3": "S3", "azure": "Azure Blob", "gcs": "GCS"}[store]
     return {"case": f"outbound WalkMe → {target} CSV, {mb:,.0f} MB ({users:,} users)", "rows": users,
             "bytes": size, "seconds": round(measured["seconds"], 2), "mb_per_s": round(mb / measured["seconds"], 1),
             "baseline": baseline, "baseline_mb_per_s": round(mb / raw, 1),
@@ -241,7 +254,24 @@ def bench_outbound(store: str, megabytes: int, bench: Bench) -> dict[str, Any]:
             "sync_cpu_busy": round(measured["cpu_busy"], 2),
             "source_ceiling": "the same WalkMe export read alone by our client (no mapping, no upload)",
             "source_ceiling_mb_per_s": round(mb / source, 1),
-            "ratio_to_source_ceiling": round(source / measured["seconds"], 3)}
+            "ratio_to_source_ceiling": round(source / measured["seconds"], 3),
+            **({"connector_alone": "our atomic writer uploading the same bytes (no WalkMe source, no sync)",
+                "connector_alone_mb_per_s": round(mb / connector, 1), "connector_ratio": round(raw / connector, 3)}
+               if connector else {})}
+
+
+def connector_alone(bench: Bench, store: str, copy: Any) -> float:
+    """Seconds our own writer (the one the sync uses) takes for the bytes in ``copy``, fed in 1 MiB writes."""
+    from walkme_dic.api.connection import ConnectionSpec
+    from walkme_dic.connectors.registry import open_file_store
+
+    copy.seek(0)
+    started = time.perf_counter()
+    writer = open_file_store(ConnectionSpec.model_validate(bench.connection(store)), {}).open_write("raw/ours.csv")
+    while chunk := copy.read(1024 * 1024):
+        writer.write(chunk)
+    writer.commit()
+    return time.perf_counter() - started
 
 
 def bench_salesforce(rows: int, bench: Bench) -> dict[str, Any]:
@@ -275,6 +305,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             continue
         speed = f"{row['rows_per_s']:,} rows/s" if "rows_per_s" in row else f"{row['mb_per_s']} MB/s"
         source = f"  vs source alone {row['ratio_to_source_ceiling']}" if "ratio_to_source_ceiling" in row else ""
+        if "connector_ratio" in row:
+            source += f"  writer alone {row['connector_alone_mb_per_s']} MB/s = {row['connector_ratio']} of raw"
         print(f"{row['case']:<60} {speed:>16}  ratio vs baseline {row['ratio']:>6}{source}  "
               f"peak RSS {row['peak_rss_mb']} MB  sync CPU busy {row['sync_cpu_busy']:.0%}")
 
@@ -295,7 +327,7 @@ def main() -> int:
     parser.add_argument("--inbound-rows", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--outbound-mb", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--salesforce-rows", type=int, nargs="*", default=[1_000_000])
-    parser.add_argument("--outbound-to", nargs="*", choices=["s3", "azure"], default=["s3", "azure"])
+    parser.add_argument("--outbound-to", nargs="*", choices=["s3", "azure", "gcs"], default=["s3", "azure", "gcs"])
     parser.add_argument("--operator-integrations", type=int, default=2000, help="0 skips the operator case.")
     parser.add_argument("--operator-connections", type=int, default=200)
     parser.add_argument("--settle", type=float, default=30, help="Seconds of steady state to count requests in.")
@@ -312,8 +344,10 @@ def main() -> int:
     walkme.start()
     rows = []
     try:
-        with running_azurite() as azurite, tempfile.TemporaryDirectory() as tmp:
-            bench = Bench(s3_url, azurite, walkme, Path(tmp))
+        with running_azurite() as azurite, running_gcs_emulator(own_process=True) as gcs_url, \
+                tempfile.TemporaryDirectory() as tmp:
+            bench = Bench(s3_url, azurite, walkme, Path(tmp), gcs_url)
+            gcs_client(gcs_url).create_bucket(BUCKET)
             bench.s3.create_bucket(Bucket=BUCKET)
             bench.s3.create_bucket(Bucket="scale-bucket")
             bench.container.create_container()

@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel
 
 from walkme_dic.api.common import CATEGORY, GROUP, VERSION
-from walkme_dic.api.connection import ConnectionSpec, ConnectionStatus
+from walkme_dic.api.connection import PROVIDERS, ConnectionSpec, ConnectionStatus
 from walkme_dic.api.integration import IntegrationSpec, IntegrationStatus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,9 +47,8 @@ KINDS: dict[str, dict[str, Any]] = {
             {"name": "Message", "type": "string", "jsonPath": READY_MESSAGE, "priority": 1},
         ],
         "spec_rules": [{
-            "rule": "[has(self.s3), has(self.azureBlob), has(self.salesforce), has(self.walkme)]"
-                    ".filter(x, x).size() == 1",
-            "message": "set exactly one provider block: s3, azureBlob, salesforce or walkme",
+            "rule": f"[{', '.join(f'has(self.{p})' for p in PROVIDERS)}].filter(x, x).size() == 1",
+            "message": f"set exactly one provider block: {', '.join(PROVIDERS[:-1])} or {PROVIDERS[-1]}",
         }],
     },
     "Integration": {

@@ -13,7 +13,6 @@ from tests.fakes.google_token import FakeGoogleToken
 from tests.fakes.walkme import FakeWalkMe
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.fixtures.gcs import service_account_key
-from tests.fixtures.walkme import WALKME_CLIENT
 from tests.fixtures.webhook import WEBHOOK_SECRET, Pki
 from tests.operator.helpers import API, NS, OperatorHandle, condition, connection, eventually, integration, secret
 from tests.operator.test_operator import finished_runs, ready
@@ -27,11 +26,12 @@ async def test_no_secret_value_in_status_events_logs_or_results(
 ) -> None:
     marker = f"SECRET-{uuid.uuid4().hex}"
     client_secret, aws_secret, token = f"{marker}-client", f"{marker}-aws", f"{marker}-token"
-    walkme.clients[WALKME_CLIENT] = client_secret
+    client_id = "leak-test"  # its own API key: rotating the shared one would break later tests
+    walkme.clients[client_id] = client_secret
     walkme.integration_tokens[token] = "uuid"
     caplog.set_level(logging.DEBUG)
     for obj in (
-        secret("walkme-api", {"clientId": WALKME_CLIENT, "clientSecret": client_secret}),
+        secret("walkme-api", {"clientId": client_id, "clientSecret": client_secret}),
         secret("aws", {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": aws_secret}),
         secret("walkme-token", {"token": token}),
         connection("walkme", {"walkme": {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "walkme-api"}}}}),
@@ -50,7 +50,7 @@ async def test_no_secret_value_in_status_events_logs_or_results(
     failed = await finished_runs(cluster, "bad")
     assert failed["status"]["runs"][0]["result"] == "Failed"
     # A failing probe: a rotated client secret.
-    walkme.clients[WALKME_CLIENT] = "rotated"
+    walkme.clients[client_id] = "rotated"
     await cluster.patch(API, "Connection", NS, "walkme", {"spec": {"probeInterval": "1m"}})
 
     async def probe_failed() -> bool:

@@ -1,8 +1,8 @@
 """An in-memory Kubernetes API server for tests and the demo, built on kmock's KubernetesScaffold.
 
-kmock 0.8 gives the HTTP server, request parsing (resource, namespace, name, subresource, action),
-discovery documents and Kubernetes-style error bodies. Its ``KubernetesEmulator`` stores objects
-as plain merged dicts, so this class keeps its own store and implements what kopf and our
+kmock 0.8 gives the HTTP server, path parsing, discovery documents and Kubernetes-style error
+bodies (requests on the resources served here bypass its body parsing). Its ``KubernetesEmulator``
+stores objects as plain merged dicts, so this class keeps its own store and implements what kopf and our
 controllers rely on:
 
 * metadata.uid, a global resourceVersion bumped on every write, creationTimestamp, generateName;
@@ -13,15 +13,23 @@ controllers rely on:
 * list responses with ``kind: <Kind>List`` and a resourceVersion; watch streams resuming after a
   resourceVersion (410 Gone when it is too old), with timeoutSeconds;
 * finalizers and deletionTimestamp; garbage collection of dependents through ownerReferences;
-* ``Accept: application/json;as=Table`` rendered from a CRD's additionalPrinterColumns, so that
-  ``kubectl get`` prints the same columns as a real cluster;
-* Secrets' stringData folded into base64 data, as the real API does;
+* ``Accept: application/json;as=Table`` rendered from a CRD's additionalPrinterColumns (and a few
+  columns for built-in kinds), so that ``kubectl get`` prints the same columns as a real cluster;
+* Secrets' stringData folded into base64 data, and ``type: Opaque`` by default, as the real API does;
+* what kubectl needs beyond that: discovery of the core group as ``v1``, JSON answers with protobuf
+  request bodies decoded or refused (:mod:`.negotiation`), ``/openapi/v2`` and ``/openapi/v3``
+  (:mod:`.openapi`), admission of custom resources — pruning, defaults, schema, CEL rules — with
+  ``fieldValidation=Strict`` refusing unknown fields (:mod:`.admission`), server-side apply
+  (``application/apply-patch+yaml``: create or merge, no field ownership), Job ``spec.selector`` and
+  pod-template labels as the Job registry sets them, ``pods/log`` proxied to the node's kubelet, and
+  namespace deletion removing what is in the namespace;
 * for tests, :meth:`DevKubernetes.fail_next` makes chosen requests fail (a 500 on a status write).
 
 Field selectors match any dotted field path by string equality (kubectl describe uses
-involvedObject.*). Not emulated: admission (CRD schema validation, CEL rules, defaults), RBAC and authentication,
-server-side apply, JSON patch, field managers, resource quotas, watch bookmarks, pagination
-(``limit``/``continue`` return everything at once), and any controller except garbage collection
+involvedObject.*). Not emulated: RBAC and authentication, JSON patch, managedFields and apply
+conflicts, resource quotas, watch bookmarks, pagination (``limit``/``continue`` return everything at
+once), ``Warning`` headers for pruned fields under ``fieldValidation=Warn``, admission of built-in
+kinds, and any controller except garbage collection, the namespace cleanup and the Job defaults
 (Jobs are run by :mod:`walkme_dic.devcluster.kubelet`).
 """
 

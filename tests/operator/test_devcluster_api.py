@@ -231,3 +231,9 @@ async def test_create_without_a_name_is_refused_like_the_api_server(cluster: Dev
                               **{"Content-Type": "application/json"})
     assert (code, status["reason"]) == (422, "Invalid")
     assert "metadata.name: Required value: name or generateName is required" in status["message"]
+
+
+async def test_kubeconfig_is_written_into_a_folder_that_does_not_exist_yet(cluster: DevCluster, tmp_path: Path) -> None:
+    """`demo --keep-running` on a fresh clone writes .cache/demo-kubeconfig before .cache exists."""
+    written = cluster.write_kubeconfig(tmp_path / ".cache" / "demo-kubeconfig")
+    assert yaml.safe_load(written.read_text())["clusters"][0]["cluster"]["server"] == cluster.url

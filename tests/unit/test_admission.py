@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 
 from tests.unit.manifests import load_documents
-from walkme_dic.devcluster.admission import AdmissionError, admit, check_rules_compile, rules_in
+from walkme_dic.devcluster.admission import (
+    AdmissionError,
+    admit,
+    check_rules_compile,
+    prune,
+    rules_in,
+    validate_schema,
+)
 from walkme_dic.devcluster.cluster import load_crds
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,6 +161,27 @@ def test_defaults_from_the_schema_are_filled_in() -> None:
     defaults = {k: v["default"] for k, v in file_schema["properties"].items() if "default" in v}
     assert defaults, "the file source declares defaults"
     assert {k: stored["spec"]["source"]["file"][k] for k in defaults} == defaults
+
+
+def defaults_in(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found = [(path, schema)] if "default" in schema else []
+    for key, sub in (schema.get("properties") or {}).items():
+        found += defaults_in(sub, f"{path}.{key}" if path else key)
+    if isinstance(schema.get("items"), dict):
+        found += defaults_in(schema["items"], path + "[*]")
+    return found
+
+
+@pytest.mark.parametrize("kind", sorted(SCHEMAS))
+def test_every_default_in_the_crds_is_valid_and_survives_pruning(kind: str) -> None:
+    """The API server refuses a CRD whose defaults fail their schema or would be pruned."""
+    found = defaults_in(SCHEMAS[kind])
+    assert found, f"{kind} declares no defaults"
+    for path, node in found:
+        assert validate_schema(node["default"], node, path) == [], f"{kind} {path}: default fails its schema"
+        dropped: list[str] = []
+        prune(copy.deepcopy(node["default"]), node, path, dropped)
+        assert dropped == [], f"{kind} {path}: default has unknown fields {dropped}"
 
 
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))

@@ -237,3 +237,31 @@ async def test_kubeconfig_is_written_into_a_folder_that_does_not_exist_yet(clust
     """`demo --keep-running` on a fresh clone writes .cache/demo-kubeconfig before .cache exists."""
     written = cluster.write_kubeconfig(tmp_path / ".cache" / "demo-kubeconfig")
     assert yaml.safe_load(written.read_text())["clusters"][0]["cluster"]["server"] == cluster.url
+
+
+async def test_server_dry_run_admits_and_answers_without_storing(
+    cluster: DevCluster, kubectl_binary: Path, tmp_path: Path,
+) -> None:
+    config = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+    before = await cluster.apply(integration("a", "ns"))
+    manifest = integration("a", "ns", schedule="0 3 * * *")
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(manifest))
+    code, out, err = await kubectl(kubectl_binary, config, "diff", "-f", str(tmp_path / "a.yaml"))
+    assert code == 1, err  # 1: differences found
+    assert "+  schedule: 0 3 * * *" in out
+    code, out, err = await kubectl(kubectl_binary, config, "apply", "--dry-run=server", "-f", str(tmp_path / "a.yaml"))
+    assert code == 0 and "(server dry run)" in out, err
+    code, _, err = await kubectl(kubectl_binary, config, "delete", "wmint", "a", "-n", "ns", "--dry-run=server")
+    assert code == 0, err
+    after = await cluster.get(API, "Integration", "ns", "a")
+    assert after == before and cluster.api.revision == int(before["metadata"]["resourceVersion"])
+    code, status = await http(cluster, "POST", INTEGRATIONS_PATH + "?dryRun=All",
+                              json.dumps(integration("b", "ns", connectionRef={"name": "x"})),
+                              **{"Content-Type": "application/json"})
+    assert code == 201 and status["metadata"]["name"] == "b"
+    assert [i["metadata"]["name"] for i in await cluster.list(API, "Integration", "ns")] == ["a"]
+
+
+async def test_a_new_cluster_has_the_default_namespaces(cluster: DevCluster) -> None:
+    names = [n["metadata"]["name"] for n in await cluster.list("v1", "Namespace")]
+    assert names == ["default", "kube-system"]

@@ -20,7 +20,8 @@ controllers rely on:
   request bodies decoded or refused (:mod:`.negotiation`), ``/openapi/v2`` and ``/openapi/v3``
   (:mod:`.openapi`), admission of custom resources — pruning, defaults, schema, CEL rules — with
   ``fieldValidation=Strict`` refusing unknown fields (:mod:`.admission`), server-side apply
-  (``application/apply-patch+yaml``: create or merge, no field ownership), Job ``spec.selector`` and
+  (``application/apply-patch+yaml``: create or merge, no field ownership), ``dryRun=All`` (admitted,
+  answered, not stored: ``kubectl diff``, ``--dry-run=server``), Job ``spec.selector`` and
   pod-template labels as the Job registry sets them, ``pods/log`` proxied to the node's kubelet, and
   namespace deletion removing what is in the namespace;
 * for tests, :meth:`DevKubernetes.fail_next` makes chosen requests fail (a 500 on a status write).
@@ -38,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
 import copy
 import json
 import re
@@ -61,6 +63,8 @@ from walkme_dic.devcluster.protobuf import UnsupportedKind
 
 Key = tuple[str, str, str, str | None, str]  # group, version, plural, namespace, name
 HISTORY = 50_000
+SYSTEM_NAMESPACES = ("default", "kube-system")
+DRY_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("dry_run", default=False)
 NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?/?$")
 
 
@@ -96,11 +100,12 @@ BUILTIN_TYPES = (
         _column("Type", ".type"), _column("Reason", ".reason"), _column("Object", ".involvedObject.name"),
         _column("Message", ".message"))),
     ResourceType("", "v1", "pods", "Pod", status_subresource=True, short_names=("po",), subresources=("log",),
+                 categories=("all",),
                  printer_columns=(_column("Status", ".status.phase"), _column("Node", ".spec.nodeName", 1))),
     ResourceType("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",)),
     ResourceType("", "v1", "nodes", "Node", namespaced=False, status_subresource=True, short_names=("no",),
                  printer_columns=(_column("Status", '.status.conditions[?(@.type=="Ready")].type'),)),
-    ResourceType("batch", "v1", "jobs", "Job", status_subresource=True, printer_columns=(
+    ResourceType("batch", "v1", "jobs", "Job", status_subresource=True, categories=("all",), printer_columns=(
         _column("Complete", '.status.conditions[?(@.type=="Complete")].status'),
         _column("Succeeded", ".status.succeeded"))),
     ResourceType("events.k8s.io", "v1", "events", "Event", short_names=("ev",)),
@@ -155,6 +160,14 @@ class DevKubernetes(kmock.KubernetesScaffold):
         super().__attrs_post_init__()
         for resource_type in BUILTIN_TYPES:
             self.register(resource_type)
+        namespaces = self.types[("", "v1", "namespaces")]
+        for name in SYSTEM_NAMESPACES:  # as every cluster starts
+            self.revision += 1
+            self.objects[self._key(namespaces, None, name)] = {
+                "apiVersion": "v1", "kind": "Namespace", "status": {"phase": "Active"},
+                "metadata": {"name": name, "uid": str(uuid.uuid4()), "creationTimestamp": _now(), "generation": 1,
+                             "resourceVersion": str(self.revision),
+                             "labels": {"kubernetes.io/metadata.name": name}}}
 
     def register(self, resource_type: ResourceType) -> None:
         self.types[(resource_type.group, resource_type.version, resource_type.plural)] = resource_type
@@ -202,6 +215,12 @@ class DevKubernetes(kmock.KubernetesScaffold):
                 return _status_response(fault.code, "InternalError", f"injected fault on {verb} {resource}")
         return None
 
+    async def _serve_server_version(self, request: rendering.Request) -> rendering.Payload:
+        """/version: the release whose API (and OpenAPI definitions) this server imitates."""
+        return {"major": "1", "minor": "33", "gitVersion": "v1.33.0-walkme-dic-dev", "gitTreeState": "clean",
+                "buildDate": "2026-01-01T00:00:00Z", "goVersion": "n/a", "compiler": "n/a",
+                "platform": "linux/amd64"}
+
     async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
         """Discovery as the API server gives it: subresources carry no short names or categories."""
         payload: Any = await super()._serve_version(request)
@@ -235,12 +254,15 @@ class DevKubernetes(kmock.KubernetesScaffold):
         injected = self._injected(verb, plural)
         if injected is not None:
             return injected
+        dry_run = DRY_RUN.set(raw_request.query.get("dryRun") == "All")
         try:
             return await self._serve(raw_request, rtype, namespace, name, sub)
         except ApiStatusError as error:
             return _status_response(error.code, error.reason, error.message)
         except AdmissionError as error:
             return aiohttp.web.json_response(error.status(), status=422)
+        finally:
+            DRY_RUN.reset(dry_run)
 
     def _target(self, path: str) -> tuple[ResourceType, str | None, str | None, str | None] | None:
         """(type, namespace, name, subresource) of a resource path this store serves, else None."""
@@ -319,6 +341,8 @@ class DevKubernetes(kmock.KubernetesScaffold):
             return aiohttp.web.json_response(await self.replace(rtype, namespace, name, body, status=sub == "status",
                                                                 validation=validation))
         if method == "DELETE":
+            if "All" in (body.get("dryRun") or ()):  # DeleteOptions carry dryRun in the body
+                DRY_RUN.set(True)
             return aiohttp.web.json_response(await self.delete(rtype, namespace, name))
         raise ApiStatusError(405, "MethodNotAllowed", f"{method} is not supported")
 
@@ -511,6 +535,8 @@ class DevKubernetes(kmock.KubernetesScaffold):
         return current
 
     async def _remove(self, rtype: ResourceType, key: Key, obj: dict[str, Any]) -> None:
+        if DRY_RUN.get():
+            return
         self.objects.pop(key, None)
         await self._commit(rtype, key, obj, "DELETED", store=False)
         await self._collect_garbage(obj["metadata"].get("uid"))
@@ -532,6 +558,8 @@ class DevKubernetes(kmock.KubernetesScaffold):
     async def _commit(
         self, rtype: ResourceType, key: Key, obj: dict[str, Any], event: str, *, store: bool = True,
     ) -> None:
+        if DRY_RUN.get():  # ?dryRun=All: admitted and answered, never stored (kubectl diff, --dry-run=server)
+            return
         async with self.changed:
             self.revision += 1
             obj["metadata"]["resourceVersion"] = str(self.revision)

@@ -265,3 +265,24 @@ async def test_server_dry_run_admits_and_answers_without_storing(
 async def test_a_new_cluster_has_the_default_namespaces(cluster: DevCluster) -> None:
     names = [n["metadata"]["name"] for n in await cluster.list("v1", "Namespace")]
     assert names == ["default", "kube-system"]
+
+
+async def test_json_patch_changes_the_object_but_not_its_status(cluster: DevCluster) -> None:
+    assert cluster.client is not None
+    await cluster.apply(integration("a", "ns"))
+    await cluster.client.patch(cluster.resource(API, "Integration"), "ns", "a", {"status": {"activeRun": "r1"}},
+                               status=True)
+    json_patch = {"Content-Type": "application/json-patch+json"}
+    code, patched = await http(cluster, "PATCH", INTEGRATIONS_PATH + "/a", json.dumps([
+        {"op": "test", "path": "/spec/connectionRef/name", "value": "lake"},
+        {"op": "add", "path": "/spec/schedule", "value": "0 * * * *"},
+        {"op": "replace", "path": "/status/activeRun", "value": "ignored"}]), **json_patch)
+    assert code == 200 and patched["spec"]["schedule"] == "0 * * * *" and patched["status"] == {"activeRun": "r1"}
+    code, status = await http(cluster, "PATCH", INTEGRATIONS_PATH + "/a", json.dumps([
+        {"op": "replace", "path": "/spec/connectionRef/name", "value": "other"}]), **json_patch)
+    assert (code, status["reason"]) == (422, "Invalid") and "connectionRef cannot be changed" in status["message"]
+    code, status = await http(cluster, "PATCH", INTEGRATIONS_PATH + "/a", json.dumps([
+        {"op": "test", "path": "/spec/schedule", "value": "never"}]), **json_patch)
+    assert (code, status["message"]) == (422, "testing value /spec/schedule failed")
+    code, _ = await http(cluster, "POST", INTEGRATIONS_PATH, "[]", **json_patch)
+    assert code == 400

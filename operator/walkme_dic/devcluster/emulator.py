@@ -8,7 +8,8 @@ controllers rely on:
 * metadata.uid, a global resourceVersion bumped on every write, creationTimestamp, generateName;
 * metadata.generation: 1 on create, bumped only when something outside metadata/status changes;
 * the status subresource: writes to ``/status`` change only status, writes to the object ignore it;
-* JSON merge patch (null deletes; strategic merge is treated as merge), PUT as replace;
+* JSON merge patch (null deletes; strategic merge is treated as merge), JSON patch (RFC 6902,
+  :mod:`.jsonpatch`), PUT as replace;
 * label selectors (=, ==, !=, in, notin, exists, !exists) and metadata.name/namespace field selectors;
 * list responses with ``kind: <Kind>List`` and a resourceVersion; watch streams resuming after a
   resourceVersion (410 Gone when it is too old), with timeoutSeconds;
@@ -27,7 +28,7 @@ controllers rely on:
 * for tests, :meth:`DevKubernetes.fail_next` makes chosen requests fail (a 500 on a status write).
 
 Field selectors match any dotted field path by string equality (kubectl describe uses
-involvedObject.*). Not emulated: RBAC and authentication, JSON patch, managedFields and apply
+involvedObject.*). Not emulated: RBAC and authentication, managedFields and apply
 conflicts, resource quotas, watch bookmarks, pagination (``limit``/``continue`` return everything at
 once), ``Warning`` headers for pruned fields under ``fieldValidation=Warn``, admission of built-in
 kinds, and any controller except garbage collection, the namespace cleanup and the Job defaults
@@ -57,6 +58,7 @@ from kmock._internal import parsing, rendering
 
 from walkme_dic.devcluster import negotiation
 from walkme_dic.devcluster.admission import AdmissionError, admit, check_rules_compile
+from walkme_dic.devcluster.jsonpatch import JSONPatchError, apply_json_patch
 from walkme_dic.devcluster.openapi import OpenAPIDocuments
 from walkme_dic.devcluster.printing import render_table
 from walkme_dic.devcluster.protobuf import UnsupportedKind
@@ -317,6 +319,8 @@ class DevKubernetes(kmock.KubernetesScaffold):
                                                               f"{error} is not decoded") from error
         except ValueError as error:
             raise ApiStatusError(400, "BadRequest", str(error)) from error
+        if isinstance(body, list) and (method != "PATCH" or name is None):  # only a JSON patch decodes to a list
+            raise ApiStatusError(400, "BadRequest", f"{method} needs an object as its body")
         if method == "POST" and name is None:
             return aiohttp.web.json_response(await self.create(rtype, namespace, body, validation), status=201)
         if name is None:
@@ -328,9 +332,10 @@ class DevKubernetes(kmock.KubernetesScaffold):
             if table:
                 return aiohttp.web.json_response(render_table(rtype, [found], datetime.now(UTC)))
             return aiohttp.web.json_response(found)
+        if isinstance(body, list):
+            return aiohttp.web.json_response(await self.json_patch(rtype, namespace, name, body,
+                                                                   status=sub == "status", validation=validation))
         if method == "PATCH":
-            if "json-patch" in content_type:
-                raise ApiStatusError(415, "UnsupportedMediaType", "JSON patch is not emulated; use a merge patch")
             if negotiation.APPLY_PATCH in content_type:
                 applied, created = await self.server_side_apply(rtype, namespace, name, body, status=sub == "status",
                                                                 validation=validation)
@@ -479,6 +484,25 @@ class DevKubernetes(kmock.KubernetesScaffold):
             if rtype.status_subresource:
                 patch = {k: v for k, v in patch.items() if k != "status"}
             updated = merge_patch(current, patch)
+        return await self._update(rtype, current, updated, validation)
+
+    async def json_patch(
+        self, rtype: ResourceType, namespace: str | None, name: str, operations: list[Any], *, status: bool,
+        validation: str = "Warn",
+    ) -> dict[str, Any]:
+        """RFC 6902 patch of the stored object; like any write, only its part (object or status) counts."""
+        current = self.get(rtype, namespace, name)
+        try:
+            patched = apply_json_patch(current, operations)
+        except JSONPatchError as error:
+            raise ApiStatusError(422, "Invalid", str(error)) from error
+        updated = copy.deepcopy(current)
+        if status:
+            updated["status"] = patched.get("status")
+        else:
+            updated = patched
+            if rtype.status_subresource:
+                updated["status"] = current.get("status")
         return await self._update(rtype, current, updated, validation)
 
     async def replace(

@@ -6,7 +6,7 @@ Request bodies: kubectl's typed clients send protobuf (``kubectl create namespac
 configmap``) and client-go 1.33 does not re-send as JSON after a 415, so those kinds are decoded
 (:mod:`walkme_dic.devcluster.protobuf`); other protobuf kinds and CBOR get 415 Unsupported Media
 Type. ``application/apply-patch+yaml`` (server-side apply) and ``…yaml`` bodies are parsed as YAML,
-everything else as JSON.
+everything else as JSON; a JSON patch body is a list of operations, every other body an object.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import yaml
 from walkme_dic.devcluster import protobuf
 
 APPLY_PATCH = "application/apply-patch+yaml"
+JSON_PATCH = "application/json-patch+json"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 UNSUPPORTED = ("application/cbor",)
 UNSUPPORTED_MESSAGE = ("the body of the request was in an unknown format - accepted media types include: "
@@ -43,8 +44,10 @@ def refusal(headers: Mapping[str, str]) -> tuple[int, str, str] | None:
     return None
 
 
-def decode_body(raw: bytes, content_type: str) -> dict[str, Any]:
-    """The request body as a dict ({} when empty); ValueError when it does not parse (a 400 upstream).
+def decode_body(raw: bytes, content_type: str) -> dict[str, Any] | list[Any]:
+    """The request body: a list of operations for a JSON patch, else an object ({} when empty).
+
+    ValueError when it does not parse or has the wrong shape (a 400 upstream).
 
     A protobuf body of a kind not decoded raises :class:`protobuf.UnsupportedKind` (a 415).
     """
@@ -56,6 +59,10 @@ def decode_body(raw: bytes, content_type: str) -> dict[str, Any]:
         decoded = yaml.safe_load(raw) if "yaml" in content_type else json.loads(raw)
     except yaml.YAMLError as error:
         raise ValueError(f"the request body could not be decoded: {error}") from error
+    if JSON_PATCH in content_type:
+        if not isinstance(decoded, list):
+            raise ValueError("a JSON patch must be a list of operations")
+        return decoded
     if not isinstance(decoded, dict):
         raise ValueError("the request body must be an object")
     return decoded

@@ -286,3 +286,20 @@ async def test_json_patch_changes_the_object_but_not_its_status(cluster: DevClus
     assert (code, status["message"]) == (422, "testing value /spec/schedule failed")
     code, _ = await http(cluster, "POST", INTEGRATIONS_PATH, "[]", **json_patch)
     assert code == 400
+
+
+async def test_unknown_fields_of_built_in_kinds_are_refused_or_warned_about(
+    cluster: DevCluster, kubectl_binary: Path, tmp_path: Path,
+) -> None:
+    config = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "typo", "namespace": "default"},
+              "stringdata": {"token": "x"}}
+    (tmp_path / "secret.yaml").write_text(yaml.safe_dump(secret))
+    code, _, err = await kubectl(kubectl_binary, config, "apply", "-f", str(tmp_path / "secret.yaml"))
+    assert code != 0 and 'Secret in version "v1" cannot be handled as a Secret: strict decoding error: ' \
+        'unknown field "stringdata"' in err
+    manifest = str(tmp_path / "secret.yaml")
+    code, out, err = await kubectl(kubectl_binary, config, "apply", "--validate=warn", "-f", manifest)
+    assert code == 0 and "secret/typo created" in out, err
+    assert 'Warning: unknown field "stringdata"' in err
+    assert "stringdata" not in await cluster.get("v1", "Secret", "default", "typo")

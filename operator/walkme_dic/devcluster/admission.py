@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -100,8 +101,19 @@ def _type_name(value: Any) -> str:
     return "null"
 
 
-def prune(value: Any, schema: dict[str, Any], path: str, dropped: list[str]) -> Any:
-    """Drop fields the schema does not know (unless it preserves unknown fields); record their paths."""
+def _same(schema: dict[str, Any]) -> dict[str, Any]:
+    return schema
+
+
+def prune(
+    value: Any, schema: dict[str, Any], path: str, dropped: list[str],
+    resolve: Callable[[dict[str, Any]], dict[str, Any]] = _same,
+) -> Any:
+    """Drop fields the schema does not know (unless it preserves unknown fields); record their paths.
+
+    ``resolve`` follows ``$ref``s (built-in kinds' schemas have them; CRD schemas do not).
+    """
+    schema = resolve(schema)
     if isinstance(value, dict) and schema.get("type", "object") == "object":
         if schema.get("x-kubernetes-preserve-unknown-fields"):
             return value
@@ -116,10 +128,10 @@ def prune(value: Any, schema: dict[str, Any], path: str, dropped: list[str]) -> 
             if not known:
                 dropped.append(_join(path, key))
                 continue
-            result[key] = prune(item, sub, _join(path, key), dropped) if sub is not None else item
+            result[key] = prune(item, sub, _join(path, key), dropped, resolve) if sub is not None else item
         return result
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [prune(item, schema["items"], _join(path, i), dropped) for i, item in enumerate(value)]
+        return [prune(item, schema["items"], _join(path, i), dropped, resolve) for i, item in enumerate(value)]
     return value
 
 

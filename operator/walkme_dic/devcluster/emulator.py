@@ -19,8 +19,10 @@ controllers rely on:
 * Secrets' stringData folded into base64 data, and ``type: Opaque`` by default, as the real API does;
 * what kubectl needs beyond that: discovery of the core group as ``v1``, JSON answers with protobuf
   request bodies decoded or refused (:mod:`.negotiation`), ``/openapi/v2`` and ``/openapi/v3``
-  (:mod:`.openapi`), admission of custom resources — pruning, defaults, schema, CEL rules — with
-  ``fieldValidation=Strict`` refusing unknown fields (:mod:`.admission`), server-side apply
+  (:mod:`.openapi`), admission of custom resources — pruning, defaults, schema, CEL rules — and
+  unknown fields of built-in kinds dropped (by their upstream schema), refused under
+  ``fieldValidation=Strict`` and reported as ``Warning`` headers under ``Warn`` (:mod:`.admission`),
+  server-side apply
   (``application/apply-patch+yaml``: create or merge, no field ownership), ``dryRun=All`` (admitted,
   answered, not stored: ``kubectl diff``, ``--dry-run=server``), Job ``spec.selector`` and
   pod-template labels as the Job registry sets them, ``pods/log`` proxied to the node's kubelet, and
@@ -28,11 +30,10 @@ controllers rely on:
 * for tests, :meth:`DevKubernetes.fail_next` makes chosen requests fail (a 500 on a status write).
 
 Field selectors match any dotted field path by string equality (kubectl describe uses
-involvedObject.*). Not emulated: RBAC and authentication, managedFields and apply
-conflicts, resource quotas, watch bookmarks, pagination (``limit``/``continue`` return everything at
-once), ``Warning`` headers for pruned fields under ``fieldValidation=Warn``, admission of built-in
-kinds, and any controller except garbage collection, the namespace cleanup and the Job defaults
-(Jobs are run by :mod:`walkme_dic.devcluster.kubelet`).
+involvedObject.*). Not emulated: RBAC and authentication, managedFields and apply conflicts,
+resource quotas, watch bookmarks, pagination (``limit``/``continue`` return everything at once),
+validation of built-in kinds beyond unknown fields, and any controller except garbage collection,
+the namespace cleanup and the Job defaults (Jobs are run by :mod:`walkme_dic.devcluster.kubelet`).
 """
 
 from __future__ import annotations
@@ -57,9 +58,9 @@ import kmock
 from kmock._internal import parsing, rendering
 
 from walkme_dic.devcluster import negotiation
-from walkme_dic.devcluster.admission import AdmissionError, admit, check_rules_compile
+from walkme_dic.devcluster.admission import AdmissionError, admit, check_rules_compile, prune
 from walkme_dic.devcluster.jsonpatch import JSONPatchError, apply_json_patch
-from walkme_dic.devcluster.openapi import OpenAPIDocuments
+from walkme_dic.devcluster.openapi import OpenAPIDocuments, builtin_schema, resolve_ref
 from walkme_dic.devcluster.printing import render_table
 from walkme_dic.devcluster.protobuf import UnsupportedKind
 
@@ -67,6 +68,7 @@ Key = tuple[str, str, str, str | None, str]  # group, version, plural, namespace
 HISTORY = 50_000
 SYSTEM_NAMESPACES = ("default", "kube-system")
 DRY_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("dry_run", default=False)
+WARNINGS: contextvars.ContextVar[list[str]] = contextvars.ContextVar("warnings")
 NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?/?$")
 
 
@@ -257,14 +259,20 @@ class DevKubernetes(kmock.KubernetesScaffold):
         if injected is not None:
             return injected
         dry_run = DRY_RUN.set(raw_request.query.get("dryRun") == "All")
+        warnings = WARNINGS.set([])
         try:
-            return await self._serve(raw_request, rtype, namespace, name, sub)
+            response = await self._serve(raw_request, rtype, namespace, name, sub)
+            if not response.prepared:
+                for text in WARNINGS.get():
+                    response.headers.add("Warning", "299 - " + json.dumps(text))
+            return response
         except ApiStatusError as error:
             return _status_response(error.code, error.reason, error.message)
         except AdmissionError as error:
             return aiohttp.web.json_response(error.status(), status=422)
         finally:
             DRY_RUN.reset(dry_run)
+            WARNINGS.reset(warnings)
 
     def _target(self, path: str) -> tuple[ResourceType, str | None, str | None, str | None] | None:
         """(type, namespace, name, subresource) of a resource path this store serves, else None."""
@@ -441,16 +449,26 @@ class DevKubernetes(kmock.KubernetesScaffold):
     def _admit(
         self, rtype: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None, validation: str,
     ) -> dict[str, Any]:
-        """Custom resources go through admission (pruning, defaults, schema, CEL); built-in kinds as they are."""
+        """Custom resources: pruning, defaults, schema, CEL; built-in kinds: unknown fields dropped.
+
+        Unknown fields refuse the write under ``fieldValidation=Strict`` (kubectl's default) and become
+        ``Warning`` headers under ``Warn`` (every other client's default), as in the API server.
+        """
         schema = self.crd_schemas.get((rtype.group, rtype.version, rtype.plural))
-        if schema is None:
-            return obj
-        admitted = admit(rtype.kind, rtype.group, schema, obj, old, rules=self.enforce_validation_rules)
-        if admitted.pruned and validation == "Strict":
-            unknown = ", ".join(f'unknown field "{path}"' for path in admitted.pruned)
+        if schema is not None:
+            admitted = admit(rtype.kind, rtype.group, schema, obj, old, rules=self.enforce_validation_rules)
+            stored, pruned = admitted.obj, admitted.pruned
+        else:
+            pruned = []
+            builtin = builtin_schema(rtype.group, rtype.version, rtype.kind)
+            stored = prune(obj, builtin, "", pruned, resolve_ref) if builtin is not None else obj
+        unknown = [f'unknown field "{path}"' for path in pruned]
+        if unknown and validation == "Strict":
             raise ApiStatusError(400, "BadRequest", f'{rtype.kind} in version "{rtype.version}" cannot be handled '
-                                                    f"as a {rtype.kind}: strict decoding error: {unknown}")
-        return admitted.obj
+                                                    f"as a {rtype.kind}: strict decoding error: {', '.join(unknown)}")
+        if validation == "Warn":
+            WARNINGS.get().extend(unknown)
+        return stored
 
     async def server_side_apply(
         self, rtype: ResourceType, namespace: str | None, name: str, body: dict[str, Any], *, status: bool,

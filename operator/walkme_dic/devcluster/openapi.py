@@ -95,6 +95,7 @@ def _refs(node: Any) -> Iterable[str]:
             yield from _refs(value)
 
 
+@functools.cache
 def upstream_name(group: str, version: str, kind: str) -> str | None:
     """The definition name of a built-in kind, found by its x-kubernetes-group-version-kind."""
     for name, schema in upstream_definitions().items():
@@ -102,6 +103,25 @@ def upstream_name(group: str, version: str, kind: str) -> str | None:
             if (gvk.get("group", ""), gvk.get("version"), gvk.get("kind")) == (group, version, kind):
                 return name
     return None
+
+
+@functools.cache
+def _converted_definitions() -> dict[str, dict[str, Any]]:
+    return {name: _openapi(schema, V2_PREFIX, v3=False) for name, schema in upstream_definitions().items()}
+
+
+def builtin_schema(group: str, version: str, kind: str) -> dict[str, Any] | None:
+    """The OpenAPI schema of a built-in kind (its ``$ref``s resolve with :func:`resolve_ref`)."""
+    name = upstream_name(group, version, kind)
+    return _converted_definitions()[name] if name else None
+
+
+def resolve_ref(schema: dict[str, Any]) -> dict[str, Any]:
+    """A schema node with its ``$ref`` (to an upstream definition) followed."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        return _converted_definitions().get(ref.removeprefix(V2_PREFIX), {})
+    return schema
 
 
 def crd_definition_name(rtype: ResourceType) -> str:

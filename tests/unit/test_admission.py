@@ -193,3 +193,18 @@ def test_every_example_is_admitted(path: Path) -> None:
         if document["kind"] in SCHEMAS:
             admitted = admit(document["kind"], GROUP, SCHEMAS[document["kind"]], document, None)
             assert admitted.pruned == [], f"{path.name}: unknown fields {admitted.pruned}"
+
+
+def test_rules_are_not_rerun_on_unchanged_values() -> None:
+    """Ratcheting: an object stored before a rule existed still takes status writes."""
+    broken = {**INBOUND, "source": {**FILE, "salesforce": {"soql": "SELECT Id"}}}
+    stored = admit("Integration", GROUP, SCHEMAS["Integration"], obj("Integration", broken), None, rules=False).obj
+    with_status = {**copy.deepcopy(stored), "status": {"activeRun": "r1"}}
+    assert admit("Integration", GROUP, SCHEMAS["Integration"], with_status, stored).obj["status"] == {"activeRun": "r1"}
+    suspended = copy.deepcopy(stored)
+    suspended["spec"]["suspend"] = True  # the source's rule looks at an unchanged value: still ratcheted
+    admit("Integration", GROUP, SCHEMAS["Integration"], suspended, stored)
+    moved = copy.deepcopy(stored)
+    moved["spec"]["source"]["file"]["path"] = "other.csv"  # the source changed: its rule runs again
+    with pytest.raises(AdmissionError):
+        admit("Integration", GROUP, SCHEMAS["Integration"], moved, stored)

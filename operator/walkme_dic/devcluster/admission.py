@@ -12,9 +12,10 @@ A refusal is the API server's 422 ``Status``: reason ``Invalid``, message
 ``Integration.integrations.walkme.io "x" is invalid: spec.connectionRef: Invalid value: "object": …``,
 and one ``details.causes`` entry per field, which kubectl prints as ``The Integration "x" is invalid``.
 
-Not emulated: CEL cost limits, the Kubernetes CEL extension libraries (quantity, url, ip, the
-``format`` library), ``messageExpression``, ratcheting of unchanged invalid values, list-map
-correlation of ``oldSelf`` inside arrays, and ``format`` values other than date-time.
+On updates, CEL rules are not re-run on values that did not change (ratcheting); the structural
+schema is checked in full. Not emulated: CEL cost limits, the Kubernetes CEL extension libraries
+(quantity, url, ip, the ``format`` library), ``messageExpression``, ratcheting of schema errors,
+list-map correlation of ``oldSelf`` inside arrays, and ``format`` values other than date-time.
 """
 
 from __future__ import annotations
@@ -268,7 +269,13 @@ _MISSING = object()
 
 
 def evaluate_rules(value: Any, old: Any, schema: dict[str, Any], path: str) -> list[FieldError]:
-    """Run the x-kubernetes-validations rules at this node and below; ``old`` is _MISSING on create."""
+    """Run the x-kubernetes-validations rules at this node and below; ``old`` is _MISSING on create.
+
+    An unchanged value is not re-checked (the API server's validation ratcheting, on since 1.30), so
+    a status write does not re-run the spec's rules.
+    """
+    if old is not _MISSING and value == old:
+        return []
     errors: list[FieldError] = []
     for rule in schema.get("x-kubernetes-validations", ()):
         transition = is_transition_rule(rule["rule"])

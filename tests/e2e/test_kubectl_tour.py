@@ -90,6 +90,17 @@ def server_side_applied(ran: Ran, kubectl: Callable[[str], Ran]) -> None:
     assert stored["spec"]["timeZone"] == "Europe/Berlin" and stored["spec"]["suspend"] is False
 
 
+def json_patched(ran: Ran, kubectl: Callable[[str], Ran]) -> None:
+    ok("integration.integrations.walkme.io/hr-users-to-walkme patched")(ran, kubectl)
+    after = kubectl("kubectl get wmint hr-users-to-walkme -n walkme-demo -o jsonpath='{.spec.maxRejectedPercent}'")
+    assert after.out == "20"
+
+
+def dry_run_deleted(ran: Ran, kubectl: Callable[[str], Ran]) -> None:
+    ok('"hr-users-to-walkme" deleted (server dry run)')(ran, kubectl)
+    assert kubectl("kubectl get wmint hr-users-to-walkme -n walkme-demo").code == 0, "a dry run deletes nothing"
+
+
 # (pattern the README line must match, what its result must show)
 EXPECTATIONS: list[tuple[str, Check]] = [
     (r"^kubectl get ns,secrets,jobs,pods -n walkme-demo$",
@@ -105,6 +116,10 @@ EXPECTATIONS: list[tuple[str, Check]] = [
     (r"^kubectl logs -n walkme-demo job/", sync_output),
     (r"^kubectl apply -f examples/demo/20-inbound-users\.yaml$",
      ok("integration.integrations.walkme.io/hr-users-to-walkme configured")),
+    (r"^kubectl diff -f examples/demo/20-inbound-users\.yaml$", ok()),
+    (r"^kubectl patch wmint hr-users-to-walkme -n walkme-demo --type=json ", json_patched),
+    (r"^kubectl label wmint hr-users-to-walkme -n walkme-demo team=hr$", ok("labeled")),
+    (r"^kubectl delete wmint hr-users-to-walkme -n walkme-demo --dry-run=server$", dry_run_deleted),
     (r"^sed .*maxRejectedPercents.* \| kubectl apply -f -$",
      refused('strict decoding error: unknown field "spec.maxRejectedPercents"')),
     (r"^kubectl patch wmint hr-users-to-walkme .*connectionRef",

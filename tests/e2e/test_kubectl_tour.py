@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -167,13 +166,16 @@ def demo(tmp_path: Path) -> Iterator[Path]:
             time.sleep(0.5)
         yield kubeconfig
     finally:
-        process.send_signal(signal.SIGINT)
+        process.terminate()  # the demo shuts down cleanly on SIGTERM
         try:
-            process.wait(30)
+            code = process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        log.close()
+            raise
+        finally:
+            log.close()
+        assert code == 143, f"the demo did not stop cleanly ({code}):\n{(tmp_path / 'demo.log').read_text()}"
 
 
 def test_kubectl_tour_from_readme(demo: Path, kubectl_binary: Path, tmp_path: Path) -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import csv
 import io
 import logging
 import os
 import re
 import secrets
+import signal
 import socket
 import sys
 import time
@@ -191,13 +191,22 @@ class Demo:
         for user_id, attributes in sorted(users.items()):
             say(f"    {user_id}: {attributes}")
 
+    async def run_until_stopped(self) -> int:
+        """run(), with SIGTERM (docker stop, CI, a test) shutting down as cleanly as Ctrl-C."""
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await self.run()
+        except asyncio.CancelledError:
+            return 143
+
     async def _stay_up(self, cluster: DevCluster) -> None:
         kubeconfig = cluster.write_kubeconfig(self.kubeconfig)
         say(f"\nEverything stays up. Try:\n  export KUBECONFIG={kubeconfig}\n"
             f"  kubectl get wmconn,wmint -n {NAMESPACE}\n"
             "and the other commands of README's section \"kubectl against the demo\".\nPress Ctrl-C to stop.")
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.Event().wait()
+        await asyncio.Event().wait()  # until Ctrl-C or SIGTERM cancels the demo
 
 
 def format_table(table: dict[str, Any]) -> str:
@@ -232,7 +241,7 @@ def main(argv: list[str]) -> int:
     for noisy in ("werkzeug", "kopf"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
-        return asyncio.run(Demo(args.keep_running, args.timeout, args.kubeconfig).run())
+        return asyncio.run(Demo(args.keep_running, args.timeout, args.kubeconfig).run_until_stopped())
     except DemoFailed as failure:
         print(f"\n✘ demo failed: {failure}", file=sys.stderr)
         return 1

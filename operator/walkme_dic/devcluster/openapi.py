@@ -143,13 +143,15 @@ def crd_object_schema(rtype: ResourceType, schema: dict[str, Any], prefix: str, 
 
 
 class OpenAPIDocuments:
-    """Builds the documents from the served types (call again after a CRD is registered)."""
+    """Builds the documents from the served types and CRD schemas (the server builds one per request)."""
 
     def __init__(self, types: Iterable[ResourceType], crd_schemas: dict[tuple[str, str, str], dict[str, Any]]) -> None:
         self.types = sorted(types, key=lambda t: (t.group, t.version, t.plural))
         self.crd_schemas = crd_schemas
 
-    def _definitions(self, types: list[ResourceType], prefix: str, *, v3: bool) -> tuple[dict[str, Any], dict]:
+    def _definitions(
+        self, types: list[ResourceType], prefix: str, *, v3: bool,
+    ) -> tuple[dict[tuple[str, str, str], str], dict[str, Any]]:
         """(definition name per type, definitions closure) for these types."""
         upstream = upstream_definitions()
         names: dict[tuple[str, str, str], str] = {}
@@ -274,12 +276,9 @@ def _paths(rtype: ResourceType, ref: str, *, v3: bool, custom: bool) -> dict[str
             "get": operation("get", "read", ref),
             "put": operation("put", "replace", ref, writes, ("application/json", "application/yaml")),
             "patch": operation("patch", "patch", ref, (*writes, "force"), patch_types),
-            "delete": operation("delete", "delete", STATUS_REF[v3]),
+            "delete": operation("delete", "delete", (V3_PREFIX if v3 else V2_PREFIX) + STATUS),
         },
     }
-
-
-STATUS_REF = {True: V3_PREFIX + STATUS, False: V2_PREFIX + STATUS}
 
 
 def _param(name: str, where: str, v3: bool) -> dict[str, Any]:

@@ -72,10 +72,13 @@ def sync_output(ran: Ran, _: Callable[[str], Ran]) -> None:
     assert lines[-1]["phase"] == "done" and lines[-1]["result"] == "Succeeded" and lines[-1]["rowsWritten"] == 4
 
 
-def edited(ran: Ran, kubectl: Callable[[str], Ran]) -> None:
-    ok("integration.integrations.walkme.io/walkme-users-to-lake edited")(ran, kubectl)
-    after = kubectl("kubectl get wmint walkme-users-to-lake -n walkme-demo -o jsonpath='{.spec.suspend}'")
-    assert after.out == "true"
+def stored_as(said: str, name: str, field: str, value: str) -> Check:
+    """The command said ``said`` and Integration ``name`` now has ``value`` at ``field``."""
+    def check(ran: Ran, kubectl: Callable[[str], Ran]) -> None:
+        ok(said)(ran, kubectl)
+        after = kubectl(f"kubectl get wmint {name} -n walkme-demo -o jsonpath='{{{field}}}'")
+        assert after.out == value, f"{name} {field}: {after.out!r} after {ran.command}"
+    return check
 
 
 def namespace_emptied(ran: Ran, kubectl: Callable[[str], Ran]) -> None:
@@ -87,12 +90,6 @@ def server_side_applied(ran: Ran, kubectl: Callable[[str], Ran]) -> None:
     ok("integration.integrations.walkme.io/walkme-users-to-lake serverside-applied")(ran, kubectl)
     stored = json.loads(kubectl("kubectl get wmint walkme-users-to-lake -n walkme-demo -o json").out)
     assert stored["spec"]["timeZone"] == "Europe/Berlin" and stored["spec"]["suspend"] is False
-
-
-def json_patched(ran: Ran, kubectl: Callable[[str], Ran]) -> None:
-    ok("integration.integrations.walkme.io/hr-users-to-walkme patched")(ran, kubectl)
-    after = kubectl("kubectl get wmint hr-users-to-walkme -n walkme-demo -o jsonpath='{.spec.maxRejectedPercent}'")
-    assert after.out == "20"
 
 
 def dry_run_deleted(ran: Ran, kubectl: Callable[[str], Ran]) -> None:
@@ -116,7 +113,9 @@ EXPECTATIONS: list[tuple[str, Check]] = [
     (r"^kubectl apply -f examples/demo/20-inbound-users\.yaml$",
      ok("integration.integrations.walkme.io/hr-users-to-walkme configured")),
     (r"^kubectl diff -f examples/demo/20-inbound-users\.yaml$", ok()),
-    (r"^kubectl patch wmint hr-users-to-walkme -n walkme-demo --type=json ", json_patched),
+    (r"^kubectl patch wmint hr-users-to-walkme -n walkme-demo --type=json ",
+     stored_as("integration.integrations.walkme.io/hr-users-to-walkme patched", "hr-users-to-walkme",
+               ".spec.maxRejectedPercent", "20")),
     (r"^kubectl label wmint hr-users-to-walkme -n walkme-demo team=hr$", ok("labeled")),
     (r"^kubectl delete wmint hr-users-to-walkme -n walkme-demo --dry-run=server$", dry_run_deleted),
     (r"^sed .*maxRejectedPercents.* \| kubectl apply -f -$",
@@ -125,7 +124,9 @@ EXPECTATIONS: list[tuple[str, Check]] = [
      refused('The Integration "hr-users-to-walkme" is invalid: spec.connectionRef: Invalid value: "object": '
              "connectionRef cannot be changed after creation; create a new Integration")),
     (r"^kubectl apply --server-side -f examples/demo/30-outbound-users\.yaml$", server_side_applied),
-    (r"kubectl edit wmint walkme-users-to-lake ", edited),
+    (r"kubectl edit wmint walkme-users-to-lake ",
+     stored_as("integration.integrations.walkme.io/walkme-users-to-lake edited", "walkme-users-to-lake",
+               ".spec.suspend", "true")),
     (r"^kubectl annotate wmint hr-users-to-walkme .*requested-at=", ok("annotated")),
     (r"^kubectl wait --for=condition=Ready wmint/hr-users-to-walkme ", ok("condition met")),
     (r"^kubectl create namespace scratch$", ok("namespace/scratch created")),

@@ -153,6 +153,9 @@ class WalkMeDestination(ApiModel):
     environment: str | None = Field(default=None, description="WalkMe environment, e.g. Production.")
 
 
+SOURCE_KINDS = ("file", "salesforce", "walkme")
+
+
 class Source(ApiModel):
     """Where rows come from. Exactly one block; inbound reads file or salesforce, outbound reads walkme."""
 
@@ -162,12 +165,12 @@ class Source(ApiModel):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Source:
-        _only_block(self, ("file", "salesforce", "walkme"), "source")
+        _only_block(self, SOURCE_KINDS, "source")
         return self
 
     @property
     def kind(self) -> str:
-        return _only_block(self, ("file", "salesforce", "walkme"), "source")
+        return _only_block(self, SOURCE_KINDS, "source")
 
 
 DESTINATION_KINDS = ("file", "salesforce", "walkme", "webhook")

@@ -5,11 +5,12 @@ Every figure comes from this run on this machine:
   peak RSS; baseline: the same file parsed by Python's csv module alone (read + split, no mapping,
   no sending) — the floor any CSV-based importer starts from.
 * outbound — fake WalkMe export (generated users, 100 MB and 1 GB of CSV) → S3 (moto), Azure
-  (Azurite) and SFTP (a private OpenSSH sshd, tests/fixtures/sshd.py): MB/s of a real `walkme-dic sync`
-  against the raw client (boto3 `upload_fileobj`, azure-storage-blob `upload_blob`, paramiko `putfo`,
-  default settings) uploading the same bytes; peak RSS of the sync. A third figure, the connector
-  alone, is our store's AtomicWriter uploading the same bytes in 1 MiB writes (what the engine's
-  encoder feeds it), against the raw client: the upload path without the WalkMe source in front.
+  (Azurite), GCS (gcp-storage-emulator) and SFTP (a private OpenSSH sshd, tests/fixtures/sshd.py): MB/s
+  of a real `walkme-dic sync` against the raw client (boto3 `upload_fileobj`, azure-storage-blob
+  `upload_blob`, google-cloud-storage `upload_from_file`, paramiko `putfo`, default settings) uploading
+  the same bytes; peak RSS of the sync. Another figure, the connector alone, is our store's
+  AtomicWriter uploading the same bytes in 1 MiB writes (what the engine's encoder feeds it), against
+  the raw client: the upload path without the WalkMe source in front.
   A second baseline, the source ceiling, is the same export read alone by our WalkMe client: an
   export can go no faster than its source, and the fake WalkMe serves JSON at a few MB/s.
 * salesforce — WalkMe users upserted into the fake Salesforce org by external id: API calls made
@@ -46,6 +47,7 @@ from moto.server import ThreadedMotoServer
 from bench.operator_scale import measure
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fixtures.azurite import Azurite, running_azurite
+from tests.fixtures.gcs import gcs_client, running_gcs_emulator
 from tests.fixtures.servers import free_port
 from tests.fixtures.sshd import Sshd, running_sshd, sshd_missing
 from walkme_dic.api.connection import ConnectionSpec
@@ -183,6 +185,7 @@ class Bench:
     azurite: Azurite
     walkme: FakeWalkMe
     workdir: Path
+    gcs_url: str = ""
     sshd: Sshd | None = None
 
     @property
@@ -199,13 +202,15 @@ class Bench:
             assert self.sshd is not None
             return write_credentials(self.workdir / store, {"privateKey": self.sshd.keys["ed25519"]})
         external = {"s3": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"},
-                    "azure": {"connectionString": self.azurite.connection_string}}[store]
+                    "azure": {"connectionString": self.azurite.connection_string}, "gcs": {}}[store]
         return write_credentials(self.workdir / store, external)
 
     def connection(self, store: str) -> dict[str, Any]:
         if store == "sftp":
             assert self.sshd is not None
             return sftp_connection(self.sshd)
+        if store == "gcs":
+            return {"gcs": {"bucket": BUCKET, "endpointUrl": self.gcs_url, "auth": {"anonymous": True}}}
         return s3_connection(self.s3_url) if store == "s3" else azure_connection(self.azurite)
 
     def raw_upload(self, store: str, path: str, size: int) -> tuple[str, float]:
@@ -219,11 +224,18 @@ class Bench:
                 started = time.perf_counter()
                 self.s3.upload_fileobj(copy, BUCKET, "raw/copy.csv")
                 return "raw boto3 upload_fileobj of the same bytes", time.perf_counter() - started
-            self.container.download_blob(path).readinto(copy)
+            if store == "azure":
+                self.container.download_blob(path).readinto(copy)
+                copy.seek(0)
+                started = time.perf_counter()
+                self.container.upload_blob("raw/copy.csv", copy, length=size, overwrite=True)
+                return "raw azure-storage-blob upload_blob of the same bytes", time.perf_counter() - started
+            bucket = gcs_client(self.gcs_url).bucket(BUCKET)
+            bucket.blob(path).download_to_file(copy)
             copy.seek(0)
             started = time.perf_counter()
-            self.container.upload_blob("raw/copy.csv", copy, length=size, overwrite=True)
-            return "raw azure-storage-blob upload_blob of the same bytes", time.perf_counter() - started
+            bucket.blob("raw/copy.csv").upload_from_file(copy, size=size)
+            return "raw google-cloud-storage upload_from_file of the same bytes", time.perf_counter() - started
 
     def connector_upload(self, store: str, path: str) -> float:
         """Seconds our store's AtomicWriter takes to upload a copy of ``path`` fed in 1 MiB writes."""
@@ -295,7 +307,7 @@ def bench_outbound(store: str, megabytes: int, bench: Bench) -> dict[str, Any]:
     exported, source = export_alone(bench.walkme.url)
     assert exported == users, exported
     mb = size / 1e6
-    target = {"s3": "S3", "azure": "Azure Blob", "sftp": "SFTP"}[store]
+    target = {"s3": "S3", "azure": "Azure Blob", "gcs": "GCS", "sftp": "SFTP"}[store]
     return {"case": f"outbound WalkMe → {target} CSV, {mb:,.0f} MB ({users:,} users)", "rows": users,
             "bytes": size, "seconds": round(measured["seconds"], 2), "mb_per_s": round(mb / measured["seconds"], 1),
             "baseline": baseline, "baseline_mb_per_s": round(mb / raw, 1),
@@ -361,8 +373,8 @@ def main() -> int:
     parser.add_argument("--inbound-rows", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--outbound-mb", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--salesforce-rows", type=int, nargs="*", default=[1_000_000])
-    parser.add_argument("--outbound-to", nargs="*", choices=["s3", "azure", "sftp"],
-                        default=["s3", "azure", "sftp"])
+    parser.add_argument("--outbound-to", nargs="*", choices=["s3", "azure", "gcs", "sftp"],
+                        default=["s3", "azure", "gcs", "sftp"])
     parser.add_argument("--operator-integrations", type=int, default=2000, help="0 skips the operator case.")
     parser.add_argument("--operator-connections", type=int, default=200)
     parser.add_argument("--settle", type=float, default=30, help="Seconds of steady state to count requests in.")
@@ -382,9 +394,11 @@ def main() -> int:
         needs_sshd = "sftp" in args.outbound_to and bool(args.outbound_mb)
         if needs_sshd and sshd_missing():
             raise SystemExit(sshd_missing())
-        with running_azurite() as azurite, running_sshd() if needs_sshd else contextlib.nullcontext() as sshd, \
+        with running_azurite() as azurite, running_gcs_emulator(own_process=True) as gcs_url, \
+                running_sshd() if needs_sshd else contextlib.nullcontext() as sshd, \
                 tempfile.TemporaryDirectory() as tmp:
-            bench = Bench(s3_url, azurite, walkme, Path(tmp), sshd)
+            bench = Bench(s3_url, azurite, walkme, Path(tmp), gcs_url=gcs_url, sshd=sshd)
+            gcs_client(gcs_url).create_bucket(BUCKET)
             bench.s3.create_bucket(Bucket=BUCKET)
             bench.s3.create_bucket(Bucket="scale-bucket")
             bench.container.create_container()

@@ -4,6 +4,8 @@ pytest_plugins = [
     "tests.fixtures.tools",
     "tests.fixtures.servers",
     "tests.fixtures.azurite",
+    "tests.fixtures.gcs",
+    "tests.fixtures.webhook",
     "tests.fixtures.sshd",
     "tests.fixtures.walkme",
     "tests.fixtures.salesforce",

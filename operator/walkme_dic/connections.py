@@ -16,6 +16,7 @@ from walkme_dic.api.connection import (
     SFTP_KNOWN_HOSTS_KEY,
     SFTP_SECRET_KEY_SETS,
     WALKME_SECRET_KEYS,
+    WEBHOOK_SIGNING_KEY,
     ConnectionSpec,
 )
 from walkme_dic.conditions import find_condition, parse_time, rfc3339, set_condition
@@ -37,6 +38,10 @@ def missing_secret_keys(spec: ConnectionSpec, data: Mapping[str, str]) -> str | 
         needed: tuple[tuple[str, ...], ...] = (S3_SECRET_KEYS,)
     elif spec.azure_blob and spec.azure_blob.auth.secret_ref:
         needed = ((spec.azure_blob.auth.secret_ref.key,),)
+    elif spec.gcs and spec.gcs.auth.secret_ref:
+        needed = ((spec.gcs.auth.secret_ref.key,),)
+    elif spec.webhook:
+        needed = ((WEBHOOK_SIGNING_KEY,),)
     elif spec.salesforce:
         needed = SALESFORCE_SECRET_KEY_SETS
     elif spec.sftp:

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from walkme_dic.api.common import CATEGORY, GROUP, VERSION
 from walkme_dic.api.connection import PROVIDERS, ConnectionSpec, ConnectionStatus
-from walkme_dic.api.integration import IntegrationSpec, IntegrationStatus
+from walkme_dic.api.integration import DESTINATION_KINDS, SOURCE_KINDS, IntegrationSpec, IntegrationStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 KEEP = ("type", "description", "enum", "default", "pattern", "format", "minLength", "maxLength", "minimum",
@@ -31,6 +31,12 @@ KEEP = ("type", "description", "enum", "default", "pattern", "format", "minLengt
 READY_STATUS = '.status.conditions[?(@.type=="Ready")].status'
 READY_REASON = '.status.conditions[?(@.type=="Ready")].reason'
 READY_MESSAGE = '.status.conditions[?(@.type=="Ready")].message'
+
+
+def exactly_one_block(side: str, kinds: tuple[str, ...]) -> dict[str, str]:
+    """The CEL rule (and its message) that one block of ``kinds`` is set under ``side``."""
+    return {"rule": f"[{', '.join(f'has(self.{kind})' for kind in kinds)}].filter(x, x).size() == 1",
+            "message": f"set exactly one of {', '.join(f'{side}.{kind}' for kind in kinds)}"}
 
 KINDS: dict[str, dict[str, Any]] = {
     "Connection": {
@@ -47,7 +53,7 @@ KINDS: dict[str, dict[str, Any]] = {
             {"name": "Message", "type": "string", "jsonPath": READY_MESSAGE, "priority": 1},
         ],
         "spec_rules": [{
-            "rule": f"[{', '.join(f'has(self.{name})' for name in PROVIDERS)}].filter(x, x).size() == 1",
+            "rule": f"[{', '.join(f'has(self.{p})' for p in PROVIDERS)}].filter(x, x).size() == 1",
             "message": f"set exactly one provider block: {', '.join(PROVIDERS[:-1])} or {PROVIDERS[-1]}",
         }],
     },
@@ -75,19 +81,15 @@ KINDS: dict[str, dict[str, Any]] = {
             "rule": "self.direction == 'Inbound' ? (has(self.destination.walkme) && !has(self.source.walkme)) "
                     ": (has(self.source.walkme) && !has(self.destination.walkme))",
             "message": "Inbound integrations read file or salesforce and write walkme; "
-                       "Outbound integrations read walkme and write file or salesforce",
+                       "Outbound integrations read walkme and write file, salesforce or webhook",
         }],
         "field_rules": {
             "connectionRef": [{
                 "rule": "self == oldSelf",
                 "message": "connectionRef cannot be changed after creation; create a new Integration",
             }],
-            "source": [{"rule": "[has(self.file), has(self.salesforce), has(self.walkme)].filter(x, x).size() == 1",
-                        "message": "set exactly one of source.file, source.salesforce, source.walkme"}],
-            "destination": [{
-                "rule": "[has(self.file), has(self.salesforce), has(self.walkme)].filter(x, x).size() == 1",
-                "message": "set exactly one of destination.file, destination.salesforce, destination.walkme",
-            }],
+            "source": [exactly_one_block("source", SOURCE_KINDS)],
+            "destination": [exactly_one_block("destination", DESTINATION_KINDS)],
         },
     },
 }

@@ -20,7 +20,7 @@ from walkme_dic.api.integration import Destination, IntegrationSpec, Source
 from walkme_dic.conditions import rfc3339
 
 IDENTITY_HISTORY_LIMIT = 10
-SIDES = ("file", "salesforce", "walkme")
+SIDES = ("file", "salesforce", "walkme", "webhook")
 # The fields that make a side point at different data; other settings (format, batch size, ...) do not.
 IDENTITY_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("source", "file"): ("path",),
@@ -29,6 +29,7 @@ IDENTITY_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("destination", "file"): ("path",),
     ("destination", "salesforce"): ("object", "external_id_field"),
     ("destination", "walkme"): ("user_id_property", "system", "environment"),
+    ("destination", "webhook"): (),  # the URL is the webhook Connection's, and connectionRef cannot change
 }
 
 
@@ -45,6 +46,8 @@ def side_identity(side: str, block: Source | Destination) -> dict[str, str]:
 def describe(side: str, kind: str, settings: Any) -> str:
     if kind == "file":
         return f"file {settings.path!r}"
+    if kind == "webhook":
+        return "the webhook Connection's URL"
     if kind == "salesforce":
         if side == "source":
             return f"salesforce query {settings.query()!r}"

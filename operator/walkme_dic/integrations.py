@@ -178,9 +178,9 @@ def _type_mismatch(spec: IntegrationSpec, external: ConnectionView, walkme: Conn
         return None
     provider = external.spec.provider
     side = spec.source if spec.direction == "Inbound" else spec.destination
-    wants_file = side.kind == "file"
-    if (wants_file and provider not in FILE_PROVIDERS) or (not wants_file and provider != "salesforce"):
-        wanted = " or ".join(FILE_PROVIDERS) if wants_file else "salesforce"
+    allowed = FILE_PROVIDERS if side.kind == "file" else (side.kind,)
+    if provider not in allowed:
+        wanted = " or ".join(allowed)
         return (f"spec.connectionRef: Connection {external.name!r} is a {provider} connection, but this "
                 f"integration's {side.kind} side needs {wanted}")
     return None

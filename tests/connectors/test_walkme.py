@@ -93,13 +93,13 @@ def test_unreachable_api_is_transient_and_names_the_url() -> None:
 def test_proxy_from_the_environment_unless_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     import urllib3
 
-    from walkme_dic.connectors.walkme import _pool
+    from walkme_dic.connectors.common import http_pool
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp.example:3128")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    proxied = _pool("https://api.walkme.com", 4)
+    proxied = http_pool("https://api.walkme.com", 4)
     assert isinstance(proxied, urllib3.ProxyManager) and proxied.proxy is not None
     assert proxied.proxy.host == "proxy.corp.example"
     monkeypatch.setenv("NO_PROXY", ".walkme.com")
-    assert not isinstance(_pool("https://api.walkme.com", 4), urllib3.ProxyManager)
+    assert not isinstance(http_pool("https://api.walkme.com", 4), urllib3.ProxyManager)

@@ -1,10 +1,12 @@
 """Every direction with good data, a bad row and an empty source, through the real engine (`run_sync`).
 
-Sources and destinations are the loopback servers: moto (S3), Azurite (Azure Blob), a private OpenSSH
-sshd (SFTP), the fake Salesforce org and the fake WalkMe API. A bad row is a record whose key is empty: it must be
-rejected with its row number while the good rows go through; an empty source must succeed with
-zero rows and leave no data rows at the destination. Then API faults injected by the fakes
-(WalkMe 429/500/503, Salesforce REQUEST_LIMIT_EXCEEDED/503, a Bulk job that ends Failed): each run
+Sources and destinations are the loopback servers: moto (S3), Azurite (Azure Blob), the fake
+Salesforce org and the fake WalkMe API, gcp-storage-emulator (GCS), a private OpenSSH sshd (SFTP) and
+a TLS webhook receiver. A bad row is a record whose key is empty: it must be rejected with its row
+number while the good rows go through; an empty source must succeed with zero rows and leave no data
+rows at the destination.
+Then API faults injected by the fakes (WalkMe 429/500/503, Salesforce REQUEST_LIMIT_EXCEEDED/503, a
+Bulk job that ends Failed, a webhook receiver answering 429/503/422 or losing its answer): each run
 ends with the destination holding exactly the rows once, or nothing, and a result that says why.
 """
 
@@ -23,11 +25,14 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.walkme import FakeWalkMe
+from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.fixtures.azurite import Azurite
+from tests.fixtures.gcs import gcs_client
 from tests.fixtures.salesforce import SF_CLIENT_ID, SF_CLIENT_SECRET
 from tests.fixtures.servers import s3_client
 from tests.fixtures.sshd import Sshd
 from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET, WALKME_TOKEN
+from tests.fixtures.webhook import WEBHOOK_SECRET, Pki
 from walkme_dic.api.run import SyncRequest, SyncResult
 from walkme_dic.sync.credentials import CredentialSet
 from walkme_dic.sync.engine import run_sync
@@ -49,6 +54,10 @@ class Stores:
     salesforce: FakeSalesforce
     sshd: Sshd
     sftp_folder: Path
+    gcs: str = ""
+    gcs_bucket: str = ""
+    webhook: WebhookReceiver | None = None
+    webhook_pki: Pki | None = None
 
     @property
     def blobs(self) -> ContainerClient:
@@ -87,6 +96,14 @@ def sftp_side(stores: Stores) -> tuple[dict[str, Any], dict[str, str]]:
                       "path": str(stores.sftp_folder), "hostKeys": stores.sshd.known_hosts.splitlines(),
                       "auth": {"secretRef": {"name": "sftp"}}}},
             {"privateKey": stores.sshd.keys["ecdsa"]})
+def gcs_side(stores: Stores) -> tuple[dict[str, Any], dict[str, str]]:
+    return ({"gcs": {"bucket": stores.gcs_bucket, "endpointUrl": stores.gcs, "auth": {"anonymous": True}}}, {})
+
+
+def webhook_side(stores: Stores) -> tuple[dict[str, Any], dict[str, str]]:
+    assert stores.webhook and stores.webhook_pki
+    return ({"webhook": {"url": stores.webhook.hook, "auth": {"secretRef": {"name": "hook"}}}},
+            {"signingSecret": WEBHOOK_SECRET, "ca.crt": stores.webhook_pki.ca_pem})
 
 
 def put_s3(stores: Stores, people: list[dict[str, str]]) -> None:
@@ -99,6 +116,8 @@ def put_azure(stores: Stores, people: list[dict[str, str]]) -> None:
 
 def put_sftp(stores: Stores, people: list[dict[str, str]]) -> None:
     (stores.sftp_folder / "people.csv").write_bytes(as_csv(people))
+def put_gcs(stores: Stores, people: list[dict[str, str]]) -> None:
+    gcs_client(stores.gcs).bucket(stores.gcs_bucket).blob("people.csv").upload_from_string(as_csv(people))
 
 
 def put_salesforce(stores: Stores, people: list[dict[str, str]]) -> None:
@@ -126,6 +145,17 @@ def got_azure(stores: Stores) -> list[dict[str, str]]:
 def got_sftp(stores: Stores) -> list[dict[str, str]]:
     assert [p.name for p in (stores.sftp_folder / "out").iterdir()] == ["people.csv"], "no temporary file left"
     return read_csv((stores.sftp_folder / "out" / "people.csv").read_bytes())
+def got_gcs(stores: Stores) -> list[dict[str, str]]:
+    return read_csv(gcs_client(stores.gcs).bucket(stores.gcs_bucket).blob("out/people.csv").download_as_bytes())
+
+
+def hook(stores: Stores) -> WebhookReceiver:
+    assert stores.webhook
+    return stores.webhook
+
+
+def got_webhook(stores: Stores) -> list[dict[str, str]]:
+    return hook(stores).records()
 
 
 def got_salesforce(stores: Stores) -> list[dict[str, str]]:
@@ -166,11 +196,15 @@ DIRECTIONS = [
     Direction("WalkMe → Salesforce", salesforce_side, put_walkme, got_salesforce, FROM_WALKME,
               {"salesforce": {"object": "Contact", "operation": "upsert", "externalIdField": "WalkMe_Id__c"}},
               "userId", "email"),
+    Direction("GCS → WalkMe", gcs_side, put_gcs, got_walkme, IN_FILE, TO_WALKME, "id", "email"),
+    Direction("WalkMe → GCS", gcs_side, put_walkme, got_gcs, FROM_WALKME, OUT_FILE, "userId", "email"),
+    Direction("WalkMe → webhook", webhook_side, put_walkme, got_webhook, FROM_WALKME, {"webhook": {"batchSize": 1}},
+              "userId", "email"),
 ]
 
 
 def request(direction: Direction, stores: Stores, connection: dict[str, Any]) -> SyncRequest:
-    outbound_to = {"file": ("id", "email"), "salesforce": ("WalkMe_Id__c", "LastName")}
+    outbound_to = {"file": ("id", "email"), "salesforce": ("WalkMe_Id__c", "LastName"), "webhook": ("id", "email")}
     key, email = ("uuid", "email") if direction.inbound else outbound_to[next(iter(direction.destination))]
     return SyncRequest.model_validate({
         "integration": {"namespace": "ns", "name": "directions"}, "runId": f"run-{uuid.uuid4().hex[:6]}",
@@ -187,10 +221,12 @@ def request(direction: Direction, stores: Stores, connection: dict[str, Any]) ->
 
 @pytest.fixture
 def stores(moto_server: str, bucket: str, azurite: Azurite, walkme: FakeWalkMe, salesforce: FakeSalesforce,
+           gcs_emulator: str, gcs_bucket: str, webhook_receiver: WebhookReceiver, webhook_pki: Pki,
            sshd: Sshd) -> Stores:
     container = f"c{uuid.uuid4().hex[:12]}"
     BlobServiceClient.from_connection_string(azurite.connection_string).create_container(container)
-    return Stores(moto_server, bucket, azurite, container, walkme, salesforce, sshd, sshd.folder())
+    return Stores(moto_server, bucket, azurite, container, walkme, salesforce, sshd, sshd.folder(), gcs=gcs_emulator,
+                  gcs_bucket=gcs_bucket, webhook=webhook_receiver, webhook_pki=webhook_pki)
 
 
 @pytest.mark.parametrize("data", list(DATA))
@@ -239,6 +275,16 @@ FAULTS = [
     Fault("Salesforce Bulk job ends Failed", "WalkMe → Salesforce",
           lambda s: s.salesforce.fail_next_bulk_job("InternalServerError : the job could not be processed"),
           result="Failed", says="the job did not complete: InternalServerError", written=(), destination=BULK_UPSERT),
+    Fault("webhook 429 with Retry-After", "WalkMe → webhook",
+          lambda s: hook(s).fail_next(2, 429, "slow down", {"Retry-After": "1"})),
+    Fault("webhook 503 on a batch", "WalkMe → webhook",
+          lambda s: hook(s).fail_next(1, 503)),
+    Fault("webhook answer lost after the receiver stored the batch", "WalkMe → webhook",
+          lambda s: hook(s).hang_up_next(1)),
+    Fault("webhook refuses a batch with 422", "WalkMe → webhook",
+          lambda s: hook(s).fail_next(1, 422, '{"error": "email is not allowed here"}'),
+          result="Failed", says="refused batch 1 (records 1-2) with HTTP 422: {\"error\": \"email is not allowed",
+          written=(), destination={"webhook": {"batchSize": 2}}),
 ]
 
 
@@ -257,5 +303,5 @@ def test_fault_during_a_run(fault: Fault, stores: Stores) -> None:
     assert result.result == fault.result, result
     assert fault.says in result.message
     assert direction.got(stores) == list(fault.written), "exactly the rows once, or nothing"
-    pending = [f.remaining for f in [*stores.walkme.faults, *stores.salesforce.faults]]
+    pending = [f.remaining for f in [*stores.walkme.faults, *stores.salesforce.faults, *hook(stores).script]]
     assert not any(pending) and not stores.salesforce._fail_jobs, "every injected fault was hit"

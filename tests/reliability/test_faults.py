@@ -1,21 +1,26 @@
-"""Fault matrix at the protocol level: injected throttling, 5xx and cut connections through a real proxy."""
+"""Fault matrix at the protocol level: injected throttling, 5xx and cut connections through a real proxy
+(S3 via moto, Azure Blob via Azurite, GCS via gcp-storage-emulator; SFTP via a TCP relay in front of OpenSSH)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from azure.storage.blob import BlobServiceClient
+from google.cloud.storage.retry import DEFAULT_RETRY as GCS_RETRY
 
 from tests.fakes.faultproxy import FaultProxy
 from tests.fakes.tcpproxy import TcpCutProxy
 from tests.fixtures.azurite import Azurite
+from tests.fixtures.gcs import gcs_client
 from tests.fixtures.servers import s3_client
 from tests.fixtures.sshd import Sshd
-from walkme_dic.api.connection import AzureBlobProvider, S3Provider, SftpProvider
+from walkme_dic.api.connection import AzureBlobProvider, GcsProvider, S3Provider, SftpProvider
 from walkme_dic.connectors.azure_blob import AzureBlobStore
+from walkme_dic.connectors.gcs import GcsStore
 from walkme_dic.connectors.s3 import MIN_PART_SIZE, S3Store
 from walkme_dic.connectors.sftp import SftpStore
 from walkme_dic.errors import PermanentError, TransientError
@@ -26,12 +31,20 @@ SERVER_BUSY = ("<?xml version='1.0' encoding='utf-8'?><Error><Code>ServerBusy</C
                "<Message>The server is currently unable to receive requests.</Message></Error>")
 
 
+@contextlib.contextmanager
+def running_proxy(upstream: str) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(upstream)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
 @pytest.fixture
 def s3_proxy(moto_server: str) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(moto_server)
-    proxy.start()
-    yield proxy
-    proxy.stop()
+    with running_proxy(moto_server) as proxy:
+        yield proxy
 
 
 def s3_store(proxy: FaultProxy, bucket: str, attempts: int = 4) -> S3Store:
@@ -77,10 +90,8 @@ def test_s3_connection_cut_mid_download_resumes(s3_proxy: FaultProxy, moto_serve
 
 @pytest.fixture
 def azure_proxy(azurite: Azurite) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(azurite.account_url.rsplit("/", 1)[0])
-    proxy.start()
-    yield proxy
-    proxy.stop()
+    with running_proxy(azurite.account_url.rsplit("/", 1)[0]) as proxy:
+        yield proxy
 
 
 def azure_store(azurite: Azurite, proxy: FaultProxy, container: str) -> AzureBlobStore:
@@ -123,6 +134,51 @@ def test_azure_503_at_commit_leaves_nothing_visible(azurite: Azurite, azure_prox
     with pytest.raises(TransientError):
         writer.commit()
     assert blobs(azurite, container) == []
+
+
+@pytest.fixture
+def gcs_proxy(gcs_emulator: str) -> Iterator[FaultProxy]:
+    with running_proxy(gcs_emulator) as proxy:
+        yield proxy
+
+
+def gcs_store(proxy: FaultProxy, bucket: str) -> GcsStore:
+    spec = GcsProvider.model_validate({"bucket": bucket, "endpointUrl": proxy.url, "auth": {"anonymous": True}})
+    return GcsStore(spec, {}, chunk_size=1024 * 1024,
+                    retry=GCS_RETRY.with_delay(initial=0.01, maximum=0.05).with_timeout(3))
+
+
+def gcs_names(emulator: str, bucket: str) -> list[str]:
+    return [b.name for b in gcs_client(emulator).list_blobs(bucket)]
+
+
+def test_gcs_connection_cut_mid_download_resumes(gcs_proxy: FaultProxy, gcs_emulator: str, gcs_bucket: str) -> None:
+    payload = os.urandom(3 * 1024 * 1024)
+    gcs_client(gcs_emulator).bucket(gcs_bucket).blob("in.bin").upload_from_string(payload)
+    gcs_proxy.cut("GET", rf"/b/{gcs_bucket}/o/in.bin$", after_bytes=700_000, times=2, query="alt=media")
+    with gcs_store(gcs_proxy, gcs_bucket).open_read("in.bin") as stream:
+        assert stream.read() == payload
+    assert gcs_proxy.injected == 2, "both cuts were hit, and the reader resumed after each"
+
+
+def test_gcs_503_on_an_upload_chunk_is_retried(gcs_proxy: FaultProxy, gcs_emulator: str, gcs_bucket: str) -> None:
+    gcs_proxy.fail("PUT", rf"/b/{gcs_bucket}/o$", 2, 503, query="upload_id=")
+    payload = os.urandom(2 * 1024 * 1024 + 5)
+    writer = gcs_store(gcs_proxy, gcs_bucket).open_write("out.csv")
+    writer.write(payload)
+    writer.commit()
+    assert gcs_proxy.injected == 2
+    assert gcs_client(gcs_emulator).bucket(gcs_bucket).blob("out.csv").download_as_bytes() == payload
+
+
+def test_gcs_failing_finalize_publishes_nothing(gcs_proxy: FaultProxy, gcs_emulator: str, gcs_bucket: str) -> None:
+    writer = gcs_store(gcs_proxy, gcs_bucket).open_write("out.csv")
+    writer.write(os.urandom(1024 * 1024 + 5))  # the first chunk goes through
+    gcs_proxy.fail("PUT", rf"/b/{gcs_bucket}/o$", 1000, 503, query="upload_id=")
+    with pytest.raises(TransientError, match="retries exhausted"):
+        writer.commit()
+    writer.abort()
+    assert gcs_names(gcs_emulator, gcs_bucket) == []
 
 
 # ---- SFTP: the same cuts on an SSH connection, through a TCP relay in front of the real sshd ------------

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 
 import pytest
 
 from tests.e2e.test_flows import inbound, put
+from tests.fakes.google_token import FakeGoogleToken
 from tests.fakes.walkme import FakeWalkMe
+from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.fixtures.gcs import service_account_key
 from tests.fixtures.sshd import Sshd
-from tests.fixtures.walkme import WALKME_CLIENT
-from tests.operator.helpers import API, NS, OperatorHandle, condition, connection, eventually, secret
+from tests.fixtures.webhook import WEBHOOK_SECRET, Pki
+from tests.operator.helpers import API, NS, OperatorHandle, condition, connection, eventually, integration, secret
 from tests.operator.test_operator import finished_runs, ready
 from walkme_dic.devcluster.cluster import DevCluster
 from walkme_dic.devcluster.kubelet import Kubelet
@@ -23,11 +27,12 @@ async def test_no_secret_value_in_status_events_logs_or_results(
 ) -> None:
     marker = f"SECRET-{uuid.uuid4().hex}"
     client_secret, aws_secret, token = f"{marker}-client", f"{marker}-aws", f"{marker}-token"
-    walkme.clients[WALKME_CLIENT] = client_secret
+    client_id = "leak-test"  # its own API key: rotating the shared one would break later tests
+    walkme.clients[client_id] = client_secret
     walkme.integration_tokens[token] = "uuid"
     caplog.set_level(logging.DEBUG)
     for obj in (
-        secret("walkme-api", {"clientId": WALKME_CLIENT, "clientSecret": client_secret}),
+        secret("walkme-api", {"clientId": client_id, "clientSecret": client_secret}),
         secret("aws", {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": aws_secret}),
         secret("walkme-token", {"token": token}),
         connection("walkme", {"walkme": {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "walkme-api"}}}}),
@@ -46,7 +51,7 @@ async def test_no_secret_value_in_status_events_logs_or_results(
     failed = await finished_runs(cluster, "bad")
     assert failed["status"]["runs"][0]["result"] == "Failed"
     # A failing probe: a rotated client secret.
-    walkme.clients[WALKME_CLIENT] = "rotated"
+    walkme.clients[client_id] = "rotated"
     await cluster.patch(API, "Connection", NS, "walkme", {"spec": {"probeInterval": "1m"}})
 
     async def probe_failed() -> bool:
@@ -64,21 +69,82 @@ async def test_no_secret_value_in_status_events_logs_or_results(
         assert marker not in text
 
 
+async def test_no_gcs_key_or_webhook_secret_in_status_events_logs_or_results(
+    cluster: DevCluster, operator: OperatorHandle, kubelet: Kubelet, walkme: FakeWalkMe, gcs_emulator: str,
+    gcs_bucket: str, google_token: FakeGoogleToken, webhook_receiver: WebhookReceiver, webhook_pki: Pki,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    marker = f"SECRET-{uuid.uuid4().hex}"
+    key = service_account_key(google_token)
+    private_key = json.loads(key)["private_key"]
+    signing, client_secret = f"{marker}-whsec", f"{marker}-client"
+    walkme.clients["leak-test-gcs-webhook"] = client_secret  # its own API key: the test above rotates the shared one
+    webhook_receiver.secret = signing
+    caplog.set_level(logging.DEBUG)
+    try:
+        for obj in (
+            secret("walkme-api", {"clientId": "leak-test-gcs-webhook", "clientSecret": client_secret}),
+            secret("gcp", {"key.json": key}),
+            secret("hook", {"signingSecret": signing, "ca.crt": webhook_pki.ca_pem}),
+            connection("walkme", {"walkme": {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "walkme-api"}}}}),
+            connection("gcs", {"gcs": {"bucket": gcs_bucket, "endpointUrl": gcs_emulator,
+                                       "auth": {"secretRef": {"name": "gcp", "key": "key.json"}}}}),
+            connection("hook", {"webhook": {"url": webhook_receiver.hook, "auth": {"secretRef": {"name": "hook"}}}}),
+        ):
+            await cluster.apply(obj)
+        for name in ("walkme", "gcs", "hook"):
+            await ready(cluster, "Connection", name)
+        walkme.seed("users", [{"userId": "u1", "email": "u1@acme.example", "updatedAt": "2026-11-20T08:00:00Z"}])
+        outbound = {"direction": "Outbound", "source": {"walkme": {"dataset": "users"}},
+                    "mapping": {"key": {"source": "userId", "destination": "id"}}, "job": {"backoffLimit": 0}}
+        await cluster.apply(integration("to-gcs", connectionRef={"name": "gcs"},
+                                        destination={"file": {"path": "u.csv"}}, **outbound))
+        assert (await finished_runs(cluster, "to-gcs"))["status"]["runs"][0]["result"] == "Succeeded"
+        # A receiver that refuses the batch and echoes the signing secret in its answer.
+        webhook_receiver.fail_next(1, 400, f'{{"error": "bad batch", "yourSecret": "{signing}"}}')
+        await cluster.apply(integration("to-hook", connectionRef={"name": "hook"},
+                                        destination={"webhook": {"batchSize": 10}}, **outbound))
+        refused = (await finished_runs(cluster, "to-hook"))["status"]["runs"][0]
+        assert refused["result"] == "Failed" and "bad batch" in refused["message"] and "***" in refused["message"]
+        # A failing probe: the receiver now expects another secret, and says so with the one it got.
+        webhook_receiver.secret = "rotated-on-the-receiver"
+        webhook_receiver.fail_next(100, 401, f"signature made with {signing} does not match")
+        await cluster.patch(API, "Connection", NS, "hook", {"spec": {"probeInterval": "1m"}})
+
+        async def probe_failed() -> bool:
+            return condition(await cluster.get(API, "Connection", NS, "hook"), "Ready").get("reason") == \
+                "AuthenticationFailed"
+
+        await eventually(probe_failed)
+    finally:
+        webhook_receiver.secret = WEBHOOK_SECRET
+    said = [
+        str(await cluster.list(API, "Connection", NS)), str(await cluster.list(API, "Integration", NS)),
+        str(await cluster.list("v1", "Event", NS)), str(await cluster.list("v1", "Pod", NS)),
+        "".join(kubelet.logs(pod) for pod in kubelet.pods), caplog.text,
+    ]
+    body = "".join(private_key.splitlines()[1:-1])
+    for text in said:
+        assert marker not in text
+        assert not any(body[i:i + 32] in text.replace("\\n", "") for i in range(0, len(body) - 32, 32))
+
+
 async def test_no_sftp_password_key_or_passphrase_anywhere(
     cluster: DevCluster, operator: OperatorHandle, kubelet: Kubelet, walkme: FakeWalkMe, sshd: Sshd,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A working key login, a refused password and a wrong passphrase: status, Events and logs hold none."""
     marker = f"SECRET-{uuid.uuid4().hex}"
-    token = f"{marker}-token"
+    token, client_secret = f"{marker}-token", f"{marker}-client"
     walkme.integration_tokens[token] = "uuid"
+    walkme.clients["leak-test-sftp"] = client_secret  # its own API key: another test rotates the shared one
     caplog.set_level(logging.DEBUG)
     folder = sshd.folder()
     (folder / "users.csv").write_bytes(b"id,plan,since,active\nu1,gold,2024-01-01,true\n")
     key = sshd.keys["rsa"]
     sftp = {"host": sshd.host, "port": sshd.port, "username": sshd.username, "path": str(folder)}
     for obj in (
-        secret("walkme-api", {"clientId": WALKME_CLIENT, "clientSecret": walkme.clients[WALKME_CLIENT]}),
+        secret("walkme-api", {"clientId": "leak-test-sftp", "clientSecret": client_secret}),
         secret("walkme-token", {"token": token}),
         secret("sftp-key", {"privateKey": key, "knownHosts": sshd.known_hosts}),
         secret("sftp-password", {"password": f"{marker}-password", "knownHosts": sshd.known_hosts}),

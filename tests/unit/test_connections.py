@@ -59,6 +59,16 @@ def test_sftp_needs_a_password_or_a_key_and_host_keys_from_spec_or_secret() -> N
     assert "password+knownHosts or privateKey+knownHosts" in (missing_secret_keys(unpinned, {"privateKey": "k"}) or "")
 
 
+def test_gcs_needs_the_named_key_and_webhook_its_signing_secret() -> None:
+    gcs = ConnectionSpec.model_validate({"gcs": {"bucket": "acme", "auth": {"secretRef": {"name": "g", "key": "sa"}}}})
+    assert "must have keys sa (found keys: key.json)" in (missing_secret_keys(gcs, {"key.json": "{}"}) or "")
+    assert missing_secret_keys(gcs, {"sa": "{}"}) is None
+    hook = ConnectionSpec.model_validate({"webhook": {"url": "https://h.example",
+                                                      "auth": {"secretRef": {"name": "h"}}}})
+    assert "must have keys signingSecret (found keys: ca.crt)" in (missing_secret_keys(hook, {"ca.crt": "x"}) or "")
+    assert missing_secret_keys(hook, {"signingSecret": "s"}) is None
+
+
 def status_after(outcome: ProbeOutcome, when: datetime = NOW) -> dict:
     return connection_status(S3, outcome, previous={}, generation=1, secret_version="7", now=when)
 

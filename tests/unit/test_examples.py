@@ -24,6 +24,8 @@ def test_there_is_an_example_for_every_provider_and_direction() -> None:
             "connection-walkme.yaml", "inbound-s3-csv.yaml", "inbound-azure-jsonl.yaml",
             "inbound-salesforce-soql.yaml", "outbound-walkme-to-s3.yaml", "outbound-walkme-to-azure.yaml",
             "outbound-walkme-to-salesforce.yaml"} <= names
+    assert {"connection-gcs.yaml", "inbound-gcs-csv.yaml", "outbound-walkme-to-gcs.yaml", "connection-webhook.yaml",
+            "outbound-walkme-to-webhook.yaml"} <= names
     assert len(RESOURCES) >= 14
 
 

@@ -100,6 +100,28 @@ def test_connection_of_wrong_type_stalls() -> None:
     assert condition(decision.status, "Stalled")["reason"] == "ConnectionTypeMismatch"
 
 
+GCS = ConnectionSpec.model_validate({"gcs": {"bucket": "acme-data"}})
+WEBHOOK = ConnectionSpec.model_validate({"webhook": {"url": "https://hooks.acme.example/dic",
+                                                     "auth": {"secretRef": {"name": "hook"}}}})
+TO_WEBHOOK = inbound_spec(direction="Outbound", source={"walkme": {"dataset": "events"}},
+                          destination={"webhook": {"batchSize": 100}},
+                          mapping={"key": {"source": "eventId", "destination": "event_id"}})
+
+
+def test_each_side_takes_only_connections_of_its_kind() -> None:
+    cases = [(inbound_spec(), GCS, None), (inbound_spec(), WEBHOOK, "needs s3 or azureBlob or gcs"),
+             (TO_WEBHOOK, WEBHOOK, None), (TO_WEBHOOK, GCS, "webhook side needs webhook"),
+             (TO_WEBHOOK, S3, "webhook side needs webhook")]
+    for spec, external, says in cases:
+        decision = run_plan(view(spec=spec), external=ready("x", external))
+        if says is None:
+            assert decision.job is not None, (spec, external)
+        else:
+            assert decision.job is None
+            stalled = condition(decision.status, "Stalled")
+            assert stalled["reason"] == "ConnectionTypeMismatch" and says in stalled["message"], stalled
+
+
 def test_changed_connection_ref_is_refused_and_stalls() -> None:
     first = run_plan(view()).status
     changed = view(spec=inbound_spec(connectionRef={"name": "other-bucket"}), status=first, generation=2)

@@ -62,7 +62,7 @@ MISTAKES = [
      {"azureBlob": {"accountUrl": "https://a.blob.core.windows.net", "container": "c", "auth": {}}}, "auth"),
     ("salesforce without url", "Connection", {"salesforce": {"auth": {"secretRef": {"name": "sf"}}}},
      "instanceUrl"),
-    ("unknown provider", "Connection", {"gcs": {"bucket": "b"}}, "gcs"),
+    ("unknown provider", "Connection", {"dropbox": {"folder": "b"}}, "dropbox"),
     ("bad cron", "Integration", {**INBOUND, "schedule": "every day"}, "schedule"),
     ("bad time zone", "Integration", {**INBOUND, "timeZone": "Mars/Olympus"}, "timeZone"),
     ("unknown direction", "Integration", {**INBOUND, "direction": "Sideways"}, "direction"),
@@ -102,6 +102,19 @@ MISTAKES = [
         ("cert-authority line", "sftp.hostKeys", ["@cert-authority *.acme.example ssh-ed25519 AAAA"], "hostKeys"),
         ("missing username", "sftp.username", DELETE, "username"),
     ]],
+    ("gcs anonymous against Google", "Connection", {"gcs": {"bucket": "acme-data", "auth": {"anonymous": True}}},
+     "anonymous"),
+    ("gcs bucket too short", "Connection", {"gcs": {"bucket": "b"}}, "bucket"),
+    ("gcs key without its key name", "Connection", {"gcs": {"bucket": "acme-data", "auth": {"secretRef": {
+        "name": "gcp"}}}}, "key"),
+    ("webhook over plain http", "Connection", {"webhook": {"url": "http://hooks.acme.example/dic",
+                                                           "auth": {"secretRef": {"name": "hook"}}}}, "url"),
+    ("webhook without a signing secret", "Connection", {"webhook": {"url": "https://hooks.acme.example/dic"}},
+     "auth"),
+    ("webhook batch of zero", "Integration", changed(OUTBOUND, "destination", {"webhook": {"batchSize": 0}}),
+     "batchSize"),
+    ("webhook on an inbound integration", "Integration", changed(INBOUND, "destination", {"webhook": {}}),
+     "destination"),
 ]
 
 
@@ -115,6 +128,7 @@ def test_mistake_is_rejected_naming_the_field(kind: str, spec: dict[str, Any], f
 
 SCHEMA_CATCHES = {"bad probe interval", "bad secret name", "unknown direction", "zero history", "percent above 100",
                   "missing connectionRef", "bad field type", "bad delimiter", "missing mapping key",
+                  "gcs bucket too short", "webhook over plain http", "webhook batch of zero",
                   "sftp port out of range", "sftp URL as host", "sftp user@host as host", "sftp empty host keys",
                   "sftp missing username", "sftp without auth"}
 

@@ -14,9 +14,9 @@ from walkme_dic.api.common import (
     SecretReference,
 )
 
-ProviderName = Literal["s3", "azureBlob", "salesforce", "walkme", "sftp"]
-PROVIDERS: tuple[ProviderName, ...] = ("s3", "azureBlob", "salesforce", "walkme", "sftp")
-FILE_PROVIDERS: tuple[ProviderName, ...] = ("s3", "azureBlob", "sftp")
+ProviderName = Literal["s3", "azureBlob", "salesforce", "walkme", "gcs", "webhook", "sftp"]
+PROVIDERS: tuple[ProviderName, ...] = ("s3", "azureBlob", "salesforce", "walkme", "gcs", "webhook", "sftp")
+FILE_PROVIDERS: tuple[ProviderName, ...] = ("s3", "azureBlob", "gcs", "sftp")
 
 # Keys each provider reads from its Secret. A tuple inside the list means "any one of these sets".
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
@@ -27,6 +27,8 @@ SALESFORCE_OPTIONAL_SECRET_KEYS = ("refreshToken", "securityToken", "clientId", 
 WALKME_SECRET_KEYS = ("clientId", "clientSecret")
 SFTP_SECRET_KEY_SETS = (("password",), ("privateKey",))
 SFTP_KNOWN_HOSTS_KEY = "knownHosts"
+WEBHOOK_SIGNING_KEY = "signingSecret"
+WEBHOOK_CA_KEY = "ca.crt"
 
 
 class S3Auth(ApiModel):
@@ -82,6 +84,46 @@ class AzureBlobProvider(ApiModel):
     container: str = Field(min_length=3, max_length=63, description="Container name.")
     prefix: str = Field(default="", description="Blob name prefix every path of this connection lives under.")
     auth: AzureBlobAuth = Field(description="Credentials: secretRef or workloadIdentity.")
+
+
+class GcsAuth(ApiModel):
+    """How to authenticate to Google Cloud Storage. Empty means Application Default Credentials."""
+
+    secret_ref: SecretKeySelector | None = Field(
+        default=None,
+        description="Secret key holding a service-account JSON key. Leave out to use Application Default "
+        "Credentials (GKE workload identity, a metadata server, GOOGLE_APPLICATION_CREDENTIALS).",
+    )
+    anonymous: bool = Field(
+        default=False,
+        description="Send no credentials at all; only with endpointUrl (an emulator such as fake-gcs-server).",
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> GcsAuth:
+        if self.anonymous and self.secret_ref is not None:
+            raise ValueError("auth: set secretRef or anonymous, not both")
+        return self
+
+
+class GcsProvider(ApiModel):
+    """A Google Cloud Storage bucket (or an emulator's)."""
+
+    bucket: str = Field(min_length=3, max_length=222, description="Bucket name.")
+    prefix: str = Field(default="", description="Object name prefix every path of this connection lives under.")
+    endpoint_url: str | None = Field(
+        default=None, pattern=r"^https?://",
+        description="Storage API endpoint of an emulator, e.g. http://gcs-emulator:9023. Leave out for Google.",
+    )
+    auth: GcsAuth = Field(default_factory=GcsAuth, description="Credentials; empty uses Application Default "
+                          "Credentials.")
+
+    @model_validator(mode="after")
+    def _anonymous_needs_emulator(self) -> GcsProvider:
+        if self.auth.anonymous and not self.endpoint_url:
+            raise ValueError("gcs.auth.anonymous: only allowed with endpointUrl (an emulator); Google Cloud "
+                             "Storage needs a service-account key or Application Default Credentials")
+        return self
 
 
 class SecretAuth(ApiModel):
@@ -159,6 +201,18 @@ class SftpProvider(ApiModel):
         return lines
 
 
+class WebhookProvider(ApiModel):
+    """An HTTPS endpoint that receives WalkMe data as signed JSON batches (outbound only)."""
+
+    url: str = Field(pattern=r"^https://", description="HTTPS URL the batches are POSTed to.")
+    auth: SecretAuth = Field(
+        description=f"Secret with key {WEBHOOK_SIGNING_KEY} (the HMAC-SHA256 signing secret) and optionally "
+        f"{WEBHOOK_CA_KEY} (PEM CA bundle the receiver's certificate is verified against, instead of the "
+        "system CAs).",
+    )
+    timeout_seconds: float = Field(default=30, ge=1, le=300, description="Timeout of one POST.")
+
+
 class ConnectionSpec(ApiModel):
     """How to reach one system. Exactly one provider block is set."""
 
@@ -167,6 +221,9 @@ class ConnectionSpec(ApiModel):
     salesforce: SalesforceProvider | None = Field(default=None, description="A Salesforce org.")
     walkme: WalkMeProvider | None = Field(default=None, description="The WalkMe account itself.")
     sftp: SftpProvider | None = Field(default=None, description="A folder on an SFTP server.")
+    gcs: GcsProvider | None = Field(default=None, description="A Google Cloud Storage bucket.")
+    webhook: WebhookProvider | None = Field(default=None, description="An HTTPS endpoint receiving signed "
+                                            "JSON batches (outbound only).")
     probe_interval: Duration = Field(
         default="10m", description="How often the operator re-checks that the provider is reachable.",
     )

@@ -153,6 +153,9 @@ class WalkMeDestination(ApiModel):
     environment: str | None = Field(default=None, description="WalkMe environment, e.g. Production.")
 
 
+SOURCE_KINDS = ("file", "salesforce", "walkme")
+
+
 class Source(ApiModel):
     """Where rows come from. Exactly one block; inbound reads file or salesforce, outbound reads walkme."""
 
@@ -162,12 +165,15 @@ class Source(ApiModel):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Source:
-        _only_block(self, ("file", "salesforce", "walkme"), "source")
+        _only_block(self, SOURCE_KINDS, "source")
         return self
 
     @property
     def kind(self) -> str:
-        return _only_block(self, ("file", "salesforce", "walkme"), "source")
+        return _only_block(self, SOURCE_KINDS, "source")
+
+
+DESTINATION_KINDS = ("file", "salesforce", "walkme", "webhook")
 
 
 class Destination(ApiModel):
@@ -176,15 +182,23 @@ class Destination(ApiModel):
     file: FileSettings | None = Field(default=None, description="A file in S3 or Azure Blob.")
     salesforce: SalesforceDestination | None = Field(default=None, description="A Salesforce object.")
     walkme: WalkMeDestination | None = Field(default=None, description="WalkMe user attributes.")
+    webhook: WebhookDestination | None = Field(default=None, description="Signed JSON batches to a webhook "
+                                               "Connection (outbound).")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Destination:
-        _only_block(self, ("file", "salesforce", "walkme"), "destination")
+        _only_block(self, DESTINATION_KINDS, "destination")
         return self
 
     @property
     def kind(self) -> str:
-        return _only_block(self, ("file", "salesforce", "walkme"), "destination")
+        return _only_block(self, DESTINATION_KINDS, "destination")
+
+
+class WebhookDestination(ApiModel):
+    """Mapped records POSTed as signed JSON batches to the webhook Connection's URL (outbound)."""
+
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="Records per POST.")
 
 
 class KeyMapping(ApiModel):
@@ -316,7 +330,7 @@ class IntegrationSpec(ApiModel):
             if source != "walkme":
                 raise ValueError("source: an Outbound integration reads walkme")
             if destination == "walkme":
-                raise ValueError("destination: an Outbound integration writes file or salesforce, not walkme")
+                raise ValueError("destination: an Outbound integration writes file, salesforce or webhook, not walkme")
         if self.mapping.active_field and self.direction == "Outbound":
             raise ValueError("mapping.activeField: only Inbound integrations have an active column")
         return self

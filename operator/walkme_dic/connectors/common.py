@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
+
+import urllib3
+from requests.utils import get_environ_proxies
 
 from walkme_dic.errors import DicError
 
@@ -72,3 +77,28 @@ class PartBuffer:
         part = bytes(self.buffer)
         self.buffer.clear()
         return part
+
+
+def retry_delay(attempt: int, base: float, retry_after: str | None, *, cap: float = 60) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: exponential from ``base``, at least the server's
+    Retry-After (seconds or an HTTP date), never more than ``cap``."""
+    delay = base * 2 ** (attempt - 1)
+    if retry_after:
+        try:
+            delay = max(delay, float(retry_after))
+        except ValueError:
+            with contextlib.suppress(TypeError, ValueError, IndexError):
+                when = parsedate_to_datetime(retry_after)
+                delay = max(delay, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, min(delay, cap))
+
+
+def http_pool(base: str, size: int, **options: Any) -> urllib3.PoolManager:
+    """urllib3 directly (requests spends ~1.7 times the CPU per call on the WalkMe upsert path), with the
+    proxy the environment sets for this URL (HTTPS_PROXY / HTTP_PROXY / NO_PROXY, resolved once, as requests
+    does). ``options`` go to the pool (e.g. ``ssl_context``)."""
+    proxies = get_environ_proxies(base)
+    proxy = proxies.get(base.split(":", 1)[0].lower()) or proxies.get("all")
+    if proxy:
+        return urllib3.ProxyManager(proxy, maxsize=size, **options)
+    return urllib3.PoolManager(maxsize=size, **options)

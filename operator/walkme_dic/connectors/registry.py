@@ -8,8 +8,12 @@ from walkme_dic.connectors.base import Credentials, FileStore, ProbeResult
 
 def probe(spec: ConnectionSpec, credentials: Credentials) -> ProbeResult:
     """Run the provider's probe; raises walkme_dic.errors.DicError subclasses on failure."""
-    if spec.s3 or spec.azure_blob or spec.sftp:
+    if spec.s3 or spec.azure_blob or spec.gcs or spec.sftp:
         return open_file_store(spec, credentials).probe()
+    if spec.webhook:
+        from walkme_dic.connectors.webhook import WebhookClient
+
+        return WebhookClient(spec.webhook, credentials).probe()
     if spec.salesforce:
         from walkme_dic.connectors.salesforce import SalesforceClient
 
@@ -29,6 +33,10 @@ def open_file_store(spec: ConnectionSpec, credentials: Credentials) -> FileStore
         from walkme_dic.connectors.azure_blob import AzureBlobStore
 
         return AzureBlobStore(spec.azure_blob, credentials)
+    if spec.gcs:
+        from walkme_dic.connectors.gcs import GcsStore
+
+        return GcsStore(spec.gcs, credentials)
     if spec.sftp:
         from walkme_dic.connectors.sftp import SftpStore
 

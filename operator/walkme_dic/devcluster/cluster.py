@@ -59,6 +59,7 @@ class DevCluster:
         return ClusterAccess(server=self.url, token="dev-cluster-token", insecure=True)
 
     def write_kubeconfig(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump({
             "apiVersion": "v1",
             "kind": "Config",

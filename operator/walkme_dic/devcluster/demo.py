@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import csv
 import io
 import logging
 import os
 import re
 import secrets
+import signal
 import socket
 import sys
 import time
@@ -65,9 +65,13 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
+DEFAULT_KUBECONFIG = REPO / ".cache" / "demo-kubeconfig"
+
+
 class Demo:
-    def __init__(self, keep_running: bool, timeout: float) -> None:
+    def __init__(self, keep_running: bool, timeout: float, kubeconfig: Path = DEFAULT_KUBECONFIG) -> None:
         self.keep_running = keep_running
+        self.kubeconfig = kubeconfig
         self.timeout = timeout
         self.client_id = "demo-client"
         self.client_secret = secrets.token_urlsafe(16)
@@ -187,14 +191,22 @@ class Demo:
         for user_id, attributes in sorted(users.items()):
             say(f"    {user_id}: {attributes}")
 
+    async def run_until_stopped(self) -> int:
+        """run(), with SIGTERM (docker stop, CI, a test) shutting down as cleanly as Ctrl-C."""
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await self.run()
+        except asyncio.CancelledError:
+            return 143
+
     async def _stay_up(self, cluster: DevCluster) -> None:
-        kubeconfig = cluster.write_kubeconfig(REPO / ".cache" / "demo-kubeconfig")
+        kubeconfig = cluster.write_kubeconfig(self.kubeconfig)
         say(f"\nEverything stays up. Try:\n  export KUBECONFIG={kubeconfig}\n"
             f"  kubectl get wmconn,wmint -n {NAMESPACE}\n"
-            f"  kubectl annotate wmint hr-users-to-walkme -n {NAMESPACE} "
-            "integrations.walkme.io/requested-at=\"$(date +%s)\" --overwrite\nPress Ctrl-C to stop.")
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.Event().wait()
+            "and the other commands of README's section \"kubectl against the demo\".\nPress Ctrl-C to stop.")
+        await asyncio.Event().wait()  # until Ctrl-C or SIGTERM cancels the demo
 
 
 def format_table(table: dict[str, Any]) -> str:
@@ -223,13 +235,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--keep-running", action="store_true",
                         help="Leave everything up and write a kubeconfig for kubectl.")
     parser.add_argument("--timeout", type=float, default=90, help="Seconds to wait for the syncs.")
+    parser.add_argument("--kubeconfig", type=Path, default=DEFAULT_KUBECONFIG,
+                        help="Where --keep-running writes the kubeconfig (default: .cache/demo-kubeconfig).")
     args = parser.parse_args(argv)
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     kopf.configure(quiet=True)
     for noisy in ("werkzeug", "kopf"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
-        return asyncio.run(Demo(args.keep_running, args.timeout).run())
+        return asyncio.run(Demo(args.keep_running, args.timeout, args.kubeconfig).run_until_stopped())
     except DemoFailed as failure:
         print(f"\n✘ demo failed: {failure}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 
 from aiohttp import web
@@ -12,6 +13,7 @@ class BackgroundServer:
     """Subclasses provide ``app()``; ``start()`` serves it from a thread, ``start_async()`` in this loop."""
 
     thread_name = "fake-server"
+    ssl_context: ssl.SSLContext | None = None  # set to serve HTTPS
 
     def __init__(self) -> None:
         self.url = ""
@@ -25,10 +27,10 @@ class BackgroundServer:
     async def start_async(self, port: int = 0) -> str:
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        site = web.TCPSite(self._runner, "127.0.0.1", port, ssl_context=self.ssl_context)
         await site.start()
         bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{bound}"
+        self.url = f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{bound}"
         return self.url
 
     async def stop_async(self) -> None:

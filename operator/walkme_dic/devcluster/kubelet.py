@@ -15,6 +15,11 @@ What it maps to the local machine:
 
 Retries follow spec.backoffLimit (a new Pod per attempt); spec.activeDeadlineSeconds kills the
 process (reason DeadlineExceeded); a Job deleted while running has its process killed.
+
+Like a real kubelet it registers a Node (``dev-node``: InternalIP 127.0.0.1 and the port of its own
+HTTP server in ``status.daemonEndpoints``), binds every Pod to it (``spec.nodeName``) and serves
+``/containerLogs/<namespace>/<pod>/<container>`` (``follow``, ``tailLines``) from the process's
+stdout and stderr, which the API server proxies for ``kubectl logs``.
 Not emulated: images, resource limits, security contexts, init containers, several containers.
 """
 
@@ -35,10 +40,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
+from walkme_dic.devcluster.httpserver import BackgroundServer
 from walkme_dic.kube import JOBS, PODS, SECRETS, ApiError, KubeClient, Resource
 
 CONFIGMAPS = Resource("", "v1", "configmaps")
+NODES = Resource("", "v1", "nodes", namespaced=False)
 MESSAGE_LIMIT = 4096
 CommandResolver = Callable[[list[str]], list[str]]
 
@@ -68,13 +76,36 @@ class Kubelet:
     relist_seconds: float = 0.2
     extra_env: dict[str, str] = field(default_factory=dict)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="walkme-dic-kubelet-")))
+    node_name: str = "dev-node"
     pods: dict[str, PodRun] = field(default_factory=dict)
     _tasks: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict)
     _loop: asyncio.Task[None] | None = None
+    _server: LogServer | None = None
 
     async def __aenter__(self) -> Kubelet:
+        self._server = LogServer(self)
+        await self._server.start_async()
+        await self._register_node(int(self._server.url.rsplit(":", 1)[1]))
         self._loop = asyncio.create_task(self._run())
         return self
+
+    async def _register_node(self, port: int) -> None:
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.node_name,
+                                                                 "labels": {"kubernetes.io/hostname": self.node_name}},
+                "spec": {}}
+        status = {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                                {"type": "Hostname", "address": self.node_name}],
+                  "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+                  "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                  "message": "dev kubelet is posting ready status",
+                                  "lastHeartbeatTime": _ts(datetime.now(UTC)),
+                                  "lastTransitionTime": _ts(datetime.now(UTC))}]}
+        try:
+            await self.client.create(NODES, "", node)
+        except ApiError as error:
+            if error.status != 409:
+                raise
+        await self.client.patch(NODES, "", self.node_name, {"status": status}, status=True)
 
     async def __aexit__(self, *_: object) -> None:
         await self.stop()
@@ -87,6 +118,9 @@ class Kubelet:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self._server is not None:
+            await self._server.stop_async()
+            self._server = None
 
     def logs(self, pod: str) -> str:
         run = self.pods.get(pod)
@@ -177,7 +211,7 @@ class Kubelet:
                          "annotations": (template.get("metadata") or {}).get("annotations", {}),
                          "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"],
                                               "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}]},
-            "spec": template["spec"],
+            "spec": {**template["spec"], "nodeName": self.node_name},
             "status": {"phase": "Pending"},
         }
         await self.client.create(PODS, namespace, pod)
@@ -266,6 +300,47 @@ class Kubelet:
         if ref:
             return (await self._data(SECRETS, namespace, ref["name"], decode=True))[ref["key"]].decode()
         return ""
+
+
+class LogServer(BackgroundServer):
+    """The kubelet's own HTTP endpoint: container logs, as the API server's pods/log proxies them."""
+
+    thread_name = "dev-kubelet"
+
+    def __init__(self, kubelet: Kubelet) -> None:
+        super().__init__()
+        self.kubelet = kubelet
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
+        return app
+
+    async def container_logs(self, request: web.Request) -> web.StreamResponse:
+        run = self.kubelet.pods.get(request.match_info["pod"])
+        if run is None or run.namespace != request.match_info["namespace"]:
+            raise web.HTTPNotFound(text=f'pod "{request.match_info["pod"]}" is not on this node')
+        follow = request.query.get("follow") in ("true", "1")
+        tail = request.query.get("tailLines")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        text = run.log_path.read_bytes() if run.log_path.exists() else b""
+        if tail is not None:
+            text = b"".join(text.splitlines(keepends=True)[-int(tail):])
+        await response.write(text)
+        sent = run.log_path.stat().st_size if run.log_path.exists() else 0
+        while follow:
+            running = run.process is None or run.process.returncode is None
+            with run.log_path.open("rb") as log:
+                log.seek(sent)
+                more = log.read()
+            sent += len(more)
+            await response.write(more)
+            if not running:
+                break
+            await asyncio.sleep(0.2)
+        await response.write_eof()
+        return response
 
 
 def _write_items(directory: Path, data: dict[str, bytes], items: list[dict[str, str]] | None) -> None:

@@ -142,8 +142,8 @@ def _connection_secret_volume(role: str, connection: ConnectionSpec) -> dict[str
     name = connection.secret_name
     if name is None:
         return None
-    azure = connection.azure_blob
-    only_key = azure.auth.secret_ref.key if azure and azure.auth.secret_ref else None
+    keyed = connection.azure_blob or connection.gcs
+    only_key = keyed.auth.secret_ref.key if keyed and keyed.auth.secret_ref else None
     return _secret_volume(role, name, [only_key] if only_key else None)
 
 

@@ -4,7 +4,8 @@ Inbound (file → WalkMe user attributes) makes two streaming passes: the first 
 validates every row (counting rejects) so that a run over the rejection limit fails before
 anything is written; the second re-reads the same object version (same ETag) and sends.
 Outbound (WalkMe Insights → file) streams once into an atomic writer that is committed only
-when the whole export succeeded and stayed within the limits; otherwise it is aborted.
+when the whole export succeeded and stayed within the limits; otherwise it is aborted. Outbound to
+Salesforce or a webhook sends as it reads (upserts by external id; batches with idempotency keys).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from walkme_dic.api.connection import FILE_PROVIDERS
-from walkme_dic.api.integration import MODSTAMP, FileSettings, IntegrationSpec
+from walkme_dic.api.integration import MODSTAMP, FileSettings, IntegrationSpec, WebhookDestination
 from walkme_dic.api.run import RejectedRow, SyncRequest, SyncResult
 from walkme_dic.connectors.base import FileStore
 from walkme_dic.connectors.registry import open_file_store
@@ -293,7 +294,8 @@ def later(watermark: str | None, stamp: str) -> str:
 
 
 class Outbound:
-    """WalkMe Insights → a file (atomic: committed once, or aborted) or Salesforce (upsert by external id)."""
+    """WalkMe Insights → a file (atomic: committed once, or aborted), Salesforce (upsert by external id) or a
+    webhook (signed batches with idempotency keys)."""
 
     def __init__(self, request: SyncRequest, credentials: CredentialSet, report: Reporter) -> None:
         self.request, self.spec, self.report = request, request.spec, report
@@ -310,6 +312,8 @@ class Outbound:
         export = self.walkme.export(self.source.dataset, since=since, report_id=self.source.report_id)
         if self.spec.destination.file is not None:
             result = self._to_file(export, self.spec.destination.file)
+        elif self.spec.destination.webhook is not None:
+            result = self._to_webhook(export, self.spec.destination.webhook)
         else:
             result = self._to_salesforce(export)
         if result.result == "Succeeded" and not self.spec.dry_run:
@@ -357,11 +361,9 @@ class Outbound:
         provider = self.request.connection.salesforce
         if target is None or provider is None:
             raise PermanentError("spec.destination.salesforce needs a salesforce Connection", reason="InvalidSpec")
-        tally = Tally()
         if self.spec.dry_run:
-            for _ in self._mapped(export, tally):
-                pass
-            return self._succeeded(tally, 0, f"Salesforce {target.object}")
+            return self._dry_run(export, f"Salesforce {target.object}")
+        tally = Tally()
         client = SalesforceClient(provider, self.credentials.role("external"))
         report = client.write(target.object, target.operation, self._mapped(export, tally),
                               target.external_id_field, bulk_threshold=target.bulk_threshold)
@@ -373,6 +375,32 @@ class Outbound:
             return SyncResult(result="Failed", reason="TooManyRejectedRows", message=limit, rows_read=tally.read,
                               rows_written=tally.written, rows_rejected=tally.rejected, rejected=tally.samples)
         return self._succeeded(tally, 0, f"Salesforce {target.object} ({report.api_calls} API calls)")
+
+    def _to_webhook(self, export: Iterable[dict[str, Any]], target: WebhookDestination) -> SyncResult:
+        """Batches POSTed in order as they fill; a refused batch fails the run (earlier batches stay delivered,
+        and the watermark stays, so the next run re-sends them: receivers upsert by the record key)."""
+        from walkme_dic.connectors.webhook import WebhookClient
+
+        provider = self.request.connection.webhook
+        if provider is None:
+            raise PermanentError("spec.destination.webhook needs a webhook Connection", reason="InvalidSpec")
+        if self.spec.dry_run:
+            return self._dry_run(export, f"webhook {provider.url}")
+        tally = Tally()
+        client = WebhookClient(provider, self.credentials.role("external"))
+        delivery = client.send(self.request.run_id, self.source.dataset, self._mapped(export, tally),
+                               target.batch_size)
+        limit = tally.over_limit(self.spec)
+        if limit:
+            return SyncResult(result="Failed", reason="TooManyRejectedRows", message=limit, rows_read=tally.read,
+                              rows_written=tally.written, rows_rejected=tally.rejected, rejected=tally.samples)
+        return self._succeeded(tally, delivery.bytes, f"webhook {provider.url} ({delivery.batches} batches)")
+
+    def _dry_run(self, export: Iterable[dict[str, Any]], destination: str) -> SyncResult:
+        tally = Tally()
+        for _ in self._mapped(export, tally):
+            pass
+        return self._succeeded(tally, 0, destination)
 
     def _succeeded(self, tally: Tally, size: int, destination: str) -> SyncResult:
         return SyncResult(

@@ -1,7 +1,8 @@
 """Bad input corpus: each case gets a specific error (row, field, reason) and nothing is half-written.
 
-Files go to moto's S3 server; the real engine (`run_sync`) imports them into the fake WalkMe.
-Invalid manifests are the 27 cases of tests/unit/test_invalid_manifests.py.
+Files go to moto's S3 server (and the same corpus to gcp-storage-emulator); the real engine
+(`run_sync`) imports them into the fake WalkMe.
+Invalid manifests are the cases of tests/unit/test_invalid_manifests.py.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from typing import Any
 import pytest
 
 from tests.fakes.walkme import FakeWalkMe
+from tests.fixtures.gcs import gcs_client
 from tests.fixtures.servers import s3_client
 from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET, WALKME_TOKEN
+from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.api.run import SyncRequest, SyncResult
 from walkme_dic.sync.credentials import CredentialSet
 from walkme_dic.sync.engine import run_sync
@@ -136,15 +139,11 @@ CREDENTIALS = CredentialSet({"external": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_
                              "integration-token": {"token": WALKME_TOKEN}})
 
 
-@pytest.mark.parametrize(("case", "fmt"), [(c, "csv") for c in CASES] + [(c, "jsonl") for c in JSONL_CASES],
-                         ids=[c.name for c in CASES + JSONL_CASES])
-def test_bad_input(case: Case, fmt: str, bucket: str, moto_server: str, walkme: FakeWalkMe) -> None:
-    s3_client(moto_server).put_object(Bucket=bucket, Key="in.data", Body=case.body)
-    assert_outcome(case, run_sync(request(bucket, moto_server, walkme.url, case, fmt), CREDENTIALS), walkme)
+PARAMETERS = [(c, "csv") for c in CASES] + [(c, "jsonl") for c in JSONL_CASES]
+IDS = [c.name for c in CASES + JSONL_CASES]
 
 
-def assert_outcome(case: Case, result: SyncResult, walkme: FakeWalkMe) -> None:
-    """The run's result is the case's, rejections name their rows, and a failed run wrote nothing."""
+def check(case: Case, result: SyncResult, walkme: FakeWalkMe) -> None:
     assert result.result == case.outcome, result
     if case.reason:
         assert result.reason == case.reason, result
@@ -161,6 +160,22 @@ def assert_outcome(case: Case, result: SyncResult, walkme: FakeWalkMe) -> None:
         assert stored == {}, "a failed or dry run wrote nothing"
     else:
         assert len(stored) == len({*stored}) and len(stored) <= result.rows_written
+
+
+@pytest.mark.parametrize(("case", "fmt"), PARAMETERS, ids=IDS)
+def test_bad_input(case: Case, fmt: str, bucket: str, moto_server: str, walkme: FakeWalkMe) -> None:
+    s3_client(moto_server).put_object(Bucket=bucket, Key="in.data", Body=case.body)
+    check(case, run_sync(request(bucket, moto_server, walkme.url, case, fmt), CREDENTIALS), walkme)
+
+
+@pytest.mark.parametrize(("case", "fmt"), PARAMETERS, ids=IDS)
+def test_bad_input_from_gcs(case: Case, fmt: str, gcs_emulator: str, gcs_bucket: str, walkme: FakeWalkMe) -> None:
+    """The same corpus read from GCS (generation-pinned ranged reads): the same outcome, row for row."""
+    gcs_client(gcs_emulator).bucket(gcs_bucket).blob("in.data").upload_from_string(case.body)
+    gcs = ConnectionSpec.model_validate({"gcs": {"bucket": gcs_bucket, "endpointUrl": gcs_emulator,
+                                                 "auth": {"anonymous": True}}})
+    on_gcs = request("unused", "http://unused", walkme.url, case, fmt).model_copy(update={"connection": gcs})
+    check(case, run_sync(on_gcs, CREDENTIALS), walkme)
 
 
 def test_missing_file_names_the_path(bucket: str, moto_server: str, walkme: FakeWalkMe) -> None:

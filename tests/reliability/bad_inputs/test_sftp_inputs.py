@@ -1,8 +1,9 @@
 """The bad input corpus read over SFTP from a real OpenSSH sshd, and what can go wrong on the SFTP side.
 
-Every case of test_bad_inputs.py gets the same outcome when the file comes from an sftp Connection; then the
-SFTP-specific failures of a run (missing file or folder, a host key that changed since the probe, a
-refused key) fail it with a reason and a message naming what to fix, without a secret in it.
+Every case of test_bad_inputs.py gets the same outcome (its `check`) when the file comes from an sftp
+Connection; then the SFTP-specific failures of a run (missing file or folder, a host key that changed
+since the probe, a refused key) fail it with a reason and a message naming what to fix, without a
+secret in it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 from tests.fakes.walkme import FakeWalkMe
 from tests.fixtures.sshd import Sshd
 from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET, WALKME_TOKEN
-from tests.reliability.bad_inputs.test_bad_inputs import CASES, JSONL_CASES, Case, assert_outcome, request
+from tests.reliability.bad_inputs.test_bad_inputs import IDS, PARAMETERS, Case, check, request
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.api.run import SyncRequest, SyncResult
 from walkme_dic.sync.credentials import CredentialSet
@@ -36,13 +37,11 @@ def credentials(private_key: str) -> CredentialSet:
                           "integration-token": {"token": WALKME_TOKEN}})
 
 
-@pytest.mark.parametrize(("case", "fmt"), [(c, "csv") for c in CASES] + [(c, "jsonl") for c in JSONL_CASES],
-                         ids=[c.name for c in CASES + JSONL_CASES])
+@pytest.mark.parametrize(("case", "fmt"), PARAMETERS, ids=IDS)
 def test_bad_input_over_sftp(case: Case, fmt: str, sshd: Sshd, walkme: FakeWalkMe) -> None:
     folder = sshd.folder()
     (folder / "in.data").write_bytes(case.body)
-    assert_outcome(case, run_sync(sftp_request(sshd, folder, walkme, case, fmt), credentials(sshd.keys["rsa"])),
-                   walkme)
+    check(case, run_sync(sftp_request(sshd, folder, walkme, case, fmt), credentials(sshd.keys["rsa"])), walkme)
 
 
 def failed_run(sshd: Sshd, walkme: FakeWalkMe, folder: Path, key: str | None = None, **block: Any) -> SyncResult:

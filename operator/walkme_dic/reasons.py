@@ -35,3 +35,8 @@ NEVER_RUN = "NeverRun"
 WAITING_FOR_SCHEDULE = "WaitingForSchedule"
 JOB_LOST = "JobLost"
 NO_RESULT = "NoResult"
+
+# Inbound run results (issue 11)
+EMPTY_SOURCE = "EmptySource"
+PARTIALLY_APPLIED = "PartiallyApplied"
+DUPLICATE_KEYS = "DuplicateKeys"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -60,7 +61,7 @@ def decompressed(stream: io.BufferedReader, compression: str) -> BinaryIO:
 def read_rows(stream: io.BufferedReader, settings: FileSettings, required: list[str]) -> Iterator[Record]:
     """Rows of a CSV or JSON-lines file; ``required`` columns must be in a CSV header."""
     binary = decompressed(stream, settings.compression)
-    encoding = "utf-8-sig" if settings.encoding.startswith("utf-8") else settings.encoding
+    encoding = "utf-8-sig" if codecs.lookup(settings.encoding).name == "utf-8" else settings.encoding
     text = io.TextIOWrapper(binary, encoding=encoding, errors="strict", newline="")  # type: ignore[arg-type]
     reader = _csv_rows(text, settings, required) if settings.format == "csv" else _jsonl_rows(text)
     try:
@@ -82,7 +83,7 @@ def _csv_rows(text: io.TextIOWrapper, settings: FileSettings, required: list[str
         return
     except csv.Error as error:
         raise PermanentError(f"the CSV header cannot be parsed: {error}", reason="BadHeader") from None
-    header = [name.strip() for name in header]
+    header = checked_header([name.strip() for name in header])
     missing = [name for name in required if name not in header and name.split(".")[0] not in header]
     if missing:
         found = ", ".join(header) if len(header) > 1 else f"{header[0]!r} — is the delimiter right?"
@@ -105,6 +106,20 @@ def _csv_rows(text: io.TextIOWrapper, settings: FileSettings, required: list[str
             yield Rejected(number, f"has {len(cells)} fields, the header has {len(header)}")
             continue
         yield Row(number, dict(zip(header, cells, strict=True)))
+
+
+def checked_header(header: list[str]) -> list[str]:
+    """The header, when every column has a name of its own; otherwise an error naming the column."""
+    seen: dict[str, int] = {}
+    for position, name in enumerate(header, start=1):
+        if not name:
+            raise PermanentError(f"column {position} of the CSV header has no name; name it or remove the column",
+                                 reason="BadHeader")
+        if name in seen:
+            raise PermanentError(f"column {name!r} appears twice in the CSV header (columns {seen[name]} and "
+                                 f"{position}); rename one of them", reason="BadHeader")
+        seen[name] = position
+    return header
 
 
 def _jsonl_rows(text: io.TextIOWrapper) -> Iterator[Record]:

@@ -69,10 +69,11 @@ def read_rows(stream: io.BufferedReader, settings: FileSettings, required: list[
     except (EOFError, zlib.error, gzip.BadGzipFile) as error:
         raise PermanentError(f"the gzip stream ended early or is corrupt ({error}); the file is truncated "
                              "or not gzip", reason="CorruptFile") from None
-    except UnicodeDecodeError as error:
-        raise PermanentError(f"the file is not valid {settings.encoding} (byte {error.start} of a read block: "
-                             f"{error.reason}); set source.file.encoding (utf-8, utf-8-sig or latin-1)",
-                             reason="BadEncoding") from None
+    except UnicodeError as error:
+        where = (f"byte {error.start} of a read block: {error.reason}" if isinstance(error, UnicodeDecodeError)
+                 else str(error))
+        raise PermanentError(f"the file is not valid {settings.encoding} ({where}); set source.file.encoding to "
+                             "the file's encoding (e.g. latin-1, cp1252, utf-16)", reason="BadEncoding") from None
 
 
 def _csv_rows(text: io.TextIOWrapper, settings: FileSettings, required: list[str]) -> Iterator[Record]:

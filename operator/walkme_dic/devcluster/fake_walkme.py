@@ -103,6 +103,7 @@ class FakeWalkMe(BackgroundServer):
         self.in_flight = 0
         self.max_in_flight = 0
         self.latency = 0.002
+        self.keep_users = True  # False: validate and acknowledge only (benchmarks of millions of users)
         self._lock = threading.Lock()
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -245,10 +246,11 @@ class FakeWalkMe(BackgroundServer):
                 return _error(400, "bad_request", f"an account can have at most {MAX_PROPERTIES} properties "
                                                   f"(this request would make it {len(types)})")
             self.property_types = types
-            store = self.attributes.setdefault(token, {})
-            for item in data:
-                user = str(item[id_property])
-                store.setdefault(user, {}).update({k: v for k, v in item.items() if k != id_property})
+            if self.keep_users:
+                store = self.attributes.setdefault(token, {})
+                for item in data:
+                    user = str(item[id_property])
+                    store.setdefault(user, {}).update({k: v for k, v in item.items() if k != id_property})
             self.objects_received += len(data)
         return web.json_response({"message": "Request has been received"})
 
@@ -297,9 +299,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--client", action="append", default=[], help="clientId:clientSecret (repeatable)")
     parser.add_argument("--token", action="append", default=[], help="integrationToken:userIdProperty")
     parser.add_argument("--latency", type=float, default=0.002, help="Seconds added to every answer.")
+    parser.add_argument("--forget-users", action="store_true", help="Validate and acknowledge, keep no users.")
     args = parser.parse_args(argv)
     fake = FakeWalkMe(dict(c.split(":", 1) for c in args.client), dict(t.split(":", 1) for t in args.token))
-    fake.latency = args.latency
+    fake.latency, fake.keep_users = args.latency, not args.forget_users
 
     async def serve() -> None:
         print(await fake.start_async(args.port), flush=True)

@@ -9,7 +9,6 @@ index (hash << 64 | index), so that equal keys come back next to each other, old
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import tempfile
 from array import array
@@ -23,7 +22,9 @@ MASK = (1 << 64) - 1
 
 
 def key_hash(key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+    """64 bits of the key: Python's string hash (SipHash), the same for the same key within one process —
+    all a run compares — and about eight times cheaper than a hashlib digest."""
+    return hash(key) & MASK
 
 
 class SortedSpool:

@@ -9,8 +9,7 @@ import io
 import json
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from walkme_dic.api.integration import FileSettings
 from walkme_dic.errors import PermanentError
@@ -20,14 +19,12 @@ TEXT_BUFFER = 1024 * 1024
 csv.field_size_limit(64 * 1024 * 1024)
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):  # a tuple: built once per row, several times cheaper than a frozen dataclass
     number: int  # 1-based data row (CSV header excluded) or line (JSON lines)
     values: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Rejected:
+class Rejected(NamedTuple):
     number: int
     reason: str
 

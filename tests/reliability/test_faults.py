@@ -22,14 +22,6 @@ SERVER_BUSY = ("<?xml version='1.0' encoding='utf-8'?><Error><Code>ServerBusy</C
                "<Message>The server is currently unable to receive requests.</Message></Error>")
 
 
-@pytest.fixture
-def s3_proxy(moto_server: str) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(moto_server)
-    proxy.start()
-    yield proxy
-    proxy.stop()
-
-
 def s3_store(proxy: FaultProxy, bucket: str, attempts: int = 4) -> S3Store:
     spec = S3Provider(bucket=bucket, region="us-east-1", endpoint_url=proxy.url)
     return S3Store(spec, {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}, part_size=MIN_PART_SIZE,

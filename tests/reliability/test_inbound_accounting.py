@@ -4,7 +4,6 @@ duplicate key — through the real engine, files in moto's S3 and the fake WalkM
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -132,14 +131,6 @@ def test_duplicated_or_empty_header_names_fail_naming_the_column(
     assert walkme.requests["/public/v1/user/data"] == 0
 
 
-@pytest.fixture
-def s3_proxy(moto_server: str) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(moto_server)
-    proxy.start()
-    yield proxy
-    proxy.stop()
-
-
 def test_the_file_is_read_once(s3_proxy: FaultProxy, moto_server: str, bucket: str, walkme: FakeWalkMe) -> None:
     s3_client(moto_server).put_object(Bucket=bucket, Key="users.csv", Body=users_csv(rows_with_bad_since(300, set())))
     result = run_sync(request(s3_proxy.url, bucket, walkme), CREDENTIALS)
@@ -188,3 +179,28 @@ def test_a_wrong_declared_encoding_fails_naming_it(moto_server: str, bucket: str
     assert (result.result, result.reason) == ("Failed", "BadEncoding"), result
     assert f"not valid {declared}" in result.message and "source.file.encoding" in result.message
     assert walkme.users(WALKME_TOKEN) == {}
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig", "cp1252"])
+def test_outbound_file_in_a_declared_encoding_has_one_byte_order_mark_at_most(
+        moto_server: str, bucket: str, walkme: FakeWalkMe, encoding: str) -> None:
+    """The other way: a codec with a byte-order mark writes it once, not once per flushed chunk."""
+    walkme.seed("users", [{"userId": f"u{i}", "email": f"Zoë{i}@acme.example", "updatedAt": "2026-11-20T10:00:00Z"}
+                          for i in range(40_000)])  # several 1 MiB chunks
+    sync = SyncRequest.model_validate({
+        "integration": {"namespace": "ns", "name": "out"}, "runId": "run-enc",
+        "spec": {"direction": "Outbound", "connectionRef": {"name": "lake"}, "walkmeConnectionRef": {"name": "w"},
+                 "source": {"walkme": {"dataset": "users"}},
+                 "destination": {"file": {"path": "out.csv", "encoding": encoding, "compression": "none"}},
+                 "mapping": {"key": {"source": "userId", "destination": "user_id"},
+                             "fields": [{"source": "email", "destination": "email"}]}},
+        "connection": {"s3": {"bucket": bucket, "region": "us-east-1", "endpointUrl": moto_server}},
+        "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "w"}}}},
+    })
+    result = run_sync(sync, CREDENTIALS)
+    assert (result.result, result.rows_written) == ("Succeeded", 40_000), result
+    body = s3_client(moto_server).get_object(Bucket=bucket, Key="out.csv")["Body"].read()
+    text = body.decode(encoding)
+    assert "\ufeff" not in text, "no byte-order mark inside the text"
+    lines = text.splitlines()
+    assert lines[0] == "user_id,email" and lines[1] == "u0,Zoë0@acme.example" and len(lines) == 40_001

@@ -135,7 +135,7 @@ class Inbound:
                               message=f"{self.source.name} is unchanged since the last run (ETag {fingerprint})")
         with InboundSpool() as spool:
             tally, size = self._spool(fingerprint, spool)
-            kept = self._resolve(spool)
+            kept = self._resolve(spool, users=tally.read > 0 and not tally.over_limit(self.spec))
             result = self._before_sending(tally, spool, size, fingerprint)
             if result is None:
                 self._send(spool, tally)
@@ -161,8 +161,12 @@ class Inbound:
             self.report("read", tally)
         return tally, counter.count
 
-    def _resolve(self, spool: InboundSpool) -> int | None:
-        """Find the repeated keys; count the users this token imported before that this source lacks."""
+    def _resolve(self, spool: InboundSpool, *, users: bool) -> int | None:
+        """Find the repeated keys; with ``users``, count the users this token imported before that this
+        source lacks (WalkMe keeps them)."""
+        if not users:
+            spool.resolve()
+            return None
         with SpooledKeys() as imported:
             try:
                 for user in self.walkme.imported_user_ids(self.token):

@@ -5,9 +5,10 @@ Every figure comes from this run on this machine:
   peak RSS; baseline, in the same run: the raw pipeline (bench/raw_inbound.py: csv.reader → JSON
   batches of 100 → keep-alive POSTs with the sync's concurrency) to the same fake WalkMe, which runs
   in a process of its own so that it is not the limit measured; csv.reader alone for scale.
-* outbound — fake WalkMe export (generated users, 100 MB and 1 GB of CSV) → S3 (moto) and Azure
-  (Azurite): MB/s of a real `walkme-dic sync` against the raw SDK (boto3 `upload_fileobj`,
-  azure-storage-blob `upload_blob`, default settings) uploading the same bytes; peak RSS of the sync.
+* outbound — fake WalkMe export (generated users, 100 MB and 1 GB of CSV; the fake in a process of
+  its own) → S3 (moto) and Azure (Azurite): MB/s of a real `walkme-dic sync` against the raw SDK
+  (boto3 `upload_fileobj`, azure-storage-blob `upload_blob`, default settings) uploading the same
+  bytes; peak RSS of the sync.
   A second baseline, the source ceiling, is the same export read alone by our WalkMe client: an
   export can go no faster than its source, and the fake WalkMe serves JSON at a few MB/s.
 * salesforce — WalkMe users upserted into the fake Salesforce org by external id: API calls made
@@ -199,11 +200,11 @@ class Bench:
 
 
 @contextlib.contextmanager
-def walkme_process() -> Iterator[str]:
-    """The fake WalkMe in a process of its own (validating, keeping no users), so that the fake's CPU is not
-    counted against the client measured; yields its URL."""
+def walkme_process(*options: str) -> Iterator[str]:
+    """The fake WalkMe in a process of its own (validating, keeping no users), so that neither the fake's CPU
+    nor moto's (in this process) is counted against the client measured; yields its URL."""
     process = subprocess.Popen([sys.executable, "-m", "walkme_dic.devcluster.fake_walkme", "--client",
-                                f"{CLIENT}:{SECRET}", "--token", f"{TOKEN}:uuid", "--forget-users"],
+                                f"{CLIENT}:{SECRET}", "--token", f"{TOKEN}:uuid", "--forget-users", *options],
                                stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -250,10 +251,11 @@ def bench_inbound(rows: int, bench: Bench) -> dict[str, Any]:
 def bench_outbound(store: str, megabytes: int, bench: Bench) -> dict[str, Any]:
     """A real export of ~``megabytes`` MB of CSV, then the raw SDK uploading the very same bytes."""
     users = megabytes * 1_000_000 // BYTES_PER_USER
-    bench.walkme.seed_synthetic_users(users)
     run_id = f"out-{store}-{megabytes}"
-    measured = run_sync(request_for("Outbound", bench.connection(store), bench.walkme.url, run_id),
-                        bench.credentials(store))
+    with walkme_process("--synthetic-users", str(users)) as walkme_url:  # not sharing moto's process
+        measured = run_sync(request_for("Outbound", bench.connection(store), walkme_url, run_id),
+                            bench.credentials(store))
+        exported, source = export_alone(walkme_url)
     assert measured["result"]["rowsWritten"] == users, measured["result"]
     size = measured["result"]["bytes"]
     with tempfile.TemporaryFile() as copy:
@@ -270,7 +272,6 @@ def bench_outbound(store: str, megabytes: int, bench: Bench) -> dict[str, Any]:
             bench.container.upload_blob("raw/copy.csv", copy, length=size, overwrite=True)
             baseline = "raw azure-storage-blob upload_blob of the same bytes"
         raw = time.perf_counter() - started
-    exported, source = export_alone(bench.walkme.url)
     assert exported == users, exported
     mb = size / 1e6
     target = "S3" if store == "s3" else "Azure Blob"

@@ -300,9 +300,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", action="append", default=[], help="integrationToken:userIdProperty")
     parser.add_argument("--latency", type=float, default=0.002, help="Seconds added to every answer.")
     parser.add_argument("--forget-users", action="store_true", help="Validate and acknowledge, keep no users.")
+    parser.add_argument("--synthetic-users", type=int, default=0, help="Insights users to export (generated).")
     args = parser.parse_args(argv)
     fake = FakeWalkMe(dict(c.split(":", 1) for c in args.client), dict(t.split(":", 1) for t in args.token))
     fake.latency, fake.keep_users = args.latency, not args.forget_users
+    if args.synthetic_users:
+        fake.seed_synthetic_users(args.synthetic_users)
 
     async def serve() -> None:
         print(await fake.start_async(args.port), flush=True)

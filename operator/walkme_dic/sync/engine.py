@@ -71,7 +71,7 @@ class Reporter:
         self.progress, self.last, self.last_rows = progress, 0.0, 0
 
     def __call__(self, phase: str, tally: Tally, *, force: bool = False) -> None:
-        if self.progress is None:
+        if self.progress is None or (tally.read % 1024 and not force):  # the clock is read every 1024 rows
             return
         now = time.monotonic()
         if force or now - self.last >= PROGRESS_SECONDS or tally.read - self.last_rows >= PROGRESS_ROWS:

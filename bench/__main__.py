@@ -340,6 +340,8 @@ def main() -> int:
     parser.add_argument("--operator-integrations", type=int, default=2000, help="0 skips the operator case.")
     parser.add_argument("--operator-connections", type=int, default=200)
     parser.add_argument("--settle", type=float, default=30, help="Seconds of steady state to count requests in.")
+    parser.add_argument("--label", default="", help="Appended to each case's name, e.g. 'before: main' with "
+                        "BENCH_SYNC_PYTHONPATH, so that such runs sit next to the current code's in results.json.")
     parser.add_argument("--update", action="store_true",
                         help="Keep the other cases in bench/results.json; replace only the ones run now.")
     args = parser.parse_args()
@@ -366,8 +368,11 @@ def main() -> int:
     finally:
         walkme.stop()
         server.stop()
+    for row in rows:
+        row["case"] += f" [{args.label}]" if args.label else ""
     print_table(rows)
-    write_results(rows, " ".join(["python -m bench", *sys.argv[1:]]), update=args.update)
+    prefix = [f"BENCH_SYNC_PYTHONPATH={os.environ['BENCH_SYNC_PYTHONPATH']}"] if SYNC_CODE else []
+    write_results(rows, " ".join([*prefix, "python -m bench", *sys.argv[1:]]), update=args.update)
     print(f"wrote {RESULTS}")
     return 0
 

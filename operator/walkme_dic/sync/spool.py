@@ -127,7 +127,9 @@ class InboundSpool:
         self.duplicates.samples = sorted((self.rows.of(-first), self.rows.of(later)) for first, later in samples)
 
     def records(self) -> Iterator[tuple[int, bytes]]:
-        """(spool index, encoded record) in source order, leaving out the records a later row replaces."""
+        """(spool index, encoded record) in source order, leaving out the records a later row replaces
+        (known once :meth:`resolve` ran)."""
+        self.file.flush()
         skipped = self.superseded.sorted()
         next_skip = next(skipped, None)
         with open(self.path, "rb", buffering=READ_BUFFER) as stream:

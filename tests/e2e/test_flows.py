@@ -96,6 +96,53 @@ async def test_too_many_rejected_rows_fail_and_write_nothing(
     assert walkme.users(WALKME_TOKEN) == {}
 
 
+async def test_duplicate_keys_warn_and_the_last_row_wins(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+) -> None:
+    put(moto_server, backends["bucket"], "users.csv",
+        b"id,plan,since,active\nu1,gold,2024-01-01,true\nu2,gold,2024-01-01,true\n u1 ,silver,2024-02-01,false\n")
+    await apply_connections(cluster, backends)
+    await cluster.apply(inbound())
+    obj = await finished_runs(cluster, "hr")
+    run = obj["status"]["runs"][0]
+    assert (run["result"], run["rowsRead"], run["rowsWritten"], run["duplicateKeys"], run["duplicateRows"]) == \
+        ("Succeeded", 3, 2, 1, [1])
+    events = await events_once_emitted(cluster, "hr", "DuplicateKeys")
+    warning = next(e for e in events if e["reason"] == "DuplicateKeys")
+    assert warning["type"] == "Warning" and "row 1 (replaced by row 3)" in warning["message"]
+    assert walkme.users(WALKME_TOKEN)["u1"] == {"plan": "silver", "since": "2024-02-01", "active": False}
+
+
+async def test_rows_walkme_refuses_fail_the_run_saying_what_was_applied(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+) -> None:
+    walkme.define_properties({"plan": "Date"})  # another integration made `plan` a Date property
+    put(moto_server, backends["bucket"], "users.csv", b"id,plan,since,active\nu1,2024-05-01,2024-01-01,true\n"
+                                                      b"u2,gold,2024-01-01,true\nu3,2024-06-01,2024-01-01,true\n")
+    await apply_connections(cluster, backends)
+    await cluster.apply(inbound(maxRejectedRows=0, job={"backoffLimit": 0}))
+    obj = await finished_runs(cluster, "hr")
+    synced = condition(obj, "Synced")
+    assert (synced["status"], synced["reason"]) == ("False", "PartiallyApplied")
+    assert "2 rows were applied" in synced["message"] and "(first: row 2: WalkMe refused it" in synced["message"]
+    assert (obj["status"]["runs"][0]["rowsWritten"], obj["status"]["runs"][0]["rowsRejected"]) == (2, 1)
+    assert set(walkme.users(WALKME_TOKEN)) == {"u1", "u3"}
+
+
+async def test_empty_source_warns_and_can_fail(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+) -> None:
+    put(moto_server, backends["bucket"], "users.csv", b"id,plan,since,active\n")
+    await apply_connections(cluster, backends)
+    await cluster.apply(inbound())
+    obj = await finished_runs(cluster, "hr")
+    assert (condition(obj, "Synced")["status"], condition(obj, "Synced")["reason"]) == ("True", "EmptySource")
+    assert "EmptySource" in [e["reason"] for e in await events_once_emitted(cluster, "hr", "EmptySource")]
+    await cluster.apply(inbound(failOnEmptySource=True, job={"backoffLimit": 0}))
+    obj = await finished_runs(cluster, "hr", count=2)
+    assert (condition(obj, "Synced")["status"], condition(obj, "Synced")["reason"]) == ("False", "EmptySource")
+
+
 async def test_wrong_integration_token_fails_clearly_without_leaking_it(
     cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
     kubelet: Kubelet,

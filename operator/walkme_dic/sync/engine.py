@@ -53,6 +53,11 @@ class Tally:
         if len(self.samples) < SAMPLE_REJECTIONS:
             self.samples.append(RejectedRow(row=row, reason=reason))
 
+    def first(self, count: int = 3) -> str:
+        """The first rejections, for a message: " (first: row 2: …; row 7: …)"."""
+        shown = "; ".join(sample.reason for sample in sorted(self.samples, key=lambda s: s.row)[:count])
+        return f" (first: {shown}{'; …' if self.rejected > count else ''})" if shown else ""
+
     def over_limit(self, spec: IntegrationSpec) -> str | None:
         if spec.max_rejected_rows is not None and self.rejected > spec.max_rejected_rows:
             return f"{self.rejected} rows rejected, more than maxRejectedRows {spec.max_rejected_rows}"
@@ -182,7 +187,7 @@ class Inbound:
         limit = tally.over_limit(self.spec)
         if limit:
             return self._result("Failed", "TooManyRejectedRows", tally, spool, size, fingerprint,
-                                f"{limit}; nothing was written")
+                                f"{limit}; nothing was written{tally.first()}")
         if tally.read == 0:
             outcome = "Failed" if self.spec.fail_on_empty_source else "Succeeded"
             return self._result(outcome, reasons.EMPTY_SOURCE, tally, spool, size, fingerprint,
@@ -207,7 +212,8 @@ class Inbound:
             return self._result(
                 "Failed", reasons.PARTIALLY_APPLIED, tally, spool, size, fingerprint,
                 f"{limit} ({tally.refused} refused by WalkMe while sending); {tally.written} rows were applied "
-                "to WalkMe, which has no transactions: fix the rejected rows and the next run converges")
+                "to WalkMe, which has no transactions: fix the rejected rows and the next run converges"
+                + tally.first())
         return self._result("Succeeded", "Synced", tally, spool, size, fingerprint, "")
 
     def _result(self, outcome: str, reason: str, tally: Tally, spool: InboundSpool, size: int,

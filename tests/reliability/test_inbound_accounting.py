@@ -3,6 +3,7 @@ duplicate key — through the real engine, files in moto's S3 and the fake WalkM
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -91,6 +92,15 @@ def test_validation_and_send_time_rejections_count_together(
     reasons = {r.row: r.reason for r in result.rejected}
     assert "WalkMe refused it" in reasons[4] and "column 'seats'" in reasons[9]
     assert result.rows_written == 8 and "8 rows were applied" in result.message
+
+
+def test_a_send_that_stops_says_how_far_it_came(moto_server: str, bucket: str, walkme: FakeWalkMe) -> None:
+    walkme.fail_next("/user/data$", 1, 403, body='{"error": "forbidden", "message": "token revoked"}')
+    result = import_file(moto_server, bucket, walkme, users_csv(rows_with_bad_since(250, set())))
+    assert (result.result, result.reason) == ("Failed", "AuthenticationFailed"), result
+    acknowledged = re.search(r"WalkMe acknowledged at least (\d+) of 250 rows", result.message)
+    assert acknowledged is not None, result.message
+    assert int(acknowledged.group(1)) <= len(walkme.users(WALKME_TOKEN)) <= 200
 
 
 def test_over_the_limit_before_sending_writes_nothing(moto_server: str, bucket: str, walkme: FakeWalkMe) -> None:

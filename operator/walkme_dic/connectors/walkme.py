@@ -141,11 +141,13 @@ class WalkMeClient:
         """Send records in batches of 100 (see :meth:`upsert_encoded`); failures carry the record's position."""
         return self.upsert_encoded(integration_token, ((i, self.encode(r)) for i, r in enumerate(records)))
 
-    def upsert_encoded(self, integration_token: str, records: Iterable[tuple[int, bytes]]) -> WriteReport:
+    def upsert_encoded(self, integration_token: str, records: Iterable[tuple[int, bytes]],
+                       report: WriteReport | None = None) -> WriteReport:
         """Send (id, encoded user object) pairs in batches of 100, up to max_concurrency at once; never
         deletes anything. A refused batch is split and resent until only the refused objects remain:
-        ``report.failed`` holds (id, WalkMe's reason) for each of them, ``report.written`` the others."""
-        report = WriteReport()
+        ``report.failed`` holds (id, WalkMe's reason) for each of them, ``report.written`` the others.
+        ``report`` (filled as batches are answered) says how far a send that raised had come."""
+        report = report if report is not None else WriteReport()
         prefix = b'{"token":' + json.dumps(integration_token).encode() + b',"data":['
         iterator = iter(records)
         pending: set[Future[WriteReport]] = set()

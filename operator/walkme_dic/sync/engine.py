@@ -20,7 +20,7 @@ from typing import Any
 from walkme_dic import reasons
 from walkme_dic.api.integration import FileSettings, IntegrationSpec
 from walkme_dic.api.run import DuplicateRow, RejectedRow, SyncRequest, SyncResult
-from walkme_dic.connectors.base import FileStore
+from walkme_dic.connectors.base import FileStore, WriteReport
 from walkme_dic.connectors.registry import open_file_store
 from walkme_dic.connectors.walkme import WalkMeClient
 from walkme_dic.errors import DicError, PermanentError
@@ -198,7 +198,13 @@ class Inbound:
         return None
 
     def _send(self, spool: InboundSpool, tally: Tally) -> None:
-        outcome = self.walkme.upsert_encoded(self.token, spool.records())
+        outcome = WriteReport()
+        try:
+            self.walkme.upsert_encoded(self.token, spool.records(), outcome)
+        except DicError as error:
+            error.message += (f"; sending stopped after WalkMe acknowledged at least {outcome.written} of "
+                              f"{spool.unique} rows (it has no transactions: the next run converges)")
+            raise
         tally.written = outcome.written
         for index, reason in outcome.failed:
             row = spool.rows.of(index)

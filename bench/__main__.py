@@ -2,15 +2,16 @@
 
 Every figure comes from this run on this machine:
 * inbound  — S3 (moto) CSV → fake WalkMe: rows/s of a real `walkme-dic sync` subprocess and its
-  peak RSS; baseline: the same file parsed by Python's csv module alone (read + split, no mapping,
-  no sending) — the floor any CSV-based importer starts from.
-* outbound — fake WalkMe export (generated users, 100 MB and 1 GB of CSV) → S3 (moto), Azure
-  (Azurite), GCS (gcp-storage-emulator) and SFTP (a private OpenSSH sshd, tests/fixtures/sshd.py): MB/s
-  of a real `walkme-dic sync` against the raw client (boto3 `upload_fileobj`, azure-storage-blob
-  `upload_blob`, google-cloud-storage `upload_from_file`, paramiko `putfo`, default settings) uploading
-  the same bytes; peak RSS of the sync. Another figure, the connector alone, is our store's
-  AtomicWriter uploading the same bytes in 1 MiB writes (what the engine's encoder feeds it), against
-  the raw client: the upload path without the WalkMe source in front.
+  peak RSS; baseline, in the same run: the raw pipeline (bench/raw_inbound.py: csv.reader → JSON
+  batches of 100 → keep-alive POSTs with the sync's concurrency) to the same fake WalkMe, which runs
+  in a process of its own so that it is not the limit measured; csv.reader alone for scale.
+* outbound — fake WalkMe export (generated users, 100 MB and 1 GB of CSV; the fake in a process of
+  its own) → S3 (moto), Azure (Azurite), GCS (gcp-storage-emulator) and SFTP (a private OpenSSH sshd,
+  tests/fixtures/sshd.py): MB/s of a real `walkme-dic sync` against the raw client (boto3
+  `upload_fileobj`, azure-storage-blob `upload_blob`, google-cloud-storage `upload_from_file`, paramiko
+  `putfo`, default settings) uploading the same bytes; peak RSS of the sync. Another figure, the
+  connector alone, is our store's AtomicWriter uploading the same bytes in 1 MiB writes (what the
+  engine's encoder feeds it), against the raw client: the upload path without the WalkMe source in front.
   A second baseline, the source ceiling, is the same export read alone by our WalkMe client: an
   export can go no faster than its source, and the fake WalkMe serves JSON at a few MB/s.
 * salesforce — WalkMe users upserted into the fake Salesforce org by external id: API calls made
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,7 @@ from walkme_dic.sync.credentials import load_credentials
 RESULTS = Path(__file__).with_name("results.json")
 BUCKET = "bench"
 CLIENT, SECRET, TOKEN = "bench-client", "bench-secret", "bench-token"
+SYNC_CONCURRENCY = 8  # WalkMeClient's default max_concurrency
 
 
 def make_csv(rows: int) -> bytes:
@@ -131,6 +134,11 @@ SELF_RSS = ("import sys, atexit; atexit.register(lambda: sys.stderr.write(next(l
             "if l.startswith('VmHWM')))); from walkme_dic.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
+# BENCH_SYNC_PYTHONPATH=<an older checkout's operator/ dir> measures that version's sync ("before" figures)
+# against this bench, its baselines and its fakes.
+SYNC_CODE = {"PYTHONPATH": os.environ["BENCH_SYNC_PYTHONPATH"]} if os.environ.get("BENCH_SYNC_PYTHONPATH") else {}
+
+
 def run_sync(request: dict[str, Any], credentials: Path) -> dict[str, Any]:
     """A real `walkme-dic sync` subprocess; its own peak RSS is reported by the process itself at exit."""
     with tempfile.TemporaryDirectory() as work:
@@ -139,7 +147,8 @@ def run_sync(request: dict[str, Any], credentials: Path) -> dict[str, Any]:
         started = time.perf_counter()
         completed = subprocess.run(
             [sys.executable, "-c", SELF_RSS, "sync", "--credentials", str(credentials), "--result", str(result_path)],
-            env={**os.environ, "WALKME_DIC_REQUEST": json.dumps(request)}, capture_output=True, text=True, check=False)
+            env={**os.environ, "WALKME_DIC_REQUEST": json.dumps(request), **SYNC_CODE}, capture_output=True, text=True,
+            check=False)
         seconds = time.perf_counter() - started
         cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
@@ -274,37 +283,67 @@ class Bench:
         return seconds
 
 
+@contextlib.contextmanager
+def walkme_process(*options: str) -> Iterator[str]:
+    """The fake WalkMe in a process of its own (validating, keeping no users), so that neither the fake's CPU
+    nor moto's (in this process) is counted against the client measured; yields its URL."""
+    process = subprocess.Popen([sys.executable, "-m", "walkme_dic.devcluster.fake_walkme", "--client",
+                                f"{CLIENT}:{SECRET}", "--token", f"{TOKEN}:uuid", "--forget-users", *options],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().strip()
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def raw_pipeline(s3_url: str, walkme_url: str, concurrency: int) -> tuple[int, float, float]:
+    """(rows, seconds, peak RSS MB) of bench/raw_inbound.py posting users.csv to ``walkme_url``."""
+    completed = subprocess.run([sys.executable, "-m", "bench.raw_inbound", s3_url, BUCKET, "users.csv", walkme_url,
+                                CLIENT, SECRET, TOKEN, str(concurrency)], capture_output=True, text=True, check=True)
+    rows, seconds, peak_kib = completed.stdout.split()
+    return int(rows), float(seconds), int(peak_kib) / 1024
+
+
 def bench_inbound(rows: int, bench: Bench) -> dict[str, Any]:
+    """The sync and the raw pipeline (same file, same fake WalkMe process, same concurrency), one after
+    the other; and csv.reader alone for scale."""
     data = make_csv(rows)
     bench.s3.put_object(Bucket=BUCKET, Key="users.csv", Body=data)
     started = time.perf_counter()
     parsed = sum(1 for _ in csv.reader(io.StringIO(data.decode())))
-    baseline = time.perf_counter() - started
-    bench.walkme.attributes.clear()
-    bench.walkme.requests.clear()
-    request = request_for("Inbound", bench.connection("s3"), bench.walkme.url, f"in-{rows}")
-    measured = run_sync(request, bench.credentials("s3"))
-    assert measured["result"]["rowsWritten"] == rows, measured["result"]
-    return {"case": f"inbound S3 CSV → WalkMe, {rows:,} rows", "rows": rows, "bytes": len(data),
-            "seconds": round(measured["seconds"], 2), "rows_per_s": round(rows / measured["seconds"]),
-            "baseline": "csv.reader parse only", "baseline_rows_per_s": round(parsed / baseline),
-            "ratio": round((rows / measured["seconds"]) / (parsed / baseline), 3),
-            "peak_rss_mb": round(measured["peak_rss_mb"], 1), "sync_cpu_busy": round(measured["cpu_busy"], 2),
-            "api_calls": bench.walkme.requests["/public/v1/user/data"]}
+    parse_only = time.perf_counter() - started
+    del data
+    with walkme_process() as walkme_url:  # a fresh account each: the raw pipeline sends numbers as strings
+        sent, raw_seconds, raw_rss = raw_pipeline(bench.s3_url, walkme_url, SYNC_CONCURRENCY)
+    with walkme_process() as walkme_url:
+        request = request_for("Inbound", bench.connection("s3"), walkme_url, f"in-{rows}")
+        measured = run_sync(request, bench.credentials("s3"))
+    assert sent == rows and measured["result"]["rowsWritten"] == rows, measured["result"]
+    speed, raw = rows / measured["seconds"], rows / raw_seconds
+    return {"case": f"inbound S3 CSV → WalkMe, {rows:,} rows", "rows": rows,
+            "seconds": round(measured["seconds"], 2), "rows_per_s": round(speed),
+            "baseline": f"raw pipeline (bench/raw_inbound.py): csv.reader → JSON batches of 100 → keep-alive POSTs, "
+                        f"{SYNC_CONCURRENCY} in flight, to the same fake WalkMe process",
+            "baseline_rows_per_s": round(raw), "ratio": round(speed / raw, 3),
+            "baseline_peak_rss_mb": round(raw_rss, 1),
+            "parse_only_rows_per_s": round(parsed / parse_only),
+            "peak_rss_mb": round(measured["peak_rss_mb"], 1), "sync_cpu_busy": round(measured["cpu_busy"], 2)}
 
 
 def bench_outbound(store: str, megabytes: int, bench: Bench) -> dict[str, Any]:
     """A real export of ~``megabytes`` MB of CSV, then the raw SDK uploading the very same bytes."""
     users = megabytes * 1_000_000 // BYTES_PER_USER
-    bench.walkme.seed_synthetic_users(users)
     run_id = f"out-{store}-{megabytes}"
-    measured = run_sync(request_for("Outbound", bench.connection(store), bench.walkme.url, run_id),
-                        bench.credentials(store))
+    with walkme_process("--synthetic-users", str(users)) as walkme_url:  # not sharing moto's process
+        measured = run_sync(request_for("Outbound", bench.connection(store), walkme_url, run_id),
+                            bench.credentials(store))
+        exported, source = export_alone(walkme_url)
     assert measured["result"]["rowsWritten"] == users, measured["result"]
     size = measured["result"]["bytes"]
     baseline, raw = bench.raw_upload(store, f"out/{run_id}.csv", size)
     connector = bench.connector_upload(store, f"out/{run_id}.csv")
-    exported, source = export_alone(bench.walkme.url)
     assert exported == users, exported
     mb = size / 1e6
     target = {"s3": "S3", "azure": "Azure Blob", "gcs": "GCS", "sftp": "SFTP"}[store]
@@ -378,6 +417,8 @@ def main() -> int:
     parser.add_argument("--operator-integrations", type=int, default=2000, help="0 skips the operator case.")
     parser.add_argument("--operator-connections", type=int, default=200)
     parser.add_argument("--settle", type=float, default=30, help="Seconds of steady state to count requests in.")
+    parser.add_argument("--label", default="", help="Appended to each case's name, e.g. 'before: main' with "
+                        "BENCH_SYNC_PYTHONPATH, so that such runs sit next to the current code's in results.json.")
     parser.add_argument("--update", action="store_true",
                         help="Keep the other cases in bench/results.json; replace only the ones run now.")
     args = parser.parse_args()
@@ -410,8 +451,11 @@ def main() -> int:
     finally:
         walkme.stop()
         server.stop()
+    for row in rows:
+        row["case"] += f" [{args.label}]" if args.label else ""
     print_table(rows)
-    write_results(rows, " ".join(["python -m bench", *sys.argv[1:]]), update=args.update)
+    prefix = [f"BENCH_SYNC_PYTHONPATH={os.environ['BENCH_SYNC_PYTHONPATH']}"] if SYNC_CODE else []
+    write_results(rows, " ".join([*prefix, "python -m bench", *sys.argv[1:]]), update=args.update)
     print(f"wrote {RESULTS}")
     return 0
 

@@ -22,7 +22,13 @@ from pydantic import BaseModel
 
 from walkme_dic.api.common import CATEGORY, GROUP, VERSION
 from walkme_dic.api.connection import PROVIDERS, ConnectionSpec, ConnectionStatus
-from walkme_dic.api.integration import DESTINATION_KINDS, SOURCE_KINDS, IntegrationSpec, IntegrationStatus
+from walkme_dic.api.integration import (
+    DESTINATION_KINDS,
+    MAX_WALKME_PROPERTIES,
+    SOURCE_KINDS,
+    IntegrationSpec,
+    IntegrationStatus,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 KEEP = ("type", "description", "enum", "default", "pattern", "format", "minLength", "maxLength", "minimum",
@@ -82,6 +88,11 @@ KINDS: dict[str, dict[str, Any]] = {
                     ": (has(self.source.walkme) && !has(self.destination.walkme))",
             "message": "Inbound integrations read file or salesforce and write walkme; "
                        "Outbound integrations read walkme and write file, salesforce or webhook",
+        }, {
+            "rule": f"self.direction != 'Inbound' || 1 + (has(self.mapping.fields) ? size(self.mapping.fields) : 0)"
+                    f" + (has(self.mapping.activeField) ? 1 : 0) <= {MAX_WALKME_PROPERTIES}",
+            "message": f"mapping: WalkMe allows at most {MAX_WALKME_PROPERTIES} properties per account "
+                       "(key + fields + activeField); map fewer fields",
         }],
         "field_rules": {
             "connectionRef": [{

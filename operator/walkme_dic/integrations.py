@@ -35,6 +35,7 @@ from walkme_dic.schedule import due_slot, next_slot
 JOB_APPEAR_GRACE = timedelta(seconds=120)
 IDENTITY_REPLACED = {"source": reasons.SOURCE_REPLACED, "destination": reasons.DESTINATION_REPLACED}
 POD_RESULT_GRACE = timedelta(seconds=60)
+DUPLICATE_ROWS_KEPT = 5
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,9 @@ def _record_finished(
         })
         if result.users_kept is not None:
             record["usersKept"] = result.users_kept
+        if result.duplicate_keys:
+            record["duplicateKeys"] = result.duplicate_keys
+            record["duplicateRows"] = [d.row for d in result.duplicates[:DUPLICATE_ROWS_KEPT]]
         if record.get("requestedAt"):
             status["lastHandledRequestedAt"] = record["requestedAt"]
     if result.result in ("Succeeded", "Skipped"):
@@ -255,10 +259,26 @@ def _record_finished(
     name = record["name"] if record else "run"
     decision.events.append(Event("Warning" if result.result == "Failed" else "Normal", event_reason,
                                  f"{name}: {message}"))
+    decision.events += inbound_warnings(name, result)
     started = parse_time(record.get("startTime") if record else None) or now
     decision.finished = FinishedRun(result=result, seconds=(now - started).total_seconds())
     status["lastResult"] = {"result": result.result, "reason": result.reason, "message": message,
                             "dryRun": spec.dry_run}
+
+
+def inbound_warnings(name: str, result: SyncResult) -> list[Event]:
+    """Warnings a finished run deserves although it did not fail: repeated keys, an empty source."""
+    events = []
+    if result.duplicate_keys:
+        pairs = ", ".join(f"row {d.row} (replaced by row {d.replaced_by})" for d in result.duplicates[:5])
+        more = ", …" if result.duplicate_keys > len(result.duplicates[:5]) else ""
+        events.append(Event("Warning", reasons.DUPLICATE_KEYS,
+                            f"{name}: {result.duplicate_keys} rows have a key that a later row repeats; the last row "
+                            f"of each key was sent, these were left out: {pairs}{more}"))
+    if result.reason == reasons.EMPTY_SOURCE and result.result == "Succeeded":
+        events.append(Event("Warning", reasons.EMPTY_SOURCE, f"{name}: {result.message}; set spec.failOnEmptySource "
+                                                             "to fail such runs"))
+    return events
 
 
 def run_message(result: SyncResult) -> str:
@@ -266,12 +286,16 @@ def run_message(result: SyncResult) -> str:
         return f"{result.reason}: {without_reason(result.reason, result.message)}" if result.message else result.reason
     if result.result == "Skipped":
         return result.message or "source unchanged since the last run; nothing to do"
+    if result.reason == reasons.EMPTY_SOURCE:
+        return result.message
     verb = "would write" if result.dry_run else "wrote"
     where = f" to {result.destination}" if result.destination else ""
     kept = f"; {result.users_kept} users absent from the source kept" if result.users_kept else ""
     first = "; ".join(r.reason for r in result.rejected[:3])
     why = f" ({first}{'; …' if result.rows_rejected > 3 else ''})" if first else ""
-    return f"read {result.rows_read}, {verb} {result.rows_written}{where}, rejected {result.rows_rejected}{why}{kept}"
+    duplicates = f", {result.duplicate_keys} duplicate keys (last row wins)" if result.duplicate_keys else ""
+    return (f"read {result.rows_read}, {verb} {result.rows_written}{where}, rejected {result.rows_rejected}{why}"
+            f"{duplicates}{kept}")
 
 
 def _start_run_if_due(

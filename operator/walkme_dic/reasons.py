@@ -40,3 +40,7 @@ NO_RESULT = "NoResult"
 # Integration: report history (a spec change replaced what a side points at)
 SOURCE_REPLACED = "SourceReplaced"
 DESTINATION_REPLACED = "DestinationReplaced"
+# Inbound run results (issue 11)
+EMPTY_SOURCE = "EmptySource"
+PARTIALLY_APPLIED = "PartiallyApplied"
+DUPLICATE_KEYS = "DuplicateKeys"

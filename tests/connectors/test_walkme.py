@@ -56,13 +56,37 @@ def test_persistent_500_is_transient(walkme: FakeWalkMe) -> None:
         client(walkme, max_attempts=3).upsert_user_attributes(WALKME_TOKEN, [{"uuid": "a"}])
 
 
-def test_refused_batch_reports_each_row(walkme: FakeWalkMe) -> None:
+def test_refused_batch_is_narrowed_to_the_refused_records(walkme: FakeWalkMe) -> None:
     records = [{"uuid": f"u{i}", "start": "2024-01-01"} for i in range(150)]
     records[120]["start"] = "2024-1-5"
     report = client(walkme, max_concurrency=1).upsert_user_attributes(WALKME_TOKEN, records)
-    assert report.written == 100
-    assert [index for index, _ in report.failed] == list(range(100, 150))
-    assert "YYYY-MM-DD" in report.failed[0][1]
+    assert report.written == 149
+    assert [index for index, _ in report.failed] == [120]
+    assert "'start' is a Date property; '2024-1-5' is not a Date" in report.failed[0][1]
+    assert "data[" not in report.failed[0][1], "the reason is the record's own, not a position in a batch"
+    assert set(walkme.users(WALKME_TOKEN)) == {f"u{i}" for i in range(150)} - {"u120"}
+
+
+@pytest.mark.parametrize("bad", [[0], [99], [0, 99], [13, 14, 15], list(range(100))])
+def test_narrowing_finds_every_refused_record_wherever_it_is(walkme: FakeWalkMe, bad: list[int]) -> None:
+    walkme.define_properties({"seats": "Number"})
+    records: list[dict[str, object]] = [{"uuid": f"u{i}", "seats": "many" if i in bad else i} for i in range(100)]
+    report = client(walkme).upsert_user_attributes(WALKME_TOKEN, records)
+    assert [index for index, _ in report.failed] == bad
+    assert report.written == 100 - len(bad)
+    assert len(walkme.users(WALKME_TOKEN)) == 100 - len(bad)
+
+
+def test_more_than_100_properties_is_refused(walkme: FakeWalkMe) -> None:
+    walkme.define_properties({f"p{i}": "String" for i in range(100)})
+    report = client(walkme).upsert_user_attributes(WALKME_TOKEN, [{"uuid": "a", "p1": "x"}, {"uuid": "b", "new": "x"}])
+    assert report.written == 1 and [index for index, _ in report.failed] == [1]
+    assert "at most 100 properties" in report.failed[0][1]
+
+
+def test_unknown_integration_token_fails_the_send(walkme: FakeWalkMe) -> None:
+    with pytest.raises(AuthenticationError, match="integration token"):
+        client(walkme).upsert_user_attributes("not-a-token", [{"uuid": "a"}])
 
 
 def test_concurrency_is_bounded(walkme: FakeWalkMe) -> None:

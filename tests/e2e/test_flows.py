@@ -36,6 +36,16 @@ def inbound(name: str = "hr", **overrides: Any) -> dict[str, Any]:
                                       "activeField": "active"}, **overrides)
 
 
+async def first_inbound_run(cluster: DevCluster, backends: dict, moto: str, body: bytes,
+                            **spec: Any) -> dict[str, Any]:
+    """users.csv holding ``body``, the Connections and the inbound Integration applied: the Integration once
+    its first run finished."""
+    put(moto, backends["bucket"], "users.csv", body)
+    await apply_connections(cluster, backends)
+    await cluster.apply(inbound(**spec))
+    return await finished_runs(cluster, "hr")
+
+
 async def request_run(cluster: DevCluster, name: str, value: str) -> None:
     await cluster.patch(API, "Integration", NS, name, {"metadata": {"annotations": {REQUESTED_AT: value}}})
 
@@ -85,15 +95,55 @@ async def test_unchanged_file_is_skipped_on_schedule_but_not_on_request(
 async def test_too_many_rejected_rows_fail_and_write_nothing(
     cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
 ) -> None:
-    put(moto_server, backends["bucket"], "users.csv",
-        b"id,plan,since,active\nu1,gold,bad,true\nu2,gold,2024-01-01,maybe\nu3,gold,2024-01-01,true\n")
-    await apply_connections(cluster, backends)
-    await cluster.apply(inbound(maxRejectedRows=1, job={"backoffLimit": 0}))
-    obj = await finished_runs(cluster, "hr")
+    obj = await first_inbound_run(
+        cluster, backends, moto_server,
+        b"id,plan,since,active\nu1,gold,bad,true\nu2,gold,2024-01-01,maybe\nu3,gold,2024-01-01,true\n",
+        maxRejectedRows=1, job={"backoffLimit": 0})
     synced = condition(obj, "Synced")
     assert (synced["status"], synced["reason"]) == ("False", "TooManyRejectedRows")
     assert "nothing was written" in synced["message"]
     assert walkme.users(WALKME_TOKEN) == {}
+
+
+async def test_duplicate_keys_warn_and_the_last_row_wins(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+) -> None:
+    obj = await first_inbound_run(
+        cluster, backends, moto_server,
+        b"id,plan,since,active\nu1,gold,2024-01-01,true\nu2,gold,2024-01-01,true\n u1 ,silver,2024-02-01,false\n")
+    run = obj["status"]["runs"][0]
+    assert (run["result"], run["rowsRead"], run["rowsWritten"], run["duplicateKeys"], run["duplicateRows"]) == \
+        ("Succeeded", 3, 2, 1, [1])
+    events = await events_once_emitted(cluster, "hr", "DuplicateKeys")
+    warning = next(e for e in events if e["reason"] == "DuplicateKeys")
+    assert warning["type"] == "Warning" and "row 1 (replaced by row 3)" in warning["message"]
+    assert walkme.users(WALKME_TOKEN)["u1"] == {"plan": "silver", "since": "2024-02-01", "active": False}
+
+
+async def test_rows_walkme_refuses_fail_the_run_saying_what_was_applied(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+) -> None:
+    walkme.define_properties({"plan": "Date"})  # another integration made `plan` a Date property
+    body = (b"id,plan,since,active\nu1,2024-05-01,2024-01-01,true\nu2,gold,2024-01-01,true\n"
+            b"u3,2024-06-01,2024-01-01,true\n")
+    obj = await first_inbound_run(cluster, backends, moto_server, body, maxRejectedRows=0, job={"backoffLimit": 0})
+    run = obj["status"]["runs"][0]
+    assert (run["result"], run["rowsWritten"], run["rowsRejected"]) == ("Failed", 2, 1)
+    synced = condition(obj, "Synced")
+    assert (synced["status"], synced["reason"]) == ("False", "PartiallyApplied")
+    assert "2 rows were applied" in synced["message"] and "(first: row 2: WalkMe refused it" in synced["message"]
+    assert set(walkme.users(WALKME_TOKEN)) == {"u1", "u3"}
+
+
+async def test_empty_source_warns_and_can_fail(
+    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+) -> None:
+    obj = await first_inbound_run(cluster, backends, moto_server, b"id,plan,since,active\n")
+    assert (condition(obj, "Synced")["status"], condition(obj, "Synced")["reason"]) == ("True", "EmptySource")
+    assert "EmptySource" in [e["reason"] for e in await events_once_emitted(cluster, "hr", "EmptySource")]
+    await cluster.apply(inbound(failOnEmptySource=True, job={"backoffLimit": 0}))
+    obj = await finished_runs(cluster, "hr", count=2)
+    assert (condition(obj, "Synced")["status"], condition(obj, "Synced")["reason"]) == ("False", "EmptySource")
 
 
 async def test_wrong_integration_token_fails_clearly_without_leaking_it(

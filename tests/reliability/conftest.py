@@ -1,5 +1,19 @@
 """reliability tier: like e2e, the dev kubelet runs the real `walkme-dic sync` for every Job."""
 
+from collections.abc import Iterator
+
+import pytest
+
 from tests.e2e.conftest import kubelet
+from tests.fakes.faultproxy import FaultProxy
 
 __all__ = ["kubelet"]
+
+
+@pytest.fixture
+def s3_proxy(moto_server: str) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of moto's S3 server; it also records every request it saw."""
+    proxy = FaultProxy(moto_server)
+    proxy.start()
+    yield proxy
+    proxy.stop()

@@ -41,12 +41,6 @@ def running_proxy(upstream: str) -> Iterator[FaultProxy]:
         proxy.stop()
 
 
-@pytest.fixture
-def s3_proxy(moto_server: str) -> Iterator[FaultProxy]:
-    with running_proxy(moto_server) as proxy:
-        yield proxy
-
-
 def s3_store(proxy: FaultProxy, bucket: str, attempts: int = 4) -> S3Store:
     spec = S3Provider(bucket=bucket, region="us-east-1", endpoint_url=proxy.url)
     return S3Store(spec, {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}, part_size=MIN_PART_SIZE,

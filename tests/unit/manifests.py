@@ -29,6 +29,18 @@ def schema_errors(obj: dict[str, Any]) -> list[str]:
             for error in validator.iter_errors(obj)]
 
 
+def cel_errors(obj: dict[str, Any]) -> list[str]:
+    """Messages of the CRD's spec-level CEL rules (x-kubernetes-validations) the object breaks, evaluated by
+    cel-python as the API server would."""
+    import celpy
+
+    rules = SCHEMAS[obj["kind"]]["properties"]["spec"].get("x-kubernetes-validations", [])
+    environment = celpy.Environment()
+    spec = celpy.json_to_cel(obj["spec"])
+    return [rule["message"] for rule in rules
+            if not environment.program(environment.compile(rule["rule"])).evaluate({"self": spec})]
+
+
 def model_error(obj: dict[str, Any]) -> str | None:
     try:
         MODELS[obj["kind"]].model_validate(obj.get("spec") or {})

@@ -10,11 +10,11 @@ import pytest
 
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.api.integration import IntegrationSpec
-from walkme_dic.api.run import SyncResult
+from walkme_dic.api.run import DuplicateRow, SyncResult
 from walkme_dic.conditions import find_condition
 from walkme_dic.devcluster.emulator import merge_patch
 from walkme_dic.identities import IDENTITY_HISTORY_LIMIT
-from walkme_dic.integrations import ConnectionView, IntegrationView, plan
+from walkme_dic.integrations import ConnectionView, Decision, IntegrationView, plan
 from walkme_dic.jobs.results import JobSummary, PodSummary
 
 NOW = datetime(2026, 11, 25, 10, 7, tzinfo=UTC)
@@ -164,6 +164,62 @@ def test_success_records_counts_sets_synced_and_emits_event() -> None:
     assert condition(decision.status, "Ready")["status"] == "True"
     assert [e.reason for e in decision.events] == ["RunSucceeded"]
     assert decision.finished is not None and decision.finished.seconds == 60
+
+
+def finish(status: dict[str, Any], result: SyncResult, annotations: dict[str, str] | None = None,
+           now: datetime = NOW) -> Any:
+    name = status["activeRun"]
+    state = "Failed" if result.result == "Failed" else "Succeeded"
+    return run_plan(view(status=status, annotations=annotations), jobs=[finished_job(name, state)],
+                    pods={name: [pod_with(name, result, exit_code=1 if state == "Failed" else 0)]}, now=now)
+
+
+def finish_first_run(result: SyncResult) -> Decision:
+    return finish(run_plan(view()).status, result, now=NOW + timedelta(minutes=1))
+
+
+def test_duplicate_keys_are_counted_in_status_and_named_in_a_warning() -> None:
+    duplicates = [DuplicateRow(row=row, replaced_by=950) for row in (1, 2, 3, 4, 5, 6, 7)]
+    result = SyncResult(result="Succeeded", reason="Synced", rows_read=1000, rows_written=993, duplicate_keys=7,
+                        duplicates=duplicates)
+    decision = finish_first_run(result)
+    run = decision.status["runs"][0]
+    assert (run["duplicateKeys"], run["duplicateRows"]) == (7, [1, 2, 3, 4, 5])
+    assert "7 duplicate keys" in run["message"]
+    warning = next(e for e in decision.events if e.reason == "DuplicateKeys")
+    assert warning.type == "Warning" and "row 1 (replaced by row 950)" in warning.message
+    assert condition(decision.status, "Synced")["status"] == "True"
+
+
+def test_a_run_without_duplicates_has_no_duplicate_fields_or_warning() -> None:
+    decision = finish_first_run(SyncResult(result="Succeeded", reason="Synced", rows_read=3, rows_written=3))
+    assert "duplicateKeys" not in decision.status["runs"][0]
+    assert [e.type for e in decision.events] == ["Normal"]
+
+
+def test_empty_source_succeeds_with_its_reason_and_a_warning() -> None:
+    decision = finish_first_run(SyncResult(result="Succeeded", reason="EmptySource",
+                                           message="users.csv has no data rows"))
+    synced = condition(decision.status, "Synced")
+    assert (synced["status"], synced["reason"]) == ("True", "EmptySource")
+    warning = next(e for e in decision.events if e.reason == "EmptySource")
+    assert warning.type == "Warning" and "failOnEmptySource" in warning.message
+
+
+def test_empty_source_can_fail_the_run() -> None:
+    decision = finish_first_run(SyncResult(result="Failed", reason="EmptySource", message="users.csv has no data rows"))
+    assert (condition(decision.status, "Synced")["status"], condition(decision.status, "Ready")["status"]) == \
+        ("False", "False")
+    assert [e.reason for e in decision.events] == ["RunFailed"]
+
+
+def test_partially_applied_run_fails_saying_how_many_rows_were_applied() -> None:
+    result = SyncResult(result="Failed", reason="PartiallyApplied", rows_read=250, rows_written=99, rows_rejected=151,
+                        message="151 rows rejected, more than maxRejectedRows 0; 99 rows were applied to WalkMe")
+    decision = finish_first_run(result)
+    synced = condition(decision.status, "Synced")
+    assert (synced["status"], synced["reason"]) == ("False", "PartiallyApplied")
+    assert "99 rows were applied" in synced["message"]
 
 
 def test_failure_sets_synced_false_with_the_message() -> None:
@@ -317,14 +373,6 @@ def test_watermark_is_carried_into_the_next_run() -> None:
     status = {**settle(view(), NOW), "watermark": "2026-11-24T06:00:00.000Z"}
     decision = run_plan(view(status=status, annotations={"integrations.walkme.io/requested-at": "x"}))
     assert decision.job is not None and decision.job[0].state.watermark == "2026-11-24T06:00:00.000Z"
-
-
-def finish(status: dict[str, Any], result: SyncResult, annotations: dict[str, str] | None = None,
-           now: datetime = NOW) -> Any:
-    name = status["activeRun"]
-    state = "Failed" if result.result == "Failed" else "Succeeded"
-    return run_plan(view(status=status, annotations=annotations), jobs=[finished_job(name, state)],
-                    pods={name: [pod_with(name, result, exit_code=1 if state == "Failed" else 0)]}, now=now)
 
 
 @pytest.mark.parametrize("result", [

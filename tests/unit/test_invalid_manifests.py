@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.manifests import model_error, schema_errors
+from tests.unit.manifests import cel_errors, model_error, schema_errors
 
 API = "integrations.walkme.io/v1alpha1"
 S3 = {"s3": {"bucket": "acme-data", "region": "eu-west-1", "auth": {"secretRef": {"name": "aws"}}}}
@@ -115,6 +115,14 @@ MISTAKES = [
      "batchSize"),
     ("webhook on an inbound integration", "Integration", changed(INBOUND, "destination", {"webhook": {}}),
      "destination"),
+    ("more than 100 WalkMe properties", "Integration",
+     changed(INBOUND, "mapping.fields", [{"source": f"c{i}", "destination": f"a{i}"} for i in range(120)]),
+     "at most 100 properties"),
+    ("100 properties with the active column", "Integration",
+     changed(changed(INBOUND, "mapping.fields", [{"source": f"c{i}", "destination": f"a{i}"} for i in range(99)]),
+             "mapping.activeField", "active"), "at most 100 properties"),
+    ("unknown encoding", "Integration", changed(INBOUND, "source.file.encoding", "utf-9"), "encoding"),
+    ("byte transform as encoding", "Integration", changed(INBOUND, "source.file.encoding", "base64"), "encoding"),
 ]
 
 
@@ -131,6 +139,7 @@ SCHEMA_CATCHES = {"bad probe interval", "bad secret name", "unknown direction", 
                   "gcs bucket too short", "webhook over plain http", "webhook batch of zero",
                   "sftp port out of range", "sftp URL as host", "sftp user@host as host", "sftp empty host keys",
                   "sftp missing username", "sftp without auth"}
+CEL_CATCHES = {"more than 100 WalkMe properties", "100 properties with the active column"}
 
 
 @pytest.mark.parametrize(("kind", "spec", "field"), [m[1:] for m in MISTAKES if m[0] in SCHEMA_CATCHES],
@@ -140,5 +149,26 @@ def test_api_server_schema_rejects_it_too(kind: str, spec: dict[str, Any], field
     assert any(field in message for message in errors), errors
 
 
+@pytest.mark.parametrize(("kind", "spec", "field"), [m[1:] for m in MISTAKES if m[0] in CEL_CATCHES],
+                         ids=[m[0] for m in MISTAKES if m[0] in CEL_CATCHES])
+def test_api_server_cel_rules_reject_it_too(kind: str, spec: dict[str, Any], field: str) -> None:
+    assert any(field in message for message in cel_errors(manifest(kind, spec)))
+
+
 def test_at_least_twenty_kinds_of_mistake() -> None:
     assert len(MISTAKES) >= 20
+
+
+@pytest.mark.parametrize("fields", [0, 1, 98])
+def test_up_to_100_properties_are_accepted(fields: int) -> None:
+    spec = changed(changed(INBOUND, "mapping.fields", [{"source": f"c{i}", "destination": f"a{i}"}
+                                                       for i in range(fields)]), "mapping.activeField", "active")
+    assert model_error(manifest("Integration", spec)) is None
+    assert schema_errors(manifest("Integration", spec)) == []
+    assert cel_errors(manifest("Integration", spec)) == []
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "UTF-8", "utf-8-sig", "latin-1", "cp1252", "utf-16", "utf-16-le",
+                                      "shift_jis", "iso-8859-15"])
+def test_any_text_encoding_python_knows_is_accepted(encoding: str) -> None:
+    assert model_error(manifest("Integration", changed(INBOUND, "source.file.encoding", encoding))) is None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 
-from walkme_dic.sync.engine import RowNumbers
-from walkme_dic.sync.keys import SpooledKeys, count_missing, key_hash
+from walkme_dic.sync.keys import SortedSpool, SpooledKeys, count_missing, key_hash
+from walkme_dic.sync.spool import DUPLICATE_SAMPLES, InboundSpool, RowNumbers
 
 
 @pytest.mark.parametrize("count", [0, 1, 999, 1000, 1001, 25_000])
@@ -16,7 +17,7 @@ def test_spooled_keys_come_back_sorted_across_runs(count: int) -> None:
     keys = [f"user-{rng.randrange(10 * count + 1)}" for _ in range(count)]
     with SpooledKeys(run=1000) as spooled:
         for key in keys:
-            spooled.add(key)
+            spooled.add_key(key)
         assert len(spooled.pending) < 1000, "at most one run stays in memory"
         assert list(spooled.sorted()) == sorted(key_hash(k) for k in keys)
 
@@ -30,9 +31,9 @@ def test_count_missing_counts_distinct_absent_values() -> None:
 def test_users_absent_from_a_large_source_are_counted_through_the_spool() -> None:
     with SpooledKeys(run=100) as source, SpooledKeys(run=100) as imported:
         for index in range(0, 3000, 2):
-            source.add(f"u{index}")
+            source.add_key(f"u{index}")
         for index in range(3000):
-            imported.add(f"u{index}")
+            imported.add_key(f"u{index}")
         assert count_missing(imported.sorted(), source.sorted()) == 1500
 
 
@@ -44,3 +45,53 @@ def test_row_numbers_follow_the_sent_records_around_rejected_rows() -> None:
     assert [numbers.of(i) for i in range(len(sent))] == sent
     assert len(numbers.rows) == 4, "one entry per consecutive stretch, not per row"
     assert numbers.of(len(sent)) == 0 and numbers.of(-1) == 0
+
+
+@pytest.mark.parametrize("count", [0, 1, 999, 1000, 1001, 5000])
+def test_two_word_values_come_back_sorted_across_runs(count: int) -> None:
+    rng = random.Random(count)
+    values = [rng.randrange(1 << 64) << 64 | rng.randrange(1 << 64) for _ in range(count)]
+    with SortedSpool(run=1000, words=2) as spooled:
+        for value in values:
+            spooled.add(value)
+        assert list(spooled.sorted()) == sorted(values)
+
+
+def spooled(keys: list[str], run: int = 1000) -> InboundSpool:
+    spool = InboundSpool()
+    spool.keys.run = run
+    for row, key in enumerate(keys, start=1):
+        spool.add(row, key, json.dumps({"uuid": key, "row": row}).encode())
+    return spool
+
+
+@pytest.mark.parametrize("run", [2, 1000])
+def test_the_last_row_of_each_key_is_sent_once_in_source_order(run: int) -> None:
+    keys = ["a", "b", "a", "c", "b", "a", "d"]
+    with spooled(keys, run) as spool:
+        assert spool.resolve() is None
+        sent = [json.loads(line) for _, line in spool.records()]
+        assert [(r["uuid"], r["row"]) for r in sent] == [("c", 4), ("b", 5), ("a", 6), ("d", 7)]
+        assert spool.duplicates.count == 3 and spool.unique == 4
+        assert spool.duplicates.samples == [(1, 3), (2, 5), (3, 6)], "(row left out, the later row)"
+
+
+def test_duplicates_in_a_large_spool_keep_only_the_first_samples() -> None:
+    rng = random.Random(5)
+    keys = [f"user-{rng.randrange(3000)}" for _ in range(20_000)]
+    with spooled(keys, run=1500) as spool:
+        assert spool.resolve() is None
+        sent = [json.loads(line)["row"] for _, line in spool.records()]
+        last = {key: row for row, key in enumerate(keys, start=1)}
+        assert sent == sorted(last.values())
+        assert spool.duplicates.count == len(keys) - len(last)
+        left_out = sorted(set(range(1, len(keys) + 1)) - set(last.values()))
+        assert [row for row, _ in spool.duplicates.samples] == left_out[:DUPLICATE_SAMPLES]
+
+
+def test_users_kept_are_counted_while_duplicates_are_resolved() -> None:
+    with spooled(["a", "b", "b", "c"]) as spool, SpooledKeys() as imported:
+        for key in ("a", "x", "y", "c"):
+            imported.add_key(key)
+        assert spool.resolve(imported.sorted()) == 2
+        assert spool.duplicates.count == 1

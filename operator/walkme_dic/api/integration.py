@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from datetime import UTC, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,6 +17,7 @@ FieldType = Literal["string", "number", "boolean", "date"]
 RunResult = Literal["Running", "Succeeded", "Failed", "Skipped"]
 RunTrigger = Literal["Created", "SpecChanged", "Schedule", "Requested", "Retry"]
 MODSTAMP = "SystemModstamp"  # the Salesforce field incremental inbound reads filter and order on
+MAX_WALKME_PROPERTIES = 100  # WalkMe: at most 100 properties across all integrations of an account
 
 
 class FileSettings(ApiModel):
@@ -31,9 +33,23 @@ class FileSettings(ApiModel):
         default="auto", description="auto detects gzip on read and uses the .gz suffix on write.",
     )
     delimiter: str = Field(default=",", min_length=1, max_length=1, description="CSV field delimiter.")
-    encoding: Literal["utf-8", "utf-8-sig", "latin-1"] = Field(
-        default="utf-8", description="Text encoding; utf-8 also accepts a byte-order mark.",
+    encoding: str = Field(
+        default="utf-8", min_length=1,
+        description="Text encoding, any codec Python knows (utf-8, latin-1, cp1252, utf-16 with its byte-order "
+        "mark, ...); utf-8 also accepts a byte-order mark.",
     )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_codec(cls, value: str) -> str:
+        try:
+            info = codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"encoding: {value!r} is not a text encoding Python knows "
+                             "(e.g. utf-8, latin-1, cp1252, utf-16)") from None
+        if not info._is_text_encoding:  # type: ignore[attr-defined]
+            raise ValueError(f"encoding: {value!r} is a byte transform, not a text encoding")
+        return value
 
 
 class SalesforceSource(ApiModel):
@@ -229,6 +245,10 @@ class Mapping(ApiModel):
         "set active=false and segment on active = true to retire them.",
     )
 
+    def property_count(self) -> int:
+        """Destination properties a record carries: the key, the fields, the active column."""
+        return 1 + len(self.fields) + (1 if self.active_field else 0)
+
     @model_validator(mode="after")
     def _unique_destinations(self) -> Mapping:
         names = [self.key.destination] + [f.destination for f in self.fields]
@@ -301,6 +321,11 @@ class IntegrationSpec(ApiModel):
         default=None, ge=0, le=100, description="Fail the run, writing nothing, above this share of rejects.",
     )
     job: JobSettings = Field(default_factory=JobSettings, description="Sync Job settings.")
+    fail_on_empty_source: bool = Field(
+        default=False,
+        description="Inbound: fail the run when the source has no data rows (by default it succeeds with "
+        "reason EmptySource and a Warning Event).",
+    )
 
     @field_validator("schedule")
     @classmethod
@@ -333,6 +358,10 @@ class IntegrationSpec(ApiModel):
                 raise ValueError("destination: an Outbound integration writes file, salesforce or webhook, not walkme")
         if self.mapping.active_field and self.direction == "Outbound":
             raise ValueError("mapping.activeField: only Inbound integrations have an active column")
+        properties = self.mapping.property_count()
+        if self.direction == "Inbound" and properties > MAX_WALKME_PROPERTIES:
+            raise ValueError(f"mapping: {properties} WalkMe properties (key + fields + activeField); WalkMe allows "
+                             f"at most {MAX_WALKME_PROPERTIES} properties per account: map fewer fields")
         return self
 
 
@@ -348,7 +377,13 @@ class RunRecord(ApiModel):
     result: RunResult = Field(description="Running, Succeeded, Failed or Skipped (source unchanged).")
     rows_read: int = Field(default=0, description="Rows read from the source.")
     rows_written: int = Field(default=0, description="Rows written (0 for a dry run).")
-    rows_rejected: int = Field(default=0, description="Rows rejected by validation.")
+    rows_rejected: int = Field(default=0, description="Rows rejected by validation or refused by the destination.")
+    duplicate_keys: int | None = Field(
+        default=None, description="Inbound: rows left out because a later row has the same key (the last wins).",
+    )
+    duplicate_rows: list[int] | None = Field(
+        default=None, description="Inbound: the first rows left out as duplicates.",
+    )
     users_kept: int | None = Field(
         default=None, description="Inbound: users absent from the source but kept in WalkMe (never deleted).",
     )

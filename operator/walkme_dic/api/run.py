@@ -58,6 +58,13 @@ class RejectedRow(ApiModel):
     reason: str
 
 
+class DuplicateRow(ApiModel):
+    """A row left out because a later row of the source has the same key (the last row wins)."""
+
+    row: int = Field(description="1-based data row number of the row left out.")
+    replaced_by: int = Field(description="The later row with the same key.")
+
+
 class SyncResult(ApiModel):
     """What a run did. Counts are always complete; only `rejected` samples are truncated."""
 
@@ -74,13 +81,16 @@ class SyncResult(ApiModel):
     watermark: str | None = None
     source_fingerprint: str | None = None
     rejected: list[RejectedRow] = Field(default_factory=list, description="First rejected rows.")
+    duplicate_keys: int = Field(default=0, description="Inbound: rows left out because a later row has their key.")
+    duplicates: list[DuplicateRow] = Field(default_factory=list, description="First rows left out as duplicates.")
 
     def to_termination_message(self) -> str:
         """Serialize within the termination-message limit, dropping rejected samples and trimming text."""
         result = self.model_copy(deep=True)
         text = json.dumps(result.to_wire(), separators=(",", ":"))
-        while len(text.encode()) > TERMINATION_MESSAGE_LIMIT and result.rejected:
+        while len(text.encode()) > TERMINATION_MESSAGE_LIMIT and (result.rejected or result.duplicates):
             result.rejected = result.rejected[: len(result.rejected) // 2]
+            result.duplicates = result.duplicates[: len(result.duplicates) // 2]
             text = json.dumps(result.to_wire(), separators=(",", ":"))
         if len(text.encode()) > TERMINATION_MESSAGE_LIMIT:
             result.message = result.message[:1000]

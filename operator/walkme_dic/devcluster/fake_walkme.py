@@ -5,12 +5,19 @@ Real parts (documented by WalkMe): the client-credentials token endpoint and the
 API (`POST /public/v1/user/data`, at most 100 objects, acknowledgement body). Ours (no public
 WalkMe API found): the paged Insights export and the list of user ids imported by a token.
 
+It refuses only what WalkMe documents: more than 100 objects, more than 100 properties in the
+account, an unknown integration token, a value not of its property's type (a property takes the
+type of its first value, or the one :meth:`FakeWalkMe.define_properties` gives it). How it
+refuses (one 400 for the whole request naming the first bad object as ``data[i]``) is our
+assumption, written down in docs/walkme-api.md.
+
 Users' attributes are applied synchronously (the real API is asynchronous) so tests can read
 them back with :meth:`FakeWalkMe.users`. Nothing is ever deleted, as in WalkMe.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import bisect
@@ -21,7 +28,7 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, overload
 
 from aiohttp import web
@@ -87,7 +94,7 @@ class FakeWalkMe(BackgroundServer):
         self.access_tokens: dict[str, datetime] = {}
         self.token_lifetime = 86400
         self.attributes: dict[str, dict[str, dict[str, Any]]] = {}  # integration token -> user id -> attrs
-        self.properties: set[str] = set()
+        self.property_types: dict[str, str] = {}  # property -> String | Number | Date | Boolean
         self.datasets: dict[str, Sequence[dict[str, Any]]] = {"users": [], "events": [], "sessions": []}
         self.reports: dict[str, list[dict[str, Any]]] = {}
         self.faults: list[Fault] = []
@@ -95,6 +102,8 @@ class FakeWalkMe(BackgroundServer):
         self.objects_received = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.latency = 0.002
+        self.keep_users = True  # False: validate and acknowledge only (benchmarks of millions of users)
         self._lock = threading.Lock()
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -126,6 +135,12 @@ class FakeWalkMe(BackgroundServer):
                 for user, attrs in per_token.items():
                     merged.setdefault(user, {}).update(attrs)
             return merged
+
+    def define_properties(self, types: dict[str, str]) -> None:
+        """Properties the account already has (another integration created them): name -> String, Number,
+        Date or Boolean. Values of another type are refused, as WalkMe documents."""
+        with self._lock:
+            self.property_types.update(types)
 
     def seed(self, dataset: str, records: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -182,7 +197,7 @@ class FakeWalkMe(BackgroundServer):
                 await asyncio.sleep(0.01)
                 return web.Response(status=fault.status, text=fault.body, headers=fault.headers,
                                     content_type="application/json")
-            await asyncio.sleep(0.002)  # a little latency, so that concurrency shows
+            await asyncio.sleep(self.latency)  # a little latency, so that concurrency shows
             return await handler(request)
         finally:
             with self._lock:
@@ -221,19 +236,21 @@ class FakeWalkMe(BackgroundServer):
         if len(data) > MAX_OBJECTS:
             return _error(400, "bad_request", f"at most {MAX_OBJECTS} objects per request (got {len(data)})")
         id_property = self.integration_tokens[token]
-        for index, item in enumerate(data):
-            problem = _invalid(item, id_property)
-            if problem:
-                return _error(400, "bad_request", f"data[{index}]: {problem}")
         with self._lock:
-            names = self.properties | {k for item in data for k in item if k != id_property}
-            if len(names) > MAX_PROPERTIES:
-                return _error(400, "bad_request", f"an account can have at most {MAX_PROPERTIES} properties")
-            self.properties = names
-            store = self.attributes.setdefault(token, {})
-            for item in data:
-                user = str(item[id_property])
-                store.setdefault(user, {}).update({k: v for k, v in item.items() if k != id_property})
+            types = dict(self.property_types)
+            for index, item in enumerate(data):
+                problem = _invalid(item, id_property, types)
+                if problem:
+                    return _error(400, "bad_request", f"data[{index}]: {problem}")
+            if len(types) > MAX_PROPERTIES:
+                return _error(400, "bad_request", f"an account can have at most {MAX_PROPERTIES} properties "
+                                                  f"(this request would make it {len(types)})")
+            self.property_types = types
+            if self.keep_users:
+                store = self.attributes.setdefault(token, {})
+                for item in data:
+                    user = str(item[id_property])
+                    store.setdefault(user, {}).update({k: v for k, v in item.items() if k != id_property})
             self.objects_received += len(data)
         return web.json_response({"message": "Request has been received"})
 
@@ -274,6 +291,29 @@ class FakeWalkMe(BackgroundServer):
         return web.json_response(page)
 
 
+def main(argv: list[str] | None = None) -> None:
+    """`python -m walkme_dic.devcluster.fake_walkme --port P --client ID:SECRET --token TOKEN:PROPERTY`:
+    the fake in a process of its own (benchmarks, so that the fake is not measured with the client)."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--client", action="append", default=[], help="clientId:clientSecret (repeatable)")
+    parser.add_argument("--token", action="append", default=[], help="integrationToken:userIdProperty")
+    parser.add_argument("--latency", type=float, default=0.002, help="Seconds added to every answer.")
+    parser.add_argument("--forget-users", action="store_true", help="Validate and acknowledge, keep no users.")
+    parser.add_argument("--synthetic-users", type=int, default=0, help="Insights users to export (generated).")
+    args = parser.parse_args(argv)
+    fake = FakeWalkMe(dict(c.split(":", 1) for c in args.client), dict(t.split(":", 1) for t in args.token))
+    fake.latency, fake.keep_users = args.latency, not args.forget_users
+    if args.synthetic_users:
+        fake.seed_synthetic_users(args.synthetic_users)
+
+    async def serve() -> None:
+        print(await fake.start_async(args.port), flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
 def _page(items: Sequence[Any], request: web.Request, limit_default: int, start: int = 0) -> dict[str, Any]:
     offset = int(base64.urlsafe_b64decode(request.query["cursor"]).decode()) if request.query.get("cursor") else start
     limit = min(int(request.query.get("limit", limit_default)), 10000)
@@ -283,16 +323,38 @@ def _page(items: Sequence[Any], request: web.Request, limit_default: int, start:
     return {"data": chunk, "nextCursor": cursor}
 
 
-def _invalid(item: Any, id_property: str) -> str | None:
+def value_type(value: Any) -> str | None:
+    """WalkMe's type of a JSON value: String, Number, Date (a YYYY-MM-DD string); Boolean is our assumption."""
+    if isinstance(value, bool):
+        return "Boolean"
+    if isinstance(value, int | float):
+        return "Number"
+    if isinstance(value, str):
+        if DATE.match(value):
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                return "String"
+            return "Date"
+        return "String"
+    return None
+
+
+def _invalid(item: Any, id_property: str, types: dict[str, str]) -> str | None:
+    """Why one object is refused, learning the types of new properties into ``types``; None when it is fine."""
     if not isinstance(item, dict):
         return "each object must be a JSON object"
     if item.get(id_property) in (None, ""):
         return f"missing the user identifier property {id_property!r}"
     for key, value in item.items():
-        if isinstance(value, dict | list):
-            return f"attribute {key!r} must be a string, number, boolean or date"
-        if isinstance(value, str) and re.match(r"^\d{4}-\d{1,2}-\d{1,2}", value) and not DATE.match(value):
-            return f"attribute {key!r}: dates must be YYYY-MM-DD"
+        if key == id_property:
+            continue
+        kind = value_type(value)
+        if kind is None:
+            return f"attribute {key!r} must be a String, Number or Date (YYYY-MM-DD), not {type(value).__name__}"
+        declared = types.setdefault(key, kind)
+        if kind != declared and not (declared == "String" and kind == "Date"):
+            return f"attribute {key!r} is a {declared} property; {value!r} is not a {declared}"
     return None
 
 
@@ -302,3 +364,7 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+if __name__ == "__main__":
+    main()

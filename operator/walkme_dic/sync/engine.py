@@ -1,8 +1,9 @@
 """One sync run: read, map, validate, write — streaming, atomic or idempotent, never half-applied.
 
-Inbound (file → WalkMe user attributes) makes two streaming passes: the first reads, maps and
-validates every row (counting rejects) so that a run over the rejection limit fails before
-anything is written; the second re-reads the same object version (same ETag) and sends.
+Inbound (file or SOQL → WalkMe user attributes) reads the source once: every row is read, mapped,
+validated and spooled, encoded, to local disk (sync/spool.py), so that a run over the rejection
+limit fails before anything is written and repeated keys are resolved (the last row wins); then
+the spool is sent. Rows WalkMe refuses while sending are narrowed down to the refused ones.
 Outbound (WalkMe Insights → file) streams once into an atomic writer that is committed only
 when the whole export succeeded and stayed within the limits; otherwise it is aborted. Outbound to
 Salesforce or a webhook sends as it reads (upserts by external id; batches with idempotency keys).
@@ -12,24 +13,25 @@ from __future__ import annotations
 
 import io
 import time
-from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from walkme_dic import reasons
 from walkme_dic.api.connection import FILE_PROVIDERS
 from walkme_dic.api.integration import MODSTAMP, FileSettings, IntegrationSpec, WebhookDestination
-from walkme_dic.api.run import RejectedRow, SyncRequest, SyncResult
-from walkme_dic.connectors.base import FileStore
+from walkme_dic.api.run import DuplicateRow, RejectedRow, SyncRequest, SyncResult
+from walkme_dic.connectors.base import FileStore, WriteReport
 from walkme_dic.connectors.registry import open_file_store
 from walkme_dic.connectors.walkme import WalkMeClient
 from walkme_dic.errors import DicError, PermanentError
 from walkme_dic.redaction import redact
 from walkme_dic.sync.credentials import CredentialSet
-from walkme_dic.sync.keys import SpooledKeys, count_missing
+from walkme_dic.sync.keys import SpooledKeys
 from walkme_dic.sync.mapping import Mapper, RowError
 from walkme_dic.sync.readers import CountingReader, Rejected, Row, read_rows
+from walkme_dic.sync.spool import InboundSpool
 from walkme_dic.sync.writers import RecordEncoder, render_path, wants_gzip
 
 SAMPLE_REJECTIONS = 20
@@ -45,12 +47,18 @@ class Tally:
     read: int = 0
     written: int = 0
     rejected: int = 0
+    refused: int = 0  # of the rejected: refused by the destination while sending
     samples: list[RejectedRow] = field(default_factory=list)
 
     def reject(self, row: int, reason: str) -> None:
         self.rejected += 1
         if len(self.samples) < SAMPLE_REJECTIONS:
             self.samples.append(RejectedRow(row=row, reason=reason))
+
+    def first(self, count: int = 3) -> str:
+        """The first rejections, for a message: " (first: row 2: …; row 7: …)"."""
+        shown = "; ".join(sample.reason for sample in sorted(self.samples, key=lambda s: s.row)[:count])
+        return f" (first: {shown}{'; …' if self.rejected > count else ''})" if shown else ""
 
     def over_limit(self, spec: IntegrationSpec) -> str | None:
         if spec.max_rejected_rows is not None and self.rejected > spec.max_rejected_rows:
@@ -70,7 +78,7 @@ class Reporter:
         self.progress, self.last, self.last_rows = progress, 0.0, 0
 
     def __call__(self, phase: str, tally: Tally, *, force: bool = False) -> None:
-        if self.progress is None:
+        if self.progress is None or (tally.read % 1024 and not force):  # the clock is read every 1024 rows
             return
         now = time.monotonic()
         if force or now - self.last >= PROGRESS_SECONDS or tally.read - self.last_rows >= PROGRESS_ROWS:
@@ -105,31 +113,13 @@ def _file_store(request: SyncRequest, credentials: CredentialSet) -> FileStore:
     return open_file_store(request.connection, credentials.role("external"))
 
 
-class RowNumbers:
-    """Row numbers of the records sent, by send index, kept as the starts of consecutive stretches
-    (rows are consecutive except around rejected ones), so memory follows the rejections, not the rows."""
-
-    def __init__(self) -> None:
-        self.indexes: list[int] = []  # send index where a stretch starts
-        self.rows: list[int] = []  # its row number
-        self.count = 0
-
-    def add(self, row: int) -> None:
-        if not self.rows or row != self.rows[-1] + (self.count - self.indexes[-1]):
-            self.indexes.append(self.count)
-            self.rows.append(row)
-        self.count += 1
-
-    def of(self, index: int) -> int:
-        """The row number of the ``index``-th record sent (0 if nothing was sent with that index)."""
-        if not 0 <= index < self.count:
-            return 0
-        stretch = bisect_right(self.indexes, index) - 1
-        return self.rows[stretch] + index - self.indexes[stretch]
-
-
 class Inbound:
-    """file or Salesforce query → WalkMe user attributes (never deletes)."""
+    """file or Salesforce query → WalkMe user attributes (never deletes), in one pass then a send.
+
+    The pass reads, validates and maps every row once into an :class:`InboundSpool`; the limits are
+    decided before anything is sent; the send reads the spool, the last row of each key only. Rows
+    WalkMe refuses at send time are rejected rows like the others, counted against the same limits.
+    """
 
     def __init__(self, request: SyncRequest, credentials: CredentialSet, report: Reporter) -> None:
         self.request, self.spec, self.report = request, request.spec, report
@@ -151,77 +141,102 @@ class Inbound:
         if fingerprint and fingerprint == self.request.state.source_fingerprint and not self.request.force:
             return SyncResult(result="Skipped", reason="SourceUnchanged", source_fingerprint=fingerprint,
                               message=f"{self.source.name} is unchanged since the last run (ETag {fingerprint})")
-        with SpooledKeys() as source_keys:
-            tally, size = self._validate(fingerprint, source_keys)
-            limit = tally.over_limit(self.spec)
-            if limit:
-                return self._result("Failed", "TooManyRejectedRows", tally, size, fingerprint,
-                                    f"{limit}; nothing was written")
-            if self.spec.dry_run:
-                tally.written = tally.read - tally.rejected
-                return self._result("Succeeded", "DryRun", tally, size, fingerprint, "dry run: nothing written")
-            kept = None if self.source.incremental else self._users_kept(source_keys)
-        self._send(tally, fingerprint)
-        result = self._result("Succeeded", "Synced", tally, size, fingerprint, "")
-        result.users_kept = kept
-        result.watermark = self.source.watermark
-        return result
+        with InboundSpool() as spool:
+            tally, size = self._spool(fingerprint, spool)
+            users = tally.read > 0 and not tally.over_limit(self.spec) and not self.source.incremental
+            kept = self._resolve(spool, users=users)
+            result = self._before_sending(tally, spool, size, fingerprint)
+            if result is None:
+                self._send(spool, tally)
+                result = self._after_sending(tally, spool, size, fingerprint)
+            result.users_kept = kept
+            result.watermark = self.source.watermark
+            return result
 
-    def _validate(self, fingerprint: str | None, keys: SpooledKeys) -> tuple[Tally, int]:
+    def _spool(self, fingerprint: str | None, spool: InboundSpool) -> tuple[Tally, int]:
         tally = Tally()
         rows, counter = self.source.rows(fingerprint, self.mapper.required_columns())
+        encode, mapper = self.walkme.encode, self.mapper
         for item in rows:
             tally.read += 1
             if isinstance(item, Rejected):
                 tally.reject(item.number, f"row {item.number}: {item.reason}")
                 continue
             try:
-                self.mapper.map(item.values)
-                keys.add(self.mapper.key_of(item.values))
+                record = mapper.map(item.values)
             except RowError as error:
                 tally.reject(item.number, f"row {item.number}: {error}")
-            self.report("validate", tally)
+                continue
+            spool.add(item.number, record[mapper.key_name], encode(record))
+            self.report("read", tally)
         return tally, counter.count
 
-    def _send(self, tally: Tally, fingerprint: str | None) -> None:
-        sent_rows = RowNumbers()
-        rows, _ = self.source.rows(fingerprint, self.mapper.required_columns())
-
-        def records() -> Iterator[dict[str, Any]]:
-            for item in rows:
-                if isinstance(item, Row):
-                    try:
-                        record = self.mapper.map(item.values)
-                    except RowError:
-                        continue
-                    sent_rows.add(item.number)
-                    yield record
-                    tally.written += 1
-                    self.report("write", tally)
-
-        outcome = self.walkme.upsert_user_attributes(self.token, records())
-        tally.written = outcome.written
-        for index, reason in outcome.failed:
-            row = sent_rows.of(index)
-            tally.reject(row, f"row {row}: {reason}")
-
-    def _users_kept(self, source_keys: SpooledKeys) -> int | None:
-        """Users this token imported before that are absent from this source — WalkMe keeps them."""
+    def _resolve(self, spool: InboundSpool, *, users: bool) -> int | None:
+        """Find the repeated keys; with ``users``, count the users this token imported before that this
+        source lacks (WalkMe keeps them)."""
+        if not users:
+            spool.resolve()
+            return None
         with SpooledKeys() as imported:
             try:
                 for user in self.walkme.imported_user_ids(self.token):
-                    imported.add(user)
+                    imported.add_key(user)
             except DicError:
+                spool.resolve()
                 return None
-            return count_missing(imported.sorted(), source_keys.sorted())
+            return spool.resolve(imported.sorted())
 
-    def _result(self, outcome: str, reason: str, tally: Tally, size: int, fingerprint: str | None,
-                message: str) -> SyncResult:
+    def _before_sending(self, tally: Tally, spool: InboundSpool, size: int,
+                        fingerprint: str | None) -> SyncResult | None:
+        """The result when nothing is to be sent (over the limit, dry run, empty source), else None."""
+        limit = tally.over_limit(self.spec)
+        if limit:
+            return self._result("Failed", "TooManyRejectedRows", tally, spool, size, fingerprint,
+                                f"{limit}; nothing was written{tally.first()}")
+        if tally.read == 0 and not self.source.incremental:  # incremental: nothing changed is no news
+            outcome = "Failed" if self.spec.fail_on_empty_source else "Succeeded"
+            return self._result(outcome, reasons.EMPTY_SOURCE, tally, spool, size, fingerprint,
+                                f"{self.source.name} has no data rows; nothing was sent")
+        if self.spec.dry_run:
+            tally.written = spool.unique
+            return self._result("Succeeded", "DryRun", tally, spool, size, fingerprint, "dry run: nothing written")
+        return None
+
+    def _send(self, spool: InboundSpool, tally: Tally) -> None:
+        outcome = WriteReport()
+        try:
+            self.walkme.upsert_encoded(self.token, spool.records(), outcome)
+        except DicError as error:
+            error.message += (f"; sending stopped after WalkMe acknowledged at least {outcome.written} of "
+                              f"{spool.unique} rows (it has no transactions: the next run converges)")
+            raise
+        tally.written = outcome.written
+        for index, reason in outcome.failed:
+            row = spool.rows.of(index)
+            tally.reject(row, f"row {row}: {reason}")
+        tally.refused = len(outcome.failed)
+        self.report("sent", tally, force=True)
+
+    def _after_sending(self, tally: Tally, spool: InboundSpool, size: int, fingerprint: str | None) -> SyncResult:
+        limit = tally.over_limit(self.spec)
+        if limit:
+            return self._result(
+                "Failed", reasons.PARTIALLY_APPLIED, tally, spool, size, fingerprint,
+                f"{limit} ({tally.refused} refused by WalkMe while sending); {tally.written} rows were applied "
+                "to WalkMe, which has no transactions: fix the rejected rows and the next run converges"
+                + tally.first())
+        return self._result("Succeeded", "Synced", tally, spool, size, fingerprint, "")
+
+    def _result(self, outcome: str, reason: str, tally: Tally, spool: InboundSpool, size: int,
+                fingerprint: str | None, message: str) -> SyncResult:
+        duplicates = spool.duplicates
         return SyncResult(
             result=outcome, reason=reason, message=message, rows_read=tally.read, rows_written=tally.written,
             rows_rejected=tally.rejected, bytes=size, dry_run=self.spec.dry_run,
             destination=f"WalkMe user attributes ({self.destination.user_id_property})",
             source_fingerprint=fingerprint if outcome == "Succeeded" else None, rejected=tally.samples,
+            duplicate_keys=duplicates.count,
+            duplicates=[DuplicateRow(row=row, replaced_by=later) for row, later in duplicates.samples],
         )
 
 
@@ -250,9 +265,9 @@ class FileSource:
 
 
 class SalesforceSource:
-    """A SOQL query (paged by the client); a query has no fingerprint, so every run reads it. With ``since``
-    only records changed at or after it (SystemModstamp) are read, and the newest SystemModstamp read
-    becomes the watermark the next ``lastRun`` starts from."""
+    """A SOQL query (paged by the client), run once per run; a query has no fingerprint, so every run reads it.
+    With ``since`` only records changed at or after it (SystemModstamp) are read, and the newest
+    SystemModstamp read becomes the watermark the next ``lastRun`` starts from."""
 
     def __init__(self, request: SyncRequest, credentials: CredentialSet) -> None:
         from walkme_dic.connectors.salesforce import SalesforceClient

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -30,16 +31,28 @@ def lookup(values: dict[str, Any], column: str) -> Any:
 
 def coerce(value: Any, kind: FieldType, column: str) -> Any:
     """The value as ``kind``; None for empty; RowError naming the column when it does not fit."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    text = value.strip() if isinstance(value, str) else value
-    if kind == "string":
-        return text if isinstance(text, str) else _as_text(text)
-    if kind == "number":
-        return _number(text, column)
-    if kind == "boolean":
-        return _boolean(text, column)
-    return _date(text, column)
+    return CONVERTERS[kind](value, column)
+
+
+def _string(value: Any, column: str) -> str | None:
+    if isinstance(value, str):
+        return value.strip() or None
+    return None if value is None else _as_text(value)
+
+
+def _typed(convert: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    """``convert`` applied to the value (stripped when it is text), None for empty."""
+
+    def converter(value: Any, column: str) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return None
+        elif value is None:
+            return None
+        return convert(value, column)
+
+    return converter
 
 
 def _as_text(value: Any) -> str:
@@ -51,6 +64,10 @@ def _as_text(value: Any) -> str:
 def _number(value: Any, column: str) -> int | float:
     if isinstance(value, bool):
         raise RowError(f"column {column!r}: {value!r} is not a number")
+    if isinstance(value, str) and value.isdigit():  # the common case, exact without a float
+        whole = int(value)
+        if whole < 2**53:
+            return whole
     if isinstance(value, int | float):
         number = float(value)
     else:
@@ -78,10 +95,16 @@ def _date(value: Any, column: str) -> str:
     text = str(value).strip()
     try:
         if len(text) == 10:
-            return date.fromisoformat(text).isoformat()
+            day = date.fromisoformat(text)
+            return text if text[4] == "-" and text[7] == "-" else day.isoformat()
         return datetime.fromisoformat(text.replace("Z", "+00:00")).date().isoformat()
     except ValueError:
         raise RowError(f"column {column!r}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+CONVERTERS: dict[str, Callable[[Any, str], Any]] = {
+    "string": _string, "number": _typed(_number), "boolean": _typed(_boolean), "date": _typed(_date),
+}
 
 
 class Mapper:
@@ -91,28 +114,33 @@ class Mapper:
         self.mapping = mapping
         self.key_name = key_name
         self.fields: list[FieldMapping] = list(mapping.fields)
+        # (source column, destination, converter): decided once, applied to every row
+        self.plan = [(f.source, f.destination, CONVERTERS[f.type]) for f in self.fields]
+        self.key_source, self.key_copy = mapping.key.source, mapping.key.destination != key_name
 
     def required_columns(self) -> list[str]:
         columns = [self.mapping.key.source] + [f.source for f in self.fields]
         return columns + ([self.mapping.active_field] if self.mapping.active_field else [])
 
     def key_of(self, values: dict[str, Any]) -> str:
-        key = coerce(lookup(values, self.mapping.key.source), "string", self.mapping.key.source)
+        source = self.key_source
+        key = _string(values[source] if source in values else lookup(values, source), source)
         if key is None:
-            raise RowError(f"column {self.mapping.key.source!r} (the key) is empty")
-        return str(key)
+            raise RowError(f"column {source!r} (the key) is empty")
+        return key
 
     def map(self, values: dict[str, Any]) -> dict[str, Any]:
-        record: dict[str, Any] = {self.key_name: self.key_of(values)}
-        if self.mapping.key.destination != self.key_name:
-            record[self.mapping.key.destination] = record[self.key_name]
-        for field in self.fields:
-            value = coerce(lookup(values, field.source), field.type, field.source)
+        key = self.key_of(values)
+        record: dict[str, Any] = {self.key_name: key}
+        if self.key_copy:
+            record[self.mapping.key.destination] = key
+        for source, destination, convert in self.plan:
+            value = convert(values[source] if source in values else lookup(values, source), source)
             if value is not None:
-                record[field.destination] = value
+                record[destination] = value
         active = self.mapping.active_field
         if active:
-            flag = coerce(lookup(values, active), "boolean", active)
+            flag = CONVERTERS["boolean"](values[active] if active in values else lookup(values, active), active)
             if flag is None:
                 raise RowError(f"column {active!r} (the active column) is empty; write true or false")
             record[active] = flag

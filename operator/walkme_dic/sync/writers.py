@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -38,6 +39,8 @@ class RecordEncoder:
         self.text = io.StringIO()
         self.csv = csv.writer(self.text, delimiter=settings.delimiter, lineterminator="\n")
         self.compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS) if gzip_output else None
+        # incremental: a codec with a byte-order mark (utf-16, utf-8-sig) writes it once, not per chunk
+        self.encoder = codecs.getincrementalencoder(settings.encoding)()
         self.bytes = 0
         if settings.format == "csv":
             self.csv.writerow(columns)
@@ -55,7 +58,7 @@ class RecordEncoder:
                 self._flush()
 
     def _flush(self) -> None:
-        data = self.text.getvalue().encode(self.settings.encoding.replace("-sig", ""))
+        data = self.encoder.encode(self.text.getvalue())
         self.text.seek(0)
         self.text.truncate()
         if self.compressor is not None:

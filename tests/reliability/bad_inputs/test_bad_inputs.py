@@ -35,6 +35,7 @@ class Case:
     says: str = ""  # a substring of the message or of the first rejection
     written: int | None = None
     rejected: int | None = None
+    duplicates: int = 0
     file: dict[str, Any] = field(default_factory=dict)
     spec: dict[str, Any] = field(default_factory=dict)
 
@@ -60,9 +61,11 @@ CASES = [
          "encoding"),
     Case("latin-1 declared", HEADER + "u1,Zoë,3,2024-01-01,true\n".encode("latin-1"), written=1,
          file={"encoding": "latin-1"}),
-    Case("duplicate keys: last wins", csv(GOOD, "u1,silver,4,2024-02-01,false"), written=2),
-    Case("empty file", b"", written=0),
-    Case("header only", HEADER, written=0),
+    Case("duplicate keys: last wins", csv(GOOD, "u1,silver,4,2024-02-01,false"), written=1, duplicates=1),
+    Case("empty file", b"", reason="EmptySource", says="no data rows", written=0),
+    Case("header only", HEADER, reason="EmptySource", says="no data rows", written=0),
+    Case("header only, failOnEmptySource", HEADER, "Failed", "EmptySource", "no data rows",
+         spec={"failOnEmptySource": True}),
     Case("blank lines", csv(GOOD, "", "u2,gold,3,2024-01-01,true"), written=2),
     Case("CRLF line endings", HEADER.replace(b"\n", b"\r\n") + b"u1,gold,3,2024-01-01,true\r\n", written=1),
     Case("quoted comma and newline", csv('u1,"gold, ""plus""\nline",3,2024-01-01,true'), written=1),
@@ -87,8 +90,8 @@ CASES = [
          "TooManyRejectedRows", "nothing was written", spec={"maxRejectedRows": 1}),
     Case("over maxRejectedPercent", csv("u1,gold,x,2024-01-01,true", GOOD), "Failed", "TooManyRejectedRows",
          "50.0%", spec={"maxRejectedPercent": 10}),
-    Case("within maxRejectedPercent", csv("u1,gold,x,2024-01-01,true", *[GOOD] * 19), written=19, rejected=1,
-         spec={"maxRejectedPercent": 10}),
+    Case("within maxRejectedPercent", csv("u1,gold,x,2024-01-01,true", *[GOOD] * 19), written=1, rejected=1,
+         duplicates=18, spec={"maxRejectedPercent": 10}),
     Case("all rows bad", csv("u1,gold,x,bad,maybe"), "Failed", "TooManyRejectedRows", "more than maxRejectedRows 0",
          spec={"maxRejectedRows": 0}),
     Case("dry run writes nothing", csv(GOOD, "u2,gold,x,2024-01-01,true"), "Succeeded", "DryRun", "dry run",
@@ -153,6 +156,7 @@ def check(case: Case, result: SyncResult, walkme: FakeWalkMe) -> None:
         assert result.rows_written == case.written, result
     if case.rejected is not None:
         assert result.rows_rejected == case.rejected, result
+    assert result.duplicate_keys == case.duplicates, result
     for sample in result.rejected:
         assert sample.row >= 1 and f"row {sample.row}" in sample.reason
     stored = walkme.users(WALKME_TOKEN)

@@ -16,7 +16,7 @@ from prometheus_client import start_http_server
 from walkme_dic.controllers import connection, integration
 from walkme_dic.controllers.runtime import OperatorConfig, Runtime
 from walkme_dic.jobs.manifest import JobImage
-from walkme_dic.kube import ClusterAccess
+from walkme_dic.kube import ClusterAccess, CredentialsError
 
 log = logging.getLogger("walkme_dic.operator")
 DEFAULT_IMAGE = "ghcr.io/walkme-dic/walkme-dic:0.1.0"
@@ -45,10 +45,21 @@ async def shutdown(memo: Runtime, **_: Any) -> None:
 
 @kopf.on.login()
 def login(memo: Runtime, **_: Any) -> kopf.ConnectionInfo:
-    access = memo.config.access
+    """kopf logs in at start, when the last credentials reach ``expiration``, and after a 401.
+
+    A call while the credentials we gave are not yet stale can only follow a 401: report it as a
+    refusal, so that the same credentials loaded again are named once in the log.
+    """
+    access, given = memo.config.access, memo.kopf_login
+    try:
+        fresh = access.current() if given is None or given.stale() else access.refused(given)
+    except CredentialsError as error:
+        raise kopf.TemporaryError(str(error), delay=10) from None
+    memo.kopf_login = fresh
     return kopf.ConnectionInfo(
-        server=access.server, token=access.token, ca_path=access.ca_path, insecure=access.insecure,
-        default_namespace=access.default_namespace, scheme="Bearer" if access.token else None,
+        server=fresh.server, token=fresh.token, scheme=fresh.scheme if fresh.token else None,
+        ca_path=fresh.ca_path, certificate_path=fresh.cert_path, private_key_path=fresh.key_path,
+        insecure=fresh.insecure, default_namespace=fresh.default_namespace, expiration=fresh.refresh_at(),
     )
 
 
@@ -119,7 +130,9 @@ def parse_args(argv: list[str]) -> OperatorConfig:
     parser = argparse.ArgumentParser(prog="walkme-dic operator", description="Run the walkme-dic operator.")
     parser.add_argument("--namespace", "-n", action="append", default=[],
                         help="Watch only this namespace (repeatable); default: all namespaces.")
-    parser.add_argument("--kubeconfig", default=None, help="Kubeconfig path; default: in-cluster or ~/.kube/config.")
+    parser.add_argument("--kubeconfig", default=None,
+                        help="Kubeconfig path(s), ':'-separated; default: $KUBECONFIG, in-cluster, ~/.kube/config.")
+    parser.add_argument("--context", default=None, help="Kubeconfig context; default: its current-context.")
     parser.add_argument("--image", default=os.environ.get("WALKME_DIC_JOB_IMAGE", DEFAULT_IMAGE),
                         help="Image of sync Jobs (default: $WALKME_DIC_JOB_IMAGE).")
     parser.add_argument("--image-pull-policy", default="IfNotPresent")
@@ -132,7 +145,7 @@ def parse_args(argv: list[str]) -> OperatorConfig:
     kopf.configure(verbose=args.verbose,
                    log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN)
     return OperatorConfig(
-        access=ClusterAccess.discover(args.kubeconfig),
+        access=ClusterAccess.discover(args.kubeconfig, args.context),
         image=JobImage(args.image, args.image_pull_policy),
         namespaces=tuple(args.namespace),
         resync_seconds=args.resync,

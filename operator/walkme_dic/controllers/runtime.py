@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 
 from walkme_dic.jobs.manifest import JobImage
-from walkme_dic.kube import ClusterAccess, KubeClient, Resource
+from walkme_dic.kube import ClusterAccess, KubeClient, Login, Resource
 
 CONNECTIONS = Resource("integrations.walkme.io", "v1alpha1", "connections")
 INTEGRATIONS = Resource("integrations.walkme.io", "v1alpha1", "integrations")
@@ -40,6 +40,7 @@ class Runtime:
     written: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
     resync_task: asyncio.Task[None] | None = None
+    kopf_login: Login | None = None  # the credentials last handed to kopf
 
     @classmethod
     def create(cls, config: OperatorConfig) -> Runtime:

@@ -11,7 +11,7 @@ import kmock
 import yaml
 
 from walkme_dic.devcluster.emulator import DevKubernetes, ResourceType
-from walkme_dic.kube import ClusterAccess, KubeClient, Resource
+from walkme_dic.kube import ClusterAccess, KubeClient, Login, Resource
 
 REPO_CRDS = Path(__file__).resolve().parents[3] / "crds"
 
@@ -56,7 +56,8 @@ class DevCluster:
 
     @property
     def access(self) -> ClusterAccess:
-        return ClusterAccess(server=self.url, token="dev-cluster-token", insecure=True)
+        return ClusterAccess.fixed(Login(server=self.url, method="dev cluster token", token="dev-cluster-token",
+                                         insecure=True, default_namespace="default"))
 
     def write_kubeconfig(self, path: Path) -> Path:
         path.write_text(yaml.safe_dump({

@@ -71,18 +71,10 @@ class Login:
     key_path: str | None = None
     insecure: bool = False
     default_namespace: str | None = None
-    expires: datetime | None = None
-
-    def refresh_at(self) -> datetime | None:
-        """When to load again: a fifth of the remaining lifetime before expiry, at most a minute before."""
-        if self.expires is None:
-            return None
-        margin = min(timedelta(minutes=1), max(self.expires - datetime.now(UTC), timedelta(0)) / 5)
-        return self.expires - margin
+    renew_at: datetime | None = None  # load again from then on: a little before the credentials expire
 
     def stale(self) -> bool:
-        refresh_at = self.refresh_at()
-        return refresh_at is not None and datetime.now(UTC) >= refresh_at
+        return self.renew_at is not None and datetime.now(UTC) >= self.renew_at
 
     def same_credentials(self, other: Login) -> bool:
         return (self.server, self.token, self.cert_path) == (other.server, other.token, other.cert_path)
@@ -118,7 +110,9 @@ def _token_expiry(token: str | None) -> datetime | None:
 
 
 def _split_authorization(value: str | None) -> tuple[str, str | None]:
-    scheme, _, token = (value or "").partition(" ")
+    """``"Bearer abc"`` → ("Bearer", "abc"); token files may end in a newline, which a header must not carry."""
+    value = (value or "").strip()
+    scheme, _, token = value.partition(" ")
     return (scheme.capitalize(), token) if token else ("Bearer", value or None)
 
 
@@ -131,8 +125,13 @@ def _login_from(configuration: Configuration, method: str, namespace: str | None
         server=configuration.host.rstrip("/"), method=method, token=token, scheme=scheme,
         ca_path=configuration.ssl_ca_cert, cert_path=configuration.cert_file, key_path=configuration.key_file,
         insecure=not configuration.verify_ssl, default_namespace=namespace,
-        expires=min(expiries) if expiries else None,
+        renew_at=_renew_at(min(expiries)) if expiries else None,
     )
+
+
+def _renew_at(expires: datetime) -> datetime:
+    """A fifth of the lifetime left before expiry, at most a minute before (a 1 h token: at 59 min)."""
+    return expires - min(timedelta(minutes=1), max(expires - datetime.now(UTC), timedelta(0)) / 5)
 
 
 def _user_method(user: dict[str, Any], cert_path: str | None) -> str:
@@ -163,9 +162,10 @@ def load_kubeconfig(paths: str, context: str | None = None) -> Login:
     except (ConfigException, OSError, ValueError) as error:
         raise CredentialsError(f"kubeconfig {paths} (context {context or 'current-context'}): {error}") from error
     chosen = loader.current_context["context"]
-    users = {u["name"]: u.get("user") or {} for u in merger.config.value.get("users") or []}
-    method = _user_method(users.get(chosen.get("user"), {}), configuration.cert_file)
-    if "exec" in users.get(chosen.get("user"), {}) and not (
+    entry = merger.config["users"].get_with_name(chosen.get("user"), safe=True) if "users" in merger.config else None
+    user = (entry.safe_get("user") if entry is not None else None) or {}
+    method = _user_method(user, configuration.cert_file)
+    if "exec" in user and not (
             configuration.api_key.get("BearerToken") or configuration.cert_file):
         raise CredentialsError(f"kubeconfig {paths}: the {method} gave no credential (see the log line above)")
     return _login_from(configuration, method, chosen.get("namespace"), getattr(loader, "expiry", None))
@@ -193,7 +193,7 @@ class ClusterAccess:
         self._load = load
         self._lock = threading.Lock()
         self._current: Login | None = None
-        self._refused: set[int] = set()
+        self._refused: set[int] = set()  # hashes of refused credentials, to name each refusal once
 
     @classmethod
     def discover(cls, kubeconfig: str | None = None, context: str | None = None,
@@ -226,8 +226,9 @@ class ClusterAccess:
             if self._current is login or self._current is None:
                 self._current = self._load()
             fresh = self._current
-        if fresh.same_credentials(login) and id(login) not in self._refused:
-            self._refused.add(id(login))
+        fingerprint = hash((login.server, login.token, login.cert_path))
+        if fresh.same_credentials(login) and fingerprint not in self._refused:
+            self._refused.add(fingerprint)
             log.error("the API server %s refused the credentials from %s (401 Unauthorized), and loading them "
                       "again gave the same ones: renew them or fix the kubeconfig/service account",
                       login.server, login.method)

@@ -12,6 +12,7 @@ from walkme_dic.controllers.run import OperatorThread
 from walkme_dic.controllers.runtime import OperatorConfig
 from walkme_dic.devcluster.cluster import DevCluster
 from walkme_dic.jobs.manifest import JobImage
+from walkme_dic.kube import ClusterAccess
 
 API = "integrations.walkme.io/v1alpha1"
 NS = "team-a"
@@ -20,9 +21,9 @@ NS = "team-a"
 class OperatorHandle:
     """The real operator (kopf + our handlers) in its own thread; stop() and start() again to restart it."""
 
-    def __init__(self, cluster: DevCluster, resync_seconds: float = 0.5) -> None:
+    def __init__(self, cluster: DevCluster, resync_seconds: float = 0.5, access: ClusterAccess | None = None) -> None:
         self.cluster = cluster
-        self.config = OperatorConfig(access=cluster.access, image=JobImage("walkme-dic:test"),
+        self.config = OperatorConfig(access=access or cluster.access, image=JobImage("walkme-dic:test"),
                                      resync_seconds=resync_seconds, metrics_port=None, probe_timeout_seconds=10)
         self._thread: OperatorThread | None = None
 

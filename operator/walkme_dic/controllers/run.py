@@ -59,7 +59,7 @@ def login(memo: Runtime, **_: Any) -> kopf.ConnectionInfo:
     return kopf.ConnectionInfo(
         server=fresh.server, token=fresh.token, scheme=fresh.scheme if fresh.token else None,
         ca_path=fresh.ca_path, certificate_path=fresh.cert_path, private_key_path=fresh.key_path,
-        insecure=fresh.insecure, default_namespace=fresh.default_namespace, expiration=fresh.refresh_at(),
+        insecure=fresh.insecure, default_namespace=fresh.default_namespace, expiration=fresh.renew_at,
     )
 
 

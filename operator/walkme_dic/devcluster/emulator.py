@@ -78,6 +78,7 @@ BUILTIN_TYPES = (
     ResourceType("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",)),
     ResourceType("batch", "v1", "jobs", "Job", status_subresource=True),
     ResourceType("events.k8s.io", "v1", "events", "Event", short_names=("ev",)),
+    ResourceType("coordination.k8s.io", "v1", "leases", "Lease"),
     ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
                  namespaced=False, status_subresource=True, short_names=("crd", "crds")),
 )

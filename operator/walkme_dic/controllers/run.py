@@ -7,16 +7,21 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import threading
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import kopf
+from aiohttp import web
 from prometheus_client import start_http_server
 
 from walkme_dic.controllers import connection, integration
-from walkme_dic.controllers.runtime import OperatorConfig, Runtime
+from walkme_dic.controllers.runtime import OPERATOR_USER_AGENT, OperatorConfig, Runtime
 from walkme_dic.jobs.manifest import JobImage
-from walkme_dic.kube import ClusterAccess, CredentialsError
+from walkme_dic.kube import ClusterAccess, CredentialsError, KubeClient
+from walkme_dic.leader import ElectionTiming, LeaderElector
 
 log = logging.getLogger("walkme_dic.operator")
 DEFAULT_IMAGE = "ghcr.io/walkme-dic/walkme-dic:0.1.0"
@@ -126,7 +131,57 @@ class OperatorThread:
             raise RuntimeError(f"the operator did not stop within {timeout}s")
 
 
-def parse_args(argv: list[str]) -> OperatorConfig:
+async def run_elected(config: OperatorConfig, election: Election) -> int:
+    """Stand by until this replica holds the Lease, run the operator while it does; 1 when it was lost."""
+    client = KubeClient(config.access, user_agent=f"{OPERATOR_USER_AGENT} leader-election")
+    namespace = election.namespace or config.access.current().default_namespace or "default"
+    elector = LeaderElector(client, namespace, election.lease, election.identity, election.timing)
+    lost = asyncio.Event()
+    try:
+        async with standby_health(config.liveness):
+            await elector.acquire()
+
+        async def hold() -> None:
+            await elector.hold()
+            lost.set()
+
+        holding = asyncio.create_task(hold())
+        await run_operator(config, stop_flag=lost)
+        holding.cancel()
+        if not lost.is_set():
+            await elector.release()
+        return 1 if lost.is_set() else 0
+    finally:
+        await client.close()
+
+
+@contextlib.asynccontextmanager
+async def standby_health(liveness: str | None) -> Any:
+    """A standby is alive: answer the liveness URL until kopf serves it."""
+    if not liveness:
+        yield
+        return
+    url = urlsplit(liveness)
+    app = web.Application()
+    app.router.add_get(url.path or "/", lambda _: web.Response(text="standby"))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, url.hostname, url.port or 80).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+@dataclass(frozen=True)
+class Election:
+    lease: str
+    identity: str
+    namespace: str | None
+    timing: ElectionTiming
+
+
+def parse_args(argv: list[str]) -> tuple[OperatorConfig, Election | None]:
     parser = argparse.ArgumentParser(prog="walkme-dic operator", description="Run the walkme-dic operator.")
     parser.add_argument("--namespace", "-n", action="append", default=[],
                         help="Watch only this namespace (repeatable); default: all namespaces.")
@@ -141,9 +196,22 @@ def parse_args(argv: list[str]) -> OperatorConfig:
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint.")
     parser.add_argument("--log-format", choices=["json", "plain"], default="json")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--leader-elect", action="store_true",
+                        help="Run only while holding a coordination.k8s.io Lease (for more than one replica).")
+    parser.add_argument("--leader-elect-lease", default="walkme-dic-operator", help="The Lease's name.")
+    parser.add_argument("--leader-elect-namespace", default=os.environ.get("POD_NAMESPACE"),
+                        help="The Lease's namespace (default: $POD_NAMESPACE, else the credentials' namespace).")
+    parser.add_argument("--leader-elect-duration", type=float, default=15.0,
+                        help="Seconds a standby waits on an unchanged Lease before taking it over.")
     args = parser.parse_args(argv)
     kopf.configure(verbose=args.verbose,
                    log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN)
+    duration = args.leader_elect_duration
+    election = Election(
+        lease=args.leader_elect_lease, namespace=args.leader_elect_namespace,
+        identity=f"{os.environ.get('POD_NAME') or socket.gethostname()}_{os.getpid()}",
+        timing=ElectionTiming(duration=duration, renew_deadline=duration * 2 / 3, retry=duration * 2 / 15),
+    ) if args.leader_elect else None
     return OperatorConfig(
         access=ClusterAccess.discover(args.kubeconfig, args.context),
         image=JobImage(args.image, args.image_pull_policy),
@@ -151,11 +219,13 @@ def parse_args(argv: list[str]) -> OperatorConfig:
         resync_seconds=args.resync,
         metrics_port=args.metrics_port or None,
         liveness=args.liveness or None,
-    )
+    ), election
 
 
 def main(argv: list[str]) -> int:
-    config = parse_args(argv)
+    config, election = parse_args(argv)
+    if election is not None:
+        return asyncio.run(run_elected(config, election))
     asyncio.run(run_operator(config))
     return 0
 

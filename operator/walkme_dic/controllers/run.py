@@ -96,7 +96,13 @@ async def run_operator(
         stop_flag=stop_flag,
         ready_flag=ready_flag,
         liveness_endpoint=config.liveness,
+        identity=operator_identity(),  # else kopf asks getpass, which fails for a uid with no passwd entry
     )
+
+
+def operator_identity() -> str:
+    """This process among the replicas: the pod's name (or the host's) and the pid."""
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{os.getpid()}"
 
 
 class OperatorThread:
@@ -209,7 +215,7 @@ def parse_args(argv: list[str]) -> tuple[OperatorConfig, Election | None]:
     duration = args.leader_elect_duration
     election = Election(
         lease=args.leader_elect_lease, namespace=args.leader_elect_namespace,
-        identity=f"{os.environ.get('POD_NAME') or socket.gethostname()}_{os.getpid()}",
+        identity=operator_identity(),
         timing=ElectionTiming(duration=duration, renew_deadline=duration * 2 / 3, retry=duration * 2 / 15),
     ) if args.leader_elect else None
     return OperatorConfig(

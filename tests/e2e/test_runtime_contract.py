@@ -16,6 +16,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -85,9 +86,7 @@ def files_under(folder: Path) -> list[str]:
 @pytest.fixture
 def sync_tmp(tmp_path: Path) -> Path:
     """What each sandboxed sync sees as /tmp, kept after the run for inspection."""
-    folder = tmp_path / "sync-tmp"
-    folder.mkdir()
-    return folder
+    return Path(tempfile.mkdtemp(prefix="sync-tmp-", dir=tmp_path))
 
 
 @pytest.fixture
@@ -104,9 +103,7 @@ async def kubelet(cluster: DevCluster, sync_tmp: Path) -> AsyncIterator[Kubelet]
 
 @pytest.fixture
 def operator_tmp(tmp_path: Path) -> Path:
-    folder = tmp_path / "operator-tmp"
-    folder.mkdir()
-    return folder
+    return Path(tempfile.mkdtemp(prefix="operator-tmp-", dir=tmp_path))
 
 
 @pytest.fixture

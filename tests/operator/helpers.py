@@ -51,11 +51,11 @@ class Replicas:
         self.kubeconfig, self.logs = kubeconfig, logs
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self, liveness: str = "") -> subprocess.Popen[bytes]:
         log = (self.logs / f"replica-{len(self.processes)}.log").open("wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "walkme_dic", "operator", "--kubeconfig", str(self.kubeconfig),
-             "--leader-elect", "--leader-elect-namespace", LEASE_NS, "--metrics-port", "0", "--liveness", "",
+             "--leader-elect", "--leader-elect-namespace", LEASE_NS, "--metrics-port", "0", "--liveness", liveness,
              "--resync", "1", "--log-format", "plain"],
             stdout=subprocess.DEVNULL, stderr=log, env={**os.environ})
         log.close()

@@ -11,6 +11,9 @@ import signal
 import time
 from pathlib import Path
 
+import aiohttp
+
+from tests.fixtures.servers import free_port
 from tests.operator.helpers import LEASE_NS, Replicas, eventually, integration, plan_sync
 from tests.operator.test_operator import apply_connections, finished_runs, jobs
 from walkme_dic.devcluster.cluster import DevCluster
@@ -73,3 +76,29 @@ async def test_clean_shutdown_releases_the_lease_at_once(
 async def held_by(cluster: DevCluster, pid: int) -> bool:
     holder = await lease_holder(cluster)
     return bool(holder) and pid_of(holder) == pid
+
+
+async def test_standby_answers_its_liveness_probe(cluster: DevCluster, kubelet: object, replicas: Replicas) -> None:
+    """A standby is alive (the probe must not restart it), and says it stands by."""
+    first = replicas.start()
+    await eventually(lambda: held_by(cluster, first.pid))
+    url = f"http://127.0.0.1:{free_port()}/healthz"
+    replicas.start(liveness=url)
+
+    async def probe() -> str | None:
+        try:
+            async with aiohttp.ClientSession() as session, session.get(url) as response:
+                return await response.text() if response.status == 200 else None
+        except aiohttp.ClientConnectionError:
+            return None
+
+    assert await eventually(probe) == "standby"
+
+
+async def test_a_leader_that_loses_its_lease_stops(cluster: DevCluster, kubelet: object, replicas: Replicas) -> None:
+    """Someone else holds the Lease now (a partition healed late): the old leader stops kopf and exits 1."""
+    first = replicas.start()
+    await eventually(lambda: held_by(cluster, first.pid))
+    await cluster.patch("coordination.k8s.io/v1", "Lease", LEASE_NS, "walkme-dic-operator",
+                        {"spec": {"holderIdentity": "another-pod_1"}})
+    assert await asyncio.to_thread(first.wait, 30) == 1

@@ -5,6 +5,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source scripts/bootstrap.sh
+source scripts/debian-packages.sh
+ensure_debian_package promtool prometheus  # promtool and prometheus: tests/unit/test_monitoring.py, tests/operator/test_prometheus.py
 
 echo "== ruff" >&2
 ruff check operator tests bench

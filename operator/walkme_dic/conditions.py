@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from walkme_dic.errors import without_reason
+
 Status = str  # "True" | "False" | "Unknown"
 
 
@@ -29,14 +31,17 @@ def set_condition(
     generation: int,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """Return conditions with ``type_`` set; lastTransitionTime changes only when status changes."""
+    """Return conditions with ``type_`` set; lastTransitionTime changes only when status changes.
+
+    The message never starts with the reason again ("NotFound: NotFound: …" reads as noise).
+    """
     previous = find_condition(conditions, type_)
     transition = previous["lastTransitionTime"] if previous and previous.get("status") == status else rfc3339(now)
     updated = {
         "type": type_,
         "status": status,
         "reason": reason,
-        "message": message,
+        "message": without_reason(reason, message),
         "lastTransitionTime": transition,
         "observedGeneration": generation,
     }

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from walkme_dic import reasons
 from walkme_dic.api.common import parse_duration
@@ -15,7 +16,7 @@ from walkme_dic.api.connection import (
     WALKME_SECRET_KEYS,
     ConnectionSpec,
 )
-from walkme_dic.conditions import parse_time, rfc3339, set_condition
+from walkme_dic.conditions import find_condition, parse_time, rfc3339, set_condition
 
 FAILED_PROBE_RETRY = timedelta(seconds=60)
 
@@ -50,6 +51,8 @@ def probe_due(
 ) -> bool:
     """Probe when the spec or Secret changed, or the interval (shorter after a failure) has passed."""
     if status.get("observedGeneration") != generation or status.get("secretVersion") != secret_version:
+        return True
+    if _condition_true(status, reasons.RECONCILING):  # a probe that never finished (operator restarted)
         return True
     last = parse_time(status.get("lastProbeTime"))
     if last is None:
@@ -100,5 +103,52 @@ def connection_status(
     }
 
 
+def endpoint(spec: ConnectionSpec) -> str:
+    """What the probe of ``spec`` talks to, for messages: the host (and bucket or container) to check."""
+    if spec.s3:
+        host = _host(spec.s3.endpoint_url) if spec.s3.endpoint_url else f"s3.{spec.s3.region}.amazonaws.com"
+        return f"bucket {spec.s3.bucket!r} at {host}"
+    if spec.azure_blob:
+        return f"container {spec.azure_blob.container!r} at {_host(spec.azure_blob.account_url)}"
+    if spec.salesforce:
+        return f"Salesforce at {_host(spec.salesforce.login_url or spec.salesforce.instance_url or '')}"
+    if spec.walkme:
+        return f"the WalkMe API at {_host(spec.walkme.api_url)}"
+    return f"the {spec.provider} endpoint"
+
+
+def probe_timeout_message(spec: ConnectionSpec, seconds: float) -> str:
+    return (f"probe of {endpoint(spec)} timed out after {seconds:.0f}s; check that the host is reachable "
+            "from the operator's network (DNS, firewall, proxy)")
+
+
+def probing_status(
+    spec: ConnectionSpec, *, previous: Mapping[str, Any], generation: int, now: datetime,
+) -> dict[str, Any] | None:
+    """The status to show while the first probe of this generation runs, or None when the spec was probed.
+
+    Probes can take as long as the probe timeout; until the answer, Reconciling=True and Ready=Unknown
+    with reason Probing say so (kstatus: in progress). A periodic re-probe of an unchanged spec keeps the
+    last answer instead, so Ready does not blink every probe interval.
+    """
+    if previous.get("observedGeneration") == generation and find_condition(previous.get("conditions"), reasons.READY):
+        return None
+    message = f"probing {endpoint(spec)}"
+    conditions = list(previous.get("conditions") or [])
+    for type_, value in ((reasons.READY, "Unknown"), (reasons.RECONCILING, "True")):
+        conditions = set_condition(conditions, type_, value, reasons.PROBING, message, generation=generation, now=now)
+    conditions = set_condition(conditions, reasons.STALLED, "False", reasons.IDLE, "", generation=generation, now=now)
+    return {**previous, "observedGeneration": generation, "provider": spec.provider, "conditions": conditions,
+            "message": message}
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc or url
+
+
 def _ready(status: Mapping[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    return _condition_true(status, reasons.READY)
+
+
+def _condition_true(status: Mapping[str, Any], type_: str) -> bool:
+    return (find_condition(status.get("conditions"), type_) or {}).get("status") == "True"

@@ -30,6 +30,7 @@ KEEP = ("type", "description", "enum", "default", "pattern", "format", "minLengt
 
 READY_STATUS = '.status.conditions[?(@.type=="Ready")].status'
 READY_REASON = '.status.conditions[?(@.type=="Ready")].reason'
+READY_MESSAGE = '.status.conditions[?(@.type=="Ready")].message'
 
 KINDS: dict[str, dict[str, Any]] = {
     "Connection": {
@@ -42,6 +43,8 @@ KINDS: dict[str, dict[str, Any]] = {
             {"name": "Ready", "type": "string", "jsonPath": READY_STATUS},
             {"name": "Reason", "type": "string", "jsonPath": READY_REASON},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            {"name": "Last Probe", "type": "date", "jsonPath": ".status.lastProbeTime", "priority": 1},
+            {"name": "Message", "type": "string", "jsonPath": READY_MESSAGE, "priority": 1},
         ],
         "spec_rules": [{
             "rule": "[has(self.s3), has(self.azureBlob), has(self.salesforce), has(self.walkme)]"
@@ -60,7 +63,14 @@ KINDS: dict[str, dict[str, Any]] = {
             {"name": "Last Run", "type": "date", "jsonPath": ".status.runs[0].completionTime"},
             {"name": "Rows", "type": "integer", "jsonPath": ".status.runs[0].rowsWritten"},
             {"name": "Ready", "type": "string", "jsonPath": READY_STATUS},
+            {"name": "Reason", "type": "string", "jsonPath": READY_REASON},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            {"name": "Connection", "type": "string", "jsonPath": ".spec.connectionRef.name", "priority": 1},
+            {"name": "Last Result", "type": "string", "jsonPath": ".status.lastResult.result", "priority": 1},
+            {"name": "Rejected", "type": "integer", "jsonPath": ".status.runs[0].rowsRejected", "priority": 1},
+            {"name": "Active Run", "type": "string", "jsonPath": ".status.activeRun", "priority": 1},
+            {"name": "Next Run", "type": "string", "jsonPath": ".status.nextScheduleTime", "priority": 1},
+            {"name": "Message", "type": "string", "jsonPath": READY_MESSAGE, "priority": 1},
         ],
         "spec_rules": [{
             "rule": "self.direction == 'Inbound' ? (has(self.destination.walkme) && !has(self.source.walkme)) "

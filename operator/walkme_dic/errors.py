@@ -5,6 +5,10 @@ Every message must be safe to show: it never contains a secret value.
 
 from __future__ import annotations
 
+import re
+
+import pydantic
+
 
 class DicError(Exception):
     """Base class. ``reason`` is a CamelCase word used in status conditions and results."""
@@ -40,3 +44,34 @@ class NotFoundError(PermanentError):
 
 class ValidationError(PermanentError):
     reason = "InvalidInput"
+
+
+_LIBRARY_PREFIXES = ("Value error, ", "Assertion failed, ")
+_FIELD_FIRST = re.compile(r"^[a-z][A-Za-z0-9]*(?:[.[][A-Za-z0-9\]]+)*: ")
+
+
+def validation_message(error: pydantic.ValidationError, root: str = "spec") -> str:
+    """The first problem of a model validation as ``root.field[0].name: what is wrong``.
+
+    Pydantic's own wording ("Value error, ", "Assertion failed, ") is dropped, and a field our
+    validators already name at the start of their message is not named twice.
+    """
+    first = error.errors()[0]
+    text = str(first["msg"])
+    for prefix in _LIBRARY_PREFIXES:
+        text = text.removeprefix(prefix)
+    if first["loc"]:  # validators that name their own field: "schedule: … is not a valid cron expression"
+        text = text.removeprefix(f"{first['loc'][-1]}: ")
+    where = root + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
+    if text.startswith((f"{where}:", f"{where}.", f"{where}[")):
+        return text
+    if not first["loc"] and _FIELD_FIRST.match(text):  # a model validator that names its field: "source: …"
+        return f"{root}.{text}"
+    return f"{where}: {text}"
+
+
+def without_reason(reason: str, message: str) -> str:
+    """``message`` without leading copies of ``reason`` ("NotFound: NotFound: x" under reason NotFound is "x")."""
+    while reason and message.startswith(f"{reason}: "):
+        message = message[len(reason) + 2:]
+    return message

@@ -18,7 +18,10 @@ from walkme_dic.api.connection import FILE_PROVIDERS, ConnectionSpec
 from walkme_dic.api.integration import IntegrationSpec
 from walkme_dic.api.run import IntegrationIdentity, SyncRequest, SyncResult, SyncState
 from walkme_dic.conditions import find_condition, parse_time, rfc3339, set_condition
+from walkme_dic.errors import validation_message, without_reason
+from walkme_dic.identities import track_identities
 from walkme_dic.jobs.naming import (
+    ANNOTATION_FULL_RESYNC,
     ANNOTATION_REQUESTED_AT,
     RunKey,
     generation_key,
@@ -30,6 +33,7 @@ from walkme_dic.jobs.results import JobSummary, PodSummary, awaiting_pod, read_r
 from walkme_dic.schedule import due_slot, next_slot
 
 JOB_APPEAR_GRACE = timedelta(seconds=120)
+IDENTITY_REPLACED = {"source": reasons.SOURCE_REPLACED, "destination": reasons.DESTINATION_REPLACED}
 POD_RESULT_GRACE = timedelta(seconds=60)
 
 
@@ -54,6 +58,7 @@ class ConnectionView:
     ready: bool = False
     message: str = ""
     spec: ConnectionSpec | None = None
+    probing: bool = False  # no answer yet for its current spec: waiting on it is progress, not a fault
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class Blocker:
     reason: str
     message: str
     stalled: bool
+    pending: bool = False  # the answer is not in yet (a Connection's first probe): Ready=Unknown, no Warning
 
 
 def plan(
@@ -101,13 +107,14 @@ def plan(
     try:
         spec = IntegrationSpec.model_validate(view.spec)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        blocker = Blocker(reasons.INVALID_SPEC, f"spec.{where}: {first['msg']}".rstrip(": "), stalled=True)
+        blocker = Blocker(reasons.INVALID_SPEC, validation_message(error), stalled=True)
+        _warn_on_transition(view, blocker, decision)
         _set_conditions(status, view, None, blocker, now)
         return _finish(decision, view)
 
     status.setdefault("boundConnection", spec.connection_ref.name)
+    for side, message in track_identities(status, spec, view.name, view.namespace, view.generation, now):
+        decision.events.append(Event("Normal", IDENTITY_REPLACED[side], message))
     _observe_runs(status, view, spec, jobs, pods, now, decision)
     blocker = _blocker(status, spec, external, walkme)
     if blocker is None and not status.get("activeRun") and not spec.suspend:
@@ -115,13 +122,19 @@ def plan(
     status["nextScheduleTime"] = (
         rfc3339(next_slot(spec.schedule, spec.time_zone, now)) if spec.schedule and not spec.suspend else None
     )
-    previous_stall = find_condition(view.status.get("conditions"), reasons.STALLED)
-    if blocker and blocker.stalled and (previous_stall or {}).get("reason") != blocker.reason:
-        decision.events.append(Event("Warning", blocker.reason, blocker.message))
+    if blocker is not None:
+        _warn_on_transition(view, blocker, decision)
     _set_conditions(status, view, spec, blocker, now)
     kept = {r["name"] for r in status.get("runs", [])}
     decision.delete_jobs = sorted(j.name for j in jobs if j.state != "Running" and j.name not in kept)
     return _finish(decision, view)
+
+
+def _warn_on_transition(view: IntegrationView, blocker: Blocker, decision: Decision) -> None:
+    """One Warning Event when Ready turns False for a blocker's reason (stalled or waiting), none while it stays."""
+    previous = find_condition(view.status.get("conditions"), reasons.READY) or {}
+    if not blocker.pending and (previous.get("status"), previous.get("reason")) != ("False", blocker.reason):
+        decision.events.append(Event("Warning", blocker.reason, blocker.message))
 
 
 def _finish(decision: Decision, view: IntegrationView) -> Decision:
@@ -152,8 +165,8 @@ def _blocker(
     for connection in (external, walkme):
         if not connection.ready:
             why = f": {connection.message}" if connection.message else ""
-            return Blocker(reasons.CONNECTION_NOT_READY,
-                           f"Connection {connection.name!r} is not Ready{why}", stalled=False)
+            return Blocker(reasons.CONNECTION_NOT_READY, f"Connection {connection.name!r} is not Ready{why}",
+                           stalled=False, pending=connection.probing)
     return None
 
 
@@ -230,6 +243,10 @@ def _record_finished(
         })
         if result.users_kept is not None:
             record["usersKept"] = result.users_kept
+        if record.get("requestedAt"):
+            status["lastHandledRequestedAt"] = record["requestedAt"]
+    if result.result in ("Succeeded", "Skipped"):
+        status["lastSuccessTime"] = rfc3339(now)
     if result.result == "Succeeded":
         status["watermark"] = result.watermark or status.get("watermark")
         status["sourceFingerprint"] = result.source_fingerprint or status.get("sourceFingerprint")
@@ -246,7 +263,7 @@ def _record_finished(
 
 def run_message(result: SyncResult) -> str:
     if result.result == "Failed":
-        return f"{result.reason}: {result.message}" if result.message else result.reason
+        return f"{result.reason}: {without_reason(result.reason, result.message)}" if result.message else result.reason
     if result.result == "Skipped":
         return result.message or "source unchanged since the last run; nothing to do"
     verb = "would write" if result.dry_run else "wrote"
@@ -267,9 +284,15 @@ def _start_run_if_due(
     decision: Decision,
 ) -> None:
     requested = view.annotations.get(ANNOTATION_REQUESTED_AT)
+    if requested == status.get("lastHandledRequestedAt"):
+        requested = None
     keys: list[RunKey] = []
-    if requested and requested != status.get("lastHandledRequestedAt"):
+    if requested:
         keys.append(requested_key(requested))
+    resync = view.annotations.get(ANNOTATION_FULL_RESYNC)
+    full_resync = bool(resync) and resync != status.get("lastHandledFullResync")
+    if full_resync:
+        keys.append(requested_key(f"full-resync={resync}"))
     if status.get("lastRunGeneration") != view.generation:
         keys.append(generation_key(view.generation, created=status.get("lastRunGeneration") is None))
     slot = None
@@ -281,6 +304,9 @@ def _start_run_if_due(
     if not keys:
         return
     key = keys[0]
+    if full_resync:  # this run starts from nothing; if it fails, the next one does too
+        status["lastHandledFullResync"] = resync
+        status["watermark"] = status["sourceFingerprint"] = None
     name = run_name(view.name, view.uid, key)
     assert external.spec is not None and walkme.spec is not None
     request = SyncRequest(
@@ -297,13 +323,14 @@ def _start_run_if_due(
     decision.job = (request, key)
     status["activeRun"] = name
     status["lastRunGeneration"] = view.generation
-    if requested:
-        status["lastHandledRequestedAt"] = requested
     if slot is not None:
         status["lastScheduleTime"] = rfc3339(slot)
     runs = status.setdefault("runs", [])
     if not runs or runs[0]["name"] != name:
-        runs.insert(0, {"name": name, "trigger": key.trigger, "startTime": rfc3339(now), "result": "Running"})
+        record = {"name": name, "trigger": key.trigger, "startTime": rfc3339(now), "result": "Running"}
+        if requested:  # lastHandledRequestedAt follows when this run has finished (see _record_finished)
+            record["requestedAt"] = requested
+        runs.insert(0, record)
     del runs[spec.run_history_limit:]
     decision.events.append(Event("Normal", reasons.RUN_STARTED, f"{name}: started ({key.trigger})"))
 
@@ -333,13 +360,16 @@ def _set_conditions(
     put(reasons.STALLED, "True" if stalled else "False",
         blocker.reason if stalled and blocker else reasons.IDLE, blocker.message if stalled and blocker else "")
     if blocker is not None:
-        put(reasons.READY, "False", blocker.reason, blocker.message)
+        put(reasons.READY, "Unknown" if blocker.pending else "False", blocker.reason, blocker.message)
         put(reasons.RECONCILING, "False" if stalled else "True", blocker.reason,
             "" if stalled else blocker.message)
     elif active:
-        put(reasons.RECONCILING, "True", reasons.RUN_IN_PROGRESS, f"run {active} is in progress")
+        # Ready keeps describing the last finished run while the next one goes (README: "Run now, and wait…")
+        record = next((r for r in status.get("runs", []) if r["name"] == active), {})
+        asked = f" (requested-at {record['requestedAt']})" if record.get("requestedAt") else ""
+        put(reasons.RECONCILING, "True", reasons.RUN_IN_PROGRESS, f"run {active}{asked} is in progress")
         if last is None or last["result"] == "Failed":
-            put(reasons.READY, "Unknown", reasons.RUN_IN_PROGRESS, f"run {active} is in progress")
+            put(reasons.READY, "Unknown", reasons.RUN_IN_PROGRESS, f"run {active}{asked} is in progress")
     else:
         put(reasons.RECONCILING, "False", reasons.IDLE, "")
         if last is not None and last["result"] == "Failed":

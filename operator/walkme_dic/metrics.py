@@ -1,16 +1,173 @@
-"""Prometheus metrics of the operator (served on --metrics-port)."""
+"""Prometheus metrics of the operator (served on --metrics-port).
+
+Names follow Prometheus conventions: counters end in `_total`, times are `_seconds` (durations)
+or `_timestamp_seconds` (Unix time), ratios are 0..1. Per-object series carry `namespace` plus
+`integration` or `connection`, so an alert can name the object to `kubectl describe`.
+
+Per-Integration gauges are derived from the Integration's spec and status on every reconcile by
+`integration_gauges()` (a pure function), so a restarted operator exports the same values at once.
+The chart's PrometheusRule and Grafana dashboard use these names; tests/unit/test_alert_rules.py
+and test_dashboard.py fail when they name a metric this module does not export.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import contextlib
+from dataclasses import dataclass
+from typing import Any
 
-RUNS = Counter("walkme_dic_runs_total", "Sync runs finished, by result.", ["namespace", "result"])
-ROWS = Counter("walkme_dic_rows_total", "Rows handled by finished runs.", ["namespace", "kind"])
+from prometheus_client import Counter, Gauge, Histogram
+from pydantic import ValidationError
+
+from walkme_dic.api.integration import IntegrationSpec
+from walkme_dic.conditions import find_condition, parse_time
+from walkme_dic.schedule import max_interval
+
+INTEGRATION = ["namespace", "integration"]
+CONNECTION = ["namespace", "connection"]
+RUN_RESULTS = ("Succeeded", "Failed", "Skipped")
+ROW_OUTCOMES = ("read", "written", "rejected")
+
+RUNS = Counter("walkme_dic_runs_total", "Sync runs finished, by result.", [*INTEGRATION, "result"])
+ROWS = Counter("walkme_dic_rows_total", "Rows handled by finished runs, by outcome (read, written, rejected).",
+               [*INTEGRATION, "outcome"])
 RUN_DURATION = Histogram(
-    "walkme_dic_run_duration_seconds", "Wall time of finished runs.", ["namespace"],
+    "walkme_dic_run_duration_seconds", "Wall time of finished runs.", INTEGRATION,
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200),
 )
 RECONCILE_ERRORS = Counter("walkme_dic_reconcile_errors_total", "Reconciles that raised.", ["kind"])
 JOBS_CREATED = Counter("walkme_dic_jobs_created_total", "Sync Jobs created.", ["namespace"])
 PROBES = Counter("walkme_dic_connection_probes_total", "Connection probes, by outcome.", ["provider", "reason"])
-READY = Gauge("walkme_dic_ready", "1 when the resource is Ready.", ["kind", "namespace", "name"])
+CONNECTION_READY = Gauge("walkme_dic_connection_ready", "1 when the Connection is Ready.", CONNECTION)
+INTEGRATION_READY = Gauge("walkme_dic_integration_ready", "1 when the Integration is Ready.", INTEGRATION)
+SUSPENDED = Gauge("walkme_dic_integration_suspended", "1 when spec.suspend is true.", INTEGRATION)
+CREATED = Gauge("walkme_dic_integration_created_timestamp_seconds",
+                "When the Integration was created (Unix time).", INTEGRATION)
+LAST_SUCCESS = Gauge("walkme_dic_integration_last_success_timestamp_seconds",
+                     "When the last Succeeded or Skipped run finished (Unix time).", INTEGRATION)
+LAST_RUN = Gauge("walkme_dic_integration_last_run_timestamp_seconds",
+                 "When the last finished run finished, whatever its result (Unix time).", INTEGRATION)
+LAST_RUN_FAILED = Gauge("walkme_dic_integration_last_run_failed",
+                        "1 while the last finished run is Failed.", INTEGRATION)
+LAST_RUN_ROWS = Gauge("walkme_dic_integration_last_run_rows", "Rows of the last finished run, by outcome.",
+                      [*INTEGRATION, "outcome"])
+NEXT_SCHEDULE = Gauge("walkme_dic_integration_next_schedule_timestamp_seconds",
+                      "Next scheduled slot (Unix time); absent without a schedule or when suspended.", INTEGRATION)
+SCHEDULE_INTERVAL = Gauge("walkme_dic_integration_schedule_max_interval_seconds",
+                          "Longest gap between two slots of the schedule; absent without a schedule.", INTEGRATION)
+REJECTED_ROWS_LIMIT = Gauge("walkme_dic_integration_rejected_rows_limit",
+                            "spec.maxRejectedRows; absent when not set.", INTEGRATION)
+REJECTED_RATIO_LIMIT = Gauge("walkme_dic_integration_rejected_ratio_limit",
+                             "spec.maxRejectedPercent as a ratio (0..1); absent when not set.", INTEGRATION)
+
+PER_INTEGRATION: tuple[Gauge, ...] = (
+    INTEGRATION_READY, SUSPENDED, CREATED, LAST_SUCCESS, LAST_RUN, LAST_RUN_FAILED, NEXT_SCHEDULE,
+    SCHEDULE_INTERVAL, REJECTED_ROWS_LIMIT, REJECTED_RATIO_LIMIT,
+)
+
+for _kind in ("Connection", "Integration"):
+    RECONCILE_ERRORS.labels(_kind)  # exported at 0 from the start, so increase() sees the first error
+
+
+@dataclass(frozen=True)
+class IntegrationGauges:
+    """The per-Integration gauge values; None means the series is absent."""
+
+    ready: bool
+    suspended: bool
+    created: float
+    last_success: float | None
+    last_run: float | None
+    last_run_failed: bool
+    last_run_rows: dict[str, int] | None
+    next_schedule: float | None
+    schedule_max_interval: float | None
+    rejected_rows_limit: int | None
+    rejected_ratio_limit: float | None
+
+
+def integration_gauges(spec: dict[str, Any], status: dict[str, Any], created: str | None) -> IntegrationGauges:
+    """What the gauges of one Integration say, from its spec and status alone."""
+    try:
+        parsed: IntegrationSpec | None = IntegrationSpec.model_validate(spec)
+    except ValidationError:
+        parsed = None
+    finished = [r for r in status.get("runs") or [] if r.get("completionTime")]
+    last = finished[0] if finished else None
+    success = next((r for r in finished if r.get("result") in ("Succeeded", "Skipped")), None)
+    last_success = _unix(status.get("lastSuccessTime")) or _unix(success.get("completionTime") if success else None)
+    ready = find_condition(status.get("conditions"), "Ready") or {}
+    schedule = parsed.schedule if parsed else None
+    return IntegrationGauges(
+        ready=ready.get("status") == "True",
+        suspended=bool(parsed and parsed.suspend),
+        created=_unix(created) or 0.0,
+        last_success=last_success,
+        last_run=_unix(last.get("completionTime")) if last else None,
+        last_run_failed=(status.get("lastResult") or {}).get("result") == "Failed",
+        last_run_rows={o: int(last.get(f"rows{o.capitalize()}") or 0) for o in ROW_OUTCOMES} if last else None,
+        next_schedule=_unix(status.get("nextScheduleTime")),
+        schedule_max_interval=max_interval(schedule, parsed.time_zone) if parsed and schedule else None,
+        rejected_rows_limit=parsed.max_rejected_rows if parsed else None,
+        rejected_ratio_limit=parsed.max_rejected_percent / 100 if parsed and parsed.max_rejected_percent is not None
+        else None,
+    )
+
+
+def observe_integration(namespace: str, name: str, gauges: IntegrationGauges) -> None:
+    """Set (or remove, when absent) every per-Integration gauge."""
+    labels = (namespace, name)
+    values: dict[Gauge, float | None] = {
+        INTEGRATION_READY: float(gauges.ready),
+        SUSPENDED: float(gauges.suspended),
+        CREATED: gauges.created,
+        LAST_SUCCESS: gauges.last_success,
+        LAST_RUN: gauges.last_run,
+        LAST_RUN_FAILED: float(gauges.last_run_failed),
+        NEXT_SCHEDULE: gauges.next_schedule,
+        SCHEDULE_INTERVAL: gauges.schedule_max_interval,
+        REJECTED_ROWS_LIMIT: gauges.rejected_rows_limit,
+        REJECTED_RATIO_LIMIT: gauges.rejected_ratio_limit,
+    }
+    for gauge, value in values.items():
+        _set_or_remove(gauge, labels, value)
+    for outcome in ROW_OUTCOMES:
+        _set_or_remove(LAST_RUN_ROWS, (*labels, outcome),
+                       gauges.last_run_rows[outcome] if gauges.last_run_rows is not None else None)
+    for result in RUN_RESULTS:
+        RUNS.labels(*labels, result)  # at 0 before the first run of that result, so increase() counts it
+    for outcome in ROW_OUTCOMES:
+        ROWS.labels(*labels, outcome)
+
+
+def forget_integration(namespace: str, name: str) -> None:
+    """A deleted Integration leaves no series behind."""
+    for gauge in PER_INTEGRATION:
+        _remove(gauge, (namespace, name))
+    for outcome in ROW_OUTCOMES:
+        _remove(LAST_RUN_ROWS, (namespace, name, outcome))
+        _remove(ROWS, (namespace, name, outcome))
+    for result in RUN_RESULTS:
+        _remove(RUNS, (namespace, name, result))
+    _remove(RUN_DURATION, (namespace, name))
+
+
+def forget_connection(namespace: str, name: str) -> None:
+    _remove(CONNECTION_READY, (namespace, name))
+
+
+def _set_or_remove(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
+    if value is None:
+        _remove(gauge, labels)
+    else:
+        gauge.labels(*labels).set(value)
+
+
+def _remove(metric: Gauge | Counter | Histogram, labels: tuple[str, ...]) -> None:
+    with contextlib.suppress(KeyError):  # never exported: nothing to remove
+        metric.remove(*labels)
+
+
+def _unix(text: str | None) -> float | None:
+    moment = parse_time(text)
+    return moment.timestamp() if moment else None

@@ -35,3 +35,7 @@ NEVER_RUN = "NeverRun"
 WAITING_FOR_SCHEDULE = "WaitingForSchedule"
 JOB_LOST = "JobLost"
 NO_RESULT = "NoResult"
+
+# Integration: report history (a spec change replaced what a side points at)
+SOURCE_REPLACED = "SourceReplaced"
+DESTINATION_REPLACED = "DestinationReplaced"

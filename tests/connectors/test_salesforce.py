@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
-import requests
 
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fixtures.salesforce import (
@@ -13,9 +14,10 @@ from tests.fixtures.salesforce import (
     SF_REFRESH_TOKEN,
     SF_SECURITY_TOKEN,
     SF_USERNAME,
+    rsa_key_pair,
 )
 from walkme_dic.api.connection import SalesforceProvider
-from walkme_dic.connectors.salesforce import SalesforceClient
+from walkme_dic.connectors.salesforce import SalesforceClient, jwt_audience
 from walkme_dic.errors import AuthenticationError, PermanentError, TransientError, ValidationError
 
 CLIENT_CREDENTIALS = {"clientId": SF_CLIENT_ID, "clientSecret": SF_CLIENT_SECRET}
@@ -26,7 +28,8 @@ def client(fake: FakeSalesforce, credentials: dict[str, str] | None = None, *, l
     url_key = "loginUrl" if login_url else "instanceUrl"
     spec = SalesforceProvider.model_validate({url_key: fake.url, "apiVersion": "62.0",
                                               "auth": {"secretRef": {"name": "sf"}}})
-    settings: dict[str, object] = {"retry_base_delay": 0.001, "poll_interval": 0.001, **options}
+    settings: dict[str, object] = {"retry_base_delay": 0.001, "poll_interval": 0.001, "forward": {"https://": fake.url},
+                                   **options}
     return SalesforceClient(spec, credentials or CLIENT_CREDENTIALS, **settings)  # type: ignore[arg-type]
 
 
@@ -50,6 +53,92 @@ def test_probe_reports_remaining_api_requests(salesforce: FakeSalesforce) -> Non
 ], ids=["refresh-token", "username-password"])
 def test_other_oauth_flows_log_in(salesforce: FakeSalesforce, credentials: dict[str, str]) -> None:
     assert "remaining" in client(salesforce, credentials, login_url=True).probe().message
+
+
+def jwt_credentials(private_key: str, username: str = SF_USERNAME) -> dict[str, str]:
+    return {"clientId": SF_CLIENT_ID, "username": username, "privateKey": private_key}
+
+
+def hosted_client(fake: FakeSalesforce, credentials: dict[str, str], login_url: str) -> SalesforceClient:
+    """A Connection naming a real Salesforce login host; the session's https:// adapter reaches the fake."""
+    spec = SalesforceProvider.model_validate({"loginUrl": login_url, "auth": {"secretRef": {"name": "sf"}}})
+    return SalesforceClient(spec, credentials, retry_base_delay=0.001, forward={"https://": fake.url})
+
+
+@pytest.mark.parametrize(("credentials", "flow"), [
+    (CLIENT_CREDENTIALS, "client credentials"),
+    ({"clientId": SF_CLIENT_ID, "clientSecret": SF_CLIENT_SECRET, "refreshToken": SF_REFRESH_TOKEN}, "refresh token"),
+    ({"clientId": SF_CLIENT_ID, "clientSecret": SF_CLIENT_SECRET, "username": SF_USERNAME,
+      "password": SF_PASSWORD, "securityToken": SF_SECURITY_TOKEN}, "username-password"),
+    ("jwt", "JWT bearer"),
+], ids=["client-credentials", "refresh-token", "username-password", "jwt-bearer"])
+def test_probe_names_the_flow_the_org_and_the_user_never_a_secret(
+        salesforce: FakeSalesforce, jwt_keys: tuple[str, str], credentials: dict[str, str] | str, flow: str) -> None:
+    private, public = jwt_keys
+    salesforce.register_jwt_key(SF_CLIENT_ID, public)
+    secret = jwt_credentials(private) if credentials == "jwt" else credentials
+    assert isinstance(secret, dict)
+    message = hosted_client(salesforce, secret, "https://login.salesforce.com").probe().message
+    assert f"logged in with the {flow} flow" in message and "org 00D000000000001EAA" in message
+    assert "user 005000000000001AAA" in message and "remaining" in message
+    if "username" in secret:
+        assert SF_USERNAME in message
+    for key, value in secret.items():
+        if key not in ("clientId", "username"):
+            assert all(part not in message for part in value.splitlines() if len(part) > 8), key
+
+
+def test_jwt_bearer_signs_for_the_sandbox_audience(salesforce: FakeSalesforce, jwt_keys: tuple[str, str]) -> None:
+    private, public = jwt_keys
+    salesforce.register_jwt_key(SF_CLIENT_ID, public, audience="https://test.salesforce.com")
+    credentials = jwt_credentials(private)
+    assert "JWT bearer" in hosted_client(salesforce, credentials, "https://test.salesforce.com").probe().message
+    with pytest.raises(AuthenticationError, match=r"JWT bearer login .*\(audience is invalid\)"):
+        hosted_client(salesforce, credentials, "https://login.salesforce.com").probe()
+    sandbox_my_domain = "https://acme--uat.sandbox.my.salesforce.com"
+    assert "remaining" in hosted_client(salesforce, credentials, sandbox_my_domain).probe().message
+
+
+@pytest.mark.parametrize(("login_url", "audience"), [
+    ("https://login.salesforce.com", "https://login.salesforce.com"),
+    ("https://test.salesforce.com/", "https://test.salesforce.com"),
+    ("https://acme.my.salesforce.com", "https://login.salesforce.com"),
+    ("https://acme--uat.sandbox.my.salesforce.com", "https://test.salesforce.com"),
+    ("https://sso.acme.example/salesforce", "https://sso.acme.example/salesforce"),
+])
+def test_jwt_audience_follows_the_login_host(login_url: str, audience: str) -> None:
+    assert jwt_audience(login_url) == audience
+
+
+def test_jwt_signed_by_another_key_is_refused_without_showing_the_key(
+        salesforce: FakeSalesforce, jwt_keys: tuple[str, str]) -> None:
+    salesforce.register_jwt_key(SF_CLIENT_ID, jwt_keys[1])
+    other_private, _ = rsa_key_pair()
+    with pytest.raises(AuthenticationError, match=r"invalid_grant \(invalid assertion\)") as error:
+        hosted_client(salesforce, jwt_credentials(other_private), "https://login.salesforce.com").probe()
+    assert "PRIVATE KEY" not in str(error.value) and other_private[40:80] not in str(error.value)
+
+
+def test_jwt_for_a_user_the_org_does_not_know_is_refused(salesforce: FakeSalesforce,
+                                                         jwt_keys: tuple[str, str]) -> None:
+    salesforce.register_jwt_key(SF_CLIENT_ID, jwt_keys[1])
+    with pytest.raises(AuthenticationError, match=r"user 'ghost@acme\.example'.*hasn't approved this consumer"):
+        hosted_client(salesforce, jwt_credentials(jwt_keys[0], "ghost@acme.example"),
+                      "https://login.salesforce.com").probe()
+
+
+@pytest.mark.parametrize(("credentials", "expected"), [
+    ({"clientId": SF_CLIENT_ID, "privateKey": "-----BEGIN PRIVATE KEY-----\nsecret-bits\n"}, "no username"),
+    ({"clientId": SF_CLIENT_ID, "username": SF_USERNAME, "privateKey": "secret-bits-not-pem"}, "not a PEM RSA"),
+    ({"clientSecret": SF_CLIENT_SECRET}, "needs clientId"),
+    ({"clientId": SF_CLIENT_ID}, "needs clientSecret with clientId"),
+])
+def test_unusable_secret_fails_before_any_call_naming_the_key(
+        salesforce: FakeSalesforce, credentials: dict[str, str], expected: str) -> None:
+    with pytest.raises(AuthenticationError, match=expected) as error:
+        client(salesforce, credentials).probe()
+    assert "secret-bits" not in str(error.value) and SF_CLIENT_SECRET not in str(error.value)
+    assert salesforce.calls["token"] == 0
 
 
 def test_bad_secret_is_an_authentication_error_without_the_secret(salesforce: FakeSalesforce) -> None:
@@ -196,8 +285,11 @@ def test_bulk_job_that_ends_failed_is_a_clear_error(salesforce: FakeSalesforce) 
     with pytest.raises(PermanentError) as error:
         client(salesforce).write("Contact", "upsert", contacts(50), "WalkMe_Id__c", bulk_threshold=10)
     message = str(error.value)
-    assert "ended Failed: InternalServerError : the job could not be processed" in message
-    assert "Contact" in message and "0 of 50 records processed" in message
+    assert message == "Bulk API upsert Contact: the job did not complete: InternalServerError : the job could not be " \
+                      "processed"
+    assert error.value.reason == "BulkJobFailed"
+    [job] = salesforce.ingest_jobs.values()
+    assert job.state == "Failed" and not salesforce.records("Contact")
 
 
 def test_bulk_job_with_an_unknown_column_fails_naming_it(salesforce: FakeSalesforce) -> None:
@@ -242,6 +334,21 @@ def test_persistent_503_is_transient(salesforce: FakeSalesforce) -> None:
     assert error.value.reason == "SalesforceUnavailable" and salesforce.calls["limits"] == 3
 
 
+def test_503_with_retry_after_waits_as_told(salesforce: FakeSalesforce) -> None:
+    salesforce.unavailable(1, kind="limits", retry_after=1)
+    started = time.monotonic()
+    assert "remaining" in client(salesforce).probe().message  # the backoff alone would wait 1 ms
+    assert time.monotonic() - started >= 1.0 and salesforce.calls["limits"] == 2
+
+
+def test_access_denied_is_permanent_and_not_retried(salesforce: FakeSalesforce) -> None:
+    salesforce.fail_next(5, 403, kind="collections", error_code="INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY",
+                         message="insufficient access rights on cross-reference id")
+    with pytest.raises(PermanentError, match=r"denied access .*insufficient access rights") as error:
+        client(salesforce).write("Contact", "insert", [{"LastName": "A"}], None)
+    assert error.value.reason == "AccessDenied" and salesforce.calls["collections"] == 1
+
+
 def test_persistent_throttling_is_transient(salesforce: FakeSalesforce) -> None:
     salesforce.throttle(100, kind="bulk.create")
     with pytest.raises(TransientError, match="REQUEST_LIMIT_EXCEEDED"):
@@ -253,24 +360,3 @@ def test_unreachable_org_is_transient(salesforce: FakeSalesforce) -> None:
         "name": "sf"}}})
     with pytest.raises(TransientError, match="cannot reach"):
         SalesforceClient(spec, CLIENT_CREDENTIALS, max_attempts=2, retry_base_delay=0.001).probe()
-
-
-# ---- the fake itself: Bulk API 2.0 query (no client method uses it yet) ------------------------
-
-
-def test_fake_bulk_query_pages_results_with_sforce_locator(salesforce: FakeSalesforce) -> None:
-    salesforce.seed("Contact", contacts(5))
-    sf = client(salesforce)
-    sf.probe()
-    job = sf.request_json("POST", f"{sf.data_path}/jobs/query", "bulk query",
-                          json={"operation": "query", "query": "SELECT WalkMe_Id__c FROM Contact ORDER BY Score__c"})
-    assert sf.request_json("GET", f"{sf.data_path}/jobs/query/{job['id']}", "info")["state"] == "InProgress"
-    assert sf.request_json("GET", f"{sf.data_path}/jobs/query/{job['id']}", "info")["state"] == "JobComplete"
-    lines, locator = [], ""
-    while locator != "null":
-        response = sf._send("GET", f"{sf.data_path}/jobs/query/{job['id']}/results",
-                            params={"maxRecords": 2, **({"locator": locator} if locator else {})})
-        assert isinstance(response, requests.Response) and response.status_code == 200
-        lines += response.text.splitlines()[1:]
-        locator = response.headers["Sforce-Locator"]
-    assert lines == [f'"wm-{i}"' for i in range(5)]

@@ -7,8 +7,15 @@ It is its own OAuth login host and instance: ``POST /services/oauth2/token`` ans
 ``totalSize``/``done``/``nextRecordsUrl`` and records with ``attributes``, collections answer one
 ``{id, success, errors, created}`` per record in order, Bulk 2.0 results are CSV with ``sf__`` columns.
 
+Besides the REST query (``query``/``queryAll``, with or without the trailing slash Salesforce
+documents), it serves the single-record sObject endpoints (create, get, get/upsert by external id,
+update, delete, describe), Bulk 2.0 ingest (insert, update, upsert, delete, hardDelete) and query
+jobs, and the OAuth grants client credentials, refresh token, password and JWT bearer (the assertion
+verified with the public key a test registers). Unknown routes answer Salesforce's JSON error list.
+
 Test hooks: ``define``/``seed``/``records`` for data, ``fail_next``/``throttle``/``unavailable`` for
-faults, ``fail_next_bulk_job`` to end a job Failed, ``calls`` (a Counter by kind) for API budgets.
+faults, ``fail_next_bulk_job`` to end a job Failed, ``register_jwt_key`` for the JWT bearer flow,
+``calls`` (a Counter by kind) for API budgets.
 """
 
 from __future__ import annotations
@@ -26,13 +33,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import jwt
 from aiohttp import web
 
-from tests.fakes.salesforce_soql import SoqlError, parse
+from tests.fakes.salesforce_soql import Query, SoqlError, parse
 from tests.fakes.salesforce_store import CSV_NULL, FieldDef, FieldType, RecordError, SObject, Store
 from walkme_dic.devcluster.httpserver import BackgroundServer
 
 COLLECTION_LIMIT = 200
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ORG_ID = "00D000000000001EAA"
 USER_ID = "005000000000001AAA"
 DATA = r"/services/data/{version:v\d+\.\d}"
@@ -44,6 +53,7 @@ class Fault:
     remaining: int
     status: int
     body: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -100,6 +110,8 @@ class FakeSalesforce(BackgroundServer):
         self.clients = dict(clients)
         self.users = dict(users or {})  # username -> (password, securityToken)
         self.refresh_tokens = set(refresh_tokens)
+        self.jwt_keys: dict[str, str] = {}  # connected app consumer key -> PEM public key of its certificate
+        self.audience = "https://login.salesforce.com"  # JWT aud this login host accepts (a sandbox: test.…)
         self.page_size = page_size
         self.daily_limit = daily_limit
         self.bulk_polls_in_progress = 1  # GETs of job info answering InProgress before the job is done
@@ -122,8 +134,15 @@ class FakeSalesforce(BackgroundServer):
         routes = [
             ("POST", "/services/oauth2/token", self._token, "token"),
             ("GET", DATA + "/limits", self._limits, "limits"),
-            ("GET", DATA + "/query", self._query, "query"),
-            ("GET", DATA + "/query/{locator}", self._query_more, "queryMore"),
+            ("GET", DATA + "/{endpoint:query|queryAll}", self._query, "query"),
+            ("GET", DATA + "/{endpoint:query|queryAll}/{locator}", self._query_more, "queryMore"),
+            ("POST", DATA + "/sobjects/{object}", self._sobject_create, "sobject"),
+            ("GET", DATA + "/sobjects/{object}/describe", self._sobject_describe, "describe"),
+            ("GET", DATA + "/sobjects/{object}/{id}", self._sobject_get, "sobject"),
+            ("PATCH", DATA + "/sobjects/{object}/{id}", self._sobject_update, "sobject"),
+            ("DELETE", DATA + "/sobjects/{object}/{id}", self._sobject_delete, "sobject"),
+            ("GET", DATA + "/sobjects/{object}/{field}/{value}", self._sobject_get, "sobject"),
+            ("PATCH", DATA + "/sobjects/{object}/{field}/{value}", self._sobject_upsert, "sobject"),
             ("POST", DATA + "/composite/sobjects", self._collection_insert, "collections"),
             ("PATCH", DATA + "/composite/sobjects", self._collection_update, "collections"),
             ("PATCH", DATA + "/composite/sobjects/{object}/{field}", self._collection_upsert, "collections"),
@@ -132,7 +151,7 @@ class FakeSalesforce(BackgroundServer):
             ("PATCH", DATA + "/jobs/ingest/{job}", self._ingest_state, "bulk.state"),
             ("DELETE", DATA + "/jobs/ingest/{job}", self._ingest_delete, "bulk.delete"),
             ("PUT", DATA + "/jobs/ingest/{job}/batches", self._ingest_upload, "bulk.upload"),
-            ("GET", DATA + "/jobs/ingest/{job}/{result:(?:successfulResults|failedResults|unprocessedrecords)/?}",
+            ("GET", DATA + "/jobs/ingest/{job}/{result:successfulResults|failedResults|unprocessedrecords}",
              self._ingest_results, "bulk.results"),
             ("POST", DATA + "/jobs/query", self._query_job_create, "bulkQuery.create"),
             ("GET", DATA + "/jobs/query/{job}", self._query_job_info, "bulkQuery.info"),
@@ -140,6 +159,8 @@ class FakeSalesforce(BackgroundServer):
         ]
         for number, (method, path, handler, kind) in enumerate(routes):
             app.router.add_route(method, path, handler, name=f"{kind}:r{number}")
+            # Salesforce answers the documented trailing-slash form too (simple-salesforce sends query/?q=)
+            app.router.add_route(method, path + "/", handler, name=f"{kind}:r{number}s")
         return app
 
     # ---- test hooks --------------------------------------------------------------------------
@@ -161,7 +182,7 @@ class FakeSalesforce(BackgroundServer):
             return [dict(r) for r in sobject.records.values()] if sobject else []
 
     def reset(self) -> None:
-        """Forget data, faults, jobs and counters; keep clients and users."""
+        """Forget data, faults, jobs, counters and JWT keys; keep clients and users."""
         with self._lock:
             self.store = Store()
             self.calls.clear()
@@ -172,21 +193,30 @@ class FakeSalesforce(BackgroundServer):
             self.cursors.clear()
             self.uploaded_bytes = 0
             self.bulk_polls_in_progress = 1
+            self.jwt_keys.clear()
+            self.audience = "https://login.salesforce.com"
+
+    def register_jwt_key(self, client_id: str, public_key_pem: str, *, audience: str | None = None) -> None:
+        """Let the connected app ``client_id`` log in with JWTs signed by the matching private key."""
+        with self._lock:
+            self.jwt_keys[client_id] = public_key_pem
+            self.audience = audience or self.audience
 
     def fail_next(self, count: int, status: int, *, kind: str = ".*", error_code: str = "SERVER_UNAVAILABLE",
-                  message: str = "Server temporarily unavailable") -> None:
+                  message: str = "Server temporarily unavailable", retry_after: int | None = None) -> None:
         """The next ``count`` calls whose kind (e.g. ``query``, ``bulk.create``) matches the regex get ``status``."""
         body = json.dumps([{"message": message, "errorCode": error_code}])
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         with self._lock:
-            self.faults.append(Fault(re.compile(kind), count, status, body))
+            self.faults.append(Fault(re.compile(kind), count, status, body, headers))
 
     def throttle(self, count: int, *, kind: str = ".*") -> None:
         """The org's daily API limit is used up for the next ``count`` calls: 403 REQUEST_LIMIT_EXCEEDED."""
         self.fail_next(count, 403, kind=kind, error_code="REQUEST_LIMIT_EXCEEDED",
                        message="TotalRequests Limit exceeded.")
 
-    def unavailable(self, count: int, *, kind: str = ".*") -> None:
-        self.fail_next(count, 503, kind=kind)
+    def unavailable(self, count: int, *, kind: str = ".*", retry_after: int | None = None) -> None:
+        self.fail_next(count, 503, kind=kind, retry_after=retry_after)
 
     def fail_next_bulk_job(self, message: str = "InternalServerError : an unexpected error occurred") -> None:
         """The next ingest job closed with UploadComplete ends in state Failed with this errorMessage."""
@@ -210,12 +240,20 @@ class FakeSalesforce(BackgroundServer):
             if fault is not None:
                 fault.remaining -= 1
         if fault is not None:
-            return web.Response(status=fault.status, text=fault.body, content_type="application/json")
+            return web.Response(status=fault.status, text=fault.body, content_type="application/json",
+                                headers=fault.headers)
         if kind != "token" and request.path.startswith("/services/data/"):
             token = request.headers.get("Authorization", "")
             if not token.startswith("Bearer ") or token[7:] not in self.access_tokens:
                 return _errors(401, "INVALID_SESSION_ID", "Session expired or invalid")
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPNotFound:
+            return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+        except web.HTTPMethodNotAllowed as error:
+            allowed = ", ".join(sorted(error.allowed_methods))
+            return _errors(405, "METHOD_NOT_ALLOWED",
+                           f"HTTP Method '{request.method}' not allowed. Allowed are {allowed}")
         response.headers["Sforce-Limit-Info"] = f"api-usage={self.api_calls}/{self.daily_limit}"
         return response
 
@@ -229,6 +267,9 @@ class FakeSalesforce(BackgroundServer):
             client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
             client_secret = secret
         grant = form.get("grant_type")
+        if grant == JWT_BEARER:
+            refused = self._jwt_refusal(str(form.get("assertion", "")))
+            return _oauth_error(*refused) if refused else self._issue_token()
         if grant not in ("client_credentials", "refresh_token", "password"):
             return _oauth_error("unsupported_grant_type", "grant type not supported")
         if client_id not in self.clients:
@@ -242,6 +283,33 @@ class FakeSalesforce(BackgroundServer):
                 return _oauth_error("invalid_grant", "authentication failure")
         if grant == "refresh_token" and form.get("refresh_token") not in self.refresh_tokens:
             return _oauth_error("invalid_grant", "expired access/refresh token")
+        return self._issue_token()
+
+    def _jwt_refusal(self, assertion: str) -> tuple[str, str] | None:
+        """Why Salesforce would refuse this JWT bearer assertion, or None: the signature must verify with
+        the certificate key registered for the connected app (iss), aud must be this login host, sub a
+        user of the org, exp in the future (Salesforce allows at most a few minutes)."""
+        try:
+            issuer = str(jwt.decode(assertion, options={"verify_signature": False}).get("iss", ""))
+        except jwt.PyJWTError:
+            return "invalid_grant", "invalid assertion"
+        public_key = self.jwt_keys.get(issuer)
+        if public_key is None:
+            return "invalid_client_id", "client identifier invalid"
+        try:
+            claims = jwt.decode(assertion, public_key, algorithms=["RS256"], audience=self.audience,
+                                options={"require": ["iss", "sub", "aud", "exp"]})
+        except jwt.InvalidAudienceError:
+            return "invalid_grant", "audience is invalid"
+        except jwt.ExpiredSignatureError:
+            return "invalid_grant", "expired authorization code"
+        except jwt.PyJWTError:
+            return "invalid_grant", "invalid assertion"
+        if claims["sub"] not in self.users:
+            return "invalid_grant", "user hasn't approved this consumer"
+        return None
+
+    def _issue_token(self) -> web.Response:
         token = f"{ORG_ID}!{secrets.token_urlsafe(24)}"
         with self._lock:
             self.access_tokens.add(token)
@@ -263,22 +331,25 @@ class FakeSalesforce(BackgroundServer):
             "DataStorageMB": {"Max": 5, "Remaining": 5},
         })
 
-    def _run_soql(self, soql: str) -> tuple[list[dict[str, Any]], str]:
+    def _run_soql(self, soql: str, *, include_deleted: bool = False) -> tuple[list[dict[str, Any]], Query]:
         with self._lock:
             query = parse(soql, self.store.schemas())
             sobject = self.store.get(query.object)
             assert sobject is not None
-            return query.run(list(sobject.records.values())), sobject.name
+            records = [*sobject.records.values(), *(sobject.deleted.values() if include_deleted else ())]
+            return query.run(records), query
 
     async def _query(self, request: web.Request) -> web.Response:
         soql = request.query.get("q", "")
+        endpoint = request.match_info["endpoint"]
         try:
-            rows, object_name = self._run_soql(soql)
+            rows, query = self._run_soql(soql, include_deleted=endpoint == "queryAll")
         except SoqlError as error:
             return _errors(400, error.code, error.message)
         version = request.match_info["version"]
-        records = [{"attributes": {"type": object_name, "url": f"/services/data/{version}/sobjects/"
-                                   f"{object_name}/{row.get('Id', '')}"}, **row} for row in rows]
+        if query.count:
+            return web.json_response({"totalSize": len(rows), "done": True, "records": []})
+        records = [self._with_attributes(query.object, row, version) for row in rows]
         batch = self.page_size
         option = re.search(r"batchSize=(\d+)", request.headers.get("Sforce-Query-Options", ""))
         if option:
@@ -286,15 +357,20 @@ class FakeSalesforce(BackgroundServer):
         locator = f"01g{next(self._ids):015d}"
         with self._lock:
             self.cursors[locator] = records
-        return web.json_response(self._page(records, locator, 0, batch, version))
+        return web.json_response(self._page(records, f"{endpoint}/{locator}", 0, batch, version))
 
-    def _page(self, records: list[dict[str, Any]], locator: str, offset: int, batch: int,
+    @staticmethod
+    def _with_attributes(object_name: str, row: dict[str, Any], version: str) -> dict[str, Any]:
+        url = f"/services/data/{version}/sobjects/{object_name}/{row.get('Id', '')}"
+        return {"attributes": {"type": object_name, "url": url}, **row}
+
+    def _page(self, records: list[dict[str, Any]], cursor: str, offset: int, batch: int,
               version: str) -> dict[str, Any]:
         end = offset + batch
         page: dict[str, Any] = {"totalSize": len(records), "done": end >= len(records),
                                 "records": records[offset:end]}
         if end < len(records):
-            page["nextRecordsUrl"] = f"/services/data/{version}/query/{locator}-{end}"
+            page["nextRecordsUrl"] = f"/services/data/{version}/{cursor}-{end}"
         return page
 
     async def _query_more(self, request: web.Request) -> web.Response:
@@ -302,8 +378,101 @@ class FakeSalesforce(BackgroundServer):
         records = self.cursors.get(locator)
         if records is None or not offset.isdigit():
             return _errors(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
-        return web.json_response(self._page(records, locator, int(offset), self.page_size,
-                                            request.match_info["version"]))
+        return web.json_response(self._page(records, f"{request.match_info['endpoint']}/{locator}", int(offset),
+                                            self.page_size, request.match_info["version"]))
+
+    # ---- single-record sObject endpoints -----------------------------------------------------
+
+    def _sobject(self, request: web.Request) -> SObject | web.Response:
+        sobject = self.store.get(request.match_info["object"])
+        if sobject is None:
+            return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+        return sobject
+
+    async def _record_body(self, request: web.Request, sobject: SObject) -> dict[str, Any] | web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _errors(400, "JSON_PARSER_ERROR", "Unexpected character: was expecting a JSON object")
+        if not isinstance(body, dict):
+            return _errors(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from an array")
+        unknown = [k for k in body if k != "attributes" and sobject.canonical(k) is None]
+        if unknown:
+            return _errors(400, "INVALID_FIELD", f"No such column '{unknown[0]}' on sobject of type {sobject.name}")
+        return {k: v for k, v in body.items() if k != "attributes"}
+
+    async def _sobject_write(self, request: web.Request, operation: str, **values: Any) -> web.Response:
+        """One record created, updated or upserted: 201/200 with {id, success, errors[, created]}, 204 for an
+        update, or 400 with the record's errors as Salesforce's error list."""
+        sobject = self._sobject(request)
+        if isinstance(sobject, web.Response):
+            return sobject
+        body = await self._record_body(request, sobject)
+        if isinstance(body, web.Response):
+            return body
+        external_id = None
+        if operation == "upsert":
+            external_id = sobject.canonical(request.match_info["field"])
+            if external_id is None or external_id != sobject.external_id:
+                return _errors(400, "INVALID_FIELD", f"Field name provided, {request.match_info['field']} is not an "
+                               f"External ID or indexed field for {sobject.name}")
+            values = {external_id: request.match_info["value"]}
+        with self._lock:
+            record_id, created, errors = self._apply(sobject, operation, {**body, **values}, external_id,
+                                                     from_csv=False)
+        if errors and errors[0].status_code == "INVALID_CROSS_REFERENCE_KEY":  # an update of an unknown Id
+            return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+        if errors:
+            return web.json_response([{"message": e.message, "errorCode": e.status_code, "fields": list(e.fields)}
+                                      for e in errors], status=400)
+        if operation == "update":
+            return web.Response(status=204)
+        result: dict[str, Any] = {"id": record_id, "success": True, "errors": []}
+        if operation == "upsert":
+            result["created"] = created
+        return web.json_response(result, status=201 if created else 200)
+
+    async def _sobject_create(self, request: web.Request) -> web.Response:
+        return await self._sobject_write(request, "insert")
+
+    async def _sobject_update(self, request: web.Request) -> web.Response:
+        return await self._sobject_write(request, "update", Id=request.match_info["id"])
+
+    async def _sobject_upsert(self, request: web.Request) -> web.Response:
+        return await self._sobject_write(request, "upsert")
+
+    async def _sobject_get(self, request: web.Request) -> web.Response:
+        """One record by Id (``…/Contact/{id}``) or by external id (``…/Contact/{field}/{value}``)."""
+        sobject = self._sobject(request)
+        if isinstance(sobject, web.Response):
+            return sobject
+        field_name = request.match_info.get("field")
+        if field_name is None:
+            record = sobject.find(request.match_info["id"])
+        elif sobject.external_id is None or sobject.canonical(field_name) != sobject.external_id:
+            return _errors(404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: "
+                           f"{field_name}")
+        else:
+            record = sobject.find_by_external_id(request.match_info["value"])
+        if record is None:
+            return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+        return web.json_response(self._with_attributes(sobject.name, record, request.match_info["version"]))
+
+    async def _sobject_delete(self, request: web.Request) -> web.Response:
+        sobject = self._sobject(request)
+        if isinstance(sobject, web.Response):
+            return sobject
+        with self._lock:
+            _, _, errors = self._apply(sobject, "delete", {"Id": request.match_info["id"]}, None, from_csv=False)
+        if errors:
+            return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+        return web.Response(status=204)
+
+    async def _sobject_describe(self, request: web.Request) -> web.Response:
+        sobject = self._sobject(request)
+        if isinstance(sobject, web.Response):
+            return sobject
+        return web.json_response(sobject.describe())
 
     # ---- sObject Collections -----------------------------------------------------------------
 
@@ -383,6 +552,12 @@ class FakeSalesforce(BackgroundServer):
                from_csv: bool) -> tuple[str | None, bool, list[RecordError]]:
         """Insert, update or upsert one record; (id, created, errors). The caller holds the lock."""
         by_name = {sobject.canonical(k) or k: v for k, v in values.items()}
+        if operation in ("delete", "hardDelete"):
+            record = sobject.find(str(by_name.get("Id") or ""))
+            if record is None:
+                return None, False, [RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")]
+            self.store.delete(sobject, record["Id"], hard=operation == "hardDelete")
+            return record["Id"], False, []
         if operation == "insert":
             cleaned, errors = self.store.clean(sobject, values, from_csv=from_csv, creating=True)
             return (None, False, errors) if errors else (self.store.insert(sobject, cleaned), True, [])
@@ -510,6 +685,10 @@ class FakeSalesforce(BackgroundServer):
             job.state, job.error_message = "Failed", f"InvalidBatch : Field name not found : {unknown[0]}"
             job.unprocessed = body
             return
+        if job.operation in ("delete", "hardDelete") and [c.lower() for c in job.columns] != ["id"]:
+            job.state, job.error_message = "Failed", "InvalidBatch : The 'delete' batch must contain only 'Id'"
+            job.unprocessed = body
+            return
         if job.external_id and job.external_id.lower() not in [c.lower() for c in job.columns]:
             job.state, job.error_message = "Failed", f"InvalidBatch : Field name not provided: {job.external_id}"
             job.unprocessed = body
@@ -561,11 +740,12 @@ class FakeSalesforce(BackgroundServer):
     async def _query_job_create(self, request: web.Request) -> web.Response:
         body = await request.json()
         try:
-            rows, object_name = self._run_soql(str(body.get("query", "")))
+            rows, query = self._run_soql(str(body.get("query", "")),
+                                         include_deleted=body.get("operation") == "queryAll")
         except SoqlError as error:
             return _errors(400, error.code, error.message)
-        columns = list(rows[0]) if rows else []
-        job = QueryJob(f"750{next(self._ids):015d}", rows, columns)
+        object_name = query.object
+        job = QueryJob(f"750{next(self._ids):015d}", rows, query.fields)  # the header even without rows
         with self._lock:
             self.query_jobs[job.id] = job
         return web.json_response({"id": job.id, "operation": body.get("operation", "query"), "object": object_name,

@@ -1,7 +1,10 @@
-"""A SOQL subset for the fake Salesforce: SELECT fields FROM Object [WHERE …] [ORDER BY …] [LIMIT n] [OFFSET n].
+"""A SOQL subset for the fake Salesforce: SELECT fields | COUNT() FROM Object [WHERE …] [ORDER BY …] [LIMIT n]
+[OFFSET n].
 
 WHERE supports =, !=, <>, <, <=, >, >=, LIKE, IN (…), NOT IN (…), AND, OR, NOT and parentheses;
-values are 'strings', numbers, true/false, null and date / datetime literals. Field and object
+values are 'strings', numbers, true/false, null, date / datetime literals (datetimes compare as
+instants, whatever their offset) and the relative date literals TODAY, YESTERDAY, TOMORROW,
+LAST_N_DAYS:n and NEXT_N_DAYS:n (ranges of whole UTC days, the fake org's time zone). Field and object
 names are case-insensitive, as in Salesforce. Errors carry Salesforce's errorCode and message
 style (the query, a caret under the offending token, ``ERROR at Row:1:Column:n``, the reason).
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 Record = Mapping[str, Any]
@@ -19,9 +23,10 @@ Predicate = Callable[[Record], bool]
 TOKEN = re.compile(
     r"\s*(?:(?P<string>'(?:[^'\\]|\\.)*')|(?P<datetime>\d{4}-\d{2}-\d{2}T[0-9:.]+(?:Z|[+-]\d{2}:?\d{2}))"
     r"|(?P<date>\d{4}-\d{2}-\d{2})|(?P<number>-?\d+(?:\.\d+)?)|(?P<op><=|>=|!=|<>|=|<|>|\(|\)|,)"
+    r"|(?P<literal>(?i:TODAY|YESTERDAY|TOMORROW|(?:LAST|NEXT)_N_DAYS:\d+)(?![A-Za-z0-9_]))"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_.]*)|(?P<other>\S))"
 )
-KEYWORDS = {"select", "from", "where", "and", "or", "not", "like", "in", "order", "by", "asc", "desc",
+KEYWORDS = {"select", "count", "from", "where", "and", "or", "not", "like", "in", "order", "by", "asc", "desc",
             "limit", "offset", "nulls", "first", "last", "true", "false", "null"}
 CUSTOM_FIELD_HINT = (" If you are attempting to use a custom field, be sure to append the '__c' after the custom "
                      "field name. Please reference your WSDL or the describe call for the appropriate names.")
@@ -55,6 +60,7 @@ class Query:
     order: list[tuple[str, bool, bool]] = field(default_factory=list)  # (field, descending, nulls_last)
     limit: int | None = None
     offset: int = 0
+    count: bool = False  # SELECT COUNT(): the answer is totalSize, without records
 
     def run(self, records: list[Record]) -> list[dict[str, Any]]:
         rows = [r for r in records if self.where is None or self.where(r)]
@@ -130,7 +136,11 @@ class _Parser:
     def query(self) -> Query:
         self.expect("select")
         selected: list[Token] = []
-        while True:
+        count = self.accept("count")
+        if count:
+            self.expect("(")
+            self.expect(")")
+        while not count:
             token = self.take()
             if token.kind != "name" or token.word in KEYWORDS:
                 raise self.error("MALFORMED_QUERY", token.column, f"unexpected token: '{token.text}'")
@@ -144,7 +154,7 @@ class _Parser:
             raise self.error("INVALID_TYPE", object_token.column,
                              f"sObject type '{object_token.text}' is not supported.{CUSTOM_OBJECT_HINT}")
         self.object, self.fields = entry
-        query = Query(self.object, [self.field(token) for token in selected])
+        query = Query(self.object, [self.field(token) for token in selected], count=count)
         if self.accept("where"):
             query.where = self.disjunction()
         if self.accept("order"):
@@ -231,13 +241,51 @@ class _Parser:
             return re.sub(r"\\(.)", r"\1", token.text[1:-1])
         if token.kind == "number":
             return float(token.text)
-        if token.kind in ("date", "datetime"):
+        if token.kind == "date":
             return token.text
+        if token.kind == "datetime":
+            return _instant(token.text)
+        if token.kind == "literal":
+            return _day_range(token.text.upper())
         if token.word in ("true", "false"):
             return token.word == "true"
         if token.word == "null":
             return None
         raise self.error("MALFORMED_QUERY", token.column, f"unexpected token: '{token.text}'")
+
+
+@dataclass(frozen=True)
+class DayRange:
+    """A relative date literal: the instants from ``start`` (included) to ``end`` (excluded)."""
+
+    start: datetime
+    end: datetime
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _day_range(literal: str, today: date | None = None) -> DayRange:
+    day = today or datetime.now(UTC).date()
+    name, _, number = literal.partition(":")
+    first, days = {"TODAY": (day, 1), "YESTERDAY": (day - timedelta(days=1), 1),
+                   "TOMORROW": (day + timedelta(days=1), 1)}.get(name, (day, 1))
+    if name == "LAST_N_DAYS":  # includes today: from n days ago up to the end of today
+        first, days = day - timedelta(days=int(number)), int(number) + 1
+    elif name == "NEXT_N_DAYS":  # from tomorrow on, n days
+        first, days = day + timedelta(days=1), int(number)
+    start = datetime.combine(first, time(), UTC)
+    return DayRange(start, start + timedelta(days=days))
+
+
+def _in_range(left: Any, op: str, right: DayRange) -> bool:
+    if not isinstance(left, str):
+        return False
+    value = _instant(left) if "T" in left else datetime.combine(date.fromisoformat(left), time(), UTC)
+    inside = right.start <= value < right.end
+    return {"=": inside, "!=": not inside, "<>": not inside, "<": value < right.start, "<=": value < right.end,
+            ">": value >= right.end, ">=": value >= right.start}[op]
 
 
 def _normal(value: Any) -> Any:
@@ -249,6 +297,10 @@ def _normal(value: Any) -> Any:
 
 
 def _compare(left: Any, op: str, right: Any) -> bool:
+    if isinstance(right, DayRange):
+        return _in_range(left, op, right)
+    if isinstance(right, datetime):
+        left = _instant(left) if isinstance(left, str) else left
     if op == "=":
         if isinstance(left, str) and isinstance(right, str):
             return left.lower() == right.lower()

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 FieldType = str  # string | email | double | int | boolean | date | datetime | id
-SYSTEM_FIELDS = ("Id", "CreatedDate", "LastModifiedDate", "SystemModstamp")
+SYSTEM_FIELDS = ("Id", "CreatedDate", "LastModifiedDate", "SystemModstamp", "IsDeleted")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -54,6 +54,7 @@ class SObject:
     external_id: str | None = None
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # Id -> record
     by_external_id: dict[str, str] = field(default_factory=dict)  # lower-case external id value -> Id
+    deleted: dict[str, dict[str, Any]] = field(default_factory=dict)  # the recycle bin: Id -> record
 
     def canonical(self, name: str) -> str | None:
         definition = self.fields.get(name.lower())
@@ -61,6 +62,26 @@ class SObject:
 
     def field_names(self) -> dict[str, str]:
         return {key: definition.name for key, definition in self.fields.items()}
+
+    def find(self, record_id: str) -> dict[str, Any] | None:
+        """A live record by its 15- or 18-character Id."""
+        if len(record_id) not in (15, 18):
+            return None
+        return next((r for k, r in self.records.items() if k[:15] == record_id[:15]), None)
+
+    def describe(self) -> dict[str, Any]:
+        """The describe answer, with the fields Salesforce always lists and the ones a client reads most."""
+        types = {"string": "string", "email": "email", "double": "double", "int": "int", "boolean": "boolean",
+                 "date": "date", "datetime": "datetime", "id": "id"}
+        fields = [{"name": d.name, "type": types.get(d.type, d.type), "length": d.length if d.type == "string" else 0,
+                   "nillable": not d.required and d.name != "Id", "externalId": d.name == self.external_id,
+                   "createable": d.name not in SYSTEM_FIELDS, "updateable": d.name not in SYSTEM_FIELDS,
+                   "custom": d.name.endswith("__c"), "label": d.name.removesuffix("__c").replace("_", " ")}
+                  for d in self.fields.values()]
+        return {"name": self.name, "label": self.name, "keyPrefix": self.key_prefix,
+                "custom": self.name.endswith("__c"),
+                "createable": True, "updateable": True, "deletable": True, "queryable": True, "fields": fields,
+                "urls": {"sobject": f"/services/data/v62.0/sobjects/{self.name}"}}
 
     def find_by_external_id(self, value: Any) -> dict[str, Any] | None:
         record_id = self.by_external_id.get(str(value).lower())
@@ -90,7 +111,7 @@ class Store:
         definitions: dict[str, FieldDef] = {
             "id": FieldDef("Id", "id"), "createddate": FieldDef("CreatedDate", "datetime"),
             "lastmodifieddate": FieldDef("LastModifiedDate", "datetime"),
-            "systemmodstamp": FieldDef("SystemModstamp", "datetime"),
+            "systemmodstamp": FieldDef("SystemModstamp", "datetime"), "isdeleted": FieldDef("IsDeleted", "boolean"),
         }
         for field_name, spec in fields.items():
             definition = spec if isinstance(spec, FieldDef) else FieldDef(field_name, spec)
@@ -186,7 +207,7 @@ class Store:
         record_id = self.new_id(sobject.key_prefix)
         now = _now()
         sobject.records[record_id] = {"Id": record_id, "CreatedDate": now, "LastModifiedDate": now,
-                                      "SystemModstamp": now, **cleaned}
+                                      "SystemModstamp": now, "IsDeleted": False, **cleaned}
         sobject.index(sobject.records[record_id])
         return record_id
 
@@ -197,6 +218,15 @@ class Store:
             sobject.by_external_id.pop(str(record[sobject.external_id]).lower(), None)
         record.update({**cleaned, "LastModifiedDate": now, "SystemModstamp": now})
         sobject.index(record)
+
+    def delete(self, sobject: SObject, record_id: str, *, hard: bool) -> None:
+        """Into the recycle bin (queryAll still sees it, with IsDeleted true), or gone for good."""
+        record = sobject.records.pop(record_id)
+        if sobject.external_id and record.get(sobject.external_id) is not None:
+            sobject.by_external_id.pop(str(record[sobject.external_id]).lower(), None)
+        if not hard:
+            now = _now()
+            sobject.deleted[record_id] = {**record, "IsDeleted": True, "LastModifiedDate": now, "SystemModstamp": now}
 
     def seed(self, name: str, rows: Iterable[Mapping[str, Any]]) -> list[str]:
         sobject = self.objects[name.lower()]

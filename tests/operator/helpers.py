@@ -25,10 +25,12 @@ LEASE_NS = "walkme-dic"
 class OperatorHandle:
     """The real operator (kopf + our handlers) in its own thread; stop() and start() again to restart it."""
 
-    def __init__(self, cluster: DevCluster, resync_seconds: float = 0.5, access: ClusterAccess | None = None) -> None:
+    def __init__(self, cluster: DevCluster, resync_seconds: float = 0.5, metrics_port: int | None = None,
+                 access: ClusterAccess | None = None) -> None:
         self.cluster = cluster
         self.config = OperatorConfig(access=access or cluster.access, image=JobImage("walkme-dic:test"),
-                                     resync_seconds=resync_seconds, metrics_port=None, probe_timeout_seconds=10)
+                                     resync_seconds=resync_seconds, metrics_port=metrics_port,
+                                     metrics_address="127.0.0.1", probe_timeout_seconds=10)
         self._thread: OperatorThread | None = None
 
     async def start(self) -> None:
@@ -117,3 +119,18 @@ def integration(name: str, namespace: str = NS, **overrides: Any) -> dict[str, A
 def plan_sync(directory: Path, integration_name: str, **plan: Any) -> None:
     """Tell the stand-in sync how the next runs of ``integration_name`` behave."""
     (directory / f"{integration_name}.json").write_text(json.dumps(plan))
+
+
+def kubectl_runner(binary: Path, kubeconfig: Path) -> Callable[..., Awaitable[str]]:
+    """The real kubectl against the dev cluster: returns stdout, fails the test on an error or an ambiguous name."""
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+
+    async def kubectl(*args: str) -> str:
+        process = await asyncio.create_subprocess_exec(str(binary), *args, env=env,
+                                                       stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await process.communicate()
+        assert process.returncode == 0, err.decode()
+        assert b"could also match" not in err, err.decode()
+        return out.decode()
+
+    return kubectl

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.operator.helpers import API, eventually
+from tests.operator.helpers import API, eventually, kubectl_runner
 from walkme_dic.controllers.runtime import INTEGRATIONS
 from walkme_dic.devcluster.cluster import DevCluster
 from walkme_dic.devcluster.emulator import matches, parse_label_selector
@@ -121,8 +120,8 @@ async def test_table_renders_printer_columns(cluster: DevCluster) -> None:
     async with aiohttp.ClientSession() as session, session.get(
             cluster.url + path, headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}) as response:
         table = await response.json()
-    assert [c["name"] for c in table["columnDefinitions"]] == \
-        ["Name", "Direction", "Schedule", "Last Run", "Rows", "Ready", "Age"]
+    assert [c["name"] for c in table["columnDefinitions"] if c["priority"] == 0] == \
+        ["Name", "Direction", "Schedule", "Last Run", "Rows", "Ready", "Reason", "Age"]
     assert table["rows"][0]["cells"][:3] == ["a", "Inbound", "0 * * * *"]
 
 
@@ -193,18 +192,10 @@ async def test_kubectl_get_describe_annotate_and_wait_work_against_the_dev_clust
     for name in ("a", "b"):
         obj = await cluster.get(API, "Integration", "ns", name)
         await emit_event(cluster, obj, f"Event for {name}")
-    env = {**os.environ, "KUBECONFIG": str(cluster.write_kubeconfig(tmp_path / "kubeconfig"))}
-
-    async def kubectl(*args: str) -> str:
-        process = await asyncio.create_subprocess_exec(str(kubectl_binary), *args, env=env,
-                                                       stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await process.communicate()
-        assert process.returncode == 0, err.decode()
-        assert b"could also match" not in err, err.decode()
-        return out.decode()
-
+    kubectl = kubectl_runner(kubectl_binary, cluster.write_kubeconfig(tmp_path / "kubeconfig"))
     table = await kubectl("get", "wmint", "-n", "ns")
-    assert table.split("\n")[0].split() == ["NAME", "DIRECTION", "SCHEDULE", "LAST", "RUN", "ROWS", "READY", "AGE"]
+    assert table.split("\n")[0].split() == \
+        ["NAME", "DIRECTION", "SCHEDULE", "LAST", "RUN", "ROWS", "READY", "REASON", "AGE"]
     assert "0 * * * *" in table
     described = await kubectl("describe", "wmint", "a", "-n", "ns")
     assert "Event for a" in described and "Event for b" not in described

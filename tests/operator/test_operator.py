@@ -136,10 +136,11 @@ async def test_success_creates_exactly_one_job_and_records_the_run(
     await apply_connections(cluster, backends)
     plan_sync(sync_plans, "users", result={"result": "Succeeded", "reason": "Synced", "rowsRead": 3,
                                            "rowsWritten": 2, "rowsRejected": 1, "usersKept": 1})
-    runs_before = REGISTRY.get_sample_value("walkme_dic_runs_total", {"namespace": NS, "result": "Succeeded"}) or 0
+    succeeded = {"namespace": NS, "integration": "users", "result": "Succeeded"}
+    runs_before = REGISTRY.get_sample_value("walkme_dic_runs_total", succeeded) or 0
     await cluster.apply(integration("users"))
     obj = await finished_runs(cluster, "users")
-    runs_after = REGISTRY.get_sample_value("walkme_dic_runs_total", {"namespace": NS, "result": "Succeeded"})
+    runs_after = REGISTRY.get_sample_value("walkme_dic_runs_total", succeeded)
     assert runs_after == runs_before + 1
     run = obj["status"]["runs"][0]
     assert (run["result"], run["rowsRead"], run["rowsWritten"], run["rowsRejected"], run["usersKept"]) == \

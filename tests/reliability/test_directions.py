@@ -215,7 +215,7 @@ FAULTS = [
     Fault("Salesforce 503 on the query", "Salesforce → WalkMe", lambda s: s.salesforce.unavailable(1, kind="query")),
     Fault("Salesforce Bulk job ends Failed", "WalkMe → Salesforce",
           lambda s: s.salesforce.fail_next_bulk_job("InternalServerError : the job could not be processed"),
-          result="Failed", says="ended Failed: InternalServerError", written=(), destination=BULK_UPSERT),
+          result="Failed", says="the job did not complete: InternalServerError", written=(), destination=BULK_UPSERT),
 ]
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from walkme_dic.connections import ProbeOutcome, connection_status
+from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.connections import ProbeOutcome, connection_status, probing_status
 
 lua51 = pytest.importorskip("lupa.lua51", reason="lupa (a Lua runtime from PyPI) is not installed")
 
@@ -142,3 +143,10 @@ def test_suspended_integration_is_suspended() -> None:
 def test_ready_unknown_is_progressing() -> None:
     obj = integration(cond("Ready", "Unknown", "RunInProgress"), cond("Stalled", "False", "Idle"))
     assert health(obj) == ("Progressing", "RunInProgress")
+
+
+def test_connection_during_its_first_probe_is_progressing() -> None:
+    spec = ConnectionSpec.model_validate({"s3": {"bucket": "exports", "region": "eu-west-1"}})
+    obj = connection(ProbeOutcome(True, "Probed", "ok"))
+    obj["status"] = probing_status(spec, previous={}, generation=2, now=NOW)
+    assert health(obj) == ("Progressing", "probing bucket 'exports' at s3.eu-west-1.amazonaws.com")

@@ -8,7 +8,15 @@ import pytest
 
 from walkme_dic.api.common import parse_duration
 from walkme_dic.api.connection import ConnectionSpec
-from walkme_dic.connections import ProbeOutcome, connection_status, missing_secret_keys, probe_due
+from walkme_dic.connections import (
+    ProbeOutcome,
+    connection_status,
+    endpoint,
+    missing_secret_keys,
+    probe_due,
+    probe_timeout_message,
+    probing_status,
+)
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 S3 = ConnectionSpec.model_validate(
@@ -30,8 +38,9 @@ def test_missing_keys_are_named_with_what_was_found() -> None:
 def test_salesforce_accepts_either_credential_set() -> None:
     assert missing_secret_keys(SALESFORCE, {"clientId": "c", "username": "u", "password": "p"}) is None
     assert missing_secret_keys(SALESFORCE, {"clientId": "c", "clientSecret": "s"}) is None
-    assert "clientId+clientSecret or clientId+username+password" in \
-        (missing_secret_keys(SALESFORCE, {"clientId": "c"}) or "")
+    assert missing_secret_keys(SALESFORCE, {"clientId": "c", "username": "u", "privateKey": "pem"}) is None
+    assert "clientId+clientSecret or clientId+username+password or clientId+username+privateKey" in \
+        (missing_secret_keys(SALESFORCE, {"clientId": "c", "username": "u"}) or "")
 
 
 def status_after(outcome: ProbeOutcome, when: datetime = NOW) -> dict:
@@ -68,3 +77,48 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_duration_says_how_to_write_one() -> None:
     with pytest.raises(ValueError, match="like 30s, 10m or 1h30m"):
         parse_duration("10 minutes")
+
+
+def test_first_probe_shows_probing_at_once_and_names_the_endpoint() -> None:
+    probing = probing_status(S3, previous={}, generation=1, now=NOW)
+    assert probing is not None
+    ready, reconciling, stalled = (next(c for c in probing["conditions"] if c["type"] == t)
+                                   for t in ("Ready", "Reconciling", "Stalled"))
+    assert (ready["status"], ready["reason"]) == ("Unknown", "Probing")
+    assert (reconciling["status"], reconciling["reason"]) == ("True", "Probing")
+    assert stalled["status"] == "False"
+    assert "s3.eu-west-1.amazonaws.com" in ready["message"] and "'acme'" in ready["message"]
+    assert probing["observedGeneration"] == 1 and probing["provider"] == "s3"
+
+
+def test_a_changed_spec_shows_probing_but_a_periodic_probe_keeps_the_answer() -> None:
+    ok = status_after(ProbeOutcome(True, "Probed", "bucket reachable"))
+    assert probing_status(S3, previous=ok, generation=1, now=NOW + timedelta(minutes=5)) is None
+    changed = probing_status(S3, previous=ok, generation=2, now=NOW + timedelta(minutes=5))
+    assert changed is not None and changed["lastProbeTime"] == ok["lastProbeTime"]
+    assert next(c for c in changed["conditions"] if c["type"] == "Ready")["status"] == "Unknown"
+
+
+def test_a_probe_interrupted_by_a_restart_is_probed_again() -> None:
+    probing = probing_status(S3, previous={}, generation=1, now=NOW)
+    assert probing is not None
+    assert probe_due(S3, {**probing, "secretVersion": "7", "lastProbeTime": "2026-11-25T10:00:00Z"}, 1, "7", NOW)
+
+
+@pytest.mark.parametrize(("spec", "host"), [
+    ({"s3": {"bucket": "acme", "region": "eu-west-1"}}, "bucket 'acme' at s3.eu-west-1.amazonaws.com"),
+    ({"s3": {"bucket": "acme", "region": "us-east-1", "endpointUrl": "http://minio.storage:9000"}},
+     "bucket 'acme' at minio.storage:9000"),
+    ({"azureBlob": {"accountUrl": "https://acct.blob.core.windows.net", "container": "exports",
+                    "auth": {"workloadIdentity": {}}}}, "container 'exports' at acct.blob.core.windows.net"),
+    ({"salesforce": {"instanceUrl": "https://acme.my.salesforce.com", "auth": {"secretRef": {"name": "sf"}}}},
+     "Salesforce at acme.my.salesforce.com"),
+    ({"salesforce": {"loginUrl": "https://test.salesforce.com", "instanceUrl": "https://acme.my.salesforce.com",
+                     "auth": {"secretRef": {"name": "sf"}}}}, "Salesforce at test.salesforce.com"),
+    ({"walkme": {"auth": {"secretRef": {"name": "wm"}}}}, "the WalkMe API at api.walkme.com"),
+])
+def test_probe_timeouts_name_the_endpoint(spec: dict, host: str) -> None:
+    connection = ConnectionSpec.model_validate(spec)
+    assert endpoint(connection) == host
+    message = probe_timeout_message(connection, 30)
+    assert host in message and "timed out after 30s" in message

@@ -55,10 +55,16 @@ def test_crd_names_columns_and_subresources() -> None:
         assert crd["spec"]["names"]["shortNames"] == [short]
         assert crd["spec"]["names"]["categories"] == ["walkme"]
         assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}
-    assert [c["name"] for c in connection["spec"]["versions"][0]["additionalPrinterColumns"]] == \
-        ["Type", "Ready", "Reason", "Age"]
-    assert [c["name"] for c in integration["spec"]["versions"][0]["additionalPrinterColumns"]] == \
-        ["Direction", "Schedule", "Last Run", "Rows", "Ready", "Age"]
+
+    def columns(crd: dict[str, Any], wide: bool) -> list[str]:
+        return [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]
+                if bool(c.get("priority", 0)) == wide]
+
+    assert columns(connection, wide=False) == ["Type", "Ready", "Reason", "Age"]
+    assert columns(connection, wide=True) == ["Last Probe", "Message"]
+    assert columns(integration, wide=False) == ["Direction", "Schedule", "Last Run", "Rows", "Ready", "Reason", "Age"]
+    assert columns(integration, wide=True) == \
+        ["Connection", "Last Result", "Rejected", "Active Run", "Next Run", "Message"]
 
 
 def test_cel_rules_for_exactly_one_provider_and_immutable_connection() -> None:

@@ -23,7 +23,7 @@ CHART = REPO / "charts" / "walkme-dic"
 RELEASE, NAMESPACE = "dic", "walkme-system"
 K8S_VERSIONS = ["1.30.0", latest_version()]
 # Objects of these kinds come from other projects' CRDs: kubernetes-validate has no schema for them.
-NON_CORE_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+NON_CORE_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 ALLOWED_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -31,6 +31,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "watch-namespaces": {"watchNamespaces": ["team-a", "team-b"]},
     "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "interval": "15s",
                                                        "labels": {"release": "kube-prometheus-stack"}}}},
+    "monitoring": {"metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
+                               "dashboard": {"enabled": True}}},
     "custom": {
         "image": {"repository": "registry.example.com/dic/walkme-dic", "tag": "0.1.0-rc1", "pullPolicy": "Always"},
         "jobImage": {"digest": "sha256:" + "ab" * 32},
@@ -101,6 +103,9 @@ def test_default_values_satisfy_the_values_schema() -> None:
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("operator.logFormat=xml", "/operator/logFormat"),
         ("replicas=1", "additional properties 'replicas' not allowed"),
+        ("metrics.prometheusRule.connectionNotReadyFor=15 minutes", "/metrics/prometheusRule/connectionNotReadyFor"),
+        ("metrics.prometheusRule.rejectedRowsWarningRatio=2", "/metrics/prometheusRule/rejectedRowsWarningRatio"),
+        ("metrics.dashboard.enabled=yes please", "/metrics/dashboard/enabled"),
     ],
 )
 def test_values_schema_rejects_bad_values(helm_binary: Path, setting: str, complaint: str) -> None:
@@ -133,6 +138,8 @@ def test_rendered_manifests_validate_against_kubernetes_schemas(
                 pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} invalid for Kubernetes {version}: {exc}")
     if name == "service-monitor":
         assert skipped == {("monitoring.coreos.com/v1", "ServiceMonitor")}
+    if name == "monitoring":
+        assert skipped == NON_CORE_KINDS  # the rules are checked by promtool in test_monitoring.py
 
 
 # -- the operator Pod -----------------------------------------------------------------------------

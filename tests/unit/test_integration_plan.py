@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.api.integration import IntegrationSpec
 from walkme_dic.api.run import SyncResult
 from walkme_dic.conditions import find_condition
+from walkme_dic.devcluster.emulator import merge_patch
+from walkme_dic.identities import IDENTITY_HISTORY_LIMIT
 from walkme_dic.integrations import ConnectionView, IntegrationView, plan
 from walkme_dic.jobs.results import JobSummary, PodSummary
 
@@ -19,6 +25,7 @@ SALESFORCE = ConnectionSpec.model_validate(
     {"salesforce": {"instanceUrl": "https://acme.my.salesforce.com", "auth": {"secretRef": {"name": "sf"}}}}
 )
 WALKME = ConnectionSpec.model_validate({"walkme": {"auth": {"secretRef": {"name": "wm"}}}})
+REQUESTED_AT = "integrations.walkme.io/requested-at"
 
 
 def inbound_spec(**overrides: Any) -> dict[str, Any]:
@@ -151,6 +158,18 @@ def test_failure_sets_synced_false_with_the_message() -> None:
     assert decision.events[0].type == "Warning"
 
 
+@pytest.mark.parametrize("message", ["bucket 'acme-data' does not exist",
+                                     "NotFound: bucket 'acme-data' does not exist"])
+def test_failure_messages_name_the_reason_once(message: str) -> None:
+    started = run_plan(view())
+    done = finish(started.status, SyncResult(result="Failed", reason="NotFound", message=message))
+    synced, ready = condition(done.status, "Synced"), condition(done.status, "Ready")
+    assert (synced["reason"], synced["message"]) == ("NotFound", "bucket 'acme-data' does not exist")
+    assert (ready["reason"], ready["message"]) == ("RunFailed", "NotFound: bucket 'acme-data' does not exist")
+    assert done.status["runs"][0]["message"] == "NotFound: bucket 'acme-data' does not exist"
+    assert done.events[0].message.endswith(": NotFound: bucket 'acme-data' does not exist")
+
+
 def test_failed_job_without_result_says_why() -> None:
     started = run_plan(view())
     name = started.status["activeRun"]
@@ -245,13 +264,135 @@ def test_suspended_integration_starts_nothing() -> None:
 
 def test_requested_at_starts_a_forced_run_once() -> None:
     status = settle(view(), NOW)
-    asked = view(status=status, annotations={"integrations.walkme.io/requested-at": "2026-11-25T10:30"})
+    asked = view(status=status, annotations={REQUESTED_AT: "2026-11-25T10:30"})
     decision = run_plan(asked)
     assert decision.job is not None and decision.job[1].trigger == "Requested" and decision.job[0].force
-    assert decision.status["lastHandledRequestedAt"] == "2026-11-25T10:30"
+    assert decision.status["runs"][0]["requestedAt"] == "2026-11-25T10:30"
     assert settle(asked, NOW)["lastHandledRequestedAt"] == "2026-11-25T10:30"
     handled = view(status=settle(asked, NOW), annotations=asked.annotations)
     assert run_plan(handled).job is None
+
+
+def test_full_resync_annotation_starts_one_run_without_watermark_or_fingerprint() -> None:
+    status = {**settle(view(), NOW), "watermark": "2026-11-24T06:00:00.000Z", "sourceFingerprint": "etag-1"}
+    assert run_plan(view(status=status)).job is None
+    asked = view(status=status, annotations={"integrations.walkme.io/full-resync": "1"})
+    decision = run_plan(asked)
+    assert decision.job is not None
+    request, key = decision.job
+    assert key.trigger == "Requested" and request.force
+    assert request.state.watermark is None and request.state.source_fingerprint is None
+    assert decision.status["lastHandledFullResync"] == "1"
+    assert "watermark" not in decision.status and "sourceFingerprint" not in decision.status, \
+        "a failed full run must not fall back to the old watermark"
+    handled = view(status=settle(asked, NOW), annotations=asked.annotations)
+    assert run_plan(handled).job is None
+    again = run_plan(view(status=handled.status, annotations={"integrations.walkme.io/full-resync": "2"}))
+    assert again.job is not None and again.job[0].state.watermark is None
+
+
+def test_watermark_is_carried_into_the_next_run() -> None:
+    status = {**settle(view(), NOW), "watermark": "2026-11-24T06:00:00.000Z"}
+    decision = run_plan(view(status=status, annotations={"integrations.walkme.io/requested-at": "x"}))
+    assert decision.job is not None and decision.job[0].state.watermark == "2026-11-24T06:00:00.000Z"
+
+
+def finish(status: dict[str, Any], result: SyncResult, annotations: dict[str, str] | None = None,
+           now: datetime = NOW) -> Any:
+    name = status["activeRun"]
+    state = "Failed" if result.result == "Failed" else "Succeeded"
+    return run_plan(view(status=status, annotations=annotations), jobs=[finished_job(name, state)],
+                    pods={name: [pod_with(name, result, exit_code=1 if state == "Failed" else 0)]}, now=now)
+
+
+@pytest.mark.parametrize("result", [
+    SyncResult(result="Succeeded", reason="Synced", rows_read=2, rows_written=2),
+    SyncResult(result="Skipped", reason="SourceUnchanged"),
+    SyncResult(result="Failed", reason="NotFound", message="bucket 'acme-data' does not exist"),
+])
+def test_requested_run_is_marked_handled_only_with_its_result(result: SyncResult) -> None:
+    """`kubectl wait --for=jsonpath={.status.lastHandledRequestedAt}=V` returns when V's run has a result."""
+    asked = {REQUESTED_AT: "v1"}
+    started = run_plan(view(status=settle(view(), NOW), annotations=asked))
+    assert started.status.get("lastHandledRequestedAt") is None
+    reconciling = condition(started.status, "Reconciling")
+    assert reconciling["status"] == "True" and "requested-at v1" in reconciling["message"]
+    running = run_plan(view(status=started.status, annotations=asked),
+                       jobs=[finished_job(started.status["activeRun"], "Running")])
+    assert running.status.get("lastHandledRequestedAt") is None and running.job is None
+    done = finish(started.status, result, asked)
+    assert done.status["lastHandledRequestedAt"] == "v1"
+    assert done.status["runs"][0]["result"] == result.result
+    assert done.status["lastResult"]["result"] == result.result, "the result is in the same status write"
+    assert run_plan(view(status=done.status, annotations=asked)).job is None, "one run per value"
+
+
+def test_ready_keeps_the_last_result_while_a_requested_run_goes() -> None:
+    settled = settle(view(), NOW)
+    started = run_plan(view(status=settled, annotations={REQUESTED_AT: "v1"}))
+    before, during = condition(settled, "Ready"), condition(started.status, "Ready")
+    assert (during["status"], during["reason"]) == ("True", "RunSucceeded")
+    assert during["lastTransitionTime"] == before["lastTransitionTime"]
+
+
+def test_request_made_during_another_run_gets_its_own_run_after_it() -> None:
+    started = run_plan(view())  # the creation run
+    asked = {REQUESTED_AT: "v2"}
+    running = run_plan(view(status=started.status, annotations=asked),
+                       jobs=[finished_job(started.status["activeRun"], "Running")])
+    assert running.job is None
+    first_done = finish(started.status, SyncResult(result="Succeeded", reason="Synced"), asked)
+    assert first_done.status.get("lastHandledRequestedAt") is None, "the creation run did not handle v2"
+    assert first_done.job is not None and first_done.job[1].trigger == "Requested"
+    assert finish(first_done.status, SyncResult(result="Succeeded", reason="Synced"),
+                  asked).status["lastHandledRequestedAt"] == "v2"
+
+
+def test_request_waits_while_the_integration_is_blocked() -> None:
+    asked = {REQUESTED_AT: "v1"}
+    blocked = run_plan(view(status=settle(view(), NOW), annotations=asked),
+                       external=ConnectionView(name="s3", exists=False))
+    assert blocked.job is None and blocked.status.get("lastHandledRequestedAt") is None
+    unblocked = run_plan(view(status=blocked.status, annotations=asked))
+    assert unblocked.job is not None and unblocked.job[1].trigger == "Requested"
+
+
+@pytest.mark.parametrize(("spec", "external", "reason"), [
+    (inbound_spec(schedule="every day"), None, "InvalidSpec"),
+    (inbound_spec(), ConnectionView(name="s3", exists=False), "ConnectionNotFound"),
+    (inbound_spec(), ConnectionView(name="s3", exists=True, ready=False, message="probing", spec=S3),
+     "ConnectionNotReady"),
+    (inbound_spec(), ready("s3", SALESFORCE), "ConnectionTypeMismatch"),
+])
+def test_every_blocker_emits_one_warning_per_transition(
+    spec: dict[str, Any], external: ConnectionView | None, reason: str,
+) -> None:
+    first = run_plan(view(spec=spec), external=external)
+    assert [(e.type, e.reason) for e in first.events] == [("Warning", reason)]
+    assert first.events[0].message == condition(first.status, "Ready")["message"]
+    again = run_plan(view(spec=spec, status=first.status), external=external, now=NOW + timedelta(minutes=1))
+    assert again.events == [], "no Event while the reason stays"
+
+
+def test_a_connection_in_its_first_probe_is_waited_for_without_a_warning() -> None:
+    probing = ConnectionView(name="s3", exists=True, ready=False, spec=S3, probing=True,
+                             message="probing bucket 'acme-data' at s3.eu-west-1.amazonaws.com")
+    waiting = run_plan(view(), external=probing)
+    ready_condition = condition(waiting.status, "Ready")
+    assert (ready_condition["status"], ready_condition["reason"]) == ("Unknown", "ConnectionNotReady")
+    assert condition(waiting.status, "Reconciling")["status"] == "True"
+    assert waiting.events == [] and waiting.job is None
+    failed = ConnectionView(name="s3", exists=True, ready=False, spec=S3, message="probe of … timed out")
+    refused = run_plan(view(status=waiting.status), external=failed)
+    assert condition(refused.status, "Ready")["status"] == "False"
+    assert [(e.type, e.reason) for e in refused.events] == [("Warning", "ConnectionNotReady")]
+
+
+def test_a_new_blocker_reason_is_a_new_warning() -> None:
+    missing = run_plan(view(), external=ConnectionView(name="s3", exists=False))
+    not_ready = run_plan(view(status=missing.status),
+                         external=ConnectionView(name="s3", exists=True, ready=False, spec=S3))
+    assert [e.reason for e in not_ready.events] == ["ConnectionNotReady"]
 
 
 def test_spec_change_starts_a_new_run() -> None:
@@ -288,3 +429,102 @@ def test_jobs_of_runs_that_left_the_history_are_deleted() -> None:
     newer = run_plan(view(spec=spec, status=status, generation=2), jobs=[finished_job(old)])
     assert newer.delete_jobs == [old]
     assert run_plan(view(spec=spec, status=status), jobs=[finished_job(old)]).delete_jobs == []
+
+
+# -- report history: what a spec change replaced stays in status -----------------------------------
+
+
+def outbound_spec(source: dict[str, Any], destination: dict[str, Any] | None = None) -> dict[str, Any]:
+    return inbound_spec(direction="Outbound", source={"walkme": source},
+                        destination=destination or {"file": {"path": "exports/users-{date}.csv"}},
+                        mapping={"key": {"source": "id", "destination": "id"}})
+
+
+def test_first_reconcile_records_identities_without_history_or_event() -> None:
+    decision = run_plan(view(spec=outbound_spec({"dataset": "report", "reportId": "r-1"})))
+    assert decision.status["sourceIdentity"]["identity"] == "walkme report 'r-1'"
+    assert decision.status["destinationIdentity"]["identity"] == "file 'exports/users-{date}.csv'"
+    assert "identityHistory" not in decision.status
+    assert [e.reason for e in decision.events] == ["RunStarted"]
+
+
+@pytest.mark.parametrize(("side", "before", "after", "old_identity"), [
+    ("source", {"dataset": "report", "reportId": "r-1"}, {"dataset": "report", "reportId": "r-2"},
+     "walkme report 'r-1'"),
+    ("source", {"dataset": "report", "reportId": "r-1"}, {"dataset": "users"}, "walkme report 'r-1'"),
+    ("source", {"dataset": "users"}, {"dataset": "events"}, "walkme dataset 'users'"),
+])
+def test_replaced_walkme_source_is_kept_with_a_patch_that_restores_it(
+    side: str, before: dict[str, Any], after: dict[str, Any], old_identity: str,
+) -> None:
+    status = settle(view(spec=outbound_spec(before)), NOW)
+    later = NOW + timedelta(minutes=5)
+    changed = outbound_spec(after)
+    decision = run_plan(view(spec=changed, status=status, generation=2), now=later)
+    (entry,) = decision.status["identityHistory"]
+    assert entry["side"] == side and entry["identity"] == old_identity
+    assert entry["replacedBy"] == decision.status["sourceIdentity"]["identity"]
+    assert (entry["replacedAt"], entry["generation"]) == ("2026-11-25T10:12:00Z", 2)
+    (event,) = [e for e in decision.events if e.reason == "SourceReplaced"]
+    assert event.type == "Normal" and old_identity in event.message
+    assert f"kubectl patch wmint users-import -n team-a --type merge -p '{entry['restorePatch']}'" in event.message
+    assert restored_source(changed, entry) == IntegrationSpec.model_validate(outbound_spec(before)).source
+
+
+def test_changed_destination_path_template_is_kept() -> None:
+    status = settle(view(spec=outbound_spec({"dataset": "users"})), NOW)
+    changed = outbound_spec({"dataset": "users"}, {"file": {"path": "exports/v2/users-{date}.csv"}})
+    decision = run_plan(view(spec=changed, status=status, generation=2))
+    (entry,) = decision.status["identityHistory"]
+    assert (entry["side"], entry["identity"]) == ("destination", "file 'exports/users-{date}.csv'")
+    assert [e.reason for e in decision.events if e.reason.endswith("Replaced")] == ["DestinationReplaced"]
+
+
+@pytest.mark.parametrize("source", [
+    {"salesforce": {"soql": "SELECT Id, Email FROM Contact"}},
+    {"salesforce": {"object": "Contact", "fields": ["Id", "Email"], "where": "IsActive = true"}},
+    {"file": {"path": "hr/users.csv"}},
+])
+def test_every_inbound_source_kind_has_an_identity_that_restores_it(source: dict[str, Any]) -> None:
+    status = run_plan(view(spec=inbound_spec(source=source))).status  # recorded even while a blocker stalls it
+    changed = inbound_spec(source={"file": {"path": "hr/other.csv"}})
+    decision = run_plan(view(spec=changed, status=status, generation=2))
+    (entry,) = decision.status["identityHistory"]
+    assert restored_source(changed, entry) == IntegrationSpec.model_validate(inbound_spec(source=source)).source
+
+
+def test_settings_that_keep_the_data_the_same_are_not_a_replacement() -> None:
+    status = settle(view(spec=inbound_spec()), NOW)
+    changed = inbound_spec(source={"file": {"path": "users.csv", "format": "jsonl", "delimiter": ";"}}, dryRun=True)
+    decision = run_plan(view(spec=changed, status=status, generation=2))
+    assert "identityHistory" not in decision.status
+    assert not [e for e in decision.events if e.reason.endswith("Replaced")]
+
+
+def test_identity_history_is_bounded_newest_first() -> None:
+    status: dict[str, Any] = {}
+    for generation in range(1, 14):
+        spec = outbound_spec({"dataset": "report", "reportId": f"r-{generation}"})
+        status = settle(view(spec=spec, status=status, generation=generation), NOW)
+    history = status["identityHistory"]
+    assert len(history) == IDENTITY_HISTORY_LIMIT
+    assert [h["identity"] for h in history[:2]] == ["walkme report 'r-12'", "walkme report 'r-11'"]
+
+
+def test_success_and_skip_record_last_success_time_and_failure_does_not() -> None:
+    status = settle(view(), NOW)
+    assert status["lastSuccessTime"] == "2026-11-25T10:07:00Z"
+    started = run_plan(view(spec=inbound_spec(dryRun=True), status=status, generation=2),
+                       now=NOW + timedelta(hours=1))
+    name = started.status["activeRun"]
+    failed = run_plan(view(spec=inbound_spec(dryRun=True), status=started.status, generation=2),
+                      jobs=[finished_job(name, "Failed")],
+                      pods={name: [pod_with(name, SyncResult(result="Failed", reason="SourceNotFound"))]},
+                      now=NOW + timedelta(hours=1))
+    assert failed.status["lastSuccessTime"] == "2026-11-25T10:07:00Z"
+
+
+def restored_source(spec: dict[str, Any], entry: dict[str, Any]) -> Any:
+    """The source after `kubectl patch --type merge -p <entry's restorePatch>` (merged as the dev cluster's
+    API server merges it; it must still validate)."""
+    return IntegrationSpec.model_validate(merge_patch({"spec": spec}, json.loads(entry["restorePatch"]))["spec"]).source

@@ -21,8 +21,9 @@ FILE_PROVIDERS: tuple[ProviderName, ...] = ("s3", "azureBlob")
 # Keys each provider reads from its Secret. A tuple inside the list means "any one of these sets".
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 S3_OPTIONAL_SECRET_KEYS = ("AWS_SESSION_TOKEN",)
-SALESFORCE_SECRET_KEY_SETS = (("clientId", "clientSecret"), ("clientId", "username", "password"))
-SALESFORCE_OPTIONAL_SECRET_KEYS = ("refreshToken", "securityToken", "clientId", "clientSecret")
+SALESFORCE_SECRET_KEY_SETS = (("clientId", "clientSecret"), ("clientId", "username", "password"),
+                              ("clientId", "username", "privateKey"))
+SALESFORCE_OPTIONAL_SECRET_KEYS = ("refreshToken", "securityToken", "clientId", "clientSecret", "privateKey")
 WALKME_SECRET_KEYS = ("clientId", "clientSecret")
 
 
@@ -97,12 +98,14 @@ class SalesforceProvider(ApiModel):
     login_url: str | None = Field(
         default=None, pattern=r"^https?://",
         description="OAuth login host: https://login.salesforce.com (production) or "
-        "https://test.salesforce.com (sandbox). Defaults to instanceUrl.",
+        "https://test.salesforce.com (sandbox), or a My Domain URL. Defaults to instanceUrl. The JWT bearer "
+        "flow signs for this host (a My Domain host: login, or test for *.sandbox.my.salesforce.com).",
     )
     api_version: str = Field(default="62.0", pattern=r"^\d+\.\d$", description="REST API version, e.g. 62.0.")
     auth: SecretAuth = Field(
-        description="Secret with the connected app's clientId and clientSecret (client credentials flow; add "
-        "refreshToken for the refresh token flow, or username, password and securityToken for the password flow).",
+        description="Secret with the connected app's clientId and: clientSecret (client credentials flow); "
+        "username and privateKey, the PEM key of the app's certificate (JWT bearer flow); clientSecret and "
+        "refreshToken (refresh token flow); or clientSecret, username, password and securityToken (password flow).",
     )
 
     @model_validator(mode="after")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -15,6 +15,7 @@ Direction = Literal["Inbound", "Outbound"]
 FieldType = Literal["string", "number", "boolean", "date"]
 RunResult = Literal["Running", "Succeeded", "Failed", "Skipped"]
 RunTrigger = Literal["Created", "SpecChanged", "Schedule", "Requested", "Retry"]
+MODSTAMP = "SystemModstamp"  # the Salesforce field incremental inbound reads filter and order on
 
 
 class FileSettings(ApiModel):
@@ -42,6 +43,18 @@ class SalesforceSource(ApiModel):
     object: str | None = Field(default=None, description="sObject to read, e.g. Contact (with fields).")
     fields: list[str] | None = Field(default=None, description="Fields of object to read.")
     where: str | None = Field(default=None, description="Optional SOQL WHERE clause used with object.")
+    since: str | None = Field(
+        default=None,
+        description="Read incrementally (with object and fields): lastRun reads only records whose SystemModstamp "
+        "is at or after the newest one the last successful run read (status.watermark; the first run reads all); "
+        "an RFC 3339 time reads records modified since then. Leave out to read every record on every run. "
+        "Annotate integrations.walkme.io/full-resync=<new value> to read everything once more.",
+    )
+
+    @field_validator("since")
+    @classmethod
+    def _since(cls, value: str | None) -> str | None:
+        return None if value is None else since_value(value)
 
     @model_validator(mode="after")
     def _soql_or_object(self) -> SalesforceSource:
@@ -49,13 +62,39 @@ class SalesforceSource(ApiModel):
             raise ValueError("salesforce: set either soql, or object with fields")
         if self.object and not self.fields:
             raise ValueError("salesforce.fields: list the fields to read from the object")
+        if self.soql and self.since:
+            raise ValueError("salesforce.since: set object and fields to read incrementally (the operator adds "
+                             "the SystemModstamp condition to that query); a soql query is read whole on every run")
         return self
 
-    def query(self) -> str:
+    def query(self, since: str | None = None) -> str:
+        """The SOQL to run; with ``since`` set on this source, SystemModstamp is selected too, and with a
+        ``since`` time given only records modified at or after it (whole seconds: >= re-reads the last second)."""
         if self.soql:
             return self.soql
-        where = f" WHERE {self.where}" if self.where else ""
-        return f"SELECT {', '.join(self.fields or [])} FROM {self.object}{where}"
+        fields = list(self.fields or [])
+        if self.since and MODSTAMP.lower() not in {f.lower() for f in fields}:
+            fields.append(MODSTAMP)
+        conditions = [self.where] if self.where else []
+        if since:
+            conditions = [f"({c})" for c in conditions] + [f"{MODSTAMP} >= {soql_datetime(since)}"]
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        return f"SELECT {', '.join(fields)} FROM {self.object}{where}"
+
+
+def since_value(value: str) -> str:
+    """``lastRun`` or an RFC 3339 time, else a ValueError naming the field."""
+    if value != "lastRun":
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as error:
+            raise ValueError(f"since: {value!r} is neither lastRun nor an RFC 3339 time") from error
+    return value
+
+
+def soql_datetime(value: str) -> str:
+    """An RFC 3339 time as a SOQL dateTime literal in UTC, e.g. 2026-11-26T06:00:00Z."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class SalesforceDestination(ApiModel):
@@ -92,12 +131,7 @@ class WalkMeSource(ApiModel):
     @field_validator("since")
     @classmethod
     def _since(cls, value: str) -> str:
-        if value != "lastRun":
-            try:
-                datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError as error:
-                raise ValueError(f"since: {value!r} is neither lastRun nor an RFC 3339 time") from error
-        return value
+        return since_value(value)
 
     @model_validator(mode="after")
     def _report_needs_id(self) -> WalkMeSource:
@@ -305,6 +339,9 @@ class RunRecord(ApiModel):
     )
     bytes: int = Field(default=0, description="Bytes read or written.")
     message: str = Field(default="", description="Outcome for humans; for failures, the reason.")
+    requested_at: str | None = Field(
+        default=None, description="Value of the requested-at annotation this run was started for, if any.",
+    )
 
 
 class LastResult(ApiModel):
@@ -314,6 +351,26 @@ class LastResult(ApiModel):
     reason: str = Field(description="CamelCase reason from the run, e.g. Synced or TooManyRejectedRows.")
     message: str = Field(default="", description="Counts or the failure, for humans.")
     dry_run: bool = Field(default=False, description="The run was a dry run and wrote nothing.")
+
+
+class SideIdentity(ApiModel):
+    """What a source or destination points at: the fields whose change makes it a different dataset or file."""
+
+    identity: str = Field(description="For humans, e.g. walkme report 'r-1' or file 'exports/users-{date}.csv'.")
+    restore_patch: str = Field(
+        description="A JSON merge patch that sets the spec back to this identity (kubectl patch --type merge -p).",
+    )
+
+
+class IdentityChange(ApiModel):
+    """A source or destination identity that a spec change replaced (newest first in status.identityHistory)."""
+
+    side: Literal["source", "destination"] = Field(description="Which side changed.")
+    identity: str = Field(description="The replaced identity, for humans.")
+    restore_patch: str = Field(description="A JSON merge patch that sets the spec back to the replaced identity.")
+    replaced_by: str = Field(description="The identity that replaced it.")
+    replaced_at: str = Field(json_schema_extra={"format": "date-time"}, description="When the operator saw the change.")
+    generation: int = Field(description="The Integration generation that brought the change.")
 
 
 class IntegrationStatus(ApiModel):
@@ -332,16 +389,37 @@ class IntegrationStatus(ApiModel):
     )
     active_run: str | None = Field(default=None, description="Name of the run in progress, if any.")
     last_handled_requested_at: str | None = Field(
-        default=None, description="Last value of the requested-at annotation that started a run.",
+        default=None,
+        description="Last value of the requested-at annotation whose run has finished (set with the run's "
+                    "result, so `kubectl wait --for=jsonpath` on it waits for the run you asked for).",
     )
     last_run_generation: int | None = Field(
         default=None, description="Generation whose spec the last created run used.",
     )
-    watermark: str | None = Field(default=None, description="Outbound cursor: data up to here was exported.")
+    watermark: str | None = Field(
+        default=None, description="Outbound cursor: data up to here was exported. Inbound from Salesforce with "
+        "since: the newest SystemModstamp read.",
+    )
+    last_handled_full_resync: str | None = Field(
+        default=None, description="Last value of the full-resync annotation that started a run without the "
+        "watermark and source fingerprint.",
+    )
     source_fingerprint: str | None = Field(
         default=None, description="Inbound: ETag of the last imported file; an unchanged file is skipped.",
     )
     last_result: LastResult | None = Field(default=None, description="Outcome of the last finished run.")
+    last_success_time: str | None = Field(
+        default=None, json_schema_extra={"format": "date-time"},
+        description="When the last Succeeded or Skipped run finished (feeds the overdue alert).",
+    )
+    source_identity: SideIdentity | None = Field(default=None, description="What spec.source points at now.")
+    destination_identity: SideIdentity | None = Field(
+        default=None, description="What spec.destination points at now.",
+    )
+    identity_history: list[IdentityChange] = Field(
+        default_factory=list,
+        description="Source and destination identities replaced by spec changes, newest first (at most 10).",
+    )
     runs: list[RunRecord] = Field(default_factory=list, description="Recent runs, newest first.")
 
 

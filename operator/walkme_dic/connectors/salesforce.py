@@ -1,199 +1,261 @@
-"""Salesforce client: OAuth login, the limits probe, SOQL queries and record writes.
+"""Salesforce client on simple-salesforce: OAuth login, the limits probe, SOQL paging and record writes.
 
-Plain ``requests`` against the documented REST endpoints rather than simple-salesforce: that
-library builds every URL as ``https://<host>``, so it cannot reach an ``http://`` instance such as
-the loopback fake the tests use, and it has no retry policy. Small writes use sObject
-Collections (200 records a call, ``allOrNone=false``); large ones use Bulk API 2.0
-(walkme_dic.connectors.salesforce_bulk). Messages never contain credential values.
+Every call to the org goes through simple-salesforce (``limits``, ``query``/``query_more``,
+sObject Collections through ``restful``, Bulk API 2.0 through ``bulk2``), over one
+``requests.Session`` whose adapter does what the library does not: urllib3 ``Retry`` for
+502/503/504 (honouring ``Retry-After``) and dropped connections, a retry of 403
+``REQUEST_LIMIT_EXCEEDED`` (a rejected call, safe to resend), a default timeout, and a call count.
+
+One thing is written by hand: the OAuth token request (``POST {loginUrl}/services/oauth2/token``).
+simple-salesforce 1.12 logs in only at ``https://{domain}.salesforce.com``, so a Connection's own
+``loginUrl`` (a proxy, an ``http://`` dev org) is out of its reach; it has no refresh-token grant;
+and it sends client credentials only to My Domain hosts. The JWT bearer assertion is signed here
+with PyJWT the way simple-salesforce signs it (RS256; iss, sub, aud, exp). simple-salesforce also
+builds every URL as ``https://<host>``: an ``http://`` instanceUrl or loginUrl is honoured by
+forwarding that one origin back to ``http`` in the session adapter.
+
+Small writes use sObject Collections (200 records a call, ``allOrNone=false``); large ones use Bulk
+API 2.0 (walkme_dic.connectors.salesforce_bulk). Messages never contain credential values.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from datetime import date, datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+import jwt
 import requests
-import urllib3
+from requests.adapters import HTTPAdapter
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession, SalesforceOperationError
+from urllib3.util.retry import Retry
 
 from walkme_dic.api.connection import SalesforceProvider
 from walkme_dic.connectors.base import ProbeResult, WriteReport
 from walkme_dic.errors import AuthenticationError, NotFoundError, PermanentError, TransientError, ValidationError
 
 COLLECTION_SIZE = 200
+# simple-salesforce holds a job's CSV in memory as parsed rows and strings (several times the file), so jobs are
+# cut at 10 MB, not at Salesforce's 100 MB upload limit: the 1M-record bench peaks at 170 MB RSS (378 MB with
+# 100 MB jobs) in 5 jobs and 24 API calls.
+BULK_JOB_BYTES = 10 * 1024 * 1024
 OPERATIONS = ("insert", "update", "upsert")
-RETRIABLE_STATUS = {502, 503, 504}
+RETRIABLE_STATUS = frozenset({502, 503, 504})
 SOQL_ERRORS = {"INVALID_FIELD", "MALFORMED_QUERY", "INVALID_TYPE", "INVALID_QUERY_FILTER_OPERATOR",
                "INVALID_QUERY_LOCATOR", "QUERY_TOO_COMPLICATED", "INVALID_OPERATION"}
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+TOKEN_PATH = "/services/oauth2/token"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One OAuth flow chosen from the Secret's keys: its name, the token form, and who logs in."""
+
+    flow: str
+    form: dict[str, str]
+    who: str
+
+
+def choose_grant(credentials: Mapping[str, str], login_url: str, *, now: datetime | None = None) -> Grant:
+    """JWT bearer (privateKey), refresh token, username-password, or client credentials, in that order."""
+    creds = {k: v for k, v in credentials.items() if v}
+    if not creds.get("clientId"):
+        raise AuthenticationError("the Salesforce Secret needs clientId (the connected app's consumer key); "
+                                  f"found keys: {', '.join(sorted(creds)) or 'none'}")
+    client_id = creds["clientId"]
+    app = f"clientId {client_id!r}"
+    form = {"client_id": client_id, **({"client_secret": creds["clientSecret"]} if creds.get("clientSecret") else {})}
+    if creds.get("privateKey"):
+        if not creds.get("username"):
+            raise AuthenticationError("the Salesforce Secret has privateKey (JWT bearer flow) but no username: "
+                                      "add the username of the user the connected app acts as")
+        expires = (now or datetime.now(UTC)) + timedelta(minutes=3)
+        claims = {"iss": client_id, "sub": creds["username"], "aud": jwt_audience(login_url),
+                  "exp": int(expires.timestamp())}
+        try:
+            assertion = jwt.encode(claims, creds["privateKey"], algorithm="RS256")
+        except (ValueError, TypeError, jwt.PyJWTError) as error:
+            raise AuthenticationError(f"the Salesforce Secret's privateKey is not a PEM RSA private key "
+                                      f"({type(error).__name__}); put the connected app's certificate key there") \
+                from None
+        return Grant("JWT bearer", {"grant_type": JWT_BEARER, "assertion": assertion},
+                     f"user {creds['username']!r} of {app}")
+    if creds.get("refreshToken"):
+        return Grant("refresh token", {**form, "grant_type": "refresh_token", "refresh_token": creds["refreshToken"]},
+                     app)
+    if creds.get("username"):
+        password = creds.get("password", "") + creds.get("securityToken", "")
+        return Grant("username-password", {**form, "grant_type": "password", "username": creds["username"],
+                                           "password": password}, f"user {creds['username']!r} of {app}")
+    if not creds.get("clientSecret"):
+        raise AuthenticationError("the Salesforce Secret needs clientSecret with clientId (client credentials), "
+                                  "privateKey and username (JWT bearer), refreshToken, or username and password")
+    return Grant("client credentials", {**form, "grant_type": "client_credentials"}, app)
+
+
+def jwt_audience(login_url: str) -> str:
+    """The JWT ``aud``: the login host itself for login/test.salesforce.com and custom hosts; for a My Domain
+    host, test.salesforce.com when it is a sandbox's (``*.sandbox.my.salesforce.com``), else login."""
+    host = urlsplit(login_url).hostname or ""
+    if host.endswith(".my.salesforce.com"):
+        return "https://test.salesforce.com" if ".sandbox." in host else "https://login.salesforce.com"
+    return login_url.rstrip("/")
+
+
+class _Retry(Retry):
+    """502/503/504 mean Salesforce did not run the call, so every method is retried on them; a dropped
+    read is retried only for idempotent methods (a POST may have been applied)."""
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        return super().is_retry("GET", status_code, has_retry_after)
+
+
+class SalesforceAdapter(HTTPAdapter):
+    """Retries, a default timeout, origin forwarding (``https://host`` → another origin) and a call count."""
+
+    def __init__(self, *, attempts: int, base_delay: float, timeout: float, forward: Mapping[str, str]) -> None:
+        self.attempts, self.base_delay, self.timeout = max(1, attempts), base_delay, timeout
+        self.forward = dict(forward)
+        self.calls = 0
+        super().__init__(max_retries=_Retry(
+            total=self.attempts - 1, status_forcelist=RETRIABLE_STATUS, backoff_factor=base_delay, backoff_max=60,
+            raise_on_status=False, respect_retry_after_header=True))
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs["timeout"] = kwargs.get("timeout") or self.timeout
+        request.url = self._forwarded(str(request.url))
+        counted = TOKEN_PATH not in request.url  # as Salesforce counts: token requests are free
+        for attempt in range(1, self.attempts + 1):
+            self.calls += counted
+            response = super().send(request, **kwargs)
+            if response.status_code != 403 or attempt == self.attempts or \
+                    b"REQUEST_LIMIT_EXCEEDED" not in response.content:
+                return response
+            response.close()
+            time.sleep(min(self.base_delay * 2 ** (attempt - 1), 60))
+        raise AssertionError("unreachable")
+
+    def _forwarded(self, url: str) -> str:
+        parts = urlsplit(url)
+        target = self.forward.get(f"{parts.scheme}://{parts.netloc}") or self.forward.get(f"{parts.scheme}://")
+        if not target:
+            return url
+        rest = parts.path + (f"?{parts.query}" if parts.query else "")
+        return target.rstrip("/") + rest
 
 
 class SalesforceClient:
-    """One org. ``api_calls`` counts REST calls (token requests excluded, as Salesforce does)."""
+    """One org. ``api_calls`` counts REST calls as sent (a REQUEST_LIMIT_EXCEEDED resend counts again; urllib3's
+    5xx retries below the adapter do not), token requests excluded as Salesforce does.
+
+    ``forward`` maps origins to others (``{"https://": "http://127.0.0.1:8080"}`` sends every call to a
+    loopback org); an ``http://`` instanceUrl or loginUrl is added to it automatically."""
 
     def __init__(self, spec: SalesforceProvider, credentials: Mapping[str, str], *, max_attempts: int = 5,
-                 retry_base_delay: float = 1.0, poll_interval: float = 2.0, bulk_timeout: float = 3600,
-                 bulk_max_bytes: int = 100 * 1024 * 1024, timeout: float = 120) -> None:
-        base = spec.instance_url or spec.login_url or ""
-        self.login_url = (spec.login_url or base).rstrip("/")
-        self.instance_url = base.rstrip("/")
-        self.data_path = f"/services/data/v{spec.api_version}"
+                 retry_base_delay: float = 1.0, poll_interval: float = 2.0,
+                 bulk_max_bytes: int = BULK_JOB_BYTES, timeout: float = 120,
+                 forward: Mapping[str, str] | None = None) -> None:
+        self.login_url = (spec.login_url or spec.instance_url or "").rstrip("/")
+        self.instance_url = (spec.instance_url or spec.login_url or "").rstrip("/")
+        self.api_version = spec.api_version
         self._credentials = dict(credentials)
-        self.client_id = self._credentials.get("clientId", "")
-        self.max_attempts = max(1, max_attempts)
-        self.retry_base_delay = retry_base_delay
         self.poll_interval = poll_interval
-        self.bulk_timeout = bulk_timeout
         self.bulk_max_bytes = bulk_max_bytes
-        self.timeout = timeout
+        self.adapter = SalesforceAdapter(attempts=max_attempts, base_delay=retry_base_delay, timeout=timeout,
+                                         forward=forward or {})
         self.session = requests.Session()
-        self.api_calls = 0
-        self._token: str | None = None
+        self.session.mount("https://", self.adapter)
+        self.session.mount("http://", self.adapter)
+        for url in (self.login_url, self.instance_url):
+            self._keep_plain_http(url)
+        self._sf: Salesforce | None = None
+        self.grant: Grant | None = None
+        self.identity: tuple[str, str] | None = None  # (org id, user id) from the token answer
+
+    @property
+    def api_calls(self) -> int:
+        return self.adapter.calls
+
+    def _keep_plain_http(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme == "http":
+            self.adapter.forward.setdefault(f"https://{parts.netloc}", f"http://{parts.netloc}")
 
     # ---- OAuth -------------------------------------------------------------------------------
 
-    def _grant(self) -> tuple[str, dict[str, str]]:
-        creds = self._credentials
-        if not creds.get("clientId"):
-            raise AuthenticationError("the Salesforce Secret needs clientId (and clientSecret) of a connected app; "
-                                      f"found keys: {', '.join(sorted(creds)) or 'none'}")
-        form = {"client_id": creds["clientId"]}
-        if creds.get("clientSecret"):
-            form["client_secret"] = creds["clientSecret"]
-        if creds.get("refreshToken"):
-            return "refresh token", {**form, "grant_type": "refresh_token", "refresh_token": creds["refreshToken"]}
-        if creds.get("username"):
-            password = creds.get("password", "") + creds.get("securityToken", "")
-            return "username-password", {**form, "grant_type": "password", "username": creds["username"],
-                                         "password": password}
-        if not creds.get("clientSecret"):
-            raise AuthenticationError("the Salesforce Secret needs clientSecret with clientId (client credentials), "
-                                      "refreshToken, or username and password")
-        return "client credentials", {**form, "grant_type": "client_credentials"}
-
-    def _login(self) -> str:
-        flow, form = self._grant()
-        url = f"{self.login_url}/services/oauth2/token"
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                response = self.session.post(url, data=form, timeout=self.timeout)
-            except requests.RequestException as error:
-                if attempt == self.max_attempts:
-                    raise TransientError(f"cannot reach the Salesforce login host {self.login_url}: "
-                                         f"{type(error).__name__}") from None
-                self._pause(attempt)
-                continue
-            if response.status_code in RETRIABLE_STATUS and attempt < self.max_attempts:
-                self._pause(attempt)
-                continue
-            break
+    def _login(self) -> Salesforce:
+        self.grant = grant = choose_grant(self._credentials, self.login_url)
+        try:
+            response = self.session.post(self.login_url + TOKEN_PATH, data=grant.form)
+        except requests.RequestException as error:
+            raise TransientError(f"cannot reach the Salesforce login host {self.login_url}: "
+                                 f"{type(error).__name__}") from None
         if response.status_code in RETRIABLE_STATUS:
             raise TransientError(f"the Salesforce login host {self.login_url} kept answering {response.status_code}")
         if response.status_code != 200:
             error, description = _oauth_error(response)
             raise AuthenticationError(
-                f"Salesforce refused the {flow} login for clientId {self.client_id!r} at {self.login_url}: "
+                f"Salesforce refused the {grant.flow} login for {grant.who} at {self.login_url}: "
                 f"{error} ({description}); check the keys of the Connection's Secret")
         body = response.json()
-        self._token = str(body["access_token"])
         self.instance_url = str(body.get("instance_url") or self.instance_url).rstrip("/")
-        return self._token
+        self._keep_plain_http(self.instance_url)
+        org, _, user = str(body.get("id", "")).rstrip("/").rpartition("/")
+        self.identity = (org.rpartition("/")[2], user) if org else None
+        self._sf = Salesforce(instance_url=self.instance_url, session_id=str(body["access_token"]),
+                              session=self.session, version=self.api_version)
+        return self._sf
 
-    # ---- HTTP with retries -------------------------------------------------------------------
-
-    def _send(self, method: str, path: str, *, headers: Mapping[str, str] | None = None,
-              **kwargs: Any) -> requests.Response:
-        """One logical call: retries REQUEST_LIMIT_EXCEEDED, 502/503/504 and connection errors with
-        exponential backoff; logs in again once when the session expired."""
-        if self._token is None:
-            self._login()
-        renewed = False
-        where = path.split("?", 1)[0]
-        for attempt in range(1, self.max_attempts + 1):
-            body = kwargs.get("data")
-            if hasattr(body, "seek"):
-                body.seek(0)  # a file re-sent on retry starts from the beginning
-            url = path if path.startswith("http") else self.instance_url + path
+    def call(self, what: str, action: Callable[[Salesforce], T], *, relogin: bool = True) -> T:
+        """``action`` on the logged-in org, with simple-salesforce's errors turned into DicErrors; an expired
+        session logs in again once (unless ``relogin`` is False: a call that must not run twice)."""
+        sf = self._sf or self._login()
+        try:
             try:
-                self.api_calls += 1
-                response = self.session.request(method, url, headers={
-                    **(headers or {}), "Authorization": f"Bearer {self._token}"}, timeout=self.timeout, **kwargs)
-            except requests.RequestException as error:
-                if attempt == self.max_attempts or not _safe_to_retry(method, error):
-                    raise TransientError(f"cannot reach Salesforce at {self.instance_url} for {method} {where}: "
-                                         f"{type(error).__name__}") from None
-                self._pause(attempt)
-                continue
-            if response.status_code == 401 and not renewed:
-                response.close()
-                renewed = True
-                self._login()
-                continue
-            if response.status_code == 401:
-                raise AuthenticationError(f"Salesforce rejected the session for {method} {where}: "
-                                          f"{_describe(response)}")
-            code = _error_code(response)
-            if response.status_code in RETRIABLE_STATUS or code == "REQUEST_LIMIT_EXCEEDED":
-                if attempt == self.max_attempts:
-                    raise TransientError(f"Salesforce kept answering {response.status_code} {code or ''} for "
-                                         f"{method} {where} after {attempt} attempts".replace("  ", " "),
-                                         reason="SalesforceThrottled" if code == "REQUEST_LIMIT_EXCEEDED"
-                                         else "SalesforceUnavailable")
-                response.close()  # a streamed body is not read; free the connection
-                self._pause(attempt)
-                continue
-            return response
-        raise TransientError(f"Salesforce did not answer {method} {where}")
-
-    def _pause(self, attempt: int) -> None:
-        time.sleep(min(self.retry_base_delay * 2 ** (attempt - 1), 60))
-
-    def _checked(self, response: requests.Response, what: str) -> requests.Response:
-        """The response when 2xx, else the matching DicError."""
-        if response.status_code < 300:
-            return response
-        code, message = _first_error(response)
-        if code in SOQL_ERRORS and what == "SOQL":
-            raise PermanentError(f"SOQL: {_soql_reason(message, code)}", reason="InvalidQuery")
-        if response.status_code == 404:
-            raise NotFoundError(f"{what}: Salesforce has no such resource ({code}: {message})")
-        if response.status_code == 403:
-            raise PermanentError(f"{what}: Salesforce denied access ({code}: {message}); check the integration "
-                                 "user's permissions", reason="AccessDenied")
-        if response.status_code >= 500:
-            raise TransientError(f"{what}: Salesforce answered {response.status_code} ({code}: {message})")
-        raise PermanentError(f"{what}: Salesforce answered {response.status_code} ({code}: {message})")
-
-    def request_json(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
-        return self._checked(self._send(method, path, **kwargs), what).json()
-
-    def request_json_or_empty(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
-        """Like request_json, for calls that may answer without a body (e.g. 201 Created, 204)."""
-        response = self._checked(self._send(method, path, **kwargs), what)
-        return response.json() if response.content else None
+                return action(sf)
+            except SalesforceExpiredSession:
+                if not relogin:
+                    raise
+                return action(self._login())
+        except SalesforceError as error:
+            raise _translate(error, what, self.adapter.attempts) from None
+        except SalesforceOperationError as error:
+            reason = str(error).removeprefix("Job failure. Response content: ")
+            raise PermanentError(f"{what}: the job did not complete: {reason}", reason="BulkJobFailed") from None
+        except requests.RequestException as error:
+            raise TransientError(f"cannot reach Salesforce at {self.instance_url} for {what}: "
+                                 f"{type(error).__name__}") from None
 
     # ---- probe and query ---------------------------------------------------------------------
 
     def probe(self) -> ProbeResult:
         self._login()
-        limits = self.request_json("GET", f"{self.data_path}/limits", "limits")
+        limits = self.call("limits", lambda sf: sf.limits())
         daily = limits.get("DailyApiRequests", {})
-        return ProbeResult(f"Salesforce org at {self.instance_url}: API requests remaining "
+        assert self.grant is not None
+        org, user = self.identity or ("?", "?")
+        return ProbeResult(f"Salesforce org {org} at {self.instance_url}: logged in with the {self.grant.flow} flow "
+                           f"as {self.grant.who} (user {user}); API requests remaining "
                            f"{daily.get('Remaining', '?')}/{daily.get('Max', '?')}")
 
     def query(self, soql: str) -> Iterator[dict[str, object]]:
         """Records of a SOQL query, page by page (nextRecordsUrl), without their ``attributes``."""
-        page = self.request_json("GET", f"{self.data_path}/query", "SOQL", params={"q": soql})
+        page = self.call("SOQL", lambda sf: sf.query(soql))
         while True:
             for record in page.get("records", []):
                 yield _strip_attributes(record)
             next_url = page.get("nextRecordsUrl")
             if page.get("done", True) or not next_url:
                 return
-            page = self.request_json("GET", next_url, "SOQL")
+            page = self.call("SOQL", lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True))
 
     # ---- writes ------------------------------------------------------------------------------
 
@@ -221,15 +283,14 @@ class SalesforceClient:
     def _write_collections(self, object_name: str, operation: str, records: list[dict[str, object]],
                            external_id_field: str | None) -> WriteReport:
         report = WriteReport()
-        path = f"{self.data_path}/composite/sobjects"
+        path = "composite/sobjects" + (f"/{object_name}/{external_id_field}" if operation == "upsert" else "")
         method = "POST" if operation == "insert" else "PATCH"
-        if operation == "upsert":
-            path += f"/{object_name}/{external_id_field}"
         for offset in range(0, len(records), COLLECTION_SIZE):
-            chunk = records[offset: offset + COLLECTION_SIZE]
             body = {"allOrNone": False, "records": [
-                {"attributes": {"type": object_name}, **{k: _json_value(v) for k, v in r.items()}} for r in chunk]}
-            results = self.request_json(method, path, f"{operation} {object_name}", json=body)
+                {"attributes": {"type": object_name}, **{k: _json_value(v) for k, v in r.items()}}
+                for r in records[offset: offset + COLLECTION_SIZE]]}
+            results = self.call(f"{operation} {object_name}",
+                                lambda sf, body=body: sf.restful(path, method=method, json=body)) or []
             for index, result in enumerate(results):
                 if result.get("success"):
                     report.written += 1
@@ -263,41 +324,30 @@ def _json_value(value: object) -> object:
     return value
 
 
-def _safe_to_retry(method: str, error: requests.RequestException) -> bool:
-    """A POST is retried only when the connection was never made (else it may have been applied)."""
-    if method != "POST" or isinstance(error, requests.ConnectTimeout):
-        return True
-    reason = getattr(error.args[0], "reason", None) if error.args else None
-    return isinstance(reason, urllib3.exceptions.NewConnectionError)
-
-
-def _errors(response: requests.Response) -> list[dict[str, Any]]:
-    with contextlib.suppress(ValueError):
-        body = response.json()
-        if isinstance(body, list):
-            return [e for e in body if isinstance(e, dict)]
-        if isinstance(body, dict):
-            return [body]
-    return []
-
-
-def _error_code(response: requests.Response) -> str | None:
-    if response.status_code < 400:
-        return None
-    errors = _errors(response)
-    return str(errors[0].get("errorCode")) if errors and errors[0].get("errorCode") else None
-
-
-def _first_error(response: requests.Response) -> tuple[str, str]:
-    errors = _errors(response)
-    if not errors:
-        return f"HTTP {response.status_code}", response.text[:300].strip() or response.reason
-    return str(errors[0].get("errorCode", "")), str(errors[0].get("message", "")).strip()
-
-
-def _describe(response: requests.Response) -> str:
-    code, message = _first_error(response)
-    return f"{code}: {message}"
+def _translate(error: SalesforceError, what: str, attempts: int) -> Exception:
+    """The DicError for a simple-salesforce error (its ``content`` is Salesforce's error list)."""
+    content = error.content
+    first = content[0] if isinstance(content, list) and content and isinstance(content[0], dict) else {}
+    code, message = str(first.get("errorCode", "")), str(first.get("message", content if not first else "")).strip()
+    status = error.status
+    if status == 401:
+        return AuthenticationError(f"{what}: Salesforce rejected the session ({code}: {message})")
+    if code in SOQL_ERRORS and what == "SOQL":
+        return PermanentError(f"SOQL: {_soql_reason(message, code)}", reason="InvalidQuery")
+    if code == "REQUEST_LIMIT_EXCEEDED":
+        return TransientError(f"{what}: Salesforce kept answering {status} REQUEST_LIMIT_EXCEEDED after {attempts} "
+                              f"attempts ({message})", reason="SalesforceThrottled")
+    if status == 404:
+        return NotFoundError(f"{what}: Salesforce has no such resource ({code}: {message})")
+    if status == 403:
+        return PermanentError(f"{what}: Salesforce denied access ({code}: {message}); check the integration "
+                              "user's permissions", reason="AccessDenied")
+    if status in RETRIABLE_STATUS:
+        return TransientError(f"{what}: Salesforce kept answering {status} ({code}: {message}) after {attempts} "
+                              "attempts", reason="SalesforceUnavailable")
+    if status >= 500:
+        return TransientError(f"{what}: Salesforce answered {status} ({code}: {message})")
+    return PermanentError(f"{what}: Salesforce answered {status} ({code}: {message})")
 
 
 def _soql_reason(message: str, code: str) -> str:

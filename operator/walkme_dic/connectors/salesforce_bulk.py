@@ -1,22 +1,22 @@
-"""Bulk API 2.0 ingest for SalesforceClient.write: CSV spooled to disk, one job per ≤ 100 MB.
+"""Bulk API 2.0 ingest for SalesforceClient.write: CSV spooled to disk, one job per ``bulk_max_bytes``.
 
 Records stream into a temporary CSV file; when the next row would pass ``bulk_max_bytes``
-(Salesforce accepts at most 100 MB of CSV per upload, and one upload per job) the file becomes
-one job: create, PUT the file, PATCH UploadComplete, poll until JobComplete / Failed / Aborted,
-then count successfulResults and read failedResults back. Failed rows are matched to their
-input index by a digest of the row's values (Salesforce returns results in no particular order),
-rescanning the spooled file, so memory holds only the failures, never the data.
+(Salesforce accepts at most 100 MB of CSV per upload, one upload per job; we cut at 10 MB, see
+salesforce.BULK_JOB_BYTES) the file is handed to simple-salesforce's ``bulk2`` (create the job, PUT
+the file, UploadComplete, poll to the end, abort on an error). The written count comes from the job's
+numbers; failedResults are downloaded to a file and matched to their input index by a digest of the
+row's values (Salesforce returns results in no particular order), rescanning the spooled file, so
+memory holds only the failures, never the data.
+simple-salesforce reads one job's file into memory to upload it (as rows, then as one string), so a
+job costs several times its size in memory.
 """
 
 from __future__ import annotations
 
-import codecs
-import contextlib
 import csv
 import hashlib
 import io
 import tempfile
-import time
 from array import array
 from collections.abc import Iterator
 from datetime import date, datetime
@@ -24,13 +24,11 @@ from typing import IO, TYPE_CHECKING, Any
 
 from walkme_dic.connectors.base import WriteReport
 from walkme_dic.connectors.salesforce import error_reason
-from walkme_dic.errors import PermanentError, TransientError
 
 if TYPE_CHECKING:
     from walkme_dic.connectors.salesforce import SalesforceClient
 
 CSV_NULL = "#N/A"  # Bulk API 2.0: set the field to null (an empty cell leaves it unchanged)
-FINISHED = ("JobComplete", "Failed", "Aborted")
 
 
 class BulkIngest:
@@ -71,67 +69,36 @@ class BulkIngest:
 
     def _submit(self, chunk: _Chunk) -> None:
         try:
+            chunk.file.flush()
             self._job(chunk)
         finally:
             chunk.file.close()
 
     def _job(self, chunk: _Chunk) -> None:
-        client, base = self.client, f"{self.client.data_path}/jobs/ingest"
+        """simple-salesforce creates the job, uploads the file, closes it and polls until it ends (aborting it
+        on an error); a job that ends Failed or Aborted raises. Then the failed rows are read back."""
         what = f"Bulk API {self.operation} {self.object_name}"
-        body: dict[str, Any] = {"object": self.object_name, "operation": self.operation, "contentType": "CSV",
-                                "lineEnding": "LF", "columnDelimiter": "COMMA"}
+        options: dict[str, Any] = {"csv_file": chunk.file.name, "wait": self.client.poll_interval}
         if self.operation == "upsert":
-            body["externalIdFieldName"] = self.external_id_field
-        job = client.request_json("POST", base, what, json=body)
-        job_id = job["id"]
-        try:
-            client.request_json_or_empty("PUT", f"{base}/{job_id}/batches", what, data=chunk.file,
-                                         headers={"Content-Type": "text/csv"})
-            client.request_json("PATCH", f"{base}/{job_id}", what, json={"state": "UploadComplete"})
-            job = self._wait(f"{base}/{job_id}", what)
-        except BaseException:
-            self._abort(f"{base}/{job_id}")
-            raise
-        if job["state"] != "JobComplete":
-            raise PermanentError(
-                f"{what}: job {job_id} ended {job['state']}: {job.get('errorMessage') or 'no reason given'} "
-                f"({job.get('numberRecordsProcessed', 0)} of {len(chunk.rows)} records processed, "
-                f"{job.get('numberRecordsFailed', 0)} failed)", reason="BulkJobFailed")
-        self.report.written += self._count(f"{base}/{job_id}/successfulResults", what)
-        self._failures(f"{base}/{job_id}/failedResults", what, chunk)
-
-    def _wait(self, path: str, what: str) -> dict[str, Any]:
-        deadline = time.monotonic() + self.client.bulk_timeout
-        delay = self.client.poll_interval
-        while True:
-            job = self.client.request_json("GET", path, what)
-            if job.get("state") in FINISHED:
-                return job
-            if time.monotonic() > deadline:
-                raise TransientError(f"{what}: job {job.get('id')} still {job.get('state')} after "
-                                     f"{self.client.bulk_timeout:.0f}s; it was aborted")
-            time.sleep(delay)
-            delay = min(delay * 1.5, self.client.poll_interval * 10)
-
-    def _abort(self, path: str) -> None:
-        with contextlib.suppress(Exception):  # best effort; the original error matters more
-            self.client.request_json_or_empty("PATCH", path, "abort", json={"state": "Aborted"})
+            options["external_id_field"] = self.external_id_field
+        jobs = self.client.call(what, lambda sf: getattr(getattr(sf.bulk2, self.object_name), self.operation)(
+            **options), relogin=False)
+        for job in jobs:
+            self.report.written += int(job["numberRecordsProcessed"]) - int(job["numberRecordsFailed"])
+            if int(job["numberRecordsFailed"]):
+                self._failures(str(job["job_id"]), what, chunk)
 
     # ---- results -----------------------------------------------------------------------------
 
-    def _rows(self, path: str, what: str) -> Iterator[dict[str, str]]:
-        response = self.client._checked(self.client._send("GET", path, stream=True), what)
-        with response:
-            yield from csv.DictReader(_text_lines(response.iter_content(64 * 1024)))
-
-    def _count(self, path: str, what: str) -> int:
-        return sum(1 for _ in self._rows(path, what))
-
-    def _failures(self, path: str, what: str, chunk: _Chunk) -> None:
+    def _failures(self, job_id: str, what: str, chunk: _Chunk) -> None:
         pending: dict[bytes, list[str]] = {}
-        for row in self._rows(path, what):
-            values = [row.get(column) or "" for column in self.columns]
-            pending.setdefault(_digest(values), []).append(_reason(row.get("sf__Error") or ""))
+        with tempfile.NamedTemporaryFile(prefix="walkme-dic-failed-", suffix=".csv") as failed:
+            self.client.call(what, lambda sf: getattr(sf.bulk2, self.object_name).get_failed_records(
+                job_id, file=failed.name))
+            with open(failed.name, encoding="utf-8-sig", newline="") as text:
+                for row in csv.DictReader(text):
+                    values = [row.get(column) or "" for column in self.columns]
+                    pending.setdefault(_digest(values), []).append(_reason(row.get("sf__Error") or ""))
         if not pending:
             return
         chunk.file.seek(0)
@@ -150,7 +117,7 @@ class _Chunk:
 
     def __init__(self, columns: list[str]) -> None:
         self.columns = columns
-        self.file: IO[bytes] = tempfile.TemporaryFile(prefix="walkme-dic-bulk-")  # noqa: SIM115
+        self.file: IO[bytes] = tempfile.NamedTemporaryFile(prefix="walkme-dic-bulk-", suffix=".csv")  # noqa: SIM115
         self.rows = array("q")
         self.size = self.file.write(_line(columns))
 
@@ -160,20 +127,6 @@ class _Chunk:
     def add(self, index: int, line: bytes) -> None:
         self.size += self.file.write(line)
         self.rows.append(index)
-
-
-def _text_lines(chunks: Iterator[bytes]) -> Iterator[str]:
-    """Lines with their endings, decoded incrementally (csv joins quoted fields that span lines)."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    pending = ""
-    for chunk in chunks:
-        pending += decoder.decode(chunk)
-        lines = pending.splitlines(keepends=True)
-        pending = lines.pop() if lines and not lines[-1].endswith(("\n", "\r")) else ""
-        yield from lines
-    pending += decoder.decode(b"", final=True)
-    if pending:
-        yield pending
 
 
 def _line(values: list[str]) -> bytes:

@@ -14,13 +14,20 @@ from walkme_dic import metrics, reasons
 from walkme_dic.api.common import GROUP, VERSION
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.conditions import find_condition
-from walkme_dic.connections import ProbeOutcome, connection_status, missing_secret_keys, probe_due
+from walkme_dic.connections import (
+    ProbeOutcome,
+    connection_status,
+    missing_secret_keys,
+    probe_due,
+    probe_timeout_message,
+    probing_status,
+)
 from walkme_dic.connectors import registry
 from walkme_dic.controllers.common import plain, read_secret, status_patch
 from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.integration import reconcile_integrations_using
 from walkme_dic.controllers.runtime import CONNECTIONS, Runtime
-from walkme_dic.errors import DicError
+from walkme_dic.errors import DicError, validation_message
 from walkme_dic.redaction import redact
 
 log = logging.getLogger("walkme_dic.connection")
@@ -41,7 +48,10 @@ async def connection_event(
     type: str | None, namespace: str, name: str, memo: Runtime, **kwargs: Any,
 ) -> None:
     memo.bind_indexes(kwargs)
-    if type != "DELETED":
+    if type == "DELETED":
+        async with memo.locks[("Connection", namespace, name)]:  # after a reconcile in flight, which sets them
+            metrics.forget_connection(namespace, name)
+    else:
         await reconcile_connection(memo, namespace, name)
 
 
@@ -80,11 +90,12 @@ async def reconcile_connection(memo: Runtime, namespace: str, name: str, *, forc
 async def _reconcile(memo: Runtime, body: dict[str, Any], *, force: bool) -> None:
     meta, status = body["metadata"], body.get("status") or {}
     namespace, generation = meta["namespace"], int(meta.get("generation") or 1)
+    _export_ready(meta, status)  # also when no probe is due: a restarted operator exports it at once
     now = datetime.now(UTC)
     try:
         spec = ConnectionSpec.model_validate(body.get("spec") or {})
     except ValidationError as error:
-        outcome = ProbeOutcome(False, reasons.INVALID_SPEC, _first_error(error))
+        outcome = ProbeOutcome(False, reasons.INVALID_SPEC, validation_message(error))
         new = connection_status(None, outcome, previous=status, generation=generation, secret_version=None,
                                 now=now, stalled=True)
         await _write(memo, body, {**new, "lastProbeTime": status.get("lastProbeTime")})
@@ -92,9 +103,12 @@ async def _reconcile(memo: Runtime, body: dict[str, Any], *, force: bool) -> Non
     secret_version = _indexed_secret_version(memo, namespace, spec.secret_name)
     if not force and not probe_due(spec, status, generation, secret_version, now):
         return
+    probing = probing_status(spec, previous=status, generation=generation, now=now)
+    if probing is not None:
+        body = {**body, "status": await _write(memo, body, probing)}
     outcome, secret_version = await probe(memo, namespace, spec)
     metrics.PROBES.labels(spec.provider, outcome.reason).inc()
-    new = connection_status(spec, outcome, previous=status, generation=generation,
+    new = connection_status(spec, outcome, previous=body.get("status") or {}, generation=generation,
                             secret_version=secret_version, now=now)
     await _write(memo, body, new)
 
@@ -128,32 +142,35 @@ async def probe(memo: Runtime, namespace: str, spec: ConnectionSpec) -> tuple[Pr
         return ProbeOutcome(False, reason, redact(error.message, credentials.values())), version
     except TimeoutError:
         return ProbeOutcome(False, reasons.PROBE_FAILED,
-                            f"probe timed out after {memo.config.probe_timeout_seconds:.0f}s"), version
+                            probe_timeout_message(spec, memo.config.probe_timeout_seconds)), version
     except Exception as error:  # an SDK error we did not map: still say something useful
         return ProbeOutcome(False, reasons.PROBE_FAILED,
                             redact(f"{type(error).__name__}: {error}", credentials.values())), version
     return ProbeOutcome(True, reasons.PROBED, result.message), version
 
 
-async def _write(memo: Runtime, body: dict[str, Any], new: dict[str, Any]) -> None:
+async def _write(memo: Runtime, body: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Write status ``new`` (when it differs) and return it; a Ready transition posts one Event."""
     old = body.get("status") or {}
     new = {k: v for k, v in new.items() if v is not None}
-    if new == old:
-        return
     meta = body["metadata"]
+    ready = _export_ready(meta, new)
+    if new == old:
+        return new
     written = await memo.client.patch(CONNECTIONS, meta["namespace"], meta["name"], status_patch(old, new),
                                       status=True)
     memo.written[("Connection", meta["namespace"], meta["name"])] = written
     condition = find_condition(new.get("conditions"), "Ready") or {}
     before = find_condition(old.get("conditions"), "Ready") or {}
-    ready = condition.get("status") == "True"
-    metrics.READY.labels("Connection", meta["namespace"], meta["name"]).set(1 if ready else 0)
     if (condition.get("status"), condition.get("reason")) != (before.get("status"), before.get("reason")):
-        await emit(memo.client, body, "Normal" if ready else "Warning", condition["reason"], condition["message"])
+        if condition.get("status") != "Unknown":  # Probing is progress, not news: the answer gets the Event
+            await emit(memo.client, body, "Normal" if ready else "Warning", condition["reason"],
+                       condition["message"])
         await reconcile_integrations_using(memo, meta["namespace"], meta["name"])
+    return new
 
 
-def _first_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return f"spec.{where}: {first['msg']}" if where else f"spec: {first['msg']}"
+def _export_ready(meta: dict[str, Any], status: dict[str, Any]) -> bool:
+    ready = (find_condition(status.get("conditions"), "Ready") or {}).get("status") == "True"
+    metrics.CONNECTION_READY.labels(meta["namespace"], meta["name"]).set(1 if ready else 0)
+    return ready

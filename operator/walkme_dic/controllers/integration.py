@@ -6,6 +6,7 @@ from the informer indexes, creates the Job it asks for, writes status and emits 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -50,7 +51,10 @@ def pod_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
 @kopf.on.event(GROUP, VERSION, "integrations")
 async def integration_event(type: str | None, namespace: str, name: str, memo: Runtime, **kwargs: Any) -> None:
     memo.bind_indexes(kwargs)
-    if type != "DELETED":
+    if type == "DELETED":
+        async with memo.locks[("Integration", namespace, name)]:  # after a reconcile in flight, which sets them
+            metrics.forget_integration(namespace, name)
+    else:
         await reconcile_integration(memo, namespace, name)
 
 
@@ -156,6 +160,7 @@ def connection_view(memo: Runtime, namespace: str, name: str) -> ConnectionView:
         name=name, exists=True, spec=spec,
         ready=ready.get("status") == "True" and current and spec is not None,
         message=ready.get("message", "") if current else "waiting for the first probe of its current spec",
+        probing=not current or ready.get("status", "Unknown") == "Unknown",
     )
 
 
@@ -180,12 +185,13 @@ async def apply(memo: Runtime, body: dict[str, Any], decision: Decision) -> None
         await memo.client.delete(JOBS, namespace, job)
     for event in decision.events:
         await emit(memo.client, body, event.type, event.reason, event.message)
+    gauges = await asyncio.to_thread(  # a schedule seen for the first time costs ~0.5 s of cron arithmetic
+        metrics.integration_gauges, body.get("spec") or {}, decision.status, meta.get("creationTimestamp"))
+    metrics.observe_integration(namespace, name, gauges)
     if decision.finished is not None:
         result = decision.finished.result
-        metrics.RUNS.labels(namespace, result.result).inc()
-        metrics.RUN_DURATION.labels(namespace).observe(decision.finished.seconds)
-        for kind, value in (("read", result.rows_read), ("written", result.rows_written),
-                            ("rejected", result.rows_rejected)):
-            metrics.ROWS.labels(namespace, kind).inc(value)
-    ready = find_condition(decision.status.get("conditions"), "Ready") or {}
-    metrics.READY.labels("Integration", namespace, name).set(1 if ready.get("status") == "True" else 0)
+        metrics.RUNS.labels(namespace, name, result.result).inc()
+        metrics.RUN_DURATION.labels(namespace, name).observe(decision.finished.seconds)
+        for outcome, value in (("read", result.rows_read), ("written", result.rows_written),
+                               ("rejected", result.rows_rejected)):
+            metrics.ROWS.labels(namespace, name, outcome).inc(value)

@@ -35,7 +35,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) ->
     settings.networking.request_timeout = 60
     settings.execution.max_workers = 8
     if memo.config.metrics_port:
-        start_http_server(memo.config.metrics_port)
+        memo.metrics_server, _ = start_http_server(memo.config.metrics_port, addr=memo.config.metrics_address)
     memo.resync_task = asyncio.create_task(resync_forever(memo))
 
 
@@ -46,6 +46,9 @@ async def shutdown(memo: Runtime, **_: Any) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await memo.resync_task
     await memo.client.close()
+    if memo.metrics_server is not None:  # a restarted operator in the same process binds the port again
+        memo.metrics_server.shutdown()
+        memo.metrics_server.server_close()
 
 
 @kopf.on.login()

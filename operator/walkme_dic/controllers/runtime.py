@@ -6,6 +6,7 @@ import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import kopf
 
@@ -26,6 +27,7 @@ class OperatorConfig:
     resync_seconds: float = 30.0
     probe_timeout_seconds: float = 30.0
     metrics_port: int | None = 8000
+    metrics_address: str = "0.0.0.0"  # in a Pod the Service reaches it; tests pass 127.0.0.1
     liveness: str | None = None
 
 
@@ -41,6 +43,7 @@ class Runtime:
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
     resync_task: asyncio.Task[None] | None = None
     kopf_login: Login | None = None  # the credentials last handed to kopf
+    metrics_server: WSGIServer | None = None
 
     @classmethod
     def create(cls, config: OperatorConfig) -> Runtime:

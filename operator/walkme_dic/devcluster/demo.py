@@ -198,8 +198,10 @@ class Demo:
 
 
 def format_table(table: dict[str, Any]) -> str:
-    headers = [c["name"].upper() for c in table["columnDefinitions"]]
-    rows = [[str(cell) for cell in row["cells"]] for row in table["rows"]]
+    """As plain `kubectl get` prints it: priority-0 columns only (the rest is `-o wide`)."""
+    shown = [i for i, c in enumerate(table["columnDefinitions"]) if not c.get("priority")]
+    headers = [table["columnDefinitions"][i]["name"].upper() for i in shown]
+    rows = [[str(row["cells"][i]) for i in shown] for row in table["rows"]]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["   ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]

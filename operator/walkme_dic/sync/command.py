@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from walkme_dic.api.run import SyncRequest, SyncResult
+from walkme_dic.errors import validation_message
 from walkme_dic.jobs.manifest import REQUEST_ENV
 from walkme_dic.redaction import redact
 from walkme_dic.sync.credentials import load_credentials
@@ -50,8 +51,9 @@ def main(argv: list[str]) -> int:
         text = args.request.read_text() if args.request else os.environ[REQUEST_ENV]
         request = SyncRequest.model_validate_json(text)
     except (OSError, KeyError, ValidationError, ValueError) as error:
-        message = redact(f"the sync request is missing or invalid: {type(error).__name__}: {error}",
-                         credentials.values())
+        detail = validation_message(error, root="request") if isinstance(error, ValidationError) \
+            else f"{type(error).__name__}: {error}"
+        message = redact(f"the sync request is missing or invalid: {detail}", credentials.values())
         emit({"level": "error", "msg": message})
         write_result(args.result, SyncResult(result="Failed", reason="InvalidRequest", message=message[:2000]))
         return 2

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from walkme_dic.api.integration import FileSettings, IntegrationSpec
+from walkme_dic.api.integration import MODSTAMP, FileSettings, IntegrationSpec
 from walkme_dic.api.run import RejectedRow, SyncRequest, SyncResult
 from walkme_dic.connectors.base import FileStore
 from walkme_dic.connectors.registry import open_file_store
@@ -157,10 +157,11 @@ class Inbound:
             if self.spec.dry_run:
                 tally.written = tally.read - tally.rejected
                 return self._result("Succeeded", "DryRun", tally, size, fingerprint, "dry run: nothing written")
-            kept = self._users_kept(source_keys)
+            kept = None if self.source.incremental else self._users_kept(source_keys)
         self._send(tally, fingerprint)
         result = self._result("Succeeded", "Synced", tally, size, fingerprint, "")
         result.users_kept = kept
+        result.watermark = self.source.watermark
         return result
 
     def _validate(self, fingerprint: str | None, keys: SpooledKeys) -> tuple[Tally, int]:
@@ -224,6 +225,9 @@ class Inbound:
 class FileSource:
     """A CSV / JSON-lines object in S3 or Azure Blob; its ETag is the fingerprint."""
 
+    incremental = False
+    watermark: str | None = None
+
     def __init__(self, request: SyncRequest, credentials: CredentialSet) -> None:
         assert request.spec.source.file is not None
         self.file: FileSettings = request.spec.source.file
@@ -243,7 +247,9 @@ class FileSource:
 
 
 class SalesforceSource:
-    """A SOQL query (paged by the client); a query has no fingerprint, so every run reads it."""
+    """A SOQL query (paged by the client); a query has no fingerprint, so every run reads it. With ``since``
+    only records changed at or after it (SystemModstamp) are read, and the newest SystemModstamp read
+    becomes the watermark the next ``lastRun`` starts from."""
 
     def __init__(self, request: SyncRequest, credentials: CredentialSet) -> None:
         from walkme_dic.connectors.salesforce import SalesforceClient
@@ -252,7 +258,10 @@ class SalesforceSource:
         provider = request.connection.salesforce
         if source is None or provider is None:
             raise PermanentError("spec.source.salesforce needs a salesforce Connection", reason="InvalidSpec")
-        self.soql = source.query()
+        self.incremental = source.since is not None
+        self.soql = source.query(request.state.watermark if source.since == "lastRun" else source.since)
+        self.selected_modstamp = MODSTAMP.lower() in {f.lower() for f in source.fields or []}
+        self.watermark: str | None = None
         self.client = SalesforceClient(provider, credentials.role("external"))
         self.name = "the Salesforce query"
 
@@ -260,8 +269,25 @@ class SalesforceSource:
         return None
 
     def rows(self, fingerprint: str | None, required: list[str]) -> tuple[Iterator[Row | Rejected], CountingReader]:
-        records = (Row(number, dict(record)) for number, record in enumerate(self.client.query(self.soql), start=1))
+        records = (Row(number, self._stamped(dict(record)))
+                   for number, record in enumerate(self.client.query(self.soql), start=1))
         return records, CountingReader(io.BytesIO())
+
+    def _stamped(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record (without SystemModstamp unless the spec selects it); its stamp moves the watermark."""
+        if self.incremental:
+            stamp = record.get(MODSTAMP) if self.selected_modstamp else record.pop(MODSTAMP, None)
+            if stamp:
+                self.watermark = later(self.watermark, str(stamp))
+        return record
+
+
+def later(watermark: str | None, stamp: str) -> str:
+    """The later of a watermark and a Salesforce dateTime (``…000+0000``), as RFC 3339 UTC with milliseconds."""
+    moment = datetime.fromisoformat(stamp).astimezone(UTC)
+    if watermark is not None:
+        moment = max(moment, datetime.fromisoformat(watermark.replace("Z", "+00:00")))
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class Outbound:

@@ -1,0 +1,81 @@
+"""Report history: what a source or destination points at, and the record kept when a spec change replaces it.
+
+WalkMe's Data Integration Center warns that an Insights report replaced in an integration cannot be
+recovered. Here the identity of each side (the saved report id, the dataset, the file path template,
+the SOQL query or object) is kept in status; when a spec change replaces it, the old one moves to
+status.identityHistory (newest first, bounded) with a JSON merge patch that sets the spec back,
+and an Event says so. Pure functions: integrations.plan() calls track_identities().
+
+kopf's stored diff is not reliable (it lives in an annotation that other tools may drop), so the
+previous identity is read from status.sourceIdentity / status.destinationIdentity instead.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from walkme_dic.api.integration import Destination, IntegrationSpec, Source
+from walkme_dic.conditions import rfc3339
+
+IDENTITY_HISTORY_LIMIT = 10
+SIDES = ("file", "salesforce", "walkme")
+# The fields that make a side point at different data; other settings (format, batch size, ...) do not.
+IDENTITY_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("source", "file"): ("path",),
+    ("source", "salesforce"): ("soql", "object", "fields", "where"),
+    ("source", "walkme"): ("dataset", "report_id"),
+    ("destination", "file"): ("path",),
+    ("destination", "salesforce"): ("object", "external_id_field"),
+    ("destination", "walkme"): ("user_id_property", "system", "environment"),
+}
+
+
+def side_identity(side: str, block: Source | Destination) -> dict[str, str]:
+    """{identity, restorePatch} of one side, as status.sourceIdentity / destinationIdentity hold it."""
+    kind = block.kind
+    settings = getattr(block, kind)
+    fields = IDENTITY_FIELDS[(side, kind)]
+    values = settings.model_dump(by_alias=True, include=set(fields))
+    patch = {"spec": {side: {**{other: None for other in SIDES if other != kind}, kind: values}}}
+    return {"identity": describe(side, kind, settings), "restorePatch": json.dumps(patch, separators=(",", ":"))}
+
+
+def describe(side: str, kind: str, settings: Any) -> str:
+    if kind == "file":
+        return f"file {settings.path!r}"
+    if kind == "salesforce":
+        if side == "source":
+            return f"salesforce query {settings.query()!r}"
+        return f"salesforce object {settings.object!r}" + (
+            f" by {settings.external_id_field!r}" if settings.external_id_field else "")
+    if side == "source":
+        return f"walkme report {settings.report_id!r}" if settings.dataset == "report" else \
+            f"walkme dataset {settings.dataset!r}"
+    where = "".join(f" {k} {v!r}" for k, v in (("system", settings.system), ("environment", settings.environment))
+                    if v)
+    return f"walkme user attributes by {settings.user_id_property!r}{where}"
+
+
+def track_identities(
+    status: dict[str, Any], spec: IntegrationSpec, name: str, namespace: str, generation: int, now: datetime,
+) -> list[tuple[str, str]]:
+    """Update status' identities; return (side, Event message) for each side a spec change replaced."""
+    changes = []
+    for side, block in (("source", spec.source), ("destination", spec.destination)):
+        key = f"{side}Identity"
+        current = side_identity(side, block)
+        previous = status.get(key)
+        status[key] = current
+        if not previous or previous["identity"] == current["identity"]:
+            continue
+        history: list[dict[str, Any]] = status.setdefault("identityHistory", [])
+        history.insert(0, {"side": side, "identity": previous["identity"], "restorePatch": previous["restorePatch"],
+                           "replacedBy": current["identity"], "replacedAt": rfc3339(now), "generation": generation})
+        del history[IDENTITY_HISTORY_LIMIT:]
+        changes.append((side, (
+            f"spec.{side} changed from {previous['identity']} to {current['identity']}; the previous one is kept "
+            f"in status.identityHistory. To go back: kubectl patch wmint {name} -n {namespace} --type merge "
+            f"-p '{previous['restorePatch']}'")))
+    return changes

@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.walkme",
     "tests.fixtures.salesforce",
     "tests.fixtures.cluster",
+    "tests.fixtures.pki",
 ]

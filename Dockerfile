@@ -4,14 +4,12 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# ---- builder: wheels of the project and every dependency (compilers live only here) ----------
+# ---- builder: wheels of the project and every dependency ----------------------------------------
+# Every dependency ships binary wheels for linux amd64/arm64, so no compiler (and no apt) is needed.
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential \
- && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
@@ -34,7 +32,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TMPDIR=/tmp
 # The wheels are bind-mounted from the builder, installed offline, and never stored in a layer.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    python -m pip install --no-index --find-links=/wheels walkme-dic \
+    python -m pip install --no-index --find-links=/wheels "walkme-dic==${VERSION}" \
  && rm -rf /root/.cache \
  && walkme-dic --help > /dev/null \
  && python -c "import walkme_dic.controllers.run"

@@ -21,6 +21,19 @@ fi
 
 echo "== ruff" >&2
 ruff check operator tests bench
+echo "== hadolint (Dockerfile)" >&2
+hadolint Dockerfile
+# The runtime-contract test (tests/e2e/test_runtime_contract.py) runs the operator and a sync as
+# uid 65532 on a read-only root with bubblewrap.
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    echo "== installing bubblewrap" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+  else
+    echo "bubblewrap is missing: sudo apt-get update && sudo apt-get install -y bubblewrap" >&2
+    exit 1
+  fi
+fi
 echo "== generated files (crds/, docs/api.md)" >&2
 walkme-dic crds --check
 echo "== pytest" >&2

@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.walkme",
     "tests.fixtures.salesforce",
     "tests.fixtures.cluster",
+    "tests.fixtures.pki",
 ]

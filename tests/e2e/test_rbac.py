@@ -7,6 +7,7 @@ compared with the ClusterRole `helm template` renders with default values.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
 
@@ -14,18 +15,20 @@ import yaml
 
 from tests.e2e.test_flows import inbound, put
 from tests.fakes.walkme import FakeWalkMe
-from tests.operator.helpers import OperatorHandle
+from tests.operator.helpers import OperatorHandle, Replicas, eventually
 from tests.operator.test_operator import apply_connections, finished_runs
+from tests.operator.test_standby import held_by
 from walkme_dic.controllers.runtime import OPERATOR_USER_AGENT
 from walkme_dic.devcluster.cluster import DevCluster
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "walkme-dic"
 
 
-def granted(helm_binary: Path) -> set[tuple[str, str, str]]:
+def granted(helm_binary: Path, kind: str = "ClusterRole", name_suffix: str = "") -> set[tuple[str, str, str]]:
     rendered = subprocess.run([str(helm_binary), "template", "dic", str(CHART)], capture_output=True, text=True,
                               check=True).stdout
-    roles = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ClusterRole"]
+    roles = [d for d in yaml.safe_load_all(rendered)
+             if d and d["kind"] == kind and d["metadata"]["name"].endswith(name_suffix)]
     return {(group, resource, verb) for role in roles for rule in role["rules"]
             for group in rule.get("apiGroups", []) for resource in rule.get("resources", [])
             for verb in rule.get("verbs", [])}
@@ -47,3 +50,20 @@ async def test_operator_uses_only_what_the_chart_grants_and_the_chart_grants_onl
     # Deleting Jobs happens only when runs leave the history; this flow keeps every run.
     allowed_unused = {("batch", "jobs", "delete")}
     assert unused <= allowed_unused, f"granted but never used in a full flow: {sorted(unused - allowed_unused)}"
+
+
+async def test_leader_election_uses_exactly_what_its_role_grants(
+    cluster: DevCluster, kubelet: object, replicas: Replicas, helm_binary: Path,
+) -> None:
+    """Take, renew, stand by, release and take over the Lease; compare with the chart's leader-election Role."""
+    first = replicas.start()
+    await eventually(lambda: held_by(cluster, first.pid))
+    second = replicas.start()
+    await asyncio.sleep(3)  # a renewal by the leader, a look by the standby
+    first.terminate()
+    await asyncio.to_thread(first.wait, 30)
+    await eventually(lambda: held_by(cluster, second.pid))
+    used = {(call.group, call.resource, call.verb) for call in cluster.api.calls
+            if call.user_agent.startswith(OPERATOR_USER_AGENT) and "leader-election" in call.user_agent}
+    assert used == granted(helm_binary, "Role", "-leader-election") == {
+        ("coordination.k8s.io", "leases", verb) for verb in ("get", "create", "update")}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,17 +15,20 @@ from walkme_dic.controllers.run import OperatorThread
 from walkme_dic.controllers.runtime import OperatorConfig
 from walkme_dic.devcluster.cluster import DevCluster
 from walkme_dic.jobs.manifest import JobImage
+from walkme_dic.kube import ClusterAccess
 
 API = "integrations.walkme.io/v1alpha1"
 NS = "team-a"
+LEASE_NS = "walkme-dic"
 
 
 class OperatorHandle:
     """The real operator (kopf + our handlers) in its own thread; stop() and start() again to restart it."""
 
-    def __init__(self, cluster: DevCluster, resync_seconds: float = 0.5, metrics_port: int | None = None) -> None:
+    def __init__(self, cluster: DevCluster, resync_seconds: float = 0.5, metrics_port: int | None = None,
+                 access: ClusterAccess | None = None) -> None:
         self.cluster = cluster
-        self.config = OperatorConfig(access=cluster.access, image=JobImage("walkme-dic:test"),
+        self.config = OperatorConfig(access=access or cluster.access, image=JobImage("walkme-dic:test"),
                                      resync_seconds=resync_seconds, metrics_port=metrics_port,
                                      metrics_address="127.0.0.1", probe_timeout_seconds=10)
         self._thread: OperatorThread | None = None
@@ -39,6 +44,32 @@ class OperatorHandle:
     async def restart(self) -> None:
         await self.stop()
         await self.start()
+
+
+class Replicas:
+    """Operator processes started with leader election, each with its log file."""
+
+    def __init__(self, kubeconfig: Path, logs: Path) -> None:
+        self.kubeconfig, self.logs = kubeconfig, logs
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, liveness: str = "") -> subprocess.Popen[bytes]:
+        log = (self.logs / f"replica-{len(self.processes)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "walkme_dic", "operator", "--kubeconfig", str(self.kubeconfig),
+             "--leader-elect", "--leader-elect-namespace", LEASE_NS, "--metrics-port", "0", "--liveness", liveness,
+             "--resync", "1", "--log-format", "plain"],
+            stdout=subprocess.DEVNULL, stderr=log, env={**os.environ})
+        log.close()
+        self.processes.append(process)
+        return process
+
+    async def stop_all(self) -> None:
+        """SIGTERM each; wait off the event loop, which serves the dev API they release the Lease through."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+                await asyncio.to_thread(process.wait, 30)
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, interval: float = 0.2) -> Any:

@@ -97,7 +97,8 @@ def test_default_values_satisfy_the_values_schema() -> None:
     ("setting", "complaint"),
     [
         ("replicaCount=abc", "/replicaCount"),
-        ("replicaCount=2", "/replicaCount"),  # standalone kopf: a second replica would reconcile twice
+        ("replicaCount=-1", "/replicaCount"),
+        ("leaderElection.leaseDuration=2", "/leaderElection/leaseDuration"),
         ("watchNamespaces[0]=Team_A", "/watchNamespaces/0"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("operator.logFormat=xml", "/operator/logFormat"),
@@ -161,8 +162,9 @@ def test_deployment_is_non_root_read_only_and_unprivileged(helm_binary: Path, tm
 
 def test_deployment_probes_kopf_liveness_endpoint(helm_binary: Path, tmp_path: Path) -> None:
     deployment = the_deployment(render(helm_binary, tmp_path, {}))
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
     assert {"name": "health", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
@@ -176,7 +178,7 @@ def test_deployment_args_and_env_follow_values(helm_binary: Path, tmp_path: Path
     assert container["args"][0] == "operator"
     assert not any(a.startswith("--namespace") for a in container["args"])  # all namespaces
     assert "--metrics-port=8000" in container["args"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["WALKME_DIC_JOB_IMAGE"] == container["image"]  # one image for operator and Jobs
 
     (container,) = the_deployment(render(helm_binary, tmp_path, VALUE_SETS["watch-namespaces"])
@@ -190,7 +192,7 @@ def test_deployment_args_and_env_follow_values(helm_binary: Path, tmp_path: Path
     (container,) = pod["containers"]
     assert container["image"] == "registry.example.com/dic/walkme-dic:0.1.0-rc1"
     assert container["imagePullPolicy"] == "Always"
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["WALKME_DIC_JOB_IMAGE"] == "registry.example.com/dic/walkme-dic@sha256:" + "ab" * 32
     assert container["resources"] == VALUE_SETS["custom"]["resources"]
     assert pod["nodeSelector"] == VALUE_SETS["custom"]["nodeSelector"]
@@ -212,7 +214,8 @@ def test_rbac_has_no_wildcards_and_only_the_verbs_the_operator_uses(
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[field], f"{role['kind']}/{role['metadata']['name']}: wildcard in {field}"
-            assert set(rule["verbs"]) <= ALLOWED_VERBS, rule
+            renews = {"update"} if rule["resources"] == ["leases"] else set()  # leader election's Lease
+            assert set(rule["verbs"]) <= ALLOWED_VERBS | renews, rule
             assert "nonResourceURLs" not in rule and "resourceNames" not in rule
             if "secrets" in rule["resources"]:
                 assert set(rule["verbs"]) <= {"get", "list", "watch"}, "secrets are read, never written"
@@ -244,9 +247,17 @@ CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "wat
 NAMESPACE_READ = {("", "namespaces"): {"list", "watch"}}
 
 
+LEASE_GRANTS = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+
+
+def leader_election_role(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (role,) = [r for r in of_kind(objects, "Role") if r["metadata"]["name"].endswith("-leader-election")]
+    return role
+
+
 def test_all_namespaces_gets_one_cluster_role(helm_binary: Path, tmp_path: Path) -> None:
     objects = render(helm_binary, tmp_path, {})
-    assert of_kind(objects, "Role") == [] and of_kind(objects, "RoleBinding") == []
+    assert of_kind(objects, "Role") == [leader_election_role(objects)]
     (role,) = of_kind(objects, "ClusterRole")
     assert grants(role) == NAMESPACED_GRANTS | CRD_READ
     (binding,) = of_kind(objects, "ClusterRoleBinding")
@@ -259,11 +270,11 @@ def test_all_namespaces_gets_one_cluster_role(helm_binary: Path, tmp_path: Path)
 
 def test_watch_namespaces_gets_a_role_per_namespace(helm_binary: Path, tmp_path: Path) -> None:
     objects = render(helm_binary, tmp_path, VALUE_SETS["watch-namespaces"])
-    roles = of_kind(objects, "Role")
+    roles = [r for r in of_kind(objects, "Role") if r is not leader_election_role(objects)]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert grants(role) == NAMESPACED_GRANTS
-    bindings = of_kind(objects, "RoleBinding")
+    bindings = [b for b in of_kind(objects, "RoleBinding") if not b["metadata"]["name"].endswith("-leader-election")]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for binding in bindings:
         assert binding["roleRef"]["kind"] == "Role"
@@ -273,6 +284,35 @@ def test_watch_namespaces_gets_a_role_per_namespace(helm_binary: Path, tmp_path:
     assert grants(cluster_role) == CRD_READ | NAMESPACE_READ
     (cluster_binding,) = of_kind(objects, "ClusterRoleBinding")
     assert cluster_binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
+
+
+def test_leader_election_role_is_only_the_lease_in_the_release_namespace(helm_binary: Path, tmp_path: Path) -> None:
+    objects = render(helm_binary, tmp_path, VALUE_SETS["watch-namespaces"])
+    role = leader_election_role(objects)
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert grants(role) == LEASE_GRANTS
+    (binding,) = [b for b in of_kind(objects, "RoleBinding") if b["metadata"]["name"] == role["metadata"]["name"]]
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+
+
+@pytest.mark.parametrize(("replicas", "budgets"), [(0, 0), (1, 0), (2, 1), (3, 1)])
+def test_more_than_one_replica_elects_a_leader_and_keeps_one_through_drains(
+    helm_binary: Path, tmp_path: Path, replicas: int, budgets: int,
+) -> None:
+    objects = render(helm_binary, tmp_path, {"replicaCount": replicas, "leaderElection": {"leaseDuration": 30}})
+    deployment = the_deployment(objects)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert {"--leader-elect", "--leader-elect-duration=30"} <= set(container["args"])
+    env = {e["name"]: e.get("valueFrom") for e in container["env"]}
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    pdbs = of_kind(objects, "PodDisruptionBudget")
+    assert len(pdbs) == budgets
+    for pdb in pdbs:
+        assert pdb["spec"] == {"minAvailable": 1,
+                               "selector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}}
 
 
 def test_rbac_can_be_left_to_the_user(helm_binary: Path, tmp_path: Path) -> None:

@@ -7,16 +7,21 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import threading
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import kopf
+from aiohttp import web
 from prometheus_client import start_http_server
 
 from walkme_dic.controllers import connection, integration
-from walkme_dic.controllers.runtime import OperatorConfig, Runtime
+from walkme_dic.controllers.runtime import OPERATOR_USER_AGENT, OperatorConfig, Runtime
 from walkme_dic.jobs.manifest import JobImage
-from walkme_dic.kube import ClusterAccess
+from walkme_dic.kube import ClusterAccess, CredentialsError, KubeClient
+from walkme_dic.leader import ElectionTiming, LeaderElector
 
 log = logging.getLogger("walkme_dic.operator")
 DEFAULT_IMAGE = "ghcr.io/walkme-dic/walkme-dic:0.1.0"
@@ -48,10 +53,21 @@ async def shutdown(memo: Runtime, **_: Any) -> None:
 
 @kopf.on.login()
 def login(memo: Runtime, **_: Any) -> kopf.ConnectionInfo:
-    access = memo.config.access
+    """kopf logs in at start, when the last credentials reach ``expiration``, and after a 401.
+
+    A call while the credentials we gave are not yet stale can only follow a 401: report it as a
+    refusal, so that the same credentials loaded again are named once in the log.
+    """
+    access, given = memo.config.access, memo.kopf_login
+    try:
+        fresh = access.current() if given is None or given.stale() else access.refused(given)
+    except CredentialsError as error:
+        raise kopf.TemporaryError(str(error), delay=10) from None
+    memo.kopf_login = fresh
     return kopf.ConnectionInfo(
-        server=access.server, token=access.token, ca_path=access.ca_path, insecure=access.insecure,
-        default_namespace=access.default_namespace, scheme="Bearer" if access.token else None,
+        server=fresh.server, token=fresh.token, scheme=fresh.scheme if fresh.token else None,
+        ca_path=fresh.ca_path, certificate_path=fresh.cert_path, private_key_path=fresh.key_path,
+        insecure=fresh.insecure, default_namespace=fresh.default_namespace, expiration=fresh.renew_at,
     )
 
 
@@ -83,7 +99,13 @@ async def run_operator(
         stop_flag=stop_flag,
         ready_flag=ready_flag,
         liveness_endpoint=config.liveness,
+        identity=operator_identity(),  # else kopf asks getpass, which fails for a uid with no passwd entry
     )
+
+
+def operator_identity() -> str:
+    """This process among the replicas: the pod's name (or the host's) and the pid."""
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{os.getpid()}"
 
 
 class OperatorThread:
@@ -118,11 +140,63 @@ class OperatorThread:
             raise RuntimeError(f"the operator did not stop within {timeout}s")
 
 
-def parse_args(argv: list[str]) -> OperatorConfig:
+async def run_elected(config: OperatorConfig, election: Election) -> int:
+    """Stand by until this replica holds the Lease, run the operator while it does; 1 when it was lost."""
+    client = KubeClient(config.access, user_agent=f"{OPERATOR_USER_AGENT} leader-election")
+    namespace = election.namespace or config.access.current().default_namespace or "default"
+    elector = LeaderElector(client, namespace, election.lease, election.identity, election.timing)
+    lost = asyncio.Event()
+    try:
+        async with standby_health(config.liveness):
+            await elector.acquire()
+
+        async def hold() -> None:
+            await elector.hold()
+            lost.set()
+
+        holding = asyncio.create_task(hold())
+        await run_operator(config, stop_flag=lost)
+        holding.cancel()
+        if not lost.is_set():
+            await elector.release()
+        return 1 if lost.is_set() else 0
+    finally:
+        await client.close()
+
+
+@contextlib.asynccontextmanager
+async def standby_health(liveness: str | None) -> Any:
+    """A standby is alive: answer the liveness URL until kopf serves it."""
+    if not liveness:
+        yield
+        return
+    url = urlsplit(liveness)
+    app = web.Application()
+    app.router.add_get(url.path or "/", lambda _: web.Response(text="standby"))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, url.hostname, url.port or 80).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+@dataclass(frozen=True)
+class Election:
+    lease: str
+    identity: str
+    namespace: str | None
+    timing: ElectionTiming
+
+
+def parse_args(argv: list[str]) -> tuple[OperatorConfig, Election | None]:
     parser = argparse.ArgumentParser(prog="walkme-dic operator", description="Run the walkme-dic operator.")
     parser.add_argument("--namespace", "-n", action="append", default=[],
                         help="Watch only this namespace (repeatable); default: all namespaces.")
-    parser.add_argument("--kubeconfig", default=None, help="Kubeconfig path; default: in-cluster or ~/.kube/config.")
+    parser.add_argument("--kubeconfig", default=None,
+                        help="Kubeconfig path(s), ':'-separated; default: $KUBECONFIG, in-cluster, ~/.kube/config.")
+    parser.add_argument("--context", default=None, help="Kubeconfig context; default: its current-context.")
     parser.add_argument("--image", default=os.environ.get("WALKME_DIC_JOB_IMAGE", DEFAULT_IMAGE),
                         help="Image of sync Jobs (default: $WALKME_DIC_JOB_IMAGE).")
     parser.add_argument("--image-pull-policy", default="IfNotPresent")
@@ -131,21 +205,36 @@ def parse_args(argv: list[str]) -> OperatorConfig:
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint.")
     parser.add_argument("--log-format", choices=["json", "plain"], default="json")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--leader-elect", action="store_true",
+                        help="Run only while holding a coordination.k8s.io Lease (for more than one replica).")
+    parser.add_argument("--leader-elect-lease", default="walkme-dic-operator", help="The Lease's name.")
+    parser.add_argument("--leader-elect-namespace", default=os.environ.get("POD_NAMESPACE"),
+                        help="The Lease's namespace (default: $POD_NAMESPACE, else the credentials' namespace).")
+    parser.add_argument("--leader-elect-duration", type=float, default=15.0,
+                        help="Seconds a standby waits on an unchanged Lease before taking it over.")
     args = parser.parse_args(argv)
     kopf.configure(verbose=args.verbose,
                    log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN)
+    duration = args.leader_elect_duration
+    election = Election(
+        lease=args.leader_elect_lease, namespace=args.leader_elect_namespace,
+        identity=operator_identity(),
+        timing=ElectionTiming(duration=duration, renew_deadline=duration * 2 / 3, retry=duration * 2 / 15),
+    ) if args.leader_elect else None
     return OperatorConfig(
-        access=ClusterAccess.discover(args.kubeconfig),
+        access=ClusterAccess.discover(args.kubeconfig, args.context),
         image=JobImage(args.image, args.image_pull_policy),
         namespaces=tuple(args.namespace),
         resync_seconds=args.resync,
         metrics_port=args.metrics_port or None,
         liveness=args.liveness or None,
-    )
+    ), election
 
 
 def main(argv: list[str]) -> int:
-    config = parse_args(argv)
+    config, election = parse_args(argv)
+    if election is not None:
+        return asyncio.run(run_elected(config, election))
     asyncio.run(run_operator(config))
     return 0
 

@@ -11,7 +11,7 @@ from wsgiref.simple_server import WSGIServer
 import kopf
 
 from walkme_dic.jobs.manifest import JobImage
-from walkme_dic.kube import ClusterAccess, KubeClient, Resource
+from walkme_dic.kube import ClusterAccess, KubeClient, Login, Resource
 
 CONNECTIONS = Resource("integrations.walkme.io", "v1alpha1", "connections")
 INTEGRATIONS = Resource("integrations.walkme.io", "v1alpha1", "integrations")
@@ -42,6 +42,7 @@ class Runtime:
     written: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
     resync_task: asyncio.Task[None] | None = None
+    kopf_login: Login | None = None  # the credentials last handed to kopf
     metrics_server: WSGIServer | None = None
 
     @classmethod

@@ -10,8 +10,9 @@ from typing import Any
 import kmock
 import yaml
 
-from walkme_dic.devcluster.emulator import DevKubernetes, ResourceType
-from walkme_dic.kube import ClusterAccess, KubeClient, Resource
+from walkme_dic.devcluster.auth import DEV_TOKEN, ApiSecurity, GuardedKubernetes, tls_server_class
+from walkme_dic.devcluster.emulator import ResourceType
+from walkme_dic.kube import ClusterAccess, KubeClient, Login, Resource
 
 REPO_CRDS = Path(__file__).resolve().parents[3] / "crds"
 
@@ -27,13 +28,21 @@ def load_crds(directory: Path = REPO_CRDS) -> list[dict[str, Any]]:
 
 
 class DevCluster:
-    """``async with DevCluster() as cluster:`` — an in-memory Kubernetes API for tests and the demo."""
+    """``async with DevCluster() as cluster:`` — an in-memory Kubernetes API for tests and the demo.
 
-    def __init__(self, crds: list[dict[str, Any]] | None = None, port: int | None = None) -> None:
-        self.api = DevKubernetes()
+    ``security`` (opt-in) serves HTTPS and lets in only the tokens and client certificates it names.
+    """
+
+    def __init__(self, crds: list[dict[str, Any]] | None = None, port: int | None = None,
+                 security: ApiSecurity | None = None) -> None:
+        self.api = GuardedKubernetes(security=security)
+        self.security = security
         for crd in load_crds() if crds is None else crds:
             self.api.register_crd(crd)
-        self._server = kmock.Server(self.api, port=port) if port else kmock.Server(self.api)
+        options: dict[str, Any] = {"port": port} if port else {}
+        if security is not None:
+            options["server_cls"] = tls_server_class(security.server_context())
+        self._server = kmock.Server(self.api, **options)
         self._stack = contextlib.AsyncExitStack()
         self.client: KubeClient | None = None
 
@@ -56,7 +65,9 @@ class DevCluster:
 
     @property
     def access(self) -> ClusterAccess:
-        return ClusterAccess(server=self.url, token="dev-cluster-token", insecure=True)
+        ca_path = self.security.ca_path if self.security else None
+        return ClusterAccess.fixed(Login(server=self.url, method="dev cluster token", token=DEV_TOKEN,
+                                         ca_path=ca_path, insecure=ca_path is None, default_namespace="default"))
 
     def write_kubeconfig(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +75,7 @@ class DevCluster:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "walkme-dic-dev", "cluster": {"server": self.url}}],
-            "users": [{"name": "dev", "user": {"token": "dev-cluster-token"}}],
+            "users": [{"name": "dev", "user": {"token": DEV_TOKEN}}],
             "contexts": [{"name": "walkme-dic-dev",
                           "context": {"cluster": "walkme-dic-dev", "user": "dev", "namespace": "default"}}],
             "current-context": "walkme-dic-dev",

@@ -113,6 +113,7 @@ BUILTIN_TYPES = (
         _column("Complete", '.status.conditions[?(@.type=="Complete")].status'),
         _column("Succeeded", ".status.succeeded"))),
     ResourceType("events.k8s.io", "v1", "events", "Event", short_names=("ev",)),
+    ResourceType("coordination.k8s.io", "v1", "leases", "Lease"),
     ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
                  namespaced=False, status_subresource=True, short_names=("crd", "crds")),
 )

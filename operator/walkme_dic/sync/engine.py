@@ -149,8 +149,9 @@ class Inbound:
             if result is None:
                 self._send(spool, tally)
                 result = self._after_sending(tally, spool, size, fingerprint)
+                if result.result == "Succeeded":  # a dry or failed run must not move the watermark
+                    result.watermark = self.source.watermark
             result.users_kept = kept
-            result.watermark = self.source.watermark
             return result
 
     def _spool(self, fingerprint: str | None, spool: InboundSpool) -> tuple[Tally, int]:

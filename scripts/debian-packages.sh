@@ -19,7 +19,7 @@ ensure_debian_package() {
     printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
   fi
   local status=0
-  { apt-get update -qq &&
+  { { [ -n "${APT_LISTS_UPDATED:-}" ] || apt-get update -qq; } && APT_LISTS_UPDATED=1 &&
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
       "$package" >/dev/null; } || status=$?
   [ "$own_policy" = 1 ] && rm -f "$policy"

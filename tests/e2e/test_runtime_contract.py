@@ -68,8 +68,13 @@ def sandboxed(argv: list[str], tmp: Path, writable: tuple[Path, ...] = ()) -> li
     for folder in writable:  # its mount point inside our /tmp: made here, so that 65532 may pass through
         if folder.is_relative_to("/tmp"):
             (tmp / folder.relative_to("/tmp")).mkdir(parents=True, exist_ok=True)
+    under_tmp = [path for path in (REPO, Path(sys.prefix).resolve()) if path.is_relative_to("/tmp")]
+    for path in under_tmp:  # a checkout under /tmp (CI's clone may be there): shown again, read-only
+        (tmp / path.relative_to("/tmp")).mkdir(parents=True, exist_ok=True)
     own(tmp)
     options += ["--bind", str(tmp), "/tmp"]
+    for path in under_tmp:
+        options += ["--ro-bind", str(path), str(path)]
     for folder in writable:
         own(folder)
         options += ["--bind", str(folder), str(folder)]

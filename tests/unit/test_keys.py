@@ -108,7 +108,7 @@ def last_rows(keys: list[str]) -> list[int]:
     return sorted({key: row for row, key in enumerate(keys, start=1)}.values())
 
 
-LONG = "k" * 70  # longer than what one read of the stored key covers
+LONG = "k" * 70  # keys that differ only at their end
 COLLIDING_KEYS = {
     "distinct keys": ["a", "b", "c", "d"],
     "repeated and distinct": ["a", "b", "a", "c", "b", "a", "d"],

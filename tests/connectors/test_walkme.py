@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from tests.fakes.walkme import FakeWalkMe
 from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET, WALKME_TOKEN
 from walkme_dic.api.connection import WalkMeProvider
-from walkme_dic.connectors.walkme import WalkMeClient
-from walkme_dic.errors import AuthenticationError, TransientError
+from walkme_dic.connectors.walkme import PREFETCH_PAGES, WalkMeClient
+from walkme_dic.errors import AuthenticationError, PermanentError, TransientError
 
 
 def client(fake: FakeWalkMe, secret: str = WALKME_SECRET, **options: object) -> WalkMeClient:
@@ -102,6 +104,45 @@ def test_export_pages_with_watermark_and_since(walkme: FakeWalkMe) -> None:
     assert export.watermark == "2026-11-14T00:00:00Z"
     later = client(walkme).export("users", since="2026-11-12T00:00:00Z", page_size=2)
     assert [r["userId"] for r in later] == ["u3", "u4"]
+
+
+EXPORT_PATH = "/public/v1/insights/export/users"
+
+
+def seed_users(walkme: FakeWalkMe, count: int) -> list[str]:
+    ids = [f"u{i:03d}" for i in range(count)]
+    walkme.seed("users", [{"userId": user, "updatedAt": f"2026-11-10T00:{i // 60:02d}:{i % 60:02d}Z"}
+                          for i, user in enumerate(ids)])
+    return ids
+
+
+@pytest.mark.parametrize("pages", [1, PREFETCH_PAGES - 1, PREFETCH_PAGES, PREFETCH_PAGES + 1, 4 * PREFETCH_PAGES + 1])
+def test_prefetched_export_pages_come_in_order(walkme: FakeWalkMe, pages: int) -> None:
+    ids = seed_users(walkme, 3 * pages - 1)  # the last page one short
+    export = client(walkme).export("users", since=None, page_size=3)
+    assert [r["userId"] for r in export] == ids
+    assert export.watermark == f"2026-11-10T00:00:{len(ids) - 1:02d}Z"
+    assert walkme.requests[EXPORT_PATH] == pages
+
+
+def test_an_export_stopped_early_fetches_no_more_than_the_pages_ahead(walkme: FakeWalkMe) -> None:
+    seed_users(walkme, 40)
+    records = iter(client(walkme).export("users", since=None, page_size=2))
+    assert next(records)["userId"] == "u000"
+    records.close()  # type: ignore[attr-defined]
+    assert 1 <= walkme.requests[EXPORT_PATH] <= 1 + PREFETCH_PAGES
+    assert not [t for t in threading.enumerate() if t.name.startswith("walkme-export")], "no fetching goes on"
+
+
+def test_a_page_failing_while_others_are_ahead_fails_the_export_after_the_pages_before_it(walkme: FakeWalkMe) -> None:
+    ids = seed_users(walkme, 40)
+    received = []
+    export = iter(client(walkme).export("users", since=None, page_size=4))
+    received.append(next(export)["userId"])
+    walkme.fail_next("/insights/export/", 1, 404)  # whichever page is fetched next
+    with pytest.raises(PermanentError, match="WalkMe has no /public/v1/insights/export/users"):
+        received.extend(record["userId"] for record in export)
+    assert received == ids[:len(received)] and len(received) % 4 == 0 and 4 <= len(received) <= 4 * PREFETCH_PAGES
 
 
 def test_unreachable_api_is_transient_and_names_the_url() -> None:

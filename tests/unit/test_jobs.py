@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
+import pytest
+
+from walkme_dic.api.integration import SPOOL_STORAGE_LIMIT, SPOOL_STORAGE_REQUEST
 from walkme_dic.api.run import RejectedRow, SyncRequest, SyncResult
 from walkme_dic.jobs.manifest import REQUEST_ENV, JobImage, build_job
 from walkme_dic.jobs.naming import generation_key, requested_key, run_name, schedule_key
@@ -105,3 +109,48 @@ def test_completed_job_without_result_is_a_failure_with_a_reason() -> None:
     result = read_result(job, [])
     assert (result.result, result.reason) == ("Failed", "NoResult")
     assert json.loads(result.to_termination_message())["reason"] == "NoResult"
+
+
+def with_resources(resources: dict[str, dict[str, str]]) -> SyncRequest:
+    wire = REQUEST.model_dump(by_alias=True, exclude_none=True)
+    wire["spec"]["job"]["resources"] = resources
+    return SyncRequest.model_validate(wire)
+
+
+def storage(request: SyncRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The container's resources and the /tmp volume of the Job built for ``request``."""
+    job = build_job(request, generation_key(3, created=False), JobImage("registry/walkme-dic:1"))
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    tmp = next(volume for volume in pod["volumes"] if volume["name"] == "tmp")
+    return container["resources"], tmp
+
+
+def test_the_spool_directory_gets_disk_by_default_and_cannot_fill_the_node() -> None:
+    resources, tmp = storage(REQUEST)
+    assert resources == {"requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": SPOOL_STORAGE_REQUEST},
+                         "limits": {"memory": "512Mi", "ephemeral-storage": SPOOL_STORAGE_LIMIT}}
+    assert tmp == {"name": "tmp", "emptyDir": {"sizeLimit": SPOOL_STORAGE_LIMIT}}
+
+
+SPEC_STORAGE = {
+    "request and limit": ({"ephemeral-storage": "20Gi"}, {"ephemeral-storage": "40Gi"}, "40Gi"),
+    "limit only (Kubernetes requests the limit)": ({}, {"ephemeral-storage": "500Mi"}, "500Mi"),
+    "request only: no limit, none of ours": ({"ephemeral-storage": "30Gi"}, {}, None),
+}
+
+
+@pytest.mark.parametrize(("requests", "limits", "size_limit"), SPEC_STORAGE.values(), ids=SPEC_STORAGE.keys())
+def test_spec_job_resources_decide_the_spool_disk(requests: dict[str, str], limits: dict[str, str],
+                                                  size_limit: str | None) -> None:
+    resources, tmp = storage(with_resources({"requests": {"cpu": "1", **requests}, "limits": limits}))
+    assert resources == {"requests": {"cpu": "1", **requests}, "limits": limits}, "taken as given, nothing added"
+    assert tmp["emptyDir"] == ({"sizeLimit": size_limit} if size_limit else {})
+
+
+def test_other_resources_in_the_spec_keep_the_default_spool_disk() -> None:
+    resources, tmp = storage(with_resources({"requests": {"cpu": "2"}, "limits": {"cpu": "4", "memory": "1Gi"}}))
+    assert resources == {"requests": {"cpu": "2", "ephemeral-storage": SPOOL_STORAGE_REQUEST},
+                         "limits": {"cpu": "4", "memory": "1Gi", "ephemeral-storage": SPOOL_STORAGE_LIMIT}}
+    assert tmp["emptyDir"] == {"sizeLimit": SPOOL_STORAGE_LIMIT}

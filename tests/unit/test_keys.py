@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -57,8 +58,8 @@ def test_two_word_values_come_back_sorted_across_runs(count: int) -> None:
         assert list(spooled.sorted()) == sorted(values)
 
 
-def spooled(keys: list[str], run: int = 1000) -> InboundSpool:
-    spool = InboundSpool()
+def spooled(keys: list[str], run: int = 1000, hash_key: Callable[[str], int] = key_hash) -> InboundSpool:
+    spool = InboundSpool(hash_key=hash_key)
     spool.keys.run = run
     for row, key in enumerate(keys, start=1):
         spool.add(row, key, json.dumps({"uuid": key, "row": row}).encode())
@@ -95,3 +96,42 @@ def test_users_kept_are_counted_while_duplicates_are_resolved() -> None:
             imported.add_key(key)
         assert spool.resolve(imported.sorted()) == 2
         assert spool.duplicates.count == 1
+
+
+def sent_rows_and_duplicates(keys: list[str], run: int, hash_key: Callable[[str], int]) -> tuple[list[int], int]:
+    with spooled(keys, run, hash_key) as spool:
+        spool.resolve()
+        return [json.loads(line)["row"] for _, line in spool.records()], spool.duplicates.count
+
+
+def last_rows(keys: list[str]) -> list[int]:
+    return sorted({key: row for row, key in enumerate(keys, start=1)}.values())
+
+
+LONG = "k" * 70  # keys that differ only at their end
+COLLIDING_KEYS = {
+    "distinct keys": ["a", "b", "c", "d"],
+    "repeated and distinct": ["a", "b", "a", "c", "b", "a", "d"],
+    "spaces kept (the engine trims before)": ["a", "a ", " a", "a"],
+    "long keys differing at the end": [LONG + "1", LONG + "2", LONG + "1", LONG],
+    "prefixes of each other": ["", "x", "xx", "x", ""],
+    "non-ASCII and control characters": ["é", "e\u0301", "é", "a\nb", "a\rb", "a\nb", "\ud800"],
+}
+
+
+@pytest.mark.parametrize("keys", COLLIDING_KEYS.values(), ids=COLLIDING_KEYS.keys())
+@pytest.mark.parametrize("run", [2, 1000])
+def test_different_keys_sharing_a_hash_are_all_sent(keys: list[str], run: int) -> None:
+    """Every key hashed to the same value: only the rows whose keys are really equal are duplicates."""
+    sent, duplicates = sent_rows_and_duplicates(keys, run, hash_key=lambda key: 0)
+    assert sent == last_rows(keys)
+    assert duplicates == len(keys) - len(set(keys))
+
+
+@pytest.mark.parametrize("bits", [1, 4, 12, 64])
+def test_duplicates_are_exact_whatever_the_hash_width(bits: int) -> None:
+    rng = random.Random(bits)
+    keys = [f"user-{rng.randrange(4000)}" for _ in range(10_000)]
+    sent, duplicates = sent_rows_and_duplicates(keys, 700, hash_key=lambda key: key_hash(key) >> (64 - bits))
+    assert sent == last_rows(keys)
+    assert duplicates == len(keys) - len(set(keys))

@@ -272,6 +272,10 @@ class Toleration(ApiModel):
     toleration_seconds: int | None = Field(default=None, description="For NoExecute: how long to stay bound.")
 
 
+SPOOL_STORAGE_REQUEST = "1Gi"  # ephemeral storage of a Job whose spec names none: ~10M inbound rows of spool
+SPOOL_STORAGE_LIMIT = "8Gi"  # ~80M inbound rows of spool
+
+
 class ResourceRequirements(ApiModel):
     """CPU and memory for the sync container, as Kubernetes quantities."""
 
@@ -287,7 +291,12 @@ class JobSettings(ApiModel):
     service_account_name: str | None = Field(
         default=None, description="ServiceAccount of the Job's pod (e.g. for IRSA or workload identity).",
     )
-    resources: ResourceRequirements = Field(default_factory=ResourceRequirements, description="Resources.")
+    resources: ResourceRequirements = Field(
+        default_factory=ResourceRequirements,
+        description=f"Resources. Without ephemeral-storage in requests or limits, the Job requests "
+                    f"{SPOOL_STORAGE_REQUEST} of it and is limited to {SPOOL_STORAGE_LIMIT}, also the sizeLimit of "
+                    "/tmp, where an inbound run spools ~100 bytes a row.",
+    )
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node selector for the pod.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations for the pod.")
     active_deadline_seconds: int = Field(default=3600, ge=30, description="Kill a run after this many seconds.")

@@ -12,6 +12,7 @@ import json
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from itertools import islice
@@ -33,6 +34,7 @@ RETRIABLE = {429, 500, 502, 503, 504}
 REFUSED = {400, 409, 413, 422}
 ONE_OBJECT = re.compile(r"^data\[0\]:\s*")  # the fake's (and our assumed) per-object prefix, see docs
 TOKEN_MARGIN = 300
+PREFETCH_PAGES = 3  # export pages fetched ahead of the caller: WalkMe keeps serving while the caller uploads
 
 
 class WalkMeClient:
@@ -222,11 +224,16 @@ class Export:
         self.watermark: str | None = None
 
     def __iter__(self) -> Iterator[dict[str, object]]:
-        """Pages in order; the next page is fetched while the caller works through the current one."""
+        """Pages in order; up to PREFETCH_PAGES are fetched ahead while the caller works through the current
+        one (one fetching thread: each page needs the previous page's cursor)."""
         pages = self.client._pages(self.path, self.params)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="walkme-export") as fetcher:
-            upcoming = fetcher.submit(next, pages, None)
-            while (page := upcoming.result()) is not None:
-                upcoming = fetcher.submit(next, pages, None)
-                yield from page.get("data", [])
-                self.watermark = page.get("watermark") or self.watermark
+            upcoming = deque(fetcher.submit(next, pages, None) for _ in range(PREFETCH_PAGES))
+            try:
+                while (page := upcoming.popleft().result()) is not None:
+                    upcoming.append(fetcher.submit(next, pages, None))
+                    yield from page.get("data", [])
+                    self.watermark = page.get("watermark") or self.watermark
+            finally:  # the caller stopped or failed: fetch nothing more
+                for pending in upcoming:
+                    pending.cancel()

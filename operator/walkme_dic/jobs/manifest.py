@@ -4,6 +4,12 @@ The Job runs `walkme-dic sync` from the operator's image. The run's request (the
 no credentials) travels in the WALKME_DIC_REQUEST environment variable; credentials arrive as
 Secret volumes under /var/run/walkme-dic/credentials/<role>/<key>. The pod has no service
 account token, runs as a non-root user on a read-only root filesystem.
+
+/tmp is the pod's only writable place (an emptyDir): an inbound run spools every mapped record
+there before sending (sync/spool.py, about 100 bytes a row). Unless ``spec.job.resources`` names
+``ephemeral-storage`` (a request, a limit or both, taken as given), the Job requests
+SPOOL_STORAGE_REQUEST and is limited to SPOOL_STORAGE_LIMIT; the limit is also the emptyDir's
+sizeLimit, so a run beyond it is evicted instead of filling the node's disk.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Any
 
 from walkme_dic.api.common import API_VERSION
 from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.api.integration import SPOOL_STORAGE_LIMIT, SPOOL_STORAGE_REQUEST
 from walkme_dic.api.run import SyncRequest
 from walkme_dic.jobs.naming import (
     ANNOTATION_GENERATION,
@@ -26,6 +33,7 @@ CREDENTIALS_DIR = "/var/run/walkme-dic/credentials"
 TERMINATION_LOG = "/dev/termination-log"
 REQUEST_ENV = "WALKME_DIC_REQUEST"
 NON_ROOT_UID = 65532
+EPHEMERAL_STORAGE = "ephemeral-storage"
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,7 @@ def build_job(request: SyncRequest, key: RunKey, image: JobImage) -> dict[str, A
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [_container(request, image)],
-        "volumes": [{"name": "tmp", "emptyDir": {}}, *credential_volumes(request)],
+        "volumes": [_tmp_volume(request), *credential_volumes(request)],
     }
     if settings.service_account_name:
         pod_spec["serviceAccountName"] = settings.service_account_name
@@ -91,8 +99,22 @@ def build_job(request: SyncRequest, key: RunKey, image: JobImage) -> dict[str, A
     }
 
 
-def _container(request: SyncRequest, image: JobImage) -> dict[str, Any]:
+def _resources(request: SyncRequest) -> dict[str, dict[str, str]]:
+    """The container's requests and limits: the spec's, with the spool's disk unless it names its own."""
     resources = request.spec.job.resources
+    requests, limits = dict(resources.requests), dict(resources.limits)
+    if EPHEMERAL_STORAGE not in requests and EPHEMERAL_STORAGE not in limits:
+        requests[EPHEMERAL_STORAGE] = SPOOL_STORAGE_REQUEST
+        limits[EPHEMERAL_STORAGE] = SPOOL_STORAGE_LIMIT
+    return {"requests": requests, "limits": limits}
+
+
+def _tmp_volume(request: SyncRequest) -> dict[str, Any]:
+    limit = _resources(request)["limits"].get(EPHEMERAL_STORAGE)
+    return {"name": "tmp", "emptyDir": {"sizeLimit": limit} if limit else {}}
+
+
+def _container(request: SyncRequest, image: JobImage) -> dict[str, Any]:
     return {
         "name": "sync",
         "image": image.image,
@@ -104,7 +126,7 @@ def _container(request: SyncRequest, image: JobImage) -> dict[str, Any]:
             {"name": "HOME", "value": "/tmp"},
             {"name": "TMPDIR", "value": "/tmp"},
         ],
-        "resources": {"requests": dict(resources.requests), "limits": dict(resources.limits)},
+        "resources": _resources(request),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {

@@ -117,6 +117,7 @@ class Mapper:
         # (source column, destination, converter): decided once, applied to every row
         self.plan = [(f.source, f.destination, CONVERTERS[f.type]) for f in self.fields]
         self.key_source, self.key_copy = mapping.key.source, mapping.key.destination != key_name
+        self.active = mapping.active_field
 
     def required_columns(self) -> list[str]:
         columns = [self.mapping.key.source] + [f.source for f in self.fields]
@@ -138,7 +139,7 @@ class Mapper:
             value = convert(values[source] if source in values else lookup(values, source), source)
             if value is not None:
                 record[destination] = value
-        active = self.mapping.active_field
+        active = self.active
         if active:
             flag = CONVERTERS["boolean"](values[active] if active in values else lookup(values, active), active)
             if flag is None:

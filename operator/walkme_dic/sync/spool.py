@@ -6,6 +6,11 @@ then does the run know how many rows were rejected, so it can refuse to start se
 over the limit, and which keys repeat: for every key only its last row is sent, so the last row
 wins whatever the retries and the order in which concurrent batches land. The records are sent
 from the spool in their source order, repeated keys left out.
+
+Repeated keys are found by sorting 64-bit key hashes (memory holds one run of them), and are exact:
+the keys themselves are stored too (``keys.bin``, with where each starts in ``key-offsets.bin``),
+and records whose hashes are equal are compared by their keys, so two different keys that happen
+to share a hash are both sent.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import heapq
 import os
 import tempfile
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -23,6 +28,7 @@ from walkme_dic.sync.keys import MASK, SortedSpool, count_missing, key_hash
 
 DUPLICATE_SAMPLES = 10
 READ_BUFFER = 1024 * 1024
+OFFSET = 8  # bytes of one key offset in key-offsets.bin
 
 
 class RowNumbers:
@@ -59,10 +65,17 @@ class Duplicates:
 class InboundSpool:
     """Encoded records (one JSON object a line) in a temporary directory, their keys and row numbers."""
 
-    def __init__(self, directory: str | None = None) -> None:
+    def __init__(self, directory: str | None = None, hash_key: Callable[[str], int] = key_hash) -> None:
+        """``hash_key`` maps a key to 64 bits; equal keys must get equal hashes (different keys may too)."""
         self.directory = tempfile.TemporaryDirectory(prefix="walkme-dic-spool-", dir=directory)
         self.path = os.path.join(self.directory.name, "records.jsonl")
         self.file = open(self.path, "wb", buffering=READ_BUFFER)  # noqa: SIM115 - closed by close()
+        self.key_file = open(  # noqa: SIM115 - closed by close()
+            os.path.join(self.directory.name, "keys.bin"), "w+b", buffering=READ_BUFFER)
+        self.offset_file = open(  # noqa: SIM115 - closed by close()
+            os.path.join(self.directory.name, "key-offsets.bin"), "w+b", buffering=READ_BUFFER)
+        self.key_bytes = 0
+        self.hash_key = hash_key
         self.keys = SortedSpool(words=2)  # key hash << 64 | spool index
         self.rows = RowNumbers()
         self.superseded = SortedSpool()  # spool indexes of records a later row replaces
@@ -77,6 +90,8 @@ class InboundSpool:
 
     def close(self) -> None:
         self.file.close()
+        self.key_file.close()
+        self.offset_file.close()
         self.keys.file.close()
         self.superseded.file.close()
         self.directory.cleanup()
@@ -91,7 +106,9 @@ class InboundSpool:
 
     def add(self, row: int, key: str, encoded: bytes) -> None:
         """One mapped record of source row ``row`` (``encoded`` holds no newline: JSON escapes them)."""
-        self.keys.add(key_hash(key) << 64 | self.rows.count)
+        self.keys.add(self.hash_key(key) << 64 | self.rows.count)
+        self.offset_file.write(self.key_bytes.to_bytes(OFFSET, "little"))
+        self.key_bytes += self.key_file.write(key.encode("utf-8", "surrogatepass"))
         self.rows.add(row)
         self.file.write(encoded)
         self.file.write(b"\n")
@@ -101,6 +118,9 @@ class InboundSpool:
         """Find the repeated keys (all but the last row of each); with ``imported`` (ascending key hashes
         WalkMe has), also return how many of those are absent from this source."""
         self.file.flush()
+        self.key_file.flush()
+        self.offset_file.write(self.key_bytes.to_bytes(OFFSET, "little"))  # where the last key ends
+        self.offset_file.flush()
         distinct = self._distinct_hashes()
         missing = count_missing(imported, distinct) if imported is not None else None
         for _ in distinct:  # count_missing may stop early; the duplicates need the whole stream
@@ -108,23 +128,41 @@ class InboundSpool:
         return missing
 
     def _distinct_hashes(self) -> Iterator[int]:
-        """Every key hash once, ascending, noting along the way the records a later one replaces."""
+        """Every key hash once, ascending, noting along the way the records a later one with the same key
+        replaces. Records sharing a hash come in a group, oldest first; only in a group of two or more
+        are the stored keys read and compared (a cost that follows the duplicates, not the rows)."""
         samples: list[tuple[int, int]] = []  # max-heap by negated index: the smallest indexes kept
-        previous_hash, previous_index = -1, -1
+        group_hash = -1
+        latest: dict[bytes, int] = {}  # each key of the group (their hash is group_hash): its latest index
+        first = -1  # index of the group's first record while its key is not read
         for value in self.keys.sorted():
-            key, index = value >> 64, value & MASK
-            if key == previous_hash:
-                self.superseded.add(previous_index)
-                self.duplicates.count += 1
-                entry = (-previous_index, index)
-                if len(samples) < DUPLICATE_SAMPLES:
-                    heapq.heappush(samples, entry)
-                elif entry > samples[0]:
-                    heapq.heapreplace(samples, entry)
-            else:
-                yield key
-            previous_hash, previous_index = key, index
+            hashed, index = value >> 64, value & MASK
+            if hashed != group_hash:
+                yield hashed
+                group_hash, latest, first = hashed, {}, index
+                continue
+            if first >= 0:
+                latest[self._key_of(first)] = first
+                first = -1
+            key = self._key_of(index)
+            previous = latest.get(key)
+            latest[key] = index
+            if previous is None:
+                continue  # another key with the same hash: not a duplicate
+            self.superseded.add(previous)
+            self.duplicates.count += 1
+            entry = (-previous, index)
+            if len(samples) < DUPLICATE_SAMPLES:
+                heapq.heappush(samples, entry)
+            elif entry > samples[0]:
+                heapq.heapreplace(samples, entry)
         self.duplicates.samples = sorted((self.rows.of(-first), self.rows.of(later)) for first, later in samples)
+
+    def _key_of(self, index: int) -> bytes:
+        """The stored key of the ``index``-th record (positioned reads: the merge visits keys out of order)."""
+        bounds = os.pread(self.offset_file.fileno(), 2 * OFFSET, index * OFFSET)
+        start, end = int.from_bytes(bounds[:OFFSET], "little"), int.from_bytes(bounds[OFFSET:], "little")
+        return os.pread(self.key_file.fileno(), end - start, start)
 
     def records(self) -> Iterator[tuple[int, bytes]]:
         """(spool index, encoded record) in source order, leaving out the records a later row replaces

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,11 @@ def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def condition_true(status: Mapping[str, Any], type_: str) -> bool:
+    """Whether ``status`` holds condition ``type_`` with status "True"."""
+    return (find_condition(status.get("conditions"), type_) or {}).get("status") == "True"
 
 
 def set_condition(

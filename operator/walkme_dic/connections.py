@@ -19,7 +19,7 @@ from walkme_dic.api.connection import (
     WEBHOOK_SIGNING_KEY,
     ConnectionSpec,
 )
-from walkme_dic.conditions import find_condition, parse_time, rfc3339, set_condition
+from walkme_dic.conditions import condition_true, find_condition, parse_time, rfc3339, set_condition
 
 FAILED_PROBE_RETRY = timedelta(seconds=60)
 
@@ -62,13 +62,13 @@ def probe_due(
     """Probe when the spec or Secret changed, or the interval (shorter after a failure) has passed."""
     if status.get("observedGeneration") != generation or status.get("secretVersion") != secret_version:
         return True
-    if _condition_true(status, reasons.RECONCILING):  # a probe that never finished (operator restarted)
+    if condition_true(status, reasons.RECONCILING):  # a probe that never finished (operator restarted)
         return True
     last = parse_time(status.get("lastProbeTime"))
     if last is None:
         return True
     interval = parse_duration(spec.probe_interval)
-    if not _ready(status):
+    if not condition_true(status, reasons.READY):
         interval = min(interval, FAILED_PROBE_RETRY)
     return now - last >= interval
 
@@ -76,7 +76,7 @@ def probe_due(
 def next_probe_in(spec: ConnectionSpec, status: Mapping[str, Any], now: datetime) -> float:
     last = parse_time(status.get("lastProbeTime")) or now
     interval = parse_duration(spec.probe_interval)
-    if not _ready(status):
+    if not condition_true(status, reasons.READY):
         interval = min(interval, FAILED_PROBE_RETRY)
     return max(0.0, (last + interval - now).total_seconds())
 
@@ -156,11 +156,3 @@ def probing_status(
 
 def _host(url: str) -> str:
     return urlsplit(url).netloc or url
-
-
-def _ready(status: Mapping[str, Any]) -> bool:
-    return _condition_true(status, reasons.READY)
-
-
-def _condition_true(status: Mapping[str, Any], type_: str) -> bool:
-    return (find_condition(status.get("conditions"), type_) or {}).get("status") == "True"

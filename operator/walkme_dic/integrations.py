@@ -270,8 +270,9 @@ def inbound_warnings(name: str, result: SyncResult) -> list[Event]:
     """Warnings a finished run deserves although it did not fail: repeated keys, an empty source."""
     events = []
     if result.duplicate_keys:
-        pairs = ", ".join(f"row {d.row} (replaced by row {d.replaced_by})" for d in result.duplicates[:5])
-        more = ", …" if result.duplicate_keys > len(result.duplicates[:5]) else ""
+        shown = result.duplicates[:DUPLICATE_ROWS_KEPT]
+        pairs = ", ".join(f"row {d.row} (replaced by row {d.replaced_by})" for d in shown)
+        more = ", …" if result.duplicate_keys > len(shown) else ""
         events.append(Event("Warning", reasons.DUPLICATE_KEYS,
                             f"{name}: {result.duplicate_keys} rows have a key that a later row repeats; the last row "
                             f"of each key was sent, these were left out: {pairs}{more}"))

@@ -20,7 +20,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
 from walkme_dic.api.integration import IntegrationSpec
-from walkme_dic.conditions import find_condition, parse_time
+from walkme_dic.conditions import condition_true, parse_time
 from walkme_dic.schedule import max_interval
 
 INTEGRATION = ["namespace", "integration"]
@@ -96,10 +96,9 @@ def integration_gauges(spec: dict[str, Any], status: dict[str, Any], created: st
     last = finished[0] if finished else None
     success = next((r for r in finished if r.get("result") in ("Succeeded", "Skipped")), None)
     last_success = _unix(status.get("lastSuccessTime")) or _unix(success.get("completionTime") if success else None)
-    ready = find_condition(status.get("conditions"), "Ready") or {}
     schedule = parsed.schedule if parsed else None
     return IntegrationGauges(
-        ready=ready.get("status") == "True",
+        ready=condition_true(status, "Ready"),
         suspended=bool(parsed and parsed.suspend),
         created=_unix(created) or 0.0,
         last_success=last_success,

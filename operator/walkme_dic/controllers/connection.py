@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from walkme_dic import metrics, reasons
 from walkme_dic.api.common import GROUP, VERSION
 from walkme_dic.api.connection import ConnectionSpec
-from walkme_dic.conditions import find_condition
+from walkme_dic.conditions import condition_true, find_condition
 from walkme_dic.connections import (
     ProbeOutcome,
     connection_status,
@@ -171,6 +171,6 @@ async def _write(memo: Runtime, body: dict[str, Any], new: dict[str, Any]) -> di
 
 
 def _export_ready(meta: dict[str, Any], status: dict[str, Any]) -> bool:
-    ready = (find_condition(status.get("conditions"), "Ready") or {}).get("status") == "True"
+    ready = condition_true(status, reasons.READY)
     metrics.CONNECTION_READY.labels(meta["namespace"], meta["name"]).set(1 if ready else 0)
     return ready

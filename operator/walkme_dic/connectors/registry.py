@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.api.connection import FILE_PROVIDERS, ConnectionSpec
 from walkme_dic.connectors.base import Credentials, FileStore, ProbeResult
 
 
 def probe(spec: ConnectionSpec, credentials: Credentials) -> ProbeResult:
     """Run the provider's probe; raises walkme_dic.errors.DicError subclasses on failure."""
-    if spec.s3 or spec.azure_blob or spec.gcs or spec.sftp:
+    if spec.provider in FILE_PROVIDERS:
         return open_file_store(spec, credentials).probe()
     if spec.webhook:
         from walkme_dic.connectors.webhook import WebhookClient

@@ -39,6 +39,7 @@ from urllib3.util.retry import Retry
 
 from walkme_dic.api.connection import SalesforceProvider
 from walkme_dic.connectors.base import ProbeResult, WriteReport
+from walkme_dic.connectors.common import retry_delay
 from walkme_dic.errors import AuthenticationError, NotFoundError, PermanentError, TransientError, ValidationError
 
 COLLECTION_SIZE = 200
@@ -140,7 +141,7 @@ class SalesforceAdapter(HTTPAdapter):
                     b"REQUEST_LIMIT_EXCEEDED" not in response.content:
                 return response
             response.close()
-            time.sleep(min(self.base_delay * 2 ** (attempt - 1), 60))
+            time.sleep(retry_delay(attempt, self.base_delay, None))
         raise AssertionError("unreachable")
 
     def _forwarded(self, url: str) -> str:

@@ -635,7 +635,7 @@ class DevKubernetes(kmock.KubernetesScaffold):
         timeout = float(query.get("timeoutSeconds") or 3600)
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(raw)
-        position = int(since) if since.isdigit() else 0
+        position = int(since) if since.isdecimal() else 0
         if position == 0:
             for obj in list(self._matching(rtype, namespace, None, None)):
                 if matches(obj, labels, fields):

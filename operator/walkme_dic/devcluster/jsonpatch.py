@@ -38,7 +38,7 @@ def _parent(doc: Any, pointer: str) -> tuple[Any, str]:
 def _child(node: Any, token: str, pointer: str) -> Any:
     if isinstance(node, dict) and token in node:
         return node[token]
-    if isinstance(node, list) and token.isdigit() and int(token) < len(node):
+    if isinstance(node, list) and token.isdecimal() and int(token) < len(node):
         return node[int(token)]
     raise JSONPatchError(f"path {pointer!r} does not exist")
 
@@ -55,7 +55,7 @@ def _add(doc: Any, pointer: str, value: Any) -> None:
     if isinstance(parent, dict):
         parent[key] = value
     elif isinstance(parent, list):
-        index = len(parent) if key == "-" else int(key) if key.isdigit() else -1
+        index = len(parent) if key == "-" else int(key) if key.isdecimal() else -1
         if not 0 <= index <= len(parent):
             raise JSONPatchError(f"path {pointer!r}: index out of range")
         parent.insert(index, value)

@@ -36,6 +36,7 @@ from walkme_dic.sync.writers import RecordEncoder, render_path, wants_gzip
 
 SAMPLE_REJECTIONS = 20
 PROGRESS_ROWS = 50_000
+REPORT_EVERY = 1024  # rows between two looks at the clock
 PROGRESS_SECONDS = 1.0
 Progress = Callable[[dict[str, Any]], None]
 
@@ -78,7 +79,7 @@ class Reporter:
         self.progress, self.last, self.last_rows = progress, 0.0, 0
 
     def __call__(self, phase: str, tally: Tally, *, force: bool = False) -> None:
-        if self.progress is None or (tally.read % 1024 and not force):  # the clock is read every 1024 rows
+        if self.progress is None or (tally.read % REPORT_EVERY and not force):
             return
         now = time.monotonic()
         if force or now - self.last >= PROGRESS_SECONDS or tally.read - self.last_rows >= PROGRESS_ROWS:
@@ -346,7 +347,7 @@ class Outbound:
                 tally.reject(number, f"record {number}: {error}")
                 continue
             tally.written += 1
-            if not number % 1024:  # Reporter reads the clock only then: spare it the call in between
+            if not number % REPORT_EVERY:  # Reporter reads the clock only then: spare it the call in between
                 report("export", tally)
             yield record
 
@@ -368,8 +369,7 @@ class Outbound:
             writer.abort()
             raise
         if limit:
-            return SyncResult(result="Failed", reason="TooManyRejectedRows", message=f"{limit}; nothing was written",
-                              rows_read=tally.read, rows_rejected=tally.rejected, rejected=tally.samples)
+            return self._over_limit(tally, f"{limit}; nothing was written", written=0)
         return self._succeeded(tally, 0 if self.spec.dry_run else encoder.bytes, store.describe(path))
 
     def _to_salesforce(self, export: Iterable[dict[str, Any]]) -> SyncResult:
@@ -390,8 +390,7 @@ class Outbound:
             tally.reject(index + 1, f"record {index + 1}: {reason}")
         limit = tally.over_limit(self.spec)
         if limit:  # upserts are idempotent by external id: the next run repairs what this one wrote
-            return SyncResult(result="Failed", reason="TooManyRejectedRows", message=limit, rows_read=tally.read,
-                              rows_written=tally.written, rows_rejected=tally.rejected, rejected=tally.samples)
+            return self._over_limit(tally, limit, written=tally.written)
         return self._succeeded(tally, 0, f"Salesforce {target.object} ({report.api_calls} API calls)")
 
     def _to_webhook(self, export: Iterable[dict[str, Any]], target: WebhookDestination) -> SyncResult:
@@ -410,8 +409,7 @@ class Outbound:
                                target.batch_size)
         limit = tally.over_limit(self.spec)
         if limit:
-            return SyncResult(result="Failed", reason="TooManyRejectedRows", message=limit, rows_read=tally.read,
-                              rows_written=tally.written, rows_rejected=tally.rejected, rejected=tally.samples)
+            return self._over_limit(tally, limit, written=tally.written)
         return self._succeeded(tally, delivery.bytes, f"webhook {provider.url} ({delivery.batches} batches)")
 
     def _dry_run(self, export: Iterable[dict[str, Any]], destination: str) -> SyncResult:
@@ -419,6 +417,10 @@ class Outbound:
         for _ in self._mapped(export, tally):
             pass
         return self._succeeded(tally, 0, destination)
+
+    def _over_limit(self, tally: Tally, message: str, *, written: int) -> SyncResult:
+        return SyncResult(result="Failed", reason="TooManyRejectedRows", message=message, rows_read=tally.read,
+                          rows_written=written, rows_rejected=tally.rejected, rejected=tally.samples)
 
     def _succeeded(self, tally: Tally, size: int, destination: str) -> SyncResult:
         return SyncResult(

@@ -64,7 +64,7 @@ def _as_text(value: Any) -> str:
 def _number(value: Any, column: str) -> int | float:
     if isinstance(value, bool):
         raise RowError(f"column {column!r}: {value!r} is not a number")
-    if isinstance(value, str) and value.isdigit():  # the common case, exact without a float
+    if isinstance(value, str) and value.isdecimal():  # the common case, exact without a float
         whole = int(value)
         if whole < 2**53:
             return whole

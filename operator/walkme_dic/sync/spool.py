@@ -80,7 +80,6 @@ class InboundSpool:
         self.rows = RowNumbers()
         self.superseded = SortedSpool()  # spool indexes of records a later row replaces
         self.duplicates = Duplicates()
-        self.bytes = 0
 
     def __enter__(self) -> Self:
         return self
@@ -112,7 +111,6 @@ class InboundSpool:
         self.rows.add(row)
         self.file.write(encoded)
         self.file.write(b"\n")
-        self.bytes += len(encoded) + 1
 
     def resolve(self, imported: Iterable[int] | None = None) -> int | None:
         """Find the repeated keys (all but the last row of each); with ``imported`` (ascending key hashes

@@ -73,6 +73,8 @@ CASES = [
     Case("bad number", csv("u1,gold,three,2024-01-01,true"), rejected=1, says="column 'seats': 'three'"),
     Case("decimal comma", csv('u1,gold,"1,5",2024-01-01,true'), rejected=1, says="is not a number"),
     Case("NaN", csv("u1,gold,nan,2024-01-01,true"), rejected=1, says="finite"),
+    Case("superscript digit as number", csv("u1,gold,\u00b2,2024-01-01,true"), rejected=1, says="is not a number"),
+    Case("Arabic-Indic digits as number", csv("u1,gold,\u0663\u0664,2024-01-01,true"), written=1),
     Case("bad boolean", csv("u1,gold,3,2024-01-01,maybe"), rejected=1, says="column 'active': 'maybe'"),
     Case("empty active", csv("u1,gold,3,2024-01-01,"), rejected=1, says="active column"),
     Case("empty key", csv(",gold,3,2024-01-01,true"), rejected=1, says="(the key) is empty"),

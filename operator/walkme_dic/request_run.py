@@ -27,7 +27,7 @@ from walkme_dic.api.common import parse_duration
 from walkme_dic.conditions import find_condition
 from walkme_dic.controllers.runtime import INTEGRATIONS
 from walkme_dic.jobs.naming import ANNOTATION_REQUESTED_AT
-from walkme_dic.kube import ApiError, ClusterAccess, KubeClient
+from walkme_dic.kube import ApiError, ClusterAccess, CredentialsError, KubeClient
 
 POLL_SECONDS = 1.0
 State = Literal["Pending", "Running", "Succeeded", "Failed", "Skipped", "Blocked"]
@@ -153,12 +153,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     access = ClusterAccess.discover(args.kubeconfig)
+    try:  # like kubectl: -n, else the context's namespace
+        namespace = args.namespace or access.current().default_namespace or "default"
+    except CredentialsError as error:
+        print(f"walkme-dic run: {error}", file=sys.stderr)
+        return 1
 
     async def run() -> int:
         client = KubeClient(access, user_agent="walkme-dic-run")
         try:
-            return await request_and_follow(client, args.namespace or access.default_namespace, args.name,
-                                            wait=args.wait, timeout=args.timeout_seconds, now=datetime.now(UTC))
+            return await request_and_follow(client, namespace, args.name, wait=args.wait,
+                                            timeout=args.timeout_seconds, now=datetime.now(UTC))
         finally:
             await client.close()
 

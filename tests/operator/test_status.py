@@ -130,6 +130,10 @@ async def test_walkme_dic_run_refuses_what_cannot_run(
 ) -> None:
     code, _, err = await walkme_dic_run(kube_env, "nobody", "-n", NS, "--wait")
     assert code == 1 and f"Integration {NS}/nobody not found" in err
+    code, _, err = await walkme_dic_run(kube_env, "nobody", "--wait")  # no -n: the context's namespace
+    assert code == 1 and "Integration default/nobody not found" in err, err
+    code, _, err = await walkme_dic_run({**kube_env, "KUBECONFIG": "/nonexistent/kubeconfig"}, "nobody")
+    assert code == 1 and "/nonexistent/kubeconfig" in err and "Traceback" not in err, err
 
     await cluster.apply(integration("broken", schedule="every day"))
     await eventually(lambda: _reason(cluster, "broken", "Stalled", "InvalidSpec"))

@@ -78,8 +78,9 @@ class Login:
     def stale(self) -> bool:
         return self.renew_at is not None and datetime.now(UTC) >= self.renew_at
 
-    def same_credentials(self, other: Login) -> bool:
-        return (self.server, self.token, self.cert_path) == (other.server, other.token, other.cert_path)
+    def credentials(self) -> tuple[str, str | None, str | None]:
+        """What a refusal is about: the server and what we showed it."""
+        return self.server, self.token, self.cert_path
 
     def tls_key(self) -> tuple[str | None, str | None, str | None, bool]:
         """What the TLS connection depends on (the token goes in a header, per request)."""
@@ -195,7 +196,7 @@ class ClusterAccess:
         self._load = load
         self._lock = threading.Lock()
         self._current: Login | None = None
-        self._refused: set[int] = set()  # hashes of refused credentials, to name each refusal once
+        self._refused: set[tuple[str, str | None, str | None]] = set()  # refused credentials: each named once
 
     @classmethod
     def discover(cls, kubeconfig: str | None = None, context: str | None = None,
@@ -228,9 +229,8 @@ class ClusterAccess:
             if self._current is login or self._current is None:
                 self._current = self._load()
             fresh = self._current
-        fingerprint = hash((login.server, login.token, login.cert_path))
-        if fresh.same_credentials(login) and fingerprint not in self._refused:
-            self._refused.add(fingerprint)
+        if fresh.credentials() == login.credentials() and login.credentials() not in self._refused:
+            self._refused.add(login.credentials())
             log.error("the API server %s refused the credentials from %s (401 Unauthorized), and loading them "
                       "again gave the same ones: renew them or fix the kubeconfig/service account",
                       login.server, login.method)

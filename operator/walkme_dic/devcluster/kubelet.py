@@ -324,11 +324,10 @@ class LogServer(BackgroundServer):
         tail = request.query.get("tailLines")
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(request)
-        text = run.log_path.read_bytes() if run.log_path.exists() else b""
-        if tail is not None:
-            text = b"".join(text.splitlines(keepends=True)[-int(tail):])
+        whole = run.log_path.read_bytes() if run.log_path.exists() else b""
+        sent = len(whole)  # follow on from what was read: nothing written in between is skipped
+        text = b"".join(whole.splitlines(keepends=True)[-int(tail):]) if tail is not None else whole
         await response.write(text)
-        sent = run.log_path.stat().st_size if run.log_path.exists() else 0
         while follow:
             running = run.process is None or run.process.returncode is None
             with run.log_path.open("rb") as log:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import urllib3
 
 from tests.fakes.webhook_receiver import WebhookReceiver
-from tests.fixtures.webhook import WEBHOOK_SECRET, Pki, make_pki
+from tests.fixtures.pki import Pki, make_pki
+from tests.fixtures.webhook import WEBHOOK_SECRET
 from walkme_dic.api.connection import WebhookProvider
 from walkme_dic.connectors.webhook import WebhookClient, sign
 from walkme_dic.errors import AuthenticationError, PermanentError, TransientError
@@ -33,8 +35,9 @@ def test_probe_is_one_signed_post_verified_against_the_secret_ca(webhook_receive
     assert webhook_receiver.probes == 1 and webhook_receiver.batches == {}
 
 
-def test_a_receiver_certificate_from_an_unknown_ca_is_refused(webhook_receiver: WebhookReceiver) -> None:
-    for pki in (None, make_pki()):  # the system CAs, and a CA that did not sign the receiver's certificate
+def test_a_receiver_certificate_from_an_unknown_ca_is_refused(webhook_receiver: WebhookReceiver,
+                                                              tmp_path: Path) -> None:
+    for pki in (None, make_pki(tmp_path)):  # the system CAs, and a CA that did not sign the receiver's certificate
         with pytest.raises(PermanentError, match=r"certificate is not trusted .* 'ca\.crt'") as error:
             client(webhook_receiver, pki).probe()
         assert error.value.reason == "TLSError"

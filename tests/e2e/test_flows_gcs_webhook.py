@@ -14,8 +14,9 @@ from tests.fakes.google_token import FakeGoogleToken
 from tests.fakes.walkme import FakeWalkMe
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.fixtures.gcs import gcs_client, service_account_key
+from tests.fixtures.pki import Pki
 from tests.fixtures.walkme import WALKME_TOKEN
-from tests.fixtures.webhook import WEBHOOK_SECRET, Pki
+from tests.fixtures.webhook import WEBHOOK_SECRET
 from tests.operator.helpers import OperatorHandle, condition, connection, integration, secret
 from tests.operator.test_operator import apply_connections, finished_runs, jobs, ready
 from walkme_dic.devcluster.cluster import DevCluster

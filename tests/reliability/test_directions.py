@@ -28,11 +28,12 @@ from tests.fakes.walkme import FakeWalkMe
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.gcs import gcs_client
+from tests.fixtures.pki import Pki
 from tests.fixtures.salesforce import SF_CLIENT_ID, SF_CLIENT_SECRET
 from tests.fixtures.servers import s3_client
 from tests.fixtures.sshd import Sshd
 from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET, WALKME_TOKEN
-from tests.fixtures.webhook import WEBHOOK_SECRET, Pki
+from tests.fixtures.webhook import WEBHOOK_SECRET
 from walkme_dic.api.run import SyncRequest, SyncResult
 from walkme_dic.sync.credentials import CredentialSet
 from walkme_dic.sync.engine import run_sync

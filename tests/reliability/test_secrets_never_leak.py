@@ -13,8 +13,9 @@ from tests.fakes.google_token import FakeGoogleToken
 from tests.fakes.walkme import FakeWalkMe
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.fixtures.gcs import service_account_key
+from tests.fixtures.pki import Pki
 from tests.fixtures.sshd import Sshd
-from tests.fixtures.webhook import WEBHOOK_SECRET, Pki
+from tests.fixtures.webhook import WEBHOOK_SECRET
 from tests.operator.helpers import API, NS, OperatorHandle, condition, connection, eventually, integration, secret
 from tests.operator.test_operator import finished_runs, ready
 from walkme_dic.devcluster.cluster import DevCluster

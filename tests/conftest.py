@@ -5,10 +5,10 @@ pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.azurite",
     "tests.fixtures.gcs",
+    "tests.fixtures.pki",
     "tests.fixtures.webhook",
     "tests.fixtures.sshd",
     "tests.fixtures.walkme",
     "tests.fixtures.salesforce",
     "tests.fixtures.cluster",
-    "tests.fixtures.pki",
 ]

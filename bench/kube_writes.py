@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -26,18 +25,13 @@ from typing import Any
 
 import kubernetes.client
 
+from tests.fixtures.servers import free_port
 from walkme_dic.devcluster.auth import DEV_TOKEN
 from walkme_dic.devcluster.cluster import DevCluster
 from walkme_dic.kube import ClusterAccess, KubeClient, Login, Resource
 
 API = "integrations.walkme.io/v1alpha1"
 NS = "bench"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cpu_seconds() -> float:

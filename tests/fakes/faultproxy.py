@@ -8,8 +8,10 @@ including Host, body), so signed requests (SigV4, Azure SharedKey) still validat
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -94,3 +96,14 @@ class FaultProxy(BackgroundServer):
                 sent += len(chunk)
             await response.write_eof()
             return response
+
+
+@contextlib.contextmanager
+def running_proxy(upstream: str) -> Iterator[FaultProxy]:
+    """A FaultProxy in front of ``upstream`` for the block's duration."""
+    proxy = FaultProxy(upstream)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.conftest import kubelet
-from tests.fakes.faultproxy import FaultProxy
+from tests.fakes.faultproxy import FaultProxy, running_proxy
 
 __all__ = ["kubelet"]
 
@@ -13,7 +13,5 @@ __all__ = ["kubelet"]
 @pytest.fixture
 def s3_proxy(moto_server: str) -> Iterator[FaultProxy]:
     """A fault-injecting proxy in front of moto's S3 server; it also records every request it saw."""
-    proxy = FaultProxy(moto_server)
-    proxy.start()
-    yield proxy
-    proxy.stop()
+    with running_proxy(moto_server) as proxy:
+        yield proxy

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from google.cloud.storage.retry import DEFAULT_RETRY as GCS_RETRY
 
-from tests.fakes.faultproxy import FaultProxy
+from tests.fakes.faultproxy import FaultProxy, running_proxy
 from tests.fakes.tcpproxy import TcpCutProxy
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.gcs import gcs_client
@@ -29,16 +28,6 @@ SLOW_DOWN = ("<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>
              "<Message>Please reduce your request rate.</Message></Error>")
 SERVER_BUSY = ("<?xml version='1.0' encoding='utf-8'?><Error><Code>ServerBusy</Code>"
                "<Message>The server is currently unable to receive requests.</Message></Error>")
-
-
-@contextlib.contextmanager
-def running_proxy(upstream: str) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(upstream)
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
 
 
 def s3_store(proxy: FaultProxy, bucket: str, attempts: int = 4) -> S3Store:

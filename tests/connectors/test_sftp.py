@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.sshd import CLIENT_KEYS, KEY_PASSPHRASES, Sshd, running_sshd
+from tests.fixtures.sshd import CLIENT_KEYS, KEY_PASSPHRASES, Sshd, keygen, running_sshd
 from walkme_dic.api.connection import SftpProvider
 from walkme_dic.connectors.sftp import SftpStore
 from walkme_dic.errors import AuthenticationError, DicError, NotFoundError, PermanentError
@@ -54,7 +54,7 @@ def test_password_login(sshd: Sshd) -> None:
 
 
 def test_a_key_the_server_does_not_know_is_authentication_failed(sshd: Sshd, tmp_path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "stranger")], check=True)
+    keygen(tmp_path / "stranger", "-t", "ed25519")
     with pytest.raises(AuthenticationError, match=f"refused user '{sshd.username}' with the Secret's privateKey"):
         store(sshd, sshd.folder(), {"privateKey": (tmp_path / "stranger").read_text()}).probe()
 
@@ -86,7 +86,7 @@ def test_an_unknown_host_is_refused_never_accepted(sshd: Sshd) -> None:
 
 
 def test_a_changed_host_key_is_refused_with_both_fingerprints(sshd: Sshd, tmp_path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "impostor")], check=True)
+    keygen(tmp_path / "impostor", "-t", "ed25519")
     kind, blob = (tmp_path / "impostor.pub").read_text().split()[:2]
     with pytest.raises(PermanentError, match=r"CHANGED: it offered ssh-ed25519 SHA256:\S+, pinned in "
                                              r"spec.sftp.hostKeys is SHA256:") as refused:

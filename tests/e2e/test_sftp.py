@@ -7,12 +7,11 @@ import asyncio
 import csv
 import io
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from tests.fakes.walkme import FakeWalkMe
-from tests.fixtures.sshd import Sshd
+from tests.fixtures.sshd import Sshd, keygen
 from tests.fixtures.walkme import WALKME_TOKEN
 from tests.operator.helpers import API, NS, OperatorHandle, condition, connection, eventually, integration, secret
 from tests.operator.test_operator import finished_runs, ready
@@ -76,7 +75,7 @@ async def test_sftp_both_directions_and_a_replaced_host_key(
     assert list(csv.DictReader(io.StringIO(exported[0].read_text()))) == [{"user_id": "w1",
                                                                           "email": "w1@acme.example"}]
 
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "old")], check=True)
+    keygen(tmp_path / "old", "-t", "ed25519")
     kind, blob = (tmp_path / "old.pub").read_text().split()[:2]
     await cluster.patch(API, "Connection", NS, "files",
                         {"spec": {"sftp": {"hostKeys": [f"[{sshd.host}]:{sshd.port} {kind} {blob}"]}}})

@@ -8,14 +8,13 @@ secret in it.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fakes.walkme import FakeWalkMe
-from tests.fixtures.sshd import Sshd
+from tests.fixtures.sshd import Sshd, keygen
 from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET, WALKME_TOKEN
 from tests.reliability.bad_inputs.test_bad_inputs import IDS, PARAMETERS, Case, check, request
 from walkme_dic.api.connection import ConnectionSpec
@@ -63,13 +62,13 @@ def test_missing_folder_names_it(sshd: Sshd, walkme: FakeWalkMe) -> None:
 
 
 def test_host_key_changed_since_the_probe_fails_the_run(sshd: Sshd, walkme: FakeWalkMe, tmp_path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "old")], check=True)
+    keygen(tmp_path / "old", "-t", "ed25519")
     kind, blob = (tmp_path / "old.pub").read_text().split()[:2]
     result = failed_run(sshd, walkme, sshd.folder(), hostKeys=[f"[{sshd.host}]:{sshd.port} {kind} {blob}"])
     assert result.reason == "HostKeyRejected" and "CHANGED" in result.message
 
 
 def test_a_refused_key_is_authentication_failed(sshd: Sshd, walkme: FakeWalkMe, tmp_path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-b", "521", "-N", "", "-f", str(tmp_path / "k")], check=True)
+    keygen(tmp_path / "k", "-t", "ecdsa", "-b", "521")
     result = failed_run(sshd, walkme, sshd.folder(), key=(tmp_path / "k").read_text())
     assert result.reason == "AuthenticationFailed" and sshd.username in result.message

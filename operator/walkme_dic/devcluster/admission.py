@@ -122,9 +122,7 @@ def prune(
         extra = schema.get("additionalProperties")
         result = {}
         for key, item in value.items():
-            sub = (properties or {}).get(key)
-            if sub is None and isinstance(extra, dict):
-                sub = extra
+            sub = _child_schema(schema, key)
             known = sub is not None or (properties is None and extra is None) or (path == "" and key in KEEP_TOP_LEVEL)
             if not known:
                 dropped.append(_join(path, key))
@@ -183,13 +181,11 @@ def validate_schema(value: Any, schema: dict[str, Any], path: str) -> list[Field
             for i, item in enumerate(value):
                 errors += validate_schema(item, schema["items"], _join(path, i))
     elif isinstance(value, dict):
-        properties = schema.get("properties") or {}
         for key in schema.get("required", ()):
             if key not in value:
                 errors.append(FieldError("FieldValueRequired", _join(path, key), "Required value"))
-        extra = schema.get("additionalProperties")
         for key, item in value.items():
-            sub = properties.get(key) or (extra if isinstance(extra, dict) else None)
+            sub = _child_schema(schema, key)
             if sub is not None:
                 errors += validate_schema(item, sub, _join(path, key))
     return errors
@@ -268,6 +264,13 @@ def rules_in(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str
 _MISSING = object()
 
 
+def _child_schema(schema: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """The schema of member ``key`` of an object: its property's, else additionalProperties' (when a schema)."""
+    sub = (schema.get("properties") or {}).get(key)
+    extra = schema.get("additionalProperties")
+    return sub if sub is not None else extra if isinstance(extra, dict) else None
+
+
 def evaluate_rules(value: Any, old: Any, schema: dict[str, Any], path: str) -> list[FieldError]:
     """Run the x-kubernetes-validations rules at this node and below; ``old`` is _MISSING on create.
 
@@ -297,9 +300,8 @@ def evaluate_rules(value: Any, old: Any, schema: dict[str, Any], path: str) -> l
             reason = rule.get("reason", "FieldValueInvalid")
             errors.append(FieldError(reason, where, f'Invalid value: "{schema.get("type", "object")}": {message}'))
     if isinstance(value, dict):
-        extra = schema.get("additionalProperties")
         for key, item in value.items():
-            sub = (schema.get("properties") or {}).get(key) or (extra if isinstance(extra, dict) else None)
+            sub = _child_schema(schema, key)
             if sub is not None:
                 previous = old.get(key, _MISSING) if isinstance(old, dict) else _MISSING
                 errors += evaluate_rules(item, previous, sub, _join(path, key))

@@ -356,18 +356,21 @@ class _SftpReader(io.RawIOBase):
                              f"({RESUME_ATTEMPTS} reconnects)")
 
     def _drop(self) -> None:
-        file, self.file = self.file, None
-        with contextlib.suppress(Exception):
-            if file is not None:
-                file.close()
+        _close_quietly(self.file)
+        self.file = None
         self.store.reset()
 
     def close(self) -> None:
-        file, self.file = self.file, None
-        with contextlib.suppress(Exception):
-            if file is not None:
-                file.close()
+        _close_quietly(self.file)
+        self.file = None
         super().close()
+
+
+def _close_quietly(file: paramiko.SFTPFile | None) -> None:
+    """Close a remote file whose connection may be gone: nothing more can be done about an error here."""
+    with contextlib.suppress(Exception):
+        if file is not None:
+            file.close()
 
 
 class SftpAtomicWriter:
@@ -404,10 +407,8 @@ class SftpAtomicWriter:
 
     def abort(self) -> None:
         """Delete the temporary file, on a new connection when the old one is gone; never raises."""
-        file, self.file = self.file, None
-        with contextlib.suppress(Exception):
-            if file is not None:
-                file.close()
+        _close_quietly(self.file)
+        self.file = None
         for _attempt in range(2):
             try:
                 self.store.sftp.remove(self.temp)

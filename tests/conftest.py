@@ -3,9 +3,9 @@
 pytest_plugins = [
     "tests.fixtures.tools",
     "tests.fixtures.servers",
+    "tests.fixtures.pki",
     "tests.fixtures.azurite",
     "tests.fixtures.gcs",
-    "tests.fixtures.pki",
     "tests.fixtures.webhook",
     "tests.fixtures.sshd",
     "tests.fixtures.walkme",

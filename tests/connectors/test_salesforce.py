@@ -7,6 +7,7 @@ import time
 import pytest
 
 from tests.fakes.salesforce import FakeSalesforce
+from tests.fixtures.pki import rsa_key_pair
 from tests.fixtures.salesforce import (
     SF_CLIENT_ID,
     SF_CLIENT_SECRET,
@@ -14,7 +15,6 @@ from tests.fixtures.salesforce import (
     SF_REFRESH_TOKEN,
     SF_SECURITY_TOKEN,
     SF_USERNAME,
-    rsa_key_pair,
 )
 from walkme_dic.api.connection import SalesforceProvider
 from walkme_dic.connectors.salesforce import SalesforceClient, jwt_audience

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from walkme_dic.sync.keys import SortedSpool, SpooledKeys, count_missing, key_hash
+from walkme_dic.sync.keys import IndexedHashes, SpooledKeys, count_missing, key_hash
 from walkme_dic.sync.spool import DUPLICATE_SAMPLES, InboundSpool, RowNumbers
 
 
@@ -41,28 +41,35 @@ def test_users_absent_from_a_large_source_are_counted_through_the_spool() -> Non
 def test_row_numbers_follow_the_sent_records_around_rejected_rows() -> None:
     sent = [1, 2, 3, 5, 6, 9, 10, 11, 12, 20]  # rows 4, 7, 8, 13-19 were rejected
     numbers = RowNumbers()
-    for row in sent:
-        numbers.add(row)
+    for block in ([1, 2, 3], [5, 6, 9], [10, 11, 12], [20]):  # consecutive blocks and ones with gaps
+        numbers.extend(block)
     assert [numbers.of(i) for i in range(len(sent))] == sent
     assert len(numbers.rows) == 4, "one entry per consecutive stretch, not per row"
     assert numbers.of(len(sent)) == 0 and numbers.of(-1) == 0
 
 
 @pytest.mark.parametrize("count", [0, 1, 999, 1000, 1001, 5000])
-def test_two_word_values_come_back_sorted_across_runs(count: int) -> None:
+@pytest.mark.parametrize("distinct", [1, 7, 1 << 64], ids=["one-hash", "seven-hashes", "random"])
+def test_indexed_hashes_come_back_by_hash_then_index_across_runs(count: int, distinct: int) -> None:
     rng = random.Random(count)
-    values = [rng.randrange(1 << 64) << 64 | rng.randrange(1 << 64) for _ in range(count)]
-    with SortedSpool(run=1000, words=2) as spooled:
-        for value in values:
-            spooled.add(value)
-        assert list(spooled.sorted()) == sorted(values)
+    hashes = [rng.randrange(distinct) - distinct // 2 for _ in range(count)]  # signed 64-bit
+    spooled = IndexedHashes(run=1000)
+    try:
+        for start in range(0, count, 333):  # blocks that straddle the runs
+            spooled.extend(hashes[start:start + 333])
+        assert list(spooled.sorted()) == sorted((hashed, index) for index, hashed in enumerate(hashes))
+    finally:
+        spooled.close()
 
 
 def spooled(keys: list[str], run: int = 1000, hash_key: Callable[[str], int] = key_hash) -> InboundSpool:
     spool = InboundSpool(hash_key=hash_key)
     spool.keys.run = run
-    for row, key in enumerate(keys, start=1):
-        spool.add(row, key, json.dumps({"uuid": key, "row": row}).encode())
+    rows = list(range(1, len(keys) + 1))
+    for start in range(0, len(keys), 3):  # blocks of three: keys repeat within and across blocks
+        block = rows[start:start + 3]
+        spool.add(block, [keys[row - 1] for row in block],
+                  [json.dumps({"uuid": keys[row - 1], "row": row}).encode() for row in block])
     return spool
 
 
@@ -71,7 +78,7 @@ def test_the_last_row_of_each_key_is_sent_once_in_source_order(run: int) -> None
     keys = ["a", "b", "a", "c", "b", "a", "d"]
     with spooled(keys, run) as spool:
         assert spool.resolve() is None
-        sent = [json.loads(line) for _, line in spool.records()]
+        sent = [json.loads(line) for batch in spool.batches(2) for _, line in batch]
         assert [(r["uuid"], r["row"]) for r in sent] == [("c", 4), ("b", 5), ("a", 6), ("d", 7)]
         assert spool.duplicates.count == 3 and spool.unique == 4
         assert spool.duplicates.samples == [(1, 3), (2, 5), (3, 6)], "(row left out, the later row)"
@@ -82,12 +89,27 @@ def test_duplicates_in_a_large_spool_keep_only_the_first_samples() -> None:
     keys = [f"user-{rng.randrange(3000)}" for _ in range(20_000)]
     with spooled(keys, run=1500) as spool:
         assert spool.resolve() is None
-        sent = [json.loads(line)["row"] for _, line in spool.records()]
+        sent = [json.loads(line)["row"] for batch in spool.batches(2) for _, line in batch]
         last = {key: row for row, key in enumerate(keys, start=1)}
         assert sent == sorted(last.values())
         assert spool.duplicates.count == len(keys) - len(last)
         left_out = sorted(set(range(1, len(keys) + 1)) - set(last.values()))
         assert [row for row, _ in spool.duplicates.samples] == left_out[:DUPLICATE_SAMPLES]
+
+
+@pytest.mark.parametrize("size", [1, 7, 100])
+def test_batches_cut_records_across_read_blocks_and_leave_out_the_replaced(size: int) -> None:
+    """Records straddling the spool's 1 MiB reads come back whole; batches hold ``size`` (the last fewer),
+    indexes run on, and a replaced record is left out wherever it falls."""
+    rng = random.Random(size)
+    keys = [f"user-{rng.randrange(20_000)}" + "x" * rng.randrange(200) for _ in range(30_000)]  # ~3.6 MB
+    with spooled(keys, run=4000) as spool:
+        spool.resolve()
+        batches = list(spool.batches(size))
+        assert all(len(batch) == size for batch in batches[:-1]) and 0 < len(batches[-1]) <= size
+        sent = [(index, json.loads(line)) for batch in batches for index, line in batch]
+        assert [record["row"] for _, record in sent] == last_rows(keys)
+        assert all(record["uuid"] == keys[index] and record["row"] == index + 1 for index, record in sent)
 
 
 def test_users_kept_are_counted_while_duplicates_are_resolved() -> None:
@@ -101,7 +123,7 @@ def test_users_kept_are_counted_while_duplicates_are_resolved() -> None:
 def sent_rows_and_duplicates(keys: list[str], run: int, hash_key: Callable[[str], int]) -> tuple[list[int], int]:
     with spooled(keys, run, hash_key) as spool:
         spool.resolve()
-        return [json.loads(line)["row"] for _, line in spool.records()], spool.duplicates.count
+        return [json.loads(line)["row"] for batch in spool.batches(2) for _, line in batch], spool.duplicates.count
 
 
 def last_rows(keys: list[str]) -> list[int]:

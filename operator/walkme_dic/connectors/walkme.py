@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from itertools import islice
 from typing import Any
 from urllib.parse import urlencode
@@ -135,35 +135,38 @@ class WalkMeClient:
         return orjson.dumps(record)
 
     def upsert_user_attributes(self, integration_token: str, records: Iterable[Mapping[str, object]]) -> WriteReport:
-        """Send records in batches of 100 (see :meth:`upsert_encoded`); failures carry the record's position."""
-        return self.upsert_encoded(integration_token, ((i, self.encode(r)) for i, r in enumerate(records)))
+        """Send records in batches of 100 (see :meth:`upsert_batches`); failures carry the record's position."""
+        encoded = ((index, self.encode(record)) for index, record in enumerate(records))
+        return self.upsert_batches(integration_token, iter(lambda: list(islice(encoded, BATCH)), []))
 
-    def upsert_encoded(self, integration_token: str, records: Iterable[tuple[int, bytes]],
+    def upsert_batches(self, integration_token: str, batches: Iterable[list[tuple[int, bytes]]],
                        report: WriteReport | None = None) -> WriteReport:
-        """Send (id, encoded user object) pairs in batches of 100, up to max_concurrency at once; never
-        deletes anything. A refused batch is split and resent until only the refused objects remain:
+        """Send batches of (id, encoded user object) pairs, at most 100 each, up to max_concurrency at once;
+        never deletes anything. A refused batch is split and resent until only the refused objects remain:
         ``report.failed`` holds (id, WalkMe's reason) for each of them, ``report.written`` the others.
         ``report`` (filled as batches are answered) says how far a send that raised had come."""
         report = report if report is not None else WriteReport()
         prefix = b'{"token":' + json.dumps(integration_token).encode() + b',"data":['
-        iterator = iter(records)
         pending: set[Future[WriteReport]] = set()
         with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="walkme-upsert") as pool:
-            while True:
-                batch = list(islice(iterator, BATCH))
-                if batch:
-                    pending.add(pool.submit(self._post_batch, prefix, batch))
-                if len(pending) >= self.max_concurrency * 2 or (not batch and pending):
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        outcome = future.result()
-                        report.written += outcome.written
-                        report.failed += outcome.failed
-                if not batch and not pending:
-                    break
+            for batch in batches:
+                pending.add(pool.submit(self._post_batch, prefix, batch))
+                if len(pending) >= self.max_concurrency * 2:
+                    pending = self._answered(pending, report, FIRST_COMPLETED)
+            self._answered(pending, report, ALL_COMPLETED)
         report.failed.sort()
         report.api_calls = self.api_calls
         return report
+
+    @staticmethod
+    def _answered(pending: set[Future[WriteReport]], report: WriteReport, until: str) -> set[Future[WriteReport]]:
+        """Wait for some (``FIRST_COMPLETED``) or all pending batches; add their outcome to ``report``."""
+        done, pending = wait(pending, return_when=until)
+        for future in done:
+            outcome = future.result()
+            report.written += outcome.written
+            report.failed += outcome.failed
+        return pending
 
     def _post_batch(self, prefix: bytes, batch: list[tuple[int, bytes]]) -> WriteReport:
         body = prefix + b",".join(record for _, record in batch) + b"]}"

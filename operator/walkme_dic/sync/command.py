@@ -9,6 +9,7 @@ SyncResult JSON (< 4 KiB) at --result (the container's termination message), exi
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -38,6 +39,16 @@ def write_result(path: Path, result: SyncResult) -> None:
         emit({"level": "error", "msg": f"cannot write the result to {path}: {error}"})
 
 
+def tune_garbage_collector() -> None:
+    """A run allocates a container or two per row (a CSV row's list, a block's tuples) and keeps them only
+    for a block: the cyclic collector, run every 700 allocations and walking every object the imports left,
+    cost a quarter of the inbound pass (0.7 of 2.9 CPU-s for 1M rows, scratch measurement in the issue 11
+    note). The imported objects are frozen out of its walks and it runs after 50,000 allocations instead:
+    it still runs, so memory stays bounded."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="walkme-dic sync", description="Run one sync.")
     parser.add_argument("--request", type=Path, help=f"SyncRequest JSON file (default: ${REQUEST_ENV}).")
@@ -57,6 +68,7 @@ def main(argv: list[str]) -> int:
         emit({"level": "error", "msg": message})
         write_result(args.result, SyncResult(result="Failed", reason="InvalidRequest", message=message[:2000]))
         return 2
+    tune_garbage_collector()
     emit({"phase": "start", "runId": request.run_id, "direction": request.spec.direction,
           "integration": f"{request.integration.namespace}/{request.integration.name}"})
     result = run_sync(request, credentials, progress=emit)

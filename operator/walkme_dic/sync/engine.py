@@ -24,13 +24,14 @@ from walkme_dic.api.integration import MODSTAMP, FileSettings, IntegrationSpec, 
 from walkme_dic.api.run import DuplicateRow, RejectedRow, SyncRequest, SyncResult
 from walkme_dic.connectors.base import FileStore, WriteReport
 from walkme_dic.connectors.registry import open_file_store
-from walkme_dic.connectors.walkme import WalkMeClient
+from walkme_dic.connectors.walkme import BATCH, WalkMeClient
 from walkme_dic.errors import DicError, PermanentError
 from walkme_dic.redaction import redact
+from walkme_dic.sync.columns import map_block
 from walkme_dic.sync.credentials import CredentialSet
 from walkme_dic.sync.keys import SpooledKeys
 from walkme_dic.sync.mapping import Mapper, RowError
-from walkme_dic.sync.readers import CountingReader, Rejected, Row, read_rows
+from walkme_dic.sync.readers import Block, CountingReader, blocks_of, read_blocks
 from walkme_dic.sync.spool import InboundSpool
 from walkme_dic.sync.writers import RecordEncoder, render_path, wants_gzip
 
@@ -73,13 +74,14 @@ class Tally:
 
 
 class Reporter:
-    """Progress lines at most every second or every 50k rows."""
+    """Progress lines at most every second or every 50k rows; callers call it per block or every REPORT_EVERY
+    records, not per record (it reads the clock)."""
 
     def __init__(self, progress: Progress | None) -> None:
         self.progress, self.last, self.last_rows = progress, 0.0, 0
 
     def __call__(self, phase: str, tally: Tally, *, force: bool = False) -> None:
-        if self.progress is None or (tally.read % REPORT_EVERY and not force):
+        if self.progress is None:
             return
         now = time.monotonic()
         if force or now - self.last >= PROGRESS_SECONDS or tally.read - self.last_rows >= PROGRESS_ROWS:
@@ -157,19 +159,13 @@ class Inbound:
 
     def _spool(self, fingerprint: str | None, spool: InboundSpool) -> tuple[Tally, int]:
         tally = Tally()
-        rows, counter = self.source.rows(fingerprint, self.mapper.required_columns())
-        encode, mapper = self.walkme.encode, self.mapper
-        for item in rows:
-            tally.read += 1
-            if isinstance(item, Rejected):
-                tally.reject(item.number, f"row {item.number}: {item.reason}")
-                continue
-            try:
-                record = mapper.map(item.values)
-            except RowError as error:
-                tally.reject(item.number, f"row {item.number}: {error}")
-                continue
-            spool.add(item.number, record[mapper.key_name], encode(record))
+        blocks, counter = self.source.blocks(fingerprint, self.mapper.required_columns())
+        for block in blocks:
+            tally.read += block.size
+            mapped = map_block(self.mapper, block)
+            for number, reason in sorted(block.rejected + mapped.refused):
+                tally.reject(number, f"row {number}: {reason}")
+            spool.add(mapped.numbers, mapped.keys, mapped.records)
             self.report("read", tally)
         return tally, counter.count
 
@@ -207,7 +203,7 @@ class Inbound:
     def _send(self, spool: InboundSpool, tally: Tally) -> None:
         outcome = WriteReport()
         try:
-            self.walkme.upsert_encoded(self.token, spool.records(), outcome)
+            self.walkme.upsert_batches(self.token, spool.batches(BATCH), outcome)
         except DicError as error:
             error.message += (f"; sending stopped after WalkMe acknowledged at least {outcome.written} of "
                               f"{spool.unique} rows (it has no transactions: the next run converges)")
@@ -257,13 +253,13 @@ class FileSource:
     def fingerprint(self) -> str | None:
         return self.store.stat(self.file.path).fingerprint
 
-    def rows(self, fingerprint: str | None, required: list[str]) -> tuple[Iterator[Row | Rejected], CountingReader]:
+    def blocks(self, fingerprint: str | None, required: list[str]) -> tuple[Iterator[Block], CountingReader]:
         if self.store.stat(self.file.path).fingerprint != fingerprint:
             raise PermanentError(f"{self.file.path} changed while it was being imported; the next run will import "
                                  "the new version", reason="SourceChanged")
         counter = CountingReader(self.store.open_read(self.file.path))
         buffered = io.BufferedReader(counter, buffer_size=1024 * 1024)
-        return read_rows(buffered, self.file, required), counter
+        return read_blocks(buffered, self.file, required), counter
 
 
 class SalesforceSource:
@@ -288,10 +284,9 @@ class SalesforceSource:
     def fingerprint(self) -> str | None:
         return None
 
-    def rows(self, fingerprint: str | None, required: list[str]) -> tuple[Iterator[Row | Rejected], CountingReader]:
-        records = (Row(number, self._stamped(dict(record)))
-                   for number, record in enumerate(self.client.query(self.soql), start=1))
-        return records, CountingReader(io.BytesIO())
+    def blocks(self, fingerprint: str | None, required: list[str]) -> tuple[Iterator[Block], CountingReader]:
+        records = (self._stamped(dict(record)) for record in self.client.query(self.soql))
+        return blocks_of(records), CountingReader(io.BytesIO())
 
     def _stamped(self, record: dict[str, Any]) -> dict[str, Any]:
         """The record (without SystemModstamp unless the spec selects it); its stamp moves the watermark."""

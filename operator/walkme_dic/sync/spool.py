@@ -17,18 +17,23 @@ from __future__ import annotations
 
 import heapq
 import os
+import sys
 import tempfile
+from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import accumulate
 from types import TracebackType
 from typing import Self
 
-from walkme_dic.sync.keys import MASK, SortedSpool, count_missing, key_hash
+from walkme_dic.sync.keys import IndexedHashes, SortedSpool, count_missing, key_hash
 
 DUPLICATE_SAMPLES = 10
 READ_BUFFER = 1024 * 1024
-OFFSET = 8  # bytes of one key offset in key-offsets.bin
+STORED_KEY = partial(str.encode, encoding="utf-8", errors="surrogatepass")  # any str, lone surrogates too
+OFFSET = 8  # bytes of one key offset in key-offsets.bin (an unsigned 64-bit int in native byte order)
 
 
 class RowNumbers:
@@ -40,11 +45,19 @@ class RowNumbers:
         self.rows: list[int] = []  # its row number
         self.count = 0
 
-    def add(self, row: int) -> None:
+    def extend(self, rows: list[int]) -> None:
+        """The row numbers of the next records spooled, ascending."""
+        if rows[-1] - rows[0] == len(rows) - 1:  # ascending: consecutive, one stretch (the common case)
+            self._stretch(rows[0], len(rows))
+            return
+        for row in rows:
+            self._stretch(row, 1)
+
+    def _stretch(self, row: int, length: int) -> None:
         if not self.rows or row != self.rows[-1] + (self.count - self.indexes[-1]):
             self.indexes.append(self.count)
             self.rows.append(row)
-        self.count += 1
+        self.count += length
 
     def of(self, index: int) -> int:
         """The row number of the ``index``-th record spooled (0 if there is none)."""
@@ -66,7 +79,8 @@ class InboundSpool:
     """Encoded records (one JSON object a line) in a temporary directory, their keys and row numbers."""
 
     def __init__(self, directory: str | None = None, hash_key: Callable[[str], int] = key_hash) -> None:
-        """``hash_key`` maps a key to 64 bits; equal keys must get equal hashes (different keys may too)."""
+        """``hash_key`` maps a key to a signed 64-bit int; equal keys must get equal hashes (different keys may
+        too)."""
         self.directory = tempfile.TemporaryDirectory(prefix="walkme-dic-spool-", dir=directory)
         self.path = os.path.join(self.directory.name, "records.jsonl")
         self.file = open(self.path, "wb", buffering=READ_BUFFER)  # noqa: SIM115 - closed by close()
@@ -76,7 +90,7 @@ class InboundSpool:
             os.path.join(self.directory.name, "key-offsets.bin"), "w+b", buffering=READ_BUFFER)
         self.key_bytes = 0
         self.hash_key = hash_key
-        self.keys = SortedSpool(words=2)  # key hash << 64 | spool index
+        self.keys = IndexedHashes()  # each record's key hash, by spool index
         self.rows = RowNumbers()
         self.superseded = SortedSpool()  # spool indexes of records a later row replaces
         self.duplicates = Duplicates()
@@ -91,7 +105,7 @@ class InboundSpool:
         self.file.close()
         self.key_file.close()
         self.offset_file.close()
-        self.keys.file.close()
+        self.keys.close()
         self.superseded.file.close()
         self.directory.cleanup()
 
@@ -103,13 +117,19 @@ class InboundSpool:
     def unique(self) -> int:
         return self.count - self.duplicates.count
 
-    def add(self, row: int, key: str, encoded: bytes) -> None:
-        """One mapped record of source row ``row`` (``encoded`` holds no newline: JSON escapes them)."""
-        self.keys.add(self.hash_key(key) << 64 | self.rows.count)
-        self.offset_file.write(self.key_bytes.to_bytes(OFFSET, "little"))
-        self.key_bytes += self.key_file.write(key.encode("utf-8", "surrogatepass"))
-        self.rows.add(row)
-        self.file.write(encoded)
+    def add(self, rows: list[int], keys: list[str], encoded: list[bytes]) -> None:
+        """Mapped records of source rows ``rows`` (ascending), with their keys; an encoded record holds no
+        newline (JSON escapes them)."""
+        if not rows:
+            return
+        self.keys.extend(map(self.hash_key, keys))
+        stored = list(map(STORED_KEY, keys))
+        offsets = array("Q", accumulate(map(len, stored), initial=self.key_bytes))
+        self.key_bytes = offsets.pop()
+        offsets.tofile(self.offset_file)
+        self.key_file.write(b"".join(stored))
+        self.rows.extend(rows)
+        self.file.write(b"\n".join(encoded))
         self.file.write(b"\n")
 
     def resolve(self, imported: Iterable[int] | None = None) -> int | None:
@@ -117,7 +137,7 @@ class InboundSpool:
         WalkMe has), also return how many of those are absent from this source."""
         self.file.flush()
         self.key_file.flush()
-        self.offset_file.write(self.key_bytes.to_bytes(OFFSET, "little"))  # where the last key ends
+        self.offset_file.write(self.key_bytes.to_bytes(OFFSET, sys.byteorder))  # where the last key ends
         self.offset_file.flush()
         distinct = self._distinct_hashes()
         missing = count_missing(imported, distinct) if imported is not None else None
@@ -133,8 +153,7 @@ class InboundSpool:
         group_hash = -1
         latest: dict[bytes, int] = {}  # each key of the group (their hash is group_hash): its latest index
         first = -1  # index of the group's first record while its key is not read
-        for value in self.keys.sorted():
-            hashed, index = value >> 64, value & MASK
+        for hashed, index in self.keys.sorted():
             if hashed != group_hash:
                 yield hashed
                 group_hash, latest, first = hashed, {}, index
@@ -159,18 +178,35 @@ class InboundSpool:
     def _key_of(self, index: int) -> bytes:
         """The stored key of the ``index``-th record (positioned reads: the merge visits keys out of order)."""
         bounds = os.pread(self.offset_file.fileno(), 2 * OFFSET, index * OFFSET)
-        start, end = int.from_bytes(bounds[:OFFSET], "little"), int.from_bytes(bounds[OFFSET:], "little")
+        start, end = int.from_bytes(bounds[:OFFSET], sys.byteorder), int.from_bytes(bounds[OFFSET:], sys.byteorder)
         return os.pread(self.key_file.fileno(), end - start, start)
 
-    def records(self) -> Iterator[tuple[int, bytes]]:
-        """(spool index, encoded record) in source order, leaving out the records a later row replaces
-        (known once :meth:`resolve` ran)."""
+    def batches(self, size: int) -> Iterator[list[tuple[int, bytes]]]:
+        """(spool index, encoded record) in source order, ``size`` at a time, leaving out the records a later
+        row replaces (known once :meth:`resolve` ran). The file is read a block at a time and cut into
+        records by ``bytes.split``: no per-record work in Python but for the left-out ones."""
         self.file.flush()
         skipped = self.superseded.sorted()
         next_skip = next(skipped, None)
-        with open(self.path, "rb", buffering=READ_BUFFER) as stream:
-            for index, line in enumerate(stream):
-                if index == next_skip:
-                    next_skip = next(skipped, None)
-                    continue
-                yield index, line[:-1]
+        pending: list[tuple[int, bytes]] = []
+        index, tail = 0, b""
+        with open(self.path, "rb", buffering=0) as stream:
+            while block := stream.read(READ_BUFFER):
+                lines = (tail + block).split(b"\n")
+                tail = lines.pop()  # the part of a record the next block finishes (b"" at a record's end)
+                end = index + len(lines)
+                records = zip(range(index, end), lines, strict=True)
+                if next_skip is not None and next_skip < end:
+                    left_out = set()
+                    while next_skip is not None and next_skip < end:
+                        left_out.add(next_skip)
+                        next_skip = next(skipped, None)
+                    pending.extend(record for record in records if record[0] not in left_out)
+                else:
+                    pending.extend(records)
+                index = end
+                full = len(pending) - len(pending) % size
+                yield from (pending[start:start + size] for start in range(0, full, size))
+                pending = pending[full:]
+        if pending:
+            yield pending

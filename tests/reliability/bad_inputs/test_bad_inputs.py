@@ -57,6 +57,8 @@ CASES = [
     Case("missing active column", b"id,plan,seats,since\nu1,gold,3,2024-01-01\n", "Failed", "MissingColumn",
          "'active'"),
     Case("utf-8 BOM", b"\xef\xbb\xbf" + csv(GOOD), written=1),
+    Case("lone surrogate decoded by the declared codec", csv(GOOD, "u2,gold\\ud800,3,2024-01-01,true"), written=1,
+         rejected=1, says="row 2: a value holds text that is not Unicode", file={"encoding": "unicode_escape"}),
     Case("non UTF-8 bytes", HEADER + "u1,Zoë,3,2024-01-01,true\n".encode("latin-1"), "Failed", "BadEncoding",
          "encoding"),
     Case("latin-1 declared", HEADER + "u1,Zoë,3,2024-01-01,true\n".encode("latin-1"), written=1,
@@ -114,6 +116,9 @@ JSONL_CASES = [
     Case("jsonl gzip truncated", gzip.compress(b'{"id":"u1","active":true}\n' * 3000)[:-50], "Failed", "CorruptFile",
          "truncated"),
     Case("jsonl numeric key", b'{"id":7,"active":true}\n', written=1),
+    Case("jsonl lone surrogate in a value", b'{"id":"u1","plan":"\\ud800","active":true}\n{"id":"u2","active":true}\n',
+         written=1, rejected=1, says="row 1: a value holds text that is not Unicode"),
+    Case("jsonl lone surrogate in the key", b'{"id":"u\\udfff","active":true}\n', rejected=1, says="lone surrogate"),
 ]
 
 

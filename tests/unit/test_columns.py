@@ -1,0 +1,150 @@
+"""Column-by-column mapping gives what row-by-row mapping gives: the same records, byte for byte, and the
+same refusals with the same reasons — for whole classes of cell values, not only the common shapes."""
+
+from __future__ import annotations
+
+import io
+import random
+from typing import Any
+
+import orjson
+import pytest
+
+from walkme_dic.api.integration import FileSettings, Mapping
+from walkme_dic.sync.columns import ColumnPlan, map_block
+from walkme_dic.sync.mapping import Mapper, RowError
+from walkme_dic.sync.readers import BLOCK_ROWS, Block, Rejected, Row, read_blocks, read_rows
+
+# cell values of each kind: the common shapes first, then everything a users file can hold instead
+CELLS = {
+    "string": ["gold", " padded ", "", "   ", "Zoë", "名前", 'quote " and \\ backslash', "tab\there", "line\nbreak",
+               "\u2028", "😀", "0", "null"],
+    "number": ["7", "0", "007", " 42 ", "123456789012345", "1234567890123456", "99999999999999999999", "-3",
+               "+3", "2.50", "1e3", "1E400", "nan", "inf", "", " ", "x", "١٢٣", "²", "1_000", "0x10", "12,5"],
+    "date": ["2024-01-31", " 2024-02-29 ", "2023-02-29", "2024-13-01", "2024-1-01", "20240101", "2024-01-31T10:00:00Z",
+             "2024-01-31T23:30:00-05:00", "", "yesterday", "\uff12\uff10\uff12\uff14-01-01", "2024/01/31"],
+    "boolean": ["true", "false", "TRUE", " No ", "y", "t", "0", "1", "", "maybe", "truthy", "İ"],
+}
+KEYS = ["u1", " u2 ", "", "  ", "ü", "u\"1", "1", "00"]
+
+
+def mapper_for(kinds: list[str], *, active: bool, copy_key: bool) -> Mapper:
+    fields = [{"source": f"c{i}", "destination": f"p{i}", "type": kind} for i, kind in enumerate(kinds)]
+    mapping = {"key": {"source": "id", "destination": "external_id" if copy_key else "uuid"}, "fields": fields}
+    if active:
+        mapping["activeField"] = "active"
+    return Mapper(Mapping.model_validate(mapping), "uuid")
+
+
+def header_for(mapper: Mapper, rng: random.Random) -> list[str]:
+    columns = [*mapper.required_columns(), "unmapped"]
+    rng.shuffle(columns)
+    return columns
+
+
+def random_row(header: list[str], kinds: dict[str, str], rng: random.Random, common: float) -> list[str]:
+    """A row whose cells are mostly of the common shape (``common``) and otherwise anything of CELLS."""
+    cells = []
+    for column in header:
+        if column == "id":
+            choices = KEYS
+        elif column == "active":
+            choices = CELLS["boolean"]
+        else:
+            choices = CELLS[kinds.get(column, "string")]
+        cells.append(choices[0] if rng.random() < common else rng.choice(choices))
+    return cells
+
+
+def row_by_row(mapper: Mapper, header: list[str], rows: list[list[str]]) -> list[tuple[int, Any]]:
+    """(position, encoded record or RowError message) for each row, the way Mapper.map alone sees them."""
+    out: list[tuple[int, Any]] = []
+    for position, cells in enumerate(rows):
+        try:
+            out.append((position, orjson.dumps(mapper.map(dict(zip(header, cells, strict=True))))))
+        except RowError as error:
+            out.append((position, str(error)))
+    return out
+
+
+def by_block(mapped: Any) -> list[tuple[int, Any]]:
+    """(position, record or reason) of a block numbered from 0."""
+    records = list(zip(mapped.numbers, mapped.records, strict=True))
+    return sorted(records + [tuple(refusal) for refusal in mapped.refused])
+
+
+KIND_SETS = [["string"], ["number"], ["date"], ["boolean"], ["string", "number", "date", "boolean"],
+             ["number", "number", "date"], []]
+
+
+@pytest.mark.parametrize("kinds", KIND_SETS, ids=lambda kinds: "+".join(kinds) or "key-only")
+@pytest.mark.parametrize("active", [True, False], ids=["active", "no-active"])
+@pytest.mark.parametrize("copy_key", [True, False], ids=["key-copied", "key-is-id"])
+@pytest.mark.parametrize("common", [1.0, 0.97, 0.5, 0.0], ids=lambda c: f"common-{c}")
+def test_a_block_maps_as_its_rows_would_one_by_one(kinds: list[str], active: bool, copy_key: bool,
+                                                    common: float) -> None:
+    rng = random.Random(f"{kinds}{active}{copy_key}{common}")
+    mapper = mapper_for(kinds, active=active, copy_key=copy_key)
+    header = header_for(mapper, rng)
+    assert ColumnPlan.fitting(mapper, header) is not None, "the column path must be the one under test"
+    types = {f"c{i}": kind for i, kind in enumerate(kinds)}
+    for _ in range(5):
+        rows = [random_row(header, types, rng, common) for _ in range(rng.choice([1, 7, 300]))]
+        mapped = map_block(mapper, Block(header, list(range(len(rows))), rows, []))
+        assert by_block(mapped) == row_by_row(mapper, header, rows)
+        assert [orjson.loads(record)["uuid"] for record in mapped.records] == mapped.keys
+
+
+def test_every_cell_value_of_every_kind_maps_alike() -> None:
+    """Each listed value alone in a column of otherwise common values (the column path's fallback per value)."""
+    for kind, values in CELLS.items():
+        mapper = mapper_for([kind], active=True, copy_key=False)
+        header = ["id", "c0", "active"]
+        for value in values:
+            rows = [["u1", CELLS[kind][0], "true"], ["u2", value, "true"], ["u3", CELLS[kind][0], value
+                    if kind == "boolean" else "false"]]
+            mapped = map_block(mapper, Block(header, [0, 1, 2], rows, []))
+            assert by_block(mapped) == row_by_row(mapper, header, rows), (kind, value)
+
+
+def test_a_mapping_the_columns_cannot_hold_goes_row_by_row() -> None:
+    """A destination named twice once the user id property is added, or a dotted column: Mapper.map decides."""
+    clash = Mapper(Mapping.model_validate({"key": {"source": "id", "destination": "external_id"},
+                                           "fields": [{"source": "plan", "destination": "uuid"}]}), "uuid")
+    dotted = Mapper(Mapping.model_validate({"key": {"source": "id", "destination": "uuid"},
+                                            "fields": [{"source": "account.plan", "destination": "plan"}]}), "uuid")
+    for mapper, header in ((clash, ["id", "plan"]), (dotted, ["id", "account"])):
+        assert ColumnPlan.fitting(mapper, header) is None
+        rows = [["u1", "gold"], ["", "x"]]
+        assert by_block(map_block(mapper, Block(header, [0, 1], rows, []))) == row_by_row(mapper, header, rows)
+
+
+def test_objects_are_mapped_row_by_row() -> None:
+    mapper = mapper_for(["number"], active=False, copy_key=False)
+    objects = [{"id": "u1", "c0": 3}, {"id": "u2", "c0": "x"}, {"id": "u3", "c0": None}]
+    mapped = map_block(mapper, Block(None, [1, 2, 3], objects, []))
+    assert mapped.numbers == [1, 3] and mapped.records == [b'{"uuid":"u1","p0":3}', b'{"uuid":"u3"}']
+    assert mapped.refused == [Rejected(2, "column 'c0': 'x' is not a number")]
+
+
+def csv_bytes(lines: list[str]) -> io.BufferedReader:
+    return io.BufferedReader(io.BytesIO(("id,name\n" + "".join(lines)).encode()))
+
+
+def test_blocks_number_rows_across_blank_ragged_and_malformed_lines() -> None:
+    """Numbers run on across block boundaries; a malformed row mid-block keeps the rows read before it."""
+    lines = [f"u{i},n{i}\n" for i in range(1, BLOCK_ROWS * 2 + 500)]
+    lines[10] = "\n"  # blank: skipped, not numbered
+    lines[20] = "u21\n"  # ragged
+    lines[BLOCK_ROWS + 30] = 'u,"x"y\n'  # malformed quoting, in the second block
+    blocks = list(read_blocks(csv_bytes(lines), FileSettings(path="x.csv"), ["id"]))
+    numbers = [n for block in blocks for n in block.numbers]
+    rejected = [r for block in blocks for r in block.rejected]
+    assert [r.number for r in rejected] == [20, BLOCK_ROWS + 30]
+    assert rejected[0].reason == "has 1 fields, the header has 2" and "malformed CSV" in rejected[1].reason
+    assert len(numbers) + len(rejected) == len(lines) - 1
+    assert sorted(numbers + [r.number for r in rejected]) == list(range(1, len(lines)))
+    names = {n: cells[1] for block in blocks for n, cells in zip(block.numbers, block.rows, strict=True)}
+    assert names[10] == "n10" and names[11] == "n12", "the row after the blank line is row 11"
+    assert [type(r) for r in read_rows(csv_bytes(lines[:25]), FileSettings(path="x.csv"), ["id"])].count(Rejected) == 1
+    assert isinstance(next(read_rows(csv_bytes(lines[:3]), FileSettings(path="x.csv"), ["id"])), Row)

@@ -3,6 +3,7 @@ same refusals with the same reasons — for whole classes of cell values, not on
 
 from __future__ import annotations
 
+import csv
 import io
 import random
 from typing import Any
@@ -11,9 +12,10 @@ import orjson
 import pytest
 
 from walkme_dic.api.integration import FileSettings, Mapping
-from walkme_dic.sync.columns import ColumnPlan, map_block
+from walkme_dic.sync.columns import ColumnPlan, map_block, tabulate
 from walkme_dic.sync.mapping import Mapper, RowError
 from walkme_dic.sync.readers import BLOCK_ROWS, Block, Rejected, Row, read_blocks, read_rows
+from walkme_dic.sync.writers import RecordEncoder
 
 # cell values of each kind: the common shapes first, then everything a users file can hold instead
 CELLS = {
@@ -119,7 +121,63 @@ def test_a_mapping_the_columns_cannot_hold_goes_row_by_row() -> None:
         assert by_block(map_block(mapper, Block(header, [0, 1], rows, []))) == row_by_row(mapper, header, rows)
 
 
-def test_objects_are_mapped_row_by_row() -> None:
+OBJECT_VALUES = [7, 0, -2, 2.5, 1e300, 2**60, True, False, None, {"a": 1}, [1, 2], "", " x ", "7", "2024-01-31",
+                 "true", "\u00e9"]
+
+
+def random_object(mapper: Mapper, kinds: list[str], rng: random.Random, common: float) -> dict[str, Any]:
+    """A JSON object as a JSON-lines file, a query or the WalkMe export gives them: keys missing or null,
+    values of any JSON type."""
+    row: dict[str, Any] = {}
+    for column in mapper.required_columns():
+        if rng.random() < 0.05:
+            continue  # missing altogether
+        kind = {"id": "string", "active": "boolean"}.get(column) or kinds[int(column[1:])]
+        row[column] = CELLS[kind][0] if rng.random() < common else rng.choice(OBJECT_VALUES + CELLS[kind])
+    return row
+
+
+def table_row_by_row(mapper: Mapper, rows: list[dict[str, Any]]) -> list[tuple[int, Any]]:
+    out: list[tuple[int, Any]] = []
+    for position, values in enumerate(rows):
+        try:
+            record = mapper.map(values)
+        except RowError as error:
+            out.append((position, str(error)))
+            continue
+        out.append((position, tuple(record.get(column) for column in mapper.columns())))
+    return out
+
+
+@pytest.mark.parametrize("kinds", KIND_SETS, ids=lambda kinds: "+".join(kinds) or "key-only")
+@pytest.mark.parametrize("common", [1.0, 0.9, 0.0], ids=lambda c: f"common-{c}")
+def test_objects_map_and_tabulate_as_one_by_one(kinds: list[str], common: float) -> None:
+    """Blocks of objects, for inbound (JSON records) and for an outbound CSV (rows of Mapper.columns())."""
+    rng = random.Random(f"{kinds}{common}")
+    for active, copy_key in ((True, False), (False, True), (False, False)):
+        mapper = mapper_for(kinds, active=active, copy_key=copy_key)
+        rows = [random_object(mapper, kinds, rng, common) for _ in range(300)]
+        block = Block(None, list(range(len(rows))), rows, [])
+        assert ColumnPlan.fitting(mapper, None) is not None
+        assert by_block(map_block(mapper, block)) == row_by_row_objects(mapper, rows)
+        table = tabulate(mapper, block)
+        positions = [p for p, out in table_row_by_row(mapper, rows) if isinstance(out, tuple)]
+        table_rows = list(zip(*table.columns, strict=True))
+        assert sorted(list(zip(positions, table_rows, strict=True)) + [tuple(r) for r in table.refused]) == \
+            table_row_by_row(mapper, rows)
+
+
+def row_by_row_objects(mapper: Mapper, rows: list[dict[str, Any]]) -> list[tuple[int, Any]]:
+    out: list[tuple[int, Any]] = []
+    for position, values in enumerate(rows):
+        try:
+            out.append((position, orjson.dumps(mapper.map(values))))
+        except RowError as error:
+            out.append((position, str(error)))
+    return out
+
+
+def test_objects_are_mapped_column_by_column_too() -> None:
     mapper = mapper_for(["number"], active=False, copy_key=False)
     objects = [{"id": "u1", "c0": 3}, {"id": "u2", "c0": "x"}, {"id": "u3", "c0": None}]
     mapped = map_block(mapper, Block(None, [1, 2, 3], objects, []))
@@ -148,3 +206,64 @@ def test_blocks_number_rows_across_blank_ragged_and_malformed_lines() -> None:
     assert names[10] == "n10" and names[11] == "n12", "the row after the blank line is row 11"
     assert [type(r) for r in read_rows(csv_bytes(lines[:25]), FileSettings(path="x.csv"), ["id"])].count(Rejected) == 1
     assert isinstance(next(read_rows(csv_bytes(lines[:3]), FileSettings(path="x.csv"), ["id"])), Row)
+
+
+def test_dotted_paths_into_objects_map_as_one_by_one() -> None:
+    """A Salesforce relationship field (Account.Industry): nested objects, a literal dotted key, missing levels."""
+    mapper = Mapper(Mapping.model_validate({"key": {"source": "Id", "destination": "uuid"},
+                                            "fields": [{"source": "Account.Industry", "destination": "industry"}]}),
+                    "uuid")
+    rows = [{"Id": "1", "Account": {"Industry": "Retail"}}, {"Id": "2", "Account.Industry": "Flat"},
+            {"Id": "3", "Account": None}, {"Id": "4", "Account": "not an object"}, {"Id": "5"}]
+    mapped = map_block(mapper, Block(None, list(range(5)), rows, []))
+    assert by_block(mapped) == row_by_row_objects(mapper, rows)
+    assert mapped.records[:2] == [b'{"uuid":"1","industry":"Retail"}', b'{"uuid":"2","industry":"Flat"}']
+
+
+CSV_CELLS = ["plain", "", None, "with,comma", 'with "quote"', "line\nbreak", "carriage\rreturn", " spaced ",
+             "semi;colon", "tab\there", "pipe|bar", "é", 7, 2.5, True, 0]
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+@pytest.mark.parametrize("width", [1, 2, 4])
+def test_csv_columns_are_written_as_the_csv_writer_writes_their_rows(delimiter: str, width: int) -> None:
+    """The encoder's join of plain text cells and the csv writer agree on every class of cell."""
+    rng = random.Random(f"{delimiter}{width}")
+    for plain in (1.0, 0.95, 0.0):
+        for _ in range(20):
+            rows = [tuple(("v" if rng.random() < plain else rng.choice(CSV_CELLS)) for _ in range(width))
+                    for _ in range(rng.choice([0, 1, 50]))]
+            columns = [list(column) for column in zip(*rows, strict=True)] or [[] for _ in range(width)]
+            assert encoded(columns, delimiter) == written_by_csv(rows, delimiter), rows
+
+
+def encoded(columns: list[list[Any]], delimiter: str) -> bytes:
+    sink = Sink()
+    names = [f"c{i}" for i in range(len(columns))]
+    encoder = RecordEncoder(sink, FileSettings(path="x.csv", delimiter=delimiter), names, gzip_output=False)
+    encoder.add_columns(columns)
+    encoder.finish()
+    return b"".join(sink.chunks).split(b"\n", 1)[1]  # without the header line
+
+
+class Sink:
+    """Where the encoder's chunks go (the AtomicWriter's write; committing is not this test's business)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(data)
+        return len(data)
+
+    def commit(self) -> None:
+        raise AssertionError("not committed here")
+
+    def abort(self) -> None:
+        raise AssertionError("not aborted here")
+
+
+def written_by_csv(rows: list[tuple[Any, ...]], delimiter: str) -> bytes:
+    text = io.StringIO()
+    csv.writer(text, delimiter=delimiter, lineterminator="\n").writerows(rows)
+    return text.getvalue().encode()

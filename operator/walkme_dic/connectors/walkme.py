@@ -226,16 +226,20 @@ class Export:
         self.client, self.path, self.params = client, path, params
         self.watermark: str | None = None
 
-    def __iter__(self) -> Iterator[dict[str, object]]:
-        """Pages in order; up to PREFETCH_PAGES are fetched ahead while the caller works through the current
-        one (one fetching thread: each page needs the previous page's cursor)."""
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for records in self.pages():
+            yield from records
+
+    def pages(self) -> Iterator[list[dict[str, Any]]]:
+        """The records page by page, in order; up to PREFETCH_PAGES are fetched ahead while the caller works
+        through the current one (one fetching thread: each page needs the previous page's cursor)."""
         pages = self.client._pages(self.path, self.params)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="walkme-export") as fetcher:
             upcoming = deque(fetcher.submit(next, pages, None) for _ in range(PREFETCH_PAGES))
             try:
                 while (page := upcoming.popleft().result()) is not None:
                     upcoming.append(fetcher.submit(next, pages, None))
-                    yield from page.get("data", [])
+                    yield page.get("data", [])
                     self.watermark = page.get("watermark") or self.watermark
             finally:  # the caller stopped or failed: fetch nothing more
                 for pending in upcoming:

@@ -1,23 +1,25 @@
-"""Mapping a block of rows at once: the inbound hot path, column by column for CSV.
+"""Mapping a block of rows at once, column by column: the hot path of both directions.
 
-:meth:`Mapper.map` maps one row (a dict) at a time. A block of CSV rows (cells in header order) is
-mapped here column by column instead: while a column's values have their common shape, the
-per-value work runs in C loops (``str.strip``, ``str.isdecimal``, ``int``, ``date.fromisoformat``,
-dict lookups, ``orjson.dumps``) rather than in a Python call per value; a column that has another
-shape is converted value by value with the very converters :class:`Mapper` uses. A row with a
-value those converters refuse is mapped again by :meth:`Mapper.map`, so its rejection reads word
-for word as it would row by row. Each record comes out as the JSON bytes ``orjson.dumps`` gives
-for :meth:`Mapper.map`'s dict (``tests/unit/test_columns.py`` holds the two paths to that).
+:meth:`Mapper.map` maps one row (a dict) at a time. A block of rows — CSV cells in header order, or
+objects (JSON lines, a query, the WalkMe export) — is mapped here column by column instead: while a
+column's values have their common shape (non-empty text; for numbers decimal digits, for dates
+YYYY-MM-DD, for booleans a known word), the per-value work runs in C loops (``str.strip``,
+``str.isdecimal``, ``int``, ``date.fromisoformat``, dict lookups, ``orjson.dumps``) rather than in a
+Python call per value; a column with other values is converted value by value by the very
+converters :class:`Mapper` uses. A row with a value those converters refuse is mapped again by
+:meth:`Mapper.map`, so its rejection reads word for word as it would row by row.
 
-Blocks of objects (JSON lines, a query), and CSV blocks a plan cannot map (a mapped column
-missing from the header, a dotted path), go row by row through :meth:`Mapper.map`.
+Inbound, each record comes out as the JSON bytes ``orjson.dumps`` gives for :meth:`Mapper.map`'s
+dict; outbound to a CSV file, as the row of :meth:`Mapper.columns` values the encoder writes
+(``tests/unit/test_columns.py`` holds both paths to that, for classes of values). A mapping whose
+destination names collide, or a CSV header without a mapped column, goes row by row.
 """
 
 from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import date
 from itertools import repeat
 from operator import itemgetter
@@ -25,7 +27,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from walkme_dic.sync.mapping import CONVERTERS, FALSE, TRUE, Mapper, RowError
+from walkme_dic.sync.mapping import CONVERTERS, FALSE, TRUE, Mapper, RowError, lookup
 from walkme_dic.sync.readers import Block, Rejected
 
 ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # the shape _date hands back unchanged
@@ -46,19 +48,54 @@ class MappedBlock(NamedTuple):
     refused: list[Rejected]
 
 
+class Table(NamedTuple):
+    """What a block mapped to as the columns of a table (:meth:`Mapper.columns`: the records' values, None
+    where a record has none), and the rows refused, with the reason."""
+
+    columns: list[list[Any]]
+    refused: list[Rejected]
+
+
+class Converted(NamedTuple):
+    """A block's mapped values column by column (None where a record leaves the value out), and the
+    positions of the rows a converter refused."""
+
+    keys: list[Any]
+    fields: list[list[Any]]
+    active: list[Any] | None
+    refused: set[int]
+
+
 def map_block(mapper: Mapper, block: Block) -> MappedBlock:
-    """The block's records, encoded; column by column where the block's header has every mapped column."""
+    """The block's records, encoded as JSON; column by column when a plan fits (see :meth:`ColumnPlan.fitting`)."""
     plan = ColumnPlan.fitting(mapper, block.header)
     if plan is not None:
         try:
-            return plan.map(block.numbers, block.rows)
+            return plan.encode(block.numbers, block.rows)
         except orjson.JSONEncodeError:  # text JSON cannot carry (a lone surrogate): row by row names the rows
             pass
     mapped = MappedBlock([], [], [], [])
-    for number, values in zip(block.numbers, block.rows, strict=True):
-        _map_row(mapper, number, values if block.header is None else dict(zip(block.header, values, strict=True)),
-                 mapped)
+    for number, row in zip(block.numbers, block.rows, strict=True):
+        _map_row(mapper, number, _as_dict(block.header, row), mapped)
     return mapped
+
+
+def tabulate(mapper: Mapper, block: Block) -> Table:
+    """The block's records as rows of :meth:`Mapper.columns` values; column by column when a plan fits."""
+    plan = ColumnPlan.fitting(mapper, block.header)
+    if plan is not None:
+        return plan.table(block.numbers, block.rows)
+    records, refused = [], []
+    for number, row in zip(block.numbers, block.rows, strict=True):
+        try:
+            records.append(mapper.map(_as_dict(block.header, row)))
+        except RowError as error:
+            refused.append(Rejected(number, str(error)))
+    return Table([[record.get(name) for record in records] for name in mapper.columns()], refused)
+
+
+def _as_dict(header: list[str] | None, row: Any) -> dict[str, Any]:
+    return row if header is None else dict(zip(header, row, strict=True))
 
 
 def _map_row(mapper: Mapper, number: int, values: dict[str, Any], mapped: MappedBlock) -> None:
@@ -78,48 +115,60 @@ def _map_row(mapper: Mapper, number: int, values: dict[str, Any], mapped: Mapped
 
 
 class ColumnPlan:
-    """Which cells of a header's rows become which fragments of a record, and how they are converted."""
+    """Where each mapped column's values are in a block's rows, and what they become."""
 
-    def __init__(self, mapper: Mapper, header: list[str]) -> None:
+    def __init__(self, mapper: Mapper, header: list[str] | None) -> None:
         self.mapper, self.header = mapper, header
-        index = {name: position for position, name in enumerate(header)}
-        self.key = index[mapper.key_source]
+        self.key = self._extractor(mapper.key_source)
         self.key_prefix = b"{" + orjson.dumps(mapper.key_name) + b":"
         self.copy_prefix = b"," + orjson.dumps(mapper.mapping.key.destination) + b":" if mapper.key_copy else None
-        self.fields = [(index[f.source], b"," + orjson.dumps(f.destination) + b":", f.type, f.source)
+        self.fields = [(self._extractor(f.source), b"," + orjson.dumps(f.destination) + b":", f.type, f.source)
                        for f in mapper.fields]
-        self.active = (index[mapper.active], b"," + orjson.dumps(mapper.active) + b":", mapper.active) \
+        self.active = (self._extractor(mapper.active), b"," + orjson.dumps(mapper.active) + b":", mapper.active) \
             if mapper.active else None
 
     @staticmethod
     def fitting(mapper: Mapper, header: list[str] | None) -> ColumnPlan | None:
-        """A plan when every mapped column is a column of ``header`` and every destination name is distinct
-        (else a record's dict could hold fewer names than the columns: that is Mapper.map's to decide)."""
-        if header is None or not all(column in header for column in mapper.required_columns()):
+        """A plan when every destination name is distinct (else a record's dict could hold fewer names than
+        the columns: that is Mapper.map's to decide) and, for CSV, every mapped column is in ``header``."""
+        if header is not None and not all(column in header for column in mapper.required_columns()):
             return None
         names = [mapper.key_name, *([mapper.mapping.key.destination] if mapper.key_copy else []),
                  *(f.destination for f in mapper.fields), *([mapper.active] if mapper.active else [])]
         return ColumnPlan(mapper, header) if len(set(names)) == len(names) else None
 
-    def map(self, numbers: list[int], rows: list[list[str]]) -> MappedBlock:
-        if not rows:
-            return MappedBlock([], [], [], [])
+    def _extractor(self, column: str) -> Callable[[list[Any]], list[Any]]:
+        """The values of ``column`` in a block's rows (CSV: a cell; objects: a key, or a dotted path)."""
+        if self.header is not None:
+            cell = itemgetter(self.header.index(column))
+            return lambda rows: list(map(cell, rows))
+        if "." in column:
+            return lambda rows: list(map(lookup, rows, repeat(column)))
+        return lambda rows: list(map(dict.get, rows, repeat(column)))
+
+    def convert(self, rows: list[Any]) -> Converted:
         refused: set[int] = set()  # positions in the block of rows a converter refused
-        keys = list(map(str.strip, map(itemgetter(self.key), rows)))
-        if not all(keys):
-            refused.update(position for position, key in enumerate(keys) if not key)
+        keys = _converted(self.key(rows), "string", self.mapper.key_source, refused)
+        fields = [_converted(extract(rows), kind, source, refused) for extract, _, kind, source in self.fields]
+        active = None
+        if self.active is not None:
+            extract, _, source = self.active
+            active = _converted(extract(rows), "boolean", source, refused)
+        for values in (keys, active or ()):  # an empty key or active value refuses the row
+            if None in values:
+                refused.update(position for position, value in enumerate(values) if value is None)
+        return Converted(keys, fields, active, refused)
+
+    def encode(self, numbers: list[int], rows: list[Any]) -> MappedBlock:
+        """The block's records as JSON, each the bytes ``orjson.dumps`` gives for :meth:`Mapper.map`'s dict."""
+        keys, fields, active, refused = self.convert(rows)
         encoded_keys = list(map(orjson.dumps, keys))
         pieces: list[Any] = [list(map(self.key_prefix.__add__, encoded_keys))]
         if self.copy_prefix is not None:
             pieces.append(list(map(self.copy_prefix.__add__, encoded_keys)))
-        for column, prefix, kind, source in self.fields:
-            pieces.append(_fragments(list(map(itemgetter(column), rows)), kind, source, prefix, refused))
-        if self.active is not None:
-            column, prefix, source = self.active
-            active = _fragments(list(map(itemgetter(column), rows)), "boolean", source, prefix, refused)
-            if not all(active):  # an empty active value refuses the row
-                refused.update(position for position, fragment in enumerate(active) if not fragment)
-            pieces.append(active)
+        pieces += [_fragments(values, prefix) for values, (_, prefix, _, _) in zip(fields, self.fields, strict=True)]
+        if self.active is not None and active is not None:
+            pieces.append(_fragments(active, self.active[1]))
         pieces.append(repeat(b"}"))
         records = list(map(b"".join, zip(*pieces, strict=False)))  # repeat(b"}") is endless
         if not refused:
@@ -127,29 +176,68 @@ class ColumnPlan:
         mapped = MappedBlock([], [], [], [])
         for position, record in enumerate(records):  # rows a converter refused: again by Mapper.map, for the reason
             if position in refused:
-                _map_row(self.mapper, numbers[position], dict(zip(self.header, rows[position], strict=True)), mapped)
+                _map_row(self.mapper, numbers[position], _as_dict(self.header, rows[position]), mapped)
                 continue
             mapped.numbers.append(numbers[position])
             mapped.keys.append(keys[position])
             mapped.records.append(record)
         return mapped
 
+    def table(self, numbers: list[int], rows: list[Any]) -> Table:
+        """The block's records as the columns of :meth:`Mapper.columns` (the key, then the fields)."""
+        keys, fields, _, refused = self.convert(rows)
+        if not refused:
+            return Table([keys, *fields], [])
+        table = Table([], [])
+        for position in sorted(refused):  # again by Mapper.map, for the reason
+            try:
+                self.mapper.map(_as_dict(self.header, rows[position]))
+            except RowError as error:
+                table.refused.append(Rejected(numbers[position], str(error)))
+        kept = [position for position in range(len(rows)) if position not in refused]
+        table.columns.extend(list(map(column.__getitem__, kept)) for column in (keys, *fields))
+        return table
 
-def _fragments(values: Sequence[str], kind: str, column: str, prefix: bytes, refused: set[int]) -> Fragments:
-    """One mapped column as fragments (b"" where the value is empty: the record leaves it out)."""
-    stripped = list(map(str.strip, values))
-    if all(stripped):
-        if kind == "string":
-            return list(map(prefix.__add__, map(orjson.dumps, stripped)))
-        if kind == "number" and all(map(str.isdecimal, stripped)) and max(map(len, stripped)) <= EXACT_DIGITS:
-            return list(map(prefix.__add__, map(orjson.dumps, map(int, stripped))))
-        if kind == "date" and all(map(ISO_DAY.fullmatch, stripped)) and _all_days(stripped):
-            return list(map(prefix.__add__, map(orjson.dumps, stripped)))
-        if kind == "boolean":
-            flags = list(map(BOOLEAN_TEXT.get, map(str.lower, stripped)))
-            if None not in flags:
-                return list(map({True: prefix + b"true", False: prefix + b"false"}.__getitem__, flags))
-    return _one_by_one(stripped, CONVERTERS[kind], column, prefix, refused)
+
+def _converted(values: list[Any], kind: str, column: str, refused: set[int]) -> list[Any]:
+    """One column's values as ``kind`` (None where empty); positions of values the converter refuses go to
+    ``refused``. Text of the common shape is converted by C loops; anything else value by value."""
+    if set(map(type, values)) == {str}:  # CSV cells always, JSON mostly
+        stripped = list(map(str.strip, values))
+        if all(stripped):
+            common = _common_shape(stripped, kind)
+            if common is not None:
+                return common
+    convert = CONVERTERS[kind]
+    converted = []
+    for position, value in enumerate(values):
+        try:
+            converted.append(convert(value, column))
+        except RowError:
+            refused.add(position)
+            converted.append(None)
+    return converted
+
+
+def _common_shape(stripped: list[str], kind: str) -> list[Any] | None:
+    """Non-empty stripped texts as ``kind`` when all have the shape the converter takes most often, else None."""
+    if kind == "string":
+        return stripped
+    if kind == "number" and all(map(str.isdecimal, stripped)) and max(map(len, stripped)) <= EXACT_DIGITS:
+        return list(map(int, stripped))
+    if kind == "date" and all(map(ISO_DAY.fullmatch, stripped)) and _all_days(stripped):
+        return stripped
+    if kind == "boolean":
+        flags = list(map(BOOLEAN_TEXT.get, map(str.lower, stripped)))
+        return flags if None not in flags else None
+    return None
+
+
+def _fragments(values: list[Any], prefix: bytes) -> Fragments:
+    """One column's '"name":value' pieces of the records (b"" where the value is None: the record leaves it out)."""
+    if None not in values:
+        return list(map(prefix.__add__, map(orjson.dumps, values)))
+    return [b"" if value is None else prefix + orjson.dumps(value) for value in values]
 
 
 def _all_days(texts: list[str]) -> bool:
@@ -158,16 +246,3 @@ def _all_days(texts: list[str]) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _one_by_one(stripped: list[str], convert: Callable[[Any, str], Any], column: str, prefix: bytes,
-                refused: set[int]) -> Fragments:
-    fragments: Fragments = []
-    for position, text in enumerate(stripped):
-        try:
-            value = convert(text, column)
-        except RowError:
-            refused.add(position)
-            value = None
-        fragments.append(b"" if value is None else prefix + orjson.dumps(value))
-    return fragments

@@ -24,14 +24,14 @@ from walkme_dic.api.integration import MODSTAMP, FileSettings, IntegrationSpec, 
 from walkme_dic.api.run import DuplicateRow, RejectedRow, SyncRequest, SyncResult
 from walkme_dic.connectors.base import FileStore, WriteReport
 from walkme_dic.connectors.registry import open_file_store
-from walkme_dic.connectors.walkme import BATCH, WalkMeClient
+from walkme_dic.connectors.walkme import BATCH, Export, WalkMeClient
 from walkme_dic.errors import DicError, PermanentError
 from walkme_dic.redaction import redact
-from walkme_dic.sync.columns import map_block
+from walkme_dic.sync.columns import map_block, tabulate
 from walkme_dic.sync.credentials import CredentialSet
 from walkme_dic.sync.keys import SpooledKeys
 from walkme_dic.sync.mapping import Mapper, RowError
-from walkme_dic.sync.readers import Block, CountingReader, blocks_of, read_blocks
+from walkme_dic.sync.readers import Block, CountingReader, blocks_of, numbered, read_blocks
 from walkme_dic.sync.spool import InboundSpool
 from walkme_dic.sync.writers import RecordEncoder, render_path, wants_gzip
 
@@ -346,14 +346,17 @@ class Outbound:
                 report("export", tally)
             yield record
 
-    def _to_file(self, export: Iterable[dict[str, Any]], settings: FileSettings) -> SyncResult:
+    def _to_file(self, export: Export, settings: FileSettings) -> SyncResult:
         store = _file_store(self.request, self.credentials)
         path = render_path(settings.path, run_id=self.request.run_id, slot=self.request.slot, now=datetime.now(UTC))
         tally = Tally()
         writer = store.open_write(path)
         try:
             encoder = RecordEncoder(writer, settings, self.mapper.columns(), gzip_output=wants_gzip(settings, path))
-            encoder.add_all(self._mapped(export, tally))
+            if settings.format == "csv":
+                self._tabulated(export, tally, encoder)
+            else:
+                encoder.add_records(self._mapped(export, tally))
             limit = tally.over_limit(self.spec)
             if limit or self.spec.dry_run:
                 writer.abort()
@@ -366,6 +369,17 @@ class Outbound:
         if limit:
             return self._over_limit(tally, f"{limit}; nothing was written", written=0)
         return self._succeeded(tally, 0 if self.spec.dry_run else encoder.bytes, store.describe(path))
+
+    def _tabulated(self, export: Export, tally: Tally, encoder: RecordEncoder) -> None:
+        """The export into CSV rows, a page at a time (mapped column by column, see sync/columns.py)."""
+        for block in numbered(export.pages()):
+            tally.read += block.size
+            table = tabulate(self.mapper, block)
+            for number, reason in table.refused:
+                tally.reject(number, f"record {number}: {reason}")
+            tally.written += block.size - len(table.refused)
+            encoder.add_columns(table.columns)
+            self.report("export", tally)
 
     def _to_salesforce(self, export: Iterable[dict[str, Any]]) -> SyncResult:
         from walkme_dic.connectors.salesforce import SalesforceClient

@@ -57,8 +57,14 @@ class Block(NamedTuple):
 
 def blocks_of(objects: Iterable[dict[str, Any]]) -> Iterator[Block]:
     """Objects (a query's records) in blocks, numbered from 1."""
-    iterator, number = iter(objects), 0
-    while rows := list(islice(iterator, BLOCK_ROWS)):
+    iterator = iter(objects)
+    return numbered(iter(lambda: list(islice(iterator, BLOCK_ROWS)), []))
+
+
+def numbered(batches: Iterable[list[dict[str, Any]]]) -> Iterator[Block]:
+    """Batches of objects (pages of an export) as blocks, numbered on from 1."""
+    number = 0
+    for rows in batches:
         yield Block(None, list(range(number + 1, number + 1 + len(rows))), rows, [])
         number += len(rows)
 

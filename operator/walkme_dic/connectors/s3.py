@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import boto3
@@ -11,6 +12,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
 
 from walkme_dic.api.connection import S3Provider
+from walkme_dic.connectors.background import BackgroundUploads
 from walkme_dic.connectors.base import ObjectInfo, ProbeResult
 from walkme_dic.connectors.common import AbortOnError, ErrorTranslator, PartBuffer
 from walkme_dic.errors import AuthenticationError, NotFoundError, PermanentError, TransientError
@@ -157,13 +159,17 @@ class _S3Reader(io.RawIOBase):
 
 
 class S3AtomicWriter:
-    """Multipart upload that becomes visible only on commit(); abort() (or any failure) removes all parts."""
+    """Multipart upload that becomes visible only on commit(); abort() (or any failure) removes all parts.
+
+    Parts upload in the background (``connectors/background.py``: at most 2 on the wire, so a writer holds
+    fewer than 4 parts of ``part_size``); an upload error surfaces at the next write() or at commit()."""
 
     def __init__(self, store: S3Store, path: str) -> None:
         self.store, self.path = store, path
         self.pending = PartBuffer(store.part_size)
         self.upload_id: str | None = None
-        self.parts: list[dict[str, Any]] = []
+        self.parts = 0
+        self.uploads: BackgroundUploads[dict[str, Any]] = BackgroundUploads("s3-part")
 
     def write(self, data: bytes) -> int:
         for part in self.pending.feed(data):
@@ -175,26 +181,35 @@ class S3AtomicWriter:
         with self._guard(f"uploading {self.store.describe(self.path)}"):
             if self.upload_id is None:
                 self.upload_id = self.store.client.create_multipart_upload(Bucket=spec.bucket, Key=key)["UploadId"]
-            number = len(self.parts) + 1
-            answer = self.store.client.upload_part(Bucket=spec.bucket, Key=key, UploadId=self.upload_id,
-                                                   PartNumber=number, Body=chunk)
-            self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+            self.parts += 1
+            self.uploads.submit(partial(self._send_part, self.upload_id, self.parts, chunk))
+
+    def _send_part(self, upload_id: str, number: int, chunk: bytes) -> dict[str, Any]:
+        """Runs on an uploader thread."""
+        answer = self.store.client.upload_part(Bucket=self.store.spec.bucket, Key=self.store.key(self.path),
+                                               UploadId=upload_id, PartNumber=number, Body=chunk)
+        return {"PartNumber": number, "ETag": answer["ETag"]}
 
     def commit(self) -> ObjectInfo:
         spec, key = self.store.spec, self.store.key(self.path)
-        with self._guard(f"completing {self.store.describe(self.path)}"):
-            rest = self.pending.rest()
-            if self.upload_id is None:
+        rest = self.pending.rest()
+        if self.upload_id is None:
+            with self._guard(f"completing {self.store.describe(self.path)}"):
                 answer = self.store.client.put_object(Bucket=spec.bucket, Key=key, Body=rest)
-            else:
-                if rest:
-                    self._upload_part(rest)
+        else:
+            if rest:
+                self._upload_part(rest)
+            with self._guard(f"uploading {self.store.describe(self.path)}"):
+                parts = self.uploads.wait()
+            with self._guard(f"completing {self.store.describe(self.path)}"):
                 answer = self.store.client.complete_multipart_upload(
-                    Bucket=spec.bucket, Key=key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts})
+                    Bucket=spec.bucket, Key=key, UploadId=self.upload_id, MultipartUpload={"Parts": parts})
         return ObjectInfo(path=self.path, size=self.pending.total, fingerprint=str(answer.get("ETag", "")).strip('"'))
 
     def abort(self) -> None:
+        """Parts still uploading are waited for first: an abort they overtook could leave a part behind."""
         self.pending.rest()
+        self.uploads.cancel()
         if self.upload_id is not None:
             upload_id, self.upload_id = self.upload_id, None
             with self.store._errors(f"aborting the upload of {self.store.describe(self.path)}"):

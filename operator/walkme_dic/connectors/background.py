@@ -1,4 +1,4 @@
-"""Part uploads in the background, for the multipart writers (S3 parts, Azure blocks).
+"""Part uploads in the background, for the multipart writers (S3 parts, Azure blocks), and what those writers share.
 
 An export is produced by one Python thread (read the source, map, encode CSV). If that thread also waited
 for every part upload, the source and the encoder would stand still while a part travels. ``BackgroundUploads``
@@ -13,8 +13,8 @@ What it guarantees:
 * **Order**: the caller numbers parts before handing them over (S3 part numbers, Azure block ids in the block
   list), so a part that finishes early changes nothing; ``wait()`` returns the results in hand-over order.
 * **Errors**: the first failed part's exception (the SDK's own, untranslated) is raised by the next
-  ``submit()`` or by ``wait()``, in the caller's thread, where the writer translates it and aborts exactly as
-  when the upload ran inline.
+  ``write()``, ``submit()`` or ``wait()``, in the caller's thread, where the writer translates it and aborts
+  exactly as when the upload ran inline (same error types and messages).
 * **Abort**: ``cancel()`` drops parts not started and waits for the ones on the wire, so that an abort issued
   afterwards (S3 AbortMultipartUpload) cannot be overtaken by a part still uploading: S3 documents that a part
   upload in progress during an abort may still succeed and leave storage behind.
@@ -36,7 +36,9 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
+
+from walkme_dic.connectors.common import AbortOnError, ErrorTranslator, PartBuffer
 
 IN_FLIGHT = 2
 
@@ -90,3 +92,38 @@ class BackgroundUploads(Generic[Result]):
     def cancel(self) -> None:
         """Drop the parts not started, wait for those being uploaded; their outcome no longer matters."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class PartStore(Protocol):
+    def describe(self, path: str) -> str: ...
+
+    def _errors(self, doing: str) -> ErrorTranslator: ...
+
+
+class BackgroundPartWriter(Generic[Result]):
+    """What the S3 and Azure AtomicWriters share: written bytes are cut into parts of ``part_size``, each handed
+    by ``_upload_part`` to ``uploads``; an SDK error is translated by the store's mapper and aborts the write."""
+
+    def __init__(self, store: PartStore, path: str, part_size: int, name: str) -> None:
+        self.store, self.path = store, path
+        self.pending = PartBuffer(part_size)
+        self.uploads: BackgroundUploads[Result] = BackgroundUploads(name)
+
+    def write(self, data: bytes) -> int:
+        with self._uploading():
+            self.uploads.raise_failure()
+        for part in self.pending.feed(data):
+            self._upload_part(part)
+        return len(data)
+
+    def _upload_part(self, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def _uploading(self) -> AbortOnError:
+        return self._guard(f"uploading {self.store.describe(self.path)}")
+
+    def _guard(self, doing: str) -> AbortOnError:
+        return AbortOnError(self.abort, self.store._errors(doing))

@@ -12,9 +12,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
 
 from walkme_dic.api.connection import S3Provider
-from walkme_dic.connectors.background import BackgroundUploads
+from walkme_dic.connectors.background import BackgroundPartWriter
 from walkme_dic.connectors.base import ObjectInfo, ProbeResult
-from walkme_dic.connectors.common import AbortOnError, ErrorTranslator, PartBuffer
+from walkme_dic.connectors.common import ErrorTranslator
 from walkme_dic.errors import AuthenticationError, NotFoundError, PermanentError, TransientError
 
 PART_SIZE = 16 * 1024 * 1024
@@ -158,29 +158,24 @@ class _S3Reader(io.RawIOBase):
         super().close()
 
 
-class S3AtomicWriter:
+class S3AtomicWriter(BackgroundPartWriter[dict[str, Any]]):
     """Multipart upload that becomes visible only on commit(); abort() (or any failure) removes all parts.
 
     Parts upload in the background (``connectors/background.py``: at most 2 on the wire, so a writer holds
     fewer than 4 parts of ``part_size``); an upload error surfaces at the next write() or at commit()."""
 
+    store: S3Store
+
     def __init__(self, store: S3Store, path: str) -> None:
-        self.store, self.path = store, path
-        self.pending = PartBuffer(store.part_size)
+        super().__init__(store, path, store.part_size, "s3-part")
         self.upload_id: str | None = None
         self.parts = 0
-        self.uploads: BackgroundUploads[dict[str, Any]] = BackgroundUploads("s3-part")
-
-    def write(self, data: bytes) -> int:
-        for part in self.pending.feed(data):
-            self._upload_part(part)
-        return len(data)
 
     def _upload_part(self, chunk: bytes) -> None:
-        spec, key = self.store.spec, self.store.key(self.path)
-        with self._guard(f"uploading {self.store.describe(self.path)}"):
+        with self._uploading():
             if self.upload_id is None:
-                self.upload_id = self.store.client.create_multipart_upload(Bucket=spec.bucket, Key=key)["UploadId"]
+                self.upload_id = self.store.client.create_multipart_upload(
+                    Bucket=self.store.spec.bucket, Key=self.store.key(self.path))["UploadId"]
             self.parts += 1
             self.uploads.submit(partial(self._send_part, self.upload_id, self.parts, chunk))
 
@@ -199,7 +194,7 @@ class S3AtomicWriter:
         else:
             if rest:
                 self._upload_part(rest)
-            with self._guard(f"uploading {self.store.describe(self.path)}"):
+            with self._uploading():
                 parts = self.uploads.wait()
             with self._guard(f"completing {self.store.describe(self.path)}"):
                 answer = self.store.client.complete_multipart_upload(
@@ -215,6 +210,3 @@ class S3AtomicWriter:
             with self.store._errors(f"aborting the upload of {self.store.describe(self.path)}"):
                 self.store.client.abort_multipart_upload(Bucket=self.store.spec.bucket,
                                                          Key=self.store.key(self.path), UploadId=upload_id)
-
-    def _guard(self, doing: str) -> AbortOnError:
-        return AbortOnError(self.abort, _ErrorMapper(self.store, doing))

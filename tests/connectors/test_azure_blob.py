@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from tests.connectors.uploads import abort_waits_for_parts_on_the_wire, numbered_parts, writes_stop_at_the_bound
+from tests.connectors.uploads import (
+    abort_waits_for_parts_on_the_wire,
+    numbered_parts,
+    write_until_it_fails,
+    writes_stop_at_the_bound,
+)
 from tests.fakes.faultproxy import FaultProxy, running_proxy
 from tests.fixtures.azurite import Azurite
 from walkme_dic.api.connection import AzureBlobProvider
@@ -165,9 +169,7 @@ def test_a_block_failing_in_the_background_fails_the_next_write(azurite: Azurite
     writer = blob_store.open_write("out.csv")
     writer.write(numbered_parts(1, 1024)[0])
     with pytest.raises(AuthenticationError) as failed:
-        for _ in range(200):  # small writes fill no block: only the earlier block's outcome can fail them
-            writer.write(b"x")
-            time.sleep(0.05)
+        write_until_it_fails(writer)
     assert str(failed.value) == (f"Azure refused the credentials for container {container!r} while uploading "
                                  f"{blob_store.describe('out.csv')}; check the Secret key 'cs'")
     writer.abort()

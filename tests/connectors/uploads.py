@@ -43,6 +43,13 @@ class WritingThread(threading.Thread):
             self.error = error
 
 
+def write_until_it_fails(writer: AtomicWriter) -> None:
+    """Small writes (they fill no part) until one raises: only an earlier part's outcome can fail them."""
+    for _ in range(200):
+        writer.write(b"x")
+        time.sleep(0.05)
+
+
 def writes_stop_at_the_bound(writer: AtomicWriter, proxy: FaultProxy, gate: threading.Event,
                              parts: list[bytes]) -> None:
     """With every part upload held by the proxy, write() accepts exactly IN_FLIGHT parts and then waits (the

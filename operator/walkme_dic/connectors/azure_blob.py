@@ -1,4 +1,7 @@
-"""Azure Blob Storage: probe, stat, chunked reads, block-list writes committed once (nothing visible before)."""
+"""Azure Blob Storage: probe, stat, chunked reads, block-list writes committed once (nothing visible before).
+
+Blocks are staged on background threads while the sync encodes the next one (``background.py`` says how many,
+what that costs in memory, and why sharing one BlobClient between those threads is safe)."""
 
 from __future__ import annotations
 

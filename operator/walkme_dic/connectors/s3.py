@@ -1,4 +1,7 @@
-"""S3 (and S3-compatible stores) with boto3: probe, stat, streaming reads, atomic multipart writes."""
+"""S3 (and S3-compatible stores) with boto3: probe, stat, streaming reads, atomic multipart writes.
+
+Parts upload on background threads while the sync encodes the next one (``background.py`` says how many, what
+that costs in memory and why an abort first waits for the parts on the wire)."""
 
 from __future__ import annotations
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
 
 import pytest
 
+from tests.connectors.uploads import (
+    abort_waits_for_parts_on_the_wire,
+    numbered_parts,
+    write_until_it_fails,
+    writes_stop_at_the_bound,
+)
+from tests.fakes.faultproxy import FaultProxy, running_proxy
 from tests.fixtures.servers import s3_client
 from walkme_dic.api.connection import S3Provider
 from walkme_dic.connectors.s3 import MIN_PART_SIZE, S3Store
-from walkme_dic.errors import DicError, NotFoundError
+from walkme_dic.errors import AuthenticationError, DicError, NotFoundError, TransientError
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret"}
 
@@ -99,3 +108,82 @@ def test_a_new_write_aborts_uploads_left_by_a_killed_attempt(moto_server: str, b
     writer.commit()
     assert [u["UploadId"] for u in open_uploads(moto_server, bucket)] == [other], "only the same key is cleaned"
     assert client.get_object(Bucket=bucket, Key="dic/out/run.csv")["Body"].read() == b"id\n1\n"
+
+
+@pytest.fixture
+def proxy(moto_server: str) -> Iterator[FaultProxy]:
+    with running_proxy(moto_server) as running:
+        yield running
+
+
+ACCESS_DENIED = "<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code><Message>x</Message></Error>"
+INTERNAL_ERROR = "<?xml version='1.0' encoding='UTF-8'?><Error><Code>InternalError</Code><Message>x</Message></Error>"
+
+
+def put_previous(endpoint: str, bucket: str) -> None:
+    s3_client(endpoint).put_object(Bucket=bucket, Key="dic/out.csv", Body=b"previous\n")
+
+
+def assert_as_before(endpoint: str, bucket: str) -> None:
+    """The object put by put_previous() is untouched and no multipart upload is left."""
+    assert open_uploads(endpoint, bucket) == []
+    assert s3_client(endpoint).get_object(Bucket=bucket, Key="dic/out.csv")["Body"].read() == b"previous\n"
+
+
+def test_parts_keep_their_numbers_when_a_later_part_finishes_first(proxy: FaultProxy, moto_server: str,
+                                                                  bucket: str) -> None:
+    gate = proxy.hold("PUT", rf"/{bucket}/dic/out\.csv$", 1, query="partNumber=1")  # boto3 puts it last
+    threading.Timer(1.0, gate.set).start()
+    parts = numbered_parts(6, MIN_PART_SIZE)
+    writer = store(proxy.url, bucket).open_write("out.csv")
+    for part in parts:
+        writer.write(part)
+    writer.write(b"tail\n")
+    writer.commit()
+    body = s3_client(moto_server).get_object(Bucket=bucket, Key="dic/out.csv")["Body"].read()
+    assert body == b"".join(parts) + b"tail\n"
+    assert proxy.injected == 1, "part 1 was held while the others went through"
+
+
+def test_at_most_two_parts_upload_at_once_and_write_waits_for_a_slot(proxy: FaultProxy, moto_server: str,
+                                                                     bucket: str) -> None:
+    gate = proxy.hold("PUT", rf"/{bucket}/dic/out\.csv$", 100, query="partNumber=")
+    parts = numbered_parts(5, MIN_PART_SIZE)
+    writer = store(proxy.url, bucket).open_write("out.csv")
+    writes_stop_at_the_bound(writer, proxy, gate, parts)
+    writer.commit()
+    assert s3_client(moto_server).get_object(Bucket=bucket, Key="dic/out.csv")["Body"].read() == b"".join(parts)
+
+
+def test_abort_waits_for_parts_in_flight_and_leaves_the_previous_object(proxy: FaultProxy, moto_server: str,
+                                                                        bucket: str) -> None:
+    put_previous(moto_server, bucket)
+    gate = proxy.hold("PUT", rf"/{bucket}/dic/out\.csv$", 100, query="partNumber=")
+    writer = store(proxy.url, bucket).open_write("out.csv")
+    abort_waits_for_parts_on_the_wire(writer, proxy, gate, numbered_parts(3, MIN_PART_SIZE))
+    assert_as_before(moto_server, bucket)
+
+
+def test_a_part_failing_in_the_background_fails_the_next_write(proxy: FaultProxy, moto_server: str,
+                                                               bucket: str) -> None:
+    put_previous(moto_server, bucket)
+    proxy.fail("PUT", rf"/{bucket}/dic/out\.csv$", 100, 500, INTERNAL_ERROR, query="partNumber=")
+    s3 = store(proxy.url, bucket)
+    writer = s3.open_write("out.csv")
+    writer.write(numbered_parts(1, MIN_PART_SIZE)[0])
+    with pytest.raises(TransientError) as failed:
+        write_until_it_fails(writer)
+    assert str(failed.value) == f"S3 kept failing while uploading {s3.describe('out.csv')}: InternalError " \
+                                "(retries exhausted)"
+    assert_as_before(moto_server, bucket)
+
+
+def test_the_last_part_failing_fails_commit_and_publishes_nothing(proxy: FaultProxy, moto_server: str,
+                                                                  bucket: str) -> None:
+    put_previous(moto_server, bucket)
+    proxy.fail("PUT", rf"/{bucket}/dic/out\.csv$", 100, 403, ACCESS_DENIED, query="partNumber=2")
+    writer = store(proxy.url, bucket).open_write("out.csv")
+    writer.write(numbered_parts(1, MIN_PART_SIZE)[0] + b"rest\n")
+    with pytest.raises(AuthenticationError, match=r"^S3 refused the credentials while uploading s3://"):
+        writer.commit()
+    assert_as_before(moto_server, bucket)

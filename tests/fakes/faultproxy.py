@@ -2,12 +2,14 @@
 
 Rules set at runtime answer matching requests with an error (503 SlowDown, 503 ServerBusy,
 429 with Retry-After, 500…) a given number of times, or forward them and cut the connection after
-N bytes of the response body. Everything else is forwarded unchanged (method, path, query, headers
-including Host, body), so signed requests (SigV4, Azure SharedKey) still validate upstream.
+N bytes of the response body, or hold them until the test opens a gate (uploads kept on the wire).
+Everything else is forwarded unchanged (method, path, query, headers including Host, body), so signed
+requests (SigV4, Azure SharedKey) still validate upstream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import threading
@@ -33,6 +35,8 @@ class Rule:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     cut_after: int | None = None
+    gate: threading.Event | None = None
+    hold_seconds: float = 30
 
     def matches(self, request: web.Request) -> bool:
         return (self.remaining > 0 and self.method in ("*", request.method)
@@ -50,6 +54,7 @@ class FaultProxy(BackgroundServer):
         self.rules: list[Rule] = []
         self.seen: list[tuple[str, str, str]] = []
         self.injected = 0
+        self.holding = 0
         self._lock = threading.Lock()
 
     def fail(self, method: str, path: str, times: int, status: int, body: str = "",
@@ -62,6 +67,14 @@ class FaultProxy(BackgroundServer):
         """Forward the next ``times`` matching requests but drop the connection after ``after_bytes`` of body."""
         with self._lock:
             self.rules.append(Rule(method, re.compile(path), query, times, cut_after=after_bytes))
+
+    def hold(self, method: str, path: str, times: int, query: str = "", seconds: float = 30) -> threading.Event:
+        """Keep the next ``times`` matching requests waiting (``holding`` counts them) until the returned gate is
+        set, or ``seconds`` have passed; then forward them unchanged."""
+        gate = threading.Event()
+        with self._lock:
+            self.rules.append(Rule(method, re.compile(path), query, times, gate=gate, hold_seconds=seconds))
+        return gate
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024 * 1024)
@@ -76,7 +89,9 @@ class FaultProxy(BackgroundServer):
                 rule.remaining -= 1
                 self.injected += 1
         body = await request.read()
-        if rule is not None and rule.cut_after is None:
+        if rule is not None and rule.gate is not None:
+            await self._wait(rule.gate, rule.hold_seconds)
+        elif rule is not None and rule.cut_after is None:
             return web.Response(status=rule.status, body=rule.body, headers=rule.headers)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         url = f"{self.upstream}{request.path_qs}"
@@ -96,6 +111,15 @@ class FaultProxy(BackgroundServer):
                 sent += len(chunk)
             await response.write_eof()
             return response
+
+    async def _wait(self, gate: threading.Event, seconds: float) -> None:
+        with self._lock:
+            self.holding += 1
+        try:
+            await asyncio.to_thread(gate.wait, seconds)
+        finally:
+            with self._lock:
+                self.holding -= 1
 
 
 @contextlib.contextmanager

@@ -1,11 +1,15 @@
-"""Azure Blob Storage: probe, stat, chunked reads, block-list writes committed once (nothing visible before)."""
+"""Azure Blob Storage: probe, stat, chunked reads, block-list writes committed once (nothing visible before).
+
+Blocks are staged on background threads while the sync encodes the next one (``background.py`` says how many,
+what that costs in memory, and why sharing one BlobClient between those threads is safe)."""
 
 from __future__ import annotations
 
 import base64
 import io
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from azure.core.exceptions import (
@@ -18,8 +22,9 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ExponentialRetry
 
 from walkme_dic.api.connection import AzureBlobProvider
+from walkme_dic.connectors.background import BackgroundPartWriter
 from walkme_dic.connectors.base import ObjectInfo, ProbeResult
-from walkme_dic.connectors.common import ErrorTranslator, PartBuffer
+from walkme_dic.connectors.common import ErrorTranslator
 from walkme_dic.errors import AuthenticationError, NotFoundError, PermanentError, TransientError
 
 BLOCK_SIZE = 8 * 1024 * 1024
@@ -148,40 +153,36 @@ def _if_match() -> Any:
     return MatchConditions.IfNotModified
 
 
-class AzureAtomicWriter:
-    """Stages blocks as data arrives; commit() puts the block list once. Uncommitted blocks are never visible."""
+class AzureAtomicWriter(BackgroundPartWriter[None]):
+    """Stages blocks as data arrives; commit() puts the block list once. Uncommitted blocks are never visible.
+
+    Blocks are staged in the background (``connectors/background.py``: at most 2 on the wire, so a writer holds
+    fewer than 4 blocks of ``block_size``); a staging error surfaces at the next write() or at commit()."""
 
     def __init__(self, store: AzureBlobStore, path: str) -> None:
-        self.store, self.path = store, path
+        super().__init__(store, path, store.block_size, "azure-block")
         self.blob = store.container.get_blob_client(store.name(path))
-        self.pending = PartBuffer(store.block_size)
         self.blocks: list[BlobBlock] = []
         self.prefix = uuid.uuid4().hex[:12]
 
-    def _block_ids(self) -> Iterator[str]:
-        for number in range(len(self.blocks), 10**9):
-            yield base64.b64encode(f"{self.prefix}-{number:08d}".encode()).decode()
-
-    def write(self, data: bytes) -> int:
-        for part in self.pending.feed(data):
-            self._stage(part)
-        return len(data)
-
-    def _stage(self, chunk: bytes) -> None:
-        block_id = next(self._block_ids())
-        with self.store._errors(f"uploading {self.store.describe(self.path)}"):
-            self.blob.stage_block(block_id=block_id, data=chunk, length=len(chunk))
+    def _upload_part(self, chunk: bytes) -> None:
+        block_id = base64.b64encode(f"{self.prefix}-{len(self.blocks):08d}".encode()).decode()
+        with self._uploading():
+            self.uploads.submit(partial(self.blob.stage_block, block_id=block_id, data=chunk, length=len(chunk)))
         self.blocks.append(BlobBlock(block_id=block_id))
 
     def commit(self) -> ObjectInfo:
         rest = self.pending.rest()
         if rest or not self.blocks:
-            self._stage(rest)
-        with self.store._errors(f"committing {self.store.describe(self.path)}"):
+            self._upload_part(rest)
+        with self._uploading():
+            self.uploads.wait()
+        with self._guard(f"committing {self.store.describe(self.path)}"):
             answer = self.blob.commit_block_list(self.blocks)
         return ObjectInfo(path=self.path, size=self.pending.total, fingerprint=str(answer.get("etag", "")).strip('"'))
 
     def abort(self) -> None:
-        """Staged but uncommitted blocks are invisible and expire on their own; drop our references."""
+        """Staged but uncommitted blocks are invisible and expire on their own: stop staging, drop our references."""
         self.pending.rest()
+        self.uploads.cancel()
         self.blocks.clear()

@@ -1,9 +1,13 @@
-"""S3 (and S3-compatible stores) with boto3: probe, stat, streaming reads, atomic multipart writes."""
+"""S3 (and S3-compatible stores) with boto3: probe, stat, streaming reads, atomic multipart writes.
+
+Parts upload on background threads while the sync encodes the next one (``background.py`` says how many, what
+that costs in memory and why an abort first waits for the parts on the wire)."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import boto3
@@ -11,8 +15,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
 
 from walkme_dic.api.connection import S3Provider
+from walkme_dic.connectors.background import BackgroundPartWriter
 from walkme_dic.connectors.base import ObjectInfo, ProbeResult
-from walkme_dic.connectors.common import AbortOnError, ErrorTranslator, PartBuffer
+from walkme_dic.connectors.common import ErrorTranslator
 from walkme_dic.errors import AuthenticationError, NotFoundError, PermanentError, TransientError
 
 PART_SIZE = 16 * 1024 * 1024
@@ -156,50 +161,55 @@ class _S3Reader(io.RawIOBase):
         super().close()
 
 
-class S3AtomicWriter:
-    """Multipart upload that becomes visible only on commit(); abort() (or any failure) removes all parts."""
+class S3AtomicWriter(BackgroundPartWriter[dict[str, Any]]):
+    """Multipart upload that becomes visible only on commit(); abort() (or any failure) removes all parts.
+
+    Parts upload in the background (``connectors/background.py``: at most 2 on the wire, so a writer holds
+    fewer than 4 parts of ``part_size``); an upload error surfaces at the next write() or at commit()."""
+
+    store: S3Store
 
     def __init__(self, store: S3Store, path: str) -> None:
-        self.store, self.path = store, path
-        self.pending = PartBuffer(store.part_size)
+        super().__init__(store, path, store.part_size, "s3-part")
         self.upload_id: str | None = None
-        self.parts: list[dict[str, Any]] = []
-
-    def write(self, data: bytes) -> int:
-        for part in self.pending.feed(data):
-            self._upload_part(part)
-        return len(data)
+        self.parts = 0
 
     def _upload_part(self, chunk: bytes) -> None:
-        spec, key = self.store.spec, self.store.key(self.path)
-        with self._guard(f"uploading {self.store.describe(self.path)}"):
+        with self._uploading():
             if self.upload_id is None:
-                self.upload_id = self.store.client.create_multipart_upload(Bucket=spec.bucket, Key=key)["UploadId"]
-            number = len(self.parts) + 1
-            answer = self.store.client.upload_part(Bucket=spec.bucket, Key=key, UploadId=self.upload_id,
-                                                   PartNumber=number, Body=chunk)
-            self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+                self.upload_id = self.store.client.create_multipart_upload(
+                    Bucket=self.store.spec.bucket, Key=self.store.key(self.path))["UploadId"]
+            self.parts += 1
+            self.uploads.submit(partial(self._send_part, self.upload_id, self.parts, chunk))
+
+    def _send_part(self, upload_id: str, number: int, chunk: bytes) -> dict[str, Any]:
+        """Runs on an uploader thread."""
+        answer = self.store.client.upload_part(Bucket=self.store.spec.bucket, Key=self.store.key(self.path),
+                                               UploadId=upload_id, PartNumber=number, Body=chunk)
+        return {"PartNumber": number, "ETag": answer["ETag"]}
 
     def commit(self) -> ObjectInfo:
         spec, key = self.store.spec, self.store.key(self.path)
-        with self._guard(f"completing {self.store.describe(self.path)}"):
-            rest = self.pending.rest()
-            if self.upload_id is None:
+        rest = self.pending.rest()
+        if self.upload_id is None:
+            with self._guard(f"completing {self.store.describe(self.path)}"):
                 answer = self.store.client.put_object(Bucket=spec.bucket, Key=key, Body=rest)
-            else:
-                if rest:
-                    self._upload_part(rest)
+        else:
+            if rest:
+                self._upload_part(rest)
+            with self._uploading():
+                parts = self.uploads.wait()
+            with self._guard(f"completing {self.store.describe(self.path)}"):
                 answer = self.store.client.complete_multipart_upload(
-                    Bucket=spec.bucket, Key=key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts})
+                    Bucket=spec.bucket, Key=key, UploadId=self.upload_id, MultipartUpload={"Parts": parts})
         return ObjectInfo(path=self.path, size=self.pending.total, fingerprint=str(answer.get("ETag", "")).strip('"'))
 
     def abort(self) -> None:
+        """Parts still uploading are waited for first: an abort they overtook could leave a part behind."""
         self.pending.rest()
+        self.uploads.cancel()
         if self.upload_id is not None:
             upload_id, self.upload_id = self.upload_id, None
             with self.store._errors(f"aborting the upload of {self.store.describe(self.path)}"):
                 self.store.client.abort_multipart_upload(Bucket=self.store.spec.bucket,
                                                          Key=self.store.key(self.path), UploadId=upload_id)
-
-    def _guard(self, doing: str) -> AbortOnError:
-        return AbortOnError(self.abort, _ErrorMapper(self.store, doing))

@@ -97,8 +97,13 @@ def http_pool(base: str, size: int, **options: Any) -> urllib3.PoolManager:
     """urllib3 directly (requests spends ~1.7 times the CPU per call on the WalkMe upsert path), with the
     proxy the environment sets for this URL (HTTPS_PROXY / HTTP_PROXY / NO_PROXY, resolved once, as requests
     does). ``options`` go to the pool (e.g. ``ssl_context``)."""
-    proxies = get_environ_proxies(base)
-    proxy = proxies.get(base.split(":", 1)[0].lower()) or proxies.get("all")
+    proxy = environment_proxy(base)
     if proxy:
         return urllib3.ProxyManager(proxy, maxsize=size, **options)
     return urllib3.PoolManager(maxsize=size, **options)
+
+
+def environment_proxy(base: str) -> str | None:
+    """The proxy HTTPS_PROXY / HTTP_PROXY / ALL_PROXY name for ``base``, unless NO_PROXY exempts it."""
+    proxies = get_environ_proxies(base)
+    return proxies.get(base.split(":", 1)[0].lower()) or proxies.get("all")

@@ -20,12 +20,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-import urllib3
-from urllib3 import BaseHTTPResponse
 
 from walkme_dic.api.connection import WalkMeProvider
 from walkme_dic.connectors.base import ProbeResult, WriteReport
-from walkme_dic.connectors.common import http_pool, retry_delay
+from walkme_dic.connectors.common import retry_delay
+from walkme_dic.connectors.transport import Response, Unreachable, transport_for
 from walkme_dic.errors import AuthenticationError, PermanentError, TransientError
 
 BATCH = 100
@@ -47,7 +46,7 @@ class WalkMeClient:
         self.max_attempts = max_attempts
         self.retry_base_delay = retry_base_delay
         self.timeout = timeout
-        self.http = http_pool(self.base, max_concurrency * 2)
+        self.transport = transport_for(self.base, max_concurrency * 2)
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = threading.Lock()
@@ -77,7 +76,7 @@ class WalkMeClient:
     # ---- HTTP with retries -------------------------------------------------------------------
 
     def _send(self, method: str, path: str, *, authorization: str | None = None, json_body: Any = None,
-              form: dict[str, str] | None = None, params: dict[str, str] | None = None) -> BaseHTTPResponse:
+              form: dict[str, str] | None = None, params: dict[str, str] | None = None) -> Response:
         """One logical call: retries 429/5xx/connection errors with backoff; renews the token once on 401.
 
         ``authorization`` defaults to the bearer token of the API key; ``json_body`` may come encoded.
@@ -85,7 +84,8 @@ class WalkMeClient:
         renewed = False
         bearer = authorization is None
         url = self.base + path + (f"?{urlencode(params)}" if params else "")
-        headers, body = {}, None
+        headers: dict[str, str] = {}
+        body = None
         if json_body is not None:
             body = json_body if isinstance(json_body, bytes) else json.dumps(json_body).encode()
             headers = {"Content-Type": "application/json"}
@@ -95,11 +95,10 @@ class WalkMeClient:
             headers["Authorization"] = f"Bearer {self._access_token()}" if bearer else authorization or ""
             try:
                 self.api_calls += 1
-                response = self.http.request(method, url, body=body, headers=headers, retries=False,
-                                             timeout=self.timeout)
-            except urllib3.exceptions.HTTPError as error:
+                response = self.transport.request(method, url, body=body, headers=headers, timeout=self.timeout)
+            except Unreachable as error:
                 if attempt == self.max_attempts:
-                    raise TransientError(f"cannot reach WalkMe at {self.base}: {type(error).__name__}") from None
+                    raise TransientError(f"cannot reach WalkMe at {self.base}: {error}") from None
                 self._pause(attempt, None)
                 continue
             if response.status == 401 and bearer and not renewed:
@@ -119,7 +118,7 @@ class WalkMeClient:
         time.sleep(retry_delay(attempt, self.retry_base_delay, retry_after))
 
     @staticmethod
-    def _message(response: BaseHTTPResponse) -> str:
+    def _message(response: Response) -> str:
         try:
             body = json.loads(response.data)
             return str(body.get("message") or body.get("error") or body)

@@ -189,13 +189,17 @@ class ColumnPlan:
         if not refused:
             return Table([keys, *fields], [])
         table = Table([], [])
+        redone: dict[int, dict[str, Any]] = {}
         for position in sorted(refused):  # again by Mapper.map, for the reason
             try:
-                self.mapper.map(_as_dict(self.header, rows[position]))
+                redone[position] = self.mapper.map(_as_dict(self.header, rows[position]))
             except RowError as error:
                 table.refused.append(Rejected(numbers[position], str(error)))
-        kept = [position for position in range(len(rows)) if position not in refused]
-        table.columns.extend(list(map(column.__getitem__, kept)) for column in (keys, *fields))
+        kept = [position for position in range(len(rows)) if position not in refused or position in redone]
+        for values, name in zip((keys, *fields), self.mapper.columns(), strict=True):
+            for position, record in redone.items():
+                values[position] = record.get(name)
+            table.columns.append(list(map(values.__getitem__, kept)))
         return table
 
 

@@ -56,13 +56,20 @@ class Table(NamedTuple):
     refused: list[Rejected]
 
 
-class Converted(NamedTuple):
-    """A block's mapped values column by column (None where a record leaves the value out), and the
-    positions of the rows a converter refused."""
+class Column(NamedTuple):
+    """One mapped column of a block: the converted values (None where a record leaves the value out), and
+    ``whole`` when none is None (the common case, which needs no look at each value)."""
 
-    keys: list[Any]
-    fields: list[list[Any]]
-    active: list[Any] | None
+    values: list[Any]
+    whole: bool
+
+
+class Converted(NamedTuple):
+    """A block's mapped values column by column, and the positions of the rows a converter refused."""
+
+    key: Column
+    fields: list[Column]
+    active: Column | None
     refused: set[int]
 
 
@@ -122,7 +129,7 @@ class ColumnPlan:
         self.key = self._extractor(mapper.key_source)
         self.key_prefix = b"{" + orjson.dumps(mapper.key_name) + b":"
         self.copy_prefix = b"," + orjson.dumps(mapper.mapping.key.destination) + b":" if mapper.key_copy else None
-        self.fields = [(self._extractor(f.source), b"," + orjson.dumps(f.destination) + b":", f.type, f.source)
+        self.fields = [(self._extractor(f.source), f.type, f.source, b"," + orjson.dumps(f.destination) + b":")
                        for f in mapper.fields]
         self.active = (self._extractor(mapper.active), b"," + orjson.dumps(mapper.active) + b":", mapper.active) \
             if mapper.active else None
@@ -148,25 +155,28 @@ class ColumnPlan:
 
     def convert(self, rows: list[Any]) -> Converted:
         refused: set[int] = set()  # positions in the block of rows a converter refused
-        keys = _converted(self.key(rows), "string", self.mapper.key_source, refused)
-        fields = [_converted(extract(rows), kind, source, refused) for extract, _, kind, source in self.fields]
+        texts = self.header is not None  # CSV cells are str: their types need no look
+        key = _converted(self.key(rows), "string", self.mapper.key_source, refused, texts=texts)
+        fields = [_converted(extract(rows), kind, source, refused, texts=texts)
+                  for extract, kind, source, _ in self.fields]
         active = None
         if self.active is not None:
             extract, _, source = self.active
-            active = _converted(extract(rows), "boolean", source, refused)
-        for values in (keys, active or ()):  # an empty key or active value refuses the row
-            if None in values:
-                refused.update(position for position, value in enumerate(values) if value is None)
-        return Converted(keys, fields, active, refused)
+            active = _converted(extract(rows), "boolean", source, refused, texts=texts)
+        for column in (key, active):  # an empty key or active value refuses the row
+            if column is not None and not column.whole:
+                refused.update(position for position, value in enumerate(column.values) if value is None)
+        return Converted(key, fields, active, refused)
 
     def encode(self, numbers: list[int], rows: list[Any]) -> MappedBlock:
         """The block's records as JSON, each the bytes ``orjson.dumps`` gives for :meth:`Mapper.map`'s dict."""
-        keys, fields, active, refused = self.convert(rows)
+        key, fields, active, refused = self.convert(rows)
+        keys = key.values
         encoded_keys = list(map(orjson.dumps, keys))
         pieces: list[Any] = [list(map(self.key_prefix.__add__, encoded_keys))]
         if self.copy_prefix is not None:
             pieces.append(list(map(self.copy_prefix.__add__, encoded_keys)))
-        pieces += [_fragments(values, prefix) for values, (_, prefix, _, _) in zip(fields, self.fields, strict=True)]
+        pieces += [_fragments(column, prefix) for column, (*_, prefix) in zip(fields, self.fields, strict=True)]
         if self.active is not None and active is not None:
             pieces.append(_fragments(active, self.active[1]))
         pieces.append(repeat(b"}"))
@@ -185,9 +195,10 @@ class ColumnPlan:
 
     def table(self, numbers: list[int], rows: list[Any]) -> Table:
         """The block's records as the columns of :meth:`Mapper.columns` (the key, then the fields)."""
-        keys, fields, _, refused = self.convert(rows)
+        key, fields, _, refused = self.convert(rows)
+        keys = key.values
         if not refused:
-            return Table([keys, *fields], [])
+            return Table([keys, *(field.values for field in fields)], [])
         table = Table([], [])
         redone: dict[int, dict[str, Any]] = {}
         for position in sorted(refused):  # again by Mapper.map, for the reason
@@ -196,22 +207,23 @@ class ColumnPlan:
             except RowError as error:
                 table.refused.append(Rejected(numbers[position], str(error)))
         kept = [position for position in range(len(rows)) if position not in refused or position in redone]
-        for values, name in zip((keys, *fields), self.mapper.columns(), strict=True):
+        for values, name in zip((keys, *(field.values for field in fields)), self.mapper.columns(), strict=True):
             for position, record in redone.items():
                 values[position] = record.get(name)
             table.columns.append(list(map(values.__getitem__, kept)))
         return table
 
 
-def _converted(values: list[Any], kind: str, column: str, refused: set[int]) -> list[Any]:
+def _converted(values: list[Any], kind: str, column: str, refused: set[int], *, texts: bool) -> Column:
     """One column's values as ``kind`` (None where empty); positions of values the converter refuses go to
-    ``refused``. Text of the common shape is converted by C loops; anything else value by value."""
-    if set(map(type, values)) == {str}:  # CSV cells always, JSON mostly
+    ``refused``. Text of the common shape is converted by C loops; anything else value by value. ``texts``:
+    every value is a str (CSV cells)."""
+    if texts or set(map(type, values)) == {str}:  # CSV cells always, JSON mostly
         stripped = list(map(str.strip, values))
         if all(stripped):
             common = _common_shape(stripped, kind)
             if common is not None:
-                return common
+                return Column(common, whole=True)
     convert = CONVERTERS[kind]
     converted = []
     for position, value in enumerate(values):
@@ -220,7 +232,7 @@ def _converted(values: list[Any], kind: str, column: str, refused: set[int]) -> 
         except RowError:
             refused.add(position)
             converted.append(None)
-    return converted
+    return Column(converted, whole=False)
 
 
 def _common_shape(stripped: list[str], kind: str) -> list[Any] | None:
@@ -237,11 +249,11 @@ def _common_shape(stripped: list[str], kind: str) -> list[Any] | None:
     return None
 
 
-def _fragments(values: list[Any], prefix: bytes) -> Fragments:
+def _fragments(column: Column, prefix: bytes) -> Fragments:
     """One column's '"name":value' pieces of the records (b"" where the value is None: the record leaves it out)."""
-    if None not in values:
-        return list(map(prefix.__add__, map(orjson.dumps, values)))
-    return [b"" if value is None else prefix + orjson.dumps(value) for value in values]
+    if column.whole:
+        return list(map(prefix.__add__, map(orjson.dumps, column.values)))
+    return [b"" if value is None else prefix + orjson.dumps(value) for value in column.values]
 
 
 def _all_days(texts: list[str]) -> bool:

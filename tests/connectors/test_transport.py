@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 
 from tests.fakes.walkme import FakeWalkMe
 from tests.fixtures.pki import Pki
-from tests.fixtures.servers import free_port, wait_for_port
+from tests.fixtures.servers import free_port, server_process
 from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET
 from walkme_dic.api.connection import WalkMeProvider
 from walkme_dic.connectors.transport import KeepAliveTransport, ProxiedTransport, Unreachable, transport_for
@@ -103,15 +102,9 @@ def test_tls_is_checked_against_the_given_authority(pki: Pki) -> None:
 def forward_proxy() -> Iterator[str]:
     """proxy.py, a real HTTP forward proxy (absolute-form requests and CONNECT), on loopback."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "proxy", "--hostname", "127.0.0.1", "--port", str(port),
-                                "--num-workers", "1", "--num-acceptors", "1"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, process, "proxy.py")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with server_process([sys.executable, "-m", "proxy", "--hostname", "127.0.0.1", "--port", str(port),
+                         "--num-workers", "1", "--num-acceptors", "1"], port, "proxy.py") as url:
+        yield url
 
 
 def test_walkme_is_reached_through_the_proxy_the_environment_names(walkme: FakeWalkMe, forward_proxy: str,

@@ -26,6 +26,7 @@ from walkme_dic.api.integration import (
     DESTINATION_KINDS,
     MAX_WALKME_PROPERTIES,
     SOURCE_KINDS,
+    WALKME_TYPES_MESSAGE,
     IntegrationSpec,
     IntegrationStatus,
 )
@@ -93,6 +94,10 @@ KINDS: dict[str, dict[str, Any]] = {
                     f" + (has(self.mapping.activeField) ? 1 : 0) <= {MAX_WALKME_PROPERTIES}",
             "message": f"mapping: WalkMe allows at most {MAX_WALKME_PROPERTIES} properties per account "
                        "(key + fields + activeField); map fewer fields",
+        }, {
+            "rule": "self.direction != 'Inbound' || !has(self.mapping.fields) || "
+                    "self.mapping.fields.all(f, !has(f.type) || f.type != 'boolean')",
+            "message": f"mapping.fields: {WALKME_TYPES_MESSAGE}",
         }],
         "field_rules": {
             "connectionRef": [{

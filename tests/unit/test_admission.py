@@ -57,6 +57,9 @@ def refusal(kind: str, spec: dict[str, Any], old_spec: dict[str, Any] | None = N
     return error.value
 
 
+BOOLEAN_FIELD = {"source": "is_customer", "destination": "isCustomer", "type": "boolean"}
+
+
 def fields(count: int) -> list[dict[str, str]]:
     return [{"source": f"c{i}", "destination": f"a{i}"} for i in range(count)]
 
@@ -95,6 +98,9 @@ RULE_CASES: dict[tuple[str, str], list[RuleCase]] = {
         RuleCase(accepted={**INBOUND, "mapping": {**INBOUND["mapping"], "fields": fields(99)}},
                  refused={**INBOUND, "mapping": {**INBOUND["mapping"], "fields": fields(100)}},
                  rule="at most 100 properties"),
+        RuleCase(accepted={**OUTBOUND, "mapping": {**OUTBOUND["mapping"], "fields": [BOOLEAN_FIELD]}},
+                 refused={**INBOUND, "mapping": {**INBOUND["mapping"], "fields": [BOOLEAN_FIELD]}},
+                 rule="String, Number or Date"),
     ],
 }
 

@@ -121,6 +121,9 @@ MISTAKES = [
     ("100 properties with the active column", "Integration",
      changed(changed(INBOUND, "mapping.fields", [{"source": f"c{i}", "destination": f"a{i}"} for i in range(99)]),
              "mapping.activeField", "active"), "at most 100 properties"),
+    ("boolean attribute into WalkMe", "Integration",
+     changed(INBOUND, "mapping.fields", [{"source": "vip", "destination": "vip", "type": "boolean"}]),
+     "String, Number or Date"),
     ("unknown encoding", "Integration", changed(INBOUND, "source.file.encoding", "utf-9"), "encoding"),
     ("byte transform as encoding", "Integration", changed(INBOUND, "source.file.encoding", "base64"), "encoding"),
 ]
@@ -139,7 +142,8 @@ SCHEMA_CATCHES = {"bad probe interval", "bad secret name", "unknown direction", 
                   "gcs bucket too short", "webhook over plain http", "webhook batch of zero",
                   "sftp port out of range", "sftp URL as host", "sftp user@host as host", "sftp empty host keys",
                   "sftp missing username", "sftp without auth"}
-CEL_CATCHES = {"more than 100 WalkMe properties", "100 properties with the active column"}
+CEL_CATCHES = {"more than 100 WalkMe properties", "100 properties with the active column",
+               "boolean attribute into WalkMe"}
 
 
 @pytest.mark.parametrize(("kind", "spec", "field"), [m[1:] for m in MISTAKES if m[0] in SCHEMA_CATCHES],

@@ -18,6 +18,8 @@ RunResult = Literal["Running", "Succeeded", "Failed", "Skipped"]
 RunTrigger = Literal["Created", "SpecChanged", "Schedule", "Requested", "Retry"]
 MODSTAMP = "SystemModstamp"  # the Salesforce field incremental inbound reads filter and order on
 MAX_WALKME_PROPERTIES = 100  # WalkMe: at most 100 properties across all integrations of an account
+WALKME_TYPES_MESSAGE = ("type boolean: WalkMe user attributes are String, Number or Date; map a true/false column "
+                        "as type string, or as the activeField")
 
 
 class FileSettings(ApiModel):
@@ -367,6 +369,9 @@ class IntegrationSpec(ApiModel):
                 raise ValueError("destination: an Outbound integration writes file, salesforce or webhook, not walkme")
         if self.mapping.active_field and self.direction == "Outbound":
             raise ValueError("mapping.activeField: only Inbound integrations have an active column")
+        booleans = [f.destination for f in self.mapping.fields if f.type == "boolean"]
+        if self.direction == "Inbound" and booleans:
+            raise ValueError(f"mapping.fields: {', '.join(booleans)} {WALKME_TYPES_MESSAGE}")
         properties = self.mapping.property_count()
         if self.direction == "Inbound" and properties > MAX_WALKME_PROPERTIES:
             raise ValueError(f"mapping: {properties} WalkMe properties (key + fields + activeField); WalkMe allows "

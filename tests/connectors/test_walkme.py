@@ -79,6 +79,29 @@ def test_narrowing_finds_every_refused_record_wherever_it_is(walkme: FakeWalkMe,
     assert len(walkme.users(WALKME_TOKEN)) == 100 - len(bad)
 
 
+@pytest.mark.parametrize(("bad", "requests"), [([49], 3), ([0], 2), ([99], 2), ([13, 14, 15], 5),
+                                               (list(range(100)), 100)])
+def test_the_object_an_answer_names_costs_one_request(walkme: FakeWalkMe, bad: list[int], requests: int) -> None:
+    """WalkMe's answer names the refused object (data[i]): the objects before it are sent as one batch, the
+    ones after it as another; no halving down to single objects (that cost 2n - 1 requests for n refused)."""
+    walkme.define_properties({"seats": "Number"})
+    records: list[dict[str, object]] = [{"uuid": f"u{i}", "seats": "many" if i in bad else i} for i in range(100)]
+    report = client(walkme, max_concurrency=1).upsert_user_attributes(WALKME_TOKEN, records)
+    assert [index for index, _ in report.failed] == bad and report.written == 100 - len(bad)
+    assert all(reason == "WalkMe refused it: attribute 'seats' is a Number property; 'many' is not a Number"
+               for _, reason in report.failed)
+    assert walkme.requests["/public/v1/user/data"] == requests
+
+
+def test_an_answer_naming_no_object_is_narrowed_by_halves(walkme: FakeWalkMe) -> None:
+    """A refusal that does not say which object (here once, for the whole first batch): halves are sent."""
+    walkme.fail_next("/user/data$", 1, 400, body='{"message": "request refused"}')
+    report = client(walkme, max_concurrency=1).upsert_user_attributes(
+        WALKME_TOKEN, [{"uuid": f"u{i}"} for i in range(100)])
+    assert report.written == 100 and report.failed == []
+    assert walkme.requests["/public/v1/user/data"] == 3
+
+
 def test_more_than_100_properties_is_refused(walkme: FakeWalkMe) -> None:
     walkme.define_properties({f"p{i}": "String" for i in range(100)})
     report = client(walkme).upsert_user_attributes(WALKME_TOKEN, [{"uuid": "a", "p1": "x"}, {"uuid": "b", "new": "x"}])

@@ -31,7 +31,7 @@ BATCH = 100
 RETRIABLE = {429, 500, 502, 503, 504}
 # 4xx answers that refuse the objects sent (not the caller's credentials or the URL): narrowed down.
 REFUSED = {400, 409, 413, 422}
-ONE_OBJECT = re.compile(r"^data\[0\]:\s*")  # the fake's (and our assumed) per-object prefix, see docs
+OBJECT = re.compile(r"^data\[(\d{1,3})\]:\s*")  # the fake's (and our assumed) per-object prefix, see docs
 TOKEN_MARGIN = 300
 PREFETCH_PAGES = 3  # export pages fetched ahead of the caller: WalkMe keeps serving while the caller uploads
 
@@ -174,15 +174,32 @@ class WalkMeClient:
             raise AuthenticationError("WalkMe refused the integration token (HTTP "
                                       f"{response.status}); check the integration token Secret")
         if response.status in REFUSED:
-            if len(batch) == 1:
-                reason = ONE_OBJECT.sub("", self._message(response), count=1)
-                return WriteReport(failed=[(batch[0][0], f"WalkMe refused it: {reason}")])
-            half = len(batch) // 2
-            first, second = self._post_batch(prefix, batch[:half]), self._post_batch(prefix, batch[half:])
-            return WriteReport(written=first.written + second.written, failed=first.failed + second.failed)
+            return self._narrowed(prefix, batch, self._message(response))
         if response.status >= 300:
             raise PermanentError(f"WalkMe answered {response.status}: {self._message(response)}")
         return WriteReport(written=len(batch))
+
+    def _narrowed(self, prefix: bytes, batch: list[tuple[int, bytes]], message: str) -> WriteReport:
+        """A refused batch down to its refused objects. When WalkMe's answer names the object (``data[i]: …``,
+        see docs/walkme-api.md) that one is refused with the answer's reason and the objects around it are
+        sent again (those before it passed WalkMe's checks): one request per refused object. Otherwise the
+        batch is halved until single objects remain."""
+        named = OBJECT.match(message)
+        outcome = WriteReport()
+        if named and int(named.group(1)) < len(batch):
+            position = int(named.group(1))
+            outcome.failed.append((batch[position][0], f"WalkMe refused it: {message[named.end():]}"))
+            parts = [batch[:position], batch[position + 1:]]
+        elif len(batch) == 1:
+            outcome.failed.append((batch[0][0], f"WalkMe refused it: {message}"))
+            parts = []
+        else:
+            parts = [batch[:len(batch) // 2], batch[len(batch) // 2:]]
+        for part in filter(None, parts):
+            sent = self._post_batch(prefix, part)
+            outcome.written += sent.written
+            outcome.failed += sent.failed
+        return outcome
 
     def imported_user_ids(self, integration_token: str) -> Iterator[str]:
         """User ids this integration token has imported (ours: /public/v1/user/data/ids)."""

@@ -35,7 +35,6 @@ BOOLEAN_TEXT = {**dict.fromkeys(TRUE, True), **dict.fromkeys(FALSE, False)}
 EXACT_DIGITS = 15  # up to 15 decimal digits an int is below 2**53, where _number keeps it exact
 UNENCODABLE = ("a value holds text that is not Unicode (a lone surrogate such as \\ud800, from a JSON escape or "
                "the file's encoding); WalkMe takes UTF-8 text")
-Fragments = list[bytes]  # one column's '"name":value' pieces (b"" for an omitted value), one per row
 
 
 class MappedBlock(NamedTuple):
@@ -173,14 +172,15 @@ class ColumnPlan:
         key, fields, active, refused = self.convert(rows)
         keys = key.values
         encoded_keys = list(map(orjson.dumps, keys))
-        pieces: list[Any] = [list(map(self.key_prefix.__add__, encoded_keys))]
+        pieces: list[Any] = [repeat(self.key_prefix), encoded_keys]
         if self.copy_prefix is not None:
-            pieces.append(list(map(self.copy_prefix.__add__, encoded_keys)))
-        pieces += [_fragments(column, prefix) for column, (*_, prefix) in zip(fields, self.fields, strict=True)]
+            pieces += [repeat(self.copy_prefix), encoded_keys]
+        for column, (*_, prefix) in zip(fields, self.fields, strict=True):
+            pieces += _pieces(column, prefix)
         if self.active is not None and active is not None:
-            pieces.append(_fragments(active, self.active[1]))
+            pieces += _pieces(active, self.active[1])
         pieces.append(repeat(b"}"))
-        records = list(map(b"".join, zip(*pieces, strict=False)))  # repeat(b"}") is endless
+        records = list(map(b"".join, zip(*pieces, strict=False)))  # as long as the keys (the repeats are endless)
         if not refused:
             return MappedBlock(numbers, keys, records, [])
         mapped = MappedBlock([], [], [], [])
@@ -249,11 +249,12 @@ def _common_shape(stripped: list[str], kind: str) -> list[Any] | None:
     return None
 
 
-def _fragments(column: Column, prefix: bytes) -> Fragments:
-    """One column's '"name":value' pieces of the records (b"" where the value is None: the record leaves it out)."""
+def _pieces(column: Column, prefix: bytes) -> list[Any]:
+    """One column's share of each record: its '"name":' prefix (repeated) and the value's JSON, or one
+    '"name":value' piece, b"" where the value is None (the record leaves the name out)."""
     if column.whole:
-        return list(map(prefix.__add__, map(orjson.dumps, column.values)))
-    return [b"" if value is None else prefix + orjson.dumps(value) for value in column.values]
+        return [repeat(prefix), list(map(orjson.dumps, column.values))]
+    return [[b"" if value is None else prefix + orjson.dumps(value) for value in column.values]]
 
 
 def _all_days(texts: list[str]) -> bool:

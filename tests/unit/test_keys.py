@@ -112,6 +112,15 @@ def test_batches_cut_records_across_read_blocks_and_leave_out_the_replaced(size:
         assert all(record["uuid"] == keys[index] and record["row"] == index + 1 for index, record in sent)
 
 
+@pytest.mark.parametrize("shared", [-1, 0])
+def test_users_kept_are_counted_when_every_hash_is_the_same(shared: int) -> None:
+    """One hash for all: the source has it, so none of the imported users counts as missing (-1 once stood
+    for "no group yet")."""
+    with spooled(["a", "b", "b"], hash_key=lambda key: shared) as spool:
+        assert spool.resolve(iter([shared])) == 0
+        assert spool.duplicates.count == 1
+
+
 def test_users_kept_are_counted_while_duplicates_are_resolved() -> None:
     with spooled(["a", "b", "b", "c"]) as spool, SpooledKeys() as imported:
         for key in ("a", "x", "y", "c"):
@@ -143,9 +152,11 @@ COLLIDING_KEYS = {
 
 @pytest.mark.parametrize("keys", COLLIDING_KEYS.values(), ids=COLLIDING_KEYS.keys())
 @pytest.mark.parametrize("run", [2, 1000])
-def test_different_keys_sharing_a_hash_are_all_sent(keys: list[str], run: int) -> None:
-    """Every key hashed to the same value: only the rows whose keys are really equal are duplicates."""
-    sent, duplicates = sent_rows_and_duplicates(keys, run, hash_key=lambda key: 0)
+@pytest.mark.parametrize("shared", [0, -1, -(2**63), 2**63 - 1], ids=["0", "-1", "min", "max"])
+def test_different_keys_sharing_a_hash_are_all_sent(keys: list[str], run: int, shared: int) -> None:
+    """Every key hashed to the same value (any signed 64-bit one): only the rows whose keys are really equal
+    are duplicates."""
+    sent, duplicates = sent_rows_and_duplicates(keys, run, hash_key=lambda key: shared)
     assert sent == last_rows(keys)
     assert duplicates == len(keys) - len(set(keys))
 

@@ -21,6 +21,7 @@ import sys
 import tempfile
 from array import array
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -141,8 +142,7 @@ class InboundSpool:
         self.offset_file.flush()
         distinct = self._distinct_hashes()
         missing = count_missing(imported, distinct) if imported is not None else None
-        for _ in distinct:  # count_missing may stop early; the duplicates need the whole stream
-            pass
+        deque(distinct, maxlen=0)  # count_missing may stop early; the duplicates need the whole stream
         return missing
 
     def _distinct_hashes(self) -> Iterator[int]:
@@ -150,17 +150,16 @@ class InboundSpool:
         replaces. Records sharing a hash come in a group, oldest first; only in a group of two or more
         are the stored keys read and compared (a cost that follows the duplicates, not the rows)."""
         samples: list[tuple[int, int]] = []  # max-heap by negated index: the smallest indexes kept
-        group_hash = -1
-        latest: dict[bytes, int] = {}  # each key of the group (their hash is group_hash): its latest index
-        first = -1  # index of the group's first record while its key is not read
+        group_hash: int | None = None  # hashes are signed: no int can stand for "no group yet"
+        latest: dict[bytes, int] | None = None  # each key of the group: its latest index, once a second record came
+        first = -1  # index of the group's first record
         for hashed, index in self.keys.sorted():
             if hashed != group_hash:
                 yield hashed
-                group_hash, latest, first = hashed, {}, index
+                group_hash, latest, first = hashed, None, index
                 continue
-            if first >= 0:
-                latest[self._key_of(first)] = first
-                first = -1
+            if latest is None:  # the group's second record: only now are keys read
+                latest = {self._key_of(first): first}
             key = self._key_of(index)
             previous = latest.get(key)
             latest[key] = index

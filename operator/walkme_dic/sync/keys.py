@@ -14,10 +14,11 @@ import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Generic, Self, TypeVar
 
 RUN = 1 << 18  # keys sorted in memory at a time: 2 MiB of hashes
 READ = 1 << 13  # keys read back per run at a time during the merge
+Value = TypeVar("Value")
 WORD = "q"  # array type of a hash or an index: a signed 64-bit int
 
 # 64 bits of a key: Python's string hash (SipHash), a signed 64-bit int, the same for the same key within
@@ -25,37 +26,57 @@ WORD = "q"  # array type of a hash or an index: a signed 64-bit int
 key_hash: Callable[[str], int] = hash
 
 
-class SortedSpool:
-    """Collects signed 64-bit ints; memory holds one run, the others are sorted runs in a temporary file."""
+class _Runs(Generic[Value]):
+    """Values kept as sorted runs in a temporary file, memory holding the pending one; ``sorted()`` merges
+    the runs. A subclass says how a run is sorted and written (``_spill``) and read back (``_read``)."""
 
-    def __init__(self, run: int = RUN) -> None:
+    def __init__(self, run: int) -> None:
         self.run = run
         self.pending: list[int] = []
-        self.file = tempfile.TemporaryFile(prefix="walkme-dic-keys-")  # noqa: SIM115 - closed by __exit__
-        self.runs: list[tuple[int, int]] = []  # (byte offset, key count) of each sorted run
+        self.file = tempfile.TemporaryFile(prefix="walkme-dic-keys-")  # noqa: SIM115 - closed by close()
+        self.runs: list[tuple[int, int]] = []  # (byte offset, value count) of each sorted run
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
         self.file.close()
+
+    def sorted(self) -> Iterator[Value]:
+        """Every value added, in ascending order (duplicates kept)."""
+        self._spill()
+        return heapq.merge(*(self._read(offset, count) for offset, count in self.runs))
+
+    def _spill(self) -> None:
+        raise NotImplementedError
+
+    def _read(self, offset: int, count: int) -> Iterator[Value]:
+        raise NotImplementedError
+
+    def _new_run(self) -> None:
+        """Position the file for the pending run and note where it starts."""
+        self.file.seek(0, 2)
+        self.runs.append((self.file.tell(), len(self.pending)))
+
+
+class SortedSpool(_Runs[int]):
+    """Collects signed 64-bit ints; memory holds one run, the others are sorted runs in a temporary file."""
+
+    def __init__(self, run: int = RUN) -> None:
+        super().__init__(run)
 
     def add(self, value: int) -> None:
         self.pending.append(value)
         if len(self.pending) >= self.run:
             self._spill()
 
-
-    def sorted(self) -> Iterator[int]:
-        """Every value added, in ascending order (duplicates kept)."""
-        self._spill()
-        return heapq.merge(*(self._read(offset, count) for offset, count in self.runs))
-
     def _spill(self) -> None:
         if not self.pending:
             return
-        self.file.seek(0, 2)
-        self.runs.append((self.file.tell(), len(self.pending)))
+        self._new_run()
         self.pending.sort()
         array(WORD, self.pending).tofile(self.file)
         self.pending = []
@@ -65,38 +86,26 @@ class SortedSpool:
             yield from _words(self.file, offset + start * 8, min(READ, count - start))
 
 
-class IndexedHashes:
+class IndexedHashes(_Runs[tuple[int, int]]):
     """Key hashes of records 0, 1, 2, … (in the order added), read back as (hash, index) sorted by hash and,
-    for one hash, by index. Memory holds one run; the others are sorted runs in a temporary file, each its
-    hashes then their indexes."""
+    for one hash, by index. Each run in the file is its hashes, then their indexes."""
 
     def __init__(self, run: int = RUN // 4) -> None:
         """``run``: shorter runs than SortedSpool's, because a run is sorted by key (an index list, read back
         in hash order): 2**16 kept that in cache and cost 20 % less than 2**18 (1M rows, tests in the note)."""
-        self.run = run
-        self.pending: list[int] = []
+        super().__init__(run)
         self.first = 0  # index of the first pending hash
-        self.file = tempfile.TemporaryFile(prefix="walkme-dic-keys-")  # noqa: SIM115 - closed by close()
-        self.runs: list[tuple[int, int]] = []  # (byte offset, hash count) of each sorted run
-
-    def close(self) -> None:
-        self.file.close()
 
     def extend(self, hashes: Iterable[int]) -> None:
         self.pending.extend(hashes)
         if len(self.pending) >= self.run:
             self._spill()
 
-    def sorted(self) -> Iterator[tuple[int, int]]:
-        self._spill()
-        return heapq.merge(*(self._read(offset, count) for offset, count in self.runs))
-
     def _spill(self) -> None:
         if not self.pending:
             return
+        self._new_run()
         order = sorted(range(len(self.pending)), key=self.pending.__getitem__)  # stable: equal hashes keep order
-        self.file.seek(0, 2)
-        self.runs.append((self.file.tell(), len(order)))
         array(WORD, list(map(self.pending.__getitem__, order))).tofile(self.file)  # from a list: no per-item append
         array(WORD, list(map(self.first.__add__, order))).tofile(self.file)
         self.first += len(self.pending)

@@ -107,7 +107,7 @@ class InboundSpool:
         self.key_file.close()
         self.offset_file.close()
         self.keys.close()
-        self.superseded.file.close()
+        self.superseded.close()
         self.directory.cleanup()
 
     @property

@@ -6,20 +6,33 @@ import gzip
 import io
 import tracemalloc
 from collections.abc import Iterator
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 import pytest
 
 from walkme_dic.api.integration import FileSettings, Mapping
 from walkme_dic.errors import PermanentError
 from walkme_dic.sync.mapping import Mapper, RowError, coerce
-from walkme_dic.sync.readers import Rejected, Row, read_rows
+from walkme_dic.sync.readers import Rejected, read_blocks
 
 CSV = FileSettings(path="x.csv")
 JSONL = FileSettings(path="x.jsonl", format="jsonl")
 
 
+class Row(NamedTuple):
+    number: int
+    values: dict[str, Any]
+
+
 def rows(data: bytes, settings: FileSettings = CSV, required: tuple[str, ...] = ()) -> list[Row | Rejected]:
-    return list(read_rows(io.BufferedReader(io.BytesIO(data)), settings, list(required)))
+    """The file's rows and rejections one by one, in file order, as its blocks hold them."""
+    out: list[Row | Rejected] = []
+    for block in read_blocks(io.BufferedReader(io.BytesIO(data)), settings, list(required)):
+        out += [Row(number, values if block.header is None else dict(zip(block.header, values, strict=True)))
+                for number, values in zip(block.numbers, block.rows, strict=True)]
+        out += block.rejected
+    return sorted(out, key=attrgetter("number"))
 
 
 def test_csv_rows_are_numbered_from_the_first_data_row() -> None:
@@ -138,10 +151,11 @@ def test_reading_and_mapping_does_not_accumulate_memory() -> None:
     tracemalloc.start()
     count = 0
     stream = io.BufferedReader(GeneratedStream(synthetic_csv(200_000)))
-    for item in read_rows(stream, CSV, mapper.required_columns()):
-        assert isinstance(item, Row)
-        mapper.map(item.values)
-        count += 1
+    for block in read_blocks(stream, CSV, mapper.required_columns()):
+        assert not block.rejected and block.header is not None
+        for cells in block.rows:
+            mapper.map(dict(zip(block.header, cells, strict=True)))
+            count += 1
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert count == 200_000

@@ -9,13 +9,11 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
-import heapq
 import io
 import json
 import zlib
 from collections.abc import Iterable, Iterator
 from itertools import islice
-from operator import itemgetter
 from typing import Any, BinaryIO, NamedTuple
 
 from walkme_dic.api.integration import FileSettings
@@ -27,17 +25,9 @@ BLOCK_ROWS = 2048
 csv.field_size_limit(64 * 1024 * 1024)
 
 
-class Row(NamedTuple):  # a tuple: built once per row, several times cheaper than a frozen dataclass
-    number: int  # 1-based data row (CSV header excluded) or line (JSON lines)
-    values: dict[str, Any]
-
-
 class Rejected(NamedTuple):
-    number: int
+    number: int  # 1-based data row (CSV header excluded) or line (JSON lines)
     reason: str
-
-
-Record = Row | Rejected
 
 
 class Block(NamedTuple):
@@ -90,15 +80,6 @@ def decompressed(stream: io.BufferedReader, compression: str) -> BinaryIO:
     if compression == "gzip" or (compression == "auto" and stream.peek(2)[:2] == GZIP_MAGIC):
         return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
     return stream  # type: ignore[return-value]
-
-
-def read_rows(stream: io.BufferedReader, settings: FileSettings, required: list[str]) -> Iterator[Record]:
-    """Rows of a CSV or JSON-lines file one by one, in file order (see :func:`read_blocks`)."""
-    for block in read_blocks(stream, settings, required):
-        header = block.header
-        rows = (Row(number, values if header is None else dict(zip(header, values, strict=True)))
-                for number, values in zip(block.numbers, block.rows, strict=True))
-        yield from heapq.merge(rows, block.rejected, key=itemgetter(0))
 
 
 def read_blocks(stream: io.BufferedReader, settings: FileSettings, required: list[str]) -> Iterator[Block]:

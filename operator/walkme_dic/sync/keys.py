@@ -50,16 +50,25 @@ class _Runs(Generic[Value]):
         self._spill()
         return heapq.merge(*(self._read(offset, count) for offset, count in self.runs))
 
+    def _added(self) -> None:
+        """Spill the pending values once they fill a run."""
+        if len(self.pending) >= self.run:
+            self._spill()
+
     def _spill(self) -> None:
+        if not self.pending:
+            return
+        self.file.seek(0, 2)
+        self.runs.append((self.file.tell(), len(self.pending)))
+        self._write_run()
+        self.pending = []
+
+    def _write_run(self) -> None:
+        """The pending values, sorted, at the end of the file."""
         raise NotImplementedError
 
     def _read(self, offset: int, count: int) -> Iterator[Value]:
         raise NotImplementedError
-
-    def _new_run(self) -> None:
-        """Position the file for the pending run and note where it starts."""
-        self.file.seek(0, 2)
-        self.runs.append((self.file.tell(), len(self.pending)))
 
 
 class SortedSpool(_Runs[int]):
@@ -70,16 +79,11 @@ class SortedSpool(_Runs[int]):
 
     def add(self, value: int) -> None:
         self.pending.append(value)
-        if len(self.pending) >= self.run:
-            self._spill()
+        self._added()
 
-    def _spill(self) -> None:
-        if not self.pending:
-            return
-        self._new_run()
+    def _write_run(self) -> None:
         self.pending.sort()
         array(WORD, self.pending).tofile(self.file)
-        self.pending = []
 
     def _read(self, offset: int, count: int) -> Iterator[int]:
         for start in range(0, count, READ):
@@ -98,18 +102,13 @@ class IndexedHashes(_Runs[tuple[int, int]]):
 
     def extend(self, hashes: Iterable[int]) -> None:
         self.pending.extend(hashes)
-        if len(self.pending) >= self.run:
-            self._spill()
+        self._added()
 
-    def _spill(self) -> None:
-        if not self.pending:
-            return
-        self._new_run()
+    def _write_run(self) -> None:
         order = sorted(range(len(self.pending)), key=self.pending.__getitem__)  # stable: equal hashes keep order
         array(WORD, list(map(self.pending.__getitem__, order))).tofile(self.file)  # from a list: no per-item append
         array(WORD, list(map(self.first.__add__, order))).tofile(self.file)
         self.first += len(self.pending)
-        self.pending = []
 
     def _read(self, offset: int, count: int) -> Iterator[tuple[int, int]]:
         for start in range(0, count, READ):

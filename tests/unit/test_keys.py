@@ -4,38 +4,59 @@ from __future__ import annotations
 
 import json
 import random
+from bisect import bisect_right
 from collections.abc import Callable
 
 import pytest
 
-from walkme_dic.sync.keys import IndexedHashes, SpooledKeys, count_missing, key_hash
+from walkme_dic.sync.keys import BOUNDS, HashRuns, key_hash, partitions, repeated
 from walkme_dic.sync.spool import DUPLICATE_SAMPLES, InboundSpool, RowNumbers
 
 
 @pytest.mark.parametrize("count", [0, 1, 999, 1000, 1001, 25_000])
-def test_spooled_keys_come_back_sorted_across_runs(count: int) -> None:
+@pytest.mark.parametrize("limit", [1, 700, 1 << 18])
+def test_hashes_come_back_sorted_a_partition_at_a_time(count: int, limit: int) -> None:
     rng = random.Random(count)
     keys = [f"user-{rng.randrange(10 * count + 1)}" for _ in range(count)]
-    with SpooledKeys(run=1000) as spooled:
+    with HashRuns(run=1000) as spooled:
         for key in keys:
             spooled.add_key(key)
         assert len(spooled.pending) < 1000, "at most one run stays in memory"
-        assert list(spooled.sorted()) == sorted(key_hash(k) for k in keys)
+        parts = [part for (part,) in partitions([spooled], limit)]
+        assert [value for part in parts for value in part] == sorted(float(key_hash(k)) for k in keys)
+        assert all(len(part) <= limit or len({bisect_right(BOUNDS, value) for value in part}) == 1 for part in parts), \
+            "a partition fits the limit or is a single bin"
 
 
-def test_count_missing_counts_distinct_absent_values() -> None:
-    assert count_missing([1, 2, 2, 5, 7, 9], [2, 3, 7]) == 3  # 1, 5, 9
-    assert count_missing([], [1]) == 0
-    assert count_missing([4, 4], []) == 1
+EXTREMES = [-(2.0**63), -(2.0**56), -1.0, -0.0, 0.0, 1.0, *BOUNDS, 2.0**56 - 1, 2.0**63]
 
 
-def test_users_absent_from_a_large_source_are_counted_through_the_spool() -> None:
-    with SpooledKeys(run=100) as source, SpooledKeys(run=100) as imported:
-        for index in range(0, 3000, 2):
-            source.add_key(f"u{index}")
+@pytest.mark.parametrize("run", [1, 5, 1000])
+def test_partitions_of_two_stores_cover_the_same_ranges(run: int) -> None:
+    """Values on the bins' edges and at both ends land in the same partition in both stores."""
+    rng = random.Random(run)
+    left, right = EXTREMES + [rng.uniform(-(2.0**63), 2.0**63) for _ in range(500)], EXTREMES[::-1]
+    with HashRuns(run) as first, HashRuns(run) as second:
+        first.extend(left)
+        second.extend(right)
+        parts = list(partitions([first, second], limit=40))
+        assert [v for a, _ in parts for v in a] == sorted(left) and [v for _, b in parts for v in b] == sorted(right)
+        for a, b in parts:  # every value of b lies in its partition's range of a: no overlap between partitions
+            assert all(value in a for value in b)
+
+
+@pytest.mark.parametrize("values", [[], [1.0], [1.0, 1.0], [1.0, 2.0, 2.0, 2.0, 3.0, 4.0, 4.0], [0.0, -0.0]])
+def test_repeated_names_the_values_that_occur_twice(values: list[float]) -> None:
+    assert repeated(sorted(values)) == {value for value in values if values.count(value) > 1}
+
+
+def test_users_absent_from_a_large_source_are_counted_through_partitions() -> None:
+    keys = [f"u{index}" for index in range(0, 3000, 2)]
+    with spooled(keys, run=100, partition=50) as source, HashRuns(run=100) as imported:
         for index in range(3000):
             imported.add_key(f"u{index}")
-        assert count_missing(imported.sorted(), source.sorted()) == 1500
+        imported.add_key("u1")  # counted once however often WalkMe lists it
+        assert source.resolve(imported) == 1500
 
 
 def test_row_numbers_follow_the_sent_records_around_rejected_rows() -> None:
@@ -48,23 +69,9 @@ def test_row_numbers_follow_the_sent_records_around_rejected_rows() -> None:
     assert numbers.of(len(sent)) == 0 and numbers.of(-1) == 0
 
 
-@pytest.mark.parametrize("count", [0, 1, 999, 1000, 1001, 5000])
-@pytest.mark.parametrize("distinct", [1, 7, 1 << 64], ids=["one-hash", "seven-hashes", "random"])
-def test_indexed_hashes_come_back_by_hash_then_index_across_runs(count: int, distinct: int) -> None:
-    rng = random.Random(count)
-    hashes = [rng.randrange(distinct) - distinct // 2 for _ in range(count)]  # signed 64-bit
-    spooled = IndexedHashes(run=1000)
-    try:
-        for start in range(0, count, 333):  # blocks that straddle the runs
-            spooled.extend(hashes[start:start + 333])
-        assert list(spooled.sorted()) == sorted((hashed, index) for index, hashed in enumerate(hashes))
-    finally:
-        spooled.close()
-
-
-def spooled(keys: list[str], run: int = 1000, hash_key: Callable[[str], int] = key_hash) -> InboundSpool:
-    spool = InboundSpool(hash_key=hash_key)
-    spool.keys.run = run
+def spooled(keys: list[str], run: int = 1000, hash_key: Callable[[str], int] = key_hash,
+            partition: int = 1 << 18) -> InboundSpool:
+    spool = InboundSpool(hash_key=hash_key, run=run, partition=partition)
     rows = list(range(1, len(keys) + 1))
     for start in range(0, len(keys), 3):  # blocks of three: keys repeat within and across blocks
         block = rows[start:start + 3]
@@ -84,10 +91,11 @@ def test_the_last_row_of_each_key_is_sent_once_in_source_order(run: int) -> None
         assert spool.duplicates.samples == [(1, 3), (2, 5), (3, 6)], "(row left out, the later row)"
 
 
-def test_duplicates_in_a_large_spool_keep_only_the_first_samples() -> None:
+@pytest.mark.parametrize("partition", [3, 1 << 18], ids=["repeats-found-in-many-scans", "one-scan"])
+def test_duplicates_in_a_large_spool_keep_only_the_first_samples(partition: int) -> None:
     rng = random.Random(5)
     keys = [f"user-{rng.randrange(3000)}" for _ in range(20_000)]
-    with spooled(keys, run=1500) as spool:
+    with spooled(keys, run=1500, partition=partition) as spool:
         assert spool.resolve() is None
         sent = [json.loads(line)["row"] for batch in spool.batches(2) for _, line in batch]
         last = {key: row for row, key in enumerate(keys, start=1)}
@@ -116,21 +124,23 @@ def test_batches_cut_records_across_read_blocks_and_leave_out_the_replaced(size:
 def test_users_kept_are_counted_when_every_hash_is_the_same(shared: int) -> None:
     """One hash for all: the source has it, so none of the imported users counts as missing (-1 once stood
     for "no group yet")."""
-    with spooled(["a", "b", "b"], hash_key=lambda key: shared) as spool:
-        assert spool.resolve(iter([shared])) == 0
+    with spooled(["a", "b", "b"], hash_key=lambda key: shared) as spool, HashRuns() as imported:
+        imported.extend([float(shared)])
+        assert spool.resolve(imported) == 0
         assert spool.duplicates.count == 1
 
 
 def test_users_kept_are_counted_while_duplicates_are_resolved() -> None:
-    with spooled(["a", "b", "b", "c"]) as spool, SpooledKeys() as imported:
+    with spooled(["a", "b", "b", "c"]) as spool, HashRuns() as imported:
         for key in ("a", "x", "y", "c"):
             imported.add_key(key)
-        assert spool.resolve(imported.sorted()) == 2
+        assert spool.resolve(imported) == 2
         assert spool.duplicates.count == 1
 
 
-def sent_rows_and_duplicates(keys: list[str], run: int, hash_key: Callable[[str], int]) -> tuple[list[int], int]:
-    with spooled(keys, run, hash_key) as spool:
+def sent_rows_and_duplicates(keys: list[str], run: int, hash_key: Callable[[str], int],
+                             partition: int = 1 << 18) -> tuple[list[int], int]:
+    with spooled(keys, run, hash_key, partition) as spool:
         spool.resolve()
         return [json.loads(line)["row"] for batch in spool.batches(2) for _, line in batch], spool.duplicates.count
 
@@ -162,9 +172,11 @@ def test_different_keys_sharing_a_hash_are_all_sent(keys: list[str], run: int, s
 
 
 @pytest.mark.parametrize("bits", [1, 4, 12, 64])
-def test_duplicates_are_exact_whatever_the_hash_width(bits: int) -> None:
+@pytest.mark.parametrize("partition", [5, 1 << 18])
+def test_duplicates_are_exact_whatever_the_hash_width(bits: int, partition: int) -> None:
     rng = random.Random(bits)
     keys = [f"user-{rng.randrange(4000)}" for _ in range(10_000)]
-    sent, duplicates = sent_rows_and_duplicates(keys, 700, hash_key=lambda key: key_hash(key) >> (64 - bits))
+    sent, duplicates = sent_rows_and_duplicates(keys, 700, hash_key=lambda key: key_hash(key) >> (64 - bits),
+                                                partition=partition)
     assert sent == last_rows(keys)
     assert duplicates == len(keys) - len(set(keys))

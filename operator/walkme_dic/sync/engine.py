@@ -29,7 +29,7 @@ from walkme_dic.errors import DicError, PermanentError
 from walkme_dic.redaction import redact
 from walkme_dic.sync.columns import map_block, tabulate
 from walkme_dic.sync.credentials import CredentialSet
-from walkme_dic.sync.keys import SpooledKeys
+from walkme_dic.sync.keys import HashRuns
 from walkme_dic.sync.mapping import Mapper, RowError
 from walkme_dic.sync.readers import Block, CountingReader, blocks_of, numbered, read_blocks
 from walkme_dic.sync.spool import InboundSpool
@@ -175,14 +175,14 @@ class Inbound:
         if not users:
             spool.resolve()
             return None
-        with SpooledKeys() as imported:
+        with HashRuns() as imported:
             try:
                 for user in self.walkme.imported_user_ids(self.token):
                     imported.add_key(user)
             except DicError:
                 spool.resolve()
                 return None
-            return spool.resolve(imported.sorted())
+            return spool.resolve(imported)
 
     def _before_sending(self, tally: Tally, spool: InboundSpool, size: int,
                         fingerprint: str | None) -> SyncResult | None:

@@ -7,10 +7,11 @@ over the limit, and which keys repeat: for every key only its last row is sent, 
 wins whatever the retries and the order in which concurrent batches land. The records are sent
 from the spool in their source order, repeated keys left out.
 
-Repeated keys are found by sorting 64-bit key hashes (memory holds one run of them), and are exact:
-the keys themselves are stored too (``keys.bin``, with where each starts in ``key-offsets.bin``),
-and records whose hashes are equal are compared by their keys, so two different keys that happen
-to share a hash are both sent.
+Repeated keys are found by sorting key hashes (sync/keys.py; memory holds one run and one partition
+of them), and are exact: the keys themselves are stored too (``keys.bin``, with where each starts in
+``key-offsets.bin``), and records whose hashes are equal are compared by their keys, so two different
+keys that happen to share a hash are both sent. Each record's hash is also kept in spool order
+(``key-hashes.bin``): once the repeated hashes are known, one scan of it finds their records.
 """
 
 from __future__ import annotations
@@ -21,15 +22,14 @@ import sys
 import tempfile
 from array import array
 from bisect import bisect_right
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import accumulate
+from itertools import accumulate, compress, count
 from types import TracebackType
-from typing import Self
+from typing import IO, Self
 
-from walkme_dic.sync.keys import IndexedHashes, SortedSpool, count_missing, key_hash
+from walkme_dic.sync.keys import PARTITION, RUN, HashRuns, SortedSpool, key_hash, partitions, repeated
 
 DUPLICATE_SAMPLES = 10
 READ_BUFFER = 1024 * 1024
@@ -79,22 +79,27 @@ class Duplicates:
 class InboundSpool:
     """Encoded records (one JSON object a line) in a temporary directory, their keys and row numbers."""
 
-    def __init__(self, directory: str | None = None, hash_key: Callable[[str], int] = key_hash) -> None:
-        """``hash_key`` maps a key to a signed 64-bit int; equal keys must get equal hashes (different keys may
-        too)."""
+    def __init__(self, directory: str | None = None, hash_key: Callable[[str], int] = key_hash, *,
+                 run: int = RUN, partition: int = PARTITION) -> None:
+        """``hash_key`` maps a key to an int (a float holds it); equal keys must get equal hashes (different keys
+        may too). ``run`` and ``partition``: how many hashes memory holds at a time (sync/keys.py)."""
         self.directory = tempfile.TemporaryDirectory(prefix="walkme-dic-spool-", dir=directory)
         self.path = os.path.join(self.directory.name, "records.jsonl")
-        self.file = open(self.path, "wb", buffering=READ_BUFFER)  # noqa: SIM115 - closed by close()
-        self.key_file = open(  # noqa: SIM115 - closed by close()
-            os.path.join(self.directory.name, "keys.bin"), "w+b", buffering=READ_BUFFER)
-        self.offset_file = open(  # noqa: SIM115 - closed by close()
-            os.path.join(self.directory.name, "key-offsets.bin"), "w+b", buffering=READ_BUFFER)
+        self.file = self._open("records.jsonl", "wb")
+        self.key_file = self._open("keys.bin")
+        self.offset_file = self._open("key-offsets.bin")
+        self.hash_file = self._open("key-hashes.bin")  # each record's key hash, in spool order
         self.key_bytes = 0
         self.hash_key = hash_key
-        self.keys = IndexedHashes()  # each record's key hash, by spool index
+        self.hashes = HashRuns(run)  # the same hashes, sorted
+        self.partition = partition
         self.rows = RowNumbers()
         self.superseded = SortedSpool()  # spool indexes of records a later row replaces
         self.duplicates = Duplicates()
+        self.first_left_out: list[tuple[int, int]] = []  # max-heap of (-index left out, later index): the first few
+
+    def _open(self, name: str, mode: str = "w+b") -> IO[bytes]:
+        return open(os.path.join(self.directory.name, name), mode, buffering=READ_BUFFER)
 
     def __enter__(self) -> Self:
         return self
@@ -106,7 +111,8 @@ class InboundSpool:
         self.file.close()
         self.key_file.close()
         self.offset_file.close()
-        self.keys.close()
+        self.hash_file.close()
+        self.hashes.close()
         self.superseded.close()
         self.directory.cleanup()
 
@@ -123,56 +129,75 @@ class InboundSpool:
         newline (JSON escapes them)."""
         if not rows:
             return
-        self.keys.extend(map(self.hash_key, keys))
-        stored = list(map(STORED_KEY, keys))
-        offsets = array("Q", accumulate(map(len, stored), initial=self.key_bytes))
+        hashes = list(map(float, map(self.hash_key, keys)))
+        self.hashes.extend(hashes)
+        array("d", hashes).tofile(self.hash_file)
+        joined = "".join(keys)
+        if joined.isascii():  # a character a byte: the keys' lengths are their lengths in bytes
+            stored, lengths = joined.encode("ascii"), map(len, keys)
+        else:
+            each = list(map(STORED_KEY, keys))
+            stored, lengths = b"".join(each), map(len, each)
+        offsets = array("Q", accumulate(lengths, initial=self.key_bytes))
         self.key_bytes = offsets.pop()
         offsets.tofile(self.offset_file)
-        self.key_file.write(b"".join(stored))
+        self.key_file.write(stored)
         self.rows.extend(rows)
         self.file.write(b"\n".join(encoded))
         self.file.write(b"\n")
 
-    def resolve(self, imported: Iterable[int] | None = None) -> int | None:
-        """Find the repeated keys (all but the last row of each); with ``imported`` (ascending key hashes
+    def resolve(self, imported: HashRuns | None = None) -> int | None:
+        """Find the repeated keys (all but the last row of each); with ``imported`` (the hashes of the keys
         WalkMe has), also return how many of those are absent from this source."""
-        self.file.flush()
-        self.key_file.flush()
+        for file in (self.file, self.key_file, self.hash_file):
+            file.flush()
         self.offset_file.write(self.key_bytes.to_bytes(OFFSET, sys.byteorder))  # where the last key ends
         self.offset_file.flush()
-        distinct = self._distinct_hashes()
-        missing = count_missing(imported, distinct) if imported is not None else None
-        deque(distinct, maxlen=0)  # count_missing may stop early; the duplicates need the whole stream
-        return missing
+        stores = [self.hashes] if imported is None else [self.hashes, imported]
+        missing = 0
+        repeats: set[float] = set()
+        for source, *others in partitions(stores, self.partition):
+            for users in others:
+                missing += len(set(users).difference(source))
+            repeats |= repeated(source)
+            if len(repeats) >= self.partition:
+                self._supersede(repeats)
+                repeats = set()
+        if repeats:
+            self._supersede(repeats)
+        self.duplicates.samples = sorted((self.rows.of(-left_out), self.rows.of(later))
+                                         for left_out, later in self.first_left_out)
+        return missing if imported is not None else None
 
-    def _distinct_hashes(self) -> Iterator[int]:
-        """Every key hash once, ascending, noting along the way the records a later one with the same key
-        replaces. Records sharing a hash come in a group, oldest first; only in a group of two or more
-        are the stored keys read and compared (a cost that follows the duplicates, not the rows)."""
-        samples: list[tuple[int, int]] = []  # max-heap by negated index: the smallest indexes kept
-        group_hash: int | None = None  # hashes are signed: no int can stand for "no group yet"
-        latest: dict[bytes, int] | None = None  # each key of the group: its latest index, once a second record came
-        first = -1  # index of the group's first record
-        for hashed, index in self.keys.sorted():
-            if hashed != group_hash:
-                yield hashed
-                group_hash, latest, first = hashed, None, index
-                continue
-            if latest is None:  # the group's second record: only now are keys read
-                latest = {self._key_of(first): first}
+    def _supersede(self, repeats: set[float]) -> None:
+        """Note the records a later one with the same key replaces, among the records with a hash in
+        ``repeats``: only their keys are read and compared (a cost that follows the duplicates, not the rows)."""
+        latest: dict[float, dict[bytes, int]] = {}  # of each hash, each key's latest index so far
+        for index, hashed in self._hashed_as(repeats):
+            group = latest.setdefault(hashed, {})
             key = self._key_of(index)
-            previous = latest.get(key)
-            latest[key] = index
+            previous = group.get(key)
+            group[key] = index
             if previous is None:
-                continue  # another key with the same hash: not a duplicate
+                continue  # the key's first record, or another key with the same hash
             self.superseded.add(previous)
             self.duplicates.count += 1
             entry = (-previous, index)
-            if len(samples) < DUPLICATE_SAMPLES:
-                heapq.heappush(samples, entry)
-            elif entry > samples[0]:
-                heapq.heapreplace(samples, entry)
-        self.duplicates.samples = sorted((self.rows.of(-first), self.rows.of(later)) for first, later in samples)
+            if len(self.first_left_out) < DUPLICATE_SAMPLES:
+                heapq.heappush(self.first_left_out, entry)
+            elif entry > self.first_left_out[0]:
+                heapq.heapreplace(self.first_left_out, entry)
+
+    def _hashed_as(self, wanted: set[float]) -> Iterator[tuple[int, float]]:
+        """(spool index, hash) of the records whose key hash is in ``wanted``, in spool order."""
+        start = 0
+        with open(self.hash_file.name, "rb") as stream:
+            while chunk := stream.read(READ_BUFFER):
+                hashes = array("d")
+                hashes.frombytes(chunk)
+                for index in compress(count(start), map(wanted.__contains__, hashes)):
+                    yield index, hashes[index - start]
+                start += len(hashes)
 
     def _key_of(self, index: int) -> bytes:
         """The stored key of the ``index``-th record (positioned reads: the merge visits keys out of order)."""

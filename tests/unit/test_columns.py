@@ -20,11 +20,12 @@ from walkme_dic.sync.writers import RecordEncoder
 # cell values of each kind: the common shapes first, then everything a users file can hold instead
 CELLS = {
     "string": ["gold", " padded ", "", "   ", "Zoë", "名前", 'quote " and \\ backslash', "tab\there", "line\nbreak",
-               "\u2028", "😀", "0", "null"],
+               "\u2028", "😀", "0", "null", "\x1f", "\x7f", "\\", '"', "2024-01-01\n2024-01-02"],
     "number": ["7", "0", "007", " 42 ", "123456789012345", "1234567890123456", "99999999999999999999", "-3",
                "+3", "2.50", "1e3", "1E400", "nan", "inf", "", " ", "x", "١٢٣", "²", "1_000", "0x10", "12,5"],
     "date": ["2024-01-31", " 2024-02-29 ", "2023-02-29", "2024-13-01", "2024-1-01", "20240101", "2024-01-31T10:00:00Z",
-             "2024-01-31T23:30:00-05:00", "", "yesterday", "\uff12\uff10\uff12\uff14-01-01", "2024/01/31"],
+             "2024-01-31T23:30:00-05:00", "", "yesterday", "\uff12\uff10\uff12\uff14-01-01", "2024/01/31",
+             "2024-01-01\n2024-01-02", "2024-01-01\n"],
     "boolean": ["true", "false", "TRUE", " No ", "y", "t", "0", "1", "", "maybe", "truthy", "İ"],
 }
 KEYS = ["u1", " u2 ", "", "  ", "ü", "u\"1", "1", "00"]
@@ -69,9 +70,15 @@ def row_by_row(mapper: Mapper, header: list[str], rows: list[list[str]]) -> list
     return out
 
 
+def lines(records: bytes) -> list[bytes]:
+    """The records of a mapped block, each of which ends in a newline."""
+    assert not records or records.endswith(b"\n")
+    return records.split(b"\n")[:-1]
+
+
 def by_block(mapped: Any) -> list[tuple[int, Any]]:
     """(position, record or reason) of a block numbered from 0."""
-    records = list(zip(mapped.numbers, mapped.records, strict=True))
+    records = list(zip(mapped.numbers, lines(mapped.records), strict=True))
     return sorted(records + [tuple(refusal) for refusal in mapped.refused])
 
 
@@ -94,7 +101,7 @@ def test_a_block_maps_as_its_rows_would_one_by_one(kinds: list[str], active: boo
         rows = [random_row(header, types, rng, common) for _ in range(rng.choice([1, 7, 300]))]
         mapped = map_block(mapper, Block(header, list(range(len(rows))), rows, []))
         assert by_block(mapped) == row_by_row(mapper, header, rows)
-        assert [orjson.loads(record)["uuid"] for record in mapped.records] == mapped.keys
+        assert [orjson.loads(record)["uuid"] for record in lines(mapped.records)] == mapped.keys
 
 
 def test_every_cell_value_of_every_kind_maps_alike() -> None:
@@ -181,7 +188,7 @@ def test_objects_are_mapped_column_by_column_too() -> None:
     mapper = mapper_for(["number"], active=False, copy_key=False)
     objects = [{"id": "u1", "c0": 3}, {"id": "u2", "c0": "x"}, {"id": "u3", "c0": None}]
     mapped = map_block(mapper, Block(None, [1, 2, 3], objects, []))
-    assert mapped.numbers == [1, 3] and mapped.records == [b'{"uuid":"u1","p0":3}', b'{"uuid":"u3"}']
+    assert mapped.numbers == [1, 3] and mapped.records == b'{"uuid":"u1","p0":3}\n{"uuid":"u3"}\n'
     assert mapped.refused == [Rejected(2, "column 'c0': 'x' is not a number")]
 
 
@@ -215,7 +222,7 @@ def test_dotted_paths_into_objects_map_as_one_by_one() -> None:
             {"Id": "3", "Account": None}, {"Id": "4", "Account": "not an object"}, {"Id": "5"}]
     mapped = map_block(mapper, Block(None, list(range(5)), rows, []))
     assert by_block(mapped) == row_by_row_objects(mapper, rows)
-    assert mapped.records[:2] == [b'{"uuid":"1","industry":"Retail"}', b'{"uuid":"2","industry":"Flat"}']
+    assert lines(mapped.records)[:2] == [b'{"uuid":"1","industry":"Retail"}', b'{"uuid":"2","industry":"Flat"}']
 
 
 CSV_CELLS = ["plain", "", None, "with,comma", 'with "quote"', "line\nbreak", "carriage\rreturn", " spaced ",

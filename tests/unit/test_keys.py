@@ -76,7 +76,7 @@ def spooled(keys: list[str], run: int = 1000, hash_key: Callable[[str], int] = k
     for start in range(0, len(keys), 3):  # blocks of three: keys repeat within and across blocks
         block = rows[start:start + 3]
         spool.add(block, [keys[row - 1] for row in block],
-                  [json.dumps({"uuid": keys[row - 1], "row": row}).encode() for row in block])
+                  b"".join(json.dumps({"uuid": keys[row - 1], "row": row}).encode() + b"\n" for row in block))
     return spool
 
 

@@ -10,9 +10,12 @@ converters :class:`Mapper` uses. A row with a value those converters refuse is m
 :meth:`Mapper.map`, so its rejection reads word for word as it would row by row.
 
 Inbound, each record comes out as the JSON bytes ``orjson.dumps`` gives for :meth:`Mapper.map`'s
-dict; outbound to a CSV file, as the row of :meth:`Mapper.columns` values the encoder writes
-(``tests/unit/test_columns.py`` holds both paths to that, for classes of values). A mapping whose
-destination names collide, or a CSV header without a mapped column, goes row by row.
+dict. The block's records are built as one text, encoded to UTF-8 once: a value whose JSON is its
+text (a number, a boolean) or its text in quotes (text with no '"', '\\' or control character, the
+only characters JSON escapes) is not encoded value by value. Outbound to a CSV file, each record
+comes out as the row of :meth:`Mapper.columns` values the encoder writes. ``tests/unit/test_columns.py``
+holds both paths to that, for classes of values. A mapping whose destination names collide, or a
+CSV header without a mapped column, goes row by row.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ import orjson
 from walkme_dic.sync.mapping import CONVERTERS, FALSE, TRUE, Mapper, RowError, lookup
 from walkme_dic.sync.readers import Block, Rejected
 
-ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # the shape _date hands back unchanged
+ISO_DAYS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:\n[0-9]{4}-[0-9]{2}-[0-9]{2})*")  # _date's own shape, a line each
+ESCAPED = re.compile(r'["\\\x00-\x1f]')  # what JSON (orjson) escapes in a string: the rest is written as it is
+JSON_BOOLEAN = {True: "true", False: "false"}
 BOOLEAN_TEXT = {**dict.fromkeys(TRUE, True), **dict.fromkeys(FALSE, False)}
 EXACT_DIGITS = 15  # up to 15 decimal digits an int is below 2**53, where _number keeps it exact
 UNENCODABLE = ("a value holds text that is not Unicode (a lone surrogate such as \\ud800, from a JSON escape or "
@@ -43,8 +48,20 @@ class MappedBlock(NamedTuple):
 
     numbers: list[int]
     keys: list[str]
-    records: list[bytes]
+    records: bytes  # each record's JSON followed by a newline (JSON has none inside)
     refused: list[Rejected]
+
+
+class _RowByRow(NamedTuple):
+    """A block being mapped one row at a time."""
+
+    numbers: list[int]
+    keys: list[str]
+    lines: list[bytes]  # a record's JSON and a newline
+    refused: list[Rejected]
+
+    def mapped(self) -> MappedBlock:
+        return MappedBlock(self.numbers, self.keys, b"".join(self.lines), self.refused)
 
 
 class Table(NamedTuple):
@@ -78,12 +95,12 @@ def map_block(mapper: Mapper, block: Block) -> MappedBlock:
     if plan is not None:
         try:
             return plan.encode(block.numbers, block.rows)
-        except orjson.JSONEncodeError:  # text JSON cannot carry (a lone surrogate): row by row names the rows
-            pass
-    mapped = MappedBlock([], [], [], [])
+        except (orjson.JSONEncodeError, UnicodeEncodeError):  # text UTF-8 cannot carry (a lone surrogate): row by
+            pass  # row names the rows
+    mapped = _RowByRow([], [], [], [])
     for number, row in zip(block.numbers, block.rows, strict=True):
         _map_row(mapper, number, _as_dict(block.header, row), mapped)
-    return mapped
+    return mapped.mapped()
 
 
 def tabulate(mapper: Mapper, block: Block) -> Table:
@@ -104,7 +121,7 @@ def _as_dict(header: list[str] | None, row: Any) -> dict[str, Any]:
     return row if header is None else dict(zip(header, row, strict=True))
 
 
-def _map_row(mapper: Mapper, number: int, values: dict[str, Any], mapped: MappedBlock) -> None:
+def _map_row(mapper: Mapper, number: int, values: dict[str, Any], mapped: _RowByRow) -> None:
     """Row ``number`` through :meth:`Mapper.map`, added to ``mapped`` as a record or a refusal."""
     try:
         record = mapper.map(values)
@@ -117,7 +134,7 @@ def _map_row(mapper: Mapper, number: int, values: dict[str, Any], mapped: Mapped
         return
     mapped.numbers.append(number)
     mapped.keys.append(record[mapper.key_name])
-    mapped.records.append(encoded)
+    mapped.lines.append(encoded + b"\n")
 
 
 class ColumnPlan:
@@ -126,11 +143,11 @@ class ColumnPlan:
     def __init__(self, mapper: Mapper, header: list[str] | None) -> None:
         self.mapper, self.header = mapper, header
         self.key = self._extractor(mapper.key_source)
-        self.key_prefix = b"{" + orjson.dumps(mapper.key_name) + b":"
-        self.copy_prefix = b"," + orjson.dumps(mapper.mapping.key.destination) + b":" if mapper.key_copy else None
-        self.fields = [(self._extractor(f.source), f.type, f.source, b"," + orjson.dumps(f.destination) + b":")
+        self.key_prefix = "{" + _json(mapper.key_name) + ":"
+        self.copy_prefix = "," + _json(mapper.mapping.key.destination) + ":" if mapper.key_copy else None
+        self.fields = [(self._extractor(f.source), f.type, f.source, "," + _json(f.destination) + ":")
                        for f in mapper.fields]
-        self.active = (self._extractor(mapper.active), b"," + orjson.dumps(mapper.active) + b":", mapper.active) \
+        self.active = (self._extractor(mapper.active), "," + _json(mapper.active) + ":", mapper.active) \
             if mapper.active else None
 
     @staticmethod
@@ -171,27 +188,29 @@ class ColumnPlan:
         """The block's records as JSON, each the bytes ``orjson.dumps`` gives for :meth:`Mapper.map`'s dict."""
         key, fields, active, refused = self.convert(rows)
         keys = key.values
-        encoded_keys = list(map(orjson.dumps, keys))
-        pieces: list[Any] = [repeat(self.key_prefix), encoded_keys]
+        key_json = _pieces(key if key.whole else Column(["" if k is None else k for k in keys], whole=True), "")
+        pieces: list[Any] = [repeat(self.key_prefix), *key_json]
         if self.copy_prefix is not None:
-            pieces += [repeat(self.copy_prefix), encoded_keys]
+            pieces += [repeat(self.copy_prefix), *key_json]
         for column, (*_, prefix) in zip(fields, self.fields, strict=True):
             pieces += _pieces(column, prefix)
         if self.active is not None and active is not None:
             pieces += _pieces(active, self.active[1])
-        pieces.append(repeat(b"}"))
-        records = list(map(b"".join, zip(*pieces, strict=False)))  # as long as the keys (the repeats are endless)
         if not refused:
-            return MappedBlock(numbers, keys, records, [])
-        mapped = MappedBlock([], [], [], [])
+            pieces.append(repeat("}\n"))
+            text = "".join(map("".join, zip(*pieces, strict=False)))  # as long as the keys (the repeats are endless)
+            return MappedBlock(numbers, keys, text.encode(), [])
+        pieces.append(repeat("}"))
+        records = list(map("".join, zip(*pieces, strict=False)))
+        mapped = _RowByRow([], [], [], [])
         for position, record in enumerate(records):  # rows a converter refused: again by Mapper.map, for the reason
             if position in refused:
                 _map_row(self.mapper, numbers[position], _as_dict(self.header, rows[position]), mapped)
                 continue
             mapped.numbers.append(numbers[position])
             mapped.keys.append(keys[position])
-            mapped.records.append(record)
-        return mapped
+            mapped.lines.append(record.encode() + b"\n")
+        return mapped.mapped()
 
     def table(self, numbers: list[int], rows: list[Any]) -> Table:
         """The block's records as the columns of :meth:`Mapper.columns` (the key, then the fields)."""
@@ -241,7 +260,7 @@ def _common_shape(stripped: list[str], kind: str) -> list[Any] | None:
         return stripped
     if kind == "number" and all(map(str.isdecimal, stripped)) and max(map(len, stripped)) <= EXACT_DIGITS:
         return list(map(int, stripped))
-    if kind == "date" and all(map(ISO_DAY.fullmatch, stripped)) and _all_days(stripped):
+    if kind == "date" and _iso_days(stripped) and _all_days(stripped):
         return stripped
     if kind == "boolean":
         flags = list(map(BOOLEAN_TEXT.get, map(str.lower, stripped)))
@@ -249,12 +268,29 @@ def _common_shape(stripped: list[str], kind: str) -> list[Any] | None:
     return None
 
 
-def _pieces(column: Column, prefix: bytes) -> list[Any]:
-    """One column's share of each record: its '"name":' prefix (repeated) and the value's JSON, or one
-    '"name":value' piece, b"" where the value is None (the record leaves the name out)."""
-    if column.whole:
-        return [repeat(prefix), list(map(orjson.dumps, column.values))]
-    return [[b"" if value is None else prefix + orjson.dumps(value) for value in column.values]]
+def _pieces(column: Column, prefix: str) -> list[Any]:
+    """One column's share of each record, as text: its '"name":' prefix (repeated) and the value's JSON, or
+    one '"name":value' piece, "" where the value is None (the record leaves the name out)."""
+    if not column.whole:
+        return [["" if value is None else prefix + _json(value) for value in column.values]]
+    values = column.values
+    if not values or isinstance(values[0], str):  # a whole column holds values of one type (_common_shape)
+        if ESCAPED.search("".join(values)):
+            return [repeat(prefix), list(map(_json, values))]
+        return [repeat(prefix + '"'), values, repeat('"')]
+    if isinstance(values[0], bool):
+        return [repeat(prefix), list(map(JSON_BOOLEAN.__getitem__, values))]
+    return [repeat(prefix), list(map(str, values))]  # ints: their JSON is their decimal text
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _iso_days(texts: list[str]) -> bool:
+    """Every text is YYYY-MM-DD in ASCII digits: one match over the column, a line a text (a text that holds a
+    newline itself passes here, and is refused by ``date.fromisoformat``, which :func:`_all_days` asks next)."""
+    return ISO_DAYS.fullmatch("\n".join(texts)) is not None
 
 
 def _all_days(texts: list[str]) -> bool:

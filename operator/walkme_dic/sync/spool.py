@@ -124,9 +124,9 @@ class InboundSpool:
     def unique(self) -> int:
         return self.count - self.duplicates.count
 
-    def add(self, rows: list[int], keys: list[str], encoded: list[bytes]) -> None:
-        """Mapped records of source rows ``rows`` (ascending), with their keys; an encoded record holds no
-        newline (JSON escapes them)."""
+    def add(self, rows: list[int], keys: list[str], records: bytes) -> None:
+        """Mapped records of source rows ``rows`` (ascending), with their keys; ``records``: each one's JSON
+        followed by a newline (JSON escapes those inside text)."""
         if not rows:
             return
         hashes = list(map(float, map(self.hash_key, keys)))
@@ -143,8 +143,7 @@ class InboundSpool:
         offsets.tofile(self.offset_file)
         self.key_file.write(stored)
         self.rows.extend(rows)
-        self.file.write(b"\n".join(encoded))
-        self.file.write(b"\n")
+        self.file.write(records)
 
     def resolve(self, imported: HashRuns | None = None) -> int | None:
         """Find the repeated keys (all but the last row of each); with ``imported`` (the hashes of the keys

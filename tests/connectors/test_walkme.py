@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -154,6 +155,19 @@ def test_an_export_stopped_early_fetches_no_more_than_the_pages_ahead(walkme: Fa
     assert next(records)["userId"] == "u000"
     records.close()  # type: ignore[attr-defined]
     assert 1 <= walkme.requests[EXPORT_PATH] <= 1 + PREFETCH_PAGES
+    assert not [t for t in threading.enumerate() if t.name.startswith("walkme-export")], "no fetching goes on"
+
+
+def test_pages_fetch_ahead_from_the_start_and_stop_when_closed_unread(walkme: FakeWalkMe) -> None:
+    """The engine makes the pages first and sets up its destination meanwhile; when that fails the pages are
+    closed without being read: no more than the pages ahead were fetched and no fetching thread is left."""
+    seed_users(walkme, 40)
+    with client(walkme).export("users", since=None, page_size=2).pages():
+        deadline = time.monotonic() + 10
+        while walkme.requests[EXPORT_PATH] < PREFETCH_PAGES and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert walkme.requests[EXPORT_PATH] == PREFETCH_PAGES, "fetched before anything was read"
+    assert walkme.requests[EXPORT_PATH] == PREFETCH_PAGES
     assert not [t for t in threading.enumerate() if t.name.startswith("walkme-export")], "no fetching goes on"
 
 

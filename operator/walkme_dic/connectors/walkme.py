@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from itertools import islice
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -243,20 +244,40 @@ class Export:
         self.watermark: str | None = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for records in self.pages():
-            yield from records
+        with self.pages() as pages:
+            for records in pages:
+                yield from records
 
-    def pages(self) -> Iterator[list[dict[str, Any]]]:
-        """The records page by page, in order; up to PREFETCH_PAGES are fetched ahead while the caller works
-        through the current one (one fetching thread: each page needs the previous page's cursor)."""
-        pages = self.client._pages(self.path, self.params)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="walkme-export") as fetcher:
-            upcoming = deque(fetcher.submit(next, pages, None) for _ in range(PREFETCH_PAGES))
-            try:
-                while (page := upcoming.popleft().result()) is not None:
-                    upcoming.append(fetcher.submit(next, pages, None))
-                    yield page.get("data", [])
-                    self.watermark = page.get("watermark") or self.watermark
-            finally:  # the caller stopped or failed: fetch nothing more
-                for pending in upcoming:
-                    pending.cancel()
+    def pages(self) -> Pages:
+        """The records page by page; fetching starts now (see :class:`Pages`)."""
+        return Pages(self)
+
+
+class Pages:
+    """An export's records page by page, in order. Fetching starts when this is made: up to PREFETCH_PAGES
+    are fetched ahead while the caller works through the current one (one fetching thread: each page needs
+    the previous page's cursor), so a caller can make it first and set up its destination meanwhile.
+    ``close()`` (or leaving the ``with`` block) fetches nothing more."""
+
+    def __init__(self, export: Export) -> None:
+        self.export = export
+        self.source = export.client._pages(export.path, export.params)
+        self.fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="walkme-export")
+        self.upcoming = deque(self.fetcher.submit(next, self.source, None) for _ in range(PREFETCH_PAGES))
+
+    def __enter__(self) -> Pages:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+        while (page := self.upcoming.popleft().result()) is not None:
+            self.upcoming.append(self.fetcher.submit(next, self.source, None))
+            yield page.get("data", [])
+            self.export.watermark = page.get("watermark") or self.export.watermark
+
+    def close(self) -> None:
+        for pending in self.upcoming:
+            pending.cancel()
+        self.fetcher.shutdown(wait=True)  # a page on the wire is let finish

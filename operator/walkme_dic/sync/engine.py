@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 from walkme_dic import reasons
@@ -24,7 +25,7 @@ from walkme_dic.api.integration import MODSTAMP, FileSettings, IntegrationSpec, 
 from walkme_dic.api.run import DuplicateRow, RejectedRow, SyncRequest, SyncResult
 from walkme_dic.connectors.base import FileStore, WriteReport
 from walkme_dic.connectors.registry import open_file_store
-from walkme_dic.connectors.walkme import BATCH, Export, WalkMeClient
+from walkme_dic.connectors.walkme import BATCH, Export, Pages, WalkMeClient
 from walkme_dic.errors import DicError, PermanentError
 from walkme_dic.redaction import redact
 from walkme_dic.sync.columns import map_block, tabulate
@@ -347,32 +348,33 @@ class Outbound:
             yield record
 
     def _to_file(self, export: Export, settings: FileSettings) -> SyncResult:
-        store = _file_store(self.request, self.credentials)
-        path = render_path(settings.path, run_id=self.request.run_id, slot=self.request.slot, now=datetime.now(UTC))
-        tally = Tally()
-        writer = store.open_write(path)
-        try:
-            encoder = RecordEncoder(writer, settings, self.mapper.columns(), gzip_output=wants_gzip(settings, path))
-            if settings.format == "csv":
-                self._tabulated(export, tally, encoder)
-            else:
-                encoder.add_records(self._mapped(export, tally))
-            limit = tally.over_limit(self.spec)
-            if limit or self.spec.dry_run:
+        with export.pages() as pages:  # the export is fetched while the store is set up (an SDK to load)
+            store = _file_store(self.request, self.credentials)
+            path = render_path(settings.path, run_id=self.request.run_id, slot=self.request.slot, now=datetime.now(UTC))
+            tally = Tally()
+            writer = store.open_write(path)
+            try:
+                encoder = RecordEncoder(writer, settings, self.mapper.columns(), gzip_output=wants_gzip(settings, path))
+                if settings.format == "csv":
+                    self._tabulated(pages, tally, encoder)
+                else:
+                    encoder.add_records(self._mapped(chain.from_iterable(pages), tally))
+                limit = tally.over_limit(self.spec)
+                if limit or self.spec.dry_run:
+                    writer.abort()
+                else:
+                    encoder.finish()
+                    writer.commit()
+            except BaseException:
                 writer.abort()
-            else:
-                encoder.finish()
-                writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+                raise
         if limit:
             return self._over_limit(tally, f"{limit}; nothing was written", written=0)
         return self._succeeded(tally, 0 if self.spec.dry_run else encoder.bytes, store.describe(path))
 
-    def _tabulated(self, export: Export, tally: Tally, encoder: RecordEncoder) -> None:
+    def _tabulated(self, pages: Pages, tally: Tally, encoder: RecordEncoder) -> None:
         """The export into CSV rows, a page at a time (mapped column by column, see sync/columns.py)."""
-        for block in numbered(export.pages()):
+        for block in numbered(pages):
             tally.read += block.size
             table = tabulate(self.mapper, block)
             for number, reason in table.refused:

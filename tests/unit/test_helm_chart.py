@@ -40,6 +40,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "nodeSelector": {"kubernetes.io/os": "linux", "node-role.example.com/ops": "true"},
         "tolerations": [{"key": "ops", "operator": "Exists", "effect": "NoSchedule"}],
         "operator": {"logFormat": "plain", "verbose": True, "resync": 15},
+        "proxy": {"httpsProxy": "http://egress.corp.example:3128", "noProxy": "10.0.0.0/8,.svc,.cluster.local"},
         "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/dic"}},
         "metrics": {"enabled": False},
     },
@@ -106,6 +107,8 @@ def test_default_values_satisfy_the_values_schema() -> None:
         ("metrics.prometheusRule.connectionNotReadyFor=15 minutes", "/metrics/prometheusRule/connectionNotReadyFor"),
         ("metrics.prometheusRule.rejectedRowsWarningRatio=2", "/metrics/prometheusRule/rejectedRowsWarningRatio"),
         ("metrics.dashboard.enabled=yes please", "/metrics/dashboard/enabled"),
+        ("proxy.httpsProxy=http://proxy with spaces", "/proxy/httpsProxy"),
+        ("proxy.socksProxy=x", "additional properties 'socksProxy' not allowed"),
     ],
 )
 def test_values_schema_rejects_bad_values(helm_binary: Path, setting: str, complaint: str) -> None:
@@ -180,6 +183,7 @@ def test_deployment_args_and_env_follow_values(helm_binary: Path, tmp_path: Path
     assert "--metrics-port=8000" in container["args"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["WALKME_DIC_JOB_IMAGE"] == container["image"]  # one image for operator and Jobs
+    assert not {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"} & set(env), "no proxy unless one is set"
 
     (container,) = the_deployment(render(helm_binary, tmp_path, VALUE_SETS["watch-namespaces"])
                                   )["spec"]["template"]["spec"]["containers"]
@@ -198,6 +202,9 @@ def test_deployment_args_and_env_follow_values(helm_binary: Path, tmp_path: Path
     assert pod["nodeSelector"] == VALUE_SETS["custom"]["nodeSelector"]
     assert pod["tolerations"] == VALUE_SETS["custom"]["tolerations"]
     assert {"--log-format=plain", "--verbose", "--resync=15", "--metrics-port=0"} <= set(container["args"])
+    assert env["HTTPS_PROXY"] == VALUE_SETS["custom"]["proxy"]["httpsProxy"]
+    assert env["NO_PROXY"] == VALUE_SETS["custom"]["proxy"]["noProxy"]
+    assert "HTTP_PROXY" not in env, "an empty value sets nothing"
 
 
 # -- RBAC -----------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,8 @@ import pytest
 
 from walkme_dic.api.integration import SPOOL_STORAGE_LIMIT, SPOOL_STORAGE_REQUEST
 from walkme_dic.api.run import RejectedRow, SyncRequest, SyncResult
-from walkme_dic.jobs.manifest import REQUEST_ENV, JobImage, build_job
+from walkme_dic.controllers.run import job_image
+from walkme_dic.jobs.manifest import REQUEST_ENV, JobImage, build_job, proxy_settings
 from walkme_dic.jobs.naming import generation_key, requested_key, run_name, schedule_key
 from walkme_dic.jobs.results import JobSummary, parse_termination_message, read_result, summarize_job, summarize_pod
 
@@ -154,3 +156,36 @@ def test_other_resources_in_the_spec_keep_the_default_spool_disk() -> None:
     assert resources == {"requests": {"cpu": "2", "ephemeral-storage": SPOOL_STORAGE_REQUEST},
                          "limits": {"cpu": "4", "memory": "1Gi", "ephemeral-storage": SPOOL_STORAGE_LIMIT}}
     assert tmp["emptyDir"] == {"sizeLimit": SPOOL_STORAGE_LIMIT}
+
+
+PROXY_ENVIRONS = {
+    "none": ({"PATH": "/bin"}, [], []),
+    "upper and lower case": (
+        {"HTTPS_PROXY": "http://egress:3128", "no_proxy": "10.0.0.0/8,.svc", "http_proxy": "egress:3128"},
+        [("HTTPS_PROXY", "http://egress:3128"), ("http_proxy", "egress:3128"), ("no_proxy", "10.0.0.0/8,.svc")], []),
+    "empty value kept (it unsets a proxy)": ({"HTTP_PROXY": ""}, [("HTTP_PROXY", "")], []),
+    "user and password": ({"HTTPS_PROXY": "http://svc:s3cr3t@egress:3128", "NO_PROXY": ".svc"},
+                          [("NO_PROXY", ".svc")], ["HTTPS_PROXY"]),
+    "a token as user name": ({"https_proxy": "https://t0ken@egress"}, [], ["https_proxy"]),
+    "credentials without a scheme": ({"HTTP_PROXY": "svc:s3cr3t@egress:3128"}, [], ["HTTP_PROXY"]),
+}
+
+
+@pytest.mark.parametrize(("environ", "passed", "withheld"), PROXY_ENVIRONS.values(), ids=PROXY_ENVIRONS.keys())
+def test_the_operators_proxy_settings_reach_every_job_but_never_credentials(
+        environ: dict[str, str], passed: list[tuple[str, str]], withheld: list[str]) -> None:
+    settings = proxy_settings(environ)
+    assert list(settings.passed) == passed and list(settings.withheld) == withheld
+    job = build_job(REQUEST, generation_key(3, created=False), JobImage("img", proxy=settings.passed))
+    env = [(e["name"], e["value"]) for e in job["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert [(name, value) for name, value in env if name.lower().endswith("_proxy")] == passed
+    assert "s3cr3t" not in json.dumps(job) and "t0ken" not in json.dumps(job)
+
+
+def test_the_operator_passes_on_its_proxy_and_warns_about_the_ones_it_withholds(
+        caplog: pytest.LogCaptureFixture) -> None:
+    environ = {"HTTPS_PROXY": "http://svc:s3cr3t@egress:3128", "NO_PROXY": ".svc", "HOME": "/tmp"}
+    with caplog.at_level(logging.WARNING, logger="walkme_dic.operator"):
+        image = job_image("img", "Always", environ)
+    assert image == JobImage("img", "Always", (("NO_PROXY", ".svc"),))
+    assert "HTTPS_PROXY" in caplog.text and "s3cr3t" not in caplog.text

@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +20,7 @@ from prometheus_client import start_http_server
 
 from walkme_dic.controllers import connection, integration
 from walkme_dic.controllers.runtime import OPERATOR_USER_AGENT, OperatorConfig, Runtime
-from walkme_dic.jobs.manifest import JobImage
+from walkme_dic.jobs.manifest import JobImage, proxy_settings
 from walkme_dic.kube import ClusterAccess, CredentialsError, KubeClient
 from walkme_dic.leader import ElectionTiming, LeaderElector
 
@@ -223,12 +224,22 @@ def parse_args(argv: list[str]) -> tuple[OperatorConfig, Election | None]:
     ) if args.leader_elect else None
     return OperatorConfig(
         access=ClusterAccess.discover(args.kubeconfig, args.context),
-        image=JobImage(args.image, args.image_pull_policy),
+        image=job_image(args.image, args.image_pull_policy, os.environ),
         namespaces=tuple(args.namespace),
         resync_seconds=args.resync,
         metrics_port=args.metrics_port or None,
         liveness=args.liveness or None,
     ), election
+
+
+def job_image(image: str, pull_policy: str, environ: Mapping[str, str]) -> JobImage:
+    """What the sync Jobs get: the image and the proxy settings of the operator's ``environ``, but those with
+    credentials in them (a warning names them, never their values)."""
+    proxy = proxy_settings(environ)
+    if proxy.withheld:
+        log.warning("proxy settings with credentials in them are not passed on to sync Jobs (a Job's spec is "
+                    "readable by whoever may read Jobs): %s", ", ".join(proxy.withheld))
+    return JobImage(image, pull_policy, proxy.passed)
 
 
 def main(argv: list[str]) -> int:

@@ -10,12 +10,19 @@ there before sending (sync/spool.py, about 100 bytes a row). Unless ``spec.job.r
 ``ephemeral-storage`` (a request, a limit or both, taken as given), the Job requests
 SPOOL_STORAGE_REQUEST and is limited to SPOOL_STORAGE_LIMIT; the limit is also the emptyDir's
 sizeLimit, so a run beyond it is evicted instead of filling the node's disk.
+
+The operator's own proxy settings (HTTPS_PROXY, HTTP_PROXY, NO_PROXY, upper or lower case) are passed
+on to every Job, so that in a cluster whose egress goes through a proxy the runs reach WalkMe and
+the other side as the operator's probes do. A proxy URL that carries credentials is not passed on:
+a Job's spec is readable by whoever may read Jobs, and secrets stay in Secrets.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from walkme_dic.api.common import API_VERSION
 from walkme_dic.api.connection import ConnectionSpec
@@ -34,12 +41,41 @@ TERMINATION_LOG = "/dev/termination-log"
 REQUEST_ENV = "WALKME_DIC_REQUEST"
 NON_ROOT_UID = 65532
 EPHEMERAL_STORAGE = "ephemeral-storage"
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy")
 
 
 @dataclass(frozen=True)
 class JobImage:
+    """What every sync Job's container gets from the operator: the image, its pull policy, and the proxy
+    variables (name, value) of the operator's environment (:func:`proxy_settings`)."""
+
     image: str
     pull_policy: str = "IfNotPresent"
+    proxy: tuple[tuple[str, str], ...] = ()
+
+
+class ProxySettings(NamedTuple):
+    passed: tuple[tuple[str, str], ...]  # (name, value) every Job gets
+    withheld: tuple[str, ...]  # names of proxy URLs with credentials in them, not passed on
+
+
+def proxy_settings(environ: Mapping[str, str]) -> ProxySettings:
+    """The proxy variables set in ``environ``, but for proxy URLs that carry a user name or password."""
+    passed, withheld = [], []
+    for name in PROXY_VARIABLES:
+        value = environ.get(name)
+        if value is None:
+            continue
+        if name.lower() != "no_proxy" and _has_credentials(value):
+            withheld.append(name)
+        else:
+            passed.append((name, value))
+    return ProxySettings(tuple(passed), tuple(withheld))
+
+
+def _has_credentials(url: str) -> bool:
+    parts = urlsplit(url if "://" in url else f"http://{url}")  # "proxy:3128" means http://proxy:3128
+    return parts.username is not None or parts.password is not None
 
 
 def build_job(request: SyncRequest, key: RunKey, image: JobImage) -> dict[str, Any]:
@@ -125,6 +161,7 @@ def _container(request: SyncRequest, image: JobImage) -> dict[str, Any]:
             {"name": REQUEST_ENV, "value": request.model_dump_json(by_alias=True, exclude_none=True)},
             {"name": "HOME", "value": "/tmp"},
             {"name": "TMPDIR", "value": "/tmp"},
+            *({"name": name, "value": value} for name, value in image.proxy),
         ],
         "resources": _resources(request),
         "terminationMessagePath": TERMINATION_LOG,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import struct
 import sys
 import tempfile
 from array import array
@@ -35,6 +36,7 @@ DUPLICATE_SAMPLES = 10
 READ_BUFFER = 1024 * 1024
 STORED_KEY = partial(str.encode, encoding="utf-8", errors="surrogatepass")  # any str, lone surrogates too
 OFFSET = 8  # bytes of one key offset in key-offsets.bin (an unsigned 64-bit int in native byte order)
+KEY_BOUNDS = struct.Struct("=QQ")  # a key's offset and the next one's: where it starts and ends in keys.bin
 
 
 class RowNumbers:
@@ -88,6 +90,7 @@ class InboundSpool:
         self.file = self._open("records.jsonl", "wb")
         self.key_file = self._open("keys.bin")
         self.offset_file = self._open("key-offsets.bin")
+        self.key_fd, self.offset_fd = self.key_file.fileno(), self.offset_file.fileno()
         self.hash_file = self._open("key-hashes.bin")  # each record's key hash, in spool order
         self.key_bytes = 0
         self.hash_key = hash_key
@@ -171,14 +174,13 @@ class InboundSpool:
     def _supersede(self, repeats: set[float]) -> None:
         """Note the records a later one with the same key replaces, among the records with a hash in
         ``repeats``: only their keys are read and compared (a cost that follows the duplicates, not the rows)."""
-        latest: dict[float, dict[bytes, int]] = {}  # of each hash, each key's latest index so far
-        for index, hashed in self._hashed_as(repeats):
-            group = latest.setdefault(hashed, {})
+        latest: dict[bytes, int] = {}  # each key's latest index so far
+        for index in self._hashed_in(repeats):
             key = self._key_of(index)
-            previous = group.get(key)
-            group[key] = index
+            previous = latest.get(key)
+            latest[key] = index
             if previous is None:
-                continue  # the key's first record, or another key with the same hash
+                continue  # the key's first record (another key may share its hash)
             self.superseded.add(previous)
             self.duplicates.count += 1
             entry = (-previous, index)
@@ -187,22 +189,20 @@ class InboundSpool:
             elif entry > self.first_left_out[0]:
                 heapq.heapreplace(self.first_left_out, entry)
 
-    def _hashed_as(self, wanted: set[float]) -> Iterator[tuple[int, float]]:
-        """(spool index, hash) of the records whose key hash is in ``wanted``, in spool order."""
+    def _hashed_in(self, wanted: set[float]) -> Iterator[int]:
+        """The spool indexes of the records whose key hash is in ``wanted``, ascending."""
         start = 0
         with open(self.hash_file.name, "rb") as stream:
             while chunk := stream.read(READ_BUFFER):
                 hashes = array("d")
                 hashes.frombytes(chunk)
-                for index in compress(count(start), map(wanted.__contains__, hashes)):
-                    yield index, hashes[index - start]
+                yield from compress(count(start), map(wanted.__contains__, hashes))
                 start += len(hashes)
 
     def _key_of(self, index: int) -> bytes:
-        """The stored key of the ``index``-th record (positioned reads: the merge visits keys out of order)."""
-        bounds = os.pread(self.offset_file.fileno(), 2 * OFFSET, index * OFFSET)
-        start, end = int.from_bytes(bounds[:OFFSET], sys.byteorder), int.from_bytes(bounds[OFFSET:], sys.byteorder)
-        return os.pread(self.key_file.fileno(), end - start, start)
+        """The stored key of the ``index``-th record (positioned reads: one pair of them per record)."""
+        start, end = KEY_BOUNDS.unpack(os.pread(self.offset_fd, KEY_BOUNDS.size, index * OFFSET))
+        return os.pread(self.key_fd, end - start, start)
 
     def batches(self, size: int) -> Iterator[list[tuple[int, bytes]]]:
         """(spool index, encoded record) in source order, ``size`` at a time, leaving out the records a later

@@ -11,8 +11,10 @@ real `walkme-dic sync` reads S3 and writes to WalkMe — so whatever either woul
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -119,10 +121,16 @@ def sandboxed_operator(cluster: DevCluster, operator_tmp: Path) -> Iterator[subp
             sandboxed([sys.executable, "-m", "walkme_dic", "operator", "--kubeconfig", "/tmp/kubeconfig",
                        "--metrics-port", "0", "--liveness", "", "--resync", "1", "--log-format", "plain"],
                       operator_tmp),
-            stdout=subprocess.DEVNULL, stderr=log)
+            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     yield process
-    process.terminate()
-    process.wait(30)
+    # The whole group: setpriv's change of user clears the death signal bwrap sets, so the operator would
+    # outlive a bwrap that alone was stopped.
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def test_the_sandbox_is_what_the_pod_gets(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ NEVER_RUN = "NeverRun"
 WAITING_FOR_SCHEDULE = "WaitingForSchedule"
 JOB_LOST = "JobLost"
 NO_RESULT = "NoResult"
+EVICTED = "Evicted"  # the node evicted the run's pod (out of ephemeral storage, node pressure)
 
 # Integration: report history (a spec change replaced what a side points at)
 SOURCE_REPLACED = "SourceReplaced"

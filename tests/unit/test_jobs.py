@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +14,14 @@ from walkme_dic.api.run import RejectedRow, SyncRequest, SyncResult
 from walkme_dic.controllers.run import job_image
 from walkme_dic.jobs.manifest import REQUEST_ENV, JobImage, build_job, proxy_settings
 from walkme_dic.jobs.naming import generation_key, requested_key, run_name, schedule_key
-from walkme_dic.jobs.results import JobSummary, parse_termination_message, read_result, summarize_job, summarize_pod
+from walkme_dic.jobs.results import (
+    JobSummary,
+    awaiting_pod,
+    parse_termination_message,
+    read_result,
+    summarize_job,
+    summarize_pod,
+)
 
 REQUEST = SyncRequest.model_validate({
     "integration": {"namespace": "team-a", "name": "users-import", "uid": "u-1", "generation": 3},
@@ -189,3 +196,48 @@ def test_the_operator_passes_on_its_proxy_and_warns_about_the_ones_it_withholds(
         image = job_image("img", "Always", environ)
     assert image == JobImage("img", "Always", (("NO_PROXY", ".svc"),))
     assert "HTTPS_PROXY" in caplog.text and "s3cr3t" not in caplog.text
+
+
+FAILED_JOB = JobSummary("j", "ju", "u-1", "Failed", "2026-11-25T10:00:00Z", "2026-11-25T10:09:00Z",
+                        "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+KILLED = {"name": "sync", "state": {"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown",
+                                                     "message": "The container could not be located when the pod "
+                                                                "was terminated"}}}
+EVICTIONS = {  # the kubelet's own words, with the container statuses it leaves
+    "ephemeral storage": ("Pod ephemeral local storage usage exceeds the total limit of containers 8Gi. ", [KILLED],
+                          True),
+    "emptyDir sizeLimit": ('Usage of EmptyDir volume "tmp" exceeds the limit "8Gi". ', [KILLED], True),
+    "memory pressure": ("The node was low on resource: memory. Threshold quantity: 100Mi, available: 50Mi. ",
+                        [KILLED], False),
+    "before the container started": ("The node had condition: [DiskPressure]. ", [], False),
+}
+
+
+def evicted_pod(name: str, message: str, containers: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": {"batch.kubernetes.io/job-name": "j"},
+                         "creationTimestamp": f"2026-11-25T10:0{name[-1]}:00Z"},
+            "status": {"phase": "Failed", "reason": "Evicted", "message": message, "containerStatuses": containers}}
+
+
+@pytest.mark.parametrize(("message", "containers", "disk"), EVICTIONS.values(), ids=EVICTIONS.keys())
+def test_an_evicted_run_says_so_and_why(message: str, containers: list[dict[str, Any]], disk: bool) -> None:
+    pods = [summarize_pod(evicted_pod(f"j-{n}", message, containers)) for n in (1, 2, 3)]
+    assert all(pod is not None and pod.finished for pod in pods)
+    result = read_result(FAILED_JOB, [pod for pod in pods if pod is not None])
+    assert (result.result, result.reason) == ("Failed", "Evicted")
+    assert result.message.startswith(f"the node evicted the run's pod j-3: {message.strip()}")
+    assert ("raise it in spec.job.resources" in result.message) is disk
+    assert not awaiting_pod(FAILED_JOB, [pod for pod in pods if pod is not None], datetime.now(UTC),
+                            timedelta(minutes=5)), "an eviction is an end: no wait for a termination message"
+
+
+def test_a_result_written_after_an_eviction_wins() -> None:
+    evicted = summarize_pod(evicted_pod("j-1", EVICTIONS["ephemeral storage"][0], [KILLED]))
+    message = SyncResult(result="Failed", reason="PermanentError", message="bucket missing").to_termination_message()
+    retried = summarize_pod({"metadata": {"name": "j-2", "labels": {"batch.kubernetes.io/job-name": "j"},
+                                          "creationTimestamp": "2026-11-25T10:02:00Z"},
+                             "status": {"containerStatuses": [
+                                 {"name": "sync", "state": {"terminated": {"exitCode": 1, "message": message}}}]}})
+    assert evicted is not None and retried is not None
+    assert read_result(FAILED_JOB, [evicted, retried]).reason == "PermanentError"
+    assert summarize_pod(evicted_pod("j-1", "", [])).eviction == "no reason given"

@@ -70,7 +70,7 @@ async def job_event(namespace: str, meta: kopf.Meta, memo: Runtime, **kwargs: An
 async def pod_event(namespace: str, body: kopf.Body, memo: Runtime, **kwargs: Any) -> None:
     memo.bind_indexes(kwargs)
     summary = summarize_pod(dict(body))
-    if summary is None or summary.exit_code is None:
+    if summary is None or not summary.finished:
         return
     index = memo.indexes["job_index"]
     owners = {job.owner_uid for key in list(index.keys()) if key[0] == namespace  # a copy: handlers await below

@@ -32,13 +32,18 @@ class JobSummary:
 
 @dataclass(frozen=True)
 class PodSummary:
-    """What the operator keeps of one sync Pod: enough to read the termination message."""
+    """What the operator keeps of one sync Pod: enough to read the termination message, or why it has none."""
 
     name: str
     job_name: str
     creation: str
     exit_code: int | None
     message: str
+    eviction: str = ""  # the kubelet's words when it evicted the Pod (status.reason Evicted)
+
+    @property
+    def finished(self) -> bool:
+        return self.exit_code is not None or bool(self.eviction)
 
 
 def summarize_job(job: dict[str, Any]) -> JobSummary:
@@ -74,17 +79,20 @@ def summarize_pod(pod: dict[str, Any]) -> PodSummary | None:
     job_name = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
     if not job_name:
         return None
+    status = pod.get("status") or {}
     exit_code, message = None, ""
-    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+    for container in status.get("containerStatuses") or []:
         terminated = (container.get("state") or {}).get("terminated")
         if container.get("name") == "sync" and terminated:
             exit_code, message = terminated.get("exitCode"), terminated.get("message") or ""
+    evicted = status.get("reason") == "Evicted"
     return PodSummary(
         name=metadata.get("name", ""),
         job_name=job_name,
         creation=metadata.get("creationTimestamp", ""),
         exit_code=exit_code,
         message=message,
+        eviction=(status.get("message") or "no reason given").strip() if evicted else "",
     )
 
 
@@ -94,7 +102,7 @@ def awaiting_pod(job: JobSummary, pods: list[PodSummary], now: datetime, grace: 
     Jobs and Pods arrive on separate watch streams, so a Job's completion can be seen before its Pod's
     termination message; reading the result then would record a false NoResult.
     """
-    if job.state == "Running" or any(p.exit_code is not None for p in pods):
+    if job.state == "Running" or any(p.finished for p in pods):
         return False
     finished = parse_time(job.completion_time)
     return finished is not None and now - finished < grace
@@ -102,11 +110,14 @@ def awaiting_pod(job: JobSummary, pods: list[PodSummary], now: datetime, grace: 
 
 def read_result(job: JobSummary, pods: list[PodSummary]) -> SyncResult:
     """The run's SyncResult: the newest pod's termination message, or a failure that says why not."""
-    finished = sorted((p for p in pods if p.exit_code is not None), key=lambda p: p.creation)
+    finished = sorted((p for p in pods if p.finished), key=lambda p: p.creation)
     for pod in reversed(finished):
         parsed = parse_termination_message(pod.message)
         if parsed is not None:
             return parsed
+    evicted = [pod for pod in finished if pod.eviction]
+    if job.state == "Failed" and evicted:
+        return SyncResult(result="Failed", reason=reasons.EVICTED, message=_evicted(evicted[-1]))
     if job.state == "Failed":
         why = job.condition_message or job.condition_reason or "the Job failed"
         tail = f"; last output: {finished[-1].message[-300:]}" if finished and finished[-1].message else ""
@@ -116,6 +127,14 @@ def read_result(job: JobSummary, pods: list[PodSummary]) -> SyncResult:
         reason=reasons.NO_RESULT,
         message="the sync Job completed but left no result in its termination message",
     )
+
+
+def _evicted(pod: PodSummary) -> str:
+    message = f"the node evicted the run's pod {pod.name}: {pod.eviction}"
+    if any(word in pod.eviction.lower() for word in ("ephemeral", "emptydir")):
+        message += ("; the run needed more disk than its ephemeral-storage limit (an inbound run spools its rows "
+                    "in /tmp): raise it in spec.job.resources")
+    return message
 
 
 def parse_termination_message(text: str) -> SyncResult | None:

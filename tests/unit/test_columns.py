@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from walkme_dic.api.integration import FileSettings, Mapping
-from walkme_dic.sync.columns import ColumnPlan, map_block, tabulate
+from walkme_dic.sync.columns import ESCAPED, ColumnPlan, map_block, tabulate
 from walkme_dic.sync.mapping import Mapper, RowError
 from walkme_dic.sync.readers import BLOCK_ROWS, Block, Rejected, read_blocks
 from walkme_dic.sync.writers import RecordEncoder
@@ -272,3 +272,14 @@ def written_by_csv(rows: list[tuple[Any, ...]], delimiter: str) -> bytes:
     text = io.StringIO()
     csv.writer(text, delimiter=delimiter, lineterminator="\n").writerows(rows)
     return text.getvalue().encode()
+
+
+def test_text_written_as_it_is_is_exactly_what_orjson_does_not_escape() -> None:
+    """The one-text records put a string between quotes unless ESCAPED finds a character in it: that must be
+    every character orjson escapes and no other (the whole Basic Multilingual Plane, then every 97th code
+    point above it; surrogates cannot be encoded at all)."""
+    points = [*range(0xD800), *range(0xE000, 0x10000), *range(0x10000, 0x110000, 97)]
+    for point in points:
+        character = chr(point)
+        as_it_is = orjson.dumps(character) == b'"' + character.encode() + b'"'
+        assert (ESCAPED.search(character) is None) is as_it_is, hex(point)

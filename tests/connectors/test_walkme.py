@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable, Mapping
+from itertools import islice
 
+import orjson
 import pytest
 
 from tests.fakes.walkme import FakeWalkMe
 from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET, WALKME_TOKEN
 from walkme_dic.api.connection import WalkMeProvider
-from walkme_dic.connectors.walkme import PREFETCH_PAGES, WalkMeClient
+from walkme_dic.connectors.base import WriteReport
+from walkme_dic.connectors.walkme import BATCH, PREFETCH_PAGES, WalkMeClient
 from walkme_dic.errors import AuthenticationError, PermanentError, TransientError
 
 
@@ -18,6 +22,12 @@ def client(fake: FakeWalkMe, secret: str = WALKME_SECRET, **options: object) -> 
     spec = WalkMeProvider.model_validate({"apiUrl": fake.url, "auth": {"secretRef": {"name": "x"}}})
     return WalkMeClient(spec, {"clientId": WALKME_CLIENT, "clientSecret": secret}, retry_base_delay=0.01,
                         **options)  # type: ignore[arg-type]
+
+
+def upsert(walkme: WalkMeClient, token: str, records: Iterable[Mapping[str, object]]) -> WriteReport:
+    """Records sent as the engine sends its spool: encoded, in batches of 100, numbered from 0."""
+    encoded = ((index, orjson.dumps(record)) for index, record in enumerate(records))
+    return walkme.upsert_batches(token, iter(lambda: list(islice(encoded, BATCH)), []))
 
 
 def test_probe_gets_a_token(walkme: FakeWalkMe) -> None:
@@ -31,8 +41,7 @@ def test_bad_key_is_an_authentication_error_without_the_secret(walkme: FakeWalkM
 
 
 def test_records_go_in_batches_of_100(walkme: FakeWalkMe) -> None:
-    report = client(walkme).upsert_user_attributes(
-        WALKME_TOKEN, ({"uuid": f"u{i}", "plan": "gold"} for i in range(250)))
+    report = upsert(client(walkme), WALKME_TOKEN, ({"uuid": f"u{i}", "plan": "gold"} for i in range(250)))
     assert report.written == 250 and report.failed == []
     assert walkme.requests["/public/v1/user/data"] == 3
     assert len(walkme.users(WALKME_TOKEN)) == 250
@@ -40,8 +49,8 @@ def test_records_go_in_batches_of_100(walkme: FakeWalkMe) -> None:
 
 def test_inbound_never_deletes_and_active_flips(walkme: FakeWalkMe) -> None:
     wm = client(walkme)
-    wm.upsert_user_attributes(WALKME_TOKEN, [{"uuid": u, "active": True} for u in ("a", "b", "c")])
-    wm.upsert_user_attributes(WALKME_TOKEN, [{"uuid": "a", "active": True}, {"uuid": "b", "active": False}])
+    upsert(wm, WALKME_TOKEN, [{"uuid": u, "active": True} for u in ("a", "b", "c")])
+    upsert(wm, WALKME_TOKEN, [{"uuid": "a", "active": True}, {"uuid": "b", "active": False}])
     users = walkme.users(WALKME_TOKEN)
     assert set(users) == {"a", "b", "c"} and users["b"]["active"] is False
     assert sorted(wm.imported_user_ids(WALKME_TOKEN)) == ["a", "b", "c"]
@@ -49,20 +58,20 @@ def test_inbound_never_deletes_and_active_flips(walkme: FakeWalkMe) -> None:
 
 def test_429_with_retry_after_is_retried(walkme: FakeWalkMe) -> None:
     walkme.fail_next("/user/data$", 2, 429, headers={"Retry-After": "0"})
-    report = client(walkme).upsert_user_attributes(WALKME_TOKEN, [{"uuid": "a"}])
+    report = upsert(client(walkme), WALKME_TOKEN, [{"uuid": "a"}])
     assert report.written == 1 and walkme.requests["/public/v1/user/data"] == 3
 
 
 def test_persistent_500_is_transient(walkme: FakeWalkMe) -> None:
     walkme.fail_next("/user/data$", 100, 500)
     with pytest.raises(TransientError, match="500"):
-        client(walkme, max_attempts=3).upsert_user_attributes(WALKME_TOKEN, [{"uuid": "a"}])
+        upsert(client(walkme, max_attempts=3), WALKME_TOKEN, [{"uuid": "a"}])
 
 
 def test_refused_batch_is_narrowed_to_the_refused_records(walkme: FakeWalkMe) -> None:
     records = [{"uuid": f"u{i}", "start": "2024-01-01"} for i in range(150)]
     records[120]["start"] = "2024-1-5"
-    report = client(walkme, max_concurrency=1).upsert_user_attributes(WALKME_TOKEN, records)
+    report = upsert(client(walkme, max_concurrency=1), WALKME_TOKEN, records)
     assert report.written == 149
     assert [index for index, _ in report.failed] == [120]
     assert "'start' is a Date property; '2024-1-5' is not a Date" in report.failed[0][1]
@@ -74,7 +83,7 @@ def test_refused_batch_is_narrowed_to_the_refused_records(walkme: FakeWalkMe) ->
 def test_narrowing_finds_every_refused_record_wherever_it_is(walkme: FakeWalkMe, bad: list[int]) -> None:
     walkme.define_properties({"seats": "Number"})
     records: list[dict[str, object]] = [{"uuid": f"u{i}", "seats": "many" if i in bad else i} for i in range(100)]
-    report = client(walkme).upsert_user_attributes(WALKME_TOKEN, records)
+    report = upsert(client(walkme), WALKME_TOKEN, records)
     assert [index for index, _ in report.failed] == bad
     assert report.written == 100 - len(bad)
     assert len(walkme.users(WALKME_TOKEN)) == 100 - len(bad)
@@ -87,7 +96,7 @@ def test_the_object_an_answer_names_costs_one_request(walkme: FakeWalkMe, bad: l
     ones after it as another; no halving down to single objects (that cost 2n - 1 requests for n refused)."""
     walkme.define_properties({"seats": "Number"})
     records: list[dict[str, object]] = [{"uuid": f"u{i}", "seats": "many" if i in bad else i} for i in range(100)]
-    report = client(walkme, max_concurrency=1).upsert_user_attributes(WALKME_TOKEN, records)
+    report = upsert(client(walkme, max_concurrency=1), WALKME_TOKEN, records)
     assert [index for index, _ in report.failed] == bad and report.written == 100 - len(bad)
     assert all(reason == "WalkMe refused it: attribute 'seats' is a Number property; 'many' is not a Number"
                for _, reason in report.failed)
@@ -97,27 +106,25 @@ def test_the_object_an_answer_names_costs_one_request(walkme: FakeWalkMe, bad: l
 def test_an_answer_naming_no_object_is_narrowed_by_halves(walkme: FakeWalkMe) -> None:
     """A refusal that does not say which object (here once, for the whole first batch): halves are sent."""
     walkme.fail_next("/user/data$", 1, 400, body='{"message": "request refused"}')
-    report = client(walkme, max_concurrency=1).upsert_user_attributes(
-        WALKME_TOKEN, [{"uuid": f"u{i}"} for i in range(100)])
+    report = upsert(client(walkme, max_concurrency=1), WALKME_TOKEN, [{"uuid": f"u{i}"} for i in range(100)])
     assert report.written == 100 and report.failed == []
     assert walkme.requests["/public/v1/user/data"] == 3
 
 
 def test_more_than_100_properties_is_refused(walkme: FakeWalkMe) -> None:
     walkme.define_properties({f"p{i}": "String" for i in range(100)})
-    report = client(walkme).upsert_user_attributes(WALKME_TOKEN, [{"uuid": "a", "p1": "x"}, {"uuid": "b", "new": "x"}])
+    report = upsert(client(walkme), WALKME_TOKEN, [{"uuid": "a", "p1": "x"}, {"uuid": "b", "new": "x"}])
     assert report.written == 1 and [index for index, _ in report.failed] == [1]
     assert "at most 100 properties" in report.failed[0][1]
 
 
 def test_unknown_integration_token_fails_the_send(walkme: FakeWalkMe) -> None:
     with pytest.raises(AuthenticationError, match="integration token"):
-        client(walkme).upsert_user_attributes("not-a-token", [{"uuid": "a"}])
+        upsert(client(walkme), "not-a-token", [{"uuid": "a"}])
 
 
 def test_concurrency_is_bounded(walkme: FakeWalkMe) -> None:
-    client(walkme, max_concurrency=4).upsert_user_attributes(
-        WALKME_TOKEN, ({"uuid": f"u{i}"} for i in range(3000)))
+    upsert(client(walkme, max_concurrency=4), WALKME_TOKEN, ({"uuid": f"u{i}"} for i in range(3000)))
     assert 1 < walkme.max_in_flight <= 4
 
 

@@ -15,7 +15,6 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from itertools import islice
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
@@ -127,17 +126,6 @@ class WalkMeClient:
             return response.data[:300].decode(errors="replace")
 
     # ---- user attributes ---------------------------------------------------------------------
-
-    @staticmethod
-    def encode(record: Mapping[str, object]) -> bytes:
-        """One user object as the JSON `POST /public/v1/user/data` carries (compact, UTF-8; orjson: about 20 times
-        faster than json.dumps on these small objects)."""
-        return orjson.dumps(record)
-
-    def upsert_user_attributes(self, integration_token: str, records: Iterable[Mapping[str, object]]) -> WriteReport:
-        """Send records in batches of 100 (see :meth:`upsert_batches`); failures carry the record's position."""
-        encoded = ((index, self.encode(record)) for index, record in enumerate(records))
-        return self.upsert_batches(integration_token, iter(lambda: list(islice(encoded, BATCH)), []))
 
     def upsert_batches(self, integration_token: str, batches: Iterable[list[tuple[int, bytes]]],
                        report: WriteReport | None = None) -> WriteReport:

@@ -86,7 +86,6 @@ class InboundSpool:
         """``hash_key`` maps a key to an int (a float holds it); equal keys must get equal hashes (different keys
         may too). ``run`` and ``partition``: how many hashes memory holds at a time (sync/keys.py)."""
         self.directory = tempfile.TemporaryDirectory(prefix="walkme-dic-spool-", dir=directory)
-        self.path = os.path.join(self.directory.name, "records.jsonl")
         self.file = self._open("records.jsonl", "wb")
         self.key_file = self._open("keys.bin")
         self.offset_file = self._open("key-offsets.bin")
@@ -213,7 +212,7 @@ class InboundSpool:
         next_skip = next(skipped, None)
         pending: list[tuple[int, bytes]] = []
         index, tail = 0, b""
-        with open(self.path, "rb", buffering=0) as stream:
+        with open(self.file.name, "rb", buffering=0) as stream:
             while block := stream.read(READ_BUFFER):
                 lines = (tail + block).split(b"\n")
                 tail = lines.pop()  # the part of a record the next block finishes (b"" at a record's end)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+TMPFS_ROOTS = (Path("/run"), Path("/tmp"), Path("/dev"))
 
 
 class SandboxUnavailable(RuntimeError):
@@ -58,6 +59,11 @@ def _hidden_ancestor(path: Path) -> Path | None:
     return None
 
 
+def _ours(folder: Path) -> bool:
+    """A folder of the sandbox's own tmpfs (/run, /tmp, /dev) or one the host lacks: bwrap makes it."""
+    return folder not in TMPFS_ROOTS and (any(folder.is_relative_to(r) for r in TMPFS_ROOTS) or not folder.exists())
+
+
 def needed_trees() -> list[Path]:
     """What a container of this checkout's image must see: the interpreter, the virtualenv, the checkout."""
     return sorted({Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), REPO})
@@ -68,9 +74,13 @@ def argv(command: list[str], mounts: list[Mount], identity: Identity, workdir: s
     bwrap, setpriv = tools()
     options = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--perms", "0755", "--tmpfs", "/run",
                "--perms", "1777", "--tmpfs", "/tmp"]
+    made: set[Path] = set()
     for mount in mounts:
-        target = os.path.realpath(mount.target)  # /var/run/… is /run/…: bwrap makes mount points in its tmpfs
-        options += ["--ro-bind" if mount.read_only else "--bind", str(mount.source), target]
+        target = Path(os.path.realpath(mount.target))  # /var/run/… is /run/…: mount points go in our tmpfs
+        for folder in [p for p in reversed(target.parents) if p not in made and _ours(p)]:
+            options += ["--perms", "0755", "--dir", str(folder)]  # bwrap would make them 0700
+            made.add(folder)
+        options += ["--ro-bind" if mount.read_only else "--bind", str(mount.source), str(target)]
     for tree in needed_trees():
         if tree.is_relative_to("/tmp") or tree.is_relative_to("/run"):  # hidden by a tmpfs or a volume: shown again
             options += ["--ro-bind", str(tree), str(tree)]

@@ -57,7 +57,7 @@ from tests.fixtures.servers import free_port
 from tests.fixtures.sshd import Sshd, running_sshd, sshd_missing
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.connectors.registry import open_file_store
-from walkme_dic.devcluster.fake_walkme import FakeWalkMe
+from walkme_dic_dev.fake_walkme import FakeWalkMe
 from walkme_dic.sync.credentials import load_credentials
 
 RESULTS = Path(__file__).with_name("results.json")
@@ -294,7 +294,7 @@ class Bench:
 def walkme_process(*options: str) -> Iterator[str]:
     """The fake WalkMe in a process of its own (validating, keeping no users), so that neither the fake's CPU
     nor moto's (in this process) is counted against the client measured; yields its URL."""
-    process = subprocess.Popen([sys.executable, "-m", "walkme_dic.devcluster.fake_walkme", "--client",
+    process = subprocess.Popen([sys.executable, "-m", "walkme_dic_dev.fake_walkme", "--client",
                                 f"{CLIENT}:{SECRET}", "--token", f"{TOKEN}:uuid", "--forget-users", *options],
                                stdout=subprocess.PIPE, text=True)
     try:

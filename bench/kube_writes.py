@@ -27,7 +27,7 @@ import kubernetes.client
 
 from tests.fixtures.servers import free_port
 from walkme_dic.devcluster.auth import DEV_TOKEN
-from walkme_dic.devcluster.cluster import DevCluster
+from walkme_dic_dev.cluster import Cluster
 from walkme_dic.kube import ClusterAccess, KubeClient, Login, Resource
 
 API = "integrations.walkme.io/v1alpha1"
@@ -56,7 +56,7 @@ async def timed(writes: int, concurrency: int, write: Callable[[int], Awaitable[
 
 async def serve(port: int) -> None:
     """The dev API in this process until stdin closes (its own process: no GIL or loop shared with the clients)."""
-    async with DevCluster(port=port) as cluster:
+    async with Cluster(port=port) as cluster:
         print(cluster.url, flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 

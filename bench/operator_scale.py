@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from walkme_dic.controllers.runtime import OPERATOR_USER_AGENT
-from walkme_dic.devcluster.cluster import DevCluster
-from walkme_dic.devcluster.fake_walkme import FakeWalkMe
-from walkme_dic.devcluster.kubelet import Kubelet
+from walkme_dic_dev.cluster import Cluster
+from walkme_dic_dev.fake_walkme import FakeWalkMe
+from walkme_dic_dev.node_agent import NodeAgent
 
 API = "integrations.walkme.io/v1alpha1"
 RESULT = json.dumps({"result": "Succeeded", "reason": "Synced", "rowsRead": 1, "rowsWritten": 1})
@@ -43,7 +43,7 @@ def rss_mb(pid: int, field: str) -> float:
 async def measure(integrations: int, connections: int, settle_seconds: float) -> dict[str, Any]:
     walkme = FakeWalkMe(clients={"c": "s"}, integration_tokens={"t": "uuid"})
     walkme.start()
-    async with DevCluster() as cluster:
+    async with Cluster() as cluster:
         kubeconfig = cluster.write_kubeconfig(Path(tempfile.mkdtemp()) / "kubeconfig")
         log = Path(os.environ.get("BENCH_OPERATOR_LOG", os.devnull)).open("w")  # noqa: SIM115 - closed below
         operator = subprocess.Popen(
@@ -76,7 +76,7 @@ async def measure(integrations: int, connections: int, settle_seconds: float) ->
             walkme.stop()
 
 
-async def create_objects(cluster: DevCluster, walkme_url: str, integrations: int, connections: int) -> None:
+async def create_objects(cluster: Cluster, walkme_url: str, integrations: int, connections: int) -> None:
     namespace = "scale"
     await cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "w", "namespace": namespace},
                          "stringData": {"clientId": "c", "clientSecret": "s"}})
@@ -105,7 +105,7 @@ async def create_objects(cluster: DevCluster, walkme_url: str, integrations: int
                                          "auth": {"secretRef": {"name": "a"}}}}})
 
 
-async def wait_ready(cluster: DevCluster, integrations: int, timeout: float = 1800) -> float:
+async def wait_ready(cluster: Cluster, integrations: int, timeout: float = 1800) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         items = await cluster.list(API, "Integration", "scale")

@@ -4,4 +4,4 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 EXTRAS=demo NEED_NODE=0 source scripts/bootstrap.sh
-exec walkme-dic demo "$@"
+exec python -m walkme_dic_dev.demo "$@"

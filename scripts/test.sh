@@ -10,10 +10,11 @@ source scripts/debian-packages.sh
 ensure_debian_package promtool prometheus      # promtool and prometheus: tests/unit/test_monitoring.py, tests/operator/test_prometheus.py
 ensure_debian_package /usr/sbin/sshd openssh-server  # a private sshd for the sftp tests (ssh-keygen comes with it)
 ensure_debian_package openssl openssl          # password hashes for the sftp password-login tests
-ensure_debian_package bwrap bubblewrap         # tests/e2e/test_runtime_contract.py: uid 65532 on a read-only root
+ensure_debian_package bwrap bubblewrap         # the node agent runs every Pod's containers in a bubblewrap sandbox
+ensure_debian_package setpriv util-linux       # ... as the Pod's uid (runAsUser), with no capabilities
 
 echo "== ruff" >&2
-ruff check operator tests bench
+ruff check operator dev tests bench
 echo "== hadolint (Dockerfile)" >&2
 hadolint Dockerfile
 echo "== generated files (crds/, docs/api.md)" >&2

@@ -155,6 +155,7 @@ class NodeAgent:
     command_resolver: CommandResolver = default_command
     extra_env: dict[str, str] = field(default_factory=dict)
     images: frozenset[str] = frozenset({CHART_IMAGE})
+    shared: tuple[Path, ...] = ()  # host folders every container sees at their own path (test support)
     heartbeat_seconds: float = 10
     pods: dict[tuple[str, str], PodRun] = field(default_factory=dict)
 
@@ -185,6 +186,11 @@ class NodeAgent:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.client.close()
+
+    def logs(self, pod: str) -> str:
+        """What the containers of Pod ``pod`` (any namespace) printed, for a test's assertions."""
+        return "".join(c.log.read_text(errors="replace") for run in self.pods.values()
+                       if run.pod["metadata"]["name"] == pod for c in run.containers.values() if c.log.exists())
 
     # --- the Node and its Lease -------------------------------------------------------------------
 
@@ -435,6 +441,7 @@ class NodeAgent:
         mounts = [sandbox.Mount(run.folders[m["name"]] / m.get("subPath", ""), m["mountPath"], bool(m.get("readOnly")))
                   for m in spec.get("volumeMounts") or []]
         mounts.append(sandbox.Mount(message, spec.get("terminationMessagePath", "/dev/termination-log"), False))
+        mounts += [sandbox.Mount(folder, str(folder), False) for folder in self.shared]
         argv = sandbox.argv(self._argv(spec, env), mounts, sandbox.Identity(uid, gid, groups), spec.get("workingDir", "/"))
         if container.log.exists():
             container.log.replace(container.log.with_suffix(".previous.log"))

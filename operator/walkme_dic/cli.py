@@ -1,4 +1,5 @@
-"""`walkme-dic operator | sync | crds | demo | run`: one entry point, each command in its own module."""
+"""`walkme-dic operator | sync | crds | run`: one entry point, each command in its own module.
+(The demo is not part of the product: `bash scripts/demo.sh`, from the dev package.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ COMMANDS = {
     "operator": ("walkme_dic.controllers.run", "Run the operator (kopf) against the current cluster."),
     "sync": ("walkme_dic.sync.command", "Run one sync (what every sync Job runs)."),
     "crds": ("walkme_dic.crdgen", "Render the CRDs and the API reference from the models."),
-    "demo": ("walkme_dic.devcluster.demo", "Run the whole flow on this machine, no cluster needed."),
     "run": ("walkme_dic.request_run", "Run an Integration now and follow it to its result (like flux reconcile)."),
 }
 

@@ -335,10 +335,12 @@ class KubeClient:
 
     async def watch(
         self, resource: Resource, namespace: str | None, resource_version: str, timeout_seconds: int = 300,
+        query: str = "",
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """(event type, object) from a watch that starts after ``resource_version``; ends when the server ends it."""
+        """(event type, object) from a watch that starts after ``resource_version``; ends when the server ends it.
+        ``query`` adds parameters such as a ``fieldSelector=…`` (already URL-encoded)."""
         path = f"{resource.path(namespace)}?watch=true&resourceVersion={resource_version}" \
-               f"&timeoutSeconds={timeout_seconds}&allowWatchBookmarks=false"
+               f"&timeoutSeconds={timeout_seconds}&allowWatchBookmarks=false{'&' + query if query else ''}"
         timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30)
         login = await self._current_login()
         async with self._session_for(login).get(login.server + path, timeout=timeout,

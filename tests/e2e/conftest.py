@@ -1,16 +1,21 @@
-"""e2e tier: the dev kubelet runs the real `walkme-dic sync` for every Job."""
+"""e2e tier: the node agent runs the real `walkme-dic sync` for every Job."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from walkme_dic.devcluster.cluster import DevCluster
-from walkme_dic.devcluster.kubelet import Kubelet
+from tests.fixtures.cluster import start_node
+from walkme_dic_dev.cluster import Cluster
+from walkme_dic_dev.node_agent import NodeAgent
 
 
 @pytest.fixture
-async def kubelet(cluster: DevCluster) -> AsyncIterator[Kubelet]:
-    async with Kubelet(cluster.client, relist_seconds=0.1, extra_env={"AWS_EC2_METADATA_DISABLED": "true"}) as runner:
-        yield runner
+async def node(cluster: Cluster, tmp_path: Path) -> AsyncIterator[NodeAgent]:
+    agent = await start_node(cluster.control_plane, tmp_path / "node", extra_env={"AWS_EC2_METADATA_DISABLED": "true"})
+    try:
+        yield agent
+    finally:
+        await agent.stop()

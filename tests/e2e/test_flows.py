@@ -19,8 +19,8 @@ from tests.fixtures.servers import s3_client
 from tests.fixtures.walkme import WALKME_TOKEN
 from tests.operator.helpers import API, NS, OperatorHandle, condition, connection, integration, secret
 from tests.operator.test_operator import apply_connections, events_once_emitted, finished_runs, jobs
-from walkme_dic.devcluster.cluster import DevCluster
-from walkme_dic.devcluster.kubelet import Kubelet
+from walkme_dic_dev.cluster import Cluster
+from walkme_dic_dev.node_agent import NodeAgent
 
 REQUESTED_AT = "integrations.walkme.io/requested-at"
 
@@ -36,7 +36,7 @@ def inbound(name: str = "hr", **overrides: Any) -> dict[str, Any]:
                                       "activeField": "active"}, **overrides)
 
 
-async def first_inbound_run(cluster: DevCluster, backends: dict, moto: str, body: bytes,
+async def first_inbound_run(cluster: Cluster, backends: dict, moto: str, body: bytes,
                             **spec: Any) -> dict[str, Any]:
     """users.csv holding ``body``, the Connections and the inbound Integration applied: the Integration once
     its first run finished."""
@@ -46,12 +46,12 @@ async def first_inbound_run(cluster: DevCluster, backends: dict, moto: str, body
     return await finished_runs(cluster, "hr")
 
 
-async def request_run(cluster: DevCluster, name: str, value: str) -> None:
+async def request_run(cluster: Cluster, name: str, value: str) -> None:
     await cluster.patch(API, "Integration", NS, name, {"metadata": {"annotations": {REQUESTED_AT: value}}})
 
 
 async def test_s3_csv_to_walkme_never_deletes_and_active_flips(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
 ) -> None:
     put(moto_server, backends["bucket"], "users.csv",
         b"id,plan,since,active\nu1,gold,2024-01-01,true\nu2,silver,2024-02-01,true\nu3,gold,2024-03-01,true\n"
@@ -77,7 +77,7 @@ async def test_s3_csv_to_walkme_never_deletes_and_active_flips(
 
 
 async def test_unchanged_file_is_skipped_on_schedule_but_not_on_request(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
 ) -> None:
     put(moto_server, backends["bucket"], "users.csv", b"id,plan,since,active\nu1,gold,2024-01-01,true\n")
     await apply_connections(cluster, backends)
@@ -93,7 +93,7 @@ async def test_unchanged_file_is_skipped_on_schedule_but_not_on_request(
 
 
 async def test_too_many_rejected_rows_fail_and_write_nothing(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
 ) -> None:
     obj = await first_inbound_run(
         cluster, backends, moto_server,
@@ -106,7 +106,7 @@ async def test_too_many_rejected_rows_fail_and_write_nothing(
 
 
 async def test_duplicate_keys_warn_and_the_last_row_wins(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
 ) -> None:
     obj = await first_inbound_run(
         cluster, backends, moto_server,
@@ -121,7 +121,7 @@ async def test_duplicate_keys_warn_and_the_last_row_wins(
 
 
 async def test_rows_walkme_refuses_fail_the_run_saying_what_was_applied(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
 ) -> None:
     walkme.define_properties({"plan": "Date"})  # another integration made `plan` a Date property
     body = (b"id,plan,since,active\nu1,2024-05-01,2024-01-01,true\nu2,gold,2024-01-01,true\n"
@@ -136,7 +136,7 @@ async def test_rows_walkme_refuses_fail_the_run_saying_what_was_applied(
 
 
 async def test_empty_source_warns_and_can_fail(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
 ) -> None:
     obj = await first_inbound_run(cluster, backends, moto_server, b"id,plan,since,active\n")
     assert (condition(obj, "Synced")["status"], condition(obj, "Synced")["reason"]) == ("True", "EmptySource")
@@ -147,8 +147,8 @@ async def test_empty_source_warns_and_can_fail(
 
 
 async def test_wrong_integration_token_fails_clearly_without_leaking_it(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
-    kubelet: Kubelet,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+    node: NodeAgent,
 ) -> None:
     put(moto_server, backends["bucket"], "users.csv", b"id,plan,since,active\nu1,gold,2024-01-01,true\n")
     await apply_connections(cluster, backends)
@@ -175,7 +175,7 @@ def exported_rows(moto: str, bucket: str) -> dict[str, list[dict[str, str]]]:
 
 
 async def test_walkme_to_s3_export_is_incremental(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
 ) -> None:
     walkme.seed("users", [{"userId": f"u{i}", "email": f"u{i}@acme.example",
                            "updatedAt": f"2026-11-0{i + 1}T00:00:00Z"} for i in range(3)])
@@ -202,7 +202,7 @@ async def test_walkme_to_s3_export_is_incremental(
 
 
 async def test_failed_export_leaves_no_file_and_keeps_the_watermark(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
 ) -> None:
     walkme.seed("users", [{"userId": "u1", "updatedAt": "2026-11-01T00:00:00Z"}])
     walkme.fail_next("/insights/export/users", 1000, 503)
@@ -238,7 +238,7 @@ def salesforce_connection(salesforce: FakeSalesforce) -> list[dict[str, Any]]:
 
 
 async def test_salesforce_soql_to_walkme(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, salesforce: FakeSalesforce,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, salesforce: FakeSalesforce,
 ) -> None:
     salesforce.seed("Contact", [{"LastName": "Ng", "WalkMe_Id__c": "c1", "Email": "ng@acme.example", "Active__c": True},
                                 {"LastName": "Ito", "WalkMe_Id__c": "c2", "Email": "ito@acme.example",
@@ -259,7 +259,7 @@ async def test_salesforce_soql_to_walkme(
 
 
 async def test_walkme_to_salesforce_upsert_is_idempotent(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, salesforce: FakeSalesforce,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, salesforce: FakeSalesforce,
 ) -> None:
     walkme.seed("users", [{"userId": f"u{i}", "email": f"u{i}@acme.example", "lastSeen": "2026-11-20T08:00:00Z",
                            "updatedAt": "2026-11-20T08:00:00Z"} for i in range(3)])
@@ -282,7 +282,7 @@ async def test_walkme_to_salesforce_upsert_is_idempotent(
     assert {c["Last_Seen__c"] for c in contacts} == {"2026-11-20"}
 
 
-async def azure_connection(cluster: DevCluster, azurite: Azurite) -> str:
+async def azure_connection(cluster: Cluster, azurite: Azurite) -> str:
     container = f"c{uuid.uuid4().hex[:12]}"
     BlobServiceClient.from_connection_string(azurite.connection_string).create_container(container)
     await cluster.apply(secret("azure", {"connectionString": azurite.connection_string}))
@@ -293,7 +293,7 @@ async def azure_connection(cluster: DevCluster, azurite: Azurite) -> str:
 
 
 async def test_azure_jsonl_gz_to_walkme(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, azurite: Azurite,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, azurite: Azurite,
 ) -> None:
     await apply_connections(cluster, backends)
     container = await azure_connection(cluster, azurite)
@@ -316,7 +316,7 @@ async def test_azure_jsonl_gz_to_walkme(
 
 
 async def test_walkme_events_to_azure_blob(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, azurite: Azurite,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, azurite: Azurite,
 ) -> None:
     walkme.seed("events", [{"eventId": f"e{i}", "userId": "u1", "type": "LauncherClicked",
                             "timestamp": f"2026-11-2{i}T10:00:00Z"} for i in range(4)])

@@ -19,11 +19,11 @@ from tests.fixtures.walkme import WALKME_TOKEN
 from tests.fixtures.webhook import WEBHOOK_SECRET
 from tests.operator.helpers import OperatorHandle, condition, connection, integration, secret
 from tests.operator.test_operator import apply_connections, finished_runs, jobs, ready
-from walkme_dic.devcluster.cluster import DevCluster
-from walkme_dic.devcluster.kubelet import Kubelet
+from walkme_dic_dev.cluster import Cluster
+from walkme_dic_dev.node_agent import NodeAgent
 
 
-async def gcs_connection(cluster: DevCluster, endpoint: str, bucket: str, token: FakeGoogleToken) -> dict:
+async def gcs_connection(cluster: Cluster, endpoint: str, bucket: str, token: FakeGoogleToken) -> dict:
     await cluster.apply(secret("gcp", {"key.json": service_account_key(token), "unrelated": "not mounted"}))
     await cluster.apply(connection("gcs", {"gcs": {"bucket": bucket, "prefix": "dic/", "endpointUrl": endpoint,
                                                    "auth": {"secretRef": {"name": "gcp", "key": "key.json"}}}}))
@@ -31,7 +31,7 @@ async def gcs_connection(cluster: DevCluster, endpoint: str, bucket: str, token:
 
 
 async def test_gcs_file_to_walkme_and_walkme_to_gcs(
-    cluster: DevCluster, operator: OperatorHandle, kubelet: Kubelet, backends: dict, walkme: FakeWalkMe,
+    cluster: Cluster, operator: OperatorHandle, node: NodeAgent, backends: dict, walkme: FakeWalkMe,
     gcs_emulator: str, gcs_bucket: str, google_token: FakeGoogleToken,
 ) -> None:
     await apply_connections(cluster, backends)
@@ -64,7 +64,7 @@ async def test_gcs_file_to_walkme_and_walkme_to_gcs(
 
 
 async def test_walkme_events_to_a_webhook(
-    cluster: DevCluster, operator: OperatorHandle, kubelet: Kubelet, backends: dict, walkme: FakeWalkMe,
+    cluster: Cluster, operator: OperatorHandle, node: NodeAgent, backends: dict, walkme: FakeWalkMe,
     webhook_receiver: WebhookReceiver, webhook_pki: Pki,
 ) -> None:
     walkme.seed("events", [{"eventId": f"e{i}", "type": "LauncherClicked", "timestamp": f"2026-11-2{i}T10:00:00Z"}

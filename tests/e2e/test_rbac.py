@@ -19,7 +19,7 @@ from tests.operator.helpers import OperatorHandle, Replicas, eventually
 from tests.operator.test_operator import apply_connections, finished_runs
 from tests.operator.test_standby import held_by
 from walkme_dic.controllers.runtime import OPERATOR_USER_AGENT
-from walkme_dic.devcluster.cluster import DevCluster
+from walkme_dic_dev.cluster import Cluster
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "walkme-dic"
 
@@ -35,7 +35,7 @@ def granted(helm_binary: Path, kind: str = "ClusterRole", name_suffix: str = "")
 
 
 async def test_operator_uses_only_what_the_chart_grants_and_the_chart_grants_only_what_it_uses(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, moto_server: str,
     helm_binary: Path,
 ) -> None:
     put(moto_server, backends["bucket"], "users.csv", b"id,plan,since,active\nu1,gold,2024-01-01,true\n")
@@ -53,7 +53,7 @@ async def test_operator_uses_only_what_the_chart_grants_and_the_chart_grants_onl
 
 
 async def test_leader_election_uses_exactly_what_its_role_grants(
-    cluster: DevCluster, kubelet: object, replicas: Replicas, helm_binary: Path,
+    cluster: Cluster, node: object, replicas: Replicas, helm_binary: Path,
 ) -> None:
     """Take, renew, stand by, release and take over the Lease; compare with the chart's leader-election Role."""
     first = replicas.start()

@@ -29,8 +29,8 @@ from tests.fakes.walkme import FakeWalkMe
 from tests.fixtures.walkme import WALKME_TOKEN
 from tests.operator.helpers import NS
 from tests.operator.test_operator import apply_connections, finished_runs
-from walkme_dic.devcluster.cluster import DevCluster
-from walkme_dic.devcluster.kubelet import Kubelet, default_command
+from walkme_dic_dev.cluster import Cluster
+from walkme_dic_dev.node_agent import NodeAgent, default_command
 
 UID = 65532
 REPO = Path(__file__).resolve().parents[2]
@@ -97,7 +97,7 @@ def sync_tmp(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def kubelet(cluster: DevCluster, sync_tmp: Path) -> AsyncIterator[Kubelet]:
+async def kubelet(cluster: Cluster, sync_tmp: Path) -> AsyncIterator[Kubelet]:
     """The dev kubelet, running the real `walkme-dic sync` of each Job in the sandbox."""
     def resolve(argv: list[str]) -> list[str]:
         pod_root = Path(argv[argv.index("--result") + 1]).parent  # the pod's volumes and termination log
@@ -114,7 +114,7 @@ def operator_tmp(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def sandboxed_operator(cluster: DevCluster, operator_tmp: Path) -> Iterator[subprocess.Popen[bytes]]:
+def sandboxed_operator(cluster: Cluster, operator_tmp: Path) -> Iterator[subprocess.Popen[bytes]]:
     cluster.write_kubeconfig(operator_tmp / "kubeconfig")
     with (operator_tmp.parent / "operator.log").open("wb") as log:
         process = subprocess.Popen(
@@ -154,7 +154,7 @@ def test_the_sandbox_is_what_the_pod_gets(tmp_path: Path) -> None:
 
 
 async def test_operator_and_sync_run_as_65532_with_only_tmp_writable(
-    cluster: DevCluster, kubelet: Kubelet, backends: dict, walkme: FakeWalkMe, moto_server: str,
+    cluster: Cluster, node: NodeAgent, backends: dict, walkme: FakeWalkMe, moto_server: str,
     sandboxed_operator: subprocess.Popen[bytes], operator_tmp: Path, sync_tmp: Path,
 ) -> None:
     put(moto_server, backends["bucket"], "users.csv", b"id,plan,since,active\nu1,gold,2024-01-01,true\n")

@@ -7,13 +7,13 @@ from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.walkme import FakeWalkMe
 from tests.operator.helpers import API, NS, OperatorHandle, integration
 from tests.operator.test_operator import apply_connections, finished_runs
-from walkme_dic.devcluster.cluster import DevCluster
+from walkme_dic_dev.cluster import Cluster
 
 FULL_RESYNC = "integrations.walkme.io/full-resync"
 
 
 async def test_daily_salesforce_import_reads_changes_and_full_resync_reads_all(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, salesforce: FakeSalesforce,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, walkme: FakeWalkMe, salesforce: FakeSalesforce,
 ) -> None:
     salesforce.seed("Contact", [{"LastName": f"c{i}", "WalkMe_Id__c": f"c{i}", "Email": f"c{i}@acme.example",
                                  "SystemModstamp": f"2026-11-2{i}T08:00:00.000+0000"} for i in range(4)])

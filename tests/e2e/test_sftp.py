@@ -15,8 +15,8 @@ from tests.fixtures.sshd import Sshd, keygen
 from tests.fixtures.walkme import WALKME_TOKEN
 from tests.operator.helpers import API, NS, OperatorHandle, condition, connection, eventually, integration, secret
 from tests.operator.test_operator import finished_runs, ready
-from walkme_dic.devcluster.cluster import DevCluster
-from walkme_dic.devcluster.kubelet import Kubelet
+from walkme_dic_dev.cluster import Cluster
+from walkme_dic_dev.node_agent import NodeAgent
 
 
 def sftp_connection(sshd: Sshd, folder: Path, **block: Any) -> dict[str, Any]:
@@ -35,7 +35,7 @@ async def kubectl(binary: Path, kubeconfig: Path, *args: str) -> str:
 
 
 async def test_sftp_both_directions_and_a_replaced_host_key(
-    cluster: DevCluster, operator: OperatorHandle, kubelet: Kubelet, backends: dict, walkme: FakeWalkMe,
+    cluster: Cluster, operator: OperatorHandle, node: NodeAgent, backends: dict, walkme: FakeWalkMe,
     sshd: Sshd, kubectl_binary: Path, tmp_path: Path,
 ) -> None:
     folder = sshd.folder()

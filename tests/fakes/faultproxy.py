@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from walkme_dic.devcluster.httpserver import BackgroundServer
+from walkme_dic_dev.httpserver import BackgroundServer
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
               "proxy-authenticate", "content-length"}

@@ -12,7 +12,7 @@ import uuid
 from aiohttp import web
 from google.auth import exceptions, jwt
 
-from walkme_dic.devcluster.httpserver import BackgroundServer
+from walkme_dic_dev.httpserver import BackgroundServer
 
 GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 AUDIENCE = "https://oauth2.googleapis.com/token"  # google-auth signs for Google's endpoint whatever token_uri is

@@ -38,7 +38,7 @@ from aiohttp import web
 
 from tests.fakes.salesforce_soql import Query, SoqlError, parse
 from tests.fakes.salesforce_store import CSV_NULL, FieldDef, FieldType, RecordError, SObject, Store
-from walkme_dic.devcluster.httpserver import BackgroundServer
+from walkme_dic_dev.httpserver import BackgroundServer
 
 COLLECTION_LIMIT = 200
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"

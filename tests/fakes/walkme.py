@@ -1,5 +1,5 @@
 """The fake WalkMe API lives in the package (the demo ships it); tests import it from here."""
 
-from walkme_dic.devcluster.fake_walkme import FakeWalkMe
+from walkme_dic_dev.fake_walkme import FakeWalkMe
 
 __all__ = ["FakeWalkMe"]

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from walkme_dic.devcluster.httpserver import BackgroundServer
+from walkme_dic_dev.httpserver import BackgroundServer
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 
 from walkme_dic.controllers.run import OperatorThread
 from walkme_dic.controllers.runtime import OperatorConfig
-from walkme_dic.devcluster.cluster import DevCluster
+from walkme_dic_dev.cluster import Cluster
 from walkme_dic.jobs.manifest import JobImage
 from walkme_dic.kube import ClusterAccess
 
@@ -25,10 +25,10 @@ LEASE_NS = "walkme-dic"
 class OperatorHandle:
     """The real operator (kopf + our handlers) in its own thread; stop() and start() again to restart it."""
 
-    def __init__(self, cluster: DevCluster, resync_seconds: float = 0.5, metrics_port: int | None = None,
+    def __init__(self, cluster: Cluster, resync_seconds: float = 0.5, metrics_port: int | None = None,
                  access: ClusterAccess | None = None) -> None:
         self.cluster = cluster
-        self.config = OperatorConfig(access=access or cluster.access, image=JobImage("walkme-dic:test"),
+        self.config = OperatorConfig(access=access or cluster.access, image=JobImage("ghcr.io/walkme-dic/walkme-dic:test"),
                                      resync_seconds=resync_seconds, metrics_port=metrics_port,
                                      metrics_address="127.0.0.1", probe_timeout_seconds=10)
         self._thread: OperatorThread | None = None

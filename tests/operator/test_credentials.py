@@ -24,7 +24,7 @@ from tests.fixtures.pki import Pki
 from tests.operator.helpers import API, NS, OperatorHandle, integration
 from tests.operator.test_operator import REQUESTED_AT, apply_connections, finished_runs, jobs
 from walkme_dic.devcluster.auth import ApiSecurity
-from walkme_dic.devcluster.cluster import DevCluster
+from walkme_dic_dev.cluster import Cluster
 from walkme_dic.kube import ClusterAccess, KubeClient
 
 
@@ -34,9 +34,9 @@ def security(pki: Pki) -> ApiSecurity:
 
 
 @pytest.fixture
-async def cluster(security: ApiSecurity) -> AsyncIterator[DevCluster]:
+async def cluster(security: ApiSecurity) -> AsyncIterator[Cluster]:
     """The dev API over TLS, letting in only the dev token (the kubelet's) and what a test adds."""
-    async with DevCluster(security=security) as dev:
+    async with Cluster(security=security) as dev:
         yield dev
 
 
@@ -56,7 +56,7 @@ def write_kubeconfig(path: Path, server: str, cluster: dict[str, Any], user: dic
     return path
 
 
-async def run_with(access: ClusterAccess, cluster: DevCluster, backends: dict, name: str = "users") -> dict:
+async def run_with(access: ClusterAccess, cluster: Cluster, backends: dict, name: str = "users") -> dict:
     """Start the operator with ``access``; an Integration runs once and its status is written."""
     operator = OperatorHandle(cluster, access=access)
     await operator.start()
@@ -72,16 +72,16 @@ def assert_one_run(obj: dict) -> None:
     assert [r["result"] for r in obj["status"]["runs"]] == ["Succeeded"]
 
 
-async def test_ca_data_and_token(cluster: DevCluster, security: ApiSecurity, pki: Pki, tmp_path: Path,
-                                 kubelet: object, backends: dict) -> None:
+async def test_ca_data_and_token(cluster: Cluster, security: ApiSecurity, pki: Pki, tmp_path: Path,
+                                 node: object, backends: dict) -> None:
     security.tokens.add("ca-data-token")
     config = write_kubeconfig(tmp_path / "kubeconfig", cluster.url, {"certificate-authority-data": b64(pki.ca)},
                               {"token": "ca-data-token"})
     assert_one_run(await run_with(ClusterAccess.discover(str(config)), cluster, backends))
 
 
-async def test_client_certificate_data(cluster: DevCluster, security: ApiSecurity, pki: Pki, tmp_path: Path,
-                                       kubelet: object, backends: dict) -> None:
+async def test_client_certificate_data(cluster: Cluster, security: ApiSecurity, pki: Pki, tmp_path: Path,
+                                       node: object, backends: dict) -> None:
     client = pki.client("operator-by-cert-data")
     security.client_names.add("operator-by-cert-data")
     config = write_kubeconfig(tmp_path / "kubeconfig", cluster.url, {"certificate-authority-data": b64(pki.ca)},
@@ -90,7 +90,7 @@ async def test_client_certificate_data(cluster: DevCluster, security: ApiSecurit
 
 
 async def test_client_certificate_files_relative_to_the_kubeconfig(
-    cluster: DevCluster, security: ApiSecurity, pki: Pki, tmp_path: Path, kubelet: object, backends: dict,
+    cluster: Cluster, security: ApiSecurity, pki: Pki, tmp_path: Path, node: object, backends: dict,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """kubeadm's admin.conf shape with files; relative paths are read from the kubeconfig's folder."""
@@ -107,7 +107,7 @@ async def test_client_certificate_files_relative_to_the_kubeconfig(
 
 
 async def test_token_file_and_a_kubeconfig_list_with_context(
-    cluster: DevCluster, security: ApiSecurity, pki: Pki, tmp_path: Path, kubelet: object, backends: dict,
+    cluster: Cluster, security: ApiSecurity, pki: Pki, tmp_path: Path, node: object, backends: dict,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """$KUBECONFIG names two files; the context asked for lives in the second, its tokenFile beside it."""
@@ -134,7 +134,7 @@ print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": 
 
 
 async def test_exec_plugin_credential_is_renewed_before_it_expires(
-    cluster: DevCluster, security: ApiSecurity, pki: Pki, tmp_path: Path, kubelet: object, backends: dict,
+    cluster: Cluster, security: ApiSecurity, pki: Pki, tmp_path: Path, node: object, backends: dict,
 ) -> None:
     """Like `aws eks get-token`: each run prints a new token valid for 6 s; the API stops taking the first."""
     plugin, counter = tmp_path / "get-token.py", tmp_path / "issued"
@@ -168,7 +168,7 @@ def in_cluster_layout(folder: Path, pki: Pki, token: str) -> Path:
 
 
 async def test_in_cluster_token_rotation_needs_no_restart(
-    cluster: DevCluster, security: ApiSecurity, pki: Pki, tmp_path: Path, kubelet: object, backends: dict,
+    cluster: Cluster, security: ApiSecurity, pki: Pki, tmp_path: Path, node: object, backends: dict,
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The kubelet writes a new projected token; the API then refuses the old one. Runs go on."""
@@ -197,7 +197,7 @@ async def test_in_cluster_token_rotation_needs_no_restart(
     assert len(await jobs(cluster)) == 3
 
 
-async def test_unverified_server_is_not_trusted(cluster: DevCluster, security: ApiSecurity, tmp_path: Path) -> None:
+async def test_unverified_server_is_not_trusted(cluster: Cluster, security: ApiSecurity, tmp_path: Path) -> None:
     """Without the CA the server certificate is rejected: the CA in a kubeconfig is really used."""
     security.tokens.add("good-token")
     config = write_kubeconfig(tmp_path / "kubeconfig", cluster.url, {}, {"token": "good-token"})
@@ -210,7 +210,7 @@ async def test_unverified_server_is_not_trusted(cluster: DevCluster, security: A
 
 
 async def test_refused_credentials_are_named_once_without_the_token(
-    cluster: DevCluster, pki: Pki, tmp_path: Path,
+    cluster: Cluster, pki: Pki, tmp_path: Path,
 ) -> None:
     """`walkme-dic operator` with a token the API refuses: one line naming the server and the method, then exit."""
     secret_token = "refused-token-0123456789abcdef"

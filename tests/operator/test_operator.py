@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 
 from tests.operator.helpers import (
@@ -19,21 +21,22 @@ from tests.operator.helpers import (
     plan_sync,
     secret,
 )
-from walkme_dic.devcluster.cluster import DevCluster
 from walkme_dic.jobs.naming import LABEL_MANAGED_BY
+from walkme_dic.kube import ApiError
+from walkme_dic_dev.cluster import Cluster, load_crds
 
 REQUESTED_AT = "integrations.walkme.io/requested-at"
 
 
-async def get(cluster: DevCluster, kind: str, name: str, namespace: str = NS) -> dict[str, Any]:
+async def get(cluster: Cluster, kind: str, name: str, namespace: str = NS) -> dict[str, Any]:
     return await cluster.get(API, kind, namespace, name)
 
 
-async def jobs(cluster: DevCluster, namespace: str = NS) -> list[dict[str, Any]]:
+async def jobs(cluster: Cluster, namespace: str = NS) -> list[dict[str, Any]]:
     return await cluster.list("batch/v1", "Job", namespace, f"{LABEL_MANAGED_BY}=walkme-dic")
 
 
-async def ready(cluster: DevCluster, kind: str, name: str, namespace: str = NS) -> dict[str, Any]:
+async def ready(cluster: Cluster, kind: str, name: str, namespace: str = NS) -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
         obj = await get(cluster, kind, name, namespace)
         return obj if condition(obj, "Ready").get("status") == "True" else None
@@ -41,7 +44,7 @@ async def ready(cluster: DevCluster, kind: str, name: str, namespace: str = NS) 
     return await eventually(check)
 
 
-async def finished_runs(cluster: DevCluster, name: str, count: int = 1, namespace: str = NS) -> dict[str, Any]:
+async def finished_runs(cluster: Cluster, name: str, count: int = 1, namespace: str = NS) -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
         obj = await get(cluster, "Integration", name, namespace)
         runs = (obj.get("status") or {}).get("runs") or []
@@ -51,12 +54,12 @@ async def finished_runs(cluster: DevCluster, name: str, count: int = 1, namespac
     return await eventually(check)
 
 
-async def events_for(cluster: DevCluster, name: str, namespace: str = NS) -> list[dict[str, Any]]:
+async def events_for(cluster: Cluster, name: str, namespace: str = NS) -> list[dict[str, Any]]:
     return [e for e in await cluster.list("v1", "Event", namespace)
             if e.get("involvedObject", {}).get("name") == name]
 
 
-async def events_once_emitted(cluster: DevCluster, name: str, *reasons: str) -> list[dict[str, Any]]:
+async def events_once_emitted(cluster: Cluster, name: str, *reasons: str) -> list[dict[str, Any]]:
     """The object's Events once one of each reason is there: the operator posts Events after it
     writes status, so a test that has just seen the status must wait for them."""
 
@@ -67,7 +70,7 @@ async def events_once_emitted(cluster: DevCluster, name: str, *reasons: str) -> 
     return await eventually(all_there)
 
 
-async def test_missing_secret_then_fixed(cluster: DevCluster, operator: OperatorHandle, backends: dict) -> None:
+async def test_missing_secret_then_fixed(cluster: Cluster, operator: OperatorHandle, backends: dict) -> None:
     await cluster.apply(connection("walkme", backends["walkme_spec"]))
 
     async def not_found() -> dict[str, Any] | None:
@@ -85,7 +88,7 @@ async def test_missing_secret_then_fixed(cluster: DevCluster, operator: Operator
 
 
 async def test_wrong_credentials_fail_the_probe_without_leaking(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict,
+    cluster: Cluster, operator: OperatorHandle, backends: dict,
 ) -> None:
     leaked = "do-not-leak-7f3a9"
     await cluster.apply(secret("walkme-api", {"clientId": backends["walkme_secret"]["clientId"],
@@ -105,7 +108,7 @@ async def test_wrong_credentials_fail_the_probe_without_leaking(
     assert condition(await ready(cluster, "Connection", "walkme"), "Ready")["reason"] == "Probed"
 
 
-async def apply_connections(cluster: DevCluster, backends: dict) -> None:
+async def apply_connections(cluster: Cluster, backends: dict) -> None:
     for obj in backends["manifests"]:
         await cluster.apply(obj)
     await ready(cluster, "Connection", "walkme")
@@ -113,7 +116,7 @@ async def apply_connections(cluster: DevCluster, backends: dict) -> None:
 
 
 async def test_integration_waits_for_its_connection(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict,
+    cluster: Cluster, operator: OperatorHandle, backends: dict,
 ) -> None:
     await cluster.apply(integration("users"))
 
@@ -131,7 +134,7 @@ async def test_integration_waits_for_its_connection(
 
 
 async def test_success_creates_exactly_one_job_and_records_the_run(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
 ) -> None:
     await apply_connections(cluster, backends)
     plan_sync(sync_plans, "users", result={"result": "Succeeded", "reason": "Synced", "rowsRead": 3,
@@ -159,7 +162,7 @@ async def test_success_creates_exactly_one_job_and_records_the_run(
 
 
 async def test_failure_sets_synced_false_with_the_message(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
 ) -> None:
     await apply_connections(cluster, backends)
     plan_sync(sync_plans, "users", result={"result": "Failed", "reason": "AuthenticationFailed",
@@ -174,7 +177,7 @@ async def test_failure_sets_synced_false_with_the_message(
     assert warnings and warnings[0]["type"] == "Warning"
 
 
-async def start_slow_run(cluster: DevCluster, backends: dict, sync_plans: Path, seconds: float) -> None:
+async def start_slow_run(cluster: Cluster, backends: dict, sync_plans: Path, seconds: float) -> None:
     """Integration "users" with a run that takes ``seconds``; returns once its Job exists."""
     await apply_connections(cluster, backends)
     plan_sync(sync_plans, "users", sleep=seconds)
@@ -183,7 +186,7 @@ async def start_slow_run(cluster: DevCluster, backends: dict, sync_plans: Path, 
 
 
 async def test_restarted_operator_adopts_the_running_job(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
 ) -> None:
     await start_slow_run(cluster, backends, sync_plans, seconds=4)
     await operator.restart()
@@ -193,7 +196,7 @@ async def test_restarted_operator_adopts_the_running_job(
 
 
 async def test_suspended_integration_starts_no_job(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict,
+    cluster: Cluster, operator: OperatorHandle, backends: dict,
 ) -> None:
     await apply_connections(cluster, backends)
     await cluster.apply(integration("users", suspend=True, schedule="* * * * *"))
@@ -207,7 +210,7 @@ async def test_suspended_integration_starts_no_job(
 
 
 async def test_requested_at_runs_once_per_value(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict,
+    cluster: Cluster, operator: OperatorHandle, backends: dict,
 ) -> None:
     await apply_connections(cluster, backends)
     await cluster.apply(integration("users"))
@@ -221,7 +224,7 @@ async def test_requested_at_runs_once_per_value(
 
 
 async def test_schedule_slot_starts_a_run(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict,
+    cluster: Cluster, operator: OperatorHandle, backends: dict,
 ) -> None:
     await apply_connections(cluster, backends)
     await cluster.apply(integration("users", schedule="0 * * * *"))
@@ -230,7 +233,7 @@ async def test_schedule_slot_starts_a_run(
     assert all(r["trigger"] != "Schedule" for r in obj["status"]["runs"])
     # Two hours pass: the status says the last slot handled was long ago, so the current slot is due.
     assert cluster.client is not None
-    await cluster.client.patch(cluster.resource(API, "Integration"), NS, "users",
+    await cluster.client.patch(await cluster.resource(API, "Integration"), NS, "users",
                                {"status": {"lastScheduleTime": "2020-01-01T00:00:00Z"}}, status=True)
     obj = await eventually(lambda: _scheduled_run(cluster))
     assert obj["status"]["lastScheduleTime"].endswith(":00:00Z")
@@ -238,16 +241,41 @@ async def test_schedule_slot_starts_a_run(
     assert len(await jobs(cluster)) == 2
 
 
-async def _scheduled_run(cluster: DevCluster) -> dict[str, Any] | None:
+async def _scheduled_run(cluster: Cluster) -> dict[str, Any] | None:
     obj = await get(cluster, "Integration", "users")
     runs = obj["status"].get("runs") or []
     return obj if any(r["trigger"] == "Schedule" and r["result"] == "Succeeded" for r in runs) else None
 
 
+def without_transition_rules(node: Any) -> Any:
+    """A CRD with every ``oldSelf`` rule taken out: what a cluster without CEL (< 1.25) enforces."""
+    if isinstance(node, dict):
+        rules = [r for r in node.get("x-kubernetes-validations", []) if "oldSelf" not in r["rule"]]
+        return {k: without_transition_rules(v) for k, v in {**node, "x-kubernetes-validations": rules}.items()
+                if k != "x-kubernetes-validations" or rules}
+    return [without_transition_rules(v) for v in node] if isinstance(node, list) else node
+
+
+@pytest.fixture
+async def crds_without_transition_rules(cluster: Cluster) -> AsyncIterator[None]:
+    await cluster.install_crds([without_transition_rules(crd) for crd in load_crds()])
+    try:
+        yield
+    finally:
+        await cluster.install_crds()
+
+
+async def test_apiserver_refuses_a_changed_connection_ref(cluster: Cluster, backends: dict) -> None:
+    await cluster.apply(integration("users"))
+    with pytest.raises(ApiError) as refused:
+        await cluster.patch(API, "Integration", NS, "users", {"spec": {"connectionRef": {"name": "other"}}})
+    assert refused.value.status == 422 and "connectionRef cannot be changed" in str(refused.value)
+
+
 async def test_changed_connection_ref_is_refused(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict,
+    cluster: Cluster, operator: OperatorHandle, backends: dict,
+    crds_without_transition_rules: None,
 ) -> None:
-    cluster.api.enforce_validation_rules = False  # a cluster without CEL (< 1.25): the operator is the guard
     await apply_connections(cluster, backends)
     await cluster.apply(integration("users"))
     await finished_runs(cluster, "users")
@@ -265,7 +293,7 @@ async def test_changed_connection_ref_is_refused(
 
 
 async def test_deleting_an_integration_leaves_no_jobs(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
 ) -> None:
     await start_slow_run(cluster, backends, sync_plans, seconds=30)
     await cluster.delete(API, "Integration", NS, "users")
@@ -277,7 +305,7 @@ async def test_deleting_an_integration_leaves_no_jobs(
 
 
 async def test_hundred_integrations_all_become_ready(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict,
+    cluster: Cluster, operator: OperatorHandle, backends: dict,
 ) -> None:
     await apply_connections(cluster, backends)
     for index in range(100):

@@ -27,7 +27,7 @@ from tests.operator.helpers import OperatorHandle, eventually, integration, plan
 from tests.operator.test_operator import finished_runs
 from tests.unit.test_helm_chart import RELEASE, of_kind, render
 from tests.unit.test_monitoring import OUR_METRIC, alerts, dashboard_queries, dashboard_variable_metrics
-from walkme_dic.devcluster.cluster import DevCluster
+from walkme_dic_dev.cluster import Cluster
 
 JOB = f"{RELEASE}-walkme-dic-metrics"  # the job name the chart's ServiceMonitor gives the operator's target
 
@@ -106,7 +106,7 @@ def _wait_ready(server: Prometheus, process: subprocess.Popen[bytes], log: Path)
 
 
 @pytest.fixture
-async def scraped_operator(cluster: DevCluster, kubelet: object, metrics_port: int) -> AsyncIterator[OperatorHandle]:
+async def scraped_operator(cluster: Cluster, node: object, metrics_port: int) -> AsyncIterator[OperatorHandle]:
     """The real operator serving /metrics on 127.0.0.1:<metrics_port>, the target Prometheus scrapes."""
     handle = OperatorHandle(cluster, metrics_port=metrics_port)
     await handle.start()
@@ -117,7 +117,7 @@ async def scraped_operator(cluster: DevCluster, kubelet: object, metrics_port: i
 
 
 async def test_failed_run_makes_the_run_failed_alert_fire_in_a_real_prometheus(
-    cluster: DevCluster, scraped_operator: OperatorHandle, prometheus: Prometheus, backends: dict,
+    cluster: Cluster, scraped_operator: OperatorHandle, prometheus: Prometheus, backends: dict,
     sync_plans: Path, rules: dict[str, Any],
 ) -> None:
     (run_failed,) = [a for a in alerts(rules) if a["alert"] == "WalkmeDicRunFailed"]

@@ -12,10 +12,10 @@ from prometheus_client import REGISTRY
 
 from tests.operator.helpers import API, NS, OperatorHandle, eventually, integration, kubectl_runner
 from tests.operator.test_operator import apply_connections, events_once_emitted, finished_runs, get
-from walkme_dic.devcluster.cluster import DevCluster
+from walkme_dic_dev.cluster import Cluster
 
 
-async def history_of_length(cluster: DevCluster, name: str, length: int) -> dict[str, Any]:
+async def history_of_length(cluster: Cluster, name: str, length: int) -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
         obj = await get(cluster, "Integration", name)
         return obj if len((obj.get("status") or {}).get("identityHistory") or []) == length else None
@@ -24,7 +24,7 @@ async def history_of_length(cluster: DevCluster, name: str, length: int) -> dict
 
 
 async def test_replaced_source_is_kept_and_the_event_says_how_to_go_back(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, kubectl_binary: Path, tmp_path: Path,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, kubectl_binary: Path, tmp_path: Path,
 ) -> None:
     await apply_connections(cluster, backends)
     await cluster.apply(integration("users"))
@@ -59,7 +59,7 @@ async def test_replaced_source_is_kept_and_the_event_says_how_to_go_back(
 
 
 async def test_deleted_integration_leaves_no_series(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict,
+    cluster: Cluster, operator: OperatorHandle, backends: dict,
 ) -> None:
     labels = {"namespace": NS, "integration": "gone"}
     await apply_connections(cluster, backends)

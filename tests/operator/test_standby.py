@@ -16,10 +16,10 @@ import aiohttp
 from tests.fixtures.servers import free_port
 from tests.operator.helpers import LEASE_NS, Replicas, eventually, integration, plan_sync
 from tests.operator.test_operator import apply_connections, finished_runs, jobs
-from walkme_dic.devcluster.cluster import DevCluster
+from walkme_dic_dev.cluster import Cluster
 
 
-async def lease_holder(cluster: DevCluster) -> str:
+async def lease_holder(cluster: Cluster) -> str:
     try:
         lease = await cluster.get("coordination.k8s.io/v1", "Lease", LEASE_NS, "walkme-dic-operator")
     except Exception as error:
@@ -34,7 +34,7 @@ def pid_of(holder: str) -> int:
 
 
 async def test_standby_takes_over_a_killed_leader_mid_run(
-    cluster: DevCluster, kubelet: object, backends: dict, sync_plans: Path, replicas: Replicas,
+    cluster: Cluster, node: object, backends: dict, sync_plans: Path, replicas: Replicas,
 ) -> None:
     first = replicas.start()
     await eventually(lambda: held_by(cluster, first.pid))
@@ -60,7 +60,7 @@ async def test_standby_takes_over_a_killed_leader_mid_run(
 
 
 async def test_clean_shutdown_releases_the_lease_at_once(
-    cluster: DevCluster, kubelet: object, replicas: Replicas,
+    cluster: Cluster, node: object, replicas: Replicas,
 ) -> None:
     first = replicas.start()
     await eventually(lambda: held_by(cluster, first.pid))
@@ -73,12 +73,12 @@ async def test_clean_shutdown_releases_the_lease_at_once(
     assert time.monotonic() - stopped_at < 10  # not the 15 s a killed leader costs
 
 
-async def held_by(cluster: DevCluster, pid: int) -> bool:
+async def held_by(cluster: Cluster, pid: int) -> bool:
     holder = await lease_holder(cluster)
     return bool(holder) and pid_of(holder) == pid
 
 
-async def test_standby_answers_its_liveness_probe(cluster: DevCluster, kubelet: object, replicas: Replicas) -> None:
+async def test_standby_answers_its_liveness_probe(cluster: Cluster, node: object, replicas: Replicas) -> None:
     """A standby is alive (the probe must not restart it), and says it stands by."""
     first = replicas.start()
     await eventually(lambda: held_by(cluster, first.pid))
@@ -95,7 +95,7 @@ async def test_standby_answers_its_liveness_probe(cluster: DevCluster, kubelet: 
     assert await eventually(probe) == "standby"
 
 
-async def test_a_leader_that_loses_its_lease_stops(cluster: DevCluster, kubelet: object, replicas: Replicas) -> None:
+async def test_a_leader_that_loses_its_lease_stops(cluster: Cluster, node: object, replicas: Replicas) -> None:
     """Someone else holds the Lease now (a partition healed late): the old leader stops kopf and exits 1."""
     first = replicas.start()
     await eventually(lambda: held_by(cluster, first.pid))

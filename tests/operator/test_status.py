@@ -16,7 +16,7 @@ import pytest
 
 from tests.operator.helpers import NS, OperatorHandle, condition, connection, eventually, integration, plan_sync
 from tests.operator.test_operator import apply_connections, events_for, events_once_emitted, finished_runs, get
-from walkme_dic.devcluster.cluster import DevCluster
+from walkme_dic_dev.cluster import Cluster
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 REQUESTED_AT = "integrations.walkme.io/requested-at"
@@ -37,11 +37,11 @@ async def run_process(*argv: str, env: dict[str, str]) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-def kube_env(cluster: DevCluster, tmp_path: Path) -> dict[str, str]:
+def kube_env(cluster: Cluster, tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "KUBECONFIG": str(cluster.write_kubeconfig(tmp_path / "kubeconfig"))}
 
 
-async def requested_run(cluster: DevCluster, name: str, value: str) -> dict[str, Any]:
+async def requested_run(cluster: Cluster, name: str, value: str) -> dict[str, Any]:
     async def started() -> dict[str, Any] | None:
         runs = (await get(cluster, "Integration", name))["status"].get("runs") or []
         return next((r for r in runs if r.get("requestedAt") == value), None)
@@ -50,7 +50,7 @@ async def requested_run(cluster: DevCluster, name: str, value: str) -> dict[str,
 
 
 async def after_a_first_run(
-    cluster: DevCluster, backends: dict, sync_plans: Path, *, next_rows: int, next_seconds: float,
+    cluster: Cluster, backends: dict, sync_plans: Path, *, next_rows: int, next_seconds: float,
 ) -> None:
     """Integration `users` with its creation run done; its next run takes ``next_seconds`` and writes ``next_rows``."""
     await apply_connections(cluster, backends)
@@ -61,7 +61,7 @@ async def after_a_first_run(
 
 
 async def test_readme_wait_recipe_returns_when_the_requested_run_has_finished(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
     kubectl_binary: Path, kube_env: dict[str, str],
 ) -> None:
     await after_a_first_run(cluster, backends, sync_plans, next_rows=5, next_seconds=3)
@@ -88,7 +88,7 @@ async def test_readme_wait_recipe_returns_when_the_requested_run_has_finished(
     assert out.strip().splitlines()[-1] == "Succeeded read 5, wrote 5, rejected 0"
 
 
-async def _annotation(cluster: DevCluster) -> str | None:
+async def _annotation(cluster: Cluster) -> str | None:
     annotations = (await get(cluster, "Integration", "users"))["metadata"].get("annotations") or {}
     return annotations.get(REQUESTED_AT)
 
@@ -98,7 +98,7 @@ async def walkme_dic_run(env: dict[str, str], *args: str) -> tuple[int, str, str
 
 
 async def test_walkme_dic_run_follows_the_run_to_its_result(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, sync_plans: Path, kube_env: dict[str, str],
+    cluster: Cluster, operator: OperatorHandle, backends: dict, sync_plans: Path, kube_env: dict[str, str],
 ) -> None:
     await after_a_first_run(cluster, backends, sync_plans, next_rows=4, next_seconds=2)
     code, out, err = await walkme_dic_run(kube_env, "users", "-n", NS, "--wait", "--timeout", "60s")
@@ -126,7 +126,7 @@ async def test_walkme_dic_run_follows_the_run_to_its_result(
 
 
 async def test_walkme_dic_run_refuses_what_cannot_run(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, kube_env: dict[str, str],
+    cluster: Cluster, operator: OperatorHandle, backends: dict, kube_env: dict[str, str],
 ) -> None:
     code, _, err = await walkme_dic_run(kube_env, "nobody", "-n", NS, "--wait")
     assert code == 1 and f"Integration {NS}/nobody not found" in err
@@ -147,12 +147,12 @@ async def test_walkme_dic_run_refuses_what_cannot_run(
     assert code == 1 and "suspended" in err
 
 
-async def _reason(cluster: DevCluster, name: str, type_: str, reason: str) -> bool:
+async def _reason(cluster: Cluster, name: str, type_: str, reason: str) -> bool:
     return condition(await get(cluster, "Integration", name), type_).get("reason") == reason
 
 
 async def test_integration_blockers_post_one_warning_each(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict,
+    cluster: Cluster, operator: OperatorHandle, backends: dict,
 ) -> None:
     await cluster.apply(integration("orphan"))
     await cluster.apply(integration("broken", schedule="every day"))
@@ -184,7 +184,7 @@ async def silent_endpoint() -> AsyncIterator[str]:
 
 
 async def test_connection_shows_probing_at_once_and_a_timeout_names_the_host(
-    cluster: DevCluster, operator: OperatorHandle, silent_endpoint: str, backends: dict,
+    cluster: Cluster, operator: OperatorHandle, silent_endpoint: str, backends: dict,
 ) -> None:
     for obj in backends["manifests"][:4]:  # the Secrets and the WalkMe Connection
         await cluster.apply(obj)
@@ -237,7 +237,7 @@ def parse_table(output: str) -> list[dict[str, str]]:
 
 
 async def test_kubectl_get_shows_the_reason_and_wide_columns_worth_having(
-    cluster: DevCluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
+    cluster: Cluster, operator: OperatorHandle, backends: dict, sync_plans: Path,
     kubectl_binary: Path, kube_env: dict[str, str],
 ) -> None:
     await apply_connections(cluster, backends)

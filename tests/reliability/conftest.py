@@ -1,13 +1,13 @@
-"""reliability tier: like e2e, the dev kubelet runs the real `walkme-dic sync` for every Job."""
+"""reliability tier: like e2e, the node agent runs the real `walkme-dic sync` for every Job."""
 
 from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import kubelet
+from tests.e2e.conftest import node
 from tests.fakes.faultproxy import FaultProxy, running_proxy
 
-__all__ = ["kubelet"]
+__all__ = ["node"]
 
 
 @pytest.fixture

@@ -17,14 +17,14 @@ from tests.fixtures.servers import s3_client
 from tests.fixtures.walkme import WALKME_TOKEN
 from tests.operator.helpers import NS, OperatorHandle, condition, eventually, integration
 from tests.operator.test_operator import apply_connections, events_once_emitted, finished_runs, jobs
-from walkme_dic.devcluster.cluster import DevCluster
-from walkme_dic.devcluster.kubelet import Kubelet
+from walkme_dic_dev.cluster import Cluster
+from walkme_dic_dev.node_agent import NodeAgent
 
 USERS = 450_000  # ~36 MB of CSV: 16 MiB parts, so the kill lands while the multipart upload is open
 
 
 async def test_sync_killed_mid_upload_is_retried_by_the_job_without_leftovers(
-    cluster: DevCluster, operator: OperatorHandle, kubelet: Kubelet, backends: dict, walkme: FakeWalkMe,
+    cluster: Cluster, operator: OperatorHandle, node: NodeAgent, backends: dict, walkme: FakeWalkMe,
     moto_server: str,
 ) -> None:
     walkme.seed_synthetic_users(USERS)
@@ -62,7 +62,7 @@ async def test_sync_killed_mid_upload_is_retried_by_the_job_without_leftovers(
 
 
 async def test_failed_status_writes_and_a_restart_record_the_run_once(
-    cluster: DevCluster, operator: OperatorHandle, kubelet: Kubelet, backends: dict, walkme: FakeWalkMe,
+    cluster: Cluster, operator: OperatorHandle, node: NodeAgent, backends: dict, walkme: FakeWalkMe,
     moto_server: str,
 ) -> None:
     """The API server refuses every Integration status write while the run starts and ends; the

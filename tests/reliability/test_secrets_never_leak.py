@@ -18,12 +18,12 @@ from tests.fixtures.sshd import Sshd
 from tests.fixtures.webhook import WEBHOOK_SECRET
 from tests.operator.helpers import API, NS, OperatorHandle, condition, connection, eventually, integration, secret
 from tests.operator.test_operator import finished_runs, ready
-from walkme_dic.devcluster.cluster import DevCluster
-from walkme_dic.devcluster.kubelet import Kubelet
+from walkme_dic_dev.cluster import Cluster
+from walkme_dic_dev.node_agent import NodeAgent
 
 
 async def test_no_secret_value_in_status_events_logs_or_results(
-    cluster: DevCluster, operator: OperatorHandle, kubelet: Kubelet, walkme: FakeWalkMe, moto_server: str,
+    cluster: Cluster, operator: OperatorHandle, node: NodeAgent, walkme: FakeWalkMe, moto_server: str,
     bucket: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
     marker = f"SECRET-{uuid.uuid4().hex}"
@@ -71,7 +71,7 @@ async def test_no_secret_value_in_status_events_logs_or_results(
 
 
 async def test_no_gcs_key_or_webhook_secret_in_status_events_logs_or_results(
-    cluster: DevCluster, operator: OperatorHandle, kubelet: Kubelet, walkme: FakeWalkMe, gcs_emulator: str,
+    cluster: Cluster, operator: OperatorHandle, node: NodeAgent, walkme: FakeWalkMe, gcs_emulator: str,
     gcs_bucket: str, google_token: FakeGoogleToken, webhook_receiver: WebhookReceiver, webhook_pki: Pki,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -131,7 +131,7 @@ async def test_no_gcs_key_or_webhook_secret_in_status_events_logs_or_results(
 
 
 async def test_no_sftp_password_key_or_passphrase_anywhere(
-    cluster: DevCluster, operator: OperatorHandle, kubelet: Kubelet, walkme: FakeWalkMe, sshd: Sshd,
+    cluster: Cluster, operator: OperatorHandle, node: NodeAgent, walkme: FakeWalkMe, sshd: Sshd,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A working key login, a refused password and a wrong passphrase: status, Events and logs hold none."""

@@ -12,7 +12,6 @@ from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.api.integration import IntegrationSpec
 from walkme_dic.api.run import DuplicateRow, SyncResult
 from walkme_dic.conditions import find_condition
-from walkme_dic.devcluster.emulator import merge_patch
 from walkme_dic.identities import IDENTITY_HISTORY_LIMIT
 from walkme_dic.integrations import ConnectionView, Decision, IntegrationView, plan
 from walkme_dic.jobs.results import JobSummary, PodSummary
@@ -598,3 +597,16 @@ def restored_source(spec: dict[str, Any], entry: dict[str, Any]) -> Any:
     """The source after `kubectl patch --type merge -p <entry's restorePatch>` (merged as the dev cluster's
     API server merges it; it must still validate)."""
     return IntegrationSpec.model_validate(merge_patch({"spec": spec}, json.loads(entry["restorePatch"]))["spec"]).source
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as the API server applies the operator's restorePatch."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result

@@ -80,7 +80,7 @@ class Demo:
     async def run(self) -> int:
         from moto.server import ThreadedMotoServer
 
-        from walkme_dic.devcluster.fake_walkme import FakeWalkMe
+        from walkme_dic_dev.fake_walkme import FakeWalkMe
 
         started = time.monotonic()
         moto_port = free_port()

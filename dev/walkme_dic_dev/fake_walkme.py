@@ -33,7 +33,7 @@ from typing import Any, overload
 
 from aiohttp import web
 
-from walkme_dic.devcluster.httpserver import BackgroundServer
+from walkme_dic_dev.httpserver import BackgroundServer
 
 MAX_OBJECTS = 100
 MAX_PROPERTIES = 100
@@ -292,7 +292,7 @@ class FakeWalkMe(BackgroundServer):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m walkme_dic.devcluster.fake_walkme --port P --client ID:SECRET --token TOKEN:PROPERTY`:
+    """`python -m walkme_dic_dev.fake_walkme --port P --client ID:SECRET --token TOKEN:PROPERTY`:
     the fake in a process of its own (benchmarks, so that the fake is not measured with the client)."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--port", type=int, default=0)

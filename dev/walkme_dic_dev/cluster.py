@@ -20,7 +20,8 @@ CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", names
 NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
 PODS = Resource("", "v1", "pods")
 SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
-RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"}
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted",
+              "pod-security.kubernetes.io/enforce-version": "latest"}
 
 
 def load_crds(directory: Path = REPO_CRDS) -> list[dict[str, Any]]:
@@ -145,8 +146,10 @@ class Cluster:
             resource = await self.resource("integrations.walkme.io/v1alpha1", kind)
             for obj in (await self.client.request("GET", resource.path()))["items"]:
                 if obj["metadata"].get("finalizers"):
-                    await self._ignore_missing(self.client.patch(resource, obj["metadata"]["namespace"],
-                                                                 obj["metadata"]["name"], {"metadata": {"finalizers": None}}))
+                    meta = obj["metadata"]
+                    unfinalized = {"metadata": {"finalizers": None}}
+                    await self._ignore_missing(
+                        self.client.patch(resource, meta["namespace"], meta["name"], unfinalized))
         for name in names:
             await self.client.delete(NAMESPACES, "", name)
         for pod in (await self.client.request("GET", PODS.path()))["items"]:

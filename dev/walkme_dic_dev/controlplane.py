@@ -15,11 +15,15 @@ KUBERNETES_SERVICE_HOST/PORT), cloud controllers, and the endpoint reconciler (i
 127.0.0.1 as the `kubernetes` endpoints, which validation refuses).
 
 Speed over durability, as envtest does: etcd runs with --unsafe-no-fsync in a folder of its own.
+
+Every request is audited at the Metadata level (who, verb, resource, response code, user agent; no
+bodies) as JSON lines in ``audit_log``: the RBAC tests read what the operator's ServiceAccount did there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -44,6 +48,8 @@ BIN_ENV = "WALKME_DIC_CONTROLPLANE_BIN"
 NODE_NAME = "walkme-node"
 SERVICE_CIDR = "10.96.0.0/16"
 ADMIN_USER = "walkme-dic-admin"
+AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+                "rules": [{"level": "Metadata"}]}
 
 
 class ControlPlaneError(RuntimeError):
@@ -126,6 +132,7 @@ class ControlPlane:
         self.url = f"https://127.0.0.1:{self.port}"
         self.authority = Authority(self.pki_dir)
         self.admin_kubeconfig = self.workdir / "admin.kubeconfig"
+        self.audit_log = self.workdir / "audit.log"
 
     @property
     def ca(self) -> Path:
@@ -160,6 +167,8 @@ class ControlPlane:
         kubelet_client = self.authority.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
                                               ("system:masters",))
         service_accounts = signing_key(pki)
+        audit_policy = self.workdir / "audit-policy.yaml"
+        audit_policy.write_text(yaml.safe_dump(AUDIT_POLICY))
         write_kubeconfig(self.admin_kubeconfig, self.url, self.ca, ADMIN_USER,
                          self.authority.issue("admin", ADMIN_USER, ("system:masters",)))
         controller_manager = self.kubeconfig("controller-manager", "system:kube-controller-manager")
@@ -190,6 +199,7 @@ class ControlPlane:
                 f"--service-cluster-ip-range={SERVICE_CIDR}", "--endpoint-reconciler-type=none",
                 f"--kubelet-client-certificate={kubelet_client.cert}", f"--kubelet-client-key={kubelet_client.key}",
                 "--kubelet-preferred-address-types=InternalIP", "--profiling=false",
+                f"--audit-policy-file={audit_policy}", f"--audit-log-path={self.audit_log}",
                 f"--cert-dir={pki}",
             ], logs / "kube-apiserver.log"),
             Component("kube-controller-manager", [
@@ -227,14 +237,19 @@ class ControlPlane:
         with self._open("/version") as answer:
             return json.load(answer)
 
+    def metrics(self) -> str:
+        """The apiserver's own /metrics (Prometheus text), read as the admin."""
+        with self._open("/metrics") as answer:
+            return answer.read().decode()
+
     def _context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.ca))
         admin = self.pki_dir / "admin"
         context.load_cert_chain(f"{admin}.crt", f"{admin}.key")
         return context
 
-    def _open(self, path: str):  # noqa: ANN202 - an http.client response
-        return urllib.request.urlopen(self.url + path, context=self._context(), timeout=5)  # noqa: S310
+    def _open(self, path: str) -> http.client.HTTPResponse:
+        return urllib.request.urlopen(self.url + path, context=self._context(), timeout=5)
 
     def _get(self, path: str) -> int:
         try:

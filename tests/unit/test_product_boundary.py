@@ -1,0 +1,52 @@
+"""The product package is what the image runs: no emulator, fake, node agent or test support in it.
+
+Demo and test support live in dev/walkme_dic_dev (put on the venv's path by scripts/bootstrap.sh) and
+tests/; the image copies only operator/ (.dockerignore) and installs the wheel built from it.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCT = ROOT / "operator" / "walkme_dic"
+NOT_PRODUCT = ("walkme_dic_dev", "tests", "moto", "kmock", "pytest", "hypothesis", "bench")
+NOT_PRODUCT_NAMES = re.compile(r"devcluster|emulator|kubelet|node_agent|fake|mock", re.IGNORECASE)
+
+
+def imported_modules(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(PRODUCT.rglob("*.py")), ids=lambda p: str(p.relative_to(PRODUCT)))
+def test_the_product_imports_no_dev_or_test_support(path: Path) -> None:
+    offending = sorted(m for m in imported_modules(path) if m.split(".")[0] in NOT_PRODUCT)
+    assert not offending, f"{path.relative_to(ROOT)} imports {offending}: move what it needs into walkme_dic"
+
+
+def test_the_product_has_no_emulator_fake_or_kubelet() -> None:
+    named = [str(p.relative_to(PRODUCT)) for p in PRODUCT.rglob("*") if NOT_PRODUCT_NAMES.search(p.name)]
+    assert named == []
+
+
+def test_the_check_sees_a_dev_import(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("import os\nfrom walkme_dic_dev.cluster import Cluster\nfrom . import sibling\n")
+    assert imported_modules(module) == {"os", "walkme_dic_dev.cluster"}
+
+
+def test_the_image_is_built_from_the_product_alone() -> None:
+    allowed = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")]
+    assert allowed == ["!pyproject.toml", "!README.md", "!operator/"]
+    copies = re.findall(r"^COPY\s+(?!--)(\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert copies == ["pyproject.toml", "operator"]

@@ -1,4 +1,6 @@
-"""README's kubectl tour, run verbatim with the real kubectl against `walkme-dic demo --keep-running`.
+"""README's kubectl tour, run verbatim with the real kubectl (the control plane's own build) and a real
+helm against `bash scripts/demo.sh --keep-running`: the real control plane, the chart installed by helm,
+the operator in-cluster on the node agent.
 
 The commands are read from the README block after the ``kubectl-tour`` marker, so README cannot
 show a command this test does not run: each line needs an expectation below, and every expectation
@@ -93,15 +95,30 @@ def server_side_applied(ran: Ran, kubectl: Callable[[str], Ran]) -> None:
 
 
 def dry_run_deleted(ran: Ran, kubectl: Callable[[str], Ran]) -> None:
-    ok('"hr-users-to-walkme" deleted (server dry run)')(ran, kubectl)
+    ok('"hr-users-to-walkme" deleted from walkme-demo namespace (server dry run)')(ran, kubectl)
     assert kubectl("kubectl get wmint hr-users-to-walkme -n walkme-demo").code == 0, "a dry run deletes nothing"
+
+
+def operator_running(ran: Ran, kubectl: Callable[[str], Ran]) -> None:
+    """The chart's two replicas are up: the Deployment 2/2, each pod Running and ready."""
+    ok()(ran, kubectl)
+    rows = [line.split() for line in ran.out.splitlines() if line.strip()]
+    assert ["deployment.apps/walkme-dic", "2/2", "2", "2"] in [row[:4] for row in rows], ran.out
+    pods = [row for row in rows if row[0].startswith("pod/walkme-dic-")]
+    assert len(pods) == 2 and all(row[1:3] == ["1/1", "Running"] for row in pods), ran.out
 
 
 # (pattern the README line must match, what its result must show)
 EXPECTATIONS: list[tuple[str, Check]] = [
+    (r"^helm status walkme-dic -n walkme-dic$",
+     ok("NAME: walkme-dic", "STATUS: deployed", "REVISION: 1", "==> v1/Deployment", "==> v1/PodDisruptionBudget",
+        "walkme-dic-metrics", "ClusterRole/walkme-dic")),
+    (r"^kubectl get deploy,pods -n walkme-dic$", operator_running),
+    (r"^kubectl logs deploy/walkme-dic -n walkme-dic$",
+     ok('"message": "leader election: ', "Lease walkme-dic/walkme-dic-operator")),
     (r"^kubectl get ns,secrets,jobs,pods -n walkme-demo$",
      ok("namespace/walkme-demo", "Active", "secret/demo-walkme-api", "Opaque", "job.batch/hr-users-to-walkme-",
-        "pod/walkme-users-to-lake-", "Succeeded")),
+        "Complete", "pod/walkme-users-to-lake-", "Completed")),
     (r"^kubectl get wmconn,wmint -n walkme-demo$",
      ok("connection.integrations.walkme.io/data-lake", "integration.integrations.walkme.io/hr-users-to-walkme",
         "True")),
@@ -121,9 +138,12 @@ EXPECTATIONS: list[tuple[str, Check]] = [
     (r"^sed .*maxRejectedPercents.* \| kubectl apply -f -$",
      refused('strict decoding error: unknown field "spec.maxRejectedPercents"')),
     (r"^kubectl patch wmint hr-users-to-walkme .*connectionRef",
-     refused('The Integration "hr-users-to-walkme" is invalid: spec.connectionRef: Invalid value: "object": '
+     refused('The Integration "hr-users-to-walkme" is invalid: spec.connectionRef: Invalid value: '
              "connectionRef cannot be changed after creation; create a new Integration")),
-    (r"^kubectl apply --server-side -f examples/demo/30-outbound-users\.yaml$", server_side_applied),
+    (r"^kubectl apply --server-side -f examples/demo/30-outbound-users\.yaml$",
+     refused('Apply failed with 1 conflict: conflict with "kubectl-client-side-apply"', ".spec.mapping.fields")),
+    (r"^kubectl apply --server-side --force-conflicts -f examples/demo/30-outbound-users\.yaml$",
+     server_side_applied),
     (r"kubectl edit wmint walkme-users-to-lake ",
      stored_as("integration.integrations.walkme.io/walkme-users-to-lake edited", "walkme-users-to-lake",
                ".spec.suspend", "true")),
@@ -133,7 +153,7 @@ EXPECTATIONS: list[tuple[str, Check]] = [
     (r"^kubectl create secret generic api-key -n scratch ", ok("secret/api-key created")),
     (r"^kubectl delete namespace scratch$", namespace_emptied),
     (r"^kubectl delete wmint walkme-users-to-lake -n walkme-demo$",
-     ok('integration.integrations.walkme.io "walkme-users-to-lake" deleted')),
+     ok('integration.integrations.walkme.io "walkme-users-to-lake" deleted from walkme-demo namespace')),
 ]
 
 
@@ -152,36 +172,47 @@ def test_readme_shows_only_kubectl_verbs_the_tour_runs() -> None:
     assert code_verbs(text) - toured == set(), "README shows kubectl verbs the tour does not run"
 
 
+READY_LINE = "Everything stays up."
+
+
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Path]:
-    """`walkme-dic demo --keep-running` as a user starts it; yields the kubeconfig it writes."""
+    """The demo with --keep-running as `scripts/demo.sh` starts it; yields the kubeconfig it writes."""
     kubeconfig = tmp_path / "kubeconfig"
-    log = (tmp_path / "demo.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "walkme_dic", "demo", "--keep-running",
+    log_path = tmp_path / "demo.log"
+    log = log_path.open("w")
+    process = subprocess.Popen([sys.executable, "-m", "walkme_dic_dev.demo", "--keep-running",
                                 "--kubeconfig", str(kubeconfig)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 180
-        while not kubeconfig.exists():
-            assert process.poll() is None, f"the demo exited:\n{(tmp_path / 'demo.log').read_text()}"
-            assert time.monotonic() < deadline, f"no kubeconfig after 180s:\n{(tmp_path / 'demo.log').read_text()}"
+        deadline = time.monotonic() + 300
+        while READY_LINE not in log_path.read_text():
+            assert process.poll() is None, f"the demo exited:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, f"the demo was not up after 300s:\n{log_path.read_text()}"
             time.sleep(0.5)
+        assert f"export KUBECONFIG={kubeconfig} " in log_path.read_text()
         yield kubeconfig
     finally:
         process.terminate()  # the demo shuts down cleanly on SIGTERM
         try:
-            code = process.wait(30)
+            code = process.wait(60)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
             raise
         finally:
             log.close()
-        assert code == 143, f"the demo did not stop cleanly ({code}):\n{(tmp_path / 'demo.log').read_text()}"
+        assert code == 143, f"the demo did not stop cleanly ({code}):\n{log_path.read_text()}"
+    assert not kubeconfig.exists(), "the demo left a kubeconfig of a stopped cluster behind"
 
 
-def test_kubectl_tour_from_readme(demo: Path, kubectl_binary: Path, tmp_path: Path) -> None:
+def test_kubectl_tour_from_readme(demo: Path, kubectl_binary: Path, helm_binary: Path, tmp_path: Path) -> None:
+    tools = tmp_path / "bin"  # exactly these two: helm's folder also holds an older kubectl
+    tools.mkdir()
+    for binary in (kubectl_binary, helm_binary):
+        (tools / binary.name).symlink_to(binary)
     env = {**os.environ, "KUBECONFIG": str(demo), "KUBECACHEDIR": str(tmp_path / "kube-cache"),
-           "PATH": f"{kubectl_binary.parent}{os.pathsep}{os.environ['PATH']}"}
+           "HELM_CACHE_HOME": str(tmp_path / "helm-cache"), "HELM_CONFIG_HOME": str(tmp_path / "helm-config"),
+           "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"}
 
     def kubectl(command: str) -> Ran:
         done = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -21,7 +21,8 @@ def main() -> int:
     time.sleep(plan.get("sleep", 0))
     result = plan.get("result", {"result": "Succeeded", "reason": "Synced", "rowsRead": 3, "rowsWritten": 3})
     Path(result_path).write_text(json.dumps(result))
-    return int(plan.get("exit", 0 if result.get("result") != "Failed" else 1))
+    failed = 1 if result.get("retryable") else 3  # the real command's exit codes (jobs/manifest.py)
+    return int(plan.get("exit", 0 if result.get("result") != "Failed" else failed))
 
 
 if __name__ == "__main__":

@@ -83,6 +83,9 @@ class SyncResult(ApiModel):
     rejected: list[RejectedRow] = Field(default_factory=list, description="First rejected rows.")
     duplicate_keys: int = Field(default=0, description="Inbound: rows left out because a later row has their key.")
     duplicates: list[DuplicateRow] = Field(default_factory=list, description="First rows left out as duplicates.")
+    retryable: bool = Field(default=False, description="Failed with a fault that may pass (throttling, 5xx, a "
+                            "dropped connection, an unexpected error): the Job runs another pod, up to "
+                            "spec.job.backoffLimit. Any other failure ends the Job at once.")
 
     def to_termination_message(self) -> str:
         """Serialize within the termination-message limit, dropping rejected samples and trimming text."""

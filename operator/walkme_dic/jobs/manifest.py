@@ -38,6 +38,10 @@ from walkme_dic.jobs.naming import (
 
 CREDENTIALS_DIR = "/var/run/walkme-dic/credentials"
 TERMINATION_LOG = "/dev/termination-log"
+# Exit codes of `walkme-dic sync`. Only a retryable failure (or a pod that died) costs a retry of the Job's
+# backoffLimit; the others end the Job at once through its podFailurePolicy.
+EXIT_RETRYABLE, EXIT_INVALID_REQUEST, EXIT_PERMANENT = 1, 2, 3
+SYNC_CONTAINER = "sync"
 REQUEST_ENV = "WALKME_DIC_REQUEST"
 NON_ROOT_UID = 65532
 EPHEMERAL_STORAGE = "ephemeral-storage"
@@ -128,6 +132,8 @@ def build_job(request: SyncRequest, key: RunKey, image: JobImage) -> dict[str, A
         },
         "spec": {
             "backoffLimit": settings.backoff_limit,
+            "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {
+                "containerName": SYNC_CONTAINER, "operator": "In", "values": [EXIT_INVALID_REQUEST, EXIT_PERMANENT]}}]},
             "activeDeadlineSeconds": settings.active_deadline_seconds,
             "ttlSecondsAfterFinished": 7 * 24 * 3600,
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
@@ -152,7 +158,7 @@ def _tmp_volume(request: SyncRequest) -> dict[str, Any]:
 
 def _container(request: SyncRequest, image: JobImage) -> dict[str, Any]:
     return {
-        "name": "sync",
+        "name": SYNC_CONTAINER,
         "image": image.image,
         "imagePullPolicy": image.pull_policy,
         "command": ["walkme-dic", "sync"],

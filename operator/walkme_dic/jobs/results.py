@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from walkme_dic import reasons
 from walkme_dic.api.run import SyncResult
 from walkme_dic.conditions import parse_time
+from walkme_dic.jobs.manifest import SYNC_CONTAINER
 
 RunState = Literal["Running", "Succeeded", "Failed"]
 
@@ -83,7 +84,7 @@ def summarize_pod(pod: dict[str, Any]) -> PodSummary | None:
     exit_code, message = None, ""
     for container in status.get("containerStatuses") or []:
         terminated = (container.get("state") or {}).get("terminated")
-        if container.get("name") == "sync" and terminated:
+        if container.get("name") == SYNC_CONTAINER and terminated:
             exit_code, message = terminated.get("exitCode"), terminated.get("message") or ""
     evicted = status.get("reason") == "Evicted"
     return PodSummary(

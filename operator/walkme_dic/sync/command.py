@@ -2,8 +2,10 @@
 
 Input: the SyncRequest JSON (--request PATH, or the WALKME_DIC_REQUEST environment variable) and
 a credentials directory (<dir>/<role>/<key>). Output: progress as JSON lines on stdout, the
-SyncResult JSON (< 4 KiB) at --result (the container's termination message), exit code
-0 (Succeeded / Skipped), 1 (Failed) or 2 (unusable input).
+SyncResult JSON (< 4 KiB) at --result (the container's termination message), and an exit code the
+Job's podFailurePolicy reads (jobs/manifest.py): 0 Succeeded / Skipped, 1 Failed by a fault that may
+pass (the Job retries), 2 unusable input and 3 any other failure (the Job fails at once: a retry
+would read the same source and meet the same refusal).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pydantic import ValidationError
 
 from walkme_dic.api.run import SyncRequest, SyncResult
 from walkme_dic.errors import validation_message
-from walkme_dic.jobs.manifest import REQUEST_ENV
+from walkme_dic.jobs.manifest import EXIT_INVALID_REQUEST, EXIT_PERMANENT, EXIT_RETRYABLE, REQUEST_ENV
 from walkme_dic.redaction import redact
 from walkme_dic.sync.credentials import load_credentials
 from walkme_dic.sync.engine import run_sync
@@ -75,7 +77,7 @@ def main(argv: list[str]) -> int:
         message = redact(f"the sync request is missing or invalid: {detail}", credentials.values())
         emit({"level": "error", "msg": message})
         write_result(args.result, SyncResult(result="Failed", reason="InvalidRequest", message=message[:2000]))
-        return 2
+        return EXIT_INVALID_REQUEST
     tune_interpreter()
     emit({"phase": "start", "runId": request.run_id, "direction": request.spec.direction,
           "integration": f"{request.integration.namespace}/{request.integration.name}"})
@@ -83,4 +85,10 @@ def main(argv: list[str]) -> int:
     emit({"phase": "done", "result": result.result, "reason": result.reason, "rowsRead": result.rows_read,
           "rowsWritten": result.rows_written, "rowsRejected": result.rows_rejected, "message": result.message})
     write_result(args.result, result)
-    return 0 if result.result in ("Succeeded", "Skipped") else 1
+    return exit_code(result)
+
+
+def exit_code(result: SyncResult) -> int:
+    if result.result in ("Succeeded", "Skipped"):
+        return 0
+    return EXIT_RETRYABLE if result.retryable else EXIT_PERMANENT

@@ -26,7 +26,7 @@ from walkme_dic.api.run import DuplicateRow, RejectedRow, SyncRequest, SyncResul
 from walkme_dic.connectors.base import FileStore, WriteReport
 from walkme_dic.connectors.registry import open_file_store
 from walkme_dic.connectors.walkme import BATCH, Export, Pages, WalkMeClient
-from walkme_dic.errors import DicError, PermanentError
+from walkme_dic.errors import DicError, PermanentError, TransientError
 from walkme_dic.redaction import redact
 from walkme_dic.sync.columns import map_block, tabulate
 from walkme_dic.sync.credentials import CredentialSet
@@ -100,9 +100,11 @@ def run_sync(request: SyncRequest, credentials: CredentialSet, *, progress: Prog
         else:
             result = Outbound(request, credentials, Reporter(progress)).run()
     except DicError as error:
-        result = SyncResult(result="Failed", reason=error.reason, message=error.message)
+        result = SyncResult(result="Failed", reason=error.reason, message=error.message,
+                            retryable=isinstance(error, TransientError))
     except Exception as error:
-        result = SyncResult(result="Failed", reason="InternalError", message=f"{type(error).__name__}: {error}")
+        result = SyncResult(result="Failed", reason="InternalError", message=f"{type(error).__name__}: {error}",
+                            retryable=True)
     result.message = redact(result.message, secrets)
     for sample in result.rejected:
         sample.reason = redact(sample.reason, secrets)

@@ -69,7 +69,7 @@ async def test_core_api_reads_the_pods_the_node_agent_reports(
 
 def kubectl(kubectl_binary: Path, kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
     done = subprocess.run([str(kubectl_binary), *args], input=stdin, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "KUBECONFIG": str(kubeconfig)})
+                          check=False, env={**os.environ, "KUBECONFIG": str(kubeconfig)})
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -93,7 +93,7 @@ async def test_kubectl_get_watch_keeps_the_printer_columns(
         async def a_row_shows_the_run() -> bool:
             line = await asyncio.wait_for(watcher.stdout.readline(), 30)
             lines.append(line.decode().split())
-            return len(lines) > 1 and lines[-1][-2:-1] != ["<none>"] and lines[-1][:1] == ["tour"]
+            return len(lines) > 1 and "True" in lines[-1]  # the READY column of the operator's last write
 
         await eventually(a_row_shows_the_run, timeout=60, interval=0)
     finally:
@@ -121,7 +121,8 @@ async def test_kubectl_round_trips_a_list_and_answers_can_i(
     assert condition(after, "Ready")["status"] == "True", "a round trip changes nothing the operator reads"
     tenant = f"--as=system:serviceaccount:{NS}:default"
     denied = subprocess.run([str(kubectl_binary), "auth", "can-i", "create", "integrations.integrations.walkme.io",
-                             "-n", NS, tenant], capture_output=True, text=True, env={"KUBECONFIG": str(kubeconfig)})
+                             "-n", NS, tenant], capture_output=True, text=True, check=False,
+                            env={"KUBECONFIG": str(kubeconfig)})
     assert (denied.returncode, denied.stdout.strip()) == (1, "no")
     assert kubectl(kubectl_binary, kubeconfig, "auth", "can-i", "create", "integrations.integrations.walkme.io",
                    "-n", NS).strip() == "yes"

@@ -45,3 +45,4 @@ DESTINATION_REPLACED = "DestinationReplaced"
 EMPTY_SOURCE = "EmptySource"
 PARTIALLY_APPLIED = "PartiallyApplied"
 DUPLICATE_KEYS = "DuplicateKeys"
+UNBALANCED_QUOTE = "UnbalancedQuote"  # a quoted CSV field ran over line ends into the rows after it

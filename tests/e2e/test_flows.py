@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import gzip
 import io
 import json
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 from azure.storage.blob import BlobServiceClient
@@ -83,8 +86,7 @@ async def test_unchanged_file_is_skipped_on_schedule_but_not_on_request(
     await apply_connections(cluster, backends)
     await cluster.apply(inbound(schedule="0 * * * *"))
     await finished_runs(cluster, "hr")
-    assert cluster.client is not None
-    await cluster.client.patch(cluster.resource(API, "Integration"), NS, "hr",
+    await cluster.client.patch(await cluster.resource(API, "Integration"), NS, "hr",
                                {"status": {"lastScheduleTime": "2020-01-01T00:00:00Z"}}, status=True)
     obj = await finished_runs(cluster, "hr", count=2)
     assert obj["status"]["runs"][0]["result"] == "Skipped"
@@ -217,11 +219,10 @@ async def test_failed_export_leaves_no_file_and_keeps_the_watermark(
     assert exported_rows(moto_server, backends["bucket"]) == {}
 
 
-async def test_demo_command_runs_to_the_end() -> None:
-    import asyncio
-    import sys
-
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "walkme_dic", "demo", "--timeout", "90",
+async def test_demo_command_runs_to_the_end(tmp_path: Path) -> None:
+    """scripts/demo.sh's module: its own control plane, the chart helm-installed, the examples synced."""
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "walkme_dic_dev.demo", "--timeout", "90",
+                                                   "--kubeconfig", str(tmp_path / "kubeconfig"),
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     output, _ = await asyncio.wait_for(process.communicate(), timeout=180)
     text = output.decode()

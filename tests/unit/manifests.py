@@ -1,4 +1,5 @@
-"""Validating manifests the way the API server would (schema) and the operator does (models)."""
+"""Validating manifests against the CRD schema (jsonschema, a quick first look; tests/operator/test_admission.py
+asks the real API server) and the way the operator does (models)."""
 
 from __future__ import annotations
 
@@ -27,18 +28,6 @@ def schema_errors(obj: dict[str, Any]) -> list[str]:
     validator = jsonschema.Draft7Validator(SCHEMAS[obj["kind"]])
     return [f"{'.'.join(str(p) for p in error.absolute_path)}: {error.message}"
             for error in validator.iter_errors(obj)]
-
-
-def cel_errors(obj: dict[str, Any]) -> list[str]:
-    """Messages of the CRD's spec-level CEL rules (x-kubernetes-validations) the object breaks, evaluated by
-    cel-python as the API server would."""
-    import celpy
-
-    rules = SCHEMAS[obj["kind"]]["properties"]["spec"].get("x-kubernetes-validations", [])
-    environment = celpy.Environment()
-    spec = celpy.json_to_cel(obj["spec"])
-    return [rule["message"] for rule in rules
-            if not environment.program(environment.compile(rule["rule"])).evaluate({"self": spec})]
 
 
 def model_error(obj: dict[str, Any]) -> str | None:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any, BinaryIO, NamedTuple
 
+from walkme_dic import reasons
 from walkme_dic.api.integration import FileSettings
 from walkme_dic.errors import PermanentError
 
@@ -118,6 +119,7 @@ def _csv_blocks(text: io.TextIOWrapper, settings: FileSettings, required: list[s
     while True:
         rows: list[list[str]] = []
         malformed = None
+        first_line = reader.line_num + 1  # physical lines of the file, the header's included
         try:  # list.extend keeps the rows read before a malformed one raises
             rows.extend(islice(reader, BLOCK_ROWS))
         except csv.Error as error:
@@ -128,23 +130,46 @@ def _csv_blocks(text: io.TextIOWrapper, settings: FileSettings, required: list[s
             block = Block(header, list(range(number + 1, number + 1 + len(rows))), rows, [])
             number += len(rows)
         else:
-            block, number = _sorted_out(header, rows, number)
+            block, number = _sorted_out(header, rows, number, first_line)
         if malformed is not None:
+            opened = first_line + sum(map(_lines_of, rows))
+            if reader.line_num > opened:
+                raise _unbalanced_quote(opened, reader.line_num)
             number += 1
             block.rejected.append(Rejected(number, f"malformed CSV: {malformed}"))
         yield block
 
 
-def _sorted_out(header: list[str], rows: list[list[str]], number: int) -> tuple[Block, int]:
-    """A block of rows some of which are blank (skipped, not numbered) or have the wrong number of fields."""
+def _lines_of(cells: list[str]) -> int:
+    """Physical lines a parsed row took: one, and one more per line end inside its quoted cells."""
+    return 1 + sum(cell.count("\n") + cell.count("\r") - cell.count("\r\n") for cell in cells)
+
+
+def _unbalanced_quote(opened: int, last: int) -> PermanentError:
+    """A quote that opens a field and does not close where a row ends: the rows after it cannot be told apart
+    (they would be read as one cell), so the run stops before anything is sent rather than import around them."""
+    return PermanentError(
+        f"line {opened} of the file opens a quoted field that does not close where a row ends: lines "
+        f"{opened}-{last} would be read as one row, so nothing was imported. Inside a quoted field a quote is "
+        'written twice (""); a field with a quote in it is quoted as a whole', reason=reasons.UNBALANCED_QUOTE)
+
+
+def _sorted_out(header: list[str], rows: list[list[str]], number: int, line: int) -> tuple[Block, int]:
+    """A block of rows some of which are blank (skipped, not numbered) or have the wrong number of fields;
+    ``line`` is the physical line the first row starts on. A wrong row over several lines is a quote that
+    swallowed line ends (see _unbalanced_quote), not one ragged row."""
     block = Block(header, [], [], [])
     for cells in rows:
+        lines = _lines_of(cells)
+        line += lines
         if not cells:
             continue
         number += 1
         if len(cells) == len(header):
             block.numbers.append(number)
             block.rows.append(cells)
+        elif lines > 1:
+            raise _unbalanced_quote(line - lines, line - 1)
         else:
             block.rejected.append(Rejected(number, f"has {len(cells)} fields, the header has {len(header)}"))
     return block, number

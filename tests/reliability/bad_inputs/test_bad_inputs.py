@@ -50,6 +50,8 @@ CASES = [
     Case("ragged long row", csv(GOOD, "u2,gold,3,2024-01-01,true,extra"), written=1, rejected=1,
          says="has 6 fields"),
     Case("unclosed quote", csv(GOOD, 'u2,"gold,3,2024-01-01,true'), rejected=1, says="malformed CSV"),
+    Case("unclosed quote before more rows", csv(GOOD, 'u2,"gold,3,2024-01-01,true', "u3,gold,3,2024-01-01,false"),
+         "Failed", "UnbalancedQuote", "line 3 of the file opens a quoted field"),
     Case("wrong delimiter", b"id;plan;seats;since;active\nu1;gold;3;2024-01-01;true\n", "Failed", "MissingColumn",
          "delimiter"),
     Case("missing key column", b"plan,seats,since,active\ngold,3,2024-01-01,true\n", "Failed", "MissingColumn",

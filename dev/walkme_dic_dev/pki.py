@@ -57,8 +57,9 @@ class Authority:
         return self.pair.cert
 
     def issue(self, name: str, common_name: str, groups: tuple[str, ...] = (), *, hosts: tuple[str, ...] = (),
-              client: bool = True) -> Pair:
-        """``name``.crt/.key: a client certificate, and a serving one for ``hosts`` (IPs or DNS names)."""
+              client: bool = True, validity: datetime.timedelta = VALIDITY) -> Pair:
+        """``name``.crt/.key: a client certificate, and a serving one for ``hosts`` (IPs or DNS names), valid
+        from five minutes ago for ``validity`` from now."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in groups]
@@ -67,7 +68,7 @@ class Authority:
             [ExtendedKeyUsageOID.SERVER_AUTH] if hosts else [])
         builder = (x509.CertificateBuilder().subject_name(x509.Name(attributes)).issuer_name(self._cert.subject)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
+                   .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + validity)
                    .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                    .add_extension(x509.ExtendedKeyUsage(usages), critical=False))
         if hosts:

@@ -6,7 +6,8 @@ in-cluster service account, or kubeconfig files (a KUBECONFIG list is merged, ``
 context; CA/client certificate as data or files, paths relative to each kubeconfig's folder,
 ``token``, ``tokenFile``, ``exec`` plugins, auth providers) — and never parses a kubeconfig itself.
 Each load yields a `Login`: server, TLS files, bearer token, and when it stops being good (an exec
-plugin's ``expirationTimestamp``, a JWT's ``exp``). Both clients use the same `ClusterAccess`:
+plugin's ``expirationTimestamp``, a JWT's ``exp``, a client certificate's notAfter). Both clients use
+the same `ClusterAccess`:
 
 * kopf (watches, its own patches) gets a `Login` from the ``@kopf.on.login`` handler as a
   ``kopf.ConnectionInfo`` with ``expiration`` set a little before the real expiry, so kopf logs in
@@ -16,9 +17,9 @@ plugin's ``expirationTimestamp``, a JWT's ``exp``). Both clients use the same `C
   once and retries.
 
 A login is always a fresh load from the source (token file re-read, exec plugin re-run), so a token
-the kubelet rotated or a plugin's new credential is picked up without a restart. A refresh that
-yields the very credentials the server just refused logs one line naming the server and the auth
-method (never the token) and the call fails with a 401 ApiError.
+the kubelet rotated, a certificate renewed in its file or a plugin's new credential is picked up
+without a restart. A refresh that yields the very credentials the server just refused logs one line
+naming the server and the auth method (never the token) and the call fails with a 401 ApiError.
 
 Why the writes stay on aiohttp rather than going through `kubernetes.client`: that client is
 synchronous (urllib3), so inside kopf's event loop every call needs a worker thread. Measured with
@@ -46,6 +47,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from cryptography import x509
 from kubernetes.client import Configuration
 from kubernetes.config import ConfigException
 from kubernetes.config.incluster_config import InClusterConfigLoader
@@ -74,17 +76,19 @@ class Login:
     insecure: bool = False
     default_namespace: str | None = None
     renew_at: datetime | None = None  # load again from then on: a little before the credentials expire
+    cert_expiry: datetime | None = None  # the client certificate's notAfter: tells a renewed file from the old one
 
     def stale(self) -> bool:
         return self.renew_at is not None and datetime.now(UTC) >= self.renew_at
 
-    def credentials(self) -> tuple[str, str | None, str | None]:
+    def credentials(self) -> tuple[str, str | None, str | None, datetime | None]:
         """What a refusal is about: the server and what we showed it."""
-        return self.server, self.token, self.cert_path
+        return self.server, self.token, self.cert_path, self.cert_expiry
 
-    def tls_key(self) -> tuple[str | None, str | None, str | None, bool]:
-        """What the TLS connection depends on (the token goes in a header, per request)."""
-        return self.ca_path, self.cert_path, self.key_path, self.insecure
+    def tls_key(self) -> tuple[str | None, str | None, str | None, bool, datetime | None]:
+        """What the TLS connection depends on (the token goes in a header, per request); a certificate
+        renewed in the same file is a new key, so it gets a new session."""
+        return self.ca_path, self.cert_path, self.key_path, self.insecure, self.cert_expiry
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if not self.server.startswith("https"):
@@ -112,6 +116,16 @@ def _token_expiry(token: str | None) -> datetime | None:
         return None
 
 
+def _certificate_expiry(path: str | None) -> datetime | None:
+    """A client certificate's notAfter; None without one (or one we cannot read: TLS setup then says why)."""
+    if not path:
+        return None
+    try:
+        return x509.load_pem_x509_certificate(Path(path).read_bytes()).not_valid_after_utc
+    except (OSError, ValueError):
+        return None
+
+
 def _split_authorization(value: str | None) -> tuple[str, str | None]:
     """``"Bearer abc"`` → ("Bearer", "abc"); token files may end in a newline, which a header must not carry."""
     value = (value or "").strip()
@@ -123,12 +137,13 @@ def _login_from(configuration: Configuration, method: str, namespace: str | None
                 plugin_expiry: datetime | None) -> Login:
     scheme, token = _split_authorization(
         configuration.api_key.get("BearerToken") or configuration.api_key.get("authorization"))
-    expiries = [e for e in (plugin_expiry, _token_expiry(token)) if e is not None]
+    cert_expiry = _certificate_expiry(configuration.cert_file)
+    expiries = [e for e in (plugin_expiry, _token_expiry(token), cert_expiry) if e is not None]
     return Login(
         server=configuration.host.rstrip("/"), method=method, token=token, scheme=scheme,
         ca_path=configuration.ssl_ca_cert, cert_path=configuration.cert_file, key_path=configuration.key_file,
         insecure=not configuration.verify_ssl, default_namespace=namespace,
-        renew_at=_renew_at(min(expiries)) if expiries else None,
+        renew_at=_renew_at(min(expiries)) if expiries else None, cert_expiry=cert_expiry,
     )
 
 
@@ -196,7 +211,8 @@ class ClusterAccess:
         self._load = load
         self._lock = threading.Lock()
         self._current: Login | None = None
-        self._refused: set[tuple[str, str | None, str | None]] = set()  # refused credentials: each named once
+        # refused credentials: each named once
+        self._refused: set[tuple[str, str | None, str | None, datetime | None]] = set()
 
     @classmethod
     def discover(cls, kubeconfig: str | None = None, context: str | None = None,
@@ -284,7 +300,7 @@ class KubeClient:
         self.access = access
         self.user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
-        self._tls_key: tuple[str | None, str | None, str | None, bool] | None = None
+        self._tls_key: tuple[str | None, str | None, str | None, bool, datetime | None] | None = None
         self._retired: list[aiohttp.ClientSession] = []
         self._login: Login | None = None
 

@@ -25,7 +25,9 @@ from walkme_dic.api.connection import PROVIDERS, ConnectionSpec, ConnectionStatu
 from walkme_dic.api.integration import (
     DESTINATION_KINDS,
     MAX_WALKME_PROPERTIES,
+    PARENT_SEGMENT,
     SOURCE_KINDS,
+    UNDER_THE_CONNECTION,
     WALKME_TYPES_MESSAGE,
     IntegrationSpec,
     IntegrationStatus,
@@ -44,6 +46,12 @@ def exactly_one_block(side: str, kinds: tuple[str, ...]) -> dict[str, str]:
     """The CEL rule (and its message) that one block of ``kinds`` is set under ``side``."""
     return {"rule": f"[{', '.join(f'has(self.{kind})' for kind in kinds)}].filter(x, x).size() == 1",
             "message": f"set exactly one of {', '.join(f'{side}.{kind}' for kind in kinds)}"}
+
+def under_the_connection(side: str) -> dict[str, str]:
+    """The CEL rule that ``side``.file.path has no '..' segment (sftp would leave the Connection's folder)."""
+    return {"rule": "!has(self.file) || !self.file.path.matches('(^|/)[.][.](/|$)')",
+            "message": f"{side}.file.path: no '{PARENT_SEGMENT}' segment; {UNDER_THE_CONNECTION}"}
+
 
 KINDS: dict[str, dict[str, Any]] = {
     "Connection": {
@@ -104,8 +112,8 @@ KINDS: dict[str, dict[str, Any]] = {
                 "rule": "self == oldSelf",
                 "message": "connectionRef cannot be changed after creation; create a new Integration",
             }],
-            "source": [exactly_one_block("source", SOURCE_KINDS)],
-            "destination": [exactly_one_block("destination", DESTINATION_KINDS)],
+            "source": [exactly_one_block("source", SOURCE_KINDS), under_the_connection("source")],
+            "destination": [exactly_one_block("destination", DESTINATION_KINDS), under_the_connection("destination")],
         },
     },
 }

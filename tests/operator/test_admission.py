@@ -142,13 +142,19 @@ RULE_CASES: dict[tuple[str, str], list[RuleCase]] = {
                  old=INBOUND),
     ],
     ("Integration", "spec.source"): [
-        RuleCase(accepted=INBOUND, refused={**INBOUND, "source": {**FILE, "salesforce": {"soql": "SELECT Id"}}}),
-        RuleCase(accepted=OUTBOUND, refused={**INBOUND, "source": {}}),
+        RuleCase(accepted=INBOUND, refused={**INBOUND, "source": {**FILE, "salesforce": {"soql": "SELECT Id"}}},
+                 rule="set exactly one"),
+        RuleCase(accepted=OUTBOUND, refused={**INBOUND, "source": {}}, rule="set exactly one"),
+        RuleCase(accepted={**INBOUND, "source": {"file": {"path": "in/..users../a..b.csv"}}},
+                 refused={**INBOUND, "source": {"file": {"path": "in/../../tenant-b/users.csv"}}}, rule="'..' segment"),
     ],
     ("Integration", "spec.destination"): [
-        RuleCase(accepted=INBOUND, refused={**INBOUND, "destination": {**WALKME_DEST, **FILE}}),
+        RuleCase(accepted=INBOUND, refused={**INBOUND, "destination": {**WALKME_DEST, **FILE}}, rule="set exactly one"),
         RuleCase(accepted={**OUTBOUND, "destination": {"webhook": {"batchSize": 50}}},
-                 refused={**OUTBOUND, "destination": {"webhook": {"batchSize": 50}, **FILE}}),
+                 refused={**OUTBOUND, "destination": {"webhook": {"batchSize": 50}, **FILE}}, rule="set exactly one"),
+        RuleCase(accepted={**OUTBOUND, "destination": {"file": {"path": "exports/.hidden/users.csv"}}},
+                 refused={**OUTBOUND, "destination": {"file": {"path": "../tenant-b/report.csv"}}},
+                 rule="'..' segment"),
     ],
     ("Integration", "spec"): [
         RuleCase(accepted=OUTBOUND, refused={**OUTBOUND, "direction": "Inbound"}, rule="Inbound integrations read"),

@@ -71,6 +71,8 @@ MISTAKES = [
     ("salesforce without url", "Connection", {"salesforce": {"auth": {"secretRef": {"name": "sf"}}}},
      "instanceUrl"),
     ("unknown provider", "Connection", {"dropbox": {"folder": "b"}}, "dropbox"),
+    ("source path leaving its folder", "Integration", changed(INBOUND, "source.file.path", "../b/users.csv"),
+     "'..' segment"),
     ("bad cron", "Integration", {**INBOUND, "schedule": "every day"}, "schedule"),
     ("bad time zone", "Integration", {**INBOUND, "timeZone": "Mars/Olympus"}, "timeZone"),
     ("unknown direction", "Integration", {**INBOUND, "direction": "Sideways"}, "direction"),

@@ -17,6 +17,9 @@ FieldType = Literal["string", "number", "boolean", "date"]
 RunResult = Literal["Running", "Succeeded", "Failed", "Skipped"]
 RunTrigger = Literal["Created", "SpecChanged", "Schedule", "Requested", "Retry"]
 MODSTAMP = "SystemModstamp"  # the Salesforce field incremental inbound reads filter and order on
+PARENT_SEGMENT = ".."
+MAX_PATH_LENGTH = 1024  # S3's and GCS's limit for an object name (bytes); it also bounds the CEL rule's cost
+UNDER_THE_CONNECTION = "a file's path stays under its Connection's prefix or folder"
 MAX_WALKME_PROPERTIES = 100  # WalkMe: at most 100 properties across all integrations of an account
 WALKME_TYPES_MESSAGE = ("type boolean: WalkMe user attributes are String, Number or Date; map a true/false column "
                         "as type string, or as the activeField")
@@ -26,7 +29,7 @@ class FileSettings(ApiModel):
     """A file in the external Connection's bucket or container."""
 
     path: str = Field(
-        min_length=1,
+        min_length=1, max_length=MAX_PATH_LENGTH,
         description="Path under the connection's prefix. Outbound paths may use {date}, {time}, {runId} "
         "and {slot}, e.g. exports/users-{date}.csv.",
     )
@@ -40,6 +43,13 @@ class FileSettings(ApiModel):
         description="Text encoding, any codec Python knows (utf-8, latin-1, cp1252, utf-16 with its byte-order "
         "mark, ...); utf-8 also accepts a byte-order mark.",
     )
+
+    @field_validator("path")
+    @classmethod
+    def _under_the_connection(cls, value: str) -> str:
+        if PARENT_SEGMENT in value.split("/"):
+            raise ValueError(f"path: {value!r} has a {PARENT_SEGMENT!r} segment; {UNDER_THE_CONNECTION}")
+        return value
 
     @field_validator("encoding")
     @classmethod

@@ -1,12 +1,57 @@
-"""Cron slot arithmetic in a time zone (pure functions)."""
+"""Cron slot arithmetic in a time zone, and what a schedule may be (pure functions)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
+
+# What a Kubernetes CronJob accepts (robfig/cron's standard parser): five fields of numbers, ranges,
+# steps, lists, * and ? (day fields), month and weekday names; or one of these macros. croniter also
+# takes seconds and years fields, L, W and #, which a CronJob refuses: so do we.
+MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_NAMES = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC|SUN|MON|TUE|WED|THU|FRI|SAT"
+_FIELD = re.compile(rf"(?:[0-9]+|{_NAMES}|\*|\?)(?:-(?:[0-9]+|{_NAMES}))?(?:/[0-9]+)?", re.IGNORECASE)
+MAX_TIME_ZONE_LENGTH = 64  # the longest IANA name is 32 characters
+_NEVER_HORIZON = datetime(2026, 1, 1), timedelta(days=5 * 366)  # e.g. 0 0 31 2 * never comes
+
+
+def schedule_problem(cron: str) -> str | None:
+    """Why ``cron`` is not a schedule a CronJob would run, or None."""
+    if cron.startswith("@"):
+        return None if cron in MACROS else f"{cron!r} is not one of the macros {', '.join(MACROS)}"
+    if cron != cron.strip():
+        return f"{cron!r} starts or ends with white space"
+    fields = cron.split()
+    if len(fields) != 5:
+        return f"{cron!r} has {len(fields)} fields; a schedule has five (minute hour day month weekday)"
+    for field in fields:
+        if not all(_FIELD.fullmatch(part) for part in field.split(",")):
+            return f"{cron!r}: {field!r} is not a cron field (numbers, ranges, steps, lists, *, month or day names)"
+    if not croniter.is_valid(cron):
+        return f"{cron!r} is out of range (minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-7)"
+    start, horizon = _NEVER_HORIZON
+    try:
+        first = croniter(cron, start).get_next(datetime)
+    except CroniterError:
+        first = None
+    if first is None or first > start + horizon:
+        return f"{cron!r} never comes (no date matches it within five years)"
+    return None
+
+
+def time_zone_problem(name: str) -> str | None:
+    """Why ``name`` is not an IANA time zone, or None."""
+    if len(name) > MAX_TIME_ZONE_LENGTH:
+        return f"{len(name)} characters is longer than any IANA time zone name"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return f"{name!r} is not an IANA time zone (e.g. Europe/Berlin)"
+    return None
 
 
 def latest_slot(cron: str, time_zone: str, now: datetime) -> datetime:

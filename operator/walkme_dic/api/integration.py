@@ -5,12 +5,11 @@ from __future__ import annotations
 import codecs
 from datetime import UTC, datetime
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
 from walkme_dic.api.common import ApiModel, Condition, LocalObjectReference, SecretKeySelector
+from walkme_dic.schedule import MAX_TIME_ZONE_LENGTH, schedule_problem, time_zone_problem
 
 Direction = Literal["Inbound", "Outbound"]
 FieldType = Literal["string", "number", "boolean", "date"]
@@ -331,7 +330,8 @@ class IntegrationSpec(ApiModel):
         default=None,
         description="Cron schedule, e.g. '0 */6 * * *'. Leave out to run only on create, change or request.",
     )
-    time_zone: str = Field(default="UTC", description="IANA time zone the schedule is read in.")
+    time_zone: str = Field(default="UTC", max_length=MAX_TIME_ZONE_LENGTH,
+                           description="IANA time zone the schedule is read in.")
     suspend: bool = Field(default=False, description="Stop starting new runs; a running one finishes.")
     dry_run: bool = Field(default=False, description="Read, map and validate, report counts, write nothing.")
     run_history_limit: int = Field(default=10, ge=1, le=100, description="How many runs status keeps.")
@@ -351,17 +351,17 @@ class IntegrationSpec(ApiModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        if value is not None and not croniter.is_valid(value):
-            raise ValueError(f"schedule: {value!r} is not a valid cron expression (e.g. '0 */6 * * *')")
+        problem = None if value is None else schedule_problem(value)
+        if problem:
+            raise ValueError(f"schedule: {problem} (e.g. '0 */6 * * *' or @daily)")
         return value
 
     @field_validator("time_zone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"timeZone: {value!r} is not an IANA time zone (e.g. Europe/Berlin)") from error
+        problem = time_zone_problem(value)
+        if problem:
+            raise ValueError(f"timeZone: {problem}")
         return value
 
     @model_validator(mode="after")

@@ -155,13 +155,13 @@ async def test_integration_blockers_post_one_warning_each(
     cluster: Cluster, operator: OperatorHandle, backends: dict,
 ) -> None:
     await cluster.apply(integration("orphan"))
-    await cluster.apply(integration("broken", schedule="every day"))
+    await cluster.apply(integration("broken", schedule="0 0 31 2 *", timeZone="Europe/Berlin"))
     orphan = await events_once_emitted(cluster, "orphan", "ConnectionNotFound")
     broken = await events_once_emitted(cluster, "broken", "InvalidSpec")
     assert [(e["type"], e["reason"]) for e in orphan] == [("Warning", "ConnectionNotFound")]
     assert "spec.connectionRef: Connection 'lake' does not exist" in orphan[0]["message"]
     assert [(e["type"], e["reason"]) for e in broken] == [("Warning", "InvalidSpec")]
-    assert broken[0]["message"].startswith("spec.schedule: 'every day' is not a valid cron expression")
+    assert broken[0]["message"].startswith("spec.schedule: '0 0 31 2 *' never comes")
     await asyncio.sleep(2)  # several resync passes (0.5 s) later: still one Event each
     assert len(await events_for(cluster, "orphan")) == 1 and len(await events_for(cluster, "broken")) == 1
 

@@ -7,6 +7,7 @@ status, at most one Job to create, and the Events to emit. It never talks to the
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -63,6 +64,23 @@ class ConnectionView:
 
 
 @dataclass(frozen=True)
+class DestinationClaim:
+    """An Outbound Integration's file: the Connection it writes through and the path it writes."""
+
+    integration: str
+    created: datetime
+    connection: str
+    path: str
+
+    @classmethod
+    def of(cls, name: str, created: datetime, spec: dict[str, Any]) -> DestinationClaim | None:
+        path = ((spec.get("destination") or {}).get("file") or {}).get("path")
+        if spec.get("direction") != "Outbound" or not isinstance(path, str):
+            return None
+        return cls(name, created, (spec.get("connectionRef") or {}).get("name", ""), path.lstrip("/"))
+
+
+@dataclass(frozen=True)
 class Event:
     type: str  # Normal | Warning
     reason: str
@@ -102,7 +120,9 @@ def plan(
     jobs: list[JobSummary],
     pods: dict[str, list[PodSummary]],
     now: datetime,
+    claims: Sequence[DestinationClaim] = (),
 ) -> Decision:
+    """``claims``: the other Integrations of the namespace that write files (the older one keeps a path)."""
     status = copy.deepcopy(view.status)
     decision = Decision(status=status, status_changed=False)
     try:
@@ -117,7 +137,7 @@ def plan(
     for side, message in track_identities(status, spec, view.name, view.namespace, view.generation, now):
         decision.events.append(Event("Normal", IDENTITY_REPLACED[side], message))
     _observe_runs(status, view, spec, jobs, pods, now, decision)
-    blocker = _blocker(status, spec, external, walkme)
+    blocker = _blocker(status, spec, external, walkme) or _conflict(view, claims)
     if blocker is None and not status.get("activeRun") and not spec.suspend:
         _start_run_if_due(status, view, spec, external, walkme, now, decision)
     status["nextScheduleTime"] = (
@@ -169,6 +189,22 @@ def _blocker(
             return Blocker(reasons.CONNECTION_NOT_READY, f"Connection {connection.name!r} is not Ready{why}",
                            stalled=False, pending=connection.probing)
     return None
+
+
+def _conflict(view: IntegrationView, claims: Sequence[DestinationClaim]) -> Blocker | None:
+    """Two Integrations writing one file overwrite each other's runs: the one created first keeps it."""
+    mine = DestinationClaim.of(view.name, view.created, view.spec)
+    if mine is None:
+        return None
+    older = sorted((c.created, c.integration) for c in claims if c.integration != view.name and
+                   (c.connection, c.path) == (mine.connection, mine.path) and
+                   (c.created, c.integration) < (mine.created, mine.integration))
+    if not older:
+        return None
+    return Blocker(reasons.DESTINATION_CONFLICT,
+                   f"spec.destination.file.path: Integration {older[0][1]!r} already writes {mine.path!r} through "
+                   f"Connection {mine.connection!r}; choose another path (e.g. with {{runId}} or a folder of its own)",
+                   stalled=False)
 
 
 def _type_mismatch(spec: IntegrationSpec, external: ConnectionView, walkme: ConnectionView) -> str | None:

@@ -46,3 +46,4 @@ EMPTY_SOURCE = "EmptySource"
 PARTIALLY_APPLIED = "PartiallyApplied"
 DUPLICATE_KEYS = "DuplicateKeys"
 UNBALANCED_QUOTE = "UnbalancedQuote"  # a quoted CSV field ran over line ends into the rows after it
+DESTINATION_CONFLICT = "DestinationConflict"  # an older Integration writes the same file through the same Connection

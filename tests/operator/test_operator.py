@@ -317,3 +317,26 @@ async def test_hundred_integrations_all_become_ready(
 
     await eventually(all_ready, timeout=240, interval=1)
     assert len(await jobs(cluster)) == 100
+
+
+def outbound_to(path: str, name: str) -> dict[str, Any]:
+    return integration(name, direction="Outbound", source={"walkme": {"dataset": "users"}},
+                       destination={"file": {"path": path}},
+                       mapping={"key": {"source": "userId", "destination": "user_id"}})
+
+
+async def test_a_second_integration_writing_the_same_file_waits_until_the_first_is_gone(
+    cluster: Cluster, operator: OperatorHandle, backends: dict,
+) -> None:
+    await apply_connections(cluster, backends)
+    await cluster.apply(outbound_to("exports/shared.csv", "first"))
+    await finished_runs(cluster, "first")
+    await cluster.apply(outbound_to("exports/shared.csv", "second"))
+    [warning] = await events_once_emitted(cluster, "second", "DestinationConflict")
+    assert "Integration 'first' already writes 'exports/shared.csv'" in warning["message"]
+    second = await get(cluster, "Integration", "second")
+    assert (condition(second, "Ready")["status"], condition(second, "Ready")["reason"]) == \
+        ("False", "DestinationConflict")
+    assert [j["metadata"]["ownerReferences"][0]["name"] for j in await jobs(cluster)] == ["first"]
+    await cluster.delete(API, "Integration", NS, "first")
+    await finished_runs(cluster, "second")

@@ -13,7 +13,7 @@ from walkme_dic.api.integration import IntegrationSpec
 from walkme_dic.api.run import DuplicateRow, SyncResult
 from walkme_dic.conditions import find_condition
 from walkme_dic.identities import IDENTITY_HISTORY_LIMIT
-from walkme_dic.integrations import ConnectionView, Decision, IntegrationView, plan
+from walkme_dic.integrations import ConnectionView, Decision, DestinationClaim, IntegrationView, plan
 from walkme_dic.jobs.results import JobSummary, PodSummary
 
 NOW = datetime(2026, 11, 25, 10, 7, tzinfo=UTC)
@@ -610,3 +610,46 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+def outbound_file_spec(path: str = "exports/users.csv", connection: str = "s3") -> dict[str, Any]:
+    return {**inbound_spec(direction="Outbound", source={"walkme": {"dataset": "users"}},
+                           destination={"file": {"path": path}}, connectionRef={"name": connection}),
+            "mapping": {"key": {"source": "userId", "destination": "user_id"}}}
+
+
+def claim(name: str, created: datetime, spec: dict[str, Any]) -> DestinationClaim:
+    found = DestinationClaim.of(name, created, spec)
+    assert found is not None
+    return found
+
+
+def test_the_newer_of_two_integrations_writing_one_file_waits_naming_the_older() -> None:
+    """Issue 20: two Integrations writing exports/shared.csv silently overwrote each other's runs."""
+    older = claim("first-export", CREATED - timedelta(days=1), outbound_file_spec("/exports/users.csv"))
+    decision = plan(view(spec=outbound_file_spec()), ready("s3", S3), ready("walkme", WALKME), [], {}, NOW,
+                    claims=[older])
+    assert decision.job is None
+    ready_condition = condition(decision.status, "Ready")
+    assert (ready_condition["status"], ready_condition["reason"]) == ("False", "DestinationConflict")
+    assert "Integration 'first-export' already writes 'exports/users.csv' through Connection 's3'" in \
+        ready_condition["message"]
+    assert [(e.type, e.reason) for e in decision.events] == [("Warning", "DestinationConflict")]
+
+
+@pytest.mark.parametrize("other", [
+    outbound_file_spec("exports/other.csv"),  # another file
+    outbound_file_spec(connection="another-bucket"),  # another Connection
+    inbound_spec(source={"file": {"path": "exports/users.csv"}}),  # reads it, does not write it
+])
+def test_claims_on_other_files_or_by_readers_do_not_block(other: dict[str, Any]) -> None:
+    decision = plan(view(spec=outbound_file_spec()), ready("s3", S3), ready("walkme", WALKME), [], {}, NOW,
+                    claims=[c for c in [DestinationClaim.of("other", CREATED - timedelta(days=1), other)] if c])
+    assert decision.job is not None
+
+
+def test_the_older_integration_keeps_writing() -> None:
+    newer = claim("second-export", CREATED + timedelta(minutes=5), outbound_file_spec())
+    decision = plan(view(spec=outbound_file_spec()), ready("s3", S3), ready("walkme", WALKME), [], {}, NOW,
+                    claims=[newer, claim("users-import", CREATED, outbound_file_spec())])
+    assert decision.job is not None

@@ -9,6 +9,7 @@ from typing import Any
 
 from walkme_dic.api.integration import FieldMapping, FieldType, Mapping
 
+EXACT_LIMIT = 2**53  # a double holds every integer below it, and no number above it exactly
 TRUE = {"true", "1", "yes", "y", "t"}
 FALSE = {"false", "0", "no", "n", "f"}
 
@@ -37,7 +38,15 @@ def coerce(value: Any, kind: FieldType, column: str) -> Any:
 def _string(value: Any, column: str) -> str | None:
     if isinstance(value, str):
         return value.strip() or None
-    return None if value is None else _as_text(value)
+    if value is None:
+        return None
+    if isinstance(value, dict | list):
+        kind = "object" if isinstance(value, dict) else "array"
+        raise RowError(f"column {column!r}: a JSON {kind} is not text; map one of its fields (column.field) "
+                       "or write it as a string in the file")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RowError(f"column {column!r}: {value!r} is not a value (JSON has no NaN or Infinity)")
+    return _as_text(value)
 
 
 def _typed(convert: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
@@ -65,10 +74,12 @@ def _number(value: Any, column: str) -> int | float:
     if isinstance(value, bool):
         raise RowError(f"column {column!r}: {value!r} is not a number")
     if isinstance(value, str) and value.isdecimal():  # the common case, exact without a float
-        whole = int(value)
-        if whole < 2**53:
-            return whole
-    if isinstance(value, int | float):
+        value = int(value)
+    if isinstance(value, int):
+        if abs(value) < EXACT_LIMIT:
+            return value
+        raise RowError(_too_large(value, column))
+    if isinstance(value, float):
         number = float(value)
     else:
         try:
@@ -77,7 +88,14 @@ def _number(value: Any, column: str) -> int | float:
             raise RowError(f"column {column!r}: {value!r} is not a number") from None
     if math.isnan(number) or math.isinf(number):
         raise RowError(f"column {column!r}: {value!r} is not a finite number")
-    return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    if abs(number) >= EXACT_LIMIT:
+        raise RowError(_too_large(value, column))
+    return int(number) if number.is_integer() else number
+
+
+def _too_large(value: Any, column: str) -> str:
+    return (f"column {column!r}: {value!r} is beyond ±2^53 (9007199254740992), where WalkMe's Number (a JSON "
+            "double) would round it; map the column as type string to keep every digit")
 
 
 def _boolean(value: Any, column: str) -> bool:

@@ -66,6 +66,26 @@ def test_rows_walkme_refuses_are_rejected_and_fail_the_run_over_the_limit(
     assert result.source_fingerprint is None, "a failed run does not mark the file as imported"
 
 
+def test_a_run_whose_every_row_walkme_refused_is_not_a_success(
+        moto_server: str, bucket: str, walkme: FakeWalkMe) -> None:
+    """Issue 21: with no maxRejected* set, WalkMe refusing all 5 rows was Ready=True RunSucceeded, wrote 0."""
+    walkme.define_properties({"plan": "Number"})
+    result = import_file(moto_server, bucket, walkme, users_csv(rows_with_bad_since(5, set())))
+    assert (result.result, result.reason, result.rows_written, result.rows_rejected) == \
+        ("Failed", "NothingApplied", 0, 5), result
+    assert result.message.startswith("WalkMe refused every one of the 5 records sent (first: row 1: ")
+    assert result.source_fingerprint is None
+
+
+def test_a_file_whose_every_row_is_rejected_sends_nothing_and_fails(
+        moto_server: str, bucket: str, walkme: FakeWalkMe) -> None:
+    result = import_file(moto_server, bucket, walkme, users_csv([("", "gold", "2024-01-01")] * 3))
+    assert (result.result, result.reason, result.rows_read, result.rows_rejected) == \
+        ("Failed", "NothingApplied", 3, 3), result
+    assert "every one of the 3 rows was rejected; nothing was sent" in result.message
+    assert walkme.users(WALKME_TOKEN) == {}
+
+
 @pytest.mark.parametrize("bad", [{150}, {1}, {250}, {100, 101}, {7, 77, 177, 200, 201}, set(range(90, 111))],
                          ids=lambda bad: ",".join(map(str, sorted(bad)))[:30])
 def test_refused_rows_are_named_and_every_other_row_is_applied(

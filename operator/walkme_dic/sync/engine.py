@@ -194,6 +194,9 @@ class Inbound:
         if limit:
             return self._result("Failed", "TooManyRejectedRows", tally, spool, size, fingerprint,
                                 f"{limit}; nothing was written{tally.first()}")
+        if tally.read > 0 and spool.unique == 0:
+            return self._result("Failed", reasons.NOTHING_APPLIED, tally, spool, size, fingerprint,
+                                f"every one of the {tally.read} rows was rejected; nothing was sent{tally.first()}")
         if tally.read == 0 and not self.source.incremental:  # incremental: nothing changed is no news
             outcome = "Failed" if self.spec.fail_on_empty_source else "Succeeded"
             return self._result(outcome, reasons.EMPTY_SOURCE, tally, spool, size, fingerprint,
@@ -226,6 +229,9 @@ class Inbound:
                 f"{limit} ({tally.refused} refused by WalkMe while sending); {tally.written} rows were applied "
                 "to WalkMe, which has no transactions: fix the rejected rows and the next run converges"
                 + tally.first())
+        if tally.written == 0 and spool.unique:
+            return self._result("Failed", reasons.NOTHING_APPLIED, tally, spool, size, fingerprint,
+                                f"WalkMe refused every one of the {spool.unique} records sent{tally.first()}")
         return self._result("Succeeded", "Synced", tally, spool, size, fingerprint, "")
 
     def _result(self, outcome: str, reason: str, tally: Tally, spool: InboundSpool, size: int,

@@ -13,7 +13,8 @@ renews its Lease in kube-node-lease, and runs the containers of every Pod the sc
 * volumes (volumes.py) at their mountPaths, uid/gid from securityContext, read-only root (sandbox.py);
 * the termination message (terminationMessagePath, FallbackToLogsOnError), exit codes, restartPolicy
   with a kubelet's back-off, httpGet/tcpSocket readiness and liveness probes, init containers in order;
-* deletion: SIGTERM to the process group, SIGKILL after the grace period, then the final delete;
+* deletion: SIGTERM to the container's process, SIGKILL to its process group after the grace period, then
+  the final delete;
 * Pod status as a kubelet writes it (phase, conditions, containerStatuses with image, imageID,
   containerID, state, lastState, restartCount; hostIP 127.0.0.1, podIP the Pod's own loopback
   address), by strategic merge patch;
@@ -63,6 +64,8 @@ DOCKERFILE = sandbox.REPO / "Dockerfile"
 MESSAGE_LIMIT = 4096
 FALLBACK_LOG_BYTES, FALLBACK_LOG_LINES = 2048, 80
 BACKOFF_START, BACKOFF_CAP = 10.0, 300.0
+REPORT_ATTEMPTS = 4
+CONFIG_RETRY_START = 0.5  # CreateContainerConfigError: retried after 0.5 s, 1 s, … up to BACKOFF_START
 LEASE_SECONDS = 40
 HOST_IP = "127.0.0.1"
 POD_ADDRESSES = tuple(f"127.0.1.{n}" for n in range(1, 255))
@@ -327,7 +330,10 @@ class NodeAgent:
     async def _kill(run: PodRun, grace: float) -> None:
         processes = [c.process for c in run.containers.values() if c.process and c.process.returncode is None]
         for process in processes:
-            _signal(process, signal.SIGTERM if grace else signal.SIGKILL)
+            if grace:
+                _stop(process)
+            else:
+                _signal(process, signal.SIGKILL)
         if processes and grace:
             _, pending = await asyncio.wait([asyncio.create_task(p.wait()) for p in processes], timeout=grace)
             for process in processes:
@@ -357,10 +363,7 @@ class NodeAgent:
                 run.phase = "Succeeded" if all(code == 0 for code in codes) else "Failed"
                 await self._report(run)
         except _Waiting as waiting:
-            for container in run.containers.values():
-                container.state = {"waiting": {"reason": waiting.reason, "message": waiting.message}}
-            run.message = waiting.message
-            await self._report(run)
+            await self._waiting(run, waiting)
         finally:
             self.addresses.discard(run.ip)
 
@@ -383,11 +386,28 @@ class NodeAgent:
                 raise _Waiting("ErrImagePull", f"the walkme-dic node agent runs only {', '.join(sorted(self.images))} "
                                f"images (as this checkout's walkme-dic); {image!r} cannot be pulled here")
         uid, gid, groups = self._identity(run.pod["spec"], run.pod["spec"]["containers"][0])
-        run.volumes = PodVolumes(self.client, run.pod, run.root / "volumes", (uid, groups[0] if groups else gid))
-        try:
-            run.folders = await run.volumes.materialize()
-        except (VolumeError, ApiError) as error:
-            raise _Waiting("CreateContainerConfigError", str(error)) from error
+        # Retried as a kubelet does, until the Pod is deleted: the Node authorizer may not have seen the
+        # binding yet (403 on the Pod's own ConfigMaps and Secrets), or a missing Secret may be created.
+        delay = CONFIG_RETRY_START
+        while True:
+            run.volumes = PodVolumes(self.client, run.pod, run.root / "volumes", (uid, groups[0] if groups else gid))
+            try:
+                run.folders = await run.volumes.materialize()
+                break
+            except (VolumeError, ApiError) as error:
+                waiting = _Waiting("CreateContainerConfigError", str(error))
+                if run.deleting.is_set():
+                    raise waiting from error
+            await self._waiting(run, waiting)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, BACKOFF_START)
+        run.message = None
+        await self._report(run)
+
+    async def _waiting(self, run: PodRun, waiting: _Waiting) -> None:
+        for container in run.containers.values():
+            container.state = {"waiting": {"reason": waiting.reason, "message": waiting.message}}
+        run.message = waiting.message
         await self._report(run)
 
     def _identity(self, pod_spec: dict[str, Any], container: dict[str, Any]) -> tuple[int, int, tuple[int, ...]]:
@@ -557,11 +577,20 @@ class NodeAgent:
         }
         if not inits:
             del status["initContainerStatuses"]
-        with contextlib.suppress(ApiError):
-            answer = await self.client.request("PATCH", PODS.path(meta["namespace"], meta["name"], "status"),
-                                               {"status": status}, "application/strategic-merge-patch+json")
+        for attempt in range(1, REPORT_ATTEMPTS + 1):
+            try:
+                answer = await self.client.request("PATCH", PODS.path(meta["namespace"], meta["name"], "status"),
+                                                   {"status": status}, "application/strategic-merge-patch+json")
+            except ApiError:
+                return
+            except (OSError, aiohttp.ClientError, TimeoutError):  # a busy apiserver, a closed kept-alive connection
+                if attempt == REPORT_ATTEMPTS:
+                    raise
+                await asyncio.sleep(attempt / 2)
+                continue
             if answer.get("metadata", {}).get("uid") == meta["uid"]:
                 run.pod = {**answer, "metadata": {**answer["metadata"]}}
+            return
 
     # --- container logs, for `kubectl logs` through the apiserver ---------------------------------
 
@@ -617,6 +646,20 @@ class _Waiting(Exception):
 def _signal(process: asyncio.subprocess.Process, number: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, number)
+
+
+def _stop(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM to the container's own process, bwrap's child, as a runtime signals a container's first process.
+    Not to bwrap: it would die of it at once, and the process it runs (setpriv's change of uid clears its
+    parent-death signal) would go on shutting down unwatched — after the Pod's final delete, with a token
+    the apiserver no longer accepts."""
+    try:
+        children = [int(pid) for pid in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
+    except OSError:
+        children = []
+    for pid in children or [process.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def _bindable(address: str, port: int) -> bool:

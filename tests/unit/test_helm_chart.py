@@ -8,6 +8,7 @@ the Pod's hardening, RBAC verbs, Role vs ClusterRole — are asserted directly.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -163,16 +164,30 @@ def test_deployment_is_non_root_read_only_and_unprivileged(helm_binary: Path, tm
     assert any(v["name"] == "tmp" and "emptyDir" in v for v in pod["volumes"])
 
 
-def test_deployment_probes_kopf_liveness_endpoint(helm_binary: Path, tmp_path: Path) -> None:
+def test_deployment_probes_kopf_liveness_endpoint_on_the_pod_ip(helm_binary: Path, tmp_path: Path) -> None:
     deployment = the_deployment(render(helm_binary, tmp_path, {}))
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
                                               "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
+    assert "--liveness=http://$(POD_IP):8080/healthz" in container["args"]
     assert {"name": "health", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
     for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}  # a kubelet probes the pod IP
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_listeners_bind_the_pod_ip_from_the_downward_api(helm_binary: Path, tmp_path: Path, name: str) -> None:
+    (container,) = the_deployment(render(helm_binary, tmp_path, VALUE_SETS[name]))["spec"]["template"]["spec"][
+        "containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    for arg in container["args"]:  # Kubernetes leaves a $(VAR) that env does not define as written
+        for variable in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", arg):
+            assert variable in env, f"{arg} names ${variable}, which the container's env does not define"
+    metrics = [a for a in container["args"] if a.startswith("--metrics-")]
+    expected = ["--metrics-port=8000", "--metrics-address=$(POD_IP)"] if name != "custom" else ["--metrics-port=0"]
+    assert metrics == expected
 
 
 def test_deployment_args_and_env_follow_values(helm_binary: Path, tmp_path: Path) -> None:
@@ -180,7 +195,7 @@ def test_deployment_args_and_env_follow_values(helm_binary: Path, tmp_path: Path
     assert container["image"] == "ghcr.io/walkme-dic/walkme-dic:0.1.0"
     assert container["args"][0] == "operator"
     assert not any(a.startswith("--namespace") for a in container["args"])  # all namespaces
-    assert "--metrics-port=8000" in container["args"]
+    assert {"--metrics-port=8000", "--metrics-address=$(POD_IP)"} <= set(container["args"])
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["WALKME_DIC_JOB_IMAGE"] == container["image"]  # one image for operator and Jobs
     assert not {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"} & set(env), "no proxy unless one is set"

@@ -66,7 +66,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- include "walkme-dic.imageRef" (list .Values.jobImage .Values.image .Chart.AppVersion) }}
 {{- end }}
 
-{{/* Rules on namespaced resources: exactly the verbs the operator and kopf use. */}}
+{{/* Rules on namespaced resources: exactly the verbs the operator and kopf use (tests/e2e/test_rbac.py
+compares them with the apiserver's audit log and removes each in turn). */}}
 {{- define "walkme-dic.namespacedRules" -}}
 # Watched custom resources; kopf lists and watches them (the operator reads from its watch cache, never GETs).
 - apiGroups: ["integrations.walkme.io"]
@@ -76,7 +77,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["integrations.walkme.io"]
   resources: ["connections/status", "integrations/status"]
   verbs: ["patch"]
-# One sync Job per run: created, watched, deleted when a run is cancelled.
+# One sync Job per run: created, watched, deleted when its run leaves the Integration's runHistoryLimit.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["list", "watch", "create", "delete"]

@@ -203,6 +203,8 @@ def parse_args(argv: list[str]) -> tuple[OperatorConfig, Election | None]:
     parser.add_argument("--image-pull-policy", default="IfNotPresent")
     parser.add_argument("--resync", type=float, default=30.0, help="Seconds between resync passes.")
     parser.add_argument("--metrics-port", type=int, default=8000, help="Prometheus port; 0 disables.")
+    parser.add_argument("--metrics-address", default="0.0.0.0",
+                        help="Address the Prometheus endpoint listens on (the chart passes the pod IP).")
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint.")
     parser.add_argument("--log-format", choices=["json", "plain"], default="json")
     parser.add_argument("--verbose", action="store_true")
@@ -228,6 +230,7 @@ def parse_args(argv: list[str]) -> tuple[OperatorConfig, Election | None]:
         namespaces=tuple(args.namespace),
         resync_seconds=args.resync,
         metrics_port=args.metrics_port or None,
+        metrics_address=args.metrics_address,
         liveness=args.liveness or None,
     ), election
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -56,6 +57,8 @@ from walkme_dic.kube import PODS, SECRETS, ApiError, ClusterAccess, KubeClient, 
 from walkme_dic_dev import sandbox
 from walkme_dic_dev.pki import Pair
 from walkme_dic_dev.volumes import CONFIGMAPS, PodVolumes, VolumeError, field_value
+
+log = logging.getLogger("walkme_dic_dev.node_agent")
 
 NODES = Resource("", "v1", "nodes", namespaced=False)
 LEASES = Resource("coordination.k8s.io", "v1", "leases")
@@ -364,6 +367,11 @@ class NodeAgent:
                 await self._report(run)
         except _Waiting as waiting:
             await self._waiting(run, waiting)
+        except Exception as error:  # a fault of the agent's own: said on the Pod, not lost with the task
+            log.exception("running Pod %s/%s failed", *run.key)
+            run.phase, run.reason, run.message = "Failed", "NodeAgentError", f"{type(error).__name__}: {error}"
+            with contextlib.suppress(Exception):
+                await self._report(run)
         finally:
             self.addresses.discard(run.ip)
 

@@ -12,6 +12,7 @@ SYNCED = "Synced"
 PROBED = "Probed"
 SECRET_NOT_FOUND = "SecretNotFound"
 SECRET_KEY_MISSING = "SecretKeyMissing"
+SECRET_FORBIDDEN = "SecretForbidden"  # the operator's RBAC does not let it read the Secret
 PROBE_FAILED = "ProbeFailed"
 AUTHENTICATION_FAILED = "AuthenticationFailed"
 HOST_KEY_REJECTED = "HostKeyRejected"  # sftp: the server's host key is not the pinned one

@@ -167,8 +167,8 @@ WATCHED = "failed; will retry: GET"  # kopf lists and watches again with back-of
 NEEDS = [
     Need(("integrations.walkme.io", "connections/status", "patch"), "Connection conditions (Ready, Probing)",
          "reconciling Connection team-a/{name} failed", new_connection),
-    Need(("", "secrets", "get"), "reading a Connection's credentials to probe it",
-         "reconciling Connection team-a/{name} failed", new_connection),
+    Need(("", "secrets", "get"), "reading a Connection's credentials to probe it (Ready=False, SecretForbidden)",
+         "the operator may not read Secret", new_connection),
     Need(("", "events", "create"), "Events on Connections and Integrations", "could not post Event Probed for {name}",
          new_connection),
     Need(("batch", "jobs", "create"), "starting a run (its sync Job)", "reconciling Integration team-a/{name} failed",

@@ -28,6 +28,7 @@ from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.integration import reconcile_integrations_using
 from walkme_dic.controllers.runtime import CONNECTIONS, Runtime
 from walkme_dic.errors import DicError, validation_message
+from walkme_dic.kube import ApiError
 from walkme_dic.redaction import redact
 
 log = logging.getLogger("walkme_dic.connection")
@@ -125,7 +126,16 @@ async def probe(memo: Runtime, namespace: str, spec: ConnectionSpec) -> tuple[Pr
     credentials: dict[str, str] = {}
     version = None
     if spec.secret_name:
-        found = await read_secret(memo.client, namespace, spec.secret_name)
+        try:
+            found = await read_secret(memo.client, namespace, spec.secret_name)
+        except ApiError as error:
+            if error.status != 403:
+                raise
+            message = (f"the operator may not read Secret {spec.secret_name!r} in namespace {namespace!r} "
+                       f"({error.message}); its RBAC (the chart's rbac and watchNamespaces values) must grant get "
+                       "on secrets there")
+            log.warning(message)
+            return ProbeOutcome(False, reasons.SECRET_FORBIDDEN, message), None
         if found is None:
             return ProbeOutcome(False, reasons.SECRET_NOT_FOUND,
                                 f"Secret {spec.secret_name!r} not found in namespace {namespace!r}"), None

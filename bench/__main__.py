@@ -33,7 +33,6 @@ import io
 import json
 import logging
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -49,7 +48,8 @@ import boto3
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from moto.server import ThreadedMotoServer
 
-from bench.operator_scale import measure
+from bench.operator_scale import measure, print_requests
+from bench.results import RESULTS, write_results
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fixtures.azurite import Azurite, running_azurite
 from tests.fixtures.gcs import gcs_client, running_gcs_emulator
@@ -57,10 +57,9 @@ from tests.fixtures.servers import free_port
 from tests.fixtures.sshd import Sshd, running_sshd, sshd_missing
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.connectors.registry import open_file_store
-from walkme_dic_dev.fake_walkme import FakeWalkMe
 from walkme_dic.sync.credentials import load_credentials
+from walkme_dic_dev.fake_walkme import FakeWalkMe
 
-RESULTS = Path(__file__).with_name("results.json")
 BUCKET = "bench"
 CLIENT, SECRET, TOKEN = "bench-client", "bench-secret", "bench-token"
 SYNC_CONCURRENCY = 8  # WalkMeClient's default max_concurrency
@@ -397,9 +396,15 @@ def bench_salesforce(rows: int, bench: Bench) -> dict[str, Any]:
 def print_table(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         if "seconds_until_all_ready" in row:
-            print(f"{row['case']:<60} all Ready in {row['seconds_until_all_ready']}s, "
+            ready = f"all Ready in {row['seconds_until_all_ready']}s" if row["seconds_until_all_ready"] else \
+                f"every run finished in {row['seconds_until_all_runs_finished']}s, NOT all Ready " \
+                f"({row['not_ready_after_their_run']})"
+            print(f"{row['case']:<60} {ready} (objects created in {row['seconds_creating_objects']}s, every run "
+                  f"started after {row['seconds_until_all_runs_started']}s), "
                   f"{row['requests_per_integration_in_window']} requests/Integration and {row['writes_in_window']} "
                   f"writes in {row['settle_window_s']:g}s of steady state, operator RSS {row['operator_rss_mb']} MB")
+            print_requests("roll-out", row["apiserver_requests_rollout"])
+            print_requests(f"{row['settle_window_s']:g}s of steady state", row["apiserver_requests_in_window"])
             continue
         speed = f"{row['rows_per_s']:,} rows/s" if "rows_per_s" in row else f"{row['mb_per_s']} MB/s"
         if "ratio_as_processes" in row:
@@ -410,17 +415,6 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             source += f"  connector alone {row['connector_alone_mb_per_s']} MB/s = {row['connector_ratio']} x raw"
         print(f"{row['case']:<60} {speed:>16}  ratio vs baseline {row['ratio']:>6}{source}  "
               f"peak RSS {row['peak_rss_mb']} MB  sync CPU busy {row['sync_cpu_busy']:.0%}")
-
-
-def write_results(rows: list[dict[str, Any]], command: str, *, update: bool) -> None:
-    """bench/results.json; with ``update``, this run's cases replace the same cases of earlier runs."""
-    for row in rows:
-        row["command"] = command
-    kept = json.loads(RESULTS.read_text())["results"] if update and RESULTS.exists() else []
-    cases = {row["case"] for row in rows}
-    merged = [row for row in kept if row["case"] not in cases] + rows
-    RESULTS.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                                   "results": merged}, indent=2, ensure_ascii=False) + "\n")
 
 
 def main() -> int:
@@ -470,7 +464,8 @@ def main() -> int:
     for row in rows:
         row["case"] += f" [{args.label}]" if args.label else ""
     print_table(rows)
-    prefix = [f"BENCH_SYNC_PYTHONPATH={os.environ['BENCH_SYNC_PYTHONPATH']}"] if SYNC_CODE else []
+    prefix = [f"{name}={os.environ[name]}" for name in ("BENCH_SYNC_PYTHONPATH", "BENCH_OPERATOR_PYTHONPATH")
+              if os.environ.get(name)]
     write_results(rows, " ".join([*prefix, "python -m bench", *sys.argv[1:]]), update=args.update)
     print(f"wrote {RESULTS}")
     return 0

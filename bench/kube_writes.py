@@ -1,12 +1,17 @@
 """Status writes through the operator's aiohttp client against the `kubernetes` package's client.
 
-`python -m bench.kube_writes [--writes 2000] [--concurrency 8]` starts the dev cluster on loopback
-in a process of its own, creates that many Integrations and merge-patches the status of each, ``concurrency`` at a time,
-three alternating rounds per client (the best one is reported):
-once with `KubeClient` (aiohttp, in the event loop, as the operator does) and once with
-`kubernetes.client.CustomObjectsApi` (urllib3, synchronous, so each call runs in a worker thread as
-it would inside kopf's event loop). Both use the same loaded credentials. Prints writes per second
-and the client process's CPU seconds per 1,000 writes.
+`python -m bench.kube_writes [--writes 2000] [--concurrency 8] [--pairs 5]` starts the real control
+plane on loopback (bench/cluster.py: etcd and kube-apiserver are processes of their own), creates
+that many Integrations as the admin and merge-patches the status of each, ``concurrency`` at a time,
+signed in as the operator's ServiceAccount (the chart's RBAC, a TokenRequest token, the API Priority
+and Fairness level of any service account): once with `KubeClient` (aiohttp, in the event loop, as
+the operator does) and once with `kubernetes.client.CustomObjectsApi` (urllib3, synchronous, so each
+call runs in a worker thread as it would inside kopf's event loop), in ``pairs`` alternating pairs
+(the order flips each pair, so that neither client always goes first). Both load the same
+kubeconfig; every patch changes observedGeneration, so each one is a real write to etcd.
+Prints, per client, the median and spread (min to max) of writes per second and of this process's CPU
+seconds per 1,000 writes, and the median and spread of the per-pair ratio; records the case in
+bench/results.json (the other cases kept).
 This is the measurement behind keeping the operator's writes on aiohttp (see kube.py).
 """
 
@@ -16,26 +21,29 @@ import argparse
 import asyncio
 import json
 import resource
-import subprocess
+import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import kubernetes.client
 
-from tests.fixtures.servers import free_port
-from walkme_dic.devcluster.auth import DEV_TOKEN
-from walkme_dic_dev.cluster import Cluster
-from walkme_dic.kube import ClusterAccess, KubeClient, Login, Resource
+from bench.cluster import operator_identity, started_cluster
+from bench.results import write_results
+from walkme_dic.controllers.runtime import INTEGRATIONS
+from walkme_dic.kube import ClusterAccess, KubeClient
 
 API = "integrations.walkme.io/v1alpha1"
 NS = "bench"
+AIOHTTP, KUBERNETES = "aiohttp KubeClient", "kubernetes client in threads"
 
 
 def cpu_seconds() -> float:
-    """This process's CPU: the clients' cost (the dev API runs in its own process)."""
+    """This process's CPU: the clients' cost (the apiserver and etcd run in processes of their own)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
@@ -50,72 +58,85 @@ async def timed(writes: int, concurrency: int, write: Callable[[int], Awaitable[
     cpu, started = cpu_seconds(), time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(writes)))
     wall = time.perf_counter() - started
-    cpu_per_1000 = (cpu_seconds() - cpu) / writes * 1000
-    return {"writes_per_s": round(writes / wall), "cpu_s_per_1000_writes": round(cpu_per_1000, 2)}
+    return {"writes_per_s": writes / wall, "cpu_s_per_1000_writes": (cpu_seconds() - cpu) / writes * 1000}
 
 
-async def serve(port: int) -> None:
-    """The dev API in this process until stdin closes (its own process: no GIL or loop shared with the clients)."""
-    async with Cluster(port=port) as cluster:
-        print(cluster.url, flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+def spread(values: list[float], digits: int) -> dict[str, float]:
+    return {"median": round(statistics.median(values), digits), "min": round(min(values), digits),
+            "max": round(max(values), digits)}
 
 
-async def measure(writes: int, concurrency: int) -> dict[str, Any]:
-    server = subprocess.Popen([sys.executable, "-m", "bench.kube_writes", "--serve", str(free_port())],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert server.stdout is not None and server.stdin is not None
-    url = server.stdout.readline().strip()
-    login = Login(server=url, method="dev cluster token", token=DEV_TOKEN)
-    client = KubeClient(ClusterAccess.fixed(login))
-    integrations = Resource("integrations.walkme.io", "v1alpha1", "integrations")
+async def measure(writes: int, concurrency: int, pairs: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-kube-writes-") as tmp:
+        async with started_cluster(Path(tmp)) as cluster:
+            identity = await operator_identity(cluster, Path(tmp))
+            await cluster.ensure_namespace(NS)
+            gate = asyncio.Semaphore(concurrency)
+
+            async def create(index: int) -> None:
+                async with gate:
+                    await cluster.client.create(INTEGRATIONS, NS, {
+                        "apiVersion": API, "kind": "Integration", "metadata": {"name": f"i-{index}", "namespace": NS},
+                        "spec": {"direction": "Outbound", "connectionRef": {"name": "c"},
+                                 "walkmeConnectionRef": {"name": "w"}, "source": {"walkme": {"dataset": "users"}},
+                                 "destination": {"file": {"path": "x.csv"}},
+                                 "mapping": {"key": {"source": "userId", "destination": "id"}}}})
+
+            await asyncio.gather(*(create(i) for i in range(writes)))
+            access = ClusterAccess.discover(kubeconfig=str(identity.kubeconfig))
+            return await compare(access, writes, concurrency, pairs)
+
+
+async def compare(access: ClusterAccess, writes: int, concurrency: int, pairs: int) -> dict[str, Any]:
+    login = access.current()
+    client = KubeClient(access)
+    configuration = kubernetes.client.Configuration(host=login.server)
+    configuration.ssl_ca_cert = login.ca_path
+    configuration.api_key["BearerToken"], configuration.api_key_prefix["BearerToken"] = login.token, "Bearer"
+    configuration.connection_pool_maxsize = concurrency
+    custom = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(configuration))
+    threads = ThreadPoolExecutor(concurrency)
+    loop = asyncio.get_running_loop()
+    generation = 0  # each round writes a new observedGeneration: a real change, never a no-op patch
+
+    async def via_aiohttp(index: int) -> None:
+        await client.patch(INTEGRATIONS, NS, f"i-{index}", {"status": {"observedGeneration": generation}},
+                           status=True)
+
+    async def via_kubernetes(index: int) -> None:
+        body = {"status": {"observedGeneration": generation}}
+        await loop.run_in_executor(threads, lambda: custom.patch_namespaced_custom_object_status(
+            INTEGRATIONS.group, INTEGRATIONS.version, NS, INTEGRATIONS.plural, f"i-{index}", body))
+
+    clients = {AIOHTTP: via_aiohttp, KUBERNETES: via_kubernetes}
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in clients}
     try:
-        for index in range(writes):
-            await client.create(integrations, NS, {
-                "apiVersion": API, "kind": "Integration", "metadata": {"name": f"i-{index}", "namespace": NS},
-                "spec": {"direction": "Outbound", "connectionRef": {"name": "c"}, "walkmeConnectionRef": {"name": "w"},
-                         "source": {"walkme": {"dataset": "users"}}, "destination": {"file": {"path": "x.csv"}},
-                         "mapping": {"key": {"source": "userId", "destination": "id"}}}})
-
-        async def via_aiohttp(index: int) -> None:
-            await client.patch(integrations, NS, f"i-{index}", {"status": {"observedGeneration": 1, "n": "a"}},
-                               status=True)
-
-        configuration = kubernetes.client.Configuration(host=login.server)
-        configuration.api_key["BearerToken"], configuration.api_key_prefix["BearerToken"] = login.token, "Bearer"
-        configuration.connection_pool_maxsize = concurrency
-        custom = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(configuration))
-        threads = ThreadPoolExecutor(concurrency)
-        loop = asyncio.get_running_loop()
-
-        async def via_kubernetes(index: int) -> None:
-            await loop.run_in_executor(threads, lambda: custom.patch_namespaced_custom_object_status(
-                "integrations.walkme.io", "v1alpha1", NS, "integrations", f"i-{index}",
-                {"status": {"observedGeneration": 1, "n": "k"}}))
-
-        rounds: dict[str, list[dict[str, float]]] = {"aiohttp KubeClient": [], "kubernetes client in threads": []}
-        for _ in range(3):  # alternating, best of three: a busy machine slows one round, not one client
-            rounds["aiohttp KubeClient"].append(await timed(writes, concurrency, via_aiohttp))
-            rounds["kubernetes client in threads"].append(await timed(writes, concurrency, via_kubernetes))
-        threads.shutdown()
-        return {"case": f"{writes:,} status merge patches, {concurrency} at a time, best of 3",
-                **{name: max(figures, key=lambda f: f["writes_per_s"]) for name, figures in rounds.items()}}
+        for pair in range(pairs):
+            for name in list(clients) if pair % 2 == 0 else list(reversed(clients)):
+                generation += 1
+                rounds[name].append(await timed(writes, concurrency, clients[name]))
     finally:
+        threads.shutdown()
         await client.close()
-        server.stdin.close()
-        server.wait(30)
+    ratios = [a["writes_per_s"] / k["writes_per_s"] for a, k in zip(rounds[AIOHTTP], rounds[KUBERNETES],
+                                                                      strict=True)]
+    return {"case": f"{writes:,} status merge patches as the operator's ServiceAccount, {concurrency} at a time, "
+                    f"{pairs} alternating pairs",
+            **{name: {"writes_per_s": spread([r["writes_per_s"] for r in figures], 0),
+                      "cpu_s_per_1000_writes": spread([r["cpu_s_per_1000_writes"] for r in figures], 2)}
+               for name, figures in rounds.items()},
+            "ratio_aiohttp_to_kubernetes_writes_per_s": spread(ratios, 2)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.kube_writes", description=__doc__.splitlines()[0])
     parser.add_argument("--writes", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8, help="kopf's max_workers in the operator is 8.")
-    parser.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--pairs", type=int, default=5, help="Alternating pairs of rounds, one per client each.")
     args = parser.parse_args()
-    if args.serve:
-        asyncio.run(serve(args.serve))
-        return 0
-    print(json.dumps(asyncio.run(measure(args.writes, args.concurrency)), indent=2))
+    row = asyncio.run(measure(args.writes, args.concurrency, args.pairs))
+    print(json.dumps(row, indent=2))
+    write_results([row], " ".join(["python -m bench.kube_writes", *sys.argv[1:]]), update=True)
     return 0
 
 

@@ -1,34 +1,60 @@
-"""Operator at scale: N Integrations over M Connections in the dev cluster, the operator as a real process.
+"""Operator at scale: N Integrations over M Connections on the real control plane, the operator as a real process.
 
-Measures the time until every Integration is Ready (each has run once; the dev kubelet runs a
-shell stand-in for the sync so that 2,000 runs do not mean 2,000 Python start-ups), the API
-requests the operator makes per Integration once everything is settled (target: no writes),
-and the operator process's resident memory.
+bench/cluster.py starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler; the
+operator runs as its chart's ServiceAccount under the chart's ClusterRole. Every Integration runs
+once when it is created: the operator creates its Job, the controller manager's Job controller its
+Pod, the scheduler binds it, and the node agent (walkme_dic_dev.node_agent, in this process) runs it
+in its sandbox — with a shell stand-in for `walkme-dic sync` that writes a successful result, so
+that 2,000 runs do not mean 2,000 Python start-ups.
+
+Measured: the seconds until every Integration's first run has finished and it is Ready (those that
+are not Ready after their run are counted by reason, and then there is no "all Ready" figure), and on
+the way until every run had been started, which is the operator's part alone; the requests the
+operator makes per Integration in ``settle`` seconds once everything is settled (target: none, no
+writes); the operator process's resident memory; and the apiserver's own request counters
+(bench/cluster.py) for the roll-out and for the steady window, by verb and resource and, from the
+audit log, by client.
+BENCH_OPERATOR_LOG=path keeps the operator's log; BENCH_OPERATOR_PROFILE=path runs it under cProfile
+(the profile is written when it stops); BENCH_WORKDIR=folder keeps the control plane's logs and
+audit log (and the node agent's folders) there instead of in a temporary folder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from walkme_dic.controllers.runtime import OPERATOR_USER_AGENT
+from bench.cluster import OPERATOR_CLIENT, mark, operator_identity, requests_between, started_cluster
+from tests.fixtures.cluster import start_node
+from walkme_dic import reasons
+from walkme_dic.conditions import find_condition
+from walkme_dic.controllers.runtime import CONNECTIONS, INTEGRATIONS
+from walkme_dic.kube import SECRETS, ApiError, KubeClient, Resource
 from walkme_dic_dev.cluster import Cluster
 from walkme_dic_dev.fake_walkme import FakeWalkMe
-from walkme_dic_dev.node_agent import NodeAgent
 
 API = "integrations.walkme.io/v1alpha1"
+NAMESPACE = "scale"
+CREATE_CONCURRENCY = 8
+# BENCH_OPERATOR_PYTHONPATH=<an older checkout's operator/ dir> measures that version's operator ("before").
+OPERATOR_CODE = {"PYTHONPATH": os.environ["BENCH_OPERATOR_PYTHONPATH"]} \
+    if os.environ.get("BENCH_OPERATOR_PYTHONPATH") else {}
 RESULT = json.dumps({"result": "Succeeded", "reason": "Synced", "rowsRead": 1, "rowsWritten": 1})
 
 
 def stand_in_sync(argv: list[str]) -> list[str]:
     """`walkme-dic sync … --result PATH` becomes a shell that writes a successful result there."""
+    if argv[:2] != ["walkme-dic", "sync"]:
+        return argv
     result_path = argv[argv.index("--result") + 1]
     return ["/bin/sh", "-c", 'printf "%s" "$0" > "$1"', RESULT, result_path]
 
@@ -43,75 +69,161 @@ def rss_mb(pid: int, field: str) -> float:
 async def measure(integrations: int, connections: int, settle_seconds: float) -> dict[str, Any]:
     walkme = FakeWalkMe(clients={"c": "s"}, integration_tokens={"t": "uuid"})
     walkme.start()
-    async with Cluster() as cluster:
-        kubeconfig = cluster.write_kubeconfig(Path(tempfile.mkdtemp()) / "kubeconfig")
-        log = Path(os.environ.get("BENCH_OPERATOR_LOG", os.devnull)).open("w")  # noqa: SIM115 - closed below
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "walkme_dic", "operator", "--kubeconfig", str(kubeconfig), "--metrics-port", "0",
-             "--liveness", "", "--resync", "30", "--log-format", "plain"],
-            stdout=subprocess.DEVNULL, stderr=log, env={**os.environ})
-        try:
-            async with Kubelet(cluster.client, command_resolver=stand_in_sync, relist_seconds=0.5):
-                started = time.monotonic()
-                await create_objects(cluster, walkme.url, integrations, connections)
-                ready_after = await wait_ready(cluster, integrations)
-                calls_before = len(cluster.api.calls)
-                await asyncio.sleep(settle_seconds)
-                settled = [c for c in cluster.api.calls[calls_before:] if c.user_agent.startswith(
-                    ("kopf/", OPERATOR_USER_AGENT))]
-                writes = [c for c in settled if c.verb in ("create", "patch", "update", "delete")]
-                return {
-                    "case": f"operator: {integrations:,} Integrations over {connections} Connections",
-                    "seconds_until_all_ready": round(ready_after - started, 1),
-                    "settle_window_s": settle_seconds,
-                    "requests_per_integration_in_window": round(len(settled) / integrations, 3),
-                    "writes_in_window": len(writes),
-                    "operator_rss_mb": round(rss_mb(operator.pid, "VmRSS"), 1),
-                    "operator_peak_rss_mb": round(rss_mb(operator.pid, "VmHWM"), 1),
-                }
-        finally:
-            operator.terminate()
-            operator.wait(30)
-            log.close()
-            walkme.stop()
+    try:
+        with contextlib.ExitStack() as stack:
+            kept = os.environ.get("BENCH_WORKDIR")  # keeps the components' logs and the audit log there
+            workdir = Path(kept) if kept else Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="bench-operator-")))
+            async with started_cluster(workdir) as cluster:
+                return await measure_on(cluster, workdir, walkme.url, integrations, connections, settle_seconds)
+    finally:
+        walkme.stop()
+
+
+async def measure_on(cluster: Cluster, workdir: Path, walkme_url: str, integrations: int, connections: int,
+                     settle_seconds: float) -> dict[str, Any]:
+    identity = await operator_identity(cluster, workdir)
+    await cluster.ensure_namespace(NAMESPACE)
+    node = await start_node(cluster.control_plane, workdir / "node", stand_in_sync)
+    log = Path(os.environ.get("BENCH_OPERATOR_LOG", os.devnull)).open("w")  # noqa: SIM115 - closed below
+    profile = os.environ.get("BENCH_OPERATOR_PROFILE")
+    operator = subprocess.Popen(
+        [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else []),
+         "-m", "walkme_dic", "operator", "--kubeconfig", str(identity.kubeconfig),
+         "--metrics-port", "0", "--liveness", "", "--resync", "30", "--log-format", "plain"],
+        stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **OPERATOR_CODE})
+    try:
+        before = await mark(cluster)
+        started = time.monotonic()
+        await create_objects(cluster, walkme_url, integrations, connections)
+        created = time.monotonic()
+        rollout, finished = await wait_for_runs(cluster.client, integrations)
+        settled = await mark(cluster)
+        await asyncio.sleep(settle_seconds)
+        after = await mark(cluster)
+        if operator.poll() is not None:
+            raise SystemExit(f"the operator exited with {operator.returncode} (BENCH_OPERATOR_LOG=path keeps its log)")
+        during, window = await requests_between(cluster, identity, [(before, settled), (settled, after)])
+        if not during.operator():
+            raise SystemExit(f"the audit log shows no request of the operator's ServiceAccount: is "
+                             f"{cluster.control_plane.audit_log} written?")
+        in_window = sum(window.operator().values())
+        not_ready = rollout.not_ready()
+        return {
+            "case": f"operator: {integrations:,} Integrations over {connections} Connections",
+            "seconds_until_all_ready": None if not_ready else round(finished - started, 1),
+            "seconds_until_all_runs_finished": round(finished - started, 1),
+            "seconds_creating_objects": round(created - started, 1),
+            "seconds_until_all_runs_started": round(rollout.all_started - started, 1),
+            "not_ready_after_their_run": not_ready,
+            "settle_window_s": settle_seconds,
+            "requests_per_integration_in_window": round(in_window / integrations, 3),
+            "writes_in_window": window.operator_writes(),
+            "operator_requests_per_integration_rollout": round(sum(during.operator().values()) / integrations, 2),
+            "operator_rss_mb": round(rss_mb(operator.pid, "VmRSS"), 1),
+            "operator_peak_rss_mb": round(rss_mb(operator.pid, "VmHWM"), 1),
+            "apiserver_requests_rollout": during.summary(),
+            "apiserver_requests_in_window": window.summary(),
+            "control_plane": cluster.control_plane.version()["gitVersion"],
+        }
+    finally:
+        operator.terminate()
+        await asyncio.to_thread(operator.wait, 30)
+        log.close()
+        await node.stop()
 
 
 async def create_objects(cluster: Cluster, walkme_url: str, integrations: int, connections: int) -> None:
-    namespace = "scale"
-    await cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "w", "namespace": namespace},
-                         "stringData": {"clientId": "c", "clientSecret": "s"}})
-    await cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "t", "namespace": namespace},
-                         "stringData": {"token": "t"}})
-    for index in range(connections):
-        await cluster.apply({"apiVersion": API, "kind": "Connection",
-                             "metadata": {"name": f"walkme-{index}", "namespace": namespace},
-                             "spec": {"walkme": {"apiUrl": walkme_url, "auth": {"secretRef": {"name": "w"}}},
-                                      "probeInterval": "1h"}})
-    for index in range(integrations):
-        connection = f"walkme-{index % connections}"
-        await cluster.apply({"apiVersion": API, "kind": "Integration",
-                             "metadata": {"name": f"export-{index}", "namespace": namespace},
-                             "spec": {"direction": "Outbound", "connectionRef": {"name": "lake"},
-                                      "walkmeConnectionRef": {"name": connection},
-                                      "source": {"walkme": {"dataset": "users"}},
-                                      "destination": {"file": {"path": "x.csv"}},
-                                      "mapping": {"key": {"source": "userId", "destination": "id"}},
-                                      "schedule": "0 3 * * *"}})
-    await cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a", "namespace": namespace},
-                         "stringData": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}})
-    await cluster.apply({"apiVersion": API, "kind": "Connection", "metadata": {"name": "lake", "namespace": namespace},
-                         "spec": {"s3": {"bucket": "scale-bucket", "region": "us-east-1",
-                                         "endpointUrl": os.environ["BENCH_S3_URL"],
-                                         "auth": {"secretRef": {"name": "a"}}}}})
+    """The Secrets and the WalkMe Connections, the Integrations, then the S3 Connection they all write to."""
+    client = cluster.client
+    gate = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+    async def create(resource: Resource, body: dict[str, Any]) -> None:
+        async with gate:
+            await client.create(resource, NAMESPACE, {**body, "metadata": {**body["metadata"],
+                                                                           "namespace": NAMESPACE}})
+
+    for name, data in (("w", {"clientId": "c", "clientSecret": "s"}), ("t", {"token": "t"}),
+                       ("a", {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})):
+        await create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+                               "stringData": data})
+    await asyncio.gather(*(create(CONNECTIONS, {
+        "apiVersion": API, "kind": "Connection", "metadata": {"name": f"walkme-{index}"},
+        "spec": {"walkme": {"apiUrl": walkme_url, "auth": {"secretRef": {"name": "w"}}}, "probeInterval": "1h"}})
+        for index in range(connections)))
+    await asyncio.gather(*(create(INTEGRATIONS, {
+        "apiVersion": API, "kind": "Integration", "metadata": {"name": f"export-{index}"},
+        "spec": {"direction": "Outbound", "connectionRef": {"name": "lake"},
+                 "walkmeConnectionRef": {"name": f"walkme-{index % connections}"},
+                 "source": {"walkme": {"dataset": "users"}},
+                 "destination": {"file": {"path": f"exports/export-{index}.csv"}},  # two on one file: a conflict
+                 "mapping": {"key": {"source": "userId", "destination": "id"}}, "schedule": "0 3 * * *"}})
+        for index in range(integrations)))
+    await create(CONNECTIONS, {"apiVersion": API, "kind": "Connection", "metadata": {"name": "lake"},
+                               "spec": {"s3": {"bucket": "scale-bucket", "region": "us-east-1",
+                                               "endpointUrl": os.environ["BENCH_S3_URL"],
+                                               "auth": {"secretRef": {"name": "a"}}}}})
 
 
-async def wait_ready(cluster: Cluster, integrations: int, timeout: float = 1800) -> float:
+class Rollout:
+    """What the watch has shown of each Integration: its first run started, finished, and Ready after it."""
+
+    def __init__(self, integrations: int) -> None:
+        self.integrations = integrations
+        self.started: set[str] = set()
+        self.finished: dict[str, str] = {}  # name: the Ready condition's reason after the run
+        self.all_started = 0.0
+
+    def see(self, body: dict[str, Any]) -> None:
+        name, status = body["metadata"]["name"], body.get("status") or {}
+        if status.get("runs"):
+            self.started.add(name)
+            if not self.all_started and len(self.started) == self.integrations:
+                self.all_started = time.monotonic()
+        ready = find_condition(status.get("conditions"), "Ready") or {}
+        if status.get("lastResult") and not status.get("activeRun"):
+            self.finished[name] = ready.get("reason", "") if ready.get("status") == "True" else \
+                f"{ready.get('reason')}: {ready.get('message')}"
+        else:
+            self.finished.pop(name, None)
+
+    @property
+    def done(self) -> bool:
+        return len(self.finished) == self.integrations
+
+    def not_ready(self) -> dict[str, int]:
+        """Why Integrations are not Ready after their run: {reason and message: how many}."""
+        return dict(Counter(why for why in self.finished.values() if why != reasons.RUN_SUCCEEDED).most_common())
+
+
+async def wait_for_runs(client: KubeClient, integrations: int, timeout: float = 1800) -> tuple[Rollout, float]:
+    """The roll-out once every Integration's first run has finished, and when that was (from a watch)."""
     deadline = time.monotonic() + timeout
+    rollout = Rollout(integrations)
     while time.monotonic() < deadline:
-        items = await cluster.list(API, "Integration", "scale")
-        ready = sum(1 for i in items for c in (i.get("status") or {}).get("conditions", [])
-                    if c["type"] == "Ready" and c["status"] == "True")
-        if ready == integrations:
-            return time.monotonic()
-        await asyncio.sleep(2)
-    raise SystemExit(f"not all {integrations} Integrations became Ready within {timeout}s")
+        listing = await client.request("GET", INTEGRATIONS.path(NAMESPACE))
+        for body in listing["items"]:
+            rollout.see(body)
+        if rollout.done:
+            return rollout, time.monotonic()
+        try:
+            async for _, body in client.watch(INTEGRATIONS, NAMESPACE, listing["metadata"]["resourceVersion"],
+                                              timeout_seconds=60):
+                rollout.see(body)
+                if rollout.done:
+                    return rollout, time.monotonic()
+        except ApiError as error:
+            if error.status != 410:  # an expired resourceVersion: list again
+                raise
+    raise SystemExit(f"{len(rollout.finished)} of {integrations} Integrations finished a run within {timeout:.0f}s")
+
+
+def print_requests(title: str, requests: dict[str, Any]) -> None:
+    """The apiserver's counters for one phase, as measure() records them."""
+    def listed(counts: dict[str, int]) -> str:
+        return ", ".join(f"{key} {n:,}" for key, n in counts.items()) or "none"
+
+    print(f"  apiserver requests, {title}: {requests['total']:,} (apiserver_request_total)")
+    print(f"    by verb and resource: {listed(requests['by_verb_and_resource'])}")
+    print(f"    by client (audit log): {listed(requests['by_client'])}")
+    print(f"    {OPERATOR_CLIENT} by verb and resource: {listed(requests['operator_by_verb_and_resource'])}")

@@ -16,7 +16,8 @@ from walkme_dic.kube import ClusterAccess, KubeClient, Login, Resource
 CONNECTIONS = Resource("integrations.walkme.io", "v1alpha1", "connections")
 INTEGRATIONS = Resource("integrations.walkme.io", "v1alpha1", "integrations")
 OPERATOR_USER_AGENT = "walkme-dic-operator"
-INDEX_NAMES = ("connection_index", "integration_index", "job_index", "pod_index", "secret_index")
+INDEX_NAMES = ("connection_index", "destination_index", "integration_index", "job_index", "pod_index",
+               "run_owner_index", "secret_index")
 
 
 @dataclass(frozen=True)

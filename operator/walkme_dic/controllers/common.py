@@ -11,8 +11,14 @@ from walkme_dic.kube import SECRETS, ApiError, KubeClient
 
 
 def plain(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep, plain-dict copy of a kopf Body (safe to keep in an index)."""
-    return {k: copy.deepcopy(body[k]) for k in ("apiVersion", "kind", "metadata", "spec", "status") if k in body}
+    """A deep, plain-dict copy of a kopf Body or an API answer (safe to keep in an index), without
+    metadata.managedFields: the apiserver's record of who set which field, which the operator never reads,
+    is a third of an Integration's size and, kept twice per Integration (index and last write), ~40 MB
+    of the operator's memory at 2,000 Integrations."""
+    kept = {k: body[k] for k in ("apiVersion", "kind", "spec", "status") if k in body}
+    if "metadata" in body:
+        kept["metadata"] = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    return copy.deepcopy(kept)
 
 
 def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

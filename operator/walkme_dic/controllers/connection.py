@@ -169,7 +169,7 @@ async def _write(memo: Runtime, body: dict[str, Any], new: dict[str, Any]) -> di
         return new
     written = await memo.client.patch(CONNECTIONS, meta["namespace"], meta["name"], status_patch(old, new),
                                       status=True)
-    memo.written[("Connection", meta["namespace"], meta["name"])] = written
+    memo.written[("Connection", meta["namespace"], meta["name"])] = plain(written)
     condition = find_condition(new.get("conditions"), "Ready") or {}
     before = find_condition(old.get("conditions"), "Ready") or {}
     if (condition.get("status"), condition.get("reason")) != (before.get("status"), before.get("reason")):

@@ -223,7 +223,7 @@ async def apply(memo: Runtime, body: dict[str, Any], decision: Decision) -> None
         old = body.get("status") or {}
         written = await memo.client.patch(INTEGRATIONS, namespace, name, status_patch(old, decision.status),
                                           status=True)
-        memo.written[("Integration", namespace, name)] = written
+        memo.written[("Integration", namespace, name)] = plain(written)
     for job in decision.delete_jobs:  # runs that fell out of the history: their Jobs go too
         await memo.client.delete(JOBS, namespace, job)
     for event in decision.events:

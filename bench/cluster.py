@@ -109,9 +109,6 @@ class Requests:
     by_resource: Counter[str]
     by_client: dict[str, Counter[str]]
 
-    def client(self, name: str) -> Counter[str]:
-        return self.by_client.get(name, Counter())
-
     def operator(self) -> Counter[str]:
         return sum((n for client, n in self.by_client.items() if client.startswith(OPERATOR_CLIENT)), Counter())
 

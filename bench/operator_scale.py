@@ -171,7 +171,8 @@ class Rollout:
     def __init__(self, integrations: int) -> None:
         self.integrations = integrations
         self.started: set[str] = set()
-        self.finished: dict[str, str] = {}  # name: the Ready condition's reason after the run
+        self.finished: dict[str, str] = {}  # name: its Ready reason after the run (and the run's, when not Ready)
+        self.examples: dict[str, str] = {}  # one Ready message of each
         self.all_started = 0.0
 
     def see(self, body: dict[str, Any]) -> None:
@@ -181,9 +182,11 @@ class Rollout:
             if not self.all_started and len(self.started) == self.integrations:
                 self.all_started = time.monotonic()
         ready = find_condition(status.get("conditions"), "Ready") or {}
-        if status.get("lastResult") and not status.get("activeRun"):
+        last = status.get("lastResult")
+        if last and not status.get("activeRun"):
             self.finished[name] = ready.get("reason", "") if ready.get("status") == "True" else \
-                f"{ready.get('reason')}: {ready.get('message')}"
+                f"{ready.get('reason')}: {last.get('reason')}"
+            self.examples.setdefault(self.finished[name], ready.get("message", ""))
         else:
             self.finished.pop(name, None)
 
@@ -191,9 +194,10 @@ class Rollout:
     def done(self) -> bool:
         return len(self.finished) == self.integrations
 
-    def not_ready(self) -> dict[str, int]:
-        """Why Integrations are not Ready after their run: {reason and message: how many}."""
-        return dict(Counter(why for why in self.finished.values() if why != reasons.RUN_SUCCEEDED).most_common())
+    def not_ready(self) -> dict[str, dict[str, Any]]:
+        """Why Integrations are not Ready after their run: {reasons: {"count": n, "example": a message}}."""
+        counts = Counter(why for why in self.finished.values() if why != reasons.RUN_SUCCEEDED)
+        return {why: {"count": n, "example": self.examples[why]} for why, n in counts.most_common()}
 
 
 async def wait_for_runs(client: KubeClient, integrations: int, timeout: float = 1800) -> tuple[Rollout, float]:

@@ -241,3 +241,15 @@ def test_a_result_written_after_an_eviction_wins() -> None:
     assert evicted is not None and retried is not None
     assert read_result(FAILED_JOB, [evicted, retried]).reason == "PermanentError"
     assert summarize_pod(evicted_pod("j-1", "", [])).eviction == "no reason given"
+
+
+def test_a_job_that_met_its_success_criteria_waits_for_its_pod_before_completion_time() -> None:
+    """The real Job controller writes SuccessCriteriaMet before completionTime (bench/operator_scale.py saw
+    runs end as NoResult): its transition time counts as the finish, so a late Pod is still waited for."""
+    job = summarize_job({"metadata": {"name": "j", "uid": "ju"}, "status": {"startTime": "2026-11-25T10:00:00Z",
+                         "conditions": [{"type": "SuccessCriteriaMet", "status": "True",
+                                         "lastTransitionTime": "2026-11-25T10:01:00Z"}]}})
+    assert (job.state, job.completion_time) == ("Succeeded", "2026-11-25T10:01:00Z")
+    just_after = datetime(2026, 11, 25, 10, 1, 5, tzinfo=UTC)
+    assert awaiting_pod(job, [], just_after, timedelta(seconds=30))
+    assert not awaiting_pod(job, [], just_after + timedelta(minutes=1), timedelta(seconds=30))

@@ -57,7 +57,8 @@ def summarize_job(job: dict[str, Any]) -> JobSummary:
         if condition.get("status") != "True":
             continue
         if condition.get("type") in ("Complete", "SuccessCriteriaMet") and state != "Failed":
-            state = "Succeeded"
+            state = "Succeeded"  # the Job controller writes SuccessCriteriaMet before completionTime
+            finished = finished or condition.get("lastTransitionTime")
         elif condition.get("type") in ("Failed", "FailureTarget"):
             state, reason, message = "Failed", condition.get("reason", ""), condition.get("message", "")
             finished = finished or condition.get("lastTransitionTime")

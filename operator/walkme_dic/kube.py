@@ -23,10 +23,11 @@ naming the server and the auth method (never the token) and the call fails with 
 
 Why the writes stay on aiohttp rather than going through `kubernetes.client`: that client is
 synchronous (urllib3), so inside kopf's event loop every call needs a worker thread. Measured with
-`python -m bench.kube_writes --writes 2000` (dev API in its own process, 8 writes at a time, as
-kopf's 8 workers): aiohttp 3,328 status patches/s at 0.13 CPU-s per 1,000; the `kubernetes` client
-in threads 1,968/s at 0.40 CPU-s per 1,000 — three times the operator's CPU for the same writes,
-which at 2,000 Integrations is the start-up burst. The `kubernetes` package does here what it is
+`python -m bench.kube_writes --writes 2000` (the real kube-apiserver, 8 writes at a time, as kopf's
+8 workers, 5 alternating pairs): aiohttp 307 status patches/s median (226-327) at 0.45 CPU-s per 1,000;
+the `kubernetes` client in threads 259/s (234-294) at 0.90 CPU-s per 1,000 — the apiserver limits both
+rates, the threads cost twice the operator's CPU for the same writes, which at 2,000 Integrations is
+the start-up burst. The `kubernetes` package does here what it is
 best at — knowing every way a cluster hands out credentials — and both clients share its result.
 """
 

@@ -121,9 +121,9 @@ async def reconcile_all(memo: Runtime) -> None:
 async def reconcile_each(memo: Runtime, keys: list[tuple[str, str]]) -> None:
     """Re-plan these Integrations, RECONCILE_CONCURRENCY at a time (each under its own lock).
 
-    One at a time, each reconcile waits for its API round trips (create the Job, patch the status, post
-    the Event) before the next starts: 2,000 Integrations waiting for one Connection got their runs at
-    ~10 a second, every run started 200 s after the Connection became Ready (bench/operator_scale.py).
+    One at a time, each reconcile would wait for its API round trips (create the Job, patch the status,
+    post the Event) before the next starts. Not measured on its own: in bench/operator_scale.py the
+    operator was CPU-bound when this was added, and the later fixes (indexes) were measured with it in.
     """
     gate = asyncio.Semaphore(RECONCILE_CONCURRENCY)
 

@@ -135,3 +135,12 @@ def kubectl_runner(binary: Path, kubeconfig: Path) -> Callable[..., Awaitable[st
         return out.decode()
 
     return kubectl
+
+
+def without_rules(node: Any, drop: Callable[[dict[str, Any]], bool]) -> Any:
+    """A CRD (or a part of one) without the x-kubernetes-validations rules ``drop`` picks."""
+    if isinstance(node, dict):
+        rules = [r for r in node.get("x-kubernetes-validations", []) if not drop(r)]
+        return {k: without_rules(v, drop) for k, v in {**node, "x-kubernetes-validations": rules}.items()
+                if k != "x-kubernetes-validations" or rules}
+    return [without_rules(v, drop) for v in node] if isinstance(node, list) else node

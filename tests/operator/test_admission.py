@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.operator.helpers import eventually
+from tests.operator.helpers import eventually, without_rules
 from tests.unit.manifests import load_documents
 from tests.unit.test_invalid_manifests import (
     DELETE,
@@ -334,15 +334,6 @@ async def test_every_default_in_the_crds_is_filled_in(api: Cluster) -> None:
 async def test_every_example_is_admitted_as_written(api: Cluster, doc: dict[str, Any]) -> None:
     """With ``fieldValidation=Strict``, as ``kubectl apply`` sends it: no unknown field in any example."""
     admitted(await create(api, doc, strict=True))
-
-
-def without_rules(node: Any, drop: Callable[[dict[str, Any]], bool]) -> Any:
-    """A CRD (or a part of one) without the x-kubernetes-validations rules ``drop`` picks."""
-    if isinstance(node, dict):
-        rules = [r for r in node.get("x-kubernetes-validations", []) if not drop(r)]
-        return {k: without_rules(v, drop) for k, v in {**node, "x-kubernetes-validations": rules}.items()
-                if k != "x-kubernetes-validations" or rules}
-    return [without_rules(v, drop) for v in node] if isinstance(node, list) else node
 
 
 async def test_rules_are_not_rerun_on_unchanged_values(api: Cluster) -> None:

@@ -20,6 +20,7 @@ from tests.operator.helpers import (
     integration,
     plan_sync,
     secret,
+    without_rules,
 )
 from walkme_dic.jobs.naming import LABEL_MANAGED_BY
 from walkme_dic.kube import ApiError
@@ -247,18 +248,9 @@ async def _scheduled_run(cluster: Cluster) -> dict[str, Any] | None:
     return obj if any(r["trigger"] == "Schedule" and r["result"] == "Succeeded" for r in runs) else None
 
 
-def without_transition_rules(node: Any) -> Any:
-    """A CRD with every ``oldSelf`` rule taken out: what a cluster without CEL (< 1.25) enforces."""
-    if isinstance(node, dict):
-        rules = [r for r in node.get("x-kubernetes-validations", []) if "oldSelf" not in r["rule"]]
-        return {k: without_transition_rules(v) for k, v in {**node, "x-kubernetes-validations": rules}.items()
-                if k != "x-kubernetes-validations" or rules}
-    return [without_transition_rules(v) for v in node] if isinstance(node, list) else node
-
-
 @pytest.fixture
 async def crds_without_transition_rules(cluster: Cluster) -> AsyncIterator[None]:
-    await cluster.install_crds([without_transition_rules(crd) for crd in load_crds()])
+    await cluster.install_crds([without_rules(crd, lambda rule: "oldSelf" in rule["rule"]) for crd in load_crds()])
     try:
         yield
     finally:

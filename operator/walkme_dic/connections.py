@@ -67,18 +67,20 @@ def probe_due(
     last = parse_time(status.get("lastProbeTime"))
     if last is None:
         return True
-    interval = parse_duration(spec.probe_interval)
-    if not condition_true(status, reasons.READY):
-        interval = min(interval, FAILED_PROBE_RETRY)
-    return now - last >= interval
+    return now - last >= probe_wait(spec, status)
 
 
-def next_probe_in(spec: ConnectionSpec, status: Mapping[str, Any], now: datetime) -> float:
-    last = parse_time(status.get("lastProbeTime")) or now
+def probe_wait(spec: ConnectionSpec, status: Mapping[str, Any]) -> timedelta:
+    """How long after the last probe the next one is due: the probe interval while Ready; after a failure
+    FAILED_PROBE_RETRY, then doubling (the time it has been failing, at the last probe), up to the interval."""
     interval = parse_duration(spec.probe_interval)
-    if not condition_true(status, reasons.READY):
-        interval = min(interval, FAILED_PROBE_RETRY)
-    return max(0.0, (last + interval - now).total_seconds())
+    if condition_true(status, reasons.READY):
+        return interval
+    last = parse_time(status.get("lastProbeTime"))
+    ready = find_condition(status.get("conditions"), reasons.READY) or {}
+    since = parse_time(ready.get("lastTransitionTime"))
+    failing = last - since if last and since and last > since else timedelta(0)
+    return min(interval, max(FAILED_PROBE_RETRY, failing))
 
 
 def connection_status(

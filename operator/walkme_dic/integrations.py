@@ -49,6 +49,7 @@ class IntegrationView:
     annotations: dict[str, str]
     spec: dict[str, Any]
     status: dict[str, Any]
+    secret_refusal: str | None = None  # a Secret the run would mount may not be used (tenancy.secret_refusal)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def plan(
     for side, message in track_identities(status, spec, view.name, view.namespace, view.generation, now):
         decision.events.append(Event("Normal", IDENTITY_REPLACED[side], message))
     _observe_runs(status, view, spec, jobs, pods, now, decision)
-    blocker = _blocker(status, spec, external, walkme) or _conflict(view, claims)
+    blocker = _blocker(status, spec, external, walkme) or _conflict(view, claims) or _refused_secret(view)
     if blocker is None and not status.get("activeRun") and not spec.suspend:
         _start_run_if_due(status, view, spec, external, walkme, now, decision)
     status["nextScheduleTime"] = (
@@ -205,6 +206,12 @@ def _conflict(view: IntegrationView, claims: Sequence[DestinationClaim]) -> Bloc
                    f"spec.destination.file.path: Integration {older[0][1]!r} already writes {mine.path!r} through "
                    f"Connection {mine.connection!r}; choose another path (e.g. with {{runId}} or a folder of its own)",
                    stalled=False)
+
+
+def _refused_secret(view: IntegrationView) -> Blocker | None:
+    if view.secret_refusal is None:
+        return None
+    return Blocker(reasons.SECRET_REFUSED, view.secret_refusal, stalled=False)
 
 
 def _type_mismatch(spec: IntegrationSpec, external: ConnectionView, walkme: ConnectionView) -> str | None:

@@ -282,6 +282,7 @@ class Resource:
         return "/".join(parts)
 
 
+PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 SECRETS = Resource("", "v1", "secrets")
 PODS = Resource("", "v1", "pods")
 EVENTS = Resource("", "v1", "events")
@@ -332,12 +333,12 @@ class KubeClient:
             if session is not None:
                 await session.close()
 
-    async def request(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
+    async def request(self, method: str, path: str, body: Any = None, content_type: str | None = None,
+                      accept: str = "application/json") -> Any:
         data = json.dumps(body) if body is not None else None
         login = await self._current_login()
         for attempt in (1, 2):
-            headers = {"Content-Type": content_type or "application/json", "Accept": "application/json",
-                       **login.headers()}
+            headers = {"Content-Type": content_type or "application/json", "Accept": accept, **login.headers()}
             async with self._session_for(login).request(method, login.server + path, data=data,
                                                         headers=headers) as resp:
                 text = await resp.text()
@@ -377,6 +378,11 @@ class KubeClient:
 
     async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
         return await self.request("GET", resource.path(namespace, name))
+
+    async def get_metadata(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
+        """The object's metadata only (a PartialObjectMetadata, which the API server cuts from the object):
+        a Secret's resourceVersion and labels without its data crossing the wire."""
+        return await self.request("GET", resource.path(namespace, name), accept=PARTIAL_METADATA)
 
     async def create(self, resource: Resource, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self.request("POST", resource.path(namespace), body)

@@ -17,6 +17,9 @@ PROBE_FAILED = "ProbeFailed"
 AUTHENTICATION_FAILED = "AuthenticationFailed"
 HOST_KEY_REJECTED = "HostKeyRejected"  # sftp: the server's host key is not the pinned one
 PROBING = "Probing"
+AMBIENT_IDENTITY = "AmbientIdentity"  # Ready without a probe: each run uses its ServiceAccount's identity
+AMBIENT_IDENTITY_NOT_ALLOWED = "AmbientIdentityNotAllowed"  # the admin did not allow ambient identity here
+SECRET_REFUSED = "SecretRefused"  # a service-account token, or a Secret without the admin's label
 
 # Shared
 INVALID_SPEC = "InvalidSpec"

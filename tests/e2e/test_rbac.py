@@ -188,7 +188,6 @@ NEEDS = [
         ("integrations.walkme.io", "integrations", "Integrations (planned, run, their status written)"),
         ("batch", "jobs", "sync Jobs (a run followed to its end, adopted after a restart)"),
         ("", "pods", "sync Pods (a run's result, read from the termination message)"),
-        ("", "secrets", "Secrets (a Connection re-probed when its Secret changes)"),
     ) for need in (
         Need((group, resource, "list"), f"indexing {what}: kopf runs no handler until every index is listed",
              WATCHED, at_start=True),

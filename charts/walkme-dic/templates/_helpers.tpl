@@ -85,10 +85,11 @@ compares them with the apiserver's audit log and removes each in turn). */}}
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
-# Connection credentials are read (never written) to probe the endpoint.
+# Secrets are read by name only (a Connection's credentials to probe it; the metadata of each on every
+# resync pass, to notice a change), never listed or watched: no other Secret body reaches the operator.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get"]
 # Events on Connections and Integrations (core/v1 Events, posted by the operator's client and kopf).
 - apiGroups: [""]
   resources: ["events"]

@@ -1,4 +1,4 @@
-"""Small helpers the controllers share: bodies to plain dicts, status patches, Secret reading."""
+"""Small helpers the controllers share: bodies to plain dicts, status patches, Secrets read by name."""
 
 from __future__ import annotations
 
@@ -28,14 +28,21 @@ def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
     return {"status": patch}
 
 
-async def read_secret(client: KubeClient, namespace: str, name: str) -> tuple[dict[str, str], str] | None:
-    """Decoded Secret data and its resourceVersion, or None when it does not exist."""
+async def get_secret(client: KubeClient, namespace: str, name: str, *, metadata_only: bool = False,
+                      ) -> dict[str, Any] | None:
+    """The Secret (or only its metadata), None when it does not exist; other API errors raise."""
     try:
-        secret = await client.get(SECRETS, namespace, name)
+        if metadata_only:
+            return await client.get_metadata(SECRETS, namespace, name)
+        return await client.get(SECRETS, namespace, name)
     except ApiError as error:
         if error.status == 404:
             return None
         raise
+
+
+def secret_data(secret: Mapping[str, Any]) -> dict[str, str]:
+    """A Secret's decoded data (stringData included)."""
     data = {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (secret.get("data") or {}).items()}
     data.update(secret.get("stringData") or {})
-    return data, str(secret["metadata"].get("resourceVersion", ""))
+    return data

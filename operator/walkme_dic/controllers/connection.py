@@ -1,8 +1,7 @@
-"""Connection controller: read the Secret, probe the provider, write Ready (thin kopf handlers)."""
+"""Connection controller: read the Secret by name, probe the provider, write Ready (thin kopf handlers)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -23,13 +22,14 @@ from walkme_dic.connections import (
     probing_status,
 )
 from walkme_dic.connectors import registry
-from walkme_dic.controllers.common import plain, read_secret, status_patch
+from walkme_dic.controllers.common import get_secret, plain, secret_data, status_patch
 from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.integration import reconcile_integrations_using
 from walkme_dic.controllers.runtime import CONNECTIONS, Runtime
 from walkme_dic.errors import DicError, validation_message
 from walkme_dic.kube import ApiError
 from walkme_dic.redaction import redact
+from walkme_dic.tenancy import ambient_identity, ambient_refusal, ambient_unprobed_message, secret_refusal
 
 log = logging.getLogger("walkme_dic.connection")
 
@@ -37,11 +37,6 @@ log = logging.getLogger("walkme_dic.connection")
 @kopf.index(GROUP, VERSION, "connections")
 def connection_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): plain(body)}
-
-
-@kopf.index("v1", "secrets")
-def secret_index(namespace: str, name: str, meta: kopf.Meta, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): meta.get("resourceVersion")}
 
 
 @kopf.on.event(GROUP, VERSION, "connections")
@@ -54,25 +49,6 @@ async def connection_event(
             metrics.forget_connection(namespace, name)
     else:
         await reconcile_connection(memo, namespace, name)
-
-
-@kopf.on.event("v1", "secrets")
-async def secret_event(namespace: str, name: str, memo: Runtime, **kwargs: Any) -> None:
-    memo.bind_indexes(kwargs)
-    for connection in connections_using_secret(memo, namespace, name):
-        await reconcile_connection(memo, namespace, connection)
-
-
-def connections_using_secret(memo: Runtime, namespace: str, secret: str) -> list[str]:
-    names = []
-    for (ns, name), store in memo.indexes["connection_index"].items():
-        for body in store:
-            try:
-                if ns == namespace and ConnectionSpec.model_validate(body.get("spec") or {}).secret_name == secret:
-                    names.append(name)
-            except ValidationError:
-                continue
-    return names
 
 
 async def reconcile_connection(memo: Runtime, namespace: str, name: str, *, force: bool = False) -> None:
@@ -101,7 +77,7 @@ async def _reconcile(memo: Runtime, body: dict[str, Any], *, force: bool) -> Non
                                 now=now, stalled=True)
         await _write(memo, body, {**new, "lastProbeTime": status.get("lastProbeTime")})
         return
-    secret_version = _indexed_secret_version(memo, namespace, spec.secret_name)
+    secret_version = await _secret_version(memo, namespace, spec.secret_name)
     if not force and not probe_due(spec, status, generation, secret_version, now):
         return
     probing = probing_status(spec, previous=status, generation=generation, now=now)
@@ -114,20 +90,31 @@ async def _reconcile(memo: Runtime, body: dict[str, Any], *, force: bool) -> Non
     await _write(memo, body, new)
 
 
-def _indexed_secret_version(memo: Runtime, namespace: str, secret: str | None) -> str | None:
+async def _secret_version(memo: Runtime, namespace: str, secret: str | None) -> str | None:
+    """The Secret's resourceVersion, read by name (its metadata only: no cluster-wide Secret watch, no data)
+    on every reconcile and resync pass, so that a changed Secret is probed again within one resync period."""
     if secret is None:
         return None
-    versions = memo.lookup("secret_index", (namespace, secret))
-    return str(versions[0]) if versions else None
+    try:
+        found = await get_secret(memo.client, namespace, secret, metadata_only=True)
+    except ApiError:
+        return None  # the probe reads it again and says why (SecretForbidden)
+    return str(found["metadata"].get("resourceVersion", "")) if found else None
 
 
 async def probe(memo: Runtime, namespace: str, spec: ConnectionSpec) -> tuple[ProbeOutcome, str | None]:
     """Read the Secret and run the provider's probe; never lets a secret value into the outcome."""
+    tenancy = memo.config.tenancy
+    refusal = ambient_refusal(spec, namespace, tenancy)
+    if refusal is not None:
+        return ProbeOutcome(False, reasons.AMBIENT_IDENTITY_NOT_ALLOWED, refusal), None
+    if ambient_identity(spec) is not None and not tenancy.ambient_probe:
+        return ProbeOutcome(True, reasons.AMBIENT_IDENTITY, ambient_unprobed_message(spec)), None
     credentials: dict[str, str] = {}
     version = None
     if spec.secret_name:
         try:
-            found = await read_secret(memo.client, namespace, spec.secret_name)
+            found = await get_secret(memo.client, namespace, spec.secret_name)
         except ApiError as error:
             if error.status != 403:
                 raise
@@ -139,13 +126,17 @@ async def probe(memo: Runtime, namespace: str, spec: ConnectionSpec) -> tuple[Pr
         if found is None:
             return ProbeOutcome(False, reasons.SECRET_NOT_FOUND,
                                 f"Secret {spec.secret_name!r} not found in namespace {namespace!r}"), None
-        credentials, version = found
+        version = str(found["metadata"].get("resourceVersion", ""))
+        refused = secret_refusal(found, tenancy)
+        if refused is not None:
+            return ProbeOutcome(False, reasons.SECRET_REFUSED, refused), version
+        credentials = secret_data(found)
         missing = missing_secret_keys(spec, credentials)
         if missing:
             return ProbeOutcome(False, reasons.SECRET_KEY_MISSING, missing), version
     try:
-        result = await asyncio.wait_for(asyncio.to_thread(registry.probe, spec, credentials),
-                                        timeout=memo.config.probe_timeout_seconds)
+        result = await memo.probes.run(namespace, lambda: registry.probe(spec, credentials),
+                                       memo.config.probe_timeout_seconds)
     except DicError as error:
         reason = error.reason if error.reason in (reasons.AUTHENTICATION_FAILED, reasons.HOST_KEY_REJECTED) \
             else reasons.PROBE_FAILED

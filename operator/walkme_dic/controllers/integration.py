@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,14 +20,15 @@ from walkme_dic import metrics
 from walkme_dic.api.common import GROUP, VERSION
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.conditions import find_condition, parse_time
-from walkme_dic.controllers.common import plain, status_patch
+from walkme_dic.controllers.common import get_secret, plain, status_patch
 from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.runtime import INTEGRATIONS, Runtime
 from walkme_dic.integrations import ConnectionView, Decision, DestinationClaim, IntegrationView, plan
-from walkme_dic.jobs.manifest import build_job
+from walkme_dic.jobs.manifest import build_job, credential_volumes
 from walkme_dic.jobs.naming import LABEL_MANAGED_BY, MANAGED_BY
 from walkme_dic.jobs.results import JobSummary, PodSummary, summarize_job, summarize_pod
 from walkme_dic.kube import JOBS, ApiError
+from walkme_dic.tenancy import secret_refusal
 
 log = logging.getLogger("walkme_dic.integration")
 OURS = {LABEL_MANAGED_BY: MANAGED_BY}
@@ -143,11 +145,28 @@ async def reconcile_integration(memo: Runtime, namespace: str, name: str) -> Non
         if body["metadata"].get("deletionTimestamp"):
             return
         try:
-            decision = plan(*gather(memo, body), datetime.now(UTC), claims=destination_claims(memo, namespace, body))
+            inputs, now = gather(memo, body), datetime.now(UTC)
+            claims = destination_claims(memo, namespace, body)
+            decision = plan(*inputs, now, claims=claims)
+            refusal = await refused_secret(memo, namespace, decision)
+            if refusal is not None:  # plan again, blocked: no Job, so no kubelet mounts the Secret
+                decision = plan(replace(inputs[0], secret_refusal=refusal), *inputs[1:], now, claims=claims)
             await apply(memo, body, decision)
         except Exception:
             metrics.RECONCILE_ERRORS.labels("Integration").inc()
             log.exception("reconciling Integration %s/%s failed", namespace, name)
+
+
+async def refused_secret(memo: Runtime, namespace: str, decision: Decision) -> str | None:
+    """Why a Secret the planned run's Job would mount may not be used (read by name), or None."""
+    if decision.job is None:
+        return None
+    for volume in credential_volumes(decision.job[0]):
+        secret = await get_secret(memo.client, namespace, volume["secret"]["secretName"])
+        refusal = secret_refusal(secret, memo.config.tenancy) if secret is not None else None
+        if refusal is not None:
+            return refusal
+    return None
 
 
 def gather(

@@ -23,6 +23,7 @@ from walkme_dic.controllers.runtime import OPERATOR_USER_AGENT, OperatorConfig, 
 from walkme_dic.jobs.manifest import JobImage, proxy_settings
 from walkme_dic.kube import ClusterAccess, CredentialsError, KubeClient
 from walkme_dic.leader import ElectionTiming, LeaderElector
+from walkme_dic.tenancy import TenancyPolicy, parse_label
 
 log = logging.getLogger("walkme_dic.operator")
 DEFAULT_IMAGE = "ghcr.io/walkme-dic/walkme-dic:0.1.0"
@@ -47,6 +48,7 @@ async def shutdown(memo: Runtime, **_: Any) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await memo.resync_task
     await memo.client.close()
+    memo.probes.close()
     if memo.metrics_server is not None:  # a restarted operator in the same process binds the port again
         memo.metrics_server.shutdown()
         memo.metrics_server.server_close()
@@ -206,6 +208,16 @@ def parse_args(argv: list[str]) -> tuple[OperatorConfig, Election | None]:
     parser.add_argument("--metrics-address", default="0.0.0.0",
                         help="Address the Prometheus endpoint listens on (the chart passes the pod IP).")
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint.")
+    parser.add_argument("--probe-timeout", type=float, default=30.0, help="Seconds a probe may take once started.")
+    parser.add_argument("--probe-workers", type=int, default=16, help="Threads probes run in.")
+    parser.add_argument("--probes-per-namespace", type=int, default=2,
+                        help="Probes of one namespace running at a time (one tenant cannot take every thread).")
+    parser.add_argument("--ambient-identity-namespace", action="append", default=[],
+                        help="A namespace whose Connections may use ambient identity (repeatable; '*': all).")
+    parser.add_argument("--ambient-identity-probe", action="store_true",
+                        help="Probe ambient-identity Connections with the operator's own identity.")
+    parser.add_argument("--secret-label", default=None, type=parse_label, metavar="KEY=VALUE",
+                        help="KEY=VALUE: only Secrets with this label may be used by Connections and Integrations.")
     parser.add_argument("--log-format", choices=["json", "plain"], default="json")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--leader-elect", action="store_true",
@@ -232,6 +244,14 @@ def parse_args(argv: list[str]) -> tuple[OperatorConfig, Election | None]:
         metrics_port=args.metrics_port or None,
         metrics_address=args.metrics_address,
         liveness=args.liveness or None,
+        probe_timeout_seconds=args.probe_timeout,
+        probe_workers=args.probe_workers,
+        probes_per_namespace=args.probes_per_namespace,
+        tenancy=TenancyPolicy(
+            ambient_namespaces=frozenset(args.ambient_identity_namespace),
+            ambient_probe=args.ambient_identity_probe,
+            secret_label=args.secret_label,
+        ),
     ), election
 
 

@@ -10,14 +10,16 @@ from wsgiref.simple_server import WSGIServer
 
 import kopf
 
+from walkme_dic.controllers.probes import ProbePool
 from walkme_dic.jobs.manifest import JobImage
 from walkme_dic.kube import ClusterAccess, KubeClient, Login, Resource
+from walkme_dic.tenancy import TenancyPolicy
 
 CONNECTIONS = Resource("integrations.walkme.io", "v1alpha1", "connections")
 INTEGRATIONS = Resource("integrations.walkme.io", "v1alpha1", "integrations")
 OPERATOR_USER_AGENT = "walkme-dic-operator"
 INDEX_NAMES = ("connection_index", "destination_index", "integration_index", "job_index", "pod_index",
-               "run_owner_index", "secret_index")
+               "run_owner_index")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,9 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = ()
     resync_seconds: float = 30.0
     probe_timeout_seconds: float = 30.0
+    probe_workers: int = 16
+    probes_per_namespace: int = 2
+    tenancy: TenancyPolicy = field(default_factory=TenancyPolicy)
     metrics_port: int | None = 8000
     metrics_address: str = "0.0.0.0"  # in a Pod the Service reaches it; tests pass 127.0.0.1
     liveness: str | None = None
@@ -38,6 +43,7 @@ class Runtime:
 
     config: OperatorConfig
     client: KubeClient
+    probes: ProbePool
     locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     indexes: dict[str, kopf.Index[Any, Any]] = field(default_factory=dict)
     written: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
@@ -48,7 +54,8 @@ class Runtime:
 
     @classmethod
     def create(cls, config: OperatorConfig) -> Runtime:
-        return cls(config=config, client=KubeClient(config.access, user_agent=OPERATOR_USER_AGENT))
+        return cls(config=config, client=KubeClient(config.access, user_agent=OPERATOR_USER_AGENT),
+                   probes=ProbePool(config.probe_workers, config.probes_per_namespace))
 
     def bind_indexes(self, handler_kwargs: dict[str, Any]) -> None:
         """kopf hands indexes to handlers only; keep them for the resync loop."""

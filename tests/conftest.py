@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.fixtures.tools",
     "tests.fixtures.servers",
+    "tests.fixtures.listeners",
     "tests.fixtures.pki",
     "tests.fixtures.azurite",
     "tests.fixtures.gcs",

@@ -15,6 +15,7 @@ from walkme_dic.connections import (
     missing_secret_keys,
     probe_due,
     probe_timeout_message,
+    probe_wait,
     probing_status,
 )
 
@@ -84,6 +85,24 @@ def test_probe_is_due_on_change_and_after_the_interval() -> None:
 def test_failed_probe_is_retried_sooner() -> None:
     failed = status_after(ProbeOutcome(False, "ProbeFailed", "no route"))
     assert probe_due(S3, failed, 1, "7", NOW + timedelta(seconds=61))
+
+
+def test_failed_probes_back_off_doubling_up_to_the_interval() -> None:
+    """A Connection failing since NOW is probed again after 60 s, then the time it has been failing: 60, 120,
+    240 s ... never later than its probe interval (10 m)."""
+    spec = ConnectionSpec.model_validate({**S3.model_dump(by_alias=True, exclude_none=True), "probeInterval": "10m"})
+    status, at, waits = status_after(ProbeOutcome(False, "ProbeFailed", "no route")), NOW, []
+    for _ in range(6):
+        wait = probe_wait(spec, status)
+        waits.append(wait.total_seconds())
+        assert not probe_due(spec, status, 1, "7", at + wait - timedelta(seconds=1))
+        at += wait
+        status = connection_status(spec, ProbeOutcome(False, "ProbeFailed", "no route"), previous=status,
+                                   generation=1, secret_version="7", now=at)
+    assert waits == [60, 60, 120, 240, 480, 600]
+    recovered = connection_status(spec, ProbeOutcome(True, "Probed", "ok"), previous=status, generation=1,
+                                  secret_version="7", now=at)
+    assert probe_wait(spec, recovered) == timedelta(minutes=10)
 
 
 def test_ready_transition_time_is_kept_while_status_stays() -> None:

@@ -19,6 +19,8 @@ import pytest
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, latest_version
 
+from walkme_dic.controllers.run import parse_args
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "walkme-dic"
 RELEASE, NAMESPACE = "dic", "walkme-system"
@@ -110,6 +112,9 @@ def test_default_values_satisfy_the_values_schema() -> None:
         ("metrics.dashboard.enabled=yes please", "/metrics/dashboard/enabled"),
         ("proxy.httpsProxy=http://proxy with spaces", "/proxy/httpsProxy"),
         ("proxy.socksProxy=x", "additional properties 'socksProxy' not allowed"),
+        ("tenancy.secretLabel=no-value-sign", "/tenancy/secretLabel"),
+        ("tenancy.ambientIdentity.namespaces[0]=Team_A", "/tenancy/ambientIdentity/namespaces/0"),
+        ("probes.perNamespace=0", "/probes/perNamespace"),
     ],
 )
 def test_values_schema_rejects_bad_values(helm_binary: Path, setting: str, complaint: str) -> None:
@@ -222,6 +227,25 @@ def test_deployment_args_and_env_follow_values(helm_binary: Path, tmp_path: Path
     assert "HTTP_PROXY" not in env, "an empty value sets nothing"
 
 
+def test_tenancy_and_probe_values_become_operator_flags(helm_binary: Path, tmp_path: Path) -> None:
+    (container,) = the_deployment(render(helm_binary, tmp_path, {}))["spec"]["template"]["spec"]["containers"]
+    assert not [a for a in container["args"] if a.startswith(("--ambient", "--secret-label"))], \
+        "by default no namespace may use ambient identity and any Opaque Secret may be named"
+    assert {"--probe-timeout=30", "--probe-workers=16", "--probes-per-namespace=2"} <= set(container["args"])
+    values = {"tenancy": {"ambientIdentity": {"namespaces": ["data-eng", "analytics"], "probe": True},
+                          "secretLabel": "walkme-dic.io/use=yes"},
+              "probes": {"timeoutSeconds": 10, "workers": 4, "perNamespace": 1}}
+    (container,) = the_deployment(render(helm_binary, tmp_path, values))["spec"]["template"]["spec"]["containers"]
+    assert {"--ambient-identity-namespace=data-eng", "--ambient-identity-namespace=analytics",
+            "--ambient-identity-probe", "--secret-label=walkme-dic.io/use=yes", "--probe-timeout=10",
+            "--probe-workers=4", "--probes-per-namespace=1"} <= set(container["args"])
+    config, _ = parse_args(  # the flags the chart renders are the operator's own
+        [a for a in container["args"][1:] if "$(" not in a and "leader" not in a])
+    assert config.tenancy.ambient_namespaces == {"data-eng", "analytics"} and config.tenancy.ambient_probe
+    assert config.tenancy.secret_label == ("walkme-dic.io/use", "yes")
+    assert (config.probe_timeout_seconds, config.probe_workers, config.probes_per_namespace) == (10, 4, 1)
+
+
 # -- RBAC -----------------------------------------------------------------------------------------
 
 
@@ -240,7 +264,7 @@ def test_rbac_has_no_wildcards_and_only_the_verbs_the_operator_uses(
             assert set(rule["verbs"]) <= ALLOWED_VERBS | renews, rule
             assert "nonResourceURLs" not in rule and "resourceNames" not in rule
             if "secrets" in rule["resources"]:
-                assert set(rule["verbs"]) <= {"get", "list", "watch"}, "secrets are read, never written"
+                assert set(rule["verbs"]) == {"get"}, "secrets are read by name: never listed, watched or written"
             if "connections" in rule["resources"] or "integrations" in rule["resources"]:
                 assert set(rule["verbs"]) <= {"get", "list", "watch"}, "spec is never written, only status"
 
@@ -261,7 +285,7 @@ NAMESPACED_GRANTS = {
     ("integrations.walkme.io", "integrations/status"): {"patch"},
     ("batch", "jobs"): {"list", "watch", "create", "delete"},
     ("", "pods"): {"list", "watch"},
-    ("", "secrets"): {"get", "list", "watch"},
+    ("", "secrets"): {"get"},
     ("", "events"): {"create"},
 }
 # kopf always watches CRDs; it lists namespaces only when it serves named namespaces.

@@ -7,12 +7,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures.listeners import Listener
-from tests.operator.helpers import NS, OperatorHandle, condition, connection, eventually, integration, secret
+from tests.operator.helpers import (
+    NS,
+    OperatorHandle,
+    condition,
+    connection,
+    eventually,
+    integration,
+    plan_sync,
+    secret,
+)
 from walkme_dic.jobs.naming import LABEL_MANAGED_BY
 from walkme_dic.tenancy import TenancyPolicy
 from walkme_dic_dev.cluster import Cluster
@@ -150,3 +160,24 @@ async def test_a_tarpit_in_one_namespace_does_not_delay_another(
     assert tarpit.connections <= 2, "one namespace ran more probes at a time than its share"
     timed_out = await ready_condition(cluster, "hook-0", "ProbeFailed", namespace="noisy")
     assert "timed out" in timed_out["message"] or "reach" in timed_out["message"]
+
+
+async def test_a_run_that_failed_with_a_passing_fault_probes_its_connections_again(
+    cluster: Cluster, tenant_operator: OperatorHandle, backends: dict, sync_plans: Path,
+) -> None:
+    for manifest in backends["manifests"]:
+        await cluster.apply(manifest)
+    probed = {}
+    for name in ("lake", "walkme"):
+        await ready_condition(cluster, name, "Probed")
+        probed[name] = (await cluster.get(API, "Connection", NS, name))["status"]["lastProbeTime"]
+    await asyncio.sleep(1.1)  # lastProbeTime has whole seconds
+    plan_sync(sync_plans, "users", result={"result": "Failed", "reason": "ProviderUnavailable", "retryable": True,
+                                           "message": "S3 answered 503 Slow Down"})
+    await cluster.apply(integration("users", job={"backoffLimit": 0}))
+
+    async def probed_again() -> bool:
+        statuses = [(await cluster.get(API, "Connection", NS, name))["status"] for name in probed]
+        return all(s["lastProbeTime"] != probed[n] for s, n in zip(statuses, probed, strict=True))
+
+    await eventually(probed_again, timeout=40)  # the probe interval is 10 minutes: only the failed run explains it

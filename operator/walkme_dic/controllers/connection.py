@@ -78,6 +78,9 @@ async def _reconcile(memo: Runtime, body: dict[str, Any], *, force: bool) -> Non
         await _write(memo, body, {**new, "lastProbeTime": status.get("lastProbeTime")})
         return
     secret_version = await _secret_version(memo, namespace, spec.secret_name)
+    if (namespace, meta["name"]) in memo.reprobe:  # a run through it failed with a fault that may pass
+        memo.reprobe.discard((namespace, meta["name"]))
+        force = True
     if not force and not probe_due(spec, status, generation, secret_version, now):
         return
     probing = probing_status(spec, previous=status, generation=generation, now=now)

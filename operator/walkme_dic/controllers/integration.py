@@ -252,6 +252,10 @@ async def apply(memo: Runtime, body: dict[str, Any], decision: Decision) -> None
     metrics.observe_integration(namespace, name, gauges)
     if decision.finished is not None:
         result = decision.finished.result
+        if result.result == "Failed" and result.retryable:  # S3 down, a reset connection: still Ready?
+            spec = body.get("spec") or {}
+            memo.reprobe.update((namespace, (spec.get(ref) or {}).get("name", ""))
+                                for ref in ("connectionRef", "walkmeConnectionRef"))
         metrics.RUNS.labels(namespace, name, result.result).inc()
         metrics.RUN_DURATION.labels(namespace, name).observe(decision.finished.seconds)
         for outcome, value in (("read", result.rows_read), ("written", result.rows_written),

@@ -49,6 +49,7 @@ class Runtime:
     written: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
     resync_task: asyncio.Task[None] | None = None
+    reprobe: set[tuple[str, str]] = field(default_factory=set)  # Connections a failed run asks to be probed now
     kopf_login: Login | None = None  # the credentials last handed to kopf
     metrics_server: WSGIServer | None = None
 

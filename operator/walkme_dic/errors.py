@@ -9,6 +9,8 @@ import re
 
 import pydantic
 
+from walkme_dic.reasons import DESTINATION_EXISTS
+
 
 class DicError(Exception):
     """Base class. ``reason`` is a CamelCase word used in status conditions and results."""
@@ -26,6 +28,19 @@ class PermanentError(DicError):
     """The user must change something (credentials, bucket, SOQL, mapping); retrying will not help."""
 
     reason = "PermanentError"
+
+
+class DestinationExistsError(PermanentError):
+    """A write that must not replace an existing object found one (an incremental export's earlier file)."""
+
+    reason = DESTINATION_EXISTS
+
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            f"{where} already exists, written by an earlier run: this export is incremental (since: lastRun), so "
+            "each run's file holds rows no other file has, and it never overwrites one; put {runId} in "
+            "destination.file.path (e.g. users-{date}-{runId}.csv). Nothing was written and the watermark stays: "
+            "the next run exports these rows")
 
 
 class TransientError(DicError):

@@ -6,8 +6,9 @@ import pytest
 
 from tests.e2e.conftest import node
 from tests.fakes.faultproxy import FaultProxy, running_proxy
+from tests.reliability.test_directions import stores
 
-__all__ = ["node"]
+__all__ = ["node", "stores"]
 
 
 @pytest.fixture

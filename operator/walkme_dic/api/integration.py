@@ -30,7 +30,9 @@ class FileSettings(ApiModel):
     path: str = Field(
         min_length=1, max_length=MAX_PATH_LENGTH,
         description="Path under the connection's prefix. Outbound paths may use {date}, {time}, {runId} "
-        "and {slot}, e.g. exports/users-{date}.csv.",
+        "and {slot}, e.g. exports/users-{date}-{runId}.csv. An incremental export (since: lastRun) never "
+        "overwrites an earlier run's file: a path two runs can share fails the second with DestinationExists, "
+        "so put {runId} in it.",
     )
     format: Literal["csv", "jsonl"] = Field(default="csv", description="File format.")
     compression: Literal["auto", "gzip", "none"] = Field(

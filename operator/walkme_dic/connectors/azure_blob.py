@@ -15,6 +15,8 @@ from typing import Any
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
@@ -25,7 +27,13 @@ from walkme_dic.api.connection import AzureBlobProvider
 from walkme_dic.connectors.background import BackgroundPartWriter
 from walkme_dic.connectors.base import ObjectInfo, ProbeResult
 from walkme_dic.connectors.common import ErrorTranslator
-from walkme_dic.errors import AuthenticationError, NotFoundError, PermanentError, TransientError
+from walkme_dic.errors import (
+    AuthenticationError,
+    DestinationExistsError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
 
 BLOCK_SIZE = 8 * 1024 * 1024
 READ_CHUNK = 4 * 1024 * 1024
@@ -88,8 +96,8 @@ class AzureBlobStore:
         info = self.stat(path)
         return io.BufferedReader(_BlobReader(self, path, info), buffer_size=READ_CHUNK)
 
-    def open_write(self, path: str) -> AzureAtomicWriter:
-        return AzureAtomicWriter(self, path)
+    def open_write(self, path: str, *, overwrite: bool = True) -> AzureAtomicWriter:
+        return AzureAtomicWriter(self, path, overwrite=overwrite)
 
     def _errors(self, doing: str) -> _ErrorMapper:
         return _ErrorMapper(self, doing)
@@ -159,8 +167,9 @@ class AzureAtomicWriter(BackgroundPartWriter[None]):
     Blocks are staged in the background (``connectors/background.py``: at most 2 on the wire, so a writer holds
     fewer than 4 blocks of ``block_size``); a staging error surfaces at the next write() or at commit()."""
 
-    def __init__(self, store: AzureBlobStore, path: str) -> None:
+    def __init__(self, store: AzureBlobStore, path: str, *, overwrite: bool = True) -> None:
         super().__init__(store, path, store.block_size, "azure-block")
+        self.overwrite = overwrite
         self.blob = store.container.get_blob_client(store.name(path))
         self.blocks: list[BlobBlock] = []
         self.prefix = uuid.uuid4().hex[:12]
@@ -178,8 +187,17 @@ class AzureAtomicWriter(BackgroundPartWriter[None]):
         with self._uploading():
             self.uploads.wait()
         with self._guard(f"committing {self.store.describe(self.path)}"):
-            answer = self.blob.commit_block_list(self.blocks)
+            answer = self.blob.commit_block_list(self.blocks) if self.overwrite else self._create_only()
         return ObjectInfo(path=self.path, size=self.pending.total, fingerprint=str(answer.get("etag", "")).strip('"'))
+
+    def _create_only(self) -> dict[str, Any]:
+        """Commit with If-None-Match: * — the blob service refuses it when the blob exists."""
+        from azure.core import MatchConditions
+
+        try:
+            return self.blob.commit_block_list(self.blocks, match_condition=MatchConditions.IfMissing)
+        except (ResourceExistsError, ResourceModifiedError):
+            raise DestinationExistsError(self.store.describe(self.path)) from None
 
     def abort(self) -> None:
         """Staged but uncommitted blocks are invisible and expire on their own: stop staging, drop our references."""

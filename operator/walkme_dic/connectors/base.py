@@ -52,7 +52,10 @@ class FileStore(Protocol):
 
     def open_read(self, path: str) -> BinaryIO: ...
 
-    def open_write(self, path: str) -> AtomicWriter: ...
+    def open_write(self, path: str, *, overwrite: bool = True) -> AtomicWriter:
+        """A writer for ``path``; with ``overwrite=False`` commit() raises DestinationExistsError rather than
+        replace an object that exists (atomically where the store has a create-only condition)."""
+        ...
 
 
 @dataclass

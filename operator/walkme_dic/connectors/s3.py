@@ -5,8 +5,9 @@ that costs in memory and why an abort first waits for the parts on the wire)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -18,7 +19,13 @@ from walkme_dic.api.connection import S3Provider
 from walkme_dic.connectors.background import BackgroundPartWriter
 from walkme_dic.connectors.base import ObjectInfo, ProbeResult
 from walkme_dic.connectors.common import ErrorTranslator
-from walkme_dic.errors import AuthenticationError, NotFoundError, PermanentError, TransientError
+from walkme_dic.errors import (
+    AuthenticationError,
+    DestinationExistsError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
 
 PART_SIZE = 16 * 1024 * 1024
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -68,9 +75,9 @@ class S3Store:
         info = self.stat(path)
         return io.BufferedReader(_S3Reader(self, path, info), buffer_size=READ_CHUNK)
 
-    def open_write(self, path: str) -> S3AtomicWriter:
+    def open_write(self, path: str, *, overwrite: bool = True) -> S3AtomicWriter:
         self.abort_leftover_uploads(path)
-        return S3AtomicWriter(self, path)
+        return S3AtomicWriter(self, path, overwrite=overwrite)
 
     def abort_leftover_uploads(self, path: str) -> int:
         """Abort unfinished multipart uploads of this key: an earlier attempt that was killed could not.
@@ -169,10 +176,11 @@ class S3AtomicWriter(BackgroundPartWriter[dict[str, Any]]):
 
     store: S3Store
 
-    def __init__(self, store: S3Store, path: str) -> None:
+    def __init__(self, store: S3Store, path: str, *, overwrite: bool = True) -> None:
         super().__init__(store, path, store.part_size, "s3-part")
         self.upload_id: str | None = None
         self.parts = 0
+        self.condition = {} if overwrite else {"IfNoneMatch": "*"}  # S3 conditional writes: create only
 
     def _upload_part(self, chunk: bytes) -> None:
         with self._uploading():
@@ -192,17 +200,29 @@ class S3AtomicWriter(BackgroundPartWriter[dict[str, Any]]):
         spec, key = self.store.spec, self.store.key(self.path)
         rest = self.pending.rest()
         if self.upload_id is None:
-            with self._guard(f"completing {self.store.describe(self.path)}"):
-                answer = self.store.client.put_object(Bucket=spec.bucket, Key=key, Body=rest)
+            with self._guard(f"completing {self.store.describe(self.path)}"), self._created():
+                answer = self.store.client.put_object(Bucket=spec.bucket, Key=key, Body=rest, **self.condition)
         else:
             if rest:
                 self._upload_part(rest)
             with self._uploading():
                 parts = self.uploads.wait()
-            with self._guard(f"completing {self.store.describe(self.path)}"):
+            with self._guard(f"completing {self.store.describe(self.path)}"), self._created():
                 answer = self.store.client.complete_multipart_upload(
-                    Bucket=spec.bucket, Key=key, UploadId=self.upload_id, MultipartUpload={"Parts": parts})
+                    Bucket=spec.bucket, Key=key, UploadId=self.upload_id, MultipartUpload={"Parts": parts},
+                    **self.condition)
         return ObjectInfo(path=self.path, size=self.pending.total, fingerprint=str(answer.get("ETag", "")).strip('"'))
+
+    @contextlib.contextmanager
+    def _created(self) -> Iterator[None]:
+        """A create-only write that found the object: 412 PreconditionFailed (409 when another write raced)."""
+        try:
+            yield
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if self.condition and code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise DestinationExistsError(self.store.describe(self.path)) from None
+            raise
 
     def abort(self) -> None:
         """Parts still uploading are waited for first: an abort they overtook could leave a part behind."""

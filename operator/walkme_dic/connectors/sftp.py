@@ -56,7 +56,14 @@ from walkme_dic import reasons
 from walkme_dic.api.connection import SFTP_KNOWN_HOSTS_KEY, SftpProvider
 from walkme_dic.connectors.base import ObjectInfo, ProbeResult
 from walkme_dic.connectors.common import AbortOnError, ErrorTranslator
-from walkme_dic.errors import AuthenticationError, DicError, NotFoundError, PermanentError, TransientError
+from walkme_dic.errors import (
+    AuthenticationError,
+    DestinationExistsError,
+    DicError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
 
 READ_CHUNK = 1024 * 1024
 RESUME_ATTEMPTS = 5
@@ -240,8 +247,8 @@ class SftpStore:
     def open_read(self, path: str) -> io.BufferedReader:
         return io.BufferedReader(_SftpReader(self, path, self.stat(path)), buffer_size=READ_CHUNK)
 
-    def open_write(self, path: str) -> SftpAtomicWriter:
-        return SftpAtomicWriter(self, path)
+    def open_write(self, path: str, *, overwrite: bool = True) -> SftpAtomicWriter:
+        return SftpAtomicWriter(self, path, overwrite=overwrite)
 
     def makedirs(self, folder: str) -> None:
         """Create ``folder`` and its missing parents (like mkdir -p)."""
@@ -376,8 +383,8 @@ def _close_quietly(file: paramiko.SFTPFile | None) -> None:
 class SftpAtomicWriter:
     """Writes a temporary file next to the target; commit() posix-renames it over the target."""
 
-    def __init__(self, store: SftpStore, path: str) -> None:
-        self.store, self.path = store, path
+    def __init__(self, store: SftpStore, path: str, *, overwrite: bool = True) -> None:
+        self.store, self.path, self.overwrite = store, path, overwrite
         self.final = store.remote(path)
         folder, name = posixpath.split(self.final)
         self.temp = posixpath.join(folder, f".{name}{TEMP_MARK}{uuid.uuid4().hex[:12]}.part")
@@ -401,9 +408,23 @@ class SftpAtomicWriter:
             assert self.file is not None, "commit after abort"
             file, self.file = self.file, None
             file.close()  # waits for every pipelined write's answer
-            self.store.sftp.posix_rename(self.temp, self.final)
+            if self.overwrite:
+                self.store.sftp.posix_rename(self.temp, self.final)
+            else:
+                self._rename_unless_there()
             attributes = self.store.sftp.stat(self.final)
         return ObjectInfo(path=self.path, size=self.size, fingerprint=fingerprint(attributes))
+
+    def _rename_unless_there(self) -> None:
+        """SFTP v3 RENAME, which OpenSSH refuses (link(2): EEXIST) when the target exists: a create-only publish."""
+        try:
+            self.store.sftp.rename(self.temp, self.final)
+        except OSError:
+            try:
+                self.store.sftp.stat(self.final)
+            except FileNotFoundError:
+                raise  # the rename failed for another reason: the error mapper says which
+            raise DestinationExistsError(self.store.describe(self.path)) from None
 
     def abort(self) -> None:
         """Delete the temporary file, on a new connection when the old one is gone; never raises."""

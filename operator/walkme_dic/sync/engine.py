@@ -26,7 +26,7 @@ from walkme_dic.api.run import DuplicateRow, RejectedRow, SyncRequest, SyncResul
 from walkme_dic.connectors.base import FileStore, WriteReport
 from walkme_dic.connectors.registry import open_file_store
 from walkme_dic.connectors.walkme import BATCH, Export, Pages, WalkMeClient
-from walkme_dic.errors import DicError, PermanentError, TransientError
+from walkme_dic.errors import DestinationExistsError, DicError, NotFoundError, PermanentError, TransientError
 from walkme_dic.redaction import redact
 from walkme_dic.sync.columns import map_block, tabulate
 from walkme_dic.sync.credentials import CredentialSet
@@ -117,6 +117,15 @@ def _file_store(request: SyncRequest, credentials: CredentialSet) -> FileStore:
                              f"{request.connection.provider}",
                              reason="ConnectionTypeMismatch")
     return open_file_store(request.connection, credentials.role("external"))
+
+
+def _exists(store: FileStore, path: str) -> bool:
+    """Whether ``path`` exists, asked before an export that may not replace it (so none is fetched in vain)."""
+    try:
+        store.stat(path)
+    except NotFoundError:
+        return False
+    return True
 
 
 class Inbound:
@@ -360,7 +369,10 @@ class Outbound:
             store = _file_store(self.request, self.credentials)
             path = render_path(settings.path, run_id=self.request.run_id, slot=self.request.slot, now=datetime.now(UTC))
             tally = Tally()
-            writer = store.open_write(path)
+            incremental = self.source.since == "lastRun"  # each run's rows are in its file only: never replaced
+            if incremental and _exists(store, path):
+                raise DestinationExistsError(store.describe(path))
+            writer = store.open_write(path, overwrite=not incremental)
             try:
                 encoder = RecordEncoder(writer, settings, self.mapper.columns(), gzip_output=wants_gzip(settings, path))
                 if settings.format == "csv":

@@ -45,3 +45,15 @@ def test_sftp_has_an_example_per_direction() -> None:
 def test_example_is_valid(doc: dict) -> None:
     assert schema_errors(doc) == []
     assert model_error(doc) is None
+
+
+def test_every_incremental_file_export_example_names_a_new_file_each_run() -> None:
+    """README "One file, one writer": a since: lastRun export whose path lacks {runId} fails its second run
+    of a day/slot with DestinationExists, so no example may teach one."""
+    exports = [doc for doc in (d.values[0] for d in RESOURCES)
+               if doc["kind"] == "Integration" and doc["spec"]["direction"] == "Outbound"
+               and "file" in doc["spec"]["destination"]]
+    assert exports
+    for doc in exports:
+        if (doc["spec"]["source"]["walkme"].get("since") or "lastRun") == "lastRun":
+            assert "{runId}" in doc["spec"]["destination"]["file"]["path"], doc["metadata"]["name"]

@@ -319,6 +319,12 @@ def inbound_warnings(name: str, result: SyncResult) -> list[Event]:
         events.append(Event("Warning", reasons.DUPLICATE_KEYS,
                             f"{name}: {result.duplicate_keys} rows have a key that a later row repeats; the last row "
                             f"of each key was sent, these were left out: {pairs}{more}"))
+    if result.rows_rejected and result.result == "Succeeded":
+        first = "; ".join(r.reason for r in result.rejected[:3])
+        events.append(Event("Warning", reasons.ROWS_REJECTED,
+                            f"{name}: {result.rows_rejected} of {result.rows_read} rows were rejected and not written "
+                            f"({first}{'; …' if result.rows_rejected > 3 else ''}); the run stayed within "
+                            "maxRejectedRows/maxRejectedPercent. Set maxRejectedRows: 0 to fail such runs instead"))
     if result.reason == reasons.EMPTY_SOURCE and result.result == "Succeeded":
         events.append(Event("Warning", reasons.EMPTY_SOURCE, f"{name}: {result.message}; set spec.failOnEmptySource "
                                                              "to fail such runs"))

@@ -10,7 +10,7 @@ import pytest
 
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.api.integration import IntegrationSpec
-from walkme_dic.api.run import DuplicateRow, SyncResult
+from walkme_dic.api.run import DuplicateRow, RejectedRow, SyncResult
 from walkme_dic.conditions import find_condition
 from walkme_dic.identities import IDENTITY_HISTORY_LIMIT
 from walkme_dic.integrations import ConnectionView, Decision, DestinationClaim, IntegrationView, plan
@@ -194,6 +194,16 @@ def test_a_run_without_duplicates_has_no_duplicate_fields_or_warning() -> None:
     decision = finish_first_run(SyncResult(result="Succeeded", reason="Synced", rows_read=3, rows_written=3))
     assert "duplicateKeys" not in decision.status["runs"][0]
     assert [e.type for e in decision.events] == ["Normal"]
+
+
+def test_a_run_that_left_rows_out_within_its_limits_warns_with_the_first_reasons() -> None:
+    rejected = [RejectedRow(row=row, reason=f"record {row}: spec.mapping.key: the key is empty") for row in (2, 5)]
+    decision = finish_first_run(SyncResult(result="Succeeded", reason="RowsRejected", rows_read=6, rows_written=4,
+                                           rows_rejected=2, rejected=rejected))
+    warning = next(e for e in decision.events if e.reason == "RowsRejected")
+    assert warning.type == "Warning" and "2 of 6 rows were rejected" in warning.message
+    assert "record 2" in warning.message and "maxRejectedRows: 0" in warning.message
+    assert condition(decision.status, "Synced")["reason"] == "RowsRejected"
 
 
 def test_empty_source_succeeds_with_its_reason_and_a_warning() -> None:

@@ -455,7 +455,8 @@ class Outbound:
 
     def _succeeded(self, tally: Tally, size: int, destination: str) -> SyncResult:
         return SyncResult(
-            result="Succeeded", reason="DryRun" if self.spec.dry_run else "Synced",
+            result="Succeeded",
+            reason="DryRun" if self.spec.dry_run else reasons.ROWS_REJECTED if tally.rejected else "Synced",
             message="dry run: nothing written" if self.spec.dry_run else "",
             rows_read=tally.read, rows_written=tally.written, rows_rejected=tally.rejected, bytes=size,
             dry_run=self.spec.dry_run, destination=destination, rejected=tally.samples,

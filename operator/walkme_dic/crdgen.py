@@ -23,7 +23,9 @@ from pydantic import BaseModel
 from walkme_dic.api.common import CATEGORY, GROUP, VERSION
 from walkme_dic.api.connection import PROVIDERS, ConnectionSpec, ConnectionStatus
 from walkme_dic.api.integration import (
+    COMPRESSION_NAMED,
     DESTINATION_KINDS,
+    GZIP_SUFFIX,
     MAX_WALKME_PROPERTIES,
     PARENT_SEGMENT,
     SOURCE_KINDS,
@@ -113,7 +115,11 @@ KINDS: dict[str, dict[str, Any]] = {
                 "message": "connectionRef cannot be changed after creation; create a new Integration",
             }],
             "source": [exactly_one_block("source", SOURCE_KINDS), under_the_connection("source")],
-            "destination": [exactly_one_block("destination", DESTINATION_KINDS), under_the_connection("destination")],
+            "destination": [exactly_one_block("destination", DESTINATION_KINDS), under_the_connection("destination"),
+                            {"rule": "!has(self.file) || !has(self.file.compression) || self.file.compression == "
+                                     f"'auto' || (self.file.compression == 'gzip') == self.file.path.endsWith("
+                                     f"'{GZIP_SUFFIX}')",
+                             "message": COMPRESSION_NAMED}],
         },
     },
 }

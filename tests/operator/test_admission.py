@@ -155,6 +155,12 @@ RULE_CASES: dict[tuple[str, str], list[RuleCase]] = {
         RuleCase(accepted={**OUTBOUND, "destination": {"file": {"path": "exports/.hidden/users.csv"}}},
                  refused={**OUTBOUND, "destination": {"file": {"path": "../tenant-b/report.csv"}}},
                  rule="'..' segment"),
+        RuleCase(accepted={**OUTBOUND, "destination": {"file": {"path": "out/users.csv.gz", "compression": "gzip"}}},
+                 refused={**OUTBOUND, "destination": {"file": {"path": "out/users.csv", "compression": "gzip"}}},
+                 rule="compression gzip needs a path ending in .gz"),
+        RuleCase(accepted={**OUTBOUND, "destination": {"file": {"path": "out/users.csv", "compression": "none"}}},
+                 refused={**OUTBOUND, "destination": {"file": {"path": "out/users.gz", "compression": "none"}}},
+                 rule="compression gzip needs a path ending in .gz"),
     ],
     ("Integration", "spec"): [
         RuleCase(accepted=OUTBOUND, refused={**OUTBOUND, "direction": "Inbound"}, rule="Inbound integrations read"),

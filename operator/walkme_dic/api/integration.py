@@ -17,6 +17,10 @@ RunResult = Literal["Running", "Succeeded", "Failed", "Skipped"]
 RunTrigger = Literal["Created", "SpecChanged", "Schedule", "Requested", "Retry"]
 MODSTAMP = "SystemModstamp"  # the Salesforce field incremental inbound reads filter and order on
 PARENT_SEGMENT = ".."
+GZIP_SUFFIX = ".gz"
+COMPRESSION_NAMED = ("destination.file: compression gzip needs a path ending in .gz, and compression none a path "
+                     "that does not (readers such as DuckDB, pandas and pyarrow go by the suffix); or use "
+                     "compression auto, which gzips exactly the paths ending in .gz")
 MAX_PATH_LENGTH = 1024  # S3's and GCS's limit for an object name (bytes); it also bounds the CEL rule's cost
 UNDER_THE_CONNECTION = "a file's path stays under its Connection's prefix or folder"
 MAX_WALKME_PROPERTIES = 100  # WalkMe: at most 100 properties across all integrations of an account
@@ -217,6 +221,9 @@ class Destination(ApiModel):
     @model_validator(mode="after")
     def _exactly_one(self) -> Destination:
         _only_block(self, DESTINATION_KINDS, "destination")
+        if self.file is not None and self.file.compression != "auto" and \
+                (self.file.compression == "gzip") != self.file.path.endswith(GZIP_SUFFIX):
+            raise ValueError(COMPRESSION_NAMED)
         return self
 
     @property

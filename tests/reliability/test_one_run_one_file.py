@@ -1,9 +1,9 @@
 """One run, one file (issue 25, row 1): an incremental export (``since: lastRun``) never replaces a file an
 earlier run wrote — its rows are in no other file — on every file store: the run fails with
 DestinationExists, the file keeps the first run's rows, and the watermark stays so the next run exports
-the rows. A full export (no ``since``) is a complete snapshot each time and replaces its file as before.
+the rows. A full export (a fixed ``since`` time) is a complete snapshot each time and replaces its file.
 The create-only condition itself (S3 If-None-Match, Azure If-None-Match, SFTP RENAME) is checked with two
-writers racing for one path."""
+writers for one path. And files that say what they are: each object's Content-Type (row 6)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.gcs import gcs_client
+from tests.fixtures.servers import s3_client
 from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET, WALKME_TOKEN
 from tests.reliability.test_directions import BY_NAME, GOOD, Direction, Stores, request
 from walkme_dic.api.connection import ConnectionSpec
@@ -84,3 +86,29 @@ def test_a_create_only_write_refuses_at_commit_an_object_that_exists(name: str, 
     assert refused.value.reason == "DestinationExists"
     with store.open_read("race.bin") as published:
         assert published.read(1) == b"a"
+
+
+def stored_content_type(name: str, stores: Stores, key: str) -> str:
+    if name == "WalkMe → S3":
+        return s3_client(stores.moto).head_object(Bucket=stores.bucket, Key=key)["ContentType"]
+    if name == "WalkMe → Azure":
+        return stores.blobs.get_blob_client(key).get_blob_properties().content_settings.content_type
+    return gcs_client(stores.gcs).bucket(stores.gcs_bucket).get_blob(key).content_type
+
+
+@pytest.mark.parametrize("name", ["WalkMe → S3", "WalkMe → Azure", "WalkMe → GCS"])
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"path": "out/people.csv"}, "text/csv; charset=utf-8"),
+    ({"path": "out/people.jsonl", "format": "jsonl", "encoding": "latin-1"}, "application/x-ndjson; charset=latin-1"),
+    ({"path": "out/people.csv.gz", "compression": "gzip"}, "application/gzip"),
+], ids=["csv", "jsonl", "gzip"])
+def test_exported_objects_say_what_they_are(name: str, settings: dict, expected: str, stores: Stores) -> None:
+    direction = BY_NAME[name]
+    direction.put(stores, GOOD)
+    connection, external = direction.side(stores)
+    sync = request(replace(direction, source={"walkme": {"dataset": "users", "since": EVERYTHING}},
+                           destination={"file": settings}), stores, connection)
+    credentials = CredentialSet({"external": external,
+                                 "walkme": {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET}})
+    assert run_sync(sync, credentials).result == "Succeeded"
+    assert stored_content_type(name, stores, settings["path"]) == expected

@@ -21,11 +21,11 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ExponentialRetry
+from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ContentSettings, ExponentialRetry
 
 from walkme_dic.api.connection import AzureBlobProvider
 from walkme_dic.connectors.background import BackgroundPartWriter
-from walkme_dic.connectors.base import ObjectInfo, ProbeResult
+from walkme_dic.connectors.base import BINARY, ObjectInfo, ProbeResult
 from walkme_dic.connectors.common import ErrorTranslator
 from walkme_dic.errors import (
     AuthenticationError,
@@ -96,8 +96,8 @@ class AzureBlobStore:
         info = self.stat(path)
         return io.BufferedReader(_BlobReader(self, path, info), buffer_size=READ_CHUNK)
 
-    def open_write(self, path: str, *, overwrite: bool = True) -> AzureAtomicWriter:
-        return AzureAtomicWriter(self, path, overwrite=overwrite)
+    def open_write(self, path: str, *, overwrite: bool = True, content_type: str = BINARY) -> AzureAtomicWriter:
+        return AzureAtomicWriter(self, path, overwrite=overwrite, content_type=content_type)
 
     def _errors(self, doing: str) -> _ErrorMapper:
         return _ErrorMapper(self, doing)
@@ -167,9 +167,11 @@ class AzureAtomicWriter(BackgroundPartWriter[None]):
     Blocks are staged in the background (``connectors/background.py``: at most 2 on the wire, so a writer holds
     fewer than 4 blocks of ``block_size``); a staging error surfaces at the next write() or at commit()."""
 
-    def __init__(self, store: AzureBlobStore, path: str, *, overwrite: bool = True) -> None:
+    def __init__(self, store: AzureBlobStore, path: str, *, overwrite: bool = True,
+                 content_type: str = BINARY) -> None:
         super().__init__(store, path, store.block_size, "azure-block")
         self.overwrite = overwrite
+        self.settings = ContentSettings(content_type=content_type)
         self.blob = store.container.get_blob_client(store.name(path))
         self.blocks: list[BlobBlock] = []
         self.prefix = uuid.uuid4().hex[:12]
@@ -187,7 +189,10 @@ class AzureAtomicWriter(BackgroundPartWriter[None]):
         with self._uploading():
             self.uploads.wait()
         with self._guard(f"committing {self.store.describe(self.path)}"):
-            answer = self.blob.commit_block_list(self.blocks) if self.overwrite else self._create_only()
+            if self.overwrite:
+                answer = self.blob.commit_block_list(self.blocks, content_settings=self.settings)
+            else:
+                answer = self._create_only()
         return ObjectInfo(path=self.path, size=self.pending.total, fingerprint=str(answer.get("etag", "")).strip('"'))
 
     def _create_only(self) -> dict[str, Any]:
@@ -195,7 +200,8 @@ class AzureAtomicWriter(BackgroundPartWriter[None]):
         from azure.core import MatchConditions
 
         try:
-            return self.blob.commit_block_list(self.blocks, match_condition=MatchConditions.IfMissing)
+            return self.blob.commit_block_list(self.blocks, content_settings=self.settings,
+                                               match_condition=MatchConditions.IfMissing)
         except (ResourceExistsError, ResourceModifiedError):
             raise DestinationExistsError(self.store.describe(self.path)) from None
 

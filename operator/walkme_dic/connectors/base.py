@@ -29,6 +29,9 @@ class ObjectInfo:
     fingerprint: str
 
 
+BINARY = "application/octet-stream"
+
+
 class AtomicWriter(Protocol):
     """Bytes written are invisible until commit(); abort() leaves nothing behind."""
 
@@ -52,9 +55,10 @@ class FileStore(Protocol):
 
     def open_read(self, path: str) -> BinaryIO: ...
 
-    def open_write(self, path: str, *, overwrite: bool = True) -> AtomicWriter:
+    def open_write(self, path: str, *, overwrite: bool = True, content_type: str = BINARY) -> AtomicWriter:
         """A writer for ``path``; with ``overwrite=False`` commit() raises DestinationExistsError rather than
-        replace an object that exists (atomically where the store has a create-only condition)."""
+        replace an object that exists (atomically where the store has a create-only condition). Stores with
+        object metadata (S3, Azure, GCS) record ``content_type``; SFTP has none."""
         ...
 
 

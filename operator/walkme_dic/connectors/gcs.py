@@ -44,7 +44,7 @@ from google.cloud.storage.fileio import BlobWriter
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from walkme_dic.api.connection import GcsProvider
-from walkme_dic.connectors.base import ObjectInfo, ProbeResult
+from walkme_dic.connectors.base import BINARY, ObjectInfo, ProbeResult
 from walkme_dic.connectors.common import ErrorTranslator
 from walkme_dic.errors import (
     AuthenticationError,
@@ -144,8 +144,8 @@ class GcsStore:
         info = self.stat(path)
         return io.BufferedReader(_GcsReader(self, path, info), buffer_size=READ_CHUNK)
 
-    def open_write(self, path: str, *, overwrite: bool = True) -> GcsAtomicWriter:
-        return GcsAtomicWriter(self, path, overwrite=overwrite)
+    def open_write(self, path: str, *, overwrite: bool = True, content_type: str = BINARY) -> GcsAtomicWriter:
+        return GcsAtomicWriter(self, path, overwrite=overwrite, content_type=content_type)
 
     def _errors(self, doing: str) -> _ErrorMapper:
         return _ErrorMapper(self, doing)
@@ -230,14 +230,14 @@ class _GcsReader(io.RawIOBase):
 class GcsAtomicWriter:
     """One resumable upload session: nothing is visible until commit() finalizes it; abort() ends it unfinalized."""
 
-    def __init__(self, store: GcsStore, path: str, *, overwrite: bool = True) -> None:
+    def __init__(self, store: GcsStore, path: str, *, overwrite: bool = True, content_type: str = BINARY) -> None:
         self.store, self.path, self.overwrite = store, path, overwrite
         self.blob = store.bucket.blob(store.name(path))
         # ifGenerationMatch=0: Cloud Storage finalizes the upload only if no live object has the name
         # (the emulator of the tests ignores it; the engine's check before the export is what they see)
         condition = {} if overwrite else {"if_generation_match": 0}
         self.writer = BlobWriter(self.blob, chunk_size=store.chunk_size, retry=store.retry,
-                                 content_type="application/octet-stream", **condition)
+                                 content_type=content_type, **condition)
         self.total = 0
 
     def write(self, data: bytes) -> int:

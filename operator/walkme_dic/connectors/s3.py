@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, Rea
 
 from walkme_dic.api.connection import S3Provider
 from walkme_dic.connectors.background import BackgroundPartWriter
-from walkme_dic.connectors.base import ObjectInfo, ProbeResult
+from walkme_dic.connectors.base import BINARY, ObjectInfo, ProbeResult
 from walkme_dic.connectors.common import ErrorTranslator
 from walkme_dic.errors import (
     AuthenticationError,
@@ -75,9 +75,9 @@ class S3Store:
         info = self.stat(path)
         return io.BufferedReader(_S3Reader(self, path, info), buffer_size=READ_CHUNK)
 
-    def open_write(self, path: str, *, overwrite: bool = True) -> S3AtomicWriter:
+    def open_write(self, path: str, *, overwrite: bool = True, content_type: str = BINARY) -> S3AtomicWriter:
         self.abort_leftover_uploads(path)
-        return S3AtomicWriter(self, path, overwrite=overwrite)
+        return S3AtomicWriter(self, path, overwrite=overwrite, content_type=content_type)
 
     def abort_leftover_uploads(self, path: str) -> int:
         """Abort unfinished multipart uploads of this key: an earlier attempt that was killed could not.
@@ -176,17 +176,19 @@ class S3AtomicWriter(BackgroundPartWriter[dict[str, Any]]):
 
     store: S3Store
 
-    def __init__(self, store: S3Store, path: str, *, overwrite: bool = True) -> None:
+    def __init__(self, store: S3Store, path: str, *, overwrite: bool = True, content_type: str = BINARY) -> None:
         super().__init__(store, path, store.part_size, "s3-part")
         self.upload_id: str | None = None
         self.parts = 0
         self.condition = {} if overwrite else {"IfNoneMatch": "*"}  # S3 conditional writes: create only
+        self.content_type = content_type
 
     def _upload_part(self, chunk: bytes) -> None:
         with self._uploading():
             if self.upload_id is None:
                 self.upload_id = self.store.client.create_multipart_upload(
-                    Bucket=self.store.spec.bucket, Key=self.store.key(self.path))["UploadId"]
+                    Bucket=self.store.spec.bucket, Key=self.store.key(self.path),
+                    ContentType=self.content_type)["UploadId"]
             self.parts += 1
             self.uploads.submit(partial(self._send_part, self.upload_id, self.parts, chunk))
 
@@ -201,7 +203,8 @@ class S3AtomicWriter(BackgroundPartWriter[dict[str, Any]]):
         rest = self.pending.rest()
         if self.upload_id is None:
             with self._guard(f"completing {self.store.describe(self.path)}"), self._created():
-                answer = self.store.client.put_object(Bucket=spec.bucket, Key=key, Body=rest, **self.condition)
+                answer = self.store.client.put_object(Bucket=spec.bucket, Key=key, Body=rest,
+                                                     ContentType=self.content_type, **self.condition)
         else:
             if rest:
                 self._upload_part(rest)

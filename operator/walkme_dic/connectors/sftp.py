@@ -54,7 +54,7 @@ from paramiko.ssh_exception import IncompatiblePeer
 
 from walkme_dic import reasons
 from walkme_dic.api.connection import SFTP_KNOWN_HOSTS_KEY, SftpProvider
-from walkme_dic.connectors.base import ObjectInfo, ProbeResult
+from walkme_dic.connectors.base import BINARY, ObjectInfo, ProbeResult
 from walkme_dic.connectors.common import AbortOnError, ErrorTranslator
 from walkme_dic.errors import (
     AuthenticationError,
@@ -247,7 +247,8 @@ class SftpStore:
     def open_read(self, path: str) -> io.BufferedReader:
         return io.BufferedReader(_SftpReader(self, path, self.stat(path)), buffer_size=READ_CHUNK)
 
-    def open_write(self, path: str, *, overwrite: bool = True) -> SftpAtomicWriter:
+    def open_write(self, path: str, *, overwrite: bool = True, content_type: str = BINARY) -> SftpAtomicWriter:
+        """``content_type``: SFTP keeps no metadata; the suffix is all a reader has."""
         return SftpAtomicWriter(self, path, overwrite=overwrite)
 
     def makedirs(self, folder: str) -> None:

@@ -34,7 +34,7 @@ from walkme_dic.sync.keys import HashRuns
 from walkme_dic.sync.mapping import Mapper, RowError
 from walkme_dic.sync.readers import Block, CountingReader, blocks_of, numbered, read_blocks
 from walkme_dic.sync.spool import InboundSpool
-from walkme_dic.sync.writers import RecordEncoder, render_path, wants_gzip
+from walkme_dic.sync.writers import RecordEncoder, content_type, render_path, wants_gzip
 
 SAMPLE_REJECTIONS = 20
 PROGRESS_ROWS = 50_000
@@ -372,9 +372,11 @@ class Outbound:
             incremental = self.source.since == "lastRun"  # each run's rows are in its file only: never replaced
             if incremental and _exists(store, path):
                 raise DestinationExistsError(store.describe(path))
-            writer = store.open_write(path, overwrite=not incremental)
+            gzip_output = wants_gzip(settings, path)
+            writer = store.open_write(path, overwrite=not incremental,
+                                      content_type=content_type(settings, gzip_output=gzip_output))
             try:
-                encoder = RecordEncoder(writer, settings, self.mapper.columns(), gzip_output=wants_gzip(settings, path))
+                encoder = RecordEncoder(writer, settings, self.mapper.columns(), gzip_output=gzip_output)
                 if settings.format == "csv":
                     self._tabulated(pages, tally, encoder)
                 else:

@@ -31,6 +31,14 @@ def wants_gzip(settings: FileSettings, path: str) -> bool:
     return settings.compression == "gzip" or (settings.compression == "auto" and path.endswith(".gz"))
 
 
+def content_type(settings: FileSettings, *, gzip_output: bool) -> str:
+    """The Content-Type an exported object is stored with: what it is, and the charset of its text."""
+    if gzip_output:
+        return "application/gzip"
+    kind = "text/csv" if settings.format == "csv" else "application/x-ndjson"
+    return f"{kind}; charset={settings.encoding}"
+
+
 class RecordEncoder:
     """Buffers encoded records and hands ~1 MiB chunks to the writer; counts bytes written."""
 

@@ -82,6 +82,26 @@ class DestinationClaim:
 
 
 @dataclass(frozen=True)
+class RunCapacity:
+    """Runs going now, and the admin's caps (None: no cap): --max-runs and --max-runs-per-namespace."""
+
+    namespace_running: int = 0
+    total_running: int = 0
+    per_namespace: int | None = None
+    total: int | None = None
+
+    def full(self, namespace: str) -> str | None:
+        """Why no run may start now, or None."""
+        if self.per_namespace is not None and self.namespace_running >= self.per_namespace:
+            return (f"queued: {self.namespace_running} runs are going in namespace {namespace!r}, its cap "
+                    f"(chart value runs.maxPerNamespace) is {self.per_namespace}; it starts when one ends")
+        if self.total is not None and self.total_running >= self.total:
+            return (f"queued: {self.total_running} runs are going in the cluster, the operator's cap (chart value "
+                    f"runs.max) is {self.total}; it starts when one ends")
+        return None
+
+
+@dataclass(frozen=True)
 class Event:
     type: str  # Normal | Warning
     reason: str
@@ -122,8 +142,10 @@ def plan(
     pods: dict[str, list[PodSummary]],
     now: datetime,
     claims: Sequence[DestinationClaim] = (),
+    capacity: RunCapacity = RunCapacity(),
 ) -> Decision:
-    """``claims``: the other Integrations of the namespace that write files (the older one keeps a path)."""
+    """``claims``: the other Integrations of the namespace that write files (the older one keeps a path);
+    ``capacity``: the runs going now against the admin's caps (a due run waits, status says so)."""
     status = copy.deepcopy(view.status)
     decision = Decision(status=status, status_changed=False)
     try:
@@ -139,8 +161,9 @@ def plan(
         decision.events.append(Event("Normal", IDENTITY_REPLACED[side], message))
     _observe_runs(status, view, spec, jobs, pods, now, decision)
     blocker = _blocker(status, spec, external, walkme) or _conflict(view, claims) or _refused_secret(view)
+    status.pop("queued", None)
     if blocker is None and not status.get("activeRun") and not spec.suspend:
-        _start_run_if_due(status, view, spec, external, walkme, now, decision)
+        _start_run_if_due(status, view, spec, external, walkme, now, decision, capacity)
     status["nextScheduleTime"] = (
         rfc3339(next_slot(spec.schedule, spec.time_zone, now)) if spec.schedule and not spec.suspend else None
     )
@@ -356,6 +379,7 @@ def _start_run_if_due(
     walkme: ConnectionView,
     now: datetime,
     decision: Decision,
+    capacity: RunCapacity,
 ) -> None:
     requested = view.annotations.get(ANNOTATION_REQUESTED_AT)
     if requested == status.get("lastHandledRequestedAt"):
@@ -378,6 +402,10 @@ def _start_run_if_due(
     if not keys:
         return
     key = keys[0]
+    full = capacity.full(view.namespace)
+    if full is not None:  # nothing is marked handled: the next reconcile (a resync pass) tries again
+        status["queued"] = {"trigger": key.trigger, "message": full}
+        return
     if full_resync:  # this run starts from nothing; if it fails, the next one does too
         status["lastHandledFullResync"] = resync
         status["watermark"] = status["sourceFingerprint"] = None
@@ -444,6 +472,10 @@ def _set_conditions(
         put(reasons.RECONCILING, "True", reasons.RUN_IN_PROGRESS, f"run {active}{asked} is in progress")
         if last is None or last["result"] == "Failed":
             put(reasons.READY, "Unknown", reasons.RUN_IN_PROGRESS, f"run {active}{asked} is in progress")
+    elif status.get("queued"):
+        put(reasons.RECONCILING, "True", reasons.RUN_QUEUED, status["queued"]["message"])
+        if last is None:
+            put(reasons.READY, "Unknown", reasons.RUN_QUEUED, status["queued"]["message"])
     else:
         put(reasons.RECONCILING, "False", reasons.IDLE, "")
         if last is not None and last["result"] == "Failed":

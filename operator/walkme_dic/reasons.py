@@ -31,6 +31,7 @@ CONNECTION_NOT_READY = "ConnectionNotReady"
 CONNECTION_TYPE_MISMATCH = "ConnectionTypeMismatch"
 CONNECTION_REF_IMMUTABLE = "ConnectionRefImmutable"
 RUN_IN_PROGRESS = "RunInProgress"
+RUN_QUEUED = "RunQueued"  # a run is due but the admin's cap on concurrent runs is reached
 RUN_STARTED = "RunStarted"
 RUN_SUCCEEDED = "RunSucceeded"
 RUN_FAILED = "RunFailed"

@@ -181,3 +181,42 @@ async def test_a_run_that_failed_with_a_passing_fault_probes_its_connections_aga
         return all(s["lastProbeTime"] != probed[n] for s, n in zip(statuses, probed, strict=True))
 
     await eventually(probed_again, timeout=40)  # the probe interval is 10 minutes: only the failed run explains it
+
+
+async def test_runs_over_the_namespace_cap_wait_in_status_and_start_when_one_ends(
+    cluster: Cluster, node: NodeAgent, backends: dict, sync_plans: Path,
+) -> None:
+    handle = OperatorHandle(cluster)
+    handle.config = replace(handle.config, max_runs_per_namespace=1)
+    for manifest in backends["manifests"]:
+        await cluster.apply(manifest)
+    plan_sync(sync_plans, "first", sleep=6)
+    await handle.start()
+    try:
+        await cluster.apply(integration("first"))
+
+        async def running() -> bool:
+            return bool((await cluster.get(API, "Integration", NS, "first")).get("status", {}).get("activeRun"))
+
+        await eventually(running)
+        await cluster.apply(integration("second"))
+
+        async def queued() -> dict[str, Any] | None:
+            cond = condition(await cluster.get(API, "Integration", NS, "second"), "Reconciling")
+            return cond if cond.get("reason") == "RunQueued" else None
+
+        cond = await eventually(queued)
+        assert "runs.maxPerNamespace" in cond["message"] and "namespace 'team-a'" in cond["message"]
+        assert [j["metadata"]["name"] for j in await cluster.list("batch/v1", "Job", NS)] == \
+            [(await cluster.get(API, "Integration", NS, "first"))["status"]["activeRun"]]
+
+        async def second_ran() -> bool:
+            runs = (await cluster.get(API, "Integration", NS, "second")).get("status", {}).get("runs") or []
+            return any(r["result"] == "Succeeded" for r in runs)
+
+        await eventually(second_ran, timeout=60)
+        first = (await cluster.get(API, "Integration", NS, "first"))["status"]["runs"][0]
+        second = (await cluster.get(API, "Integration", NS, "second"))["status"]["runs"][0]
+        assert second["startTime"] >= first["completionTime"], "the second started only after the first ended"
+    finally:
+        await handle.stop()

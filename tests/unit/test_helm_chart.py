@@ -234,16 +234,19 @@ def test_tenancy_and_probe_values_become_operator_flags(helm_binary: Path, tmp_p
     assert {"--probe-timeout=30", "--probe-workers=16", "--probes-per-namespace=2"} <= set(container["args"])
     values = {"tenancy": {"ambientIdentity": {"namespaces": ["data-eng", "analytics"], "probe": True},
                           "secretLabel": "walkme-dic.io/use=yes"},
-              "probes": {"timeoutSeconds": 10, "workers": 4, "perNamespace": 1}}
+              "probes": {"timeoutSeconds": 10, "workers": 4, "perNamespace": 1},
+              "runs": {"max": 50, "maxPerNamespace": 5}}
     (container,) = the_deployment(render(helm_binary, tmp_path, values))["spec"]["template"]["spec"]["containers"]
     assert {"--ambient-identity-namespace=data-eng", "--ambient-identity-namespace=analytics",
             "--ambient-identity-probe", "--secret-label=walkme-dic.io/use=yes", "--probe-timeout=10",
-            "--probe-workers=4", "--probes-per-namespace=1"} <= set(container["args"])
+            "--probe-workers=4", "--probes-per-namespace=1", "--max-runs=50",
+            "--max-runs-per-namespace=5"} <= set(container["args"])
     config, _ = parse_args(  # the flags the chart renders are the operator's own
         [a for a in container["args"][1:] if "$(" not in a and "leader" not in a])
     assert config.tenancy.ambient_namespaces == {"data-eng", "analytics"} and config.tenancy.ambient_probe
     assert config.tenancy.secret_label == ("walkme-dic.io/use", "yes")
     assert (config.probe_timeout_seconds, config.probe_workers, config.probes_per_namespace) == (10, 4, 1)
+    assert (config.max_runs, config.max_runs_per_namespace) == (50, 5)
 
 
 # -- RBAC -----------------------------------------------------------------------------------------

@@ -13,7 +13,14 @@ from walkme_dic.api.integration import IntegrationSpec
 from walkme_dic.api.run import DuplicateRow, RejectedRow, SyncResult
 from walkme_dic.conditions import find_condition
 from walkme_dic.identities import IDENTITY_HISTORY_LIMIT
-from walkme_dic.integrations import ConnectionView, Decision, DestinationClaim, IntegrationView, plan
+from walkme_dic.integrations import (
+    ConnectionView,
+    Decision,
+    DestinationClaim,
+    IntegrationView,
+    RunCapacity,
+    plan,
+)
 from walkme_dic.jobs.results import JobSummary, PodSummary
 
 NOW = datetime(2026, 11, 25, 10, 7, tzinfo=UTC)
@@ -194,6 +201,21 @@ def test_a_run_without_duplicates_has_no_duplicate_fields_or_warning() -> None:
     decision = finish_first_run(SyncResult(result="Succeeded", reason="Synced", rows_read=3, rows_written=3))
     assert "duplicateKeys" not in decision.status["runs"][0]
     assert [e.type for e in decision.events] == ["Normal"]
+
+
+def test_a_due_run_waits_while_a_cap_is_reached_and_starts_once_a_slot_is_free() -> None:
+    full = RunCapacity(namespace_running=3, total_running=3, per_namespace=3)
+    decision = plan(view(), ready("s3", S3), ready("walkme", WALKME), [], {}, NOW, capacity=full)
+    assert decision.job is None
+    reconciling = condition(decision.status, "Reconciling")
+    assert (reconciling["status"], reconciling["reason"]) == ("True", "RunQueued")
+    assert "runs.maxPerNamespace" in reconciling["message"] and decision.status["queued"]["trigger"]
+    assert condition(decision.status, "Ready")["status"] == "Unknown"
+    again = plan(view(status=decision.status), ready("s3", S3), ready("walkme", WALKME), [], {}, NOW,
+                 capacity=RunCapacity(namespace_running=2, total_running=2, per_namespace=3))
+    assert again.job is not None and "queued" not in again.status
+    cluster_full = RunCapacity(namespace_running=0, total_running=10, total=10)
+    assert "runs.max)" in (cluster_full.full("team-a") or "")
 
 
 def test_a_run_that_left_rows_out_within_its_limits_warns_with_the_first_reasons() -> None:

@@ -427,6 +427,13 @@ class RunRecord(ApiModel):
     )
 
 
+class QueuedRun(ApiModel):
+    """A due run waiting for the cap on concurrent runs (operator-wide or per namespace)."""
+
+    trigger: str = Field(description="What made it due: Schedule, Requested, SpecChanged or Created.")
+    message: str = Field(description="Which cap is reached, for humans.")
+
+
 class LastResult(ApiModel):
     """Outcome of the most recent finished run (the Synced condition mirrors it)."""
 
@@ -471,6 +478,8 @@ class IntegrationStatus(ApiModel):
         default=None, json_schema_extra={"format": "date-time"}, description="Next scheduled slot.",
     )
     active_run: str | None = Field(default=None, description="Name of the run in progress, if any.")
+    queued: QueuedRun | None = Field(default=None, description="A run that is due but waits for a free slot under "
+                                     "the admin's cap on concurrent runs.")
     last_handled_requested_at: str | None = Field(
         default=None,
         description="Last value of the requested-at annotation whose run has finished (set with the run's "

@@ -7,7 +7,9 @@ from the informer indexes, creates the Job it asks for, writes status and emits 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -23,7 +25,7 @@ from walkme_dic.conditions import find_condition, parse_time
 from walkme_dic.controllers.common import get_secret, plain, status_patch
 from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.runtime import INTEGRATIONS, Runtime
-from walkme_dic.integrations import ConnectionView, Decision, DestinationClaim, IntegrationView, plan
+from walkme_dic.integrations import ConnectionView, Decision, DestinationClaim, IntegrationView, RunCapacity, plan
 from walkme_dic.jobs.manifest import build_job, credential_volumes
 from walkme_dic.jobs.naming import LABEL_MANAGED_BY, MANAGED_BY
 from walkme_dic.jobs.results import JobSummary, PodSummary, summarize_job, summarize_pod
@@ -63,6 +65,12 @@ def run_owner_index(namespace: str, name: str, meta: kopf.Meta, **_: Any) -> dic
     owner = next((o["name"] for o in meta.get("ownerReferences") or []
                   if o.get("kind") == "Integration" and o.get("controller")), None)
     return {(namespace, name): owner} if owner else {}
+
+
+@kopf.index("batch", "v1", "jobs", labels=OURS)
+def active_run_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The names of the sync Jobs still running, by namespace: what the run caps count."""
+    return {namespace: name} if summarize_job(dict(body)).state == "Running" else {}
 
 
 @kopf.index("v1", "pods", labels=OURS)
@@ -145,16 +153,38 @@ async def reconcile_integration(memo: Runtime, namespace: str, name: str) -> Non
         if body["metadata"].get("deletionTimestamp"):
             return
         try:
-            inputs, now = gather(memo, body), datetime.now(UTC)
-            claims = destination_claims(memo, namespace, body)
-            decision = plan(*inputs, now, claims=claims)
-            refusal = await refused_secret(memo, namespace, decision)
-            if refusal is not None:  # plan again, blocked: no Job, so no kubelet mounts the Secret
-                decision = plan(replace(inputs[0], secret_refusal=refusal), *inputs[1:], now, claims=claims)
-            await apply(memo, body, decision)
+            gate = memo.run_gate if memo.config.capped else contextlib.nullcontext()
+            async with gate:  # with caps, a count and the Job it allows are one step
+                inputs, now = gather(memo, body), datetime.now(UTC)
+                claims, capacity = destination_claims(memo, namespace, body), run_capacity(memo, namespace)
+                decision = plan(*inputs, now, claims=claims, capacity=capacity)
+                refusal = await refused_secret(memo, namespace, decision)
+                if refusal is not None:  # plan again, blocked: no Job, so no kubelet mounts the Secret
+                    decision = plan(replace(inputs[0], secret_refusal=refusal), *inputs[1:], now, claims=claims,
+                                    capacity=capacity)
+                await apply(memo, body, decision)
         except Exception:
             metrics.RECONCILE_ERRORS.labels("Integration").inc()
             log.exception("reconciling Integration %s/%s failed", namespace, name)
+
+
+LAUNCH_GRACE = 120.0  # seconds a created Job counts as running before the watch has shown it
+
+
+def run_capacity(memo: Runtime, namespace: str) -> RunCapacity:
+    """Runs going now (Jobs running in the index, plus the ones just created that it does not show yet)."""
+    config = memo.config
+    if not config.capped:
+        return RunCapacity()
+    running = {ns: set(store) for ns, store in list(memo.indexes["active_run_index"].items())}
+    now = time.monotonic()
+    memo.launched = {(ns, job): at for (ns, job), at in memo.launched.items()
+                     if job not in running.get(ns, set()) and now - at < LAUNCH_GRACE}
+    for ns, job in memo.launched:
+        running.setdefault(ns, set()).add(job)
+    return RunCapacity(namespace_running=len(running.get(namespace, ())),
+                       total_running=sum(len(jobs) for jobs in running.values()),
+                       per_namespace=config.max_runs_per_namespace, total=config.max_runs)
 
 
 async def refused_secret(memo: Runtime, namespace: str, decision: Decision) -> str | None:
@@ -235,6 +265,8 @@ async def apply(memo: Runtime, body: dict[str, Any], decision: Decision) -> None
         try:
             await memo.client.create(JOBS, namespace, build_job(request, key, memo.config.image))
             metrics.JOBS_CREATED.labels(namespace).inc()
+            if memo.config.capped:
+                memo.launched[(namespace, request.run_id)] = time.monotonic()
         except ApiError as error:
             if error.status != 409:  # 409: a Job for this run exists already, we adopt it
                 raise

@@ -218,6 +218,9 @@ def parse_args(argv: list[str]) -> tuple[OperatorConfig, Election | None]:
                         help="Probe ambient-identity Connections with the operator's own identity.")
     parser.add_argument("--secret-label", default=None, type=parse_label, metavar="KEY=VALUE",
                         help="KEY=VALUE: only Secrets with this label may be used by Connections and Integrations.")
+    parser.add_argument("--max-runs", type=int, default=0, help="Runs going at once, operator-wide (0: no cap).")
+    parser.add_argument("--max-runs-per-namespace", type=int, default=0,
+                        help="Runs going at once in one namespace (0: no cap).")
     parser.add_argument("--log-format", choices=["json", "plain"], default="json")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--leader-elect", action="store_true",
@@ -247,6 +250,8 @@ def parse_args(argv: list[str]) -> tuple[OperatorConfig, Election | None]:
         probe_timeout_seconds=args.probe_timeout,
         probe_workers=args.probe_workers,
         probes_per_namespace=args.probes_per_namespace,
+        max_runs=args.max_runs or None,
+        max_runs_per_namespace=args.max_runs_per_namespace or None,
         tenancy=TenancyPolicy(
             ambient_namespaces=frozenset(args.ambient_identity_namespace),
             ambient_probe=args.ambient_identity_probe,

@@ -19,7 +19,7 @@ CONNECTIONS = Resource("integrations.walkme.io", "v1alpha1", "connections")
 INTEGRATIONS = Resource("integrations.walkme.io", "v1alpha1", "integrations")
 OPERATOR_USER_AGENT = "walkme-dic-operator"
 INDEX_NAMES = ("connection_index", "destination_index", "integration_index", "job_index", "pod_index",
-               "run_owner_index")
+               "run_owner_index", "active_run_index")
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,12 @@ class OperatorConfig:
     probe_workers: int = 16
     probes_per_namespace: int = 2
     tenancy: TenancyPolicy = field(default_factory=TenancyPolicy)
+    max_runs: int | None = None  # runs going at once, operator-wide (None: no cap)
+    max_runs_per_namespace: int | None = None
+
+    @property
+    def capped(self) -> bool:
+        return self.max_runs is not None or self.max_runs_per_namespace is not None
     metrics_port: int | None = 8000
     metrics_address: str = "0.0.0.0"  # in a Pod the Service reaches it; tests pass 127.0.0.1
     liveness: str | None = None
@@ -50,6 +56,8 @@ class Runtime:
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
     resync_task: asyncio.Task[None] | None = None
     reprobe: set[tuple[str, str]] = field(default_factory=set)  # Connections a failed run asks to be probed now
+    launched: dict[tuple[str, str], float] = field(default_factory=dict)  # Jobs created, not yet seen in the index
+    run_gate: asyncio.Lock = field(default_factory=asyncio.Lock)  # with run caps: one start decision at a time
     kopf_login: Login | None = None  # the credentials last handed to kopf
     metrics_server: WSGIServer | None = None
 

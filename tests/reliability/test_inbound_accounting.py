@@ -211,6 +211,19 @@ def test_a_wrong_declared_encoding_fails_naming_it(moto_server: str, bucket: str
     assert walkme.users(WALKME_TOKEN) == {}
 
 
+def test_a_bad_byte_fails_the_run_naming_its_line_and_file_offset(
+        moto_server: str, bucket: str, walkme: FakeWalkMe) -> None:
+    """Issue 21: declared utf-8, one bad byte in row 500 failed with "byte 596 of a read block"."""
+    rows = [(f"u{row}", "Zoë", "2024-01-01") for row in range(1, 1001)]
+    body = users_csv(rows)
+    offset = body.index(b"u500,") + len("u500,")
+    result = import_file(moto_server, bucket, walkme, body[:offset] + b"\xe9" + body[offset:])
+    assert (result.result, result.reason) == ("Failed", "BadEncoding"), result
+    assert result.message.startswith(f"line 501 (byte {offset} of the file, counted from 0) is not valid utf-8: "
+                                     "invalid continuation byte (0xe9); nothing was imported"), result.message
+    assert walkme.users(WALKME_TOKEN) == {}
+
+
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig", "cp1252"])
 def test_outbound_file_in_a_declared_encoding_has_one_byte_order_mark_at_most(
         moto_server: str, bucket: str, walkme: FakeWalkMe, encoding: str) -> None:

@@ -2,6 +2,15 @@
 
 Rows come in blocks of up to BLOCK_ROWS (a few hundred KiB of CSV), so that reading, like mapping
 (sync/columns.py), costs per block rather than per row where it can.
+
+Text is decoded here (:class:`Lines`), a chunk at a time by the codec's incremental decoder, and split
+into physical lines at ``\n``, ``\r\n`` and ``\r`` (what the csv module and ``newline=""`` do), so that
+every line is counted and every byte's place in the file is known. A byte the declared encoding
+refuses **fails the run** before anything is sent, naming its line and its byte offset in the
+(uncompressed) file: such a byte nearly always means the file is in another encoding than declared
+(a cp1252 export read as utf-8), so every row with a non-ASCII letter is damaged, not one; rejecting
+those rows would import the ASCII ones and hide the cause, and a multi-byte decoder cannot tell
+where the damage ends. The fix is one setting (``source.file.encoding``), named in the message.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ import io
 import json
 import zlib
 from collections.abc import Iterable, Iterator
-from itertools import islice
+from itertools import chain, islice
 from typing import Any, BinaryIO, NamedTuple
 
 from walkme_dic import reasons
@@ -21,7 +30,7 @@ from walkme_dic.api.integration import FileSettings
 from walkme_dic.errors import PermanentError
 
 GZIP_MAGIC = b"\x1f\x8b"
-TEXT_BUFFER = 1024 * 1024
+TEXT_CHUNK = 64 * 1024  # bytes decoded and split into lines at a time: a few thousand lines in memory
 BLOCK_ROWS = 2048
 csv.field_size_limit(64 * 1024 * 1024)
 
@@ -60,6 +69,61 @@ def numbered(batches: Iterable[list[dict[str, Any]]]) -> Iterator[Block]:
         number += len(rows)
 
 
+class Lines:
+    """The physical lines of a binary stream decoded as ``encoding``, each with its line end, counted.
+
+    ``count`` is the number of lines handed out so far: all of them once the iteration ends. A file that
+    does not end with a line end still has its last line; an empty file has none.
+    """
+
+    def __init__(self, binary: BinaryIO, encoding: str, *, declared: str = "", compressed: bool = False) -> None:
+        """``declared``: the encoding as the spec names it, for messages (``encoding`` may be its variant)."""
+        self.binary, self.encoding, self.compressed = binary, encoding, compressed
+        self.declared = declared or encoding
+        self.decoder = codecs.getincrementaldecoder(encoding)("strict")
+        self.count = 0
+        self.offset = 0  # bytes read from the stream
+
+    def __iter__(self) -> Iterator[str]:
+        return chain.from_iterable(self._chunks())
+
+    def _chunks(self) -> Iterator[list[str]]:
+        pending = ""  # the start of a line the next chunk ends (or a "\r" a "\n" may follow)
+        while True:
+            data = self.binary.read(TEXT_CHUNK)
+            state = self.decoder.getstate()
+            self.offset += len(data)
+            try:
+                text = self.decoder.decode(data, not data)
+            except UnicodeDecodeError as error:
+                raise self._refused(error, data, state, pending) from None
+            lines = io.StringIO(pending + text, newline="").readlines()
+            pending = lines.pop() if data and lines and not lines[-1].endswith("\n") else ""
+            self.count += len(lines)
+            yield lines
+            if not data:
+                return
+
+    def _refused(self, error: UnicodeDecodeError, data: bytes, state: tuple[bytes, int],
+                 pending: str) -> PermanentError:
+        """The error for a byte ``encoding`` refuses: its line, its offset in the file, and the setting to fix.
+
+        The decoder's input is what it kept of the chunks before (``state``) followed by ``data``, so the bad
+        byte is as far before the end of ``data`` as it is before the end of ``error.object``."""
+        before = len(data) - (len(error.object) - error.start)  # bytes of ``data`` before the bad one
+        offset = self.offset - len(data) + before
+        decoder = codecs.getincrementaldecoder(self.encoding)("replace")
+        decoder.setstate(state)
+        text = pending + decoder.decode(data[:max(before, 0)])
+        line = self.count + 1 + text.count("\n") + text.count("\r") - text.count("\r\n")
+        bad = " ".join(f"0x{byte:02x}" for byte in error.object[error.start:error.end])
+        where = "the uncompressed file" if self.compressed else "the file"
+        return PermanentError(
+            f"line {line} (byte {offset} of {where}, counted from 0) is not valid {self.declared}: {error.reason} "
+            f"({bad}); nothing was imported. Set source.file.encoding to the file's encoding (e.g. latin-1, "
+            "cp1252, utf-16)", reason="BadEncoding")
+
+
 class CountingReader(io.RawIOBase):
     """Counts the bytes read from the underlying stream (for the result's `bytes`)."""
 
@@ -78,30 +142,32 @@ class CountingReader(io.RawIOBase):
 
 def decompressed(stream: io.BufferedReader, compression: str) -> BinaryIO:
     """The stream, gunzipped when it is gzip (by magic bytes for `auto`)."""
-    if compression == "gzip" or (compression == "auto" and stream.peek(2)[:2] == GZIP_MAGIC):
+    if is_gzip(stream, compression):
         return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
     return stream  # type: ignore[return-value]
 
 
+def is_gzip(stream: io.BufferedReader, compression: str) -> bool:
+    return compression == "gzip" or (compression == "auto" and stream.peek(2)[:2] == GZIP_MAGIC)
+
+
 def read_blocks(stream: io.BufferedReader, settings: FileSettings, required: list[str]) -> Iterator[Block]:
     """Rows of a CSV or JSON-lines file in blocks; ``required`` columns must be in a CSV header."""
-    binary = decompressed(stream, settings.compression)
     encoding = "utf-8-sig" if codecs.lookup(settings.encoding).name == "utf-8" else settings.encoding
-    text = io.TextIOWrapper(binary, encoding=encoding, errors="strict", newline="")  # type: ignore[arg-type]
+    text = Lines(decompressed(stream, settings.compression), encoding, declared=settings.encoding,
+                 compressed=is_gzip(stream, settings.compression))
     reader = _csv_blocks(text, settings, required) if settings.format == "csv" else _jsonl_blocks(text)
     try:
         yield from reader
     except (EOFError, zlib.error, gzip.BadGzipFile) as error:
         raise PermanentError(f"the gzip stream ended early or is corrupt ({error}); the file is truncated "
                              "or not gzip", reason="CorruptFile") from None
-    except UnicodeError as error:
-        where = (f"byte {error.start} of a read block: {error.reason}" if isinstance(error, UnicodeDecodeError)
-                 else str(error))
-        raise PermanentError(f"the file is not valid {settings.encoding} ({where}); set source.file.encoding to "
+    except UnicodeError as error:  # not a decoding error (those are Lines'): a codec that fails otherwise
+        raise PermanentError(f"the file is not valid {settings.encoding} ({error}); set source.file.encoding to "
                              "the file's encoding (e.g. latin-1, cp1252, utf-16)", reason="BadEncoding") from None
 
 
-def _csv_blocks(text: io.TextIOWrapper, settings: FileSettings, required: list[str]) -> Iterator[Block]:
+def _csv_blocks(text: Lines, settings: FileSettings, required: list[str]) -> Iterator[Block]:
     reader = csv.reader(text, delimiter=settings.delimiter, strict=True)
     try:
         header = next(reader)
@@ -189,7 +255,7 @@ def checked_header(header: list[str]) -> list[str]:
     return header
 
 
-def _jsonl_blocks(text: io.TextIOWrapper) -> Iterator[Block]:
+def _jsonl_blocks(text: Lines) -> Iterator[Block]:
     block = Block(None, [], [], [])
     for number, line in enumerate(text, start=1):
         if not line.strip():

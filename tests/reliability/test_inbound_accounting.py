@@ -211,6 +211,16 @@ def test_a_wrong_declared_encoding_fails_naming_it(moto_server: str, bucket: str
     assert walkme.users(WALKME_TOKEN) == {}
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-8"])
+def test_a_byte_order_mark_is_not_part_of_the_first_column(moto_server: str, bucket: str, walkme: FakeWalkMe,
+                                                           encoding: str) -> None:
+    """Issue 21: `utf-16-le` with a BOM failed with MissingColumn "found: \\ufeffid"."""
+    body = ("\ufeff" + "id,plan,since\nu1,Zoë,2024-01-01\n").encode(encoding)
+    result = import_file(moto_server, bucket, walkme, body, file={"encoding": encoding})
+    assert (result.result, result.rows_written) == ("Succeeded", 1), result
+    assert walkme.users(WALKME_TOKEN) == {"u1": {"plan": "Zoë", "since": "2024-01-01"}}
+
+
 def test_a_bad_byte_fails_the_run_naming_its_line_and_file_offset(
         moto_server: str, bucket: str, walkme: FakeWalkMe) -> None:
     """Issue 21: declared utf-8, one bad byte in row 500 failed with "byte 596 of a read block"."""

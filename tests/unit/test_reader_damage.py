@@ -73,3 +73,37 @@ def test_a_file_cut_inside_a_character_names_the_last_line() -> None:
 def test_a_bad_byte_right_after_a_line_end_is_on_the_next_line() -> None:
     body = b"id,name\r\nu1,a\r\n\xffu2,b\n"
     assert refusal(body).message.startswith("line 3 (byte 15 of the file")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_byte_order_mark_is_dropped_in_every_unicode_encoding(encoding: str, fmt: str) -> None:
+    """Before: utf-16-le with a BOM failed with MissingColumn "found: \\ufeffid"."""
+    text = "id,name\nu1,Zoë\nu2,日本\n" if fmt == "csv" else '{"id":"u1","name":"Zoë"}\n{"id":"u2","name":"日本"}\n'
+    body = ("" if encoding in ("utf-16", "utf-32") else "\ufeff").encode(encoding) + text.encode(encoding)
+    blocks = read(body, encoding=encoding, format=fmt)
+    rows = [row if fmt == "csv" else [row["id"], row["name"]] for block in blocks for row in block.rows]
+    assert rows == [["u1", "Zoë"], ["u2", "日本"]]
+    assert fmt == "jsonl" or blocks[0].header == ["id", "name"]
+
+
+def test_a_second_byte_order_mark_is_named_visibly_in_the_header_message() -> None:
+    error = refusal(("\ufeff\ufeffid,name\nu1,a\n").encode("utf-16-le"), encoding="utf-16-le")
+    assert error.reason == "MissingColumn"
+    assert "(found: '\\ufeffid' (holds U+FEFF ZERO WIDTH NO-BREAK SPACE), name)" in error.message, error.message
+
+
+@pytest.mark.parametrize(("header", "says"), [
+    ("id\u200b,name", "'id\\u200b' (holds U+200B ZERO WIDTH SPACE)"),
+    ("i\x01d;name", "'i\\x01d;name' (holds U+0001 CONTROL CHARACTER) — is the delimiter right?"),
+])
+def test_invisible_characters_in_header_names_are_shown(header: str, says: str) -> None:
+    error = refusal(f"{header}\nu1,a\n".encode())
+    assert error.reason == "MissingColumn" and says in error.message, error.message
+
+
+def test_a_column_twice_with_an_invisible_difference_is_named_visibly() -> None:
+    error = refusal("id,name,name\u00a0\nu1,a,b\n".encode())  # a no-break space is stripped: the same name
+    assert error.reason == "BadHeader" and "column 'name' appears twice" in error.message, error.message
+    error = refusal("id,\x7fname,\x7fname\nu1,a,b\n".encode())
+    assert "column '\\x7fname' (holds U+007F CONTROL CHARACTER) appears twice" in error.message, error.message

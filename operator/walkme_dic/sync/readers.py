@@ -20,6 +20,7 @@ import csv
 import gzip
 import io
 import json
+import unicodedata
 import zlib
 from collections.abc import Iterable, Iterator
 from itertools import chain, islice
@@ -30,6 +31,7 @@ from walkme_dic.api.integration import FileSettings
 from walkme_dic.errors import PermanentError
 
 GZIP_MAGIC = b"\x1f\x8b"
+BOM = "\ufeff"
 TEXT_CHUNK = 64 * 1024  # bytes decoded and split into lines at a time: a few thousand lines in memory
 BLOCK_ROWS = 2048
 csv.field_size_limit(64 * 1024 * 1024)
@@ -72,14 +74,16 @@ def numbered(batches: Iterable[list[dict[str, Any]]]) -> Iterator[Block]:
 class Lines:
     """The physical lines of a binary stream decoded as ``encoding``, each with its line end, counted.
 
+    A byte-order mark that starts the text is dropped, whatever the encoding: utf-8, and utf-16-le/-be or
+    utf-32-le/-be, whose codecs keep it as a character (utf-16 and utf-32 drop it themselves). A second
+    one is text, and a header cell that starts with it is named visibly (see :func:`shown`).
+
     ``count`` is the number of lines handed out so far: all of them once the iteration ends. A file that
     does not end with a line end still has its last line; an empty file has none.
     """
 
-    def __init__(self, binary: BinaryIO, encoding: str, *, declared: str = "", compressed: bool = False) -> None:
-        """``declared``: the encoding as the spec names it, for messages (``encoding`` may be its variant)."""
+    def __init__(self, binary: BinaryIO, encoding: str, *, compressed: bool = False) -> None:
         self.binary, self.encoding, self.compressed = binary, encoding, compressed
-        self.declared = declared or encoding
         self.decoder = codecs.getincrementaldecoder(encoding)("strict")
         self.count = 0
         self.offset = 0  # bytes read from the stream
@@ -89,6 +93,7 @@ class Lines:
 
     def _chunks(self) -> Iterator[list[str]]:
         pending = ""  # the start of a line the next chunk ends (or a "\r" a "\n" may follow)
+        started = False
         while True:
             data = self.binary.read(TEXT_CHUNK)
             state = self.decoder.getstate()
@@ -97,6 +102,9 @@ class Lines:
                 text = self.decoder.decode(data, not data)
             except UnicodeDecodeError as error:
                 raise self._refused(error, data, state, pending) from None
+            if not started and text:
+                started = True
+                text = text.removeprefix(BOM)
             lines = io.StringIO(pending + text, newline="").readlines()
             pending = lines.pop() if data and lines and not lines[-1].endswith("\n") else ""
             self.count += len(lines)
@@ -119,7 +127,7 @@ class Lines:
         bad = " ".join(f"0x{byte:02x}" for byte in error.object[error.start:error.end])
         where = "the uncompressed file" if self.compressed else "the file"
         return PermanentError(
-            f"line {line} (byte {offset} of {where}, counted from 0) is not valid {self.declared}: {error.reason} "
+            f"line {line} (byte {offset} of {where}, counted from 0) is not valid {self.encoding}: {error.reason} "
             f"({bad}); nothing was imported. Set source.file.encoding to the file's encoding (e.g. latin-1, "
             "cp1252, utf-16)", reason="BadEncoding")
 
@@ -153,8 +161,7 @@ def is_gzip(stream: io.BufferedReader, compression: str) -> bool:
 
 def read_blocks(stream: io.BufferedReader, settings: FileSettings, required: list[str]) -> Iterator[Block]:
     """Rows of a CSV or JSON-lines file in blocks; ``required`` columns must be in a CSV header."""
-    encoding = "utf-8-sig" if codecs.lookup(settings.encoding).name == "utf-8" else settings.encoding
-    text = Lines(decompressed(stream, settings.compression), encoding, declared=settings.encoding,
+    text = Lines(decompressed(stream, settings.compression), settings.encoding,
                  compressed=is_gzip(stream, settings.compression))
     reader = _csv_blocks(text, settings, required) if settings.format == "csv" else _jsonl_blocks(text)
     try:
@@ -178,7 +185,8 @@ def _csv_blocks(text: Lines, settings: FileSettings, required: list[str]) -> Ite
     header = checked_header([name.strip() for name in header])
     missing = [name for name in required if name not in header and name.split(".")[0] not in header]
     if missing:
-        found = ", ".join(header) if len(header) > 1 else f"{header[0]!r} — is the delimiter right?"
+        found = ", ".join(map(shown, header)) if len(header) > 1 else f"{shown(header[0], quoted=True)} — is the " \
+            "delimiter right?"
         raise PermanentError(f"column {', '.join(repr(m) for m in missing)} of spec.mapping is not in the file "
                              f"header (found: {found})", reason="MissingColumn")
     width, number = len(header), 0
@@ -249,10 +257,21 @@ def checked_header(header: list[str]) -> list[str]:
             raise PermanentError(f"column {position} of the CSV header has no name; name it or remove the column",
                                  reason="BadHeader")
         if name in seen:
-            raise PermanentError(f"column {name!r} appears twice in the CSV header (columns {seen[name]} and "
-                                 f"{position}); rename one of them", reason="BadHeader")
+            raise PermanentError(f"column {shown(name, quoted=True)} appears twice in the CSV header (columns "
+                                 f"{seen[name]} and {position}); rename one of them", reason="BadHeader")
         seen[name] = position
     return header
+
+
+def shown(name: str, *, quoted: bool = False) -> str:
+    """A header name as a person can tell it apart: as it is (quoted if asked), or, when it holds characters
+    nobody sees (a byte-order mark, a zero-width space, a control character), quoted with those escaped and
+    named: ``'\\ufeffid' (holds U+FEFF ZERO WIDTH NO-BREAK SPACE)``."""
+    if name.isprintable():
+        return repr(name) if quoted else name
+    hidden = dict.fromkeys(f"U+{ord(c):04X} {unicodedata.name(c, 'CONTROL CHARACTER')}" for c in name
+                           if not c.isprintable())
+    return f"{name!r} (holds {', '.join(hidden)})"
 
 
 def _jsonl_blocks(text: Lines) -> Iterator[Block]:

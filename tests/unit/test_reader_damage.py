@@ -105,5 +105,5 @@ def test_invisible_characters_in_header_names_are_shown(header: str, says: str) 
 def test_a_column_twice_with_an_invisible_difference_is_named_visibly() -> None:
     error = refusal("id,name,name\u00a0\nu1,a,b\n".encode())  # a no-break space is stripped: the same name
     assert error.reason == "BadHeader" and "column 'name' appears twice" in error.message, error.message
-    error = refusal("id,\x7fname,\x7fname\nu1,a,b\n".encode())
+    error = refusal(b"id,\x7fname,\x7fname\nu1,a,b\n")
     assert "column '\\x7fname' (holds U+007F CONTROL CHARACTER) appears twice" in error.message, error.message

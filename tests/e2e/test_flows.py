@@ -64,7 +64,7 @@ async def test_s3_csv_to_walkme_never_deletes_and_active_flips(
     obj = await finished_runs(cluster, "hr")
     run = obj["status"]["runs"][0]
     assert (run["result"], run["rowsRead"], run["rowsWritten"], run["rowsRejected"]) == ("Succeeded", 4, 3, 1)
-    assert "row 4: column 'since'" in run["message"]
+    assert "line 5: column 'since'" in run["message"]
     assert set(walkme.users(WALKME_TOKEN)) == {"u1", "u2", "u3"}
 
     put(moto_server, backends["bucket"], "users.csv", b"id,plan,since,active\nu1,gold,2024-01-01,true\n"
@@ -115,10 +115,10 @@ async def test_duplicate_keys_warn_and_the_last_row_wins(
         b"id,plan,since,active\nu1,gold,2024-01-01,true\nu2,gold,2024-01-01,true\n u1 ,silver,2024-02-01,false\n")
     run = obj["status"]["runs"][0]
     assert (run["result"], run["rowsRead"], run["rowsWritten"], run["duplicateKeys"], run["duplicateRows"]) == \
-        ("Succeeded", 3, 2, 1, [1])
+        ("Succeeded", 3, 2, 1, [2])
     events = await events_once_emitted(cluster, "hr", "DuplicateKeys")
     warning = next(e for e in events if e["reason"] == "DuplicateKeys")
-    assert warning["type"] == "Warning" and "row 1 (replaced by row 3)" in warning["message"]
+    assert warning["type"] == "Warning" and "row 2 (replaced by row 4)" in warning["message"]
     assert walkme.users(WALKME_TOKEN)["u1"] == {"plan": "silver", "since": "2024-02-01", "active": False}
 
 
@@ -133,7 +133,7 @@ async def test_rows_walkme_refuses_fail_the_run_saying_what_was_applied(
     assert (run["result"], run["rowsWritten"], run["rowsRejected"]) == ("Failed", 2, 1)
     synced = condition(obj, "Synced")
     assert (synced["status"], synced["reason"]) == ("False", "PartiallyApplied")
-    assert "2 rows were applied" in synced["message"] and "(first: row 2: WalkMe refused it" in synced["message"]
+    assert "2 rows were applied" in synced["message"] and "(first: line 3: WalkMe refused it" in synced["message"]
     assert set(walkme.users(WALKME_TOKEN)) == {"u1", "u3"}
 
 
@@ -229,7 +229,7 @@ async def test_demo_command_runs_to_the_end(tmp_path: Path) -> None:
     assert process.returncode == 0, text
     assert "demo finished" in text and "WalkMe user attributes: 4 users imported" in text
     assert "E-1004: {'department': 'Support'" in text and "'active': False" in text
-    assert "row 5: column 'start_date'" in text
+    assert "line 6: column 'start_date'" in text
 
 
 def salesforce_connection(salesforce: FakeSalesforce) -> list[dict[str, Any]]:
@@ -311,7 +311,7 @@ async def test_azure_jsonl_gz_to_walkme(
     obj = await finished_runs(cluster, "segments")
     run = obj["status"]["runs"][0]
     assert (run["rowsRead"], run["rowsWritten"], run["rowsRejected"]) == (3, 2, 1)
-    assert "row 3: not valid JSON" in run["message"]
+    assert "line 3: not valid JSON" in run["message"]
     assert walkme.users(WALKME_TOKEN) == {"a@acme.example": {"segment": "smb", "isCustomer": "true"},
                                           "b@acme.example": {"segment": "ent", "isCustomer": "false"}}
 

@@ -60,8 +60,8 @@ def test_rows_walkme_refuses_are_rejected_and_fail_the_run_over_the_limit(
     assert (result.result, result.reason) == ("Failed", "PartiallyApplied"), result
     assert (result.rows_read, result.rows_written, result.rows_rejected) == (250, 0, 250)
     assert "0 rows were applied" in result.message and "250 refused by WalkMe" in result.message
-    assert [r.row for r in result.rejected] == list(range(1, 21)), "each row with its own number"
-    assert all(f"row {r.row}: WalkMe refused it: attribute 'plan' is a Number property" in r.reason
+    assert [r.row for r in result.rejected] == list(range(2, 22)), "each row with its own line (header: line 1)"
+    assert all(f"line {r.row}: WalkMe refused it: attribute 'plan' is a Number property" in r.reason
                for r in result.rejected)
     assert result.source_fingerprint is None, "a failed run does not mark the file as imported"
 
@@ -73,7 +73,7 @@ def test_a_run_whose_every_row_walkme_refused_is_not_a_success(
     result = import_file(moto_server, bucket, walkme, users_csv(rows_with_bad_since(5, set())))
     assert (result.result, result.reason, result.rows_written, result.rows_rejected) == \
         ("Failed", "NothingApplied", 0, 5), result
-    assert result.message.startswith("WalkMe refused every one of the 5 records sent (first: row 1: ")
+    assert result.message.startswith("WalkMe refused every one of the 5 records sent (first: line 2: ")
     assert result.source_fingerprint is None
 
 
@@ -94,7 +94,7 @@ def test_refused_rows_are_named_and_every_other_row_is_applied(
     result = import_file(moto_server, bucket, walkme, users_csv(rows_with_bad_since(250, bad)))
     assert (result.result, result.reason) == ("Succeeded", "Synced"), result
     assert (result.rows_written, result.rows_rejected) == (250 - len(bad), len(bad))
-    assert [r.row for r in result.rejected] == sorted(bad)[:20]
+    assert [r.row for r in result.rejected] == [row + 1 for row in sorted(bad)[:20]], "the line: the header is 1"
     assert all("'since' is a Date property; 'soon' is not a Date" in r.reason for r in result.rejected)
     assert set(walkme.users(WALKME_TOKEN)) == {f"u{row}" for row in range(1, 251)} - {f"u{row}" for row in bad}
 
@@ -108,9 +108,9 @@ def test_validation_and_send_time_rejections_count_together(
                "fields": [*FIELDS, {"source": "seats", "destination": "seats", "type": "number"}]}
     result = import_file(moto_server, bucket, walkme, body, maxRejectedRows=1, mapping=mapping)
     assert (result.result, result.reason) == ("Failed", "PartiallyApplied"), result
-    assert sorted(r.row for r in result.rejected) == [4, 9]
+    assert sorted(r.row for r in result.rejected) == [5, 10]
     reasons = {r.row: r.reason for r in result.rejected}
-    assert "WalkMe refused it" in reasons[4] and "column 'seats'" in reasons[9]
+    assert "WalkMe refused it" in reasons[5] and "column 'seats'" in reasons[10]
     assert result.rows_written == 8 and "8 rows were applied" in result.message
 
 
@@ -139,7 +139,7 @@ def test_last_row_of_a_key_wins_although_its_batch_lands_first(
     result = import_file(moto_server, bucket, walkme, users_csv(rows))
     assert (result.result, result.rows_read, result.rows_written) == ("Succeeded", 1000, 998), result
     assert result.duplicate_keys == 2
-    assert [(d.row, d.replaced_by) for d in result.duplicates] == [(1, 950), (3, 600)]
+    assert [(d.row, d.replaced_by) for d in result.duplicates] == [(2, 951), (4, 601)], "lines"
     users = walkme.users(WALKME_TOKEN)
     assert users["u1"]["plan"] == "plan-950" and users["u3"]["plan"] == "plan-600"
     assert walkme.objects_received == 998, "each key sent once: nothing to overtake"

@@ -197,20 +197,21 @@ def csv_bytes(lines: list[str]) -> io.BufferedReader:
 
 
 def test_blocks_number_rows_across_blank_ragged_and_malformed_lines() -> None:
-    """Numbers run on across block boundaries; a malformed row mid-block keeps the rows read before it."""
+    """Numbers (the line a row starts on, the header being line 1) run on across block boundaries; a malformed
+    row mid-block keeps the rows read before it."""
     lines = [f"u{i},n{i}\n" for i in range(1, BLOCK_ROWS * 2 + 500)]
-    lines[10] = "\n"  # blank: skipped, not numbered
-    lines[20] = "u21\n"  # ragged
+    lines[10] = "\n"  # line 12, blank: counted, not numbered
+    lines[20] = "u21\n"  # line 22, ragged
     lines[BLOCK_ROWS + 30] = 'u,"x"y\n'  # malformed quoting, in the second block
     blocks = list(read_blocks(csv_bytes(lines), FileSettings(path="x.csv"), ["id"]))
     numbers = [n for block in blocks for n in block.numbers]
     rejected = [r for block in blocks for r in block.rejected]
-    assert [r.number for r in rejected] == [20, BLOCK_ROWS + 30]
+    assert [r.number for r in rejected] == [22, BLOCK_ROWS + 32]
     assert rejected[0].reason == "has 1 fields, the header has 2" and "malformed CSV" in rejected[1].reason
     assert len(numbers) + len(rejected) == len(lines) - 1
-    assert sorted(numbers + [r.number for r in rejected]) == list(range(1, len(lines)))
+    assert sorted(numbers + [r.number for r in rejected]) == [n for n in range(2, len(lines) + 2) if n != 12]
     names = {n: cells[1] for block in blocks for n, cells in zip(block.numbers, block.rows, strict=True)}
-    assert names[10] == "n10" and names[11] == "n12", "the row after the blank line is row 11"
+    assert names[11] == "n10" and names[13] == "n12", "the row after the blank line is on line 13"
 
 
 def test_dotted_paths_into_objects_map_as_one_by_one() -> None:

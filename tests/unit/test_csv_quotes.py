@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from walkme_dic import reasons
 from walkme_dic.api.integration import FileSettings
 from walkme_dic.errors import PermanentError
+from walkme_dic.sync import readers
 from walkme_dic.sync.readers import Block, read_blocks
 
 HEADER = "id,name\n"
@@ -53,17 +54,34 @@ def test_a_quote_that_closes_into_a_ragged_row_names_its_line() -> None:
     assert "lines 6-801" in refusal(HEADER + users(1, 4) + 'u5,"bad\n' + later)
 
 
+def test_a_stray_quote_closed_by_another_far_below_is_refused_naming_its_line() -> None:
+    """A quote opened by mistake on row 5 and closed by a second mistake at the end of row 800's last field reads
+    as one valid row of two fields: before the row-span limit, rows 6-800 were one cell of row 5."""
+    later = users(6, 1000).replace("u800,n800", 'u800,n800"')
+    message = refusal(HEADER + users(1, 4) + 'u5,"bad\n' + later)
+    assert message.startswith("line 6 of the file opens a quoted field that spans lines 6-801, more than the "
+                              f"{readers.MAX_ROW_LINES} lines a row may span"), message
+
+
+def test_a_cell_over_as_many_lines_as_a_row_may_span_is_a_value() -> None:
+    cell = "\n".join(f"part {i}" for i in range(readers.MAX_ROW_LINES))
+    blocks = rows_of(HEADER + users(1, 2) + f'u3,"{cell}"\n' + users(4, 5))
+    assert [cells[1] for block in blocks for cells in block.rows][2] == cell
+    assert [n for block in blocks for n in block.numbers] == [2, 3, 4, 4 + readers.MAX_ROW_LINES,
+                                                             5 + readers.MAX_ROW_LINES]
+
+
 def test_quoted_line_ends_in_a_whole_row_are_a_value() -> None:
     blocks = rows_of(HEADER + users(1, 4) + 'u5,"12 Main St\r\nSpringfield\nUSA"\n' + users(6, 10))
     rows = [cells for block in blocks for cells in block.rows]
     assert len(rows) == 10 and rows[4] == ["u5", "12 Main St\r\nSpringfield\nUSA"]
-    assert [n for block in blocks for n in block.numbers] == list(range(1, 11))
+    assert [n for block in blocks for n in block.numbers] == [2, 3, 4, 5, 6, 9, 10, 11, 12, 13], "start lines"
 
 
 def test_a_damaged_last_line_is_one_rejected_row() -> None:
     [block] = rows_of(HEADER + users(1, 4) + 'u5,"gold,3,true\n')
     assert len(block.rows) == 4 and [(r.number, r.reason) for r in block.rejected] == \
-        [(5, "malformed CSV: unexpected end of data")]
+        [(6, "malformed CSV: unexpected end of data")]
 
 
 CELLS = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
@@ -99,4 +117,4 @@ def test_a_stray_quote_is_never_a_success_that_lost_rows(rows: list[tuple[str, s
     else:
         blocks = rows_of(text)
         assert [cells for b in blocks for cells in b.rows] == [[k, n] for k, n in rows[:-1]]
-        assert [r.number for b in blocks for r in b.rejected] == [len(rows)]
+        assert [r.number for b in blocks for r in b.rejected] == [len(rows) + 1], "its line: the header is line 1"

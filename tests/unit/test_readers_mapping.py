@@ -35,20 +35,28 @@ def rows(data: bytes, settings: FileSettings = CSV, required: tuple[str, ...] = 
     return sorted(out, key=attrgetter("number"))
 
 
-def test_csv_rows_are_numbered_from_the_first_data_row() -> None:
-    out = rows(b"id,name\n1,Ann\n2,Bob\n")
-    assert out == [Row(1, {"id": "1", "name": "Ann"}), Row(2, {"id": "2", "name": "Bob"})]
+def test_csv_rows_are_numbered_by_the_line_they_start_on() -> None:
+    out = rows(b"id,name\n1,Ann\n\n2,\"Bob\nBobson\"\r\n3,Cy")
+    assert out == [Row(2, {"id": "1", "name": "Ann"}), Row(4, {"id": "2", "name": "Bob\nBobson"}),
+                   Row(6, {"id": "3", "name": "Cy"})]
+
+
+def test_csv_and_jsonl_number_a_row_after_a_blank_line_alike() -> None:
+    """Before (issue 21): a bad row after a blank line was row 2 in a CSV file and line 3 in JSON lines."""
+    csv_out = rows(b"id,name\n\n3\n", required=("id",))
+    jsonl_out = rows(b'{"id": 1}\n\n[3]\n', JSONL)
+    assert [r.number for r in csv_out] == [3] and [r.number for r in jsonl_out] == [1, 3]
 
 
 def test_ragged_rows_are_rejected_not_fatal() -> None:
     out = rows(b"id,name\n1,Ann\n2\n3,Cy,extra\n4,Di\n")
     assert [type(r).__name__ for r in out] == ["Row", "Rejected", "Rejected", "Row"]
-    assert out[1] == Rejected(2, "has 1 fields, the header has 2")
+    assert out[1] == Rejected(3, "has 1 fields, the header has 2")
 
 
 def test_gzip_bom_and_delimiter_are_handled() -> None:
     data = gzip.compress("\ufeffid;name\n1;Zoë\n".encode())
-    assert rows(data, FileSettings(path="x.csv.gz", delimiter=";")) == [Row(1, {"id": "1", "name": "Zoë"})]
+    assert rows(data, FileSettings(path="x.csv.gz", delimiter=";")) == [Row(2, {"id": "1", "name": "Zoë"})]
 
 
 def test_latin1_is_read_when_asked() -> None:

@@ -54,14 +54,16 @@ class SyncRequest(ApiModel):
 class RejectedRow(ApiModel):
     """A row that failed validation or was refused by the destination."""
 
-    row: int = Field(description="1-based data row number in the source (header excluded).")
+    row: int = Field(description="The line of the file the row starts on (a CSV header is line 1, blank lines "
+                     "count); a query's or export's record number, from 1.")
     reason: str
 
 
 class DuplicateRow(ApiModel):
     """A row left out because a later row of the source has the same key (the last row wins)."""
 
-    row: int = Field(description="1-based data row number of the row left out.")
+    row: int = Field(description="The line (a query's record number) of the row left out, numbered as in "
+                     "`rejected`.")
     replaced_by: int = Field(description="The later row with the same key.")
 
 

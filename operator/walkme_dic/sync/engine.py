@@ -59,7 +59,7 @@ class Tally:
             self.samples.append(RejectedRow(row=row, reason=reason))
 
     def first(self, count: int = 3) -> str:
-        """The first rejections, for a message: " (first: row 2: …; row 7: …)"."""
+        """The first rejections, for a message: " (first: line 2: …; line 7: …)"."""
         shown = "; ".join(sample.reason for sample in sorted(self.samples, key=lambda s: s.row)[:count])
         return f" (first: {shown}{'; …' if self.rejected > count else ''})" if shown else ""
 
@@ -172,11 +172,12 @@ class Inbound:
     def _spool(self, fingerprint: str | None, spool: InboundSpool) -> tuple[Tally, int]:
         tally = Tally()
         blocks, counter = self.source.blocks(fingerprint, self.mapper.required_columns())
+        unit = self.source.unit
         for block in blocks:
             tally.read += block.size
             mapped = map_block(self.mapper, block)
             for number, reason in sorted(block.rejected + mapped.refused):
-                tally.reject(number, f"row {number}: {reason}")
+                tally.reject(number, f"{unit} {number}: {reason}")
             spool.add(mapped.numbers, mapped.keys, mapped.records)
             self.report("read", tally)
         return tally, counter.count
@@ -226,7 +227,7 @@ class Inbound:
         tally.written = outcome.written
         for index, reason in outcome.failed:
             row = spool.rows.of(index)
-            tally.reject(row, f"row {row}: {reason}")
+            tally.reject(row, f"{self.source.unit} {row}: {reason}")
         tally.refused = len(outcome.failed)
         self.report("sent", tally, force=True)
 
@@ -257,9 +258,11 @@ class Inbound:
 
 
 class FileSource:
-    """A CSV / JSON-lines file in a file store; its ETag (SFTP: size + mtime) is the fingerprint."""
+    """A CSV / JSON-lines file in a file store; its ETag (SFTP: size + mtime) is the fingerprint. Its rows are
+    numbered by the line they start on (sync/readers.py)."""
 
     incremental = False
+    unit = "line"
     watermark: str | None = None
 
     def __init__(self, request: SyncRequest, credentials: CredentialSet) -> None:
@@ -283,7 +286,9 @@ class FileSource:
 class SalesforceSource:
     """A SOQL query (paged by the client), run once per run; a query has no fingerprint, so every run reads it.
     With ``since`` only records changed at or after it (SystemModstamp) are read, and the newest
-    SystemModstamp read becomes the watermark the next ``lastRun`` starts from."""
+    SystemModstamp read becomes the watermark the next ``lastRun`` starts from. Records are numbered from 1."""
+
+    unit = "record"
 
     def __init__(self, request: SyncRequest, credentials: CredentialSet) -> None:
         from walkme_dic.connectors.salesforce import SalesforceClient

@@ -11,6 +11,18 @@ refuses **fails the run** before anything is sent, naming its line and its byte 
 (a cp1252 export read as utf-8), so every row with a non-ASCII letter is damaged, not one; rejecting
 those rows would import the ASCII ones and hide the cause, and a multi-byte decoder cannot tell
 where the damage ends. The fix is one setting (``source.file.encoding``), named in the message.
+
+**Row numbers are lines.** A row of a file, CSV or JSON lines, is numbered by the physical line of the
+file it starts on: line 1 is a CSV file's header (a JSON-lines file's first line), blank lines count,
+and a row whose quoted cell holds line ends is numbered by its first line, the lines after it counting
+on. So "line 7" in a rejection is what ``sed -n 7p`` or an editor's line 7 shows (the file uncompressed,
+its line ends ``\n``, ``\r\n`` or ``\r``). A query's records (and an outbound export's) are numbered
+from 1 and called records. Lines are accounted for: see :class:`LineCount`.
+
+A CSV row may span at most MAX_ROW_LINES lines: a quote that opens a field and closes rows later, at
+the end of a field, reads as a valid row with one big cell that swallowed the rows between; past the
+limit that is refused as an unbalanced quote naming the line it opened on. Within the limit a stray
+quote closed by a second stray quote cannot be told from a cell that holds line ends.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import json
 import unicodedata
 import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Any, BinaryIO, NamedTuple
 
@@ -34,17 +47,21 @@ GZIP_MAGIC = b"\x1f\x8b"
 BOM = "\ufeff"
 TEXT_CHUNK = 64 * 1024  # bytes decoded and split into lines at a time: a few thousand lines in memory
 BLOCK_ROWS = 2048
+MAX_ROW_LINES = 100  # physical lines one CSV row may span (line ends in its quoted cells)
+JSON_WHITESPACE = " \t\r\n"
+QUOTING = 'Inside a quoted field a quote is written twice (""); a field with a quote in it is quoted as a whole'
 csv.field_size_limit(64 * 1024 * 1024)
 
 
 class Rejected(NamedTuple):
-    number: int  # 1-based data row (CSV header excluded) or line (JSON lines)
+    number: int  # the line of the file the row starts on (a query's or export's record number)
     reason: str
 
 
 class Block(NamedTuple):
     """Consecutive rows of a source: those read (CSV: cells in ``header`` order; JSON lines and queries:
-    objects, ``header`` None), their row ``numbers``, and the rows ``rejected`` among them."""
+    objects, ``header`` None), their ``numbers`` (a file's: the line each starts on; records are numbered
+    from 1), and the rows ``rejected`` among them."""
 
     header: list[str] | None
     numbers: list[int]
@@ -159,22 +176,58 @@ def is_gzip(stream: io.BufferedReader, compression: str) -> bool:
     return compression == "gzip" or (compression == "auto" and stream.peek(2)[:2] == GZIP_MAGIC)
 
 
-def read_blocks(stream: io.BufferedReader, settings: FileSettings, required: list[str]) -> Iterator[Block]:
+def read_blocks(stream: io.BufferedReader, settings: FileSettings, required: list[str]) -> FileReader:
     """Rows of a CSV or JSON-lines file in blocks; ``required`` columns must be in a CSV header."""
-    text = Lines(decompressed(stream, settings.compression), settings.encoding,
-                 compressed=is_gzip(stream, settings.compression))
-    reader = _csv_blocks(text, settings, required) if settings.format == "csv" else _jsonl_blocks(text)
-    try:
-        yield from reader
-    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
-        raise PermanentError(f"the gzip stream ended early or is corrupt ({error}); the file is truncated "
-                             "or not gzip", reason="CorruptFile") from None
-    except UnicodeError as error:  # not a decoding error (those are Lines'): a codec that fails otherwise
-        raise PermanentError(f"the file is not valid {settings.encoding} ({error}); set source.file.encoding to "
-                             "the file's encoding (e.g. latin-1, cp1252, utf-16)", reason="BadEncoding") from None
+    return FileReader(stream, settings, required)
 
 
-def _csv_blocks(text: Lines, settings: FileSettings, required: list[str]) -> Iterator[Block]:
+@dataclass
+class LineCount:
+    """Where the physical lines of a file went: each is the CSV header, a blank line, the first line of a
+    row (read, then kept or rejected) or a further line of a row whose quoted cell holds line ends.
+
+    ``read`` is counted where the text is split into lines (:class:`Lines`), the others where rows are told
+    apart, so the file is accounted for when ``read == header + blank + rows + continued``
+    (:attr:`unaccounted` is 0); the engine refuses to report a run whose file is not."""
+
+    read: int = 0
+    header: int = 0  # 1 for a CSV file's header (its further lines, if a quoted name holds a line end: continued)
+    blank: int = 0  # CSV: empty lines; JSON lines: lines of JSON whitespace only
+    rows: int = 0
+    continued: int = 0  # a row over 3 lines adds 2
+
+    @property
+    def unaccounted(self) -> int:
+        return self.read - self.header - self.blank - self.rows - self.continued
+
+
+class FileReader:
+    """The rows of a CSV or JSON-lines file in blocks (iterate it once); then ``lines`` says where every
+    physical line of the file went."""
+
+    def __init__(self, stream: io.BufferedReader, settings: FileSettings, required: list[str]) -> None:
+        self.settings, self.required = settings, required
+        self.text = Lines(decompressed(stream, settings.compression), settings.encoding,
+                          compressed=is_gzip(stream, settings.compression))
+        self.lines = LineCount()
+
+    def __iter__(self) -> Iterator[Block]:
+        settings, count = self.settings, self.lines
+        reader = _csv_blocks(self.text, settings, self.required, count) if settings.format == "csv" else \
+            _jsonl_blocks(self.text, count)
+        try:
+            yield from reader
+        except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+            raise PermanentError(f"the gzip stream ended early or is corrupt ({error}); the file is truncated "
+                                 "or not gzip", reason="CorruptFile") from None
+        except UnicodeError as error:  # not a decoding error (those are Lines'): a codec that fails otherwise
+            raise PermanentError(f"the file is not valid {settings.encoding} ({error}); set source.file.encoding "
+                                 "to the file's encoding (e.g. latin-1, cp1252, utf-16)",
+                                 reason="BadEncoding") from None
+        count.read = self.text.count
+
+
+def _csv_blocks(text: Lines, settings: FileSettings, required: list[str], count: LineCount) -> Iterator[Block]:
     reader = csv.reader(text, delimiter=settings.delimiter, strict=True)
     try:
         header = next(reader)
@@ -182,6 +235,7 @@ def _csv_blocks(text: Lines, settings: FileSettings, required: list[str]) -> Ite
         return
     except csv.Error as error:
         raise PermanentError(f"the CSV header cannot be parsed: {error}", reason="BadHeader") from None
+    count.header, count.continued = 1, reader.line_num - 1
     header = checked_header([name.strip() for name in header])
     missing = [name for name in required if name not in header and name.split(".")[0] not in header]
     if missing:
@@ -189,28 +243,28 @@ def _csv_blocks(text: Lines, settings: FileSettings, required: list[str]) -> Ite
             "delimiter right?"
         raise PermanentError(f"column {', '.join(repr(m) for m in missing)} of spec.mapping is not in the file "
                              f"header (found: {found})", reason="MissingColumn")
-    width, number = len(header), 0
+    width = len(header)
     while True:
         rows: list[list[str]] = []
         malformed = None
-        first_line = reader.line_num + 1  # physical lines of the file, the header's included
+        line = reader.line_num + 1  # the physical line the block's first row starts on
         try:  # list.extend keeps the rows read before a malformed one raises
             rows.extend(islice(reader, BLOCK_ROWS))
         except csv.Error as error:
             malformed = error
         if not rows and malformed is None:
             return
-        if set(map(len, rows)) == {width}:  # the common case: every row whole, numbered consecutively
-            block = Block(header, list(range(number + 1, number + 1 + len(rows))), rows, [])
-            number += len(rows)
+        if reader.line_num - line + 1 == len(rows) + (malformed is not None) and set(map(len, rows)) == {width}:
+            block = Block(header, list(range(line, line + len(rows))), rows, [])  # the common case: a whole row a line
+            count.rows += len(rows)
+            line += len(rows)
         else:
-            block, number = _sorted_out(header, rows, number, first_line)
+            block, line = _sorted_out(header, rows, line, count)
         if malformed is not None:
-            opened = first_line + sum(map(_lines_of, rows))
-            if reader.line_num > opened:
-                raise _unbalanced_quote(opened, reader.line_num)
-            number += 1
-            block.rejected.append(Rejected(number, f"malformed CSV: {malformed}"))
+            if reader.line_num > line:
+                raise _unbalanced_quote(line, reader.line_num)
+            count.rows += 1
+            block.rejected.append(Rejected(line, f"malformed CSV: {malformed}"))
         yield block
 
 
@@ -224,29 +278,42 @@ def _unbalanced_quote(opened: int, last: int) -> PermanentError:
     (they would be read as one cell), so the run stops before anything is sent rather than import around them."""
     return PermanentError(
         f"line {opened} of the file opens a quoted field that does not close where a row ends: lines "
-        f"{opened}-{last} would be read as one row, so nothing was imported. Inside a quoted field a quote is "
-        'written twice (""); a field with a quote in it is quoted as a whole', reason=reasons.UNBALANCED_QUOTE)
+        f"{opened}-{last} would be read as one row, so nothing was imported. {QUOTING}",
+        reason=reasons.UNBALANCED_QUOTE)
 
 
-def _sorted_out(header: list[str], rows: list[list[str]], number: int, line: int) -> tuple[Block, int]:
-    """A block of rows some of which are blank (skipped, not numbered) or have the wrong number of fields;
-    ``line`` is the physical line the first row starts on. A wrong row over several lines is a quote that
-    swallowed line ends (see _unbalanced_quote), not one ragged row."""
+def _too_many_lines(opened: int, last: int) -> PermanentError:
+    """A row over more than MAX_ROW_LINES lines: a stray quote closed by another one rows later, most likely."""
+    return PermanentError(
+        f"line {opened} of the file opens a quoted field that spans lines {opened}-{last}, more than the "
+        f"{MAX_ROW_LINES} lines a row may span: the rows in between would be read as one cell, so nothing was "
+        f"imported. {QUOTING}", reason=reasons.UNBALANCED_QUOTE)
+
+
+def _sorted_out(header: list[str], rows: list[list[str]], line: int, count: LineCount) -> tuple[Block, int]:
+    """A block of rows some of which are blank (counted, not numbered), span several lines or have the wrong
+    number of fields; ``line`` is the physical line the first row starts on; returns the block and the line
+    after it. A wrong row over several lines is a quote that swallowed line ends (see _unbalanced_quote), not
+    one ragged row."""
     block = Block(header, [], [], [])
     for cells in rows:
         lines = _lines_of(cells)
-        line += lines
         if not cells:
-            continue
-        number += 1
-        if len(cells) == len(header):
-            block.numbers.append(number)
+            count.blank += 1
+        elif lines > MAX_ROW_LINES:
+            raise _too_many_lines(line, line + lines - 1)
+        elif len(cells) == len(header):
+            block.numbers.append(line)
             block.rows.append(cells)
         elif lines > 1:
-            raise _unbalanced_quote(line - lines, line - 1)
+            raise _unbalanced_quote(line, line + lines - 1)
         else:
-            block.rejected.append(Rejected(number, f"has {len(cells)} fields, the header has {len(header)}"))
-    return block, number
+            block.rejected.append(Rejected(line, f"has {len(cells)} fields, the header has {len(header)}"))
+        if cells:
+            count.rows += 1
+            count.continued += lines - 1
+        line += lines
+    return block, line
 
 
 def checked_header(header: list[str]) -> list[str]:
@@ -274,11 +341,13 @@ def shown(name: str, *, quoted: bool = False) -> str:
     return f"{name!r} (holds {', '.join(hidden)})"
 
 
-def _jsonl_blocks(text: Lines) -> Iterator[Block]:
+def _jsonl_blocks(text: Lines, count: LineCount) -> Iterator[Block]:
     block = Block(None, [], [], [])
     for number, line in enumerate(text, start=1):
-        if not line.strip():
+        if not line.strip(JSON_WHITESPACE):
+            count.blank += 1
             continue
+        count.rows += 1
         try:
             value = json.loads(line)
         except json.JSONDecodeError as error:

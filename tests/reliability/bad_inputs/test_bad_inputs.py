@@ -47,7 +47,7 @@ def csv(*rows: str) -> bytes:
 GOOD = "u1,gold,3,2024-01-01,true"
 ALL_REJECTED: dict[str, Any] = {"outcome": "Failed", "reason": "NothingApplied"}  # not a success (issue 21)
 CASES = [
-    Case("ragged short row", csv(GOOD, "u2,gold"), written=1, rejected=1, says="row 2: has 2 fields"),
+    Case("ragged short row", csv(GOOD, "u2,gold"), written=1, rejected=1, says="line 3: has 2 fields"),
     Case("ragged long row", csv(GOOD, "u2,gold,3,2024-01-01,true,extra"), written=1, rejected=1,
          says="has 6 fields"),
     Case("unclosed quote", csv(GOOD, 'u2,"gold,3,2024-01-01,true'), rejected=1, says="malformed CSV"),
@@ -61,7 +61,7 @@ CASES = [
          "'active'"),
     Case("utf-8 BOM", b"\xef\xbb\xbf" + csv(GOOD), written=1),
     Case("lone surrogate decoded by the declared codec", csv(GOOD, "u2,gold\\ud800,3,2024-01-01,true"), written=1,
-         rejected=1, says="row 2: a value holds text that is not Unicode", file={"encoding": "unicode_escape"}),
+         rejected=1, says="line 3: a value holds text that is not Unicode", file={"encoding": "unicode_escape"}),
     Case("non UTF-8 bytes", HEADER + "u1,Zoë,3,2024-01-01,true\n".encode("latin-1"), "Failed", "BadEncoding",
          "encoding"),
     Case("latin-1 declared", HEADER + "u1,Zoë,3,2024-01-01,true\n".encode("latin-1"), written=1,
@@ -72,6 +72,8 @@ CASES = [
     Case("header only, failOnEmptySource", HEADER, "Failed", "EmptySource", "no data rows",
          spec={"failOnEmptySource": True}),
     Case("blank lines", csv(GOOD, "", "u2,gold,3,2024-01-01,true"), written=2),
+    Case("a blank line before a bad row", csv(GOOD, "", "u2,gold,x,2024-01-01,true"), written=1, rejected=1,
+         says="line 4: column 'seats'"),
     Case("CRLF line endings", HEADER.replace(b"\n", b"\r\n") + b"u1,gold,3,2024-01-01,true\r\n", written=1),
     Case("quoted comma and newline", csv('u1,"gold, ""plus""\nline",3,2024-01-01,true'), written=1),
     Case("extra unmapped columns", b"id,plan,seats,since,active,x\nu1,gold,3,2024-01-01,true,y\n", written=1),
@@ -110,7 +112,7 @@ CASES = [
 ]
 JSONL_CASES = [
     Case("jsonl broken line", b'{"id":"u1","active":true}\n{"id": \n{"id":"u2","active":true}\n', written=2,
-         rejected=1, says="row 2: not valid JSON"),
+         rejected=1, says="line 2: not valid JSON"),
     Case("jsonl array line", b'[1,2]\n{"id":"u1","active":true}\n', written=1, rejected=1, says="JSON list"),
     Case("jsonl number line", b'42\n{"id":"u1","active":true}\n', written=1, rejected=1, says="JSON int"),
     Case("jsonl missing key", b'{"plan":"gold","active":true}\n', rejected=1, says="(the key) is empty",
@@ -133,11 +135,13 @@ JSONL_CASES = [
     Case("jsonl integer beyond 2^53", b'{"id":"u1","seats":9007199254740993,"active":true}\n', rejected=1,
          says="2^53", **ALL_REJECTED),
     Case("jsonl empty lines", b'\n\n{"id":"u1","active":"true"}\n\n', written=1),
+    Case("jsonl a blank line before a bad row", b'{"id":"u1","active":true}\n\n{"id":"u2","seats":"x","active":true}\n',
+         written=1, rejected=1, says="line 3: column 'seats'"),
     Case("jsonl gzip truncated", gzip.compress(b'{"id":"u1","active":true}\n' * 3000)[:-50], "Failed", "CorruptFile",
          "truncated"),
     Case("jsonl numeric key", b'{"id":7,"active":true}\n', written=1),
     Case("jsonl lone surrogate in a value", b'{"id":"u1","plan":"\\ud800","active":true}\n{"id":"u2","active":true}\n',
-         written=1, rejected=1, says="row 1: a value holds text that is not Unicode"),
+         written=1, rejected=1, says="line 1: a value holds text that is not Unicode"),
     Case("jsonl lone surrogate in the key", b'{"id":"u\\udfff","active":true}\n', rejected=1, says="lone surrogate",
          **ALL_REJECTED),
 ]
@@ -186,7 +190,7 @@ def check(case: Case, result: SyncResult, walkme: FakeWalkMe) -> None:
         assert result.rows_rejected == case.rejected, result
     assert result.duplicate_keys == case.duplicates, result
     for sample in result.rejected:
-        assert sample.row >= 1 and f"row {sample.row}" in sample.reason
+        assert sample.row >= 1 and sample.reason.startswith(f"line {sample.row}: "), sample
     stored = walkme.users(WALKME_TOKEN)
     if case.outcome == "Failed" or case.spec.get("dryRun"):
         assert stored == {}, "a failed or dry run wrote nothing"

@@ -53,5 +53,6 @@ DUPLICATE_KEYS = "DuplicateKeys"
 UNBALANCED_QUOTE = "UnbalancedQuote"  # a quoted CSV field ran over line ends into the rows after it
 ROWS_REJECTED = "RowsRejected"  # a run that succeeded within its limits but left rows out: never a clean Synced
 NOTHING_APPLIED = "NothingApplied"  # a source with rows of which none could be applied is not a success
+LINES_UNACCOUNTED = "LinesUnaccounted"  # the lines or rows read do not add up to what was kept, rejected or left out
 DESTINATION_EXISTS = "DestinationExists"  # an incremental export never overwrites an earlier run's file
 DESTINATION_CONFLICT = "DestinationConflict"  # an older Integration writes the same file through the same Connection

@@ -221,6 +221,33 @@ def test_a_byte_order_mark_is_not_part_of_the_first_column(moto_server: str, buc
     assert walkme.users(WALKME_TOKEN) == {"u1": {"plan": "Zoë", "since": "2024-01-01"}}
 
 
+@pytest.mark.parametrize("ending", ["\n", "\r\n", ""])
+def test_every_line_of_the_file_is_accounted_for(moto_server: str, bucket: str, walkme: FakeWalkMe,
+                                                 ending: str) -> None:
+    """linesRead = header + blankLines + continuationLines + rowsRead, and rowsRead = written + rejected +
+    duplicates: here 1 + 3 + 2 + 6 lines, 6 rows = 3 written + 2 rejected + 1 left out."""
+    lines = ["id,plan,since", "u1,gold,2024-01-01", "", 'u2,"two\nline\nplan",2024-01-01', "", "u3,short",
+             "", "u1,silver,2024-01-01", ",gold,2024-01-01", "u4,gold,2024-01-01"]
+    body = ("\n".join(lines) + ending).encode()
+    result = import_file(moto_server, bucket, walkme, body)
+    assert (result.result, result.lines_read, result.blank_lines, result.continuation_lines) == \
+        ("Succeeded", 12, 3, 2), result
+    assert (result.rows_read, result.rows_written, result.rows_rejected, result.duplicate_keys) == (6, 3, 2, 1)
+    assert [r.row for r in result.rejected] == [8, 11] and [d.row for d in result.duplicates] == [2]
+
+
+def test_a_query_has_no_lines(salesforce: FakeSalesforce, walkme: FakeWalkMe) -> None:
+    salesforce.seed("Contact", [{"LastName": "n", "WalkMe_Id__c": "c1", "Email": "c1@acme.example"}])
+    sync = request("", "", walkme, source={"salesforce": {"soql": "SELECT WalkMe_Id__c, Email FROM Contact"}},
+                   connection={"salesforce": {"instanceUrl": salesforce.url, "auth": {"secretRef": {"name": "s"}}}},
+                   mapping={"key": {"source": "WalkMe_Id__c", "destination": "uuid"},
+                            "fields": [{"source": "Email", "destination": "email"}]})
+    credentials = CredentialSet({**CREDENTIALS.roles,
+                                 "external": {"clientId": SF_CLIENT_ID, "clientSecret": SF_CLIENT_SECRET}})
+    result = run_sync(sync, credentials)
+    assert (result.result, result.rows_read, result.lines_read, result.blank_lines) == ("Succeeded", 1, None, None)
+
+
 def test_a_bad_byte_fails_the_run_naming_its_line_and_file_offset(
         moto_server: str, bucket: str, walkme: FakeWalkMe) -> None:
     """Issue 21: declared utf-8, one bad byte in row 500 failed with "byte 596 of a read block"."""

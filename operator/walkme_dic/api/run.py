@@ -74,6 +74,12 @@ class SyncResult(ApiModel):
     reason: str = Field(description="CamelCase reason, e.g. Synced, SourceUnchanged, TooManyRejectedRows.")
     message: str = ""
     rows_read: int = 0
+    lines_read: int | None = Field(default=None, description="Inbound from a file: its physical lines, the header "
+                                   "and blank lines included. linesRead = header (1 for CSV) + blankLines + "
+                                   "continuationLines + rowsRead.")
+    blank_lines: int | None = Field(default=None, description="Inbound from a file: blank lines (counted, not rows).")
+    continuation_lines: int | None = Field(default=None, description="Inbound from a file: lines after the first of "
+                                           "rows whose quoted cells hold line ends (a row over 3 lines adds 2).")
     rows_written: int = 0
     rows_rejected: int = 0
     users_kept: int | None = None

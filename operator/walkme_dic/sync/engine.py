@@ -32,7 +32,7 @@ from walkme_dic.sync.columns import map_block, tabulate
 from walkme_dic.sync.credentials import CredentialSet
 from walkme_dic.sync.keys import HashRuns
 from walkme_dic.sync.mapping import Mapper, RowError
-from walkme_dic.sync.readers import Block, CountingReader, blocks_of, numbered, read_blocks
+from walkme_dic.sync.readers import Block, CountingReader, LineCount, blocks_of, numbered, read_blocks
 from walkme_dic.sync.spool import InboundSpool
 from walkme_dic.sync.writers import RecordEncoder, content_type, render_path, wants_gzip
 
@@ -180,7 +180,22 @@ class Inbound:
                 tally.reject(number, f"{unit} {number}: {reason}")
             spool.add(mapped.numbers, mapped.keys, mapped.records)
             self.report("read", tally)
+        self._accounted_read(tally, spool)
         return tally, counter.count
+
+    def _accounted_read(self, tally: Tally, spool: InboundSpool) -> None:
+        """Every line of the file is the header, a blank line or part of a row, and every row read is spooled or
+        rejected; else the run stops before anything is sent (a reader that lost lines is a bug, never data)."""
+        lines = self.source.lines
+        if lines is not None and lines.read != lines.header + lines.blank + lines.continued + tally.read:
+            raise PermanentError(
+                f"{self.source.name} has {lines.read} lines but {lines.header} header, {lines.blank} blank, "
+                f"{tally.read} rows and {lines.continued} continuation lines were read; nothing was sent. This is a "
+                "bug of walkme-dic: please report it with the file's shape", reason=reasons.LINES_UNACCOUNTED)
+        if tally.read != spool.count + tally.rejected:
+            raise PermanentError(
+                f"{tally.read} rows were read but {spool.count} kept and {tally.rejected} rejected; nothing was "
+                "sent. This is a bug of walkme-dic: please report it", reason=reasons.LINES_UNACCOUNTED)
 
     def _resolve(self, spool: InboundSpool, *, users: bool) -> int | None:
         """Find the repeated keys; with ``users``, count the users this token imported before that this
@@ -229,6 +244,11 @@ class Inbound:
             row = spool.rows.of(index)
             tally.reject(row, f"{self.source.unit} {row}: {reason}")
         tally.refused = len(outcome.failed)
+        if tally.written + tally.refused != spool.unique:
+            raise PermanentError(
+                f"{spool.unique} records were sent but WalkMe acknowledged {tally.written} and refused "
+                f"{tally.refused}: rows are unaccounted for, so the run is not a success (the next run converges)",
+                reason=reasons.LINES_UNACCOUNTED)
         self.report("sent", tally, force=True)
 
     def _after_sending(self, tally: Tally, spool: InboundSpool, size: int, fingerprint: str | None) -> SyncResult:
@@ -246,9 +266,11 @@ class Inbound:
 
     def _result(self, outcome: str, reason: str, tally: Tally, spool: InboundSpool, size: int,
                 fingerprint: str | None, message: str) -> SyncResult:
-        duplicates = spool.duplicates
+        duplicates, lines = spool.duplicates, self.source.lines
         return SyncResult(
             result=outcome, reason=reason, message=message, rows_read=tally.read, rows_written=tally.written,
+            lines_read=lines.read if lines else None, blank_lines=lines.blank if lines else None,
+            continuation_lines=lines.continued if lines else None,
             rows_rejected=tally.rejected, bytes=size, dry_run=self.spec.dry_run,
             destination=f"WalkMe user attributes ({self.destination.user_id_property})",
             source_fingerprint=fingerprint if outcome == "Succeeded" else None, rejected=tally.samples,
@@ -263,6 +285,7 @@ class FileSource:
 
     incremental = False
     unit = "line"
+    lines: LineCount | None = None  # once read
     watermark: str | None = None
 
     def __init__(self, request: SyncRequest, credentials: CredentialSet) -> None:
@@ -280,7 +303,9 @@ class FileSource:
                                  "the new version", reason="SourceChanged")
         counter = CountingReader(self.store.open_read(self.file.path))
         buffered = io.BufferedReader(counter, buffer_size=1024 * 1024)
-        return read_blocks(buffered, self.file, required), counter
+        reader = read_blocks(buffered, self.file, required)
+        self.lines = reader.lines
+        return iter(reader), counter
 
 
 class SalesforceSource:
@@ -289,6 +314,7 @@ class SalesforceSource:
     SystemModstamp read becomes the watermark the next ``lastRun`` starts from. Records are numbered from 1."""
 
     unit = "record"
+    lines: LineCount | None = None  # a query has no lines
 
     def __init__(self, request: SyncRequest, credentials: CredentialSet) -> None:
         from walkme_dic.connectors.salesforce import SalesforceClient

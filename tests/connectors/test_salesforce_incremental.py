@@ -1,11 +1,13 @@
 """Incremental inbound from Salesforce (``since``), through the real engine (`run_sync`).
 
-The fake org filters on SystemModstamp as Salesforce does; the fake WalkMe API receives the users.
-A run carries the previous watermark in ``state`` exactly as the operator passes status.watermark.
+The fake org filters on SystemModstamp as Salesforce does, dates its answers by its own clock
+(``advance`` moves it) and can hold a transaction open (``begin``); the fake WalkMe API receives the
+users. A run carries the previous watermark in ``state`` exactly as the operator passes status.watermark.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -64,18 +66,71 @@ def touch(fake: FakeSalesforce, key: str, email: str) -> None:
         fake.store.update(sobject, record["Id"], {"Email": email})
 
 
+def covered(fake: FakeSalesforce, lookback: int = 300) -> datetime:
+    """Where a run starting now reads up to: the org's clock less the lookback."""
+    return fake.store.now() - timedelta(seconds=lookback)
+
+
+def moment(watermark: str | None) -> datetime:
+    assert watermark is not None
+    return datetime.fromisoformat(watermark.replace("Z", "+00:00"))
+
+
 def test_daily_import_reads_only_what_changed_since_the_watermark(org: FakeSalesforce, walkme: FakeWalkMe) -> None:
     first = run(org, walkme, contacts_source())
     assert (first.result, first.rows_read, first.rows_written) == ("Succeeded", 3, 3), first
-    assert first.watermark == "2026-11-22T08:00:00.000Z"
+    assert abs(moment(first.watermark) - covered(org)) < timedelta(seconds=5), "the org's time less 5 minutes"
     assert first.users_kept is None, "an incremental read cannot tell which users left the source"
     touch(org, "c1", "new@acme.example")
-    second = run(org, walkme, contacts_source(), watermark=first.watermark)
-    assert second.result == "Succeeded" and second.rows_read == 2, "c1 changed; c3 sits on the watermark second"
+    too_soon = run(org, walkme, contacts_source(), watermark=first.watermark)
+    assert too_soon.rows_read == 0, "a change younger than the lookback waits for the next run"
+    org.advance(301)
+    second = run(org, walkme, contacts_source(), watermark=too_soon.watermark)
+    assert second.result == "Succeeded" and second.rows_read == 1, "c1 changed; nothing is read twice"
     assert walkme.users(WALKME_TOKEN)["c1"] == {"email": "new@acme.example"}
-    assert second.watermark is not None and second.watermark > "2026-11-23"
     third = run(org, walkme, contacts_source(), watermark=second.watermark)
-    assert third.rows_read == 1 and third.watermark == second.watermark
+    assert third.rows_read == 0 and moment(third.watermark) >= moment(second.watermark)
+
+
+def test_a_change_committed_after_a_read_with_an_earlier_stamp_is_read_next_time(
+        org: FakeSalesforce, walkme: FakeWalkMe) -> None:
+    """A two-minute transaction changes c2 at T (stamped T); c3 is changed and committed at T+60; a run reads
+    at T+90; the transaction commits at T+120. Starting the next run at the newest stamp read (T+60) would
+    never read c2."""
+    late = org.begin()
+    late.update("Contact", "c2", {"Email": "late@acme.example"})
+    org.advance(60)
+    touch(org, "c3", "prompt@acme.example")
+    org.advance(30)
+    first = run(org, walkme, contacts_source(), watermark="2026-11-21T12:00:00.000Z")
+    assert first.result == "Succeeded"
+    org.advance(30)
+    late.commit()
+    org.advance(400)
+    second = run(org, walkme, contacts_source(), watermark=first.watermark)
+    users = walkme.users(WALKME_TOKEN)
+    assert users.get("c2") == {"email": "late@acme.example"}, "the change committed after the first read was lost"
+    assert users["c3"] == {"email": "prompt@acme.example"}
+    assert first.rows_read + second.rows_read == 2, "each change is read once"
+    assert run(org, walkme, contacts_source(), watermark=second.watermark).rows_read == 0
+
+
+def test_the_lookback_is_configurable(org: FakeSalesforce, walkme: FakeWalkMe) -> None:
+    first = run(org, walkme, contacts_source(incrementalLookbackSeconds=0))
+    touch(org, "c1", "now@acme.example")
+    org.advance(1)
+    second = run(org, walkme, contacts_source(incrementalLookbackSeconds=0), watermark=first.watermark)
+    assert second.rows_read == 1 and walkme.users(WALKME_TOKEN)["c1"] == {"email": "now@acme.example"}
+    assert abs(moment(second.watermark) - covered(org, 0)) < timedelta(seconds=5)
+
+
+def test_the_org_clock_decides_not_this_machine(org: FakeSalesforce, walkme: FakeWalkMe) -> None:
+    """The org runs an hour ahead of the sync Pod: a change the org stamped 10 minutes ago is read."""
+    org.advance(3600)
+    touch(org, "c1", "ahead@acme.example")
+    org.advance(600)
+    result = run(org, walkme, contacts_source(), watermark="2026-11-23T00:00:00.000Z")
+    assert result.rows_read == 1 and moment(result.watermark) > datetime.now(UTC) + timedelta(minutes=50)
 
 
 def test_without_a_watermark_every_record_is_read_again(org: FakeSalesforce, walkme: FakeWalkMe) -> None:
@@ -95,28 +150,38 @@ def test_dry_run_and_failed_run_leave_the_watermark_alone(org: FakeSalesforce, w
     assert failed.result == "Failed" and failed.watermark is None
 
 
-def test_an_empty_increment_keeps_no_new_watermark(org: FakeSalesforce, walkme: FakeWalkMe) -> None:
+def test_an_empty_increment_still_moves_the_watermark(org: FakeSalesforce, walkme: FakeWalkMe) -> None:
+    result = run(org, walkme, contacts_source(), watermark="2026-11-23T00:00:00.000Z")
+    assert (result.result, result.rows_read) == ("Succeeded", 0)
+    assert abs(moment(result.watermark) - covered(org)) < timedelta(seconds=5)
+
+
+def test_a_watermark_ahead_of_the_org_clock_stays(org: FakeSalesforce, walkme: FakeWalkMe) -> None:
     result = run(org, walkme, contacts_source(), watermark="2030-01-01T00:00:00.000Z")
-    assert (result.result, result.rows_read, result.watermark) == ("Succeeded", 0, None)
+    assert (result.result, result.rows_read, result.watermark) == ("Succeeded", 0, "2030-01-01T00:00:00.000Z")
 
 
 def test_selected_modstamp_stays_in_the_rows(org: FakeSalesforce, walkme: FakeWalkMe) -> None:
     source = contacts_source(fields=["WalkMe_Id__c", "Email", "SystemModstamp"])
     result = run(org, walkme, source)
-    assert result.rows_read == 3 and result.watermark == "2026-11-22T08:00:00.000Z"
+    assert result.rows_read == 3 and moment(result.watermark) > datetime(2026, 11, 22, 8, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("spec", "since", "soql"), [
-    ({"object": "Contact", "fields": ["Email"]}, None, "SELECT Email FROM Contact"),
-    ({"object": "Contact", "fields": ["Email"], "since": "lastRun"}, None, "SELECT Email, SystemModstamp FROM Contact"),
+@pytest.mark.parametrize(("spec", "since", "until", "soql"), [
+    ({"object": "Contact", "fields": ["Email"]}, None, None, "SELECT Email FROM Contact"),
+    ({"object": "Contact", "fields": ["Email"], "since": "lastRun"}, None, None,
+     "SELECT Email, SystemModstamp FROM Contact"),
+    ({"object": "Contact", "fields": ["Email"], "since": "lastRun"}, None, "2026-11-22T08:00:00.000Z",
+     "SELECT Email, SystemModstamp FROM Contact WHERE SystemModstamp < 2026-11-22T08:00:00Z"),
     ({"object": "Contact", "fields": ["Email", "systemmodstamp"], "since": "lastRun"}, "2026-11-22T08:00:00.123Z",
-     "SELECT Email, systemmodstamp FROM Contact WHERE SystemModstamp >= 2026-11-22T08:00:00Z"),
+     None, "SELECT Email, systemmodstamp FROM Contact WHERE SystemModstamp >= 2026-11-22T08:00:00Z"),
     ({"object": "Contact", "fields": ["Email"], "where": "A = 1 OR B = 2", "since": "lastRun"},
-     "2026-11-22T09:00:00+01:00",
-     "SELECT Email, SystemModstamp FROM Contact WHERE (A = 1 OR B = 2) AND SystemModstamp >= 2026-11-22T08:00:00Z"),
+     "2026-11-22T09:00:00+01:00", "2026-11-23T08:00:00.000Z",
+     "SELECT Email, SystemModstamp FROM Contact WHERE (A = 1 OR B = 2) AND SystemModstamp >= 2026-11-22T08:00:00Z "
+     "AND SystemModstamp < 2026-11-23T08:00:00Z"),
 ])
-def test_soql_of_an_incremental_read(spec: dict[str, Any], since: str | None, soql: str) -> None:
-    assert SalesforceSource.model_validate(spec).query(since) == soql
+def test_soql_of_an_incremental_read(spec: dict[str, Any], since: str | None, until: str | None, soql: str) -> None:
+    assert SalesforceSource.model_validate(spec).query(since, until) == soql
 
 
 @pytest.mark.parametrize(("spec", "error"), [

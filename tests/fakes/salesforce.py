@@ -15,7 +15,16 @@ verified with the public key a test registers). Unknown routes answer Salesforce
 
 Test hooks: ``define``/``seed``/``records`` for data, ``fail_next``/``throttle``/``unavailable`` for
 faults, ``fail_next_bulk_job`` to end a job Failed, ``register_jwt_key`` for the JWT bearer flow,
-``calls`` (a Counter by kind) for API budgets.
+``calls`` (a Counter by kind) for API budgets, ``advance`` to move the org's clock and ``begin`` for a
+transaction that commits late.
+
+Every answer carries the org's time in ``Date`` (RFC 9110; Salesforce's servers send it on every REST
+and OAuth answer), the clock ``advance`` moves. Where Salesforce's documentation is silent the fake
+assumes:
+- SystemModstamp is the time of the DML statement, in whole seconds, and a transaction's changes
+  become visible to queries all at once when it commits (``begin``/``Transaction.commit``); the
+  documentation says only that a long-running transaction holds getUpdated's latestDateCovered at
+  its start until it completes.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import jwt
@@ -223,6 +234,15 @@ class FakeSalesforce(BackgroundServer):
         with self._lock:
             self._fail_jobs.append(message)
 
+    def advance(self, seconds: float) -> None:
+        """The org's clock moves on: later changes are stamped, and answers dated, that much later."""
+        with self._lock:
+            self.store.clock_offset += timedelta(seconds=seconds)
+
+    def begin(self) -> Transaction:
+        """A long-running transaction (a batch Apex job, another integration's big load) that commits later."""
+        return Transaction(self)
+
     @property
     def api_calls(self) -> int:
         """REST calls that count against the org's API limit (OAuth token requests do not)."""
@@ -241,7 +261,7 @@ class FakeSalesforce(BackgroundServer):
                 fault.remaining -= 1
         if fault is not None:
             return web.Response(status=fault.status, text=fault.body, content_type="application/json",
-                                headers=fault.headers)
+                                headers={**fault.headers, "Date": self._date()})
         if kind != "token" and request.path.startswith("/services/data/"):
             token = request.headers.get("Authorization", "")
             if not token.startswith("Bearer ") or token[7:] not in self.access_tokens:
@@ -255,7 +275,11 @@ class FakeSalesforce(BackgroundServer):
             return _errors(405, "METHOD_NOT_ALLOWED",
                            f"HTTP Method '{request.method}' not allowed. Allowed are {allowed}")
         response.headers["Sforce-Limit-Info"] = f"api-usage={self.api_calls}/{self.daily_limit}"
+        response.headers["Date"] = self._date()
         return response
+
+    def _date(self) -> str:
+        return format_datetime(self.store.now(), usegmt=True)
 
     # ---- OAuth -------------------------------------------------------------------------------
 
@@ -778,6 +802,37 @@ class FakeSalesforce(BackgroundServer):
             "Sforce-Locator": str(end) if end < len(job.rows) else "null",
             "Sforce-NumberOfRecords": str(len(chunk)),
         })
+
+
+class Transaction:
+    """Changes made now and committed later. Each change is stamped when it is made (SystemModstamp is the
+    DML time) but no query sees it before ``commit``, so a commit brings records stamped earlier than records
+    a query has already returned. Salesforce documents this for getUpdated: "If Salesforce executes a
+    long-running transaction on your instance, the value in this field [latestDateCovered] is the start time
+    of that long-running transaction until it completes"
+    (https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_getupdated_getupdatedresult.htm).
+    """
+
+    def __init__(self, fake: FakeSalesforce) -> None:
+        self.fake = fake
+        self.changes: list[tuple[str, str, dict[str, Any], str]] = []  # (object, external id, values, stamp)
+
+    def update(self, object_name: str, external_id: str, values: Mapping[str, Any]) -> None:
+        """Change the record whose external id is ``external_id``, stamped now, visible at commit."""
+        with self.fake._lock:
+            self.changes.append((object_name, external_id, dict(values), self.fake.store.stamp()))
+
+    def commit(self) -> None:
+        with self.fake._lock:
+            store = self.fake.store
+            for object_name, external_id, values, stamp in self.changes:
+                sobject = store.get(object_name)
+                record = sobject.find_by_external_id(external_id) if sobject else None
+                assert sobject is not None and record is not None, f"no {object_name} {external_id!r}"
+                cleaned, errors = store.clean(sobject, values, from_csv=False, creating=False)
+                assert not errors, errors
+                store.update(sobject, record["Id"], cleaned, stamp=stamp)
+            self.changes.clear()
 
 
 def _duplicate_keys(keys: list[Any]) -> set[int]:

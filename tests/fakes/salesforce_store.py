@@ -11,7 +11,7 @@ import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 FieldType = str  # string | email | double | int | boolean | date | datetime | id
@@ -104,6 +104,14 @@ class Store:
         self.objects: dict[str, SObject] = {}  # lower-case name -> object
         self._counter = itertools.count(1)
         self._prefixes = itertools.count(0)
+        self.clock_offset = timedelta(0)  # the org's clock ahead of this machine's (FakeSalesforce.advance)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.clock_offset
+
+    def stamp(self) -> str:
+        """The org's time as Salesforce writes a dateTime: whole seconds, ``.000+0000``."""
+        return self.now().strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
     def define(self, name: str, fields: Mapping[str, FieldType | FieldDef], *, external_id: str | None = None,
                required: Iterable[str] = (), key_prefix: str | None = None) -> SObject:
@@ -205,14 +213,15 @@ class Store:
 
     def insert(self, sobject: SObject, cleaned: dict[str, Any]) -> str:
         record_id = self.new_id(sobject.key_prefix)
-        now = _now()
+        now = self.stamp()
         sobject.records[record_id] = {"Id": record_id, "CreatedDate": now, "LastModifiedDate": now,
                                       "SystemModstamp": now, "IsDeleted": False, **cleaned}
         sobject.index(sobject.records[record_id])
         return record_id
 
-    def update(self, sobject: SObject, record_id: str, cleaned: dict[str, Any]) -> None:
-        now = _now()
+    def update(self, sobject: SObject, record_id: str, cleaned: dict[str, Any], *, stamp: str | None = None) -> None:
+        """``stamp``: when the change was made, if not now (a transaction committing late)."""
+        now = stamp or self.stamp()
         record = sobject.records[record_id]
         if sobject.external_id and record.get(sobject.external_id) is not None:
             sobject.by_external_id.pop(str(record[sobject.external_id]).lower(), None)
@@ -225,7 +234,7 @@ class Store:
         if sobject.external_id and record.get(sobject.external_id) is not None:
             sobject.by_external_id.pop(str(record[sobject.external_id]).lower(), None)
         if not hard:
-            now = _now()
+            now = self.stamp()
             sobject.deleted[record_id] = {**record, "IsDeleted": True, "LastModifiedDate": now, "SystemModstamp": now}
 
     def seed(self, name: str, rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -244,7 +253,3 @@ def with_checksum(id15: str) -> str:
         bits = sum(1 << i for i, char in enumerate(chunk) if char.isupper())
         suffix += CHECKSUM[bits]
     return id15 + suffix
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")

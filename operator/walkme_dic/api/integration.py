@@ -16,6 +16,7 @@ FieldType = Literal["string", "number", "boolean", "date"]
 RunResult = Literal["Running", "Succeeded", "Failed", "Skipped"]
 RunTrigger = Literal["Created", "SpecChanged", "Schedule", "Requested", "Retry"]
 MODSTAMP = "SystemModstamp"  # the Salesforce field incremental inbound reads filter and order on
+DEFAULT_LOOKBACK_SECONDS = 300  # since: lastRun reads changes at least this old (see SalesforceSource)
 PARENT_SEGMENT = ".."
 GZIP_SUFFIX = ".gz"
 COMPRESSION_NAMED = ("destination.file: compression gzip needs a path ending in .gz, and compression none a path "
@@ -78,10 +79,19 @@ class SalesforceSource(ApiModel):
     where: str | None = Field(default=None, description="Optional SOQL WHERE clause used with object.")
     since: str | None = Field(
         default=None,
-        description="Read incrementally (with object and fields): lastRun reads only records whose SystemModstamp "
-        "is at or after the newest one the last successful run read (status.watermark; the first run reads all); "
-        "an RFC 3339 time reads records modified since then. Leave out to read every record on every run. "
+        description="Read incrementally (with object and fields): lastRun reads the records whose SystemModstamp "
+        "is at or after status.watermark (the first run: any) and more than incrementalLookbackSeconds before the "
+        "run began by the org's clock; that time becomes the next watermark, so every change is read once, by the "
+        "first run that starts after the change's transaction can have committed. An RFC 3339 time reads every "
+        "record modified since then, on every run. Leave out to read every record on every run. "
         "Annotate integrations.walkme.io/full-resync=<new value> to read everything once more.",
+    )
+    incremental_lookback_seconds: int = Field(
+        default=DEFAULT_LOOKBACK_SECONDS, ge=0, le=86400,
+        description="With since: lastRun, the longest a Salesforce transaction may stay open: each run reads the "
+        "changes stamped at least this long before it began, so a change whose transaction commits after an "
+        "earlier run's read (stamped before records that run read) is still read, once. Long batch Apex jobs or "
+        "others' big data loads need more; 0 reads up to the run's start and can miss changes committing during it.",
     )
 
     @field_validator("since")
@@ -100,17 +110,20 @@ class SalesforceSource(ApiModel):
                              "the SystemModstamp condition to that query); a soql query is read whole on every run")
         return self
 
-    def query(self, since: str | None = None) -> str:
+    def query(self, since: str | None = None, until: str | None = None) -> str:
         """The SOQL to run; with ``since`` set on this source, SystemModstamp is selected too, and with a
-        ``since`` time given only records modified at or after it (whole seconds: >= re-reads the last second)."""
+        ``since`` time given only records modified at or after it, with ``until`` only before it (whole seconds,
+        so consecutive ranges [since, until) meet without a gap or an overlap)."""
         if self.soql:
             return self.soql
         fields = list(self.fields or [])
         if self.since and MODSTAMP.lower() not in {f.lower() for f in fields}:
             fields.append(MODSTAMP)
         conditions = [self.where] if self.where else []
-        if since:
-            conditions = [f"({c})" for c in conditions] + [f"{MODSTAMP} >= {soql_datetime(since)}"]
+        bounds = ([f"{MODSTAMP} >= {soql_datetime(since)}"] if since else []) + \
+            ([f"{MODSTAMP} < {soql_datetime(until)}"] if until else [])
+        if bounds:
+            conditions = [f"({c})" for c in conditions] + bounds
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         return f"SELECT {', '.join(fields)} FROM {self.object}{where}"
 
@@ -490,7 +503,8 @@ class IntegrationStatus(ApiModel):
     )
     watermark: str | None = Field(
         default=None, description="Outbound cursor: data up to here was exported. Inbound from Salesforce with "
-        "since: the newest SystemModstamp read.",
+        "since: every change stamped before this time was read (the run's start by the org's clock, less "
+        "incrementalLookbackSeconds).",
     )
     last_handled_full_resync: str | None = Field(
         default=None, description="Last value of the full-resync annotation that started a run without the "

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
 from itertools import islice
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -126,6 +127,7 @@ class SalesforceAdapter(HTTPAdapter):
         self.attempts, self.base_delay, self.timeout = max(1, attempts), base_delay, timeout
         self.forward = dict(forward)
         self.calls = 0
+        self.server_time: datetime | None = None  # the Date of Salesforce's latest answer
         super().__init__(max_retries=_Retry(
             total=self.attempts - 1, status_forcelist=RETRIABLE_STATUS, backoff_factor=base_delay, backoff_max=60,
             raise_on_status=False, respect_retry_after_header=True))
@@ -137,12 +139,19 @@ class SalesforceAdapter(HTTPAdapter):
         for attempt in range(1, self.attempts + 1):
             self.calls += counted
             response = super().send(request, **kwargs)
+            self._note_date(response.headers.get("Date"))
             if response.status_code != 403 or attempt == self.attempts or \
                     b"REQUEST_LIMIT_EXCEEDED" not in response.content:
                 return response
             response.close()
             time.sleep(retry_delay(attempt, self.base_delay, None))
         raise AssertionError("unreachable")
+
+    def _note_date(self, value: str | None) -> None:
+        with contextlib.suppress(TypeError, ValueError):
+            moment = parsedate_to_datetime(value) if value else None
+            if moment is not None and moment.tzinfo is not None:
+                self.server_time = moment.astimezone(UTC)
 
     def _forwarded(self, url: str) -> str:
         parts = urlsplit(url)
@@ -246,6 +255,16 @@ class SalesforceClient:
         return ProbeResult(f"Salesforce org {org} at {self.instance_url}: logged in with the {self.grant.flow} flow "
                            f"as {self.grant.who} (user {user}); API requests remaining "
                            f"{daily.get('Remaining', '?')}/{daily.get('Max', '?')}")
+
+    def covered_until(self, lookback_seconds: int) -> datetime:
+        """Where an incremental read ends, as getUpdated's ``latestDateCovered`` does: every change stamped before
+        the org's time (logging in first if need be) less ``lookback_seconds`` has committed, given transactions
+        that take less than that. The org's time is the ``Date`` of its latest answer (whole seconds), so this
+        machine's clock does not matter; without one (a proxy that drops it) this machine's clock is used."""
+        if self._sf is None:
+            self._login()
+        now = self.adapter.server_time or datetime.now(UTC).replace(microsecond=0)
+        return now - timedelta(seconds=lookback_seconds)
 
     def query(self, soql: str) -> Iterator[dict[str, object]]:
         """Records of a SOQL query, page by page (nextRecordsUrl), without their ``attributes``."""

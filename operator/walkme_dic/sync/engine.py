@@ -310,8 +310,11 @@ class FileSource:
 
 class SalesforceSource:
     """A SOQL query (paged by the client), run once per run; a query has no fingerprint, so every run reads it.
-    With ``since`` only records changed at or after it (SystemModstamp) are read, and the newest
-    SystemModstamp read becomes the watermark the next ``lastRun`` starts from. Records are numbered from 1."""
+    With ``since`` only records changed at or after it (SystemModstamp) are read; with ``lastRun`` only those
+    stamped more than ``incrementalLookbackSeconds`` before the run began by the org's clock, and that time
+    becomes the watermark the next run starts from (getUpdated's latestDateCovered: a transaction still open
+    during this read commits its changes with stamps before that time, and the next run reads them). Records
+    are numbered from 1."""
 
     unit = "record"
     lines: LineCount | None = None  # a query has no lines
@@ -323,8 +326,9 @@ class SalesforceSource:
         provider = request.connection.salesforce
         if source is None or provider is None:
             raise PermanentError("spec.source.salesforce needs a salesforce Connection", reason="InvalidSpec")
+        self.source = source
         self.incremental = source.since is not None
-        self.soql = source.query(request.state.watermark if source.since == "lastRun" else source.since)
+        self.since = request.state.watermark if source.since == "lastRun" else source.since
         self.selected_modstamp = MODSTAMP.lower() in {f.lower() for f in source.fields or []}
         self.watermark: str | None = None
         self.client = SalesforceClient(provider, credentials.role("external"))
@@ -334,24 +338,22 @@ class SalesforceSource:
         return None
 
     def blocks(self, fingerprint: str | None, required: list[str]) -> tuple[Iterator[Block], CountingReader]:
-        records = (self._stamped(dict(record)) for record in self.client.query(self.soql))
+        soql = self.source.query(self.since)
+        if self.incremental:
+            covered = self.client.covered_until(self.source.incremental_lookback_seconds)
+            if self.since is not None:  # never behind the last run's (a clock that went back, a longer lookback)
+                covered = max(covered, datetime.fromisoformat(self.since.replace("Z", "+00:00")))
+            self.watermark = covered.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            if self.source.since == "lastRun":
+                soql = self.source.query(self.since, until=self.watermark)
+        records = (self._unstamped(dict(record)) for record in self.client.query(soql))
         return blocks_of(records), CountingReader(io.BytesIO())
 
-    def _stamped(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The record (without SystemModstamp unless the spec selects it); its stamp moves the watermark."""
-        if self.incremental:
-            stamp = record.get(MODSTAMP) if self.selected_modstamp else record.pop(MODSTAMP, None)
-            if stamp:
-                self.watermark = later(self.watermark, str(stamp))
+    def _unstamped(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record without SystemModstamp unless the spec selects it."""
+        if self.incremental and not self.selected_modstamp:
+            record.pop(MODSTAMP, None)
         return record
-
-
-def later(watermark: str | None, stamp: str) -> str:
-    """The later of a watermark and a Salesforce dateTime (``…000+0000``), as RFC 3339 UTC with milliseconds."""
-    moment = datetime.fromisoformat(stamp).astimezone(UTC)
-    if watermark is not None:
-        moment = max(moment, datetime.fromisoformat(watermark.replace("Z", "+00:00")))
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class Outbound:

@@ -25,6 +25,10 @@ assumes:
   become visible to queries all at once when it commits (``begin``/``Transaction.commit``); the
   documentation says only that a long-running transaction holds getUpdated's latestDateCovered at
   its start until it completes.
+- A 502/504 may come after the call ran (``time_out_after_applying``): a gateway in front of the org
+  timed out while the org finished it. Salesforce documents 503 (unavailable) but not its gateways.
+- Get All Jobs answers every ingest job in one page, newest last; Salesforce pages by 1000 and does not
+  document an order.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class Fault:
     status: int
     body: str
     headers: dict[str, str] = field(default_factory=dict)
+    after: bool = False  # the call runs, then the fault is answered (a gateway timing out behind it)
 
 
 @dataclass
@@ -75,6 +80,7 @@ class IngestJob:
     external_id: str | None
     line_ending: str
     version: str
+    created: str = ""  # createdDate, by the org's clock
     state: str = "Open"
     data: bytes | None = None
     polls: int = 0
@@ -88,6 +94,7 @@ class IngestJob:
     def info(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": self.id, "operation": self.operation, "object": self.object, "createdById": USER_ID,
+            "createdDate": self.created, "systemModstamp": self.created,
             "state": self.state, "concurrencyMode": "Parallel", "contentType": "CSV", "jobType": "V2Ingest",
             "apiVersion": float(self.version[1:]), "lineEnding": self.line_ending, "columnDelimiter": "COMMA",
             "contentUrl": f"services/data/{self.version}/jobs/ingest/{self.id}/batches",
@@ -158,6 +165,7 @@ class FakeSalesforce(BackgroundServer):
             ("PATCH", DATA + "/composite/sobjects", self._collection_update, "collections"),
             ("PATCH", DATA + "/composite/sobjects/{object}/{field}", self._collection_upsert, "collections"),
             ("POST", DATA + "/jobs/ingest", self._ingest_create, "bulk.create"),
+            ("GET", DATA + "/jobs/ingest", self._ingest_list, "bulk.list"),
             ("GET", DATA + "/jobs/ingest/{job}", self._ingest_info, "bulk.info"),
             ("PATCH", DATA + "/jobs/ingest/{job}", self._ingest_state, "bulk.state"),
             ("DELETE", DATA + "/jobs/ingest/{job}", self._ingest_delete, "bulk.delete"),
@@ -221,6 +229,14 @@ class FakeSalesforce(BackgroundServer):
         with self._lock:
             self.faults.append(Fault(re.compile(kind), count, status, body, headers))
 
+    def time_out_after_applying(self, count: int, *, kind: str, status: int = 504) -> None:
+        """The next ``count`` calls of ``kind`` run, and then the caller gets ``status`` (504 Gateway Timeout,
+        502 Bad Gateway) instead of their answer: what a gateway in front of the org answers when the org was
+        slower than its timeout (RFC 9110 15.6.5: the gateway "did not receive a timely response")."""
+        body = f"<html><body><h1>{status} Gateway Timeout</h1></body></html>"
+        with self._lock:
+            self.faults.append(Fault(re.compile(kind), count, status, body, {"Content-Type": "text/html"}, after=True))
+
     def throttle(self, count: int, *, kind: str = ".*") -> None:
         """The org's daily API limit is used up for the next ``count`` calls: 403 REQUEST_LIMIT_EXCEEDED."""
         self.fail_next(count, 403, kind=kind, error_code="REQUEST_LIMIT_EXCEEDED",
@@ -259,7 +275,7 @@ class FakeSalesforce(BackgroundServer):
             fault = next((f for f in self.faults if f.remaining > 0 and f.kind.fullmatch(kind)), None)
             if fault is not None:
                 fault.remaining -= 1
-        if fault is not None:
+        if fault is not None and not fault.after:
             return web.Response(status=fault.status, text=fault.body, content_type="application/json",
                                 headers={**fault.headers, "Date": self._date()})
         if kind != "token" and request.path.startswith("/services/data/"):
@@ -274,6 +290,8 @@ class FakeSalesforce(BackgroundServer):
             allowed = ", ".join(sorted(error.allowed_methods))
             return _errors(405, "METHOD_NOT_ALLOWED",
                            f"HTTP Method '{request.method}' not allowed. Allowed are {allowed}")
+        if fault is not None:  # applied; the answer is lost behind a gateway
+            return web.Response(status=fault.status, text=fault.body, headers={**fault.headers, "Date": self._date()})
         response.headers["Sforce-Limit-Info"] = f"api-usage={self.api_calls}/{self.daily_limit}"
         response.headers["Date"] = self._date()
         return response
@@ -631,10 +649,17 @@ class FakeSalesforce(BackgroundServer):
                            f"ID or indexed field for {sobject.name}")
         job = IngestJob(f"750{next(self._ids):015d}", sobject.name, operation,
                         sobject.external_id if operation == "upsert" else None,
-                        str(body.get("lineEnding", "LF")), request.match_info["version"])
+                        str(body.get("lineEnding", "LF")), request.match_info["version"], self.store.stamp())
         with self._lock:
             self.ingest_jobs[job.id] = job
         return web.json_response(job.info())
+
+    async def _ingest_list(self, request: web.Request) -> web.Response:
+        """Get All Jobs (https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/
+        get_all_jobs.htm): every ingest job, in one page (Salesforce pages by 1000 with nextRecordsUrl)."""
+        with self._lock:
+            records = [job.info() for job in self.ingest_jobs.values()]
+        return web.json_response({"done": True, "records": records, "nextRecordsUrl": None})
 
     def _job(self, request: web.Request) -> IngestJob | web.Response:
         job = self.ingest_jobs.get(request.match_info["job"])

@@ -2,9 +2,18 @@
 
 Every call to the org goes through simple-salesforce (``limits``, ``query``/``query_more``,
 sObject Collections through ``restful``, Bulk API 2.0 through ``bulk2``), over one
-``requests.Session`` whose adapter does what the library does not: urllib3 ``Retry`` for
-502/503/504 (honouring ``Retry-After``) and dropped connections, a retry of 403
-``REQUEST_LIMIT_EXCEEDED`` (a rejected call, safe to resend), a default timeout, and a call count.
+``requests.Session`` whose adapter does what the library does not: urllib3 ``Retry`` (honouring
+``Retry-After``), a retry of 403 ``REQUEST_LIMIT_EXCEEDED`` (a rejected call, safe to resend), a
+default timeout, and a call count.
+
+What is retried depends on whether the call may be sent twice. 503 means Salesforce did not run the
+call, so every call is retried on it. A 502 or 504 comes from a gateway and may come after the call
+ran behind it, and so may a dropped answer: reads, record updates and upserts (the same values twice
+are the same result) are retried on them, but an insert, a Bulk job's creation, upload or close is not
+(a second insert is a duplicate record; a second upload or close of a job is refused, and
+simple-salesforce then aborts a job that is running). Such a call raises ``MaybeApplied`` and its
+caller checks before re-sending: inserted records are looked up by their external id, a created job
+among the user's open jobs, an upload or a close by the job's state (salesforce_bulk).
 
 One thing is written by hand: the OAuth token request (``POST {loginUrl}/services/oauth2/token``).
 simple-salesforce 1.12 logs in only at ``https://{domain}.salesforce.com``, so a Connection's own
@@ -36,6 +45,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession, SalesforceOperationError
+from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
 
 from walkme_dic.api.connection import SalesforceProvider
@@ -50,6 +60,8 @@ COLLECTION_SIZE = 200
 BULK_JOB_BYTES = 10 * 1024 * 1024
 OPERATIONS = ("insert", "update", "upsert")
 RETRIABLE_STATUS = frozenset({502, 503, 504})
+NOT_RUN_STATUS = frozenset({503})  # Salesforce unavailable: the call did not run
+MAYBE_RUN_STATUS = frozenset({502, 504})  # a gateway's answer: the call may have run behind it
 SOQL_ERRORS = {"INVALID_FIELD", "MALFORMED_QUERY", "INVALID_TYPE", "INVALID_QUERY_FILTER_OPERATOR",
                "INVALID_QUERY_LOCATOR", "QUERY_TOO_COMPLICATED", "INVALID_OPERATION"}
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -112,12 +124,17 @@ def jwt_audience(login_url: str) -> str:
     return login_url.rstrip("/")
 
 
-class _Retry(Retry):
-    """502/503/504 mean Salesforce did not run the call, so every method is retried on them; a dropped
-    read is retried only for idempotent methods (a POST may have been applied)."""
+class MaybeApplied(TransientError):
+    """A call that must not run twice got no clear answer (a gateway's 502/504, a dropped answer): it may have
+    run. The caller checks what happened before re-sending."""
 
-    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
-        return super().is_retry("GET", status_code, has_retry_after)
+
+def sent_twice_is_harmless(method: str, url: str) -> bool:
+    """Reads, deletes, the token request, and record updates and upserts (PATCH of sObjects / Collections);
+    not inserts (POST), nor a Bulk job's creation, upload (PUT) or state change (PATCH of jobs/ingest/{id})."""
+    if method in ("GET", "HEAD", "DELETE") or TOKEN_PATH in url:
+        return True
+    return method == "PATCH" and "/jobs/" not in url
 
 
 class SalesforceAdapter(HTTPAdapter):
@@ -128,18 +145,30 @@ class SalesforceAdapter(HTTPAdapter):
         self.forward = dict(forward)
         self.calls = 0
         self.server_time: datetime | None = None  # the Date of Salesforce's latest answer
-        super().__init__(max_retries=_Retry(
-            total=self.attempts - 1, status_forcelist=RETRIABLE_STATUS, backoff_factor=base_delay, backoff_max=60,
-            raise_on_status=False, respect_retry_after_header=True))
+        self.maybe_applied = False  # the latest call must not run twice and got a 502/504 or no answer
+        options: dict[str, Any] = {"total": self.attempts - 1, "backoff_factor": base_delay, "backoff_max": 60,
+                                   "raise_on_status": False, "respect_retry_after_header": True,
+                                   "allowed_methods": None}
+        self.retry_any = Retry(status_forcelist=RETRIABLE_STATUS, **options)
+        self.retry_once_only = Retry(status_forcelist=NOT_RUN_STATUS, read=0, other=0, **options)
+        super().__init__(max_retries=self.retry_any)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         kwargs["timeout"] = kwargs.get("timeout") or self.timeout
         request.url = self._forwarded(str(request.url))
         counted = TOKEN_PATH not in request.url  # as Salesforce counts: token requests are free
+        harmless = sent_twice_is_harmless(str(request.method), request.url)
+        self.max_retries = self.retry_any if harmless else self.retry_once_only  # one call at a time per client
+        self.maybe_applied = False
         for attempt in range(1, self.attempts + 1):
             self.calls += counted
-            response = super().send(request, **kwargs)
+            try:
+                response = super().send(request, **kwargs)
+            except requests.RequestException as error:
+                self.maybe_applied = not harmless and not _never_sent(error)
+                raise
             self._note_date(response.headers.get("Date"))
+            self.maybe_applied = not harmless and response.status_code in MAYBE_RUN_STATUS
             if response.status_code != 403 or attempt == self.attempts or \
                     b"REQUEST_LIMIT_EXCEEDED" not in response.content:
                 return response
@@ -236,11 +265,16 @@ class SalesforceClient:
                     raise
                 return action(self._login())
         except SalesforceError as error:
+            if self.adapter.maybe_applied:
+                raise MaybeApplied(f"{what}: Salesforce answered {error.status} and the call may have run") from None
             raise _translate(error, what, self.adapter.attempts) from None
         except SalesforceOperationError as error:
             reason = str(error).removeprefix("Job failure. Response content: ")
             raise PermanentError(f"{what}: the job did not complete: {reason}", reason="BulkJobFailed") from None
         except requests.RequestException as error:
+            if self.adapter.maybe_applied:
+                raise MaybeApplied(f"{what}: the answer from Salesforce was lost ({type(error).__name__}) and the "
+                                   "call may have run") from None
             raise TransientError(f"cannot reach Salesforce at {self.instance_url} for {what}: "
                                  f"{type(error).__name__}") from None
 
@@ -306,17 +340,55 @@ class SalesforceClient:
         path = "composite/sobjects" + (f"/{object_name}/{external_id_field}" if operation == "upsert" else "")
         method = "POST" if operation == "insert" else "PATCH"
         for offset in range(0, len(records), COLLECTION_SIZE):
-            body = {"allOrNone": False, "records": [
-                {"attributes": {"type": object_name}, **{k: _json_value(v) for k, v in r.items()}}
-                for r in records[offset: offset + COLLECTION_SIZE]]}
-            results = self.call(f"{operation} {object_name}",
-                                lambda sf, body=body: sf.restful(path, method=method, json=body)) or []
-            for index, result in enumerate(results):
-                if result.get("success"):
-                    report.written += 1
-                else:
-                    report.failed.append((offset + index, record_error(result.get("errors") or [])))
+            batch = records[offset: offset + COLLECTION_SIZE]
+            pending = list(range(len(batch)))  # positions in batch not yet known to be applied or refused
+            for attempt in range(1, self.adapter.attempts + 1):
+                body = {"allOrNone": False, "records": [
+                    {"attributes": {"type": object_name}, **{k: _json_value(v) for k, v in batch[i].items()}}
+                    for i in pending]}
+                try:
+                    results = self.call(f"{operation} {object_name}",
+                                        lambda sf, body=body: sf.restful(path, method=method, json=body)) or []
+                except MaybeApplied as error:
+                    if attempt == self.adapter.attempts:
+                        raise
+                    pending = self._not_inserted(object_name, batch, offset, pending, external_id_field, error,
+                                                 report)
+                    if not pending:
+                        break
+                    continue
+                for position, result in zip(pending, results, strict=False):
+                    if result.get("success"):
+                        report.written += 1
+                    else:
+                        report.failed.append((offset + position, record_error(result.get("errors") or [])))
+                break
+        report.failed.sort()
         return report
+
+    def _not_inserted(self, object_name: str, batch: list[dict[str, object]], offset: int, pending: list[int],
+                      external_id_field: str | None, error: MaybeApplied, report: WriteReport) -> list[int]:
+        """After an insert that may have run: the positions whose records are not in the org, looked up by their
+        external id (those found count as written). Without an external id on every record nothing can be
+        looked up, and re-sending could insert them twice: they are reported failed, with why, not re-sent."""
+        keys = {i: batch[i].get(external_id_field) for i in pending} if external_id_field else {}
+        if not external_id_field or any(v in (None, "") for v in keys.values()):
+            reason = (f"{error}; not sent again, since it may be in {object_name} already and a second insert "
+                      "would duplicate it: check for it (with externalIdField set, or operation upsert, the "
+                      "operator checks itself)")
+            report.failed.extend((offset + i, reason) for i in pending)
+            return []
+        literals = ", ".join(soql_string(str(v)) for v in dict.fromkeys(keys.values()))
+        found = {str(r.get(external_id_field, "")).lower() for r in self.query(
+            f"SELECT Id, {external_id_field} FROM {object_name} WHERE {external_id_field} IN ({literals})")}
+        missing = [i for i in pending if str(keys[i]).lower() not in found]
+        report.written += len(pending) - len(missing)
+        return missing
+
+
+def soql_string(value: str) -> str:
+    """A SOQL string literal (backslash and quote escaped, as the SOQL reference says)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def record_error(errors: list[dict[str, Any]]) -> str:
@@ -330,6 +402,14 @@ def record_error(errors: list[dict[str, Any]]) -> str:
 def error_reason(code: str, message: str, fields: list[str]) -> str:
     prefix = ", ".join(fields) if fields else code
     return message if prefix and message.startswith(f"{prefix}:") else f"{prefix}: {message}"
+
+
+def _never_sent(error: requests.RequestException) -> bool:
+    """A connection that could not be opened: the request never left."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(reason, NewConnectionError)
 
 
 def _strip_attributes(record: dict[str, Any]) -> dict[str, object]:

@@ -2,33 +2,45 @@
 
 Records stream into a temporary CSV file; when the next row would pass ``bulk_max_bytes``
 (Salesforce accepts at most 100 MB of CSV per upload, one upload per job; we cut at 10 MB, see
-salesforce.BULK_JOB_BYTES) the file is handed to simple-salesforce's ``bulk2`` (create the job, PUT
-the file, UploadComplete, poll to the end, abort on an error). The written count comes from the job's
-numbers; failedResults are downloaded to a file and matched to their input index by a digest of the
-row's values (Salesforce returns results in no particular order), rescanning the spooled file, so
-memory holds only the failures, never the data.
-simple-salesforce reads one job's file into memory to upload it (as rows, then as one string), so a
-job costs several times its size in memory.
+salesforce.BULK_JOB_BYTES) the file goes to one job, step by step through simple-salesforce's Bulk 2.0
+client (``bulk2.<object>._client``: create the job, PUT the file, UploadComplete, poll to the end;
+abort a job still Open on an error). Its one-call ``insert``/``upsert`` is not used because a step
+answered 502/504 may have run (salesforce.MaybeApplied) and each is checked before it is sent again:
+a created job is looked up among the user's Open jobs of that object and operation created since
+(Bulk API 2.0 "Get All Jobs"), an upload is sent again and Salesforce's refusal of a second upload
+("Found multiple contents for job") says the first landed, and a close is done when the job has left
+Open. simple-salesforce's one-call flow would instead resend the close, get 400 and abort the running
+job. The written count comes from the job's numbers; failedResults are downloaded to a file and
+matched to their input index by a digest of the row's values (Salesforce returns results in no
+particular order), rescanning the spooled file, so memory holds only the failures, never the data.
+One job's file is read into memory to upload it (one string), so a job costs a few times its size.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import tempfile
+import time
 from array import array
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceMalformedRequest
+
 from walkme_dic.connectors.base import WriteReport
-from walkme_dic.connectors.salesforce import error_reason
+from walkme_dic.connectors.salesforce import MaybeApplied, error_reason
+from walkme_dic.errors import DicError, PermanentError
 
 if TYPE_CHECKING:
     from walkme_dic.connectors.salesforce import SalesforceClient
 
 CSV_NULL = "#N/A"  # Bulk API 2.0: set the field to null (an empty cell leaves it unchanged)
+ENDED = ("JobComplete", "Failed", "Aborted")
 
 
 class BulkIngest:
@@ -75,18 +87,97 @@ class BulkIngest:
             chunk.file.close()
 
     def _job(self, chunk: _Chunk) -> None:
-        """simple-salesforce creates the job, uploads the file, closes it and polls until it ends (aborting it
-        on an error); a job that ends Failed or Aborted raises. Then the failed rows are read back."""
+        """One job for the chunk, step by step (module docstring); a job that ends Failed or Aborted raises. Then
+        the failed rows are read back."""
         what = f"Bulk API {self.operation} {self.object_name}"
-        options: dict[str, Any] = {"csv_file": chunk.file.name, "wait": self.client.poll_interval}
-        if self.operation == "upsert":
-            options["external_id_field"] = self.external_id_field
-        jobs = self.client.call(what, lambda sf: getattr(getattr(sf.bulk2, self.object_name), self.operation)(
-            **options), relogin=False)
-        for job in jobs:
-            self.report.written += int(job["numberRecordsProcessed"]) - int(job["numberRecordsFailed"])
-            if int(job["numberRecordsFailed"]):
-                self._failures(str(job["job_id"]), what, chunk)
+        job_id = self._create(what)
+        try:
+            chunk.file.seek(0)
+            self._upload(job_id, chunk.file.read().decode(), what)
+            self._close(job_id, what)
+        except BaseException:
+            with contextlib.suppress(DicError):
+                if self._info(job_id, what)["state"] == "Open":
+                    self.client.call(what, lambda sf: self._bulk(sf).abort_job(job_id, False))
+            raise
+        job = self._wait(job_id, what)
+        if job["state"] != "JobComplete":
+            reason = job.get("errorMessage") or job["state"]
+            raise PermanentError(f"{what}: the job did not complete: {reason}", reason="BulkJobFailed")
+        self.report.written += int(job["numberRecordsProcessed"]) - int(job["numberRecordsFailed"])
+        if int(job["numberRecordsFailed"]):
+            self._failures(job_id, what, chunk)
+
+    def _bulk(self, sf: Salesforce) -> Any:
+        return getattr(sf.bulk2, self.object_name)._client
+
+    def _info(self, job_id: str, what: str) -> dict[str, Any]:
+        return dict(self.client.call(what, lambda sf: self._bulk(sf).get_job(job_id, False)))
+
+    def _create(self, what: str) -> str:
+        for attempt in range(1, self.client.adapter.attempts + 1):
+            since = self.client.adapter.server_time
+            try:
+                job = self.client.call(what, lambda sf: self._bulk(sf).create_job(
+                    self.operation, external_id_field=self.external_id_field))
+                return str(job["id"])
+            except MaybeApplied:
+                if attempt == self.client.adapter.attempts:
+                    raise
+                adopted = self._created_since(since, what)
+                if adopted:
+                    return adopted
+        raise AssertionError("unreachable")
+
+    def _created_since(self, since: datetime | None, what: str) -> str | None:
+        """The Open job of this object and operation the integration user created since ``since`` (the org's time
+        before the create was sent, less a second for the Date header's whole seconds), the newest; it has
+        no data yet, so it is used as if the create had answered."""
+        listing = self.client.call(what, lambda sf: sf.restful("jobs/ingest", method="GET")) or {}
+        user = (self.client.identity or ("", ""))[1][:15]
+        earliest = since - timedelta(seconds=1) if since else None
+        found = [job for job in listing.get("records", []) if job.get("state") == "Open"
+                 and str(job.get("object", "")).lower() == self.object_name.lower()
+                 and job.get("operation") == self.operation and str(job.get("createdById", ""))[:15] == user
+                 and (earliest is None or _when(str(job.get("createdDate", ""))) >= earliest)]
+        return str(max(found, key=lambda job: str(job.get("createdDate", "")))["id"]) if found else None
+
+    def _upload(self, job_id: str, data: str, what: str) -> None:
+        for attempt in range(1, self.client.adapter.attempts + 1):
+            try:
+                self.client.call(what, lambda sf, again=attempt > 1: self._put(sf, job_id, data, again=again))
+                return
+            except MaybeApplied:
+                if attempt == self.client.adapter.attempts:
+                    raise
+
+    def _put(self, sf: Salesforce, job_id: str, data: str, *, again: bool) -> None:
+        """PUT the job's data; sent again after an unclear answer, Salesforce's refusal of a second upload
+        means the first one landed."""
+        try:
+            self._bulk(sf).upload_job_data(job_id, data)
+        except SalesforceMalformedRequest as error:
+            content = error.content[0] if isinstance(error.content, list) and error.content else {}
+            if not (again and "multiple contents" in str(content.get("message", ""))):
+                raise
+
+    def _close(self, job_id: str, what: str) -> None:
+        for attempt in range(1, self.client.adapter.attempts + 1):
+            try:
+                self.client.call(what, lambda sf: self._bulk(sf).close_job(job_id))
+                return
+            except MaybeApplied:
+                if attempt == self.client.adapter.attempts:
+                    raise
+                if self._info(job_id, what)["state"] != "Open":
+                    return
+
+    def _wait(self, job_id: str, what: str) -> dict[str, Any]:
+        while True:
+            job = self._info(job_id, what)
+            if job["state"] in ENDED:
+                return job
+            time.sleep(self.client.poll_interval)
 
     # ---- results -----------------------------------------------------------------------------
 
@@ -147,6 +238,11 @@ def _csv_value(value: object) -> str:
 
 def _digest(values: list[str]) -> bytes:
     return hashlib.blake2b("\x1f".join(values).encode(), digest_size=16).digest()
+
+
+def _when(value: str) -> datetime:
+    """A Salesforce dateTime (``2026-11-20T08:00:00.000+0000``)."""
+    return datetime.fromisoformat(value)
 
 
 def _reason(sf_error: str) -> str:

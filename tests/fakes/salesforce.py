@@ -56,6 +56,9 @@ from tests.fakes.salesforce_store import CSV_NULL, FieldDef, FieldType, RecordEr
 from walkme_dic_dev.httpserver import BackgroundServer
 
 COLLECTION_LIMIT = 200
+# "Salesforce creates a separate batch for every 10,000 records in your job data"
+# (https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/how_requests_are_processed.htm)
+BULK_BATCH = 10_000
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ORG_ID = "00D000000000001EAA"
 USER_ID = "005000000000001AAA"
@@ -133,6 +136,7 @@ class FakeSalesforce(BackgroundServer):
         self.page_size = page_size
         self.daily_limit = daily_limit
         self.bulk_polls_in_progress = 1  # GETs of job info answering InProgress before the job is done
+        self.bulk_batch_size = BULK_BATCH  # rows of an ingest job's internal batch
         self.store = Store()
         self.calls: Counter[str] = Counter()
         self.faults: list[Fault] = []
@@ -212,6 +216,7 @@ class FakeSalesforce(BackgroundServer):
             self.cursors.clear()
             self.uploaded_bytes = 0
             self.bulk_polls_in_progress = 1
+            self.bulk_batch_size = BULK_BATCH
             self.jwt_keys.clear()
             self.audience = "https://login.salesforce.com"
 
@@ -540,7 +545,8 @@ class FakeSalesforce(BackgroundServer):
                     forced: SObject | None = None, external_id: str | None = None) -> web.Response:
         with self._lock:
             snapshot = {name: {k: dict(v) for k, v in o.records.items()} for name, o in self.store.objects.items()}
-            duplicates = _duplicate_keys([r.get(external_id) if external_id else None for r in records])
+            key_name = external_id or ("Id" if operation == "update" else None)
+            duplicates = _duplicate_keys([r.get(key_name) if key_name else None for r in records])
             results = []
             for index, record in enumerate(records):
                 sobject = self.store.get(str(record.get("attributes", {}).get("type", "")))
@@ -549,9 +555,9 @@ class FakeSalesforce(BackgroundServer):
                     results.append({"id": None, "success": False, "errors": [e.json() for e in errors]})
                     continue
                 values = {k: v for k, v in record.items() if k != "attributes"}
-                if index in duplicates:
-                    record_id, created, errors = None, False, [RecordError(
-                        "DUPLICATE_VALUE", f"Duplicate external id specified: {record.get(external_id or '')}")]
+                if index in duplicates:  # within one call, as within a Bulk batch (_process_batch)
+                    record_id, created, errors = None, False, [_duplicate_error(external_id,
+                                                                                record.get(key_name or ""))]
                 else:
                     record_id, created, errors = self._apply(sobject, operation, values, external_id, from_csv=False)
                 result: dict[str, Any] = {"id": record_id, "success": not errors, "errors": [e.json() for e in errors]}
@@ -742,18 +748,27 @@ class FakeSalesforce(BackgroundServer):
             job.state, job.error_message = "Failed", f"InvalidBatch : Field name not provided: {job.external_id}"
             job.unprocessed = body
             return
-        key_column = next((i for i, c in enumerate(job.columns) if job.external_id
-                           and c.lower() == job.external_id.lower()), None)
+        for start in reversed(range(0, len(body), self.bulk_batch_size)):  # no order across batches: last first
+            self._process_batch(job, sobject, body[start: start + self.bulk_batch_size])
+        job.state = "JobComplete"
+
+    def _process_batch(self, job: IngestJob, sobject: SObject, rows: list[list[str]]) -> None:
+        """One internal batch. Rows repeating a key (the external id of an upsert, the Id of an update) within it
+        all fail; copies in different batches are each applied (Salesforce Help 000384876, "Error 'Duplicate Id
+        Specified' or CSV with duplicate records on update or upsert": "within the same batch of records, the
+        operation will fail with 'Duplicate Id Specified'"; in separate batches "the corresponding record in
+        Salesforce is updated with the values each row")."""
+        key_name = job.external_id or ("Id" if job.operation == "update" else None)
+        key_column = next((i for i, c in enumerate(job.columns) if key_name and c.lower() == key_name.lower()), None)
         duplicates = _duplicate_keys([row[key_column] if key_column is not None and len(row) > key_column else None
-                                      for row in body])
-        for index, row in enumerate(body):
+                                      for row in rows])
+        for index, row in enumerate(rows):
             if len(row) != len(job.columns):
                 error = RecordError("INVALID_FIELD", "Invalid row: the number of values does not match the header")
                 job.failures.append(("", error.csv(), row))
                 continue
             if index in duplicates:
-                error = RecordError("DUPLICATE_VALUE", f"Duplicate external id specified: {row[key_column or 0]}")
-                job.failures.append(("", error.csv(), row))
+                job.failures.append(("", _duplicate_error(job.external_id, row[key_column or 0]).csv(), row))
                 continue
             record_id, created, errors = self._apply(sobject, job.operation, dict(zip(job.columns, row, strict=True)),
                                                      job.external_id, from_csv=True)
@@ -761,7 +776,6 @@ class FakeSalesforce(BackgroundServer):
                 job.failures.append((record_id or "", errors[0].csv(), row))
             else:
                 job.successes.append((record_id or "", created, row))
-        job.state = "JobComplete"
 
     async def _ingest_results(self, request: web.Request) -> web.Response:
         job = self._job(request)
@@ -858,6 +872,14 @@ class Transaction:
                 assert not errors, errors
                 store.update(sobject, record["Id"], cleaned, stamp=stamp)
             self.changes.clear()
+
+
+def _duplicate_error(external_id: str | None, key: Any) -> RecordError:
+    """DUPLICATE_VALUE as Salesforce words it for a repeated external id ("Duplicate external id specified: 1") or
+    a repeated Id ("Duplicate id specified: 0013000000auCyTAAU", Salesforce Help 000384876)."""
+    if external_id:
+        return RecordError("DUPLICATE_VALUE", f"Duplicate external id specified: {key}", (external_id,))
+    return RecordError("DUPLICATE_VALUE", f"Duplicate id specified: {key}", ("Id",))
 
 
 def _duplicate_keys(keys: list[Any]) -> set[int]:

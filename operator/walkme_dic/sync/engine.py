@@ -32,6 +32,7 @@ from walkme_dic.sync.columns import map_block, tabulate
 from walkme_dic.sync.credentials import CredentialSet
 from walkme_dic.sync.keys import HashRuns
 from walkme_dic.sync.mapping import Mapper, RowError
+from walkme_dic.sync.outbound_keys import LastRowWins
 from walkme_dic.sync.readers import Block, CountingReader, LineCount, blocks_of, numbered, read_blocks
 from walkme_dic.sync.spool import InboundSpool
 from walkme_dic.sync.writers import RecordEncoder, content_type, render_path, wants_gzip
@@ -449,15 +450,23 @@ class Outbound:
             return self._dry_run(export, f"Salesforce {target.object}")
         tally = Tally()
         client = SalesforceClient(provider, self.credentials.role("external"))
-        report = client.write(target.object, target.operation, self._mapped(export, tally),
-                              target.external_id_field, bulk_threshold=target.bulk_threshold)
+        key = "Id" if target.operation == "update" else target.external_id_field
+        with InboundSpool() as spool:
+            records = LastRowWins(self._mapped(export, tally), key, spool) if key else None
+            report = client.write(target.object, target.operation, records or self._mapped(export, tally),
+                                  target.external_id_field, bulk_threshold=target.bulk_threshold)
         tally.written = report.written
         for index, reason in report.failed:
-            tally.reject(index + 1, f"record {index + 1}: {reason}")
+            number = records.number(index) if records and index >= 0 else index + 1
+            tally.reject(number, f"record {number}: {reason}")
         limit = tally.over_limit(self.spec)
         if limit:  # upserts are idempotent by external id: the next run repairs what this one wrote
-            return self._over_limit(tally, limit, written=tally.written)
-        return self._succeeded(tally, 0, f"Salesforce {target.object} ({report.api_calls} API calls)")
+            result = self._over_limit(tally, limit, written=tally.written)
+        else:
+            result = self._succeeded(tally, 0, f"Salesforce {target.object} ({report.api_calls} API calls)")
+        if records:
+            result.duplicate_keys, result.duplicates = records.left_out, records.samples()
+        return result
 
     def _to_webhook(self, export: Iterable[dict[str, Any]], target: WebhookDestination) -> SyncResult:
         """Batches POSTed in order as they fill; a refused batch fails the run (earlier batches stay delivered,

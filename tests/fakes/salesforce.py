@@ -88,6 +88,7 @@ class IngestJob:
     data: bytes | None = None
     polls: int = 0
     fail_with: str | None = None
+    fail_after: int = 0  # batches processed before the job fails (with fail_with)
     error_message: str | None = None
     columns: list[str] = field(default_factory=list)
     successes: list[tuple[str, bool, list[str]]] = field(default_factory=list)  # (id, created, row)
@@ -145,7 +146,7 @@ class FakeSalesforce(BackgroundServer):
         self.query_jobs: dict[str, QueryJob] = {}
         self.cursors: dict[str, list[dict[str, Any]]] = {}
         self.uploaded_bytes = 0
-        self._fail_jobs: list[str] = []
+        self._fail_jobs: list[tuple[str, int]] = []
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
 
@@ -174,7 +175,8 @@ class FakeSalesforce(BackgroundServer):
             ("PATCH", DATA + "/jobs/ingest/{job}", self._ingest_state, "bulk.state"),
             ("DELETE", DATA + "/jobs/ingest/{job}", self._ingest_delete, "bulk.delete"),
             ("PUT", DATA + "/jobs/ingest/{job}/batches", self._ingest_upload, "bulk.upload"),
-            ("GET", DATA + "/jobs/ingest/{job}/{result:successfulResults|failedResults|unprocessedrecords}",
+            # documented as unprocessedrecords; simple-salesforce asks for unprocessedRecords, which orgs answer too
+            ("GET", DATA + "/jobs/ingest/{job}/{result:successfulResults|failedResults|unprocessed[rR]ecords}",
              self._ingest_results, "bulk.results"),
             ("POST", DATA + "/jobs/query", self._query_job_create, "bulkQuery.create"),
             ("GET", DATA + "/jobs/query/{job}", self._query_job_info, "bulkQuery.info"),
@@ -250,10 +252,15 @@ class FakeSalesforce(BackgroundServer):
     def unavailable(self, count: int, *, kind: str = ".*", retry_after: int | None = None) -> None:
         self.fail_next(count, 503, kind=kind, retry_after=retry_after)
 
-    def fail_next_bulk_job(self, message: str = "InternalServerError : an unexpected error occurred") -> None:
-        """The next ingest job closed with UploadComplete ends in state Failed with this errorMessage."""
+    def fail_next_bulk_job(self, message: str = "InternalServerError : an unexpected error occurred", *,
+                           after_batches: int = 0) -> None:
+        """The next ingest job closed with UploadComplete ends in state Failed with this errorMessage, after
+        processing ``after_batches`` of its internal batches (they stay applied; the rest is unprocessed), as a
+        job does whose batch still fails after Salesforce's 10 retries: "the entire job is moved to the Failed
+        state and remaining job data is not processed"
+        (https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/how_requests_are_processed.htm)."""
         with self._lock:
-            self._fail_jobs.append(message)
+            self._fail_jobs.append((message, after_batches))
 
     def advance(self, seconds: float) -> None:
         """The org's clock moves on: later changes are stamped, and answers dated, that much later."""
@@ -697,7 +704,7 @@ class FakeSalesforce(BackgroundServer):
         if state == "UploadComplete" and job.state == "Open":
             with self._lock:
                 job.state = "UploadComplete"
-                job.fail_with = self._fail_jobs.pop(0) if self._fail_jobs else None
+                job.fail_with, job.fail_after = self._fail_jobs.pop(0) if self._fail_jobs else (None, 0)
         elif state == "Aborted" and job.state in ("Open", "UploadComplete", "InProgress"):
             job.state = "Aborted"
         else:
@@ -732,9 +739,6 @@ class FakeSalesforce(BackgroundServer):
         job.columns, body = rows[0], rows[1:]
         sobject = self.store.get(job.object)
         assert sobject is not None
-        if job.fail_with:
-            job.state, job.error_message, job.unprocessed = "Failed", job.fail_with, body
-            return
         unknown = [c for c in job.columns if sobject.canonical(c) is None]
         if unknown:
             job.state, job.error_message = "Failed", f"InvalidBatch : Field name not found : {unknown[0]}"
@@ -748,9 +752,14 @@ class FakeSalesforce(BackgroundServer):
             job.state, job.error_message = "Failed", f"InvalidBatch : Field name not provided: {job.external_id}"
             job.unprocessed = body
             return
-        for start in reversed(range(0, len(body), self.bulk_batch_size)):  # no order across batches: last first
-            self._process_batch(job, sobject, body[start: start + self.bulk_batch_size])
-        job.state = "JobComplete"
+        starts = reversed(range(0, len(body), self.bulk_batch_size))  # no order across batches: last first
+        for done, start in enumerate(starts):
+            batch = body[start: start + self.bulk_batch_size]
+            if job.fail_with and done >= job.fail_after:
+                job.unprocessed.extend(batch)
+            else:
+                self._process_batch(job, sobject, batch)
+        job.state, job.error_message = ("Failed", job.fail_with) if job.fail_with else ("JobComplete", None)
 
     def _process_batch(self, job: IngestJob, sobject: SObject, rows: list[list[str]]) -> None:
         """One internal batch. Rows repeating a key (the external id of an upsert, the Id of an update) within it

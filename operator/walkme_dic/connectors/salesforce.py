@@ -52,6 +52,7 @@ from walkme_dic.api.connection import SalesforceProvider
 from walkme_dic.connectors.base import ProbeResult, WriteReport
 from walkme_dic.connectors.common import retry_delay
 from walkme_dic.errors import AuthenticationError, NotFoundError, PermanentError, TransientError, ValidationError
+from walkme_dic.reasons import PARTIALLY_APPLIED
 
 COLLECTION_SIZE = 200
 # simple-salesforce holds a job's CSV in memory as parsed rows and strings (several times the file), so jobs are
@@ -127,6 +128,16 @@ def jwt_audience(login_url: str) -> str:
 class MaybeApplied(TransientError):
     """A call that must not run twice got no clear answer (a gateway's 502/504, a dropped answer): it may have
     run. The caller checks what happened before re-sending."""
+
+
+class PartlyApplied(PermanentError):
+    """A write that stopped part way: a Bulk job ended Failed or Aborted, what it processed stays applied, and
+    the records after it were not sent. ``report`` says what was applied, refused and not processed (by input
+    index); ``unprocessed`` how many of its failures are records the job never processed."""
+
+    def __init__(self, message: str, report: WriteReport, *, unprocessed: int) -> None:
+        super().__init__(message, reason=PARTIALLY_APPLIED if report.written else "BulkJobFailed")
+        self.report, self.unprocessed = report, unprocessed
 
 
 def sent_twice_is_harmless(method: str, url: str) -> bool:
@@ -330,7 +341,12 @@ class SalesforceClient:
         else:
             from walkme_dic.connectors.salesforce_bulk import BulkIngest
 
-            report = BulkIngest(self, object_name, operation, external_id_field).run(head, iterator)
+            try:
+                report = BulkIngest(self, object_name, operation, external_id_field).run(head, iterator)
+            except PartlyApplied as error:
+                error.report.failed.sort()
+                error.report.api_calls = self.api_calls - before
+                raise
         report.api_calls = self.api_calls - before
         return report
 

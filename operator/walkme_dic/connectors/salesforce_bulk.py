@@ -33,8 +33,8 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from walkme_dic.connectors.base import WriteReport
-from walkme_dic.connectors.salesforce import MaybeApplied, error_reason
-from walkme_dic.errors import DicError, PermanentError
+from walkme_dic.connectors.salesforce import MaybeApplied, PartlyApplied, error_reason
+from walkme_dic.errors import DicError
 
 if TYPE_CHECKING:
     from walkme_dic.connectors.salesforce import SalesforceClient
@@ -101,12 +101,20 @@ class BulkIngest:
                     self.client.call(what, lambda sf: self._bulk(sf).abort_job(job_id, False))
             raise
         job = self._wait(job_id, what)
+        applied = int(job.get("numberRecordsProcessed") or 0) - int(job.get("numberRecordsFailed") or 0)
+        self.report.written += applied
+        if int(job.get("numberRecordsFailed") or 0):
+            self._results(job_id, what, chunk, "failedResults")
         if job["state"] != "JobComplete":
+            # "the entire job is moved to the Failed state and remaining job data is not processed. Use the Failed
+            # Record Results and Unprocessed Record Records resources to determine what records were not processed"
+            # (https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/how_requests_are_processed.htm)
             reason = job.get("errorMessage") or job["state"]
-            raise PermanentError(f"{what}: the job did not complete: {reason}", reason="BulkJobFailed")
-        self.report.written += int(job["numberRecordsProcessed"]) - int(job["numberRecordsFailed"])
-        if int(job["numberRecordsFailed"]):
-            self._failures(job_id, what, chunk)
+            before = len(self.report.failed)
+            self._results(job_id, what, chunk, "unprocessedrecords",
+                          unprocessed=f"not processed: the Bulk job {job_id} ended {job['state']} ({reason})")
+            raise PartlyApplied(f"{what}: the job did not complete: {reason}", self.report,
+                                unprocessed=len(self.report.failed) - before)
 
     def _bulk(self, sf: Salesforce) -> Any:
         return getattr(sf.bulk2, self.object_name)._client
@@ -181,24 +189,32 @@ class BulkIngest:
 
     # ---- results -----------------------------------------------------------------------------
 
-    def _failures(self, job_id: str, what: str, chunk: _Chunk) -> None:
+    def _results(self, job_id: str, what: str, chunk: _Chunk, kind: str, *, unprocessed: str = "") -> None:
+        """The job's failedResults (each with its sf__Error) or unprocessedrecords (each with ``unprocessed``),
+        matched to their input index by the digest of their values."""
         pending: dict[bytes, list[str]] = {}
-        with tempfile.NamedTemporaryFile(prefix="walkme-dic-failed-", suffix=".csv") as failed:
-            self.client.call(what, lambda sf: getattr(sf.bulk2, self.object_name).get_failed_records(
-                job_id, file=failed.name))
-            with open(failed.name, encoding="utf-8-sig", newline="") as text:
+        download = "get_failed_records" if kind == "failedResults" else "get_unprocessed_records"
+        with tempfile.NamedTemporaryFile(prefix=f"walkme-dic-{kind}-", suffix=".csv") as results:
+            self.client.call(what, lambda sf: getattr(getattr(sf.bulk2, self.object_name), download)(
+                job_id, file=results.name))
+            with open(results.name, encoding="utf-8-sig", newline="") as text:
                 for row in csv.DictReader(text):
                     values = [row.get(column) or "" for column in self.columns]
-                    pending.setdefault(_digest(values), []).append(_reason(row.get("sf__Error") or ""))
+                    reason = _reason(row.get("sf__Error") or "") if kind == "failedResults" else unprocessed
+                    pending.setdefault(_digest(values), []).append(reason)
         if not pending:
             return
         chunk.file.seek(0)
-        reader = csv.reader(io.TextIOWrapper(chunk.file, encoding="utf-8", newline=""))
-        next(reader, None)
-        for position, values in enumerate(reader):
-            reasons = pending.get(_digest(values))
-            if reasons:
-                self.report.failed.append((chunk.rows[position], reasons.pop(0)))
+        spooled = io.TextIOWrapper(chunk.file, encoding="utf-8", newline="")
+        try:
+            reader = csv.reader(spooled)
+            next(reader, None)
+            for position, values in enumerate(reader):
+                reasons = pending.get(_digest(values))
+                if reasons:
+                    self.report.failed.append((chunk.rows[position], reasons.pop(0)))
+        finally:
+            spooled.detach()  # the chunk's file stays open for the next results
         for reasons in pending.values():  # rows Salesforce echoed differently than sent: index unknown
             self.report.failed.extend((-1, reason) for reason in reasons)
 

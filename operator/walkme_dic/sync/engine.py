@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from walkme_dic import reasons
 from walkme_dic.api.connection import FILE_PROVIDERS
@@ -36,6 +36,9 @@ from walkme_dic.sync.outbound_keys import LastRowWins
 from walkme_dic.sync.readers import Block, CountingReader, LineCount, blocks_of, numbered, read_blocks
 from walkme_dic.sync.spool import InboundSpool
 from walkme_dic.sync.writers import RecordEncoder, content_type, render_path, wants_gzip
+
+if TYPE_CHECKING:
+    from walkme_dic.connectors.salesforce import PartlyApplied
 
 SAMPLE_REJECTIONS = 20
 PROGRESS_ROWS = 50_000
@@ -440,7 +443,7 @@ class Outbound:
             self.report("export", tally)
 
     def _to_salesforce(self, export: Iterable[dict[str, Any]]) -> SyncResult:
-        from walkme_dic.connectors.salesforce import SalesforceClient
+        from walkme_dic.connectors.salesforce import PartlyApplied, SalesforceClient
 
         target = self.spec.destination.salesforce
         provider = self.request.connection.salesforce
@@ -451,22 +454,38 @@ class Outbound:
         tally = Tally()
         client = SalesforceClient(provider, self.credentials.role("external"))
         key = "Id" if target.operation == "update" else target.external_id_field
+        stopped: PartlyApplied | None = None
         with InboundSpool() as spool:
             records = LastRowWins(self._mapped(export, tally), key, spool) if key else None
-            report = client.write(target.object, target.operation, records or self._mapped(export, tally),
-                                  target.external_id_field, bulk_threshold=target.bulk_threshold)
+            try:
+                report = client.write(target.object, target.operation, records or self._mapped(export, tally),
+                                      target.external_id_field, bulk_threshold=target.bulk_threshold)
+            except PartlyApplied as error:
+                stopped, report = error, error.report
         tally.written = report.written
         for index, reason in report.failed:
             number = records.number(index) if records and index >= 0 else index + 1
             tally.reject(number, f"record {number}: {reason}")
         limit = tally.over_limit(self.spec)
-        if limit:  # upserts are idempotent by external id: the next run repairs what this one wrote
+        if stopped:
+            result = self._stopped(tally, stopped, records.left_out if records else 0)
+        elif limit:  # upserts are idempotent by external id: the next run repairs what this one wrote
             result = self._over_limit(tally, limit, written=tally.written)
         else:
             result = self._succeeded(tally, 0, f"Salesforce {target.object} ({report.api_calls} API calls)")
         if records:
             result.duplicate_keys, result.duplicates = records.left_out, records.samples()
         return result
+
+    def _stopped(self, tally: Tally, error: PartlyApplied, left_out: int) -> SyncResult:
+        """A write to Salesforce that stopped part way: what was applied stays, and the run says how much."""
+        refused = len(error.report.failed) - error.unprocessed
+        unsent = tally.read - tally.written - tally.rejected - left_out
+        message = (f"{error.message}; {tally.written} records were applied, {refused} refused, {error.unprocessed} "
+                   f"not processed by that job and {max(unsent, 0)} not sent: the applied records stay (Salesforce "
+                   "keeps what a job processed), the next run sends the export again" + tally.first())
+        return SyncResult(result="Failed", reason=error.reason, message=message, rows_read=tally.read,
+                          rows_written=tally.written, rows_rejected=tally.rejected, rejected=tally.samples)
 
     def _to_webhook(self, export: Iterable[dict[str, Any]], target: WebhookDestination) -> SyncResult:
         """Batches POSTed in order as they fill; a refused batch fails the run (earlier batches stay delivered,

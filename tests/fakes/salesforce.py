@@ -15,8 +15,10 @@ verified with the public key a test registers). Unknown routes answer Salesforce
 
 Test hooks: ``define``/``seed``/``records`` for data, ``fail_next``/``throttle``/``unavailable`` for
 faults, ``fail_next_bulk_job`` to end a job Failed, ``register_jwt_key`` for the JWT bearer flow,
-``calls`` (a Counter by kind) for API budgets, ``advance`` to move the org's clock and ``begin`` for a
-transaction that commits late.
+``calls`` (a Counter by kind) for API budgets, ``advance`` to move the org's clock, ``begin`` for a
+transaction that commits late, ``time_out_after_applying`` for a gateway's 502/504 after a call ran,
+``bulk_batch_size`` for the rows of a Bulk job's internal batch, and ``fail_next_bulk_job(after_batches=)``
+for a job that fails part way.
 
 Every answer carries the org's time in ``Date`` (RFC 9110; Salesforce's servers send it on every REST
 and OAuth answer), the clock ``advance`` moves. Where Salesforce's documentation is silent the fake
@@ -29,6 +31,13 @@ assumes:
   timed out while the org finished it. Salesforce documents 503 (unavailable) but not its gateways.
 - Get All Jobs answers every ingest job in one page, newest last; Salesforce pages by 1000 and does not
   document an order.
+- A Bulk job's internal batches are consecutive runs of ``bulk_batch_size`` rows processed last batch
+  first: Salesforce promises no order across batches, and this order lets a stale copy of a key win
+  when copies sit in different batches. A repeated key fails every copy within one batch or one
+  sObject Collections call (the documented error names no scope smaller than the batch; Apex sees it
+  per 200-record DML chunk).
+- A job failed part way (``fail_next_bulk_job``) keeps its processed batches applied, counts them in
+  numberRecordsProcessed/Failed, and lists the rest under unprocessedrecords.
 """
 
 from __future__ import annotations

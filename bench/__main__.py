@@ -57,7 +57,9 @@ from tests.fixtures.servers import free_port
 from tests.fixtures.sshd import Sshd, running_sshd, sshd_missing
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.connectors.registry import open_file_store
+from walkme_dic.egress import POLICY_ENV
 from walkme_dic.sync.credentials import load_credentials
+from walkme_dic_dev.egress import LOOPBACK_JSON
 from walkme_dic_dev.fake_walkme import FakeWalkMe
 
 BUCKET = "bench"
@@ -149,8 +151,8 @@ def run_sync(request: dict[str, Any], credentials: Path) -> dict[str, Any]:
         started = time.perf_counter()
         completed = subprocess.run(
             [sys.executable, "-c", SELF_RSS, "sync", "--credentials", str(credentials), "--result", str(result_path)],
-            env={**os.environ, "WALKME_DIC_REQUEST": json.dumps(request), **SYNC_CODE}, capture_output=True, text=True,
-            check=False)
+            env={**os.environ, "WALKME_DIC_REQUEST": json.dumps(request), POLICY_ENV: LOOPBACK_JSON, **SYNC_CODE},
+            capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - started
         cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)

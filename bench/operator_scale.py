@@ -38,8 +38,10 @@ from tests.fixtures.cluster import start_node
 from walkme_dic import reasons
 from walkme_dic.conditions import find_condition
 from walkme_dic.controllers.runtime import CONNECTIONS, INTEGRATIONS
+from walkme_dic.egress import POLICY_ENV
 from walkme_dic.kube import SECRETS, ApiError, KubeClient, Resource
 from walkme_dic_dev.cluster import Cluster
+from walkme_dic_dev.egress import LOOPBACK_JSON
 from walkme_dic_dev.fake_walkme import FakeWalkMe
 
 API = "integrations.walkme.io/v1alpha1"
@@ -91,7 +93,7 @@ async def measure_on(cluster: Cluster, workdir: Path, walkme_url: str, integrati
         [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else []),
          "-m", "walkme_dic", "operator", "--kubeconfig", str(identity.kubeconfig),
          "--metrics-port", "0", "--liveness", "", "--resync", "30", "--log-format", "plain"],
-        stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **OPERATOR_CODE})
+        stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, POLICY_ENV: LOOPBACK_JSON, **OPERATOR_CODE})
     try:
         before = await mark(cluster)
         started = time.monotonic()

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import csv
 import io
+import json
 import logging
 import os
 import re
@@ -38,6 +39,7 @@ import yaml
 
 from walkme_dic_dev.cluster import RESTRICTED, Cluster
 from walkme_dic_dev.controlplane import ControlPlane
+from walkme_dic_dev.egress import loopback_values
 from walkme_dic_dev.fake_walkme import FakeWalkMe
 from walkme_dic_dev.node_agent import NodeAgent
 from walkme_dic_dev.tools import ensure_binary
@@ -193,6 +195,7 @@ class Demo:
         await cluster.ensure_namespace(OPERATOR_NAMESPACE)
         say(f"● namespace {OPERATOR_NAMESPACE}, Pod Security level restricted (enforced by the apiserver)")
         settings = [arg for setting in HELM_SETTINGS for arg in ("--set", setting)]
+        settings += ["--set-json", f"egress={json.dumps(loopback_values())}"]  # the demo's systems are on loopback
         await self.show(["helm", "install", RELEASE, str(CHART.relative_to(REPO)), "-n", OPERATOR_NAMESPACE,
                              *settings, "--wait", "--timeout", "3m"])
         await self.show(["kubectl", "get", "deploy,pods", "-n", OPERATOR_NAMESPACE])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -131,9 +134,42 @@ def endpoint(spec: ConnectionSpec) -> str:
     return f"the {spec.provider} endpoint"
 
 
-def probe_timeout_message(spec: ConnectionSpec, seconds: float) -> str:
-    return (f"probe of {endpoint(spec)} timed out after {seconds:.0f}s; check that the host is reachable "
-            "from the operator's network (DNS, firewall, proxy)")
+def unreachable_message(spec: ConnectionSpec) -> str:
+    """One message for every way a host can be out of reach, so that probes cannot map a network: refused,
+    reset, timed out, a name that does not resolve, a TLS handshake that fails and an address the egress
+    rules refuse all read the same in status (the operator's log, the admin's, says which it was)."""
+    return (f"cannot reach {endpoint(spec)}: no connection could be made (refused, timed out, name not "
+            "resolved, TLS failed or refused by the cluster admin's egress rules: these are not told apart "
+            "here). Check the address and that the host is reachable from the cluster (DNS, firewall, proxy)")
+
+
+UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError, TimeoutError, socket.gaierror, socket.herror, ssl.SSLError,
+)
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether ``error``, or an error it was raised from or while handling, is a failure to connect."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, UNREACHABLE_ERRORS) or _connect_errno(current):
+            return True
+        wrapped = getattr(current, "inner_exception", None) or getattr(current, "cause", None)  # azure, google
+        current = current.__cause__ or current.__context__ or (wrapped if isinstance(wrapped, BaseException) else None)
+    return False
+
+
+def _connect_errno(error: BaseException) -> bool:
+    """A connect failure by its errno; or one that holds the failure of each address it tried (paramiko's
+    NoValidConnectionsError: errno None, ``errors`` by address)."""
+    if not isinstance(error, OSError):
+        return False
+    per_address = getattr(error, "errors", None)
+    if isinstance(per_address, dict) and per_address:
+        return all(isinstance(e, BaseException) and is_unreachable(e) for e in per_address.values())
+    return error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNREFUSED, errno.ETIMEDOUT)
 
 
 def probing_status(

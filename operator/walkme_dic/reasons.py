@@ -20,6 +20,7 @@ PROBING = "Probing"
 AMBIENT_IDENTITY = "AmbientIdentity"  # Ready without a probe: each run uses its ServiceAccount's identity
 AMBIENT_IDENTITY_NOT_ALLOWED = "AmbientIdentityNotAllowed"  # the admin did not allow ambient identity here
 SECRET_REFUSED = "SecretRefused"  # a service-account token, or a Secret without the admin's label
+EGRESS_DENIED = "EgressDenied"  # a URL or host the cluster admin's egress rules refuse (scheme, userinfo, address)
 
 # Shared
 INVALID_SPEC = "InvalidSpec"

@@ -40,6 +40,7 @@ from walkme_dic.controllers.runtime import OPERATOR_USER_AGENT
 from walkme_dic.kube import ApiError
 from walkme_dic_dev.cluster import CRDS, RESTRICTED, Cluster, load_crds
 from walkme_dic_dev.controlplane import ControlPlane
+from walkme_dic_dev.egress import loopback_values
 from walkme_dic_dev.node_agent import POD_ADDRESSES, NodeAgent
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "walkme-dic"
@@ -52,7 +53,7 @@ POD_NAME_CLAIM = "authentication.kubernetes.io/pod-name"
 OPERATOR_AGENTS = ("kopf/", OPERATOR_USER_AGENT)
 # The chart's defaults but for test timings: a quicker resync and readiness, plain log lines.
 TEST_VALUES = {"operator": {"resync": 2, "logFormat": "plain"},
-               "readinessProbe": {"initialDelaySeconds": 0, "periodSeconds": 1}}
+               "readinessProbe": {"initialDelaySeconds": 0, "periodSeconds": 1}, "egress": loopback_values()}
 # What the default policy lets every authenticated user do with resources: review itself, read the cluster's
 # public trust bundles. A ServiceAccount that nothing is bound to can do this and no more.
 EVERYONE_MAY = {"selfsubjectreviews.authentication.k8s.io", "selfsubjectaccessreviews.authorization.k8s.io",

@@ -16,11 +16,13 @@ from walkme_dic.controllers.runtime import OperatorConfig
 from walkme_dic.jobs.manifest import JobImage
 from walkme_dic.kube import ClusterAccess
 from walkme_dic_dev.cluster import Cluster
+from walkme_dic_dev.egress import LOOPBACK
 
 API = "integrations.walkme.io/v1alpha1"
 NS = "team-a"
 LEASE_NS = "walkme-dic"
-JOB_IMAGE = JobImage("ghcr.io/walkme-dic/walkme-dic:test")  # the node agent runs this repository's images
+# the node agent runs this repository's images
+JOB_IMAGE = JobImage("ghcr.io/walkme-dic/walkme-dic:test", egress=LOOPBACK)
 
 
 class OperatorHandle:
@@ -31,7 +33,8 @@ class OperatorHandle:
         self.cluster = cluster
         self.config = OperatorConfig(access=access or cluster.access, image=JOB_IMAGE,
                                      resync_seconds=resync_seconds, metrics_port=metrics_port,
-                                     metrics_address="127.0.0.1", probe_timeout_seconds=10)
+                                     metrics_address="127.0.0.1", probe_timeout_seconds=10,
+                                     egress=LOOPBACK)
         self._thread: OperatorThread | None = None
 
     async def start(self) -> None:

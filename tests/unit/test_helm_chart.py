@@ -19,7 +19,8 @@ import pytest
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, latest_version
 
-from walkme_dic.controllers.run import parse_args
+from walkme_dic.controllers.run import egress_policy, parse_args
+from walkme_dic.egress import POLICY_ENV, EgressPolicy
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "walkme-dic"
@@ -115,6 +116,9 @@ def test_default_values_satisfy_the_values_schema() -> None:
         ("tenancy.secretLabel=no-value-sign", "/tenancy/secretLabel"),
         ("tenancy.ambientIdentity.namespaces[0]=Team_A", "/tenancy/ambientIdentity/namespaces/0"),
         ("probes.perNamespace=0", "/probes/perNamespace"),
+        ("egress.allowedCIDRs[0]=everything", "/egress/allowedCIDRs/0"),
+        ("egress.plainHttpHosts[0]=http://x", "/egress/plainHttpHosts/0"),
+        ("egress.allowAll=true", "additional properties 'allowAll' not allowed"),
     ],
 )
 def test_values_schema_rejects_bad_values(helm_binary: Path, setting: str, complaint: str) -> None:
@@ -247,6 +251,21 @@ def test_tenancy_and_probe_values_become_operator_flags(helm_binary: Path, tmp_p
     assert config.tenancy.secret_label == ("walkme-dic.io/use", "yes")
     assert (config.probe_timeout_seconds, config.probe_workers, config.probes_per_namespace) == (10, 4, 1)
     assert (config.max_runs, config.max_runs_per_namespace) == (50, 5)
+
+
+def test_egress_values_reach_the_operator_and_default_to_the_products_rules(helm_binary: Path, tmp_path: Path) -> None:
+    def policy(values: dict[str, Any]) -> EgressPolicy:
+        (container,) = the_deployment(render(helm_binary, tmp_path, values))["spec"]["template"]["spec"]["containers"]
+        (value,) = [e["value"] for e in container["env"] if e["name"] == POLICY_ENV]
+        return egress_policy(value)  # what the operator's --egress-policy default reads
+
+    assert policy({}) == EgressPolicy(), "the chart's defaults are the product's defaults"
+    values = {"egress": {"plainHttpHosts": ["sftp.partner.example"], "allowedCIDRs": ["10.20.0.5/32"],
+                         "deniedCIDRs": ["10.96.0.0/12"], "allowedHosts": ["walkme-proxy.egress.svc"]}}
+    chosen = policy(values)
+    assert chosen.address_problem("10.20.0.5") is None and chosen.address_problem("10.96.0.1") is not None
+    assert chosen.url_problem("http://sftp.partner.example/x") is None
+    assert chosen.host_problem("walkme-proxy.egress.svc") is None and chosen.host_problem("db.egress.svc")
 
 
 # -- RBAC -----------------------------------------------------------------------------------------

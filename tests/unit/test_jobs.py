@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.api.integration import SPOOL_STORAGE_LIMIT, SPOOL_STORAGE_REQUEST
 from walkme_dic.api.run import RejectedRow, SyncRequest, SyncResult
 from walkme_dic.controllers.run import job_image
+from walkme_dic.egress import POLICY_ENV, EgressPolicy
 from walkme_dic.jobs.manifest import REQUEST_ENV, JobImage, build_job, proxy_settings
 from walkme_dic.jobs.naming import generation_key, requested_key, run_name, schedule_key
 from walkme_dic.jobs.results import (
@@ -193,9 +195,32 @@ def test_the_operator_passes_on_its_proxy_and_warns_about_the_ones_it_withholds(
         caplog: pytest.LogCaptureFixture) -> None:
     environ = {"HTTPS_PROXY": "http://svc:s3cr3t@egress:3128", "NO_PROXY": ".svc", "HOME": "/tmp"}
     with caplog.at_level(logging.WARNING, logger="walkme_dic.operator"):
-        image = job_image("img", "Always", environ)
+        image = job_image("img", "Always", environ, EgressPolicy())
     assert image == JobImage("img", "Always", (("NO_PROXY", ".svc"),))
     assert "HTTPS_PROXY" in caplog.text and "s3cr3t" not in caplog.text
+
+
+def job_policy(request: SyncRequest, image: JobImage) -> EgressPolicy:
+    job = build_job(request, generation_key(3, created=False), image)
+    (value,) = [e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == POLICY_ENV]
+    return EgressPolicy.model_validate_json(value)
+
+
+def test_jobs_carry_the_admins_egress_rules_and_the_metadata_server_only_for_ambient_identity() -> None:
+    rules = EgressPolicy(denied_cidrs=("10.96.0.0/12",))
+    with_secret = job_policy(REQUEST, JobImage("img", egress=rules))
+    assert with_secret == rules, "a run with Secret credentials gets exactly the admin's rules"
+    assert with_secret.address_problem("169.254.169.254") and with_secret.host_problem("metadata.google.internal")
+    ambient = REQUEST.model_copy(update={"connection": ConnectionSpec.model_validate(
+        {"azureBlob": {"accountUrl": "https://acme.blob.core.windows.net", "container": "exports",
+                       "auth": {"workloadIdentity": {}}}})})
+    opened = job_policy(ambient, JobImage("img", egress=rules))
+    assert opened.address_problem("169.254.169.254") is None and opened.host_problem("metadata.google.internal") is None
+    assert opened.address_problem("10.96.0.1") and opened.address_problem("127.0.0.1"), "nothing else is opened"
+    proxied = job_policy(REQUEST, JobImage("img", proxy=(("HTTPS_PROXY", "http://squid.egress.svc:3128"),
+                                                          ("NO_PROXY", "*.internal")), egress=rules))
+    assert proxied.host_problem("squid.egress.svc") is None, "the Job may reach the proxy the operator gave it"
+    assert proxied.host_problem("db.egress.svc") and proxied.host_problem("x.internal")
 
 
 FAILED_JOB = JobSummary("j", "ju", "u-1", "Failed", "2026-11-25T10:00:00Z", "2026-11-25T10:09:00Z",

@@ -29,6 +29,12 @@ SFTP_SECRET_KEY_SETS = (("password",), ("privateKey",))
 SFTP_KNOWN_HOSTS_KEY = "knownHosts"
 WEBHOOK_SIGNING_KEY = "signingSecret"
 WEBHOOK_CA_KEY = "ca.crt"
+# URLs a tenant writes: no whitespace or control characters anywhere, no user name or password (an "@" before
+# the path). Which hosts and schemes the operator then connects to is the admin's (walkme_dic.egress).
+HTTP_URL = r"^https?://[^\s/?#@\\]+([/?#][^\s]*)?$"
+HTTPS_URL = r"^https://[^\s/?#@\\]+([/?#][^\s]*)?$"
+# A DNS name or an IP address: never an option ("-oProxyCommand=..."), a user ("u@h") or a path.
+HOST = r"^([A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|[0-9A-Fa-f:.]+)$"
 
 
 class S3Auth(ApiModel):
@@ -47,7 +53,7 @@ class S3Provider(ApiModel):
     bucket: str = Field(min_length=3, max_length=63, description="Bucket name.")
     region: str = Field(min_length=1, description="AWS region of the bucket, e.g. eu-west-1.")
     endpoint_url: str | None = Field(
-        default=None, pattern=r"^https?://",
+        default=None, pattern=HTTP_URL,
         description="Endpoint of an S3-compatible store (MinIO, Ceph). Leave out for AWS.",
     )
     prefix: str = Field(default="", description="Key prefix every path of this connection lives under.")
@@ -78,7 +84,7 @@ class AzureBlobProvider(ApiModel):
     """A container in an Azure Storage account."""
 
     account_url: str = Field(
-        pattern=r"^https?://",
+        pattern=HTTP_URL,
         description="Blob service URL, e.g. https://myaccount.blob.core.windows.net.",
     )
     container: str = Field(min_length=3, max_length=63, description="Container name.")
@@ -112,7 +118,7 @@ class GcsProvider(ApiModel):
     bucket: str = Field(min_length=3, max_length=222, description="Bucket name.")
     prefix: str = Field(default="", description="Object name prefix every path of this connection lives under.")
     endpoint_url: str | None = Field(
-        default=None, pattern=r"^https?://",
+        default=None, pattern=HTTP_URL,
         description="Storage API endpoint of an emulator, e.g. http://gcs-emulator:9023. Leave out for Google.",
     )
     auth: GcsAuth = Field(default_factory=GcsAuth, description="Credentials; empty uses Application Default "
@@ -136,11 +142,11 @@ class SalesforceProvider(ApiModel):
     """A Salesforce org reached over the REST and Bulk 2.0 APIs."""
 
     instance_url: str | None = Field(
-        default=None, pattern=r"^https?://",
+        default=None, pattern=HTTP_URL,
         description="My Domain URL of the org, e.g. https://acme.my.salesforce.com.",
     )
     login_url: str | None = Field(
-        default=None, pattern=r"^https?://",
+        default=None, pattern=HTTP_URL,
         description="OAuth login host: https://login.salesforce.com (production) or "
         "https://test.salesforce.com (sandbox), or a My Domain URL. Defaults to instanceUrl. The JWT bearer "
         "flow signs for this host (a My Domain host: login, or test for *.sandbox.my.salesforce.com).",
@@ -163,7 +169,7 @@ class WalkMeProvider(ApiModel):
     """A WalkMe account reached over the WalkMe public API."""
 
     api_url: str = Field(
-        default="https://api.walkme.com", pattern=r"^https?://",
+        default="https://api.walkme.com", pattern=HTTP_URL,
         description="WalkMe API base URL for the account's region.",
     )
     auth: SecretAuth = Field(description="Secret with the API key's clientId and clientSecret.")
@@ -172,7 +178,7 @@ class WalkMeProvider(ApiModel):
 class SftpProvider(ApiModel):
     """A folder on an SFTP server (OpenSSH and compatible), its host key pinned."""
 
-    host: str = Field(min_length=1, max_length=253, pattern=r"^[^\s/@\[\]]+$",
+    host: str = Field(min_length=1, max_length=253, pattern=HOST,
                       description="Host name or IP address of the SFTP server.")
     port: int = Field(default=22, ge=1, le=65535, description="TCP port of the SSH server.")
     username: str = Field(min_length=1, max_length=255, pattern=r"^[^\s:@]+$", description="User to log in as.")
@@ -204,7 +210,7 @@ class SftpProvider(ApiModel):
 class WebhookProvider(ApiModel):
     """An HTTPS endpoint that receives WalkMe data as signed JSON batches (outbound only)."""
 
-    url: str = Field(pattern=r"^https://", description="HTTPS URL the batches are POSTed to.")
+    url: str = Field(pattern=HTTPS_URL, description="HTTPS URL the batches are POSTed to.")
     auth: SecretAuth = Field(
         description=f"Secret with key {WEBHOOK_SIGNING_KEY} (the HMAC-SHA256 signing secret) and optionally "
         f"{WEBHOOK_CA_KEY} (PEM CA bundle the receiver's certificate is verified against, instead of the "

@@ -16,16 +16,20 @@ from walkme_dic.conditions import condition_true, find_condition
 from walkme_dic.connections import (
     ProbeOutcome,
     connection_status,
+    endpoint,
+    is_unreachable,
     missing_secret_keys,
     probe_due,
-    probe_timeout_message,
     probing_status,
+    unreachable_message,
 )
 from walkme_dic.connectors import registry
+from walkme_dic.connectors.base import Credentials, ProbeResult
 from walkme_dic.controllers.common import get_secret, plain, secret_data, status_patch
 from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.integration import reconcile_integrations_using
 from walkme_dic.controllers.runtime import CONNECTIONS, Runtime
+from walkme_dic.egress import EgressPolicy, egress_message, enforced, spec_problem
 from walkme_dic.errors import DicError, validation_message
 from walkme_dic.kube import ApiError
 from walkme_dic.redaction import redact
@@ -111,6 +115,9 @@ async def probe(memo: Runtime, namespace: str, spec: ConnectionSpec) -> tuple[Pr
     refusal = ambient_refusal(spec, namespace, tenancy)
     if refusal is not None:
         return ProbeOutcome(False, reasons.AMBIENT_IDENTITY_NOT_ALLOWED, refusal), None
+    refused = spec_problem(spec, memo.config.egress)
+    if refused is not None:
+        return ProbeOutcome(False, reasons.EGRESS_DENIED, egress_message(refused)), None
     if ambient_identity(spec) is not None and not tenancy.ambient_probe:
         return ProbeOutcome(True, reasons.AMBIENT_IDENTITY, ambient_unprobed_message(spec)), None
     credentials: dict[str, str] = {}
@@ -137,20 +144,32 @@ async def probe(memo: Runtime, namespace: str, spec: ConnectionSpec) -> tuple[Pr
         missing = missing_secret_keys(spec, credentials)
         if missing:
             return ProbeOutcome(False, reasons.SECRET_KEY_MISSING, missing), version
+    policy = memo.config.egress
     try:
-        result = await memo.probes.run(namespace, lambda: registry.probe(spec, credentials),
+        result = await memo.probes.run(namespace, lambda: guarded_probe(spec, credentials, policy),
                                        memo.config.probe_timeout_seconds)
-    except DicError as error:
-        reason = error.reason if error.reason in (reasons.AUTHENTICATION_FAILED, reasons.HOST_KEY_REJECTED) \
-            else reasons.PROBE_FAILED
-        return ProbeOutcome(False, reason, redact(error.message, credentials.values())), version
-    except TimeoutError:
-        return ProbeOutcome(False, reasons.PROBE_FAILED,
-                            probe_timeout_message(spec, memo.config.probe_timeout_seconds)), version
-    except Exception as error:  # an SDK error we did not map: still say something useful
-        return ProbeOutcome(False, reasons.PROBE_FAILED,
-                            redact(f"{type(error).__name__}: {error}", credentials.values())), version
+    except Exception as error:
+        return failed_probe(spec, error, credentials), version
     return ProbeOutcome(True, reasons.PROBED, result.message), version
+
+
+def guarded_probe(spec: ConnectionSpec, credentials: Credentials, policy: EgressPolicy) -> ProbeResult:
+    """The provider's probe, its connections held to the admin's egress rules (in the probe's thread only)."""
+    with enforced(policy):
+        return registry.probe(spec, credentials)
+
+
+def failed_probe(spec: ConnectionSpec, error: Exception, credentials: Credentials) -> ProbeOutcome:
+    """The outcome of a probe that raised ``error``: a host out of reach reads the same however it failed
+    (the detail goes to the operator's log, for the admin); never a secret value."""
+    detail = redact(error.message if isinstance(error, DicError) else f"{type(error).__name__}: {error}",
+                    credentials.values())
+    if isinstance(error, TimeoutError) or is_unreachable(error):
+        log.warning("probe of %s failed: %s", endpoint(spec), detail or type(error).__name__)
+        return ProbeOutcome(False, reasons.PROBE_FAILED, unreachable_message(spec))
+    known = (reasons.AUTHENTICATION_FAILED, reasons.HOST_KEY_REJECTED)
+    reason = error.reason if isinstance(error, DicError) and error.reason in known else reasons.PROBE_FAILED
+    return ProbeOutcome(False, reason, detail)
 
 
 async def _write(memo: Runtime, body: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

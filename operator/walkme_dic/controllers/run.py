@@ -17,9 +17,12 @@ from urllib.parse import urlsplit
 import kopf
 from aiohttp import web
 from prometheus_client import start_http_server
+from pydantic import ValidationError
 
 from walkme_dic.controllers import connection, integration
 from walkme_dic.controllers.runtime import OPERATOR_USER_AGENT, OperatorConfig, Runtime
+from walkme_dic.egress import POLICY_ENV, EgressPolicy
+from walkme_dic.errors import validation_message
 from walkme_dic.jobs.manifest import JobImage, proxy_settings
 from walkme_dic.kube import ClusterAccess, CredentialsError, KubeClient
 from walkme_dic.leader import ElectionTiming, LeaderElector
@@ -218,6 +221,9 @@ def parse_args(argv: list[str]) -> tuple[OperatorConfig, Election | None]:
                         help="Probe ambient-identity Connections with the operator's own identity.")
     parser.add_argument("--secret-label", default=None, type=parse_label, metavar="KEY=VALUE",
                         help="KEY=VALUE: only Secrets with this label may be used by Connections and Integrations.")
+    parser.add_argument("--egress-policy", type=egress_policy, metavar="JSON",
+                        default=os.environ.get(POLICY_ENV, ""),
+                        help=f"The admin's egress rules as JSON (default: ${POLICY_ENV}; unset: the safe defaults).")
     parser.add_argument("--max-runs", type=int, default=0, help="Runs going at once, operator-wide (0: no cap).")
     parser.add_argument("--max-runs-per-namespace", type=int, default=0,
                         help="Runs going at once in one namespace (0: no cap).")
@@ -241,7 +247,8 @@ def parse_args(argv: list[str]) -> tuple[OperatorConfig, Election | None]:
     ) if args.leader_elect else None
     return OperatorConfig(
         access=ClusterAccess.discover(args.kubeconfig, args.context),
-        image=job_image(args.image, args.image_pull_policy, os.environ),
+        image=job_image(args.image, args.image_pull_policy, os.environ, args.egress_policy),
+        egress=args.egress_policy,
         namespaces=tuple(args.namespace),
         resync_seconds=args.resync,
         metrics_port=args.metrics_port or None,
@@ -260,14 +267,22 @@ def parse_args(argv: list[str]) -> tuple[OperatorConfig, Election | None]:
     ), election
 
 
-def job_image(image: str, pull_policy: str, environ: Mapping[str, str]) -> JobImage:
+def egress_policy(text: str) -> EgressPolicy:
+    """--egress-policy: the rules as JSON; argparse reports a ValueError as a bad value of the flag."""
+    try:
+        return EgressPolicy.model_validate_json(text) if text.strip() else EgressPolicy()
+    except ValidationError as error:
+        raise argparse.ArgumentTypeError(f"not valid egress rules: {validation_message(error)}") from None
+
+
+def job_image(image: str, pull_policy: str, environ: Mapping[str, str], egress: EgressPolicy) -> JobImage:
     """What the sync Jobs get: the image and the proxy settings of the operator's ``environ``, but those with
     credentials in them (a warning names them, never their values)."""
     proxy = proxy_settings(environ)
     if proxy.withheld:
         log.warning("proxy settings with credentials in them are not passed on to sync Jobs (a Job's spec is "
                     "readable by whoever may read Jobs): %s", ", ".join(proxy.withheld))
-    return JobImage(image, pull_policy, proxy.passed)
+    return JobImage(image, pull_policy, proxy.passed, egress)
 
 
 def main(argv: list[str]) -> int:

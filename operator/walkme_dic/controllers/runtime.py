@@ -11,6 +11,7 @@ from wsgiref.simple_server import WSGIServer
 import kopf
 
 from walkme_dic.controllers.probes import ProbePool
+from walkme_dic.egress import EgressPolicy
 from walkme_dic.jobs.manifest import JobImage
 from walkme_dic.kube import ClusterAccess, KubeClient, Login, Resource
 from walkme_dic.tenancy import TenancyPolicy
@@ -32,6 +33,7 @@ class OperatorConfig:
     probe_workers: int = 16
     probes_per_namespace: int = 2
     tenancy: TenancyPolicy = field(default_factory=TenancyPolicy)
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
     max_runs: int | None = None  # runs going at once, operator-wide (None: no cap)
     max_runs_per_namespace: int | None = None
 

@@ -20,7 +20,7 @@ a Job's spec is readable by whoever may read Jobs, and secrets stay in Secrets.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -28,6 +28,7 @@ from walkme_dic.api.common import API_VERSION
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.api.integration import SPOOL_STORAGE_LIMIT, SPOOL_STORAGE_REQUEST
 from walkme_dic.api.run import SyncRequest
+from walkme_dic.egress import POLICY_ENV, EgressPolicy
 from walkme_dic.jobs.naming import (
     ANNOTATION_GENERATION,
     ANNOTATION_SLOT,
@@ -35,6 +36,7 @@ from walkme_dic.jobs.naming import (
     RunKey,
     run_labels,
 )
+from walkme_dic.tenancy import ambient_identity
 
 CREDENTIALS_DIR = "/var/run/walkme-dic/credentials"
 TERMINATION_LOG = "/dev/termination-log"
@@ -50,12 +52,14 @@ PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http
 
 @dataclass(frozen=True)
 class JobImage:
-    """What every sync Job's container gets from the operator: the image, its pull policy, and the proxy
-    variables (name, value) of the operator's environment (:func:`proxy_settings`)."""
+    """What every sync Job's container gets from the operator: the image, its pull policy, the proxy
+    variables (name, value) of the operator's environment (:func:`proxy_settings`) and the admin's egress
+    rules (walkme_dic.egress)."""
 
     image: str
     pull_policy: str = "IfNotPresent"
     proxy: tuple[tuple[str, str], ...] = ()
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
 
 
 class ProxySettings(NamedTuple):
@@ -168,6 +172,7 @@ def _container(request: SyncRequest, image: JobImage) -> dict[str, Any]:
             {"name": "HOME", "value": "/tmp"},
             {"name": "TMPDIR", "value": "/tmp"},
             *({"name": name, "value": value} for name, value in image.proxy),
+            {"name": POLICY_ENV, "value": job_egress(request, image).model_dump_json(by_alias=True)},
         ],
         "resources": _resources(request),
         "terminationMessagePath": TERMINATION_LOG,
@@ -186,6 +191,15 @@ def _container(request: SyncRequest, image: JobImage) -> dict[str, Any]:
             ),
         ],
     }
+
+
+def job_egress(request: SyncRequest, image: JobImage) -> EgressPolicy:
+    """The egress rules of this run: the admin's, with the metadata server when a Connection uses ambient
+    identity (which the operator only lets through where the admin allowed it: walkme_dic.tenancy) and the
+    proxy hosts the Job is given."""
+    ambient = any(ambient_identity(spec) is not None for spec in (request.connection, request.walkme_connection))
+    proxies = [value for name, value in image.proxy if name.lower() != "no_proxy"]
+    return image.egress.job_policy(metadata=ambient, proxies=proxies)
 
 
 def credential_volumes(request: SyncRequest) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from walkme_dic import egress, reasons
 from walkme_dic.api.run import SyncRequest, SyncResult
 from walkme_dic.errors import validation_message
 from walkme_dic.jobs.manifest import EXIT_INVALID_REQUEST, EXIT_PERMANENT, EXIT_RETRYABLE, REQUEST_ENV
@@ -78,6 +79,11 @@ def main(argv: list[str]) -> int:
         emit({"level": "error", "msg": message})
         write_result(args.result, SyncResult(result="Failed", reason="InvalidRequest", message=message[:2000]))
         return EXIT_INVALID_REQUEST
+    refused = egress_refusal(request)
+    if refused is not None:
+        emit({"level": "error", "msg": refused.message})
+        write_result(args.result, refused)
+        return exit_code(refused)
     tune_interpreter()
     emit({"phase": "start", "runId": request.run_id, "direction": request.spec.direction,
           "integration": f"{request.integration.namespace}/{request.integration.name}"})
@@ -86,6 +92,23 @@ def main(argv: list[str]) -> int:
           "rowsWritten": result.rows_written, "rowsRejected": result.rows_rejected, "message": result.message})
     write_result(args.result, result)
     return exit_code(result)
+
+
+def egress_refusal(request: SyncRequest) -> SyncResult | None:
+    """Hold every connection of this process to the admin's egress rules (in $WALKME_DIC_EGRESS_POLICY, put
+    there by the operator); the refusal when the request's Connections break them before any connection."""
+    try:
+        policy = egress.policy_from_environment()
+    except ValueError as error:
+        message = f"the egress rules in ${egress.POLICY_ENV} are invalid: {error}"
+        return SyncResult(result="Failed", reason="InvalidRequest", message=message[:2000])
+    for role, spec in (("connection", request.connection), ("walkMeConnection", request.walkme_connection)):
+        problem = egress.spec_problem(spec, policy)
+        if problem is not None:
+            return SyncResult(result="Failed", reason=reasons.EGRESS_DENIED,
+                              message=egress.egress_message(f"{role}: {problem}")[:2000])
+    egress.install(policy)
+    return None
 
 
 def exit_code(result: SyncResult) -> int:

@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.connectors.test_unreachable import NAMES_ONLY, ed25519_line
 from tests.fixtures.listeners import Listener
 from tests.operator.helpers import API, NS, OperatorHandle, condition, connection, eventually, secret
 from tests.operator.test_tenancy import ready_condition
@@ -22,7 +21,6 @@ from walkme_dic_dev.cluster import Cluster
 from walkme_dic_dev.egress import LOOPBACK
 from walkme_dic_dev.node_agent import NodeAgent
 
-NAMES_ONLY = EgressPolicy(plain_http_hosts=("localhost",), allowed_hosts=("localhost",))  # loopback stays refused
 WALKME_SECRET = {"clientId": "tenant-client", "clientSecret": "tenant-s3cret"}
 
 
@@ -38,11 +36,6 @@ async def egress_operator(cluster: Cluster, node: NodeAgent, request: pytest.Fix
         yield handle
     finally:
         await handle.stop()
-
-
-def host_key() -> str:
-    key = Ed25519PrivateKey.generate().public_key()
-    return key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
 
 
 def walkme(url: str) -> dict:
@@ -104,7 +97,7 @@ async def test_refused_and_timed_out_read_the_same_so_probes_cannot_map_a_networ
     closed.close()  # nothing listens on its port any more: connections are refused
     specs = {"closed-port": walkme(f"http://127.0.0.1:{closed.port}"), "tarpit": walkme(tarpit.url),
              "closed-sftp": {"sftp": {"host": "127.0.0.1", "port": closed.port, "username": "u",
-                                      "hostKeys": [f"[127.0.0.1]:{closed.port} {host_key()}"],
+                                      "hostKeys": [ed25519_line("127.0.0.1", closed.port)],
                                       "auth": {"secretRef": {"name": "sftp"}}}}}
     await cluster.apply(secret("sftp", {"password": "p"}))
     for name, spec in specs.items():

@@ -169,16 +169,21 @@ def test_the_file_is_read_once(s3_proxy: FaultProxy, moto_server: str, bucket: s
         [next(s for s in s3_proxy.seen if s[0] == "GET")], "one GET of the object"
 
 
-def test_a_soql_source_is_queried_once(salesforce: FakeSalesforce, walkme: FakeWalkMe) -> None:
-    salesforce.seed("Contact", [{"LastName": f"n{i}", "WalkMe_Id__c": f"c{i}", "Email": f"c{i}@acme.example"}
-                                for i in range(300)])
+def soql_run(salesforce: FakeSalesforce, walkme: FakeWalkMe) -> SyncResult:
+    """An inbound run of Contacts' WalkMe_Id__c and Email by a SOQL query against the fake org."""
     sync = request("", "", walkme, source={"salesforce": {"soql": "SELECT WalkMe_Id__c, Email FROM Contact"}},
                    connection={"salesforce": {"instanceUrl": salesforce.url, "auth": {"secretRef": {"name": "s"}}}},
                    mapping={"key": {"source": "WalkMe_Id__c", "destination": "uuid"},
                             "fields": [{"source": "Email", "destination": "email"}]})
     credentials = CredentialSet({**CREDENTIALS.roles,
                                  "external": {"clientId": SF_CLIENT_ID, "clientSecret": SF_CLIENT_SECRET}})
-    result = run_sync(sync, credentials)
+    return run_sync(sync, credentials)
+
+
+def test_a_soql_source_is_queried_once(salesforce: FakeSalesforce, walkme: FakeWalkMe) -> None:
+    salesforce.seed("Contact", [{"LastName": f"n{i}", "WalkMe_Id__c": f"c{i}", "Email": f"c{i}@acme.example"}
+                                for i in range(300)])
+    result = soql_run(salesforce, walkme)
     assert (result.result, result.rows_written) == ("Succeeded", 300), result
     assert salesforce.calls["query"] == 1
 
@@ -238,13 +243,7 @@ def test_every_line_of_the_file_is_accounted_for(moto_server: str, bucket: str, 
 
 def test_a_query_has_no_lines(salesforce: FakeSalesforce, walkme: FakeWalkMe) -> None:
     salesforce.seed("Contact", [{"LastName": "n", "WalkMe_Id__c": "c1", "Email": "c1@acme.example"}])
-    sync = request("", "", walkme, source={"salesforce": {"soql": "SELECT WalkMe_Id__c, Email FROM Contact"}},
-                   connection={"salesforce": {"instanceUrl": salesforce.url, "auth": {"secretRef": {"name": "s"}}}},
-                   mapping={"key": {"source": "WalkMe_Id__c", "destination": "uuid"},
-                            "fields": [{"source": "Email", "destination": "email"}]})
-    credentials = CredentialSet({**CREDENTIALS.roles,
-                                 "external": {"clientId": SF_CLIENT_ID, "clientSecret": SF_CLIENT_SECRET}})
-    result = run_sync(sync, credentials)
+    result = soql_run(salesforce, walkme)
     assert (result.result, result.rows_read, result.lines_read, result.blank_lines) == ("Succeeded", 1, None, None)
 
 

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.connectors.test_unreachable import NAMES_ONLY
 from tests.fixtures.listeners import Listener
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.egress import (
@@ -157,7 +158,7 @@ def test_what_the_loopback_rules_of_the_tests_open_is_this_machine_only() -> Non
 def test_the_guard_refuses_a_connection_after_resolution_and_nothing_reaches_the_listener(
     listener: Listener,
 ) -> None:
-    names_ok = EgressPolicy(plain_http_hosts=("localhost",), allowed_hosts=("localhost",))  # loopback stays refused
+    names_ok = NAMES_ONLY  # the name and plain http to it allowed; loopback stays refused
     assert names_ok.url_problem(f"http://localhost:{listener.port}/") is None, "the spec check lets the name through"
     with enforced(names_ok), pytest.raises(EgressRefused, match="resolves only to addresses"):
         socket.create_connection(("localhost", listener.port), timeout=5)

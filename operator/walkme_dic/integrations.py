@@ -308,6 +308,10 @@ def _record_finished(
             "bytes": result.bytes,
             "message": message,
         })
+        for name, count in (("linesRead", result.lines_read), ("blankLines", result.blank_lines),
+                            ("continuationLines", result.continuation_lines)):
+            if count is not None:
+                record[name] = count
         if result.users_kept is not None:
             record["usersKept"] = result.users_kept
         if result.duplicate_keys:
@@ -325,19 +329,20 @@ def _record_finished(
     name = record["name"] if record else "run"
     decision.events.append(Event("Warning" if result.result == "Failed" else "Normal", event_reason,
                                  f"{name}: {message}"))
-    decision.events += inbound_warnings(name, result)
+    decision.events += inbound_warnings(name, result, "line" if spec.source.file is not None else "record")
     started = parse_time(record.get("startTime") if record else None) or now
     decision.finished = FinishedRun(result=result, seconds=(now - started).total_seconds())
     status["lastResult"] = {"result": result.result, "reason": result.reason, "message": message,
                             "dryRun": spec.dry_run}
 
 
-def inbound_warnings(name: str, result: SyncResult) -> list[Event]:
-    """Warnings a finished run deserves although it did not fail: repeated keys, an empty source."""
+def inbound_warnings(name: str, result: SyncResult, unit: str) -> list[Event]:
+    """Warnings a finished run deserves although it did not fail: repeated keys, an empty source. ``unit`` is
+    what the source's rows are numbered by: a file's "line", a query's or export's "record"."""
     events = []
     if result.duplicate_keys:
         shown = result.duplicates[:DUPLICATE_ROWS_KEPT]
-        pairs = ", ".join(f"row {d.row} (replaced by row {d.replaced_by})" for d in shown)
+        pairs = ", ".join(f"{unit} {d.row} (replaced by {unit} {d.replaced_by})" for d in shown)
         more = ", …" if result.duplicate_keys > len(shown) else ""
         events.append(Event("Warning", reasons.DUPLICATE_KEYS,
                             f"{name}: {result.duplicate_keys} rows have a key that a later row repeats; the last row "

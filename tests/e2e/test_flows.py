@@ -118,7 +118,7 @@ async def test_duplicate_keys_warn_and_the_last_row_wins(
         ("Succeeded", 3, 2, 1, [2])
     events = await events_once_emitted(cluster, "hr", "DuplicateKeys")
     warning = next(e for e in events if e["reason"] == "DuplicateKeys")
-    assert warning["type"] == "Warning" and "row 2 (replaced by row 4)" in warning["message"]
+    assert warning["type"] == "Warning" and "line 2 (replaced by line 4)" in warning["message"]
     assert walkme.users(WALKME_TOKEN)["u1"] == {"plan": "silver", "since": "2024-02-01", "active": False}
 
 

@@ -193,8 +193,34 @@ def test_duplicate_keys_are_counted_in_status_and_named_in_a_warning() -> None:
     assert (run["duplicateKeys"], run["duplicateRows"]) == (7, [1, 2, 3, 4, 5])
     assert "7 duplicate keys" in run["message"]
     warning = next(e for e in decision.events if e.reason == "DuplicateKeys")
-    assert warning.type == "Warning" and "row 1 (replaced by row 950)" in warning.message
+    assert warning.type == "Warning" and "line 1 (replaced by line 950)" in warning.message
     assert condition(decision.status, "Synced")["status"] == "True"
+
+
+def test_a_query_names_its_duplicates_by_record_number() -> None:
+    spec = inbound_spec(connectionRef={"name": "sf"}, source={"salesforce": {"soql": "SELECT Id FROM Contact"}})
+    status = run_plan(view(spec), external=ready("sf", SALESFORCE)).status
+    name = status["activeRun"]
+    result = SyncResult(result="Succeeded", reason="Synced", rows_read=3, rows_written=2, duplicate_keys=1,
+                        duplicates=[DuplicateRow(row=1, replaced_by=3)])
+    decision = run_plan(view(spec, status=status), jobs=[finished_job(name, "Succeeded")],
+                        pods={name: [pod_with(name, result, exit_code=0)]}, now=NOW + timedelta(minutes=1),
+                        external=ready("sf", SALESFORCE))
+    warning = next(e for e in decision.events if e.reason == "DuplicateKeys")
+    assert "record 1 (replaced by record 3)" in warning.message and "line" not in warning.message
+
+
+def test_a_file_run_shows_where_every_line_went_in_status() -> None:
+    result = SyncResult(result="Succeeded", reason="Synced", rows_read=6, rows_written=5, rows_rejected=1,
+                        lines_read=12, blank_lines=3, continuation_lines=2)
+    run = finish_first_run(result).status["runs"][0]
+    assert (run["linesRead"], run["blankLines"], run["continuationLines"], run["rowsRead"]) == (12, 3, 2, 6)
+
+
+def test_a_query_run_has_no_line_counts_in_status() -> None:
+    run = finish_first_run(SyncResult(result="Succeeded", reason="Synced", rows_read=3, rows_written=3)) \
+        .status["runs"][0]
+    assert not {"linesRead", "blankLines", "continuationLines"} & set(run)
 
 
 def test_a_run_without_duplicates_has_no_duplicate_fields_or_warning() -> None:

@@ -422,13 +422,25 @@ class RunRecord(ApiModel):
     )
     result: RunResult = Field(description="Running, Succeeded, Failed or Skipped (source unchanged).")
     rows_read: int = Field(default=0, description="Rows read from the source.")
+    lines_read: int | None = Field(
+        default=None, description="Inbound from a file: its physical lines, the header and blank lines included; "
+        "linesRead = header (1 for CSV) + blankLines + continuationLines + rowsRead, or the run fails with "
+        "LinesUnaccounted.",
+    )
+    blank_lines: int | None = Field(default=None, description="Inbound from a file: blank lines (counted, not rows).")
+    continuation_lines: int | None = Field(
+        default=None, description="Inbound from a file: lines after the first of rows whose quoted cells hold line "
+        "ends (a row over 3 lines adds 2).",
+    )
     rows_written: int = Field(default=0, description="Rows written (0 for a dry run).")
     rows_rejected: int = Field(default=0, description="Rows rejected by validation or refused by the destination.")
     duplicate_keys: int | None = Field(
-        default=None, description="Inbound: rows left out because a later row has the same key (the last wins).",
+        default=None, description="Rows left out because a later row has the same key (the last wins): inbound, "
+        "and outbound to Salesforce (the external id, or Id for update).",
     )
     duplicate_rows: list[int] | None = Field(
-        default=None, description="Inbound: the first rows left out as duplicates.",
+        default=None, description="The first rows left out as duplicates: a file's lines, a query's or export's "
+        "record numbers.",
     )
     users_kept: int | None = Field(
         default=None, description="Inbound: users absent from the source but kept in WalkMe (never deleted).",

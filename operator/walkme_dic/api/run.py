@@ -62,8 +62,8 @@ class RejectedRow(ApiModel):
 class DuplicateRow(ApiModel):
     """A row left out because a later row of the source has the same key (the last row wins)."""
 
-    row: int = Field(description="The line (a query's record number) of the row left out, numbered as in "
-                     "`rejected`.")
+    row: int = Field(description="The line (a query's or export's record number) of the row left out, numbered as "
+                     "in `rejected`.")
     replaced_by: int = Field(description="The later row with the same key.")
 
 
@@ -89,7 +89,8 @@ class SyncResult(ApiModel):
     watermark: str | None = None
     source_fingerprint: str | None = None
     rejected: list[RejectedRow] = Field(default_factory=list, description="First rejected rows.")
-    duplicate_keys: int = Field(default=0, description="Inbound: rows left out because a later row has their key.")
+    duplicate_keys: int = Field(default=0, description="Rows left out because a later row has their key (the last "
+                                "wins): inbound, and outbound to Salesforce.")
     duplicates: list[DuplicateRow] = Field(default_factory=list, description="First rows left out as duplicates.")
     retryable: bool = Field(default=False, description="Failed with a fault that may pass (throttling, 5xx, a "
                             "dropped connection, an unexpected error): the Job runs another pod, up to "

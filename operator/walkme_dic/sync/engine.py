@@ -30,7 +30,6 @@ from walkme_dic.errors import DestinationExistsError, DicError, NotFoundError, P
 from walkme_dic.redaction import redact
 from walkme_dic.sync.columns import map_block, tabulate
 from walkme_dic.sync.credentials import CredentialSet
-from walkme_dic.sync.keys import HashRuns
 from walkme_dic.sync.mapping import Mapper, RowError
 from walkme_dic.sync.outbound_keys import LastRowWins
 from walkme_dic.sync.readers import Block, CountingReader, LineCount, blocks_of, numbered, read_blocks
@@ -162,15 +161,13 @@ class Inbound:
                               message=f"{self.source.name} is unchanged since the last run (ETag {fingerprint})")
         with InboundSpool() as spool:
             tally, size = self._spool(fingerprint, spool)
-            users = tally.read > 0 and not tally.over_limit(self.spec) and not self.source.incremental
-            kept = self._resolve(spool, users=users)
+            spool.resolve()
             result = self._before_sending(tally, spool, size, fingerprint)
             if result is None:
                 self._send(spool, tally)
                 result = self._after_sending(tally, spool, size, fingerprint)
                 if result.result == "Succeeded":  # a dry or failed run must not move the watermark
                     result.watermark = self.source.watermark
-            result.users_kept = kept
             return result
 
     def _spool(self, fingerprint: str | None, spool: InboundSpool) -> tuple[Tally, int]:
@@ -184,37 +181,8 @@ class Inbound:
                 tally.reject(number, f"{unit} {number}: {reason}")
             spool.add(mapped.numbers, mapped.keys, mapped.records)
             self.report("read", tally)
-        self._accounted_read(tally, spool)
+        accounted_read(self.source.name, self.source.lines, tally, spool.count)
         return tally, counter.count
-
-    def _accounted_read(self, tally: Tally, spool: InboundSpool) -> None:
-        """Every line of the file is the header, a blank line or part of a row, and every row read is spooled or
-        rejected; else the run stops before anything is sent (a reader that lost lines is a bug, never data)."""
-        lines = self.source.lines
-        if lines is not None and lines.read != lines.header + lines.blank + lines.continued + tally.read:
-            raise PermanentError(
-                f"{self.source.name} has {lines.read} lines but {lines.header} header, {lines.blank} blank, "
-                f"{tally.read} rows and {lines.continued} continuation lines were read; nothing was sent. This is a "
-                "bug of walkme-dic: please report it with the file's shape", reason=reasons.LINES_UNACCOUNTED)
-        if tally.read != spool.count + tally.rejected:
-            raise PermanentError(
-                f"{tally.read} rows were read but {spool.count} kept and {tally.rejected} rejected; nothing was "
-                "sent. This is a bug of walkme-dic: please report it", reason=reasons.LINES_UNACCOUNTED)
-
-    def _resolve(self, spool: InboundSpool, *, users: bool) -> int | None:
-        """Find the repeated keys; with ``users``, count the users this token imported before that this
-        source lacks (WalkMe keeps them)."""
-        if not users:
-            spool.resolve()
-            return None
-        with HashRuns() as imported:
-            try:
-                for user in self.walkme.imported_user_ids(self.token):
-                    imported.add_key(user)
-            except DicError:
-                spool.resolve()
-                return None
-            return spool.resolve(imported)
 
     def _before_sending(self, tally: Tally, spool: InboundSpool, size: int,
                         fingerprint: str | None) -> SyncResult | None:
@@ -248,11 +216,7 @@ class Inbound:
             row = spool.rows.of(index)
             tally.reject(row, f"{self.source.unit} {row}: {reason}")
         tally.refused = len(outcome.failed)
-        if tally.written + tally.refused != spool.unique:
-            raise PermanentError(
-                f"{spool.unique} records were sent but WalkMe acknowledged {tally.written} and refused "
-                f"{tally.refused}: rows are unaccounted for, so the run is not a success (the next run converges)",
-                reason=reasons.LINES_UNACCOUNTED)
+        accounted_send(spool.unique, tally)
         self.report("sent", tally, force=True)
 
     def _after_sending(self, tally: Tally, spool: InboundSpool, size: int, fingerprint: str | None) -> SyncResult:
@@ -281,6 +245,31 @@ class Inbound:
             duplicate_keys=duplicates.count,
             duplicates=[DuplicateRow(row=row, replaced_by=later) for row, later in duplicates.samples],
         )
+
+
+def accounted_read(name: str, lines: LineCount | None, tally: Tally, kept: int) -> None:
+    """Every line of the file (``lines``; None for a query) is the header, a blank line or part of a row, and
+    every row read is ``kept`` (spooled) or rejected; else the run stops before anything is sent (a reader that
+    lost lines is a bug, never data)."""
+    if lines is not None and lines.read != lines.header + lines.blank + lines.continued + tally.read:
+        raise PermanentError(
+            f"{name} has {lines.read} lines but {lines.header} header, {lines.blank} blank, {tally.read} rows and "
+            f"{lines.continued} continuation lines were read; nothing was sent. This is a bug of walkme-dic: please "
+            "report it with the file's shape", reason=reasons.LINES_UNACCOUNTED)
+    if tally.read != kept + tally.rejected:
+        raise PermanentError(
+            f"{tally.read} rows were read but {kept} kept and {tally.rejected} rejected; nothing was "
+            "sent. This is a bug of walkme-dic: please report it", reason=reasons.LINES_UNACCOUNTED)
+
+
+def accounted_send(sent: int, tally: Tally) -> None:
+    """Every record ``sent`` was acknowledged (``tally.written``) or refused (``tally.refused``) by WalkMe; else the
+    run fails rather than report a success with records unaccounted for."""
+    if tally.written + tally.refused != sent:
+        raise PermanentError(
+            f"{sent} records were sent but WalkMe acknowledged {tally.written} and refused "
+            f"{tally.refused}: rows are unaccounted for, so the run is not a success (the next run converges)",
+            reason=reasons.LINES_UNACCOUNTED)
 
 
 class FileSource:

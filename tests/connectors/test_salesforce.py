@@ -280,7 +280,9 @@ def test_bulk_rows_with_fields_unseen_in_the_first_rows_are_rejected(salesforce:
     assert report.failed[0][1].startswith("FirstName: not among the fields of the first 20 records")
 
 
-def test_bulk_job_that_ends_failed_is_a_clear_error(salesforce: FakeSalesforce) -> None:
+def test_bulk_job_that_ends_failed_twice_is_a_clear_error(salesforce: FakeSalesforce) -> None:
+    """The records a Failed job left are sent once more in a new job; when that one fails too, the run stops."""
+    salesforce.fail_next_bulk_job("InternalServerError : the job could not be processed")
     salesforce.fail_next_bulk_job("InternalServerError : the job could not be processed")
     with pytest.raises(PermanentError) as error:
         client(salesforce).write("Contact", "upsert", contacts(50), "WalkMe_Id__c", bulk_threshold=10)
@@ -288,8 +290,8 @@ def test_bulk_job_that_ends_failed_is_a_clear_error(salesforce: FakeSalesforce) 
     assert message == "Bulk API upsert Contact: the job did not complete: InternalServerError : the job could not be " \
                       "processed"
     assert error.value.reason == "BulkJobFailed"
-    [job] = salesforce.ingest_jobs.values()
-    assert job.state == "Failed" and not salesforce.records("Contact")
+    assert [job.state for job in salesforce.ingest_jobs.values()] == ["Failed", "Failed"]
+    assert not salesforce.records("Contact")
 
 
 def test_bulk_job_with_an_unknown_column_fails_naming_it(salesforce: FakeSalesforce) -> None:

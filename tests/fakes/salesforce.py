@@ -17,8 +17,8 @@ Test hooks: ``define``/``seed``/``records`` for data, ``fail_next``/``throttle``
 faults, ``fail_next_bulk_job`` to end a job Failed, ``register_jwt_key`` for the JWT bearer flow,
 ``calls`` (a Counter by kind) for API budgets, ``advance`` to move the org's clock, ``begin`` for a
 transaction that commits late, ``time_out_after_applying`` for a gateway's 502/504 after a call ran,
-``bulk_batch_size`` for the rows of a Bulk job's internal batch, and ``fail_next_bulk_job(after_batches=)``
-for a job that fails part way.
+``bulk_batch_size`` for the rows of a Bulk job's internal batch, ``fail_next_bulk_job(after_batches=)``
+for a job that fails part way, and ``lock`` for records another transaction holds (UNABLE_TO_LOCK_ROW).
 
 Every answer carries the org's time in ``Date`` (RFC 9110; Salesforce's servers send it on every REST
 and OAuth answer), the clock ``advance`` moves. Where Salesforce's documentation is silent the fake
@@ -149,6 +149,7 @@ class FakeSalesforce(BackgroundServer):
         self.bulk_batch_size = BULK_BATCH  # rows of an ingest job's internal batch
         self.store = Store()
         self.calls: Counter[str] = Counter()
+        self.request_lines: list[str] = []  # "METHOD path?query" of every request, the query as sent
         self.faults: list[Fault] = []
         self.access_tokens: set[str] = set()
         self.ingest_jobs: dict[str, IngestJob] = {}
@@ -156,6 +157,7 @@ class FakeSalesforce(BackgroundServer):
         self.cursors: dict[str, list[dict[str, Any]]] = {}
         self.uploaded_bytes = 0
         self._fail_jobs: list[tuple[str, int]] = []
+        self.locked: Counter[str] = Counter()  # lower-case external id or Id -> writes still refused with a lock
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
 
@@ -222,6 +224,7 @@ class FakeSalesforce(BackgroundServer):
             self.calls.clear()
             self.faults.clear()
             self._fail_jobs.clear()
+            self.locked.clear()
             self.ingest_jobs.clear()
             self.query_jobs.clear()
             self.cursors.clear()
@@ -271,6 +274,14 @@ class FakeSalesforce(BackgroundServer):
         with self._lock:
             self._fail_jobs.append((message, after_batches))
 
+    def lock(self, keys: Iterable[str], *, times: int = 1) -> None:
+        """The next ``times`` writes of each record (by external id value or Id) fail with UNABLE_TO_LOCK_ROW, as
+        when another transaction holds the row (or its parent's) longer than Salesforce waits for the lock; the
+        record is not changed. Per record in sObject Collections and in Bulk results alike."""
+        with self._lock:
+            for key in keys:
+                self.locked[str(key).lower()] += times
+
     def advance(self, seconds: float) -> None:
         """The org's clock moves on: later changes are stamped, and answers dated, that much later."""
         with self._lock:
@@ -293,6 +304,7 @@ class FakeSalesforce(BackgroundServer):
         kind = (route.name or "unknown:").split(":", 1)[0]
         with self._lock:
             self.calls[kind] += 1
+            self.request_lines.append(f"{request.method} {request.raw_path}")
             fault = next((f for f in self.faults if f.remaining > 0 and f.kind.fullmatch(kind)), None)
             if fault is not None:
                 fault.remaining -= 1
@@ -616,6 +628,14 @@ class FakeSalesforce(BackgroundServer):
                from_csv: bool) -> tuple[str | None, bool, list[RecordError]]:
         """Insert, update or upsert one record; (id, created, errors). The caller holds the lock."""
         by_name = {sobject.canonical(k) or k: v for k, v in values.items()}
+        keys = [str(by_name.get(name) or "") for name in ("Id", sobject.external_id) if name]
+        locked = next((key for key in keys if key and self.locked[key.lower()] > 0), None)
+        if locked is not None:
+            self.locked[locked.lower()] -= 1
+            found = sobject.find(locked) or sobject.find_by_external_id(locked)
+            which = f" or 1 records: {found['Id']}" if found else ""
+            return None, False, [RecordError("UNABLE_TO_LOCK_ROW",
+                                             f"unable to obtain exclusive access to this record{which}")]
         if operation in ("delete", "hardDelete"):
             record = sobject.find(str(by_name.get("Id") or ""))
             if record is None:

@@ -24,7 +24,9 @@ builds every URL as ``https://<host>``: an ``http://`` instanceUrl or loginUrl i
 forwarding that one origin back to ``http`` in the session adapter.
 
 Small writes use sObject Collections (200 records a call, ``allOrNone=false``); large ones use Bulk
-API 2.0 (walkme_dic.connectors.salesforce_bulk). Messages never contain credential values.
+API 2.0 (walkme_dic.connectors.salesforce_bulk). Either way a record refused for a passing reason (a row
+lock, the API limit) is sent once more on its own, and reported only if refused again. Messages never
+contain credential values.
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ NOT_RUN_STATUS = frozenset({503})  # Salesforce unavailable: the call did not ru
 MAYBE_RUN_STATUS = frozenset({502, 504})  # a gateway's answer: the call may have run behind it
 SOQL_ERRORS = {"INVALID_FIELD", "MALFORMED_QUERY", "INVALID_TYPE", "INVALID_QUERY_FILTER_OPERATOR",
                "INVALID_QUERY_LOCATOR", "QUERY_TOO_COMPLICATED", "INVALID_OPERATION"}
+# Per-record refusals that say nothing about the record itself: a row lock another transaction held past
+# Salesforce's wait ("UNABLE_TO_LOCK_ROW: unable to obtain exclusive access to this record") and the API limit. The
+# record was not applied; it is sent once more, in a call or job of its own, as the Bulk API guide says of failures:
+# "create a new ingest job to process the records that weren't processed"
+# (https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/datafiles_understanding_bulk2_ingest.htm).
+TRANSIENT_RECORD_ERRORS = frozenset({"UNABLE_TO_LOCK_ROW", "REQUEST_LIMIT_EXCEEDED"})
+SENT_AGAIN = " (refused again when sent a second time)"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 TOKEN_PATH = "/services/oauth2/token"
 T = TypeVar("T")
@@ -352,35 +361,56 @@ class SalesforceClient:
 
     def _write_collections(self, object_name: str, operation: str, records: list[dict[str, object]],
                            external_id_field: str | None) -> WriteReport:
+        """One call per 200 records; the records refused with a transient error (TRANSIENT_RECORD_ERRORS) are
+        sent once more, in a call of their own after a pause, and refused for good only if that fails too."""
         report = WriteReport()
-        path = "composite/sobjects" + (f"/{object_name}/{external_id_field}" if operation == "upsert" else "")
-        method = "POST" if operation == "insert" else "PATCH"
         for offset in range(0, len(records), COLLECTION_SIZE):
             batch = records[offset: offset + COLLECTION_SIZE]
-            pending = list(range(len(batch)))  # positions in batch not yet known to be applied or refused
-            for attempt in range(1, self.adapter.attempts + 1):
-                body = {"allOrNone": False, "records": [
-                    {"attributes": {"type": object_name}, **{k: _json_value(v) for k, v in batch[i].items()}}
-                    for i in pending]}
-                try:
-                    results = self.call(f"{operation} {object_name}",
-                                        lambda sf, body=body: sf.restful(path, method=method, json=body)) or []
-                except MaybeApplied as error:
-                    if attempt == self.adapter.attempts:
-                        raise
-                    pending = self._not_inserted(object_name, batch, offset, pending, external_id_field, error,
-                                                 report)
-                    if not pending:
-                        break
-                    continue
-                for position, result in zip(pending, results, strict=False):
+            again: list[int] = []
+            for position, result in self._collection(object_name, operation, batch, offset,
+                                                     list(range(len(batch))), external_id_field, report):
+                if result.get("success"):
+                    report.written += 1
+                elif transient_record_error(result.get("errors") or []):
+                    again.append(position)
+                else:
+                    report.failed.append((offset + position, record_error(result.get("errors") or [])))
+            if again:
+                time.sleep(retry_delay(1, self.adapter.base_delay, None))
+                for position, result in self._collection(object_name, operation, batch, offset, again,
+                                                         external_id_field, report):
                     if result.get("success"):
                         report.written += 1
                     else:
-                        report.failed.append((offset + position, record_error(result.get("errors") or [])))
-                break
+                        report.failed.append((offset + position, record_error(result.get("errors") or [],
+                                                                              sent_again=True)))
         report.failed.sort()
         return report
+
+    def _collection(self, object_name: str, operation: str, batch: list[dict[str, object]], offset: int,
+                    positions: list[int], external_id_field: str | None,
+                    report: WriteReport) -> list[tuple[int, dict[str, Any]]]:
+        """One sObject Collections call for ``positions`` of ``batch``: (position, result) in order. An insert that
+        may have run is checked, not re-sent (_not_inserted); what it found counts in ``report``."""
+        path = "composite/sobjects" + (f"/{object_name}/{external_id_field}" if operation == "upsert" else "")
+        method = "POST" if operation == "insert" else "PATCH"
+        pending = positions  # not yet known to be applied or refused
+        for attempt in range(1, self.adapter.attempts + 1):
+            body = {"allOrNone": False, "records": [
+                {"attributes": {"type": object_name}, **{k: _json_value(v) for k, v in batch[i].items()}}
+                for i in pending]}
+            try:
+                results = self.call(f"{operation} {object_name}",
+                                    lambda sf, body=body: sf.restful(path, method=method, json=body)) or []
+            except MaybeApplied as error:
+                if attempt == self.adapter.attempts:
+                    raise
+                pending = self._not_inserted(object_name, batch, offset, pending, external_id_field, error, report)
+                if not pending:
+                    return []
+                continue
+            return list(zip(pending, results, strict=False))
+        raise AssertionError("unreachable")
 
     def _not_inserted(self, object_name: str, batch: list[dict[str, object]], offset: int, pending: list[int],
                       external_id_field: str | None, error: MaybeApplied, report: WriteReport) -> list[int]:
@@ -407,12 +437,18 @@ def soql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def record_error(errors: list[dict[str, Any]]) -> str:
+def record_error(errors: list[dict[str, Any]], *, sent_again: bool = False) -> str:
     """'FIELD: message' for the first error of a record (or 'STATUS_CODE: message' without a field)."""
     if not errors:
         return "rejected by Salesforce without a reason"
     first = errors[0]
-    return error_reason(str(first.get("statusCode", "")), str(first.get("message", "")), first.get("fields") or [])
+    reason = error_reason(str(first.get("statusCode", "")), str(first.get("message", "")), first.get("fields") or [])
+    return reason + (SENT_AGAIN if sent_again else "")
+
+
+def transient_record_error(errors: list[dict[str, Any]]) -> bool:
+    """A record refused for a passing reason (a lock, the API limit): it was not applied and may be sent again."""
+    return bool(errors) and str(errors[0].get("statusCode", "")) in TRANSIENT_RECORD_ERRORS
 
 
 def error_reason(code: str, message: str, fields: list[str]) -> str:

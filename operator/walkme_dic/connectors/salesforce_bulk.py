@@ -14,6 +14,13 @@ job. The written count comes from the job's numbers; failedResults are downloade
 matched to their input index by a digest of the row's values (Salesforce returns results in no
 particular order), rescanning the spooled file, so memory holds only the failures, never the data.
 One job's file is read into memory to upload it (one string), so a job costs a few times its size.
+
+Records a job refused for a passing reason (UNABLE_TO_LOCK_ROW, REQUEST_LIMIT_EXCEEDED: salesforce.
+TRANSIENT_RECORD_ERRORS) and those a Failed job left unprocessed go once more, after a pause, into a new
+job of their own (Salesforce: "create a new ingest job to process the records that weren't processed");
+what that job refuses or leaves is reported, never sent a third time. Not resent: the records of a job that
+failed on its data (InvalidBatch: the same file fails the same way) or was aborted (someone decided so).
+Applied records are never sent again, so an insert does not duplicate.
 """
 
 from __future__ import annotations
@@ -33,7 +40,14 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from walkme_dic.connectors.base import WriteReport
-from walkme_dic.connectors.salesforce import MaybeApplied, PartlyApplied, error_reason
+from walkme_dic.connectors.common import retry_delay
+from walkme_dic.connectors.salesforce import (
+    SENT_AGAIN,
+    TRANSIENT_RECORD_ERRORS,
+    MaybeApplied,
+    PartlyApplied,
+    error_reason,
+)
 from walkme_dic.errors import DicError
 
 if TYPE_CHECKING:
@@ -51,6 +65,7 @@ class BulkIngest:
         self.operation = operation
         self.external_id_field = external_id_field
         self.report = WriteReport()
+        self.unprocessed = 0  # of report.failed: records a Failed or Aborted job did not process
         self.columns: list[str] = []
 
     def run(self, head: list[dict[str, object]], rest: Iterator[dict[str, object]]) -> WriteReport:
@@ -79,16 +94,18 @@ class BulkIngest:
 
     # ---- one job -----------------------------------------------------------------------------
 
-    def _submit(self, chunk: _Chunk) -> None:
+    def _submit(self, chunk: _Chunk, *, again: bool = False) -> None:
         try:
             chunk.file.flush()
-            self._job(chunk)
+            self._job(chunk, again=again)
         finally:
             chunk.file.close()
 
-    def _job(self, chunk: _Chunk) -> None:
-        """One job for the chunk, step by step (module docstring); a job that ends Failed or Aborted raises. Then
-        the failed rows are read back."""
+    def _job(self, chunk: _Chunk, *, again: bool) -> None:
+        """One job for the chunk, step by step (module docstring), then its failed and unprocessed records read
+        back. Records refused for a passing reason (a row lock) and those a Failed job left unprocessed go once
+        more into a job of their own (``again``); what that job still refuses or leaves is reported. A job that
+        ends Failed or Aborted with records left raises PartlyApplied."""
         what = f"Bulk API {self.operation} {self.object_name}"
         job_id = self._create(what)
         try:
@@ -103,18 +120,38 @@ class BulkIngest:
         job = self._wait(job_id, what)
         applied = int(job.get("numberRecordsProcessed") or 0) - int(job.get("numberRecordsFailed") or 0)
         self.report.written += applied
+        resend: list[int] = []  # positions in the chunk to send once more
         if int(job.get("numberRecordsFailed") or 0):
-            self._results(job_id, what, chunk, "failedResults")
+            for position, sf_error in self._results(job_id, what, chunk, "failedResults"):
+                code, reason = sf_error.partition(":")[0].strip(), _reason(sf_error)
+                if code in TRANSIENT_RECORD_ERRORS and not again and position is not None:
+                    resend.append(position)
+                else:
+                    self._refuse(chunk, position, reason + (SENT_AGAIN if again and code in TRANSIENT_RECORD_ERRORS
+                                                            else ""))
+        left: list[int | None] = []
+        reason = str(job.get("errorMessage") or job["state"])
         if job["state"] != "JobComplete":
-            # "the entire job is moved to the Failed state and remaining job data is not processed. Use the Failed
-            # Record Results and Unprocessed Record Records resources to determine what records were not processed"
-            # (https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/how_requests_are_processed.htm)
-            reason = job.get("errorMessage") or job["state"]
-            before = len(self.report.failed)
-            self._results(job_id, what, chunk, "unprocessedrecords",
-                          unprocessed=f"not processed: the Bulk job {job_id} ended {job['state']} ({reason})")
+            # "the entire job is moved to the Failed state and remaining job data isn't processed. If there's a
+            # failure, create a new ingest job to process the records that weren't processed"
+            # (https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/datafiles_understanding_bulk2_ingest.htm)
+            left = [position for position, _ in self._results(job_id, what, chunk, "unprocessedrecords")]
+            if not again and _worth_resending(job):
+                resend.extend(position for position in left if position is not None)
+                left = [position for position in left if position is None]
+        for position in left:
+            self._refuse(chunk, position, f"not processed: the Bulk job {job_id} ended {job['state']} ({reason})"
+                         + (" when its records were sent a second time" if again else ""))
+        self.unprocessed += len(left)
+        if resend:
+            time.sleep(retry_delay(1, self.client.adapter.base_delay, None))
+            self._submit(chunk.subset(sorted(resend)), again=True)
+        if left or (job["state"] != "JobComplete" and not resend):
             raise PartlyApplied(f"{what}: the job did not complete: {reason}", self.report,
-                                unprocessed=len(self.report.failed) - before)
+                                unprocessed=self.unprocessed)
+
+    def _refuse(self, chunk: _Chunk, position: int | None, reason: str) -> None:
+        self.report.failed.append((chunk.rows[position] if position is not None else -1, reason))
 
     def _bulk(self, sf: Salesforce) -> Any:
         return getattr(sf.bulk2, self.object_name)._client
@@ -189,9 +226,9 @@ class BulkIngest:
 
     # ---- results -----------------------------------------------------------------------------
 
-    def _results(self, job_id: str, what: str, chunk: _Chunk, kind: str, *, unprocessed: str = "") -> None:
-        """The job's failedResults (each with its sf__Error) or unprocessedrecords (each with ``unprocessed``),
-        matched to their input index by the digest of their values."""
+    def _results(self, job_id: str, what: str, chunk: _Chunk, kind: str) -> list[tuple[int | None, str]]:
+        """The job's failedResults (each with its sf__Error) or unprocessedrecords, as (position in the chunk,
+        sf__Error), matched by the digest of their values; None for a row Salesforce echoed differently."""
         pending: dict[bytes, list[str]] = {}
         download = "get_failed_records" if kind == "failedResults" else "get_unprocessed_records"
         with tempfile.NamedTemporaryFile(prefix=f"walkme-dic-{kind}-", suffix=".csv") as results:
@@ -200,23 +237,15 @@ class BulkIngest:
             with open(results.name, encoding="utf-8-sig", newline="") as text:
                 for row in csv.DictReader(text):
                     values = [row.get(column) or "" for column in self.columns]
-                    reason = _reason(row.get("sf__Error") or "") if kind == "failedResults" else unprocessed
-                    pending.setdefault(_digest(values), []).append(reason)
-        if not pending:
-            return
-        chunk.file.seek(0)
-        spooled = io.TextIOWrapper(chunk.file, encoding="utf-8", newline="")
-        try:
-            reader = csv.reader(spooled)
-            next(reader, None)
-            for position, values in enumerate(reader):
-                reasons = pending.get(_digest(values))
-                if reasons:
-                    self.report.failed.append((chunk.rows[position], reasons.pop(0)))
-        finally:
-            spooled.detach()  # the chunk's file stays open for the next results
-        for reasons in pending.values():  # rows Salesforce echoed differently than sent: index unknown
-            self.report.failed.extend((-1, reason) for reason in reasons)
+                    pending.setdefault(_digest(values), []).append(row.get("sf__Error") or "")
+        found: list[tuple[int | None, str]] = []
+        if pending:
+            for position, values in chunk.scan():
+                errors = pending.get(_digest(values))
+                if errors:
+                    found.append((position, errors.pop(0)))
+        found.extend((None, error) for errors in pending.values() for error in errors)
+        return found
 
 
 class _Chunk:
@@ -235,6 +264,28 @@ class _Chunk:
         self.size += self.file.write(line)
         self.rows.append(index)
 
+    def scan(self) -> Iterator[tuple[int, list[str]]]:
+        """(position, values) of every row spooled, read back from the file (which stays open)."""
+        self.file.flush()
+        self.file.seek(0)
+        spooled = io.TextIOWrapper(self.file, encoding="utf-8", newline="")
+        try:
+            reader = csv.reader(spooled)
+            next(reader, None)
+            yield from enumerate(reader)
+        finally:
+            spooled.detach()
+
+    def subset(self, positions: list[int]) -> _Chunk:
+        """A new chunk of the rows at ``positions`` (ascending), with their input indices."""
+        wanted = iter(positions)
+        subset, target = _Chunk(self.columns), next(wanted, None)
+        for position, values in self.scan():
+            if position == target:
+                subset.add(self.rows[position], _line(values))
+                target = next(wanted, None)
+        return subset
+
 
 def _line(values: list[str]) -> bytes:
     out = io.StringIO()
@@ -250,6 +301,13 @@ def _csv_value(value: object) -> str:
     if isinstance(value, datetime | date):
         return value.isoformat()
     return str(value)
+
+
+def _worth_resending(job: dict[str, Any]) -> bool:
+    """A Failed job's unprocessed records are sent again unless it failed on its data itself (InvalidBatch: a field
+    Salesforce does not know, a malformed file; the same file fails the same way) or someone aborted it."""
+    message = str(job.get("errorMessage") or "")
+    return job["state"] == "Failed" and not message.startswith(("InvalidBatch", "InvalidJob"))
 
 
 def _digest(values: list[str]) -> bytes:

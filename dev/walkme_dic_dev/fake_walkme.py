@@ -11,8 +11,9 @@ type of its first value, or the one :meth:`FakeWalkMe.define_properties` gives i
 refuses (one 400 for the whole request naming the first bad object as ``data[i]``) is our
 assumption, written down in docs/walkme-api.md.
 
-Users' attributes are applied synchronously (the real API is asynchronous) so tests can read
-them back with :meth:`FakeWalkMe.users`. Nothing is ever deleted, as in WalkMe.
+A ``null`` value clears the attribute, whatever its property's type (our assumption A8). Users'
+attributes are applied synchronously (the real API is asynchronous) so tests can read them back
+with :meth:`FakeWalkMe.users`. Nothing is ever deleted, as in WalkMe.
 """
 
 from __future__ import annotations
@@ -249,8 +250,12 @@ class FakeWalkMe(BackgroundServer):
             if self.keep_users:
                 store = self.attributes.setdefault(token, {})
                 for item in data:
-                    user = str(item[id_property])
-                    store.setdefault(user, {}).update({k: v for k, v in item.items() if k != id_property})
+                    attributes = store.setdefault(str(item[id_property]), {})
+                    for key, value in item.items():
+                        if value is None:  # null clears the attribute (docs/walkme-api.md, A8)
+                            attributes.pop(key, None)
+                        elif key != id_property:
+                            attributes[key] = value
             self.objects_received += len(data)
         return web.json_response({"message": "Request has been received"})
 
@@ -347,7 +352,7 @@ def _invalid(item: Any, id_property: str, types: dict[str, str]) -> str | None:
     if item.get(id_property) in (None, ""):
         return f"missing the user identifier property {id_property!r}"
     for key, value in item.items():
-        if key == id_property:
+        if key == id_property or value is None:  # null clears, whatever the property's type (A8)
             continue
         kind = value_type(value)
         if kind is None:

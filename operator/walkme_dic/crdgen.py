@@ -25,6 +25,7 @@ from walkme_dic.api.connection import PROVIDERS, ConnectionSpec, ConnectionStatu
 from walkme_dic.api.integration import (
     COMPRESSION_NAMED,
     DESTINATION_KINDS,
+    EMPTY_VALUES_OUTBOUND,
     GZIP_SUFFIX,
     MAX_WALKME_PROPERTIES,
     PARENT_SEGMENT,
@@ -108,6 +109,11 @@ KINDS: dict[str, dict[str, Any]] = {
             "rule": "self.direction != 'Inbound' || !has(self.mapping.fields) || "
                     "self.mapping.fields.all(f, !has(f.type) || f.type != 'boolean')",
             "message": f"mapping.fields: {WALKME_TYPES_MESSAGE}",
+        }, {
+            "rule": "self.direction == 'Inbound' || ((!has(self.mapping.emptyValues) || self.mapping.emptyValues == "
+                    "'keep') && (!has(self.mapping.fields) || self.mapping.fields.all(f, !has(f.emptyValues) || "
+                    "f.emptyValues == 'keep')))",
+            "message": EMPTY_VALUES_OUTBOUND,
         }],
         "field_rules": {
             "connectionRef": [{

@@ -171,6 +171,10 @@ RULE_CASES: dict[tuple[str, str], list[RuleCase]] = {
         RuleCase(accepted={**OUTBOUND, "mapping": {**OUTBOUND["mapping"], "fields": [BOOLEAN_FIELD]}},
                  refused={**INBOUND, "mapping": {**INBOUND["mapping"], "fields": [BOOLEAN_FIELD]}},
                  rule="String, Number or Date"),
+        RuleCase(accepted={**INBOUND, "mapping": {**INBOUND["mapping"], "emptyValues": "clear"}},
+                 refused={**OUTBOUND, "mapping": {**OUTBOUND["mapping"], "fields": [
+                     {"source": "email", "destination": "Email", "emptyValues": "clear"}]}},
+                 rule="clear is for Inbound"),
     ],
 }
 CRD_RULES = [(kind, path, rule) for kind, schema in SCHEMAS.items() for path, rule in rules_in(schema)]

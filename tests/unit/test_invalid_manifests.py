@@ -143,6 +143,8 @@ MISTAKES = [
      "String, Number or Date"),
     ("unknown encoding", "Integration", changed(INBOUND, "source.file.encoding", "utf-9"), "encoding"),
     ("byte transform as encoding", "Integration", changed(INBOUND, "source.file.encoding", "base64"), "encoding"),
+    ("clear on an outbound integration", "Integration", changed(OUTBOUND, "mapping.emptyValues", "clear"),
+     "emptyValues"),
 ]
 
 

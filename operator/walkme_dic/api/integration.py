@@ -13,6 +13,13 @@ from walkme_dic.schedule import MAX_TIME_ZONE_LENGTH, schedule_problem, time_zon
 
 Direction = Literal["Inbound", "Outbound"]
 FieldType = Literal["string", "number", "boolean", "date"]
+EmptyValues = Literal["keep", "clear"]
+EMPTY_VALUES = ("Inbound: what an empty value (a CSV cell empty once trimmed; a JSON null, empty text or absent "
+                "field) does to the WalkMe attribute: keep leaves it as it is (nothing is sent for it); clear sends "
+                "null, which clears it (docs/walkme-api.md, A8). The key and the activeField are never empty: such a "
+                "row is rejected")
+EMPTY_VALUES_OUTBOUND = ("mapping.emptyValues: clear is for Inbound integrations (WalkMe user attributes); an outbound "
+                         "record leaves an empty value out")
 RunResult = Literal["Running", "Succeeded", "Failed", "Skipped"]
 RunTrigger = Literal["Created", "SpecChanged", "Schedule", "Requested", "Retry"]
 MODSTAMP = "SystemModstamp"  # the Salesforce field incremental inbound reads filter and order on
@@ -265,6 +272,9 @@ class FieldMapping(ApiModel):
     type: FieldType = Field(
         default="string", description="Value type: string, number, boolean or date (YYYY-MM-DD).",
     )
+    empty_values: EmptyValues | None = Field(
+        default=None, description="This field's empty-value policy, keep or clear; unset: mapping.emptyValues.",
+    )
 
 
 class Mapping(ApiModel):
@@ -272,11 +282,16 @@ class Mapping(ApiModel):
 
     key: KeyMapping = Field(description="Identity used for matching and upserts.")
     fields: list[FieldMapping] = Field(default_factory=list, description="Other columns to copy.")
+    empty_values: EmptyValues = Field(default="keep", description=f"{EMPTY_VALUES}. A field may say otherwise.")
     active_field: str | None = Field(
         default=None,
         description="Inbound: the source column holding true/false. Users are never deleted from WalkMe; "
         "set active=false and segment on active = true to retire them.",
     )
+
+    def clears(self, field: FieldMapping) -> bool:
+        """Whether an empty value of ``field`` clears its attribute (its own policy, else the mapping's)."""
+        return (field.empty_values or self.empty_values) == "clear"
 
     def property_count(self) -> int:
         """Destination properties a record carries: the key, the fields, the active column."""
@@ -401,6 +416,9 @@ class IntegrationSpec(ApiModel):
                 raise ValueError("destination: an Outbound integration writes file, salesforce or webhook, not walkme")
         if self.mapping.active_field and self.direction == "Outbound":
             raise ValueError("mapping.activeField: only Inbound integrations have an active column")
+        if self.direction == "Outbound" and "clear" in (self.mapping.empty_values,
+                                                        *(f.empty_values for f in self.mapping.fields)):
+            raise ValueError(EMPTY_VALUES_OUTBOUND)
         booleans = [f.destination for f in self.mapping.fields if f.type == "boolean"]
         if self.direction == "Inbound" and booleans:
             raise ValueError(f"mapping.fields: {', '.join(booleans)} {WALKME_TYPES_MESSAGE}")

@@ -145,8 +145,8 @@ class ColumnPlan:
         self.key = self._extractor(mapper.key_source)
         self.key_prefix = "{" + _json(mapper.key_name) + ":"
         self.copy_prefix = "," + _json(mapper.mapping.key.destination) + ":" if mapper.key_copy else None
-        self.fields = [(self._extractor(f.source), f.type, f.source, "," + _json(f.destination) + ":")
-                       for f in mapper.fields]
+        self.fields = [(self._extractor(f.source), f.type, f.source, "," + _json(f.destination) + ":",
+                        mapper.mapping.clears(f)) for f in mapper.fields]
         self.active = (self._extractor(mapper.active), "," + _json(mapper.active) + ":", mapper.active) \
             if mapper.active else None
 
@@ -174,7 +174,7 @@ class ColumnPlan:
         texts = self.header is not None  # CSV cells are str: their types need no look
         key = _converted(self.key(rows), "string", self.mapper.key_source, refused, texts=texts)
         fields = [_converted(extract(rows), kind, source, refused, texts=texts)
-                  for extract, kind, source, _ in self.fields]
+                  for extract, kind, source, *_ in self.fields]
         active = None
         if self.active is not None:
             extract, _, source = self.active
@@ -192,8 +192,8 @@ class ColumnPlan:
         pieces: list[Any] = [repeat(self.key_prefix), *key_json]
         if self.copy_prefix is not None:
             pieces += [repeat(self.copy_prefix), *key_json]
-        for column, (*_, prefix) in zip(fields, self.fields, strict=True):
-            pieces += _pieces(column, prefix)
+        for column, (*_, prefix, clear) in zip(fields, self.fields, strict=True):
+            pieces += _pieces(column, prefix, clear=clear)
         if self.active is not None and active is not None:
             pieces += _pieces(active, self.active[1])
         if not refused:
@@ -268,11 +268,13 @@ def _common_shape(stripped: list[str], kind: str) -> list[Any] | None:
     return None
 
 
-def _pieces(column: Column, prefix: str) -> list[Any]:
+def _pieces(column: Column, prefix: str, *, clear: bool = False) -> list[Any]:
     """One column's share of each record, as text: its '"name":' prefix (repeated) and the value's JSON, or
-    one '"name":value' piece, "" where the value is None (the record leaves the name out)."""
+    one '"name":value' piece where the value is None: "" (the record leaves the name out), or with ``clear``
+    '"name":null'."""
     if not column.whole:
-        return [["" if value is None else prefix + _json(value) for value in column.values]]
+        empty = prefix + "null" if clear else ""
+        return [[empty if value is None else prefix + _json(value) for value in column.values]]
     values = column.values
     if not values or isinstance(values[0], str):  # a whole column holds values of one type (_common_shape)
         if ESCAPED.search("".join(values)):

@@ -132,8 +132,8 @@ class Mapper:
         self.mapping = mapping
         self.key_name = key_name
         self.fields: list[FieldMapping] = list(mapping.fields)
-        # (source column, destination, converter): decided once, applied to every row
-        self.plan = [(f.source, f.destination, CONVERTERS[f.type]) for f in self.fields]
+        # (source column, destination, converter, whether an empty value clears): decided once, applied to every row
+        self.plan = [(f.source, f.destination, CONVERTERS[f.type], mapping.clears(f)) for f in self.fields]
         self.key_source, self.key_copy = mapping.key.source, mapping.key.destination != key_name
         self.active = mapping.active_field
 
@@ -153,9 +153,9 @@ class Mapper:
         record: dict[str, Any] = {self.key_name: key}
         if self.key_copy:
             record[self.mapping.key.destination] = key
-        for source, destination, convert in self.plan:
+        for source, destination, convert, clear in self.plan:
             value = convert(values[source] if source in values else lookup(values, source), source)
-            if value is not None:
+            if value is not None or clear:  # None: an empty value, kept (left out) or cleared (sent as null)
                 record[destination] = value
         active = self.active
         if active:

@@ -74,3 +74,24 @@ def test_an_empty_key_is_rejected_under_clear_too(moto_server: str, bucket: str,
     assert (result.result, result.rows_written, result.rows_rejected) == ("Succeeded", 1, 1), result
     assert result.rejected[0].reason == "line 2: column 'id' (the key) is empty"
     assert walkme.users(WALKME_TOKEN) == {"u2": {}}
+
+
+CASES = b"id,plan,since\nALICE@x.com,gold,2024-01-01\n alice@x.com ,silver,2024-02-01\n"
+
+
+def test_keys_differing_in_case_are_two_users_by_default(moto_server: str, bucket: str, walkme: FakeWalkMe) -> None:
+    """Issue 21: `ALICE@x.com` then `alice@x.com` made two WalkMe users, undocumented; now the rule is written
+    down (trimmed, case kept) and this is it."""
+    result = import_file(moto_server, bucket, walkme, CASES)
+    assert (result.result, result.rows_written, result.duplicate_keys) == ("Succeeded", 2, 0), result
+    assert sorted(walkme.users(WALKME_TOKEN)) == ["ALICE@x.com", "alice@x.com"]
+
+
+def test_case_fold_makes_them_one_key_and_the_last_row_wins(moto_server: str, bucket: str,
+                                                           walkme: FakeWalkMe) -> None:
+    result = import_file(moto_server, bucket, walkme, CASES,
+                         mapping={"key": {"source": "id", "destination": "uuid", "caseFold": True}, "fields": FIELDS})
+    assert (result.result, result.rows_read, result.rows_written, result.duplicate_keys) == \
+        ("Succeeded", 2, 1, 1), result
+    assert [(d.row, d.replaced_by) for d in result.duplicates] == [(2, 3)]
+    assert walkme.users(WALKME_TOKEN) == {"alice@x.com": {"plan": "silver", "since": "2024-02-01"}}

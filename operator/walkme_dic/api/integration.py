@@ -262,6 +262,12 @@ class KeyMapping(ApiModel):
 
     source: str = Field(min_length=1, description="Source column or field holding the identity.")
     destination: str = Field(min_length=1, description="Destination attribute or field it is written to.")
+    case_fold: bool = Field(
+        default=False,
+        description="Keys are trimmed and their case is kept: ALICE@x.com and alice@x.com are two users. true "
+        "compares and sends every key case-folded (Unicode case folding: ALICE@x.com becomes alice@x.com, Straße "
+        "strasse), so they are one key and the last row wins. Users imported before with other case stay in WalkMe.",
+    )
 
 
 class FieldMapping(ApiModel):

@@ -173,6 +173,8 @@ class ColumnPlan:
         refused: set[int] = set()  # positions in the block of rows a converter refused
         texts = self.header is not None  # CSV cells are str: their types need no look
         key = _converted(self.key(rows), "string", self.mapper.key_source, refused, texts=texts)
+        if self.mapper.case_fold:
+            key = Column([None if k is None else k.casefold() for k in key.values], key.whole)
         fields = [_converted(extract(rows), kind, source, refused, texts=texts)
                   for extract, kind, source, *_ in self.fields]
         active = None

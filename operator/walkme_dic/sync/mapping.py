@@ -135,6 +135,7 @@ class Mapper:
         # (source column, destination, converter, whether an empty value clears): decided once, applied to every row
         self.plan = [(f.source, f.destination, CONVERTERS[f.type], mapping.clears(f)) for f in self.fields]
         self.key_source, self.key_copy = mapping.key.source, mapping.key.destination != key_name
+        self.case_fold = mapping.key.case_fold
         self.active = mapping.active_field
 
     def required_columns(self) -> list[str]:
@@ -146,7 +147,7 @@ class Mapper:
         key = _string(values[source] if source in values else lookup(values, source), source)
         if key is None:
             raise RowError(f"column {source!r} (the key) is empty")
-        return key
+        return key.casefold() if self.case_fold else key
 
     def map(self, values: dict[str, Any]) -> dict[str, Any]:
         key = self.key_of(values)

@@ -23,15 +23,17 @@ CREDENTIALS = CredentialSet({"external": {"clientId": SF_CLIENT_ID, "clientSecre
                              "walkme": {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET}})
 
 
-def export(fake: FakeSalesforce, walkme: FakeWalkMe, **destination: Any) -> SyncResult:
+def export(fake: FakeSalesforce, walkme: FakeWalkMe, *, mapping: dict[str, Any] | None = None,
+           **destination: Any) -> SyncResult:
+    """Users upserted into Contact by WalkMe_Id__c, email into LastName (``mapping`` replaces that)."""
     request = SyncRequest.model_validate({
         "integration": {"namespace": "ns", "name": "to-crm"}, "runId": "run-1", "force": True,
         "spec": {"direction": "Outbound", "connectionRef": {"name": "crm"}, "walkmeConnectionRef": {"name": "wm"},
                  "source": {"walkme": {"dataset": "users"}},
                  "destination": {"salesforce": {"object": "Contact", "operation": "upsert",
                                                 "externalIdField": "WalkMe_Id__c", **destination}},
-                 "mapping": {"key": {"source": "userId", "destination": "WalkMe_Id__c"},
-                             "fields": [{"source": "email", "destination": "LastName"}]}},
+                 "mapping": mapping or {"key": {"source": "userId", "destination": "WalkMe_Id__c"},
+                                        "fields": [{"source": "email", "destination": "LastName"}]}},
         "connection": {"salesforce": {"instanceUrl": fake.url, "auth": {"secretRef": {"name": "sf"}}}},
         "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "w"}}}},
     })

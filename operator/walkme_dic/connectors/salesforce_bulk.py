@@ -13,6 +13,9 @@ Open. simple-salesforce's one-call flow would instead resend the close, get 400 
 job. The written count comes from the job's numbers; failedResults are downloaded to a file and
 matched to their input index by a digest of the row's values (Salesforce returns results in no
 particular order), rescanning the spooled file, so memory holds only the failures, never the data.
+Result files echo only the columns whose header is the field's API name exactly, so the header is
+written by the API names of the object's describe (one call a write) and the digest covers the columns
+the result file does echo; a result that still matches no row is reported with index -1 and says so.
 One job's file is read into memory to upload it (one string), so a job costs a few times its size.
 
 Records a job refused for a passing reason (UNABLE_TO_LOCK_ROW, REQUEST_LIMIT_EXCEEDED: salesforce.
@@ -66,13 +69,15 @@ class BulkIngest:
         self.external_id_field = external_id_field
         self.report = WriteReport()
         self.unprocessed = 0  # of report.failed: records a Failed or Aborted job did not process
-        self.columns: list[str] = []
+        self.columns: list[str] = []  # the records' field names
+        self.header: list[str] = []  # the same fields by their API names, as the CSV header says them
 
     def run(self, head: list[dict[str, object]], rest: Iterator[dict[str, object]]) -> WriteReport:
         """``head`` (the first rows, which fix the CSV columns) then ``rest``, in input order."""
         self.columns = list(dict.fromkeys(key for record in head for key in record))
+        self.header = self._api_names(self.columns)
         allowed = set(self.columns)
-        chunk = _Chunk(self.columns)
+        chunk = _Chunk(self.columns, self.header)
         index = 0
         for source in (head, rest):
             for record in source:
@@ -84,7 +89,7 @@ class BulkIngest:
                     line = chunk.encode(record)
                     if chunk.rows and chunk.size + len(line) > self.client.bulk_max_bytes:
                         self._submit(chunk)
-                        chunk = _Chunk(self.columns)
+                        chunk = _Chunk(self.columns, self.header)
                     chunk.add(index, line)
                 index += 1
         if chunk.rows:
@@ -151,7 +156,19 @@ class BulkIngest:
                                 unprocessed=self.unprocessed)
 
     def _refuse(self, chunk: _Chunk, position: int | None, reason: str) -> None:
+        if position is None:
+            reason += " (Salesforce's result row matches no record sent, so which one is unknown)"
         self.report.failed.append((chunk.rows[position] if position is not None else -1, reason))
+
+    def _api_names(self, columns: list[str]) -> list[str]:
+        """Each column by the API name the object's describe gives it (field names are case-insensitive in a job's
+        header, but its result files echo only the columns named exactly as the API names, so a failure written
+        ``lastname`` would come back without the values that say which record it was); a name describe does not
+        list (a relationship such as ``Account.External__c``) is kept as it is."""
+        describe = self.client.call(f"describe {self.object_name}",
+                                    lambda sf: getattr(sf, self.object_name).describe())
+        names = {str(f.get("name", "")).lower(): str(f["name"]) for f in describe.get("fields", []) if f.get("name")}
+        return [names.get(column.lower(), column) for column in columns]
 
     def _bulk(self, sf: Salesforce) -> Any:
         return getattr(sf.bulk2, self.object_name)._client
@@ -228,20 +245,28 @@ class BulkIngest:
 
     def _results(self, job_id: str, what: str, chunk: _Chunk, kind: str) -> list[tuple[int | None, str]]:
         """The job's failedResults (each with its sf__Error) or unprocessedrecords, as (position in the chunk,
-        sf__Error), matched by the digest of their values; None for a row Salesforce echoed differently."""
+        sf__Error). Salesforce lists them in no set order, so each is matched to its row by the digest of the
+        columns the result file echoes (named as sent, whatever their case); None for a row matching none."""
         pending: dict[bytes, list[str]] = {}
+        echoed: list[int] = []  # positions in self.columns of the columns the results carry
         download = "get_failed_records" if kind == "failedResults" else "get_unprocessed_records"
         with tempfile.NamedTemporaryFile(prefix=f"walkme-dic-{kind}-", suffix=".csv") as results:
             self.client.call(what, lambda sf: getattr(getattr(sf.bulk2, self.object_name), download)(
                 job_id, file=results.name))
             with open(results.name, encoding="utf-8-sig", newline="") as text:
-                for row in csv.DictReader(text):
-                    values = [row.get(column) or "" for column in self.columns]
-                    pending.setdefault(_digest(values), []).append(row.get("sf__Error") or "")
+                reader = csv.reader(text)
+                names = {name.lower(): i for i, name in enumerate(next(reader, []))}
+                error_at = names.get("sf__error")
+                echoed = [i for i, column in enumerate(self.header) if column.lower() in names]
+                at = [names[self.header[i].lower()] for i in echoed]
+                for row in reader:
+                    values = [row[j] if j < len(row) else "" for j in at]
+                    error = row[error_at] if error_at is not None and error_at < len(row) else ""
+                    pending.setdefault(_digest(values), []).append(error)
         found: list[tuple[int | None, str]] = []
-        if pending:
+        if pending and echoed:
             for position, values in chunk.scan():
-                errors = pending.get(_digest(values))
+                errors = pending.get(_digest([values[i] if i < len(values) else "" for i in echoed]))
                 if errors:
                     found.append((position, errors.pop(0)))
         found.extend((None, error) for errors in pending.values() for error in errors)
@@ -251,11 +276,11 @@ class BulkIngest:
 class _Chunk:
     """One job's CSV on disk, and the input index of each of its rows."""
 
-    def __init__(self, columns: list[str]) -> None:
-        self.columns = columns
+    def __init__(self, columns: list[str], header: list[str]) -> None:
+        self.columns, self.header = columns, header
         self.file: IO[bytes] = tempfile.NamedTemporaryFile(prefix="walkme-dic-bulk-", suffix=".csv")  # noqa: SIM115
         self.rows = array("q")
-        self.size = self.file.write(_line(columns))
+        self.size = self.file.write(_line(header))
 
     def encode(self, record: dict[str, object]) -> bytes:
         return _line([_csv_value(record[c]) if c in record else "" for c in self.columns])
@@ -279,7 +304,7 @@ class _Chunk:
     def subset(self, positions: list[int]) -> _Chunk:
         """A new chunk of the rows at ``positions`` (ascending), with their input indices."""
         wanted = iter(positions)
-        subset, target = _Chunk(self.columns), next(wanted, None)
+        subset, target = _Chunk(self.columns, self.header), next(wanted, None)
         for position, values in self.scan():
             if position == target:
                 subset.add(self.rows[position], _line(values))

@@ -3,7 +3,8 @@
 It lives in the package because `walkme-dic demo` ships it; tests import it from tests/fakes.
 Real parts (documented by WalkMe): the client-credentials token endpoint and the End User Update
 API (`POST /public/v1/user/data`, at most 100 objects, acknowledgement body). Ours (no public
-WalkMe API found): the paged Insights export and the list of user ids imported by a token.
+WalkMe API found): the paged Insights export. Every request line (path and query, as sent) is kept
+in :attr:`FakeWalkMe.request_lines`, so tests can check that no secret travels in a URL.
 
 It refuses only what WalkMe documents: more than 100 objects, more than 100 properties in the
 account, an unknown integration token, a value not of its property's type (a property takes the
@@ -100,6 +101,7 @@ class FakeWalkMe(BackgroundServer):
         self.reports: dict[str, list[dict[str, Any]]] = {}
         self.faults: list[Fault] = []
         self.requests: Counter[str] = Counter()
+        self.request_lines: list[str] = []  # "METHOD path?query" of every request, the query as sent
         self.objects_received = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -113,7 +115,6 @@ class FakeWalkMe(BackgroundServer):
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         app.router.add_post("/accounts/connect/token", self._token)
         app.router.add_post("/public/v1/user/data", self._user_data)
-        app.router.add_get("/public/v1/user/data/ids", self._user_ids)
         app.router.add_get("/public/v1/insights/export/{dataset}", self._export)
         app.router.add_get("/public/v1/insights/reports/{report}/rows", self._report)
         return app
@@ -188,6 +189,7 @@ class FakeWalkMe(BackgroundServer):
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         with self._lock:
             self.requests[request.path] += 1
+            self.request_lines.append(f"{request.method} {request.raw_path}")
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             fault = next((f for f in self.faults if f.remaining > 0 and f.path.search(request.path)), None)
@@ -258,16 +260,6 @@ class FakeWalkMe(BackgroundServer):
                             attributes[key] = value
             self.objects_received += len(data)
         return web.json_response({"message": "Request has been received"})
-
-    async def _user_ids(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return _error(401, "unauthorized", "missing or expired bearer token")
-        token = request.query.get("token", "")
-        if token not in self.integration_tokens:
-            return _error(403, "forbidden", "unknown integration token")
-        with self._lock:
-            ids = sorted(self.attributes.get(token, {}))
-        return web.json_response(_page(ids, request, limit_default=10000))
 
     async def _export(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

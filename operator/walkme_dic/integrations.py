@@ -312,8 +312,6 @@ def _record_finished(
                             ("continuationLines", result.continuation_lines)):
             if count is not None:
                 record[name] = count
-        if result.users_kept is not None:
-            record["usersKept"] = result.users_kept
         if result.duplicate_keys:
             record["duplicateKeys"] = result.duplicate_keys
             record["duplicateRows"] = [d.row for d in result.duplicates[:DUPLICATE_ROWS_KEPT]]
@@ -368,12 +366,11 @@ def run_message(result: SyncResult) -> str:
         return result.message
     verb = "would write" if result.dry_run else "wrote"
     where = f" to {result.destination}" if result.destination else ""
-    kept = f"; {result.users_kept} users absent from the source kept" if result.users_kept else ""
     first = "; ".join(r.reason for r in result.rejected[:3])
     why = f" ({first}{'; …' if result.rows_rejected > 3 else ''})" if first else ""
     duplicates = f", {result.duplicate_keys} duplicate keys (last row wins)" if result.duplicate_keys else ""
     return (f"read {result.rows_read}, {verb} {result.rows_written}{where}, rejected {result.rows_rejected}{why}"
-            f"{duplicates}{kept}")
+            f"{duplicates}")
 
 
 def _start_run_if_due(

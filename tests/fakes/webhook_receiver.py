@@ -44,6 +44,7 @@ class WebhookReceiver(BackgroundServer):
         with self._lock:
             self.batches: dict[str, dict[str, Any]] = {}  # Idempotency-Key -> body, in arrival order
             self.requests: list[dict[str, str]] = []  # headers of every request that reached the handler
+            self.request_lines: list[str] = []  # "METHOD path?query" of each of them, the query as sent
             self.duplicates = 0
             self.probes = 0
             self.script: list[Scripted] = []
@@ -73,6 +74,7 @@ class WebhookReceiver(BackgroundServer):
         body = await request.read()
         with self._lock:
             self.requests.append(dict(request.headers))
+            self.request_lines.append(f"{request.method} {request.raw_path}")
             scripted = next((s for s in self.script if s.remaining > 0), None)
             if scripted is not None:
                 scripted.remaining -= 1

@@ -158,13 +158,13 @@ def test_success_records_counts_sets_synced_and_emits_event() -> None:
     started = run_plan(view())
     name = started.status["activeRun"]
     result = SyncResult(result="Succeeded", reason="Synced", rows_read=3, rows_written=3, rows_rejected=0,
-                        users_kept=1, source_fingerprint="etag-1", destination="WalkMe user attributes")
+                        source_fingerprint="etag-1", destination="WalkMe user attributes")
     decision = run_plan(view(status=started.status), jobs=[finished_job(name)],
                         pods={name: [pod_with(name, result)]}, now=NOW + timedelta(minutes=1))
     assert decision.job is None
     assert "activeRun" not in decision.status
     run = decision.status["runs"][0]
-    assert (run["result"], run["rowsRead"], run["rowsWritten"], run["usersKept"]) == ("Succeeded", 3, 3, 1)
+    assert (run["result"], run["rowsRead"], run["rowsWritten"]) == ("Succeeded", 3, 3)
     assert decision.status["sourceFingerprint"] == "etag-1"
     assert condition(decision.status, "Synced")["status"] == "True"
     assert condition(decision.status, "Ready")["status"] == "True"

@@ -466,9 +466,6 @@ class RunRecord(ApiModel):
         default=None, description="The first rows left out as duplicates: a file's lines, a query's or export's "
         "record numbers.",
     )
-    users_kept: int | None = Field(
-        default=None, description="Inbound: users absent from the source but kept in WalkMe (never deleted).",
-    )
     bytes: int = Field(default=0, description="Bytes read or written.")
     message: str = Field(default="", description="Outcome for humans; for failures, the reason.")
     requested_at: str | None = Field(

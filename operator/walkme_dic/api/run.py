@@ -82,7 +82,6 @@ class SyncResult(ApiModel):
                                            "rows whose quoted cells hold line ends (a row over 3 lines adds 2).")
     rows_written: int = 0
     rows_rejected: int = 0
-    users_kept: int | None = None
     bytes: int = 0
     dry_run: bool = False
     destination: str | None = Field(default=None, description="Where data landed (object key, blob, sObject).")

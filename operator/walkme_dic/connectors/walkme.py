@@ -1,8 +1,10 @@
 """WalkMe API client: OAuth client-credentials tokens, user-attribute upserts, Insights export.
 
 The contract is docs/walkme-api.md: the token endpoint and `POST /public/v1/user/data` are
-WalkMe's documented API; the Insights export and the imported-ids listing are ours, kept in
-this one class so they can follow a real API when one is published.
+WalkMe's documented API; the Insights export is ours, kept in this one class so it can follow a
+real API when one is published. No secret ever goes into a URL: the integration token travels
+in the upsert's JSON body, the API key in the token call's Authorization header, the bearer
+token in every other call's (access and proxy logs record URLs).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import orjson
 
 from walkme_dic.api.connection import WalkMeProvider
 from walkme_dic.connectors.base import ProbeResult, WriteReport
-from walkme_dic.connectors.common import retry_delay
+from walkme_dic.connectors.common import redirect_refusal, retry_delay
 from walkme_dic.connectors.transport import Response, Unreachable, transport_for
 from walkme_dic.errors import AuthenticationError, PermanentError, TransientError
 
@@ -101,6 +103,8 @@ class WalkMeClient:
                     raise TransientError(f"cannot reach WalkMe at {self.base}: {error}") from None
                 self._pause(attempt, None)
                 continue
+            if 300 <= response.status < 400:
+                raise redirect_refusal(url, response.status, response.headers.get("Location"))
             if response.status == 401 and bearer and not renewed:
                 renewed = True
                 self._access_token(renew=True)
@@ -189,11 +193,6 @@ class WalkMeClient:
             outcome.written += sent.written
             outcome.failed += sent.failed
         return outcome
-
-    def imported_user_ids(self, integration_token: str) -> Iterator[str]:
-        """User ids this integration token has imported (ours: /public/v1/user/data/ids)."""
-        for page in self._pages("/public/v1/user/data/ids", {"token": integration_token}):
-            yield from (str(item) for item in page["data"])
 
     # ---- Insights export (ours) --------------------------------------------------------------
 

@@ -139,8 +139,15 @@ def _evicted(pod: PodSummary) -> str:
     return message
 
 
+RETIRED_RESULT_FIELDS = ("usersKept",)  # reported by Jobs of releases before issue 24; still running at an upgrade
+
+
 def parse_termination_message(text: str) -> SyncResult | None:
     try:
-        return SyncResult.model_validate(json.loads(text))
+        values = json.loads(text)
+        if isinstance(values, dict):
+            for name in RETIRED_RESULT_FIELDS:
+                values.pop(name, None)
+        return SyncResult.model_validate(values)
     except (ValueError, ValidationError):
         return None

@@ -1,18 +1,17 @@
 """Sets of user keys too large for memory: key hashes kept as sorted runs in a temporary file.
 
-An inbound run counts the users WalkMe keeps although the source no longer has them, and finds
-the rows whose key repeats later in the source. Both sides can have tens of millions of keys, so
-neither is held in memory: hashes are spooled to disk in sorted runs, each run cut into BINS bins
-by value (the hash's top bits); they are read back a partition at a time — consecutive bins,
-every run's slice of them merged by one sort — and each step over a partition is a C loop
-(``sorted``, ``map(eq)``, ``compress``, a set difference), not a Python statement per key.
+An inbound run finds the rows whose key repeats later in the source. A source can have tens of
+millions of keys, so they are not held in memory: hashes are spooled to disk in sorted runs, each
+run cut into BINS bins by value (the hash's top bits); they are read back a partition at a time —
+consecutive bins, every run's slice of them merged by one sort — and each step over a partition is
+a C loop (``sorted``, ``map(eq)``, ``compress``), not a Python statement per key.
 
 A key's hash is a float: Python's own str hash (SipHash, 64 bits, the same for the same key within
 one process) rounded to a double. Floats because CPython sorts them about twice as fast as 64-bit
 ints (a million hashes in runs of 2**18: 0.17 s against 0.30 s). Equal keys get equal hashes;
 two different keys share one with a chance of about 1 in 2**53, so among 10M keys a shared hash
 turns up about once in 180 runs: harmless for duplicates (rows whose hashes are equal are compared
-by their keys) and at worst one user off in the users-kept count.
+by their keys).
 """
 
 from __future__ import annotations
@@ -108,10 +107,6 @@ class HashRuns(_Runs[float]):
     def __init__(self, run: int = RUN) -> None:
         super().__init__(run)
         self.cuts: list[list[int]] = []  # of each run: where each bin starts, then the run's length
-
-    def add_key(self, key: str) -> None:
-        self.pending.append(float(key_hash(key)))
-        self._added()
 
     def extend(self, hashes: Iterable[float]) -> None:
         self.pending.extend(hashes)

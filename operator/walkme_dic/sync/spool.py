@@ -147,19 +147,14 @@ class InboundSpool:
         self.rows.extend(rows)
         self.file.write(records)
 
-    def resolve(self, imported: HashRuns | None = None) -> int | None:
-        """Find the repeated keys (all but the last row of each); with ``imported`` (the hashes of the keys
-        WalkMe has), also return how many of those are absent from this source."""
+    def resolve(self) -> None:
+        """Find the repeated keys (all but the last row of each)."""
         for file in (self.file, self.key_file, self.hash_file):
             file.flush()
         self.offset_file.write(self.key_bytes.to_bytes(OFFSET, sys.byteorder))  # where the last key ends
         self.offset_file.flush()
-        stores = [self.hashes] if imported is None else [self.hashes, imported]
-        missing = 0
         repeats: set[float] = set()
-        for source, *others in partitions(stores, self.partition):
-            for users in others:
-                missing += len(set(users).difference(source))
+        for (source,) in partitions([self.hashes], self.partition):
             repeats |= repeated(source)
             if len(repeats) >= self.partition:
                 self._supersede(repeats)
@@ -168,7 +163,6 @@ class InboundSpool:
             self._supersede(repeats)
         self.duplicates.samples = sorted((self.rows.of(-left_out), self.rows.of(later))
                                          for left_out, later in self.first_left_out)
-        return missing if imported is not None else None
 
     def _supersede(self, repeats: set[float]) -> None:
         """Note the records a later one with the same key replaces, among the records with a hash in

@@ -23,6 +23,7 @@ from walkme_dic.api.connection import (
     ConnectionSpec,
 )
 from walkme_dic.conditions import condition_true, find_condition, parse_time, rfc3339, set_condition
+from walkme_dic.errors import UnreachableError
 
 FAILED_PROBE_RETRY = timedelta(seconds=60)
 
@@ -144,7 +145,7 @@ def unreachable_message(spec: ConnectionSpec) -> str:
 
 
 UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (
-    ConnectionError, TimeoutError, socket.gaierror, socket.herror, ssl.SSLError,
+    ConnectionError, TimeoutError, socket.gaierror, socket.herror, ssl.SSLError, UnreachableError,
 )
 
 

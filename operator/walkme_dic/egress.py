@@ -32,6 +32,7 @@ import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -220,8 +221,15 @@ _local = threading.local()
 _process_policy: list[EgressPolicy] = []
 
 
+class DeadlinePassed(TimeoutError):
+    """A connection opened after the thread's deadline (a probe past its timeout, still in a client's retry)."""
+
+
 def _guarded_getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
     policy = getattr(_local, "policy", None) or (_process_policy[0] if _process_policy else None)
+    deadline = getattr(_local, "deadline", None)
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlinePassed(f"no new connection to {host!r}: the deadline passed")
     if policy is None or host is None:
         return _original_getaddrinfo(host, port, *args, **kwargs)
     name = host.decode("idna") if isinstance(host, bytes) else str(host)
@@ -241,15 +249,17 @@ def _hook() -> None:
 
 
 @contextlib.contextmanager
-def enforced(policy: EgressPolicy) -> Iterator[None]:
-    """Within the block, connections this thread opens obey ``policy`` (other threads are untouched)."""
+def enforced(policy: EgressPolicy, *, seconds: float | None = None) -> Iterator[None]:
+    """Within the block, connections this thread opens obey ``policy`` (other threads are untouched) and,
+    given ``seconds``, none is opened once that long has passed: a client's retry loop ends there."""
     _hook()
-    previous = getattr(_local, "policy", None)
+    previous = getattr(_local, "policy", None), getattr(_local, "deadline", None)
     _local.policy = policy
+    _local.deadline = None if seconds is None else time.monotonic() + seconds
     try:
         yield
     finally:
-        _local.policy = previous
+        _local.policy, _local.deadline = previous
 
 
 def install(policy: EgressPolicy) -> None:

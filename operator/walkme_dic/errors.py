@@ -49,6 +49,11 @@ class TransientError(DicError):
     reason = "TransientError"
 
 
+class UnreachableError(TransientError):
+    """No session could be opened with the host (nothing answered as the protocol should), whatever the cause:
+    status reports every such failure alike (connections.unreachable_message)."""
+
+
 class AuthenticationError(PermanentError):
     reason = "AuthenticationFailed"
 

@@ -21,6 +21,7 @@ AMBIENT_IDENTITY = "AmbientIdentity"  # Ready without a probe: each run uses its
 AMBIENT_IDENTITY_NOT_ALLOWED = "AmbientIdentityNotAllowed"  # the admin did not allow ambient identity here
 SECRET_REFUSED = "SecretRefused"  # a service-account token, or a Secret without the admin's label
 EGRESS_DENIED = "EgressDenied"  # a URL or host the cluster admin's egress rules refuse (scheme, userinfo, address)
+REDIRECTED = "Redirected"  # a provider answered with a redirect: never followed
 
 # Shared
 INVALID_SPEC = "InvalidSpec"

@@ -18,9 +18,24 @@ MASK = "***"
 
 
 def encodings(value: str) -> set[str]:
-    """The forms ``value`` takes on the wire: as it is, URL-encoded, JSON-escaped, base64."""
+    """The forms ``value`` takes on the wire: as it is, URL-encoded, JSON-escaped, base64 (alone, or anywhere
+    inside a longer base64 text, standard or URL-safe alphabet)."""
     return {value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1],
-            json.dumps(value, ensure_ascii=False)[1:-1], base64.b64encode(value.encode()).decode().rstrip("=")}
+            json.dumps(value, ensure_ascii=False)[1:-1], base64.b64encode(value.encode()).decode().rstrip("="),
+            *base64_cores(value.encode())}
+
+
+def base64_cores(data: bytes) -> set[str]:
+    """What the base64 of any text holding ``data`` contains whatever comes before and after it: base64 turns
+    each 3 bytes into 4 characters, so ``data`` at each of the 3 offsets has its own characters, and only
+    those that depend on ``data``'s bits alone (not on its neighbours') are the same in every such text."""
+    cores = set()
+    for shift in range(3):
+        encoded = base64.b64encode(bytes(shift) + data + bytes(2)).decode()
+        first, end = -(-8 * shift // 6), 8 * (shift + len(data)) // 6  # characters made of data's bits only
+        core = encoded[first:end]
+        cores |= {core, core.replace("+", "-").replace("/", "_")}
+    return {core for core in cores if len(core) >= MIN_SECRET_LENGTH}
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

@@ -25,8 +25,8 @@ from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, Co
 
 from walkme_dic.api.connection import AzureBlobProvider
 from walkme_dic.connectors.background import BackgroundPartWriter
-from walkme_dic.connectors.base import BINARY, ObjectInfo, ProbeResult
-from walkme_dic.connectors.common import ErrorTranslator
+from walkme_dic.connectors.base import BINARY, Limits, ObjectInfo, ProbeResult
+from walkme_dic.connectors.common import ErrorTranslator, redirect_refusal
 from walkme_dic.errors import (
     AuthenticationError,
     DestinationExistsError,
@@ -51,12 +51,16 @@ class AzureBlobStore:
     """One container; every path is relative to the Connection's prefix."""
 
     def __init__(self, spec: AzureBlobProvider, credentials: Mapping[str, str], *, block_size: int = BLOCK_SIZE,
-                 retry_total: int = 5, retry_backoff_factor: float = 0.8) -> None:
+                 retry_total: int = 5, retry_backoff_factor: float = 0.8, limits: Limits | None = None) -> None:
         self.spec = spec
         self.block_size = block_size
-        retry = ExponentialRetry(initial_backoff=retry_backoff_factor * 10, increment_base=2, retry_total=retry_total,
+        backoff = retry_backoff_factor * 10 if limits is None else min(retry_backoff_factor * 10, limits.timeout / 4)
+        limits = limits or Limits(timeout=60, attempts=retry_total + 1)
+        retry = ExponentialRetry(initial_backoff=backoff, increment_base=2,
+                                 retry_total=limits.attempts - 1,
                                  random_jitter_range=1 if retry_backoff_factor >= 0.1 else 0)
-        options: dict[str, Any] = {"retry_policy": retry, "connection_timeout": 10, "read_timeout": 60}
+        options: dict[str, Any] = {"retry_policy": retry, "connection_timeout": limits.connect_timeout,
+                                   "read_timeout": limits.timeout, "permit_redirects": False}
         ref = spec.auth.secret_ref
         if ref is not None:
             self.secret_key = ref.key
@@ -125,6 +129,8 @@ class _ErrorMapper(ErrorTranslator[AzureBlobStore]):
             code = getattr(error, "error_code", None) or status
             if status >= 500:
                 raise TransientError(f"Azure kept failing while {self.doing}: {code} (retries exhausted)") from None
+            if 300 <= status < 400 and response is not None:  # not followed: permit_redirects=False
+                raise redirect_refusal(self.store.container.url, status, response.headers.get("Location")) from None
             raise PermanentError(f"Azure error while {self.doing}: {code}") from None
 
 

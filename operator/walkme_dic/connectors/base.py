@@ -21,6 +21,20 @@ class ProbeResult:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """How long one network operation may take and how many attempts a call gets. A probe builds its client
+    with these (the probe timeout, two attempts) so that no connect, read or retry loop outlives the probe by
+    much; runs keep each client's own defaults (minutes of retries ride out a provider's bad minute)."""
+
+    timeout: float
+    attempts: int = 2
+
+    @property
+    def connect_timeout(self) -> float:
+        return min(10.0, self.timeout)
+
+
+@dataclass(frozen=True)
 class ObjectInfo:
     """What a file store knows about one object."""
 

@@ -11,7 +11,8 @@ from typing import Any, Generic, TypeVar
 import urllib3
 from requests.utils import get_environ_proxies
 
-from walkme_dic.errors import DicError
+from walkme_dic import reasons
+from walkme_dic.errors import DicError, PermanentError
 
 Store = TypeVar("Store")
 
@@ -91,6 +92,22 @@ def retry_delay(attempt: int, base: float, retry_after: str | None, *, cap: floa
                 when = parsedate_to_datetime(retry_after)
                 delay = max(delay, (when - datetime.now(UTC)).total_seconds())
     return max(0.0, min(delay, cap))
+
+
+def redirect_refusal(url: str, status: int, location: str | None) -> PermanentError:
+    """No client follows a redirect: a followed 307 resends the request, a token request's secret or a batch
+    of users, to wherever its Location says (plain http, or a host the cluster admin did not allow)."""
+    return PermanentError(f"{url.split('?', 1)[0]} answered HTTP {status}, a redirect to "
+                          f"{(location or 'nowhere').split('?', 1)[0]!r}: redirects are not followed (they could "
+                          "carry the request and its credentials elsewhere); set the URL to where the service "
+                          "answers", reason=reasons.REDIRECTED)
+
+
+def refuse_redirects(response: Any, *_: Any, **__: Any) -> Any:
+    """A ``requests`` response hook: a redirect answer raises instead of being followed."""
+    if response.is_redirect:
+        raise redirect_refusal(response.url, response.status_code, response.headers.get("Location"))
+    return response
 
 
 def http_pool(base: str, size: int, **options: Any) -> urllib3.PoolManager:

@@ -44,8 +44,8 @@ from google.cloud.storage.fileio import BlobWriter
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from walkme_dic.api.connection import GcsProvider
-from walkme_dic.connectors.base import BINARY, ObjectInfo, ProbeResult
-from walkme_dic.connectors.common import ErrorTranslator
+from walkme_dic.connectors.base import BINARY, Limits, ObjectInfo, ProbeResult
+from walkme_dic.connectors.common import ErrorTranslator, refuse_redirects
 from walkme_dic.errors import (
     AuthenticationError,
     DestinationExistsError,
@@ -99,14 +99,16 @@ class GcsStore:
     """One bucket; every path is relative to the Connection's prefix."""
 
     def __init__(self, spec: GcsProvider, credentials: Mapping[str, str], *, chunk_size: int = CHUNK_SIZE,
-                 retry: Retry = DEFAULT_RETRY) -> None:
+                 retry: Retry = DEFAULT_RETRY, limits: Limits | None = None) -> None:
         self.spec = spec
         self.chunk_size = chunk_size
-        self.retry = retry
+        self.retry = retry.with_timeout(limits.timeout) if limits else retry
+        self.timeout = (limits.connect_timeout, limits.timeout) if limits else (60.0, 60.0)
         self.secret_key = spec.auth.secret_ref.key if spec.auth.secret_ref else None
         auth, project = _credentials(spec, credentials)
         options = {"api_endpoint": spec.endpoint_url} if spec.endpoint_url else None
         self.client = storage.Client(project=project, credentials=auth, client_options=options)
+        self.client._http.hooks["response"].append(refuse_redirects)
         self.bucket = self.client.bucket(spec.bucket)
 
     def name(self, path: str) -> str:
@@ -118,7 +120,7 @@ class GcsStore:
     def probe(self) -> ProbeResult:
         with self._errors("reaching bucket"):
             granted = set(self.bucket.test_iam_permissions([*READ_PERMISSIONS, *WRITE_PERMISSIONS],
-                                                           retry=self.retry))
+                                                           retry=self.retry, timeout=self.timeout))
         can_read, can_write = set(READ_PERMISSIONS) <= granted, set(WRITE_PERMISSIONS) <= granted
         if not (can_read or can_write):
             raise AuthenticationError(

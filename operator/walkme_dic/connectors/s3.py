@@ -17,8 +17,8 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, Rea
 
 from walkme_dic.api.connection import S3Provider
 from walkme_dic.connectors.background import BackgroundPartWriter
-from walkme_dic.connectors.base import BINARY, ObjectInfo, ProbeResult
-from walkme_dic.connectors.common import ErrorTranslator
+from walkme_dic.connectors.base import BINARY, Limits, ObjectInfo, ProbeResult
+from walkme_dic.connectors.common import ErrorTranslator, redirect_refusal
 from walkme_dic.errors import (
     AuthenticationError,
     DestinationExistsError,
@@ -42,7 +42,7 @@ class S3Store:
     """One bucket; every path is relative to the Connection's prefix."""
 
     def __init__(self, spec: S3Provider, credentials: Mapping[str, str], *, part_size: int = PART_SIZE,
-                 max_attempts: int = 8) -> None:
+                 max_attempts: int = 8, limits: Limits | None = None) -> None:
         self.spec = spec
         self.part_size = max(part_size, MIN_PART_SIZE)
         keys = {}
@@ -50,10 +50,13 @@ class S3Store:
             keys = {"aws_access_key_id": credentials["AWS_ACCESS_KEY_ID"],
                     "aws_secret_access_key": credentials.get("AWS_SECRET_ACCESS_KEY"),
                     "aws_session_token": credentials.get("AWS_SESSION_TOKEN") or None}
-        config = Config(retries={"mode": "standard", "max_attempts": max_attempts}, connect_timeout=10,
-                        read_timeout=60, s3={"addressing_style": "path" if spec.endpoint_url else "auto"})
+        limits = limits or Limits(timeout=60, attempts=max_attempts)
+        config = Config(retries={"mode": "standard", "max_attempts": limits.attempts},
+                        connect_timeout=limits.connect_timeout, read_timeout=limits.timeout,
+                        s3={"addressing_style": "path" if spec.endpoint_url else "auto"})
         self.client = boto3.session.Session().client("s3", region_name=spec.region, endpoint_url=spec.endpoint_url,
                                                      config=config, **keys)
+        self.client.meta.events.register_first("needs-retry.s3", _refuse_redirect)
 
     def key(self, path: str) -> str:
         return f"{self.spec.prefix}{path.lstrip('/')}"
@@ -236,3 +239,12 @@ class S3AtomicWriter(BackgroundPartWriter[dict[str, Any]]):
             with self.store._errors(f"aborting the upload of {self.store.describe(self.path)}"):
                 self.store.client.abort_multipart_upload(Bucket=self.store.spec.bucket,
                                                          Key=self.store.key(self.path), UploadId=upload_id)
+
+
+def _refuse_redirect(response: Any = None, **_: Any) -> None:
+    """botocore resends a 3xx to its Location (a loop when the Location answers 307 again); only its own region
+    correction (an answer naming ``x-amz-bucket-region``, sent on to the region's S3 endpoint, SigV4-signed)
+    stays."""
+    answer = response[0] if response else None
+    if answer is not None and 300 <= answer.status_code < 400 and "x-amz-bucket-region" not in answer.headers:
+        raise redirect_refusal(answer.url, answer.status_code, answer.headers.get("Location"))

@@ -52,7 +52,7 @@ from urllib3.util.retry import Retry
 
 from walkme_dic.api.connection import SalesforceProvider
 from walkme_dic.connectors.base import ProbeResult, WriteReport
-from walkme_dic.connectors.common import retry_delay
+from walkme_dic.connectors.common import refuse_redirects, retry_delay
 from walkme_dic.errors import AuthenticationError, NotFoundError, PermanentError, TransientError, ValidationError
 from walkme_dic.reasons import PARTIALLY_APPLIED
 
@@ -231,6 +231,7 @@ class SalesforceClient:
         self.adapter = SalesforceAdapter(attempts=max_attempts, base_delay=retry_base_delay, timeout=timeout,
                                          forward=forward or {})
         self.session = requests.Session()
+        self.session.hooks["response"].append(refuse_redirects)
         self.session.mount("https://", self.adapter)
         self.session.mount("http://", self.adapter)
         for url in (self.login_url, self.instance_url):
@@ -334,10 +335,15 @@ class SalesforceClient:
     # ---- writes ------------------------------------------------------------------------------
 
     def write(self, object_name: str, operation: str, records: Iterable[dict[str, object]],
-              external_id_field: str | None, *, bulk_threshold: int = 2000) -> WriteReport:
+              external_id_field: str | None, *, bulk_threshold: int = 2000,
+              fields: Iterable[str] = ()) -> WriteReport:
         """Insert, update (by Id) or upsert (by external id) records; per-record failures are reported,
         not raised. Fewer than ``bulk_threshold`` records go through sObject Collections, more through
-        Bulk API 2.0. Records are read once, as a stream; at most ``bulk_threshold`` are held at once."""
+        Bulk API 2.0. Records are read once, as a stream; at most ``bulk_threshold`` are held at once.
+
+        A field a record leaves out is left as it is in Salesforce; one it holds as None is cleared (null in
+        JSON, ``#N/A`` in a Bulk CSV). ``fields`` names every field records may carry (a Bulk job's columns,
+        beside those of the first records)."""
         if operation not in OPERATIONS:
             raise ValidationError(f"salesforce.operation: {operation!r} is not one of {', '.join(OPERATIONS)}")
         if operation == "upsert" and not external_id_field:
@@ -351,7 +357,7 @@ class SalesforceClient:
             from walkme_dic.connectors.salesforce_bulk import BulkIngest
 
             try:
-                report = BulkIngest(self, object_name, operation, external_id_field).run(head, iterator)
+                report = BulkIngest(self, object_name, operation, external_id_field).run(head, iterator, fields)
             except PartlyApplied as error:
                 error.report.failed.sort()
                 error.report.api_calls = self.api_calls - before

@@ -54,7 +54,7 @@ from paramiko.ssh_exception import IncompatiblePeer
 
 from walkme_dic import reasons
 from walkme_dic.api.connection import SFTP_KNOWN_HOSTS_KEY, SftpProvider
-from walkme_dic.connectors.base import BINARY, ObjectInfo, ProbeResult
+from walkme_dic.connectors.base import BINARY, Limits, ObjectInfo, ProbeResult
 from walkme_dic.connectors.common import AbortOnError, ErrorTranslator
 from walkme_dic.errors import (
     AuthenticationError,
@@ -63,11 +63,13 @@ from walkme_dic.errors import (
     NotFoundError,
     PermanentError,
     TransientError,
+    UnreachableError,
 )
 
 READ_CHUNK = 1024 * 1024
 RESUME_ATTEMPTS = 5
 TIMEOUT = 20.0  # connect, banner and authentication
+CONNECTING = "connecting"
 IO_TIMEOUT = 120.0  # a server that stops answering mid-transfer: the reader reconnects, a writer fails
 TEMP_MARK = ".walkme-dic-"
 KEY_TYPES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
@@ -155,8 +157,11 @@ class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
 class SftpStore:
     """One folder on an SFTP server; every path is relative to ``spec.path``."""
 
-    def __init__(self, spec: SftpProvider, credentials: Mapping[str, str], *, timeout: float = TIMEOUT) -> None:
-        self.spec, self.timeout = spec, timeout
+    def __init__(self, spec: SftpProvider, credentials: Mapping[str, str], *, timeout: float = TIMEOUT,
+                 limits: Limits | None = None) -> None:
+        self.spec = spec
+        self.timeout = min(timeout, limits.timeout) if limits else timeout
+        self.io_timeout = limits.timeout if limits else IO_TIMEOUT
         self.pinned = pinned_keys(spec, credentials)
         if credentials.get("privateKey"):
             self.login: dict[str, Any] = {"pkey": load_private_key(credentials["privateKey"],
@@ -173,7 +178,7 @@ class SftpStore:
     @property
     def sftp(self) -> paramiko.SFTPClient:
         if self._sftp is None:
-            with self._errors("connecting"):
+            with self._errors(CONNECTING):
                 self._connect()
         assert self._sftp is not None
         return self._sftp
@@ -192,7 +197,7 @@ class SftpStore:
                            banner_timeout=self.timeout, auth_timeout=self.timeout, look_for_keys=False,
                            allow_agent=False, disabled_algorithms={"keys": disabled}, **self.login)
             self._sftp = client.open_sftp()
-            self._sftp.get_channel().settimeout(IO_TIMEOUT)
+            self._sftp.get_channel().settimeout(self.io_timeout)
         except BaseException:
             client.close()
             raise
@@ -308,7 +313,8 @@ class _ErrorMapper(ErrorTranslator[SftpStore]):
                                  reason="PermissionDenied") from None
         if isinstance(error, paramiko.SSHException | EOFError | OSError | socket.timeout):
             self.store.reset()
-            raise TransientError(f"cannot reach {server} while {self.doing}: {type(error).__name__}: "
+            failed = UnreachableError if self.doing == CONNECTING else TransientError  # no banner, no key exchange
+            raise failed(f"cannot reach {server} while {self.doing}: {type(error).__name__}: "
                                  f"{_first_line(error)}") from None
 
 

@@ -25,7 +25,7 @@ import orjson
 
 from walkme_dic.api.connection import WalkMeProvider
 from walkme_dic.connectors.base import ProbeResult, WriteReport
-from walkme_dic.connectors.common import retry_delay
+from walkme_dic.connectors.common import redirect_refusal, retry_delay
 from walkme_dic.connectors.transport import Response, Unreachable, transport_for
 from walkme_dic.errors import AuthenticationError, PermanentError, TransientError
 
@@ -103,6 +103,8 @@ class WalkMeClient:
                     raise TransientError(f"cannot reach WalkMe at {self.base}: {error}") from None
                 self._pause(attempt, None)
                 continue
+            if 300 <= response.status < 400:
+                raise redirect_refusal(url, response.status, response.headers.get("Location"))
             if response.status == 401 and bearer and not renewed:
                 renewed = True
                 self._access_token(renew=True)

@@ -73,9 +73,9 @@ class Delivery:
 
 class WebhookClient:
     def __init__(self, spec: WebhookProvider, credentials: Mapping[str, str], *, max_attempts: int = 6,
-                 retry_base_delay: float = 1.0, max_retry_delay: float = 120) -> None:
+                 retry_base_delay: float = 1.0, max_retry_delay: float = 120, timeout: float | None = None) -> None:
         self.url = spec.url
-        self.timeout = spec.timeout_seconds
+        self.timeout = min(spec.timeout_seconds, timeout or spec.timeout_seconds)
         self._secret = credentials.get(WEBHOOK_SIGNING_KEY, "")
         if not self._secret:
             raise PermanentError(f"the webhook Secret has no {WEBHOOK_SIGNING_KEY!r} key (the HMAC signing secret)",

@@ -24,7 +24,7 @@ from walkme_dic.connections import (
     unreachable_message,
 )
 from walkme_dic.connectors import registry
-from walkme_dic.connectors.base import Credentials, ProbeResult
+from walkme_dic.connectors.base import Credentials, Limits, ProbeResult
 from walkme_dic.controllers.common import get_secret, plain, secret_data, status_patch
 from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.integration import reconcile_integrations_using
@@ -144,19 +144,23 @@ async def probe(memo: Runtime, namespace: str, spec: ConnectionSpec) -> tuple[Pr
         missing = missing_secret_keys(spec, credentials)
         if missing:
             return ProbeOutcome(False, reasons.SECRET_KEY_MISSING, missing), version
-    policy = memo.config.egress
+    policy, timeout = memo.config.egress, memo.config.probe_timeout_seconds
     try:
-        result = await memo.probes.run(namespace, lambda: guarded_probe(spec, credentials, policy),
-                                       memo.config.probe_timeout_seconds)
+        result = await memo.probes.run(namespace, lambda: guarded_probe(spec, credentials, policy, timeout), timeout)
     except Exception as error:
         return failed_probe(spec, error, credentials), version
     return ProbeOutcome(True, reasons.PROBED, result.message), version
 
 
-def guarded_probe(spec: ConnectionSpec, credentials: Credentials, policy: EgressPolicy) -> ProbeResult:
-    """The provider's probe, its connections held to the admin's egress rules (in the probe's thread only)."""
-    with enforced(policy):
-        return registry.probe(spec, credentials)
+def guarded_probe(spec: ConnectionSpec, credentials: Credentials, policy: EgressPolicy,
+                  timeout: float) -> ProbeResult:
+    """The provider's probe, its connections held to the admin's egress rules (in the probe's thread only).
+
+    A thread cannot be cancelled, so the probe's own I/O ends it: the client is built with the probe timeout
+    for every connect and read and two attempts, and no connection opens after the timeout. A probe that
+    timed out thus ends within about twice the timeout, and its namespace's slot is free again."""
+    with enforced(policy, seconds=timeout):
+        return registry.probe(spec, credentials, Limits(timeout=timeout))
 
 
 def failed_probe(spec: ConnectionSpec, error: Exception, credentials: Credentials) -> ProbeOutcome:

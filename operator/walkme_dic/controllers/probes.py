@@ -10,9 +10,11 @@ then reported "timed out" although its own probe never ran. Here:
 * each namespace runs at most ``--probes-per-namespace`` (default 2) probes at a time: one tenant's
   slow endpoints hold at most that many threads, whatever it creates;
 * the timeout counts from when the probe's thread starts, not from when it was queued;
-* a probe that times out keeps its namespace's slot until its thread really ends (a thread cannot be
-  cancelled: connectors use socket timeouts no longer than the probe timeout), so timed-out probes can
-  never add up beyond the namespace's share.
+* a probe that times out keeps its namespace's slot until its thread really ends, so timed-out probes
+  can never add up beyond the namespace's share; a thread cannot be cancelled, so the probe's client is
+  built with the probe timeout for each connect and read and two attempts, and opens no connection once
+  the timeout has passed (controllers/connection.guarded_probe): the thread ends within about twice the
+  timeout (tests/connectors/test_unreachable.py, a tarpit for every provider).
 """
 
 from __future__ import annotations

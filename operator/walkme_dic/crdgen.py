@@ -110,7 +110,8 @@ KINDS: dict[str, dict[str, Any]] = {
                     "self.mapping.fields.all(f, !has(f.type) || f.type != 'boolean')",
             "message": f"mapping.fields: {WALKME_TYPES_MESSAGE}",
         }, {
-            "rule": "self.direction == 'Inbound' || ((!has(self.mapping.emptyValues) || self.mapping.emptyValues == "
+            "rule": "self.direction == 'Inbound' || has(self.destination.salesforce) || "
+                    "((!has(self.mapping.emptyValues) || self.mapping.emptyValues == "
                     "'keep') && (!has(self.mapping.fields) || self.mapping.fields.all(f, !has(f.emptyValues) || "
                     "f.emptyValues == 'keep')))",
             "message": EMPTY_VALUES_OUTBOUND,

@@ -38,10 +38,12 @@ assumes:
   per 200-record DML chunk).
 - A job failed part way (``fail_next_bulk_job``) keeps its processed batches applied, counts them in
   numberRecordsProcessed/Failed, and lists the rest under unprocessedrecords.
-- A job's header matches fields case-insensitively, but successfulResults and failedResults echo only
-  the columns whose header is the field's API name exactly (``lastname`` is applied to LastName and
-  missing from the results): the header-case known issue the issue-26 review names; unprocessedrecords
-  gives the rows as uploaded, header and all.
+- A job's header matches fields case-insensitively (``lastname`` is applied to LastName), but
+  successfulResults and failedResults echo only the columns whose header is the field's API name
+  exactly: "Results only include columns that are a match"
+  (https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/datafiles_prepare_csv.htm;
+  that a header of another case is still applied is the assumption). unprocessedrecords gives the rows
+  as uploaded, header and all.
 """
 
 from __future__ import annotations

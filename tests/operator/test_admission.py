@@ -172,8 +172,12 @@ RULE_CASES: dict[tuple[str, str], list[RuleCase]] = {
                  refused={**INBOUND, "mapping": {**INBOUND["mapping"], "fields": [BOOLEAN_FIELD]}},
                  rule="String, Number or Date"),
         RuleCase(accepted={**INBOUND, "mapping": {**INBOUND["mapping"], "emptyValues": "clear"}},
-                 refused={**OUTBOUND, "mapping": {**OUTBOUND["mapping"], "fields": [
+                 refused={**OUTBOUND, "destination": FILE, "mapping": {**OUTBOUND["mapping"], "fields": [
                      {"source": "email", "destination": "Email", "emptyValues": "clear"}]}},
+                 rule="clear is for Inbound"),
+        RuleCase(accepted={**OUTBOUND, "mapping": {**OUTBOUND["mapping"], "emptyValues": "clear"}},
+                 refused={**OUTBOUND, "destination": {"webhook": {"batchSize": 50}},
+                          "mapping": {**OUTBOUND["mapping"], "emptyValues": "clear"}},
                  rule="clear is for Inbound"),
     ],
 }

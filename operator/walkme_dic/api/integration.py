@@ -17,9 +17,11 @@ EmptyValues = Literal["keep", "clear"]
 EMPTY_VALUES = ("Inbound: what an empty value (a CSV cell empty once trimmed; a JSON null, empty text or absent "
                 "field) does to the WalkMe attribute: keep leaves it as it is (nothing is sent for it); clear sends "
                 "null, which clears it (docs/walkme-api.md, A8). The key and the activeField are never empty: such a "
-                "row is rejected")
-EMPTY_VALUES_OUTBOUND = ("mapping.emptyValues: clear is for Inbound integrations (WalkMe user attributes); an outbound "
-                         "record leaves an empty value out")
+                "row is rejected. Outbound to Salesforce, the same for the record's field: keep sends nothing for it "
+                "(Salesforce keeps its value), clear sets it to null (null in sObject Collections JSON, #N/A in a "
+                "Bulk API 2.0 CSV)")
+EMPTY_VALUES_OUTBOUND = ("mapping.emptyValues: clear is for Inbound integrations (WalkMe user attributes) and Outbound "
+                         "ones to Salesforce; a file or webhook record leaves an empty value out")
 RunResult = Literal["Running", "Succeeded", "Failed", "Skipped"]
 RunTrigger = Literal["Created", "SpecChanged", "Schedule", "Requested", "Retry"]
 MODSTAMP = "SystemModstamp"  # the Salesforce field incremental inbound reads filter and order on
@@ -202,18 +204,8 @@ class WalkMeDestination(ApiModel):
     user_id_property: str = Field(
         min_length=1, description="WalkMe user identifier property the key is written to, e.g. uuid or email.",
     )
-    system: str | None = Field(
-        default=None, description="Deprecated, does nothing: WalkMe binds the system to the integration token when "
-        "the integration is set up in the console (the request carries no system). Kept so that existing manifests "
-        "stay valid; an Integration that sets it gets a DeprecatedField Warning Event.")
-    environment: str | None = Field(
-        default=None, description="Deprecated, does nothing: WalkMe binds the environment (Production, QA) to the "
-        "integration token in the console. Kept so that existing manifests stay valid; an Integration that sets it "
-        "gets a DeprecatedField Warning Event.")
-
-    def deprecated_fields(self) -> list[str]:
-        """The deprecated fields this destination sets."""
-        return [name for name in ("system", "environment") if getattr(self, name) is not None]
+    system: str | None = Field(default=None, description="WalkMe system (app) id, when the account has several.")
+    environment: str | None = Field(default=None, description="WalkMe environment, e.g. Production.")
 
 
 SOURCE_KINDS = ("file", "salesforce", "walkme")
@@ -432,8 +424,8 @@ class IntegrationSpec(ApiModel):
                 raise ValueError("destination: an Outbound integration writes file, salesforce or webhook, not walkme")
         if self.mapping.active_field and self.direction == "Outbound":
             raise ValueError("mapping.activeField: only Inbound integrations have an active column")
-        if self.direction == "Outbound" and "clear" in (self.mapping.empty_values,
-                                                        *(f.empty_values for f in self.mapping.fields)):
+        if self.direction == "Outbound" and self.destination.salesforce is None and "clear" in (
+                self.mapping.empty_values, *(f.empty_values for f in self.mapping.fields)):
             raise ValueError(EMPTY_VALUES_OUTBOUND)
         booleans = [f.destination for f in self.mapping.fields if f.type == "boolean"]
         if self.direction == "Inbound" and booleans:

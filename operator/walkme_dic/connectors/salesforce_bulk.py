@@ -35,7 +35,7 @@ import io
 import tempfile
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
@@ -56,7 +56,9 @@ from walkme_dic.errors import DicError
 if TYPE_CHECKING:
     from walkme_dic.connectors.salesforce import SalesforceClient
 
-CSV_NULL = "#N/A"  # Bulk API 2.0: set the field to null (an empty cell leaves it unchanged)
+# "Empty field values are ignored when you update records. To set a field value to null, use a field value of #N/A."
+# (https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/datafiles_csv_valid_record_rows.htm)
+CSV_NULL = "#N/A"
 ENDED = ("JobComplete", "Failed", "Aborted")
 
 
@@ -72,9 +74,11 @@ class BulkIngest:
         self.columns: list[str] = []  # the records' field names
         self.header: list[str] = []  # the same fields by their API names, as the CSV header says them
 
-    def run(self, head: list[dict[str, object]], rest: Iterator[dict[str, object]]) -> WriteReport:
-        """``head`` (the first rows, which fix the CSV columns) then ``rest``, in input order."""
-        self.columns = list(dict.fromkeys(key for record in head for key in record))
+    def run(self, head: list[dict[str, object]], rest: Iterator[dict[str, object]],
+            fields: Iterable[str] = ()) -> WriteReport:
+        """``head`` (the first rows, which with ``fields`` fix the CSV columns) then ``rest``, in input order. A
+        field a record lacks is an empty cell (left as it is), one it holds as None ``#N/A`` (cleared)."""
+        self.columns = list(dict.fromkeys([*fields, *(key for record in head for key in record)]))
         self.header = self._api_names(self.columns)
         allowed = set(self.columns)
         chunk = _Chunk(self.columns, self.header)
@@ -82,9 +86,13 @@ class BulkIngest:
         for source in (head, rest):
             for record in source:
                 extra = [key for key in record if key not in allowed]
+                literal = next((key for key, value in record.items() if value == CSV_NULL), None)
                 if extra:
                     self.report.failed.append((index, f"{extra[0]}: not among the fields of the first "
                                                       f"{len(head)} records; every record must have the same fields"))
+                elif literal:
+                    self.report.failed.append((index, f"{literal}: the text {CSV_NULL} means 'clear this field' in a "
+                                                      "Bulk API 2.0 file, so it cannot be written as a value"))
                 else:
                     line = chunk.encode(record)
                     if chunk.rows and chunk.size + len(line) > self.client.bulk_max_bytes:
@@ -161,10 +169,12 @@ class BulkIngest:
         self.report.failed.append((chunk.rows[position] if position is not None else -1, reason))
 
     def _api_names(self, columns: list[str]) -> list[str]:
-        """Each column by the API name the object's describe gives it (field names are case-insensitive in a job's
-        header, but its result files echo only the columns named exactly as the API names, so a failure written
-        ``lastname`` would come back without the values that say which record it was); a name describe does not
-        list (a relationship such as ``Account.External__c``) is kept as it is."""
+        """Each column by the API name the object's describe gives it. "Each field-name header in the file must be
+        the same as the field's Field Name (for standard fields) or API Name (for custom fields). Results only
+        include columns that are a match." (https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/
+        api_asynch/datafiles_prepare_csv.htm): a failure sent as ``lastname`` would come back without the values
+        that say which record it was. A name describe does not list (a relationship such as
+        ``Account.External__c``) is kept as it is."""
         describe = self.client.call(f"describe {self.object_name}",
                                     lambda sf: getattr(sf, self.object_name).describe())
         names = {str(f.get("name", "")).lower(): str(f["name"]) for f in describe.get("fields", []) if f.get("name")}

@@ -448,7 +448,8 @@ class Outbound:
             records = LastRowWins(self._mapped(export, tally), key, spool) if key else None
             try:
                 report = client.write(target.object, target.operation, records or self._mapped(export, tally),
-                                      target.external_id_field, bulk_threshold=target.bulk_threshold)
+                                      target.external_id_field, bulk_threshold=target.bulk_threshold,
+                                      fields=self.mapper.columns())
             except PartlyApplied as error:
                 stopped, report = error, error.report
         tally.written = report.written

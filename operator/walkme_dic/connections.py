@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import posixpath
 import socket
 import ssl
 from collections.abc import Mapping
@@ -133,6 +134,25 @@ def endpoint(spec: ConnectionSpec) -> str:
     if spec.sftp:
         return f"folder {spec.sftp.path or '~'!r} on {spec.sftp.host}:{spec.sftp.port}"
     return f"the {spec.provider} endpoint"
+
+
+def store_location(spec: ConnectionSpec) -> tuple[str, str] | None:
+    """Where a file Connection's objects live: (the store, the prefix its paths go under), the store named
+    alike for every Connection that reaches the same bucket, container or SFTP folder tree, in any namespace.
+    Two such Connections write one object when prefix + path agree (see controllers.integration)."""
+    if spec.s3:
+        return f"s3 {(spec.s3.endpoint_url or 'aws').lower().rstrip('/')} {spec.s3.bucket}", spec.s3.prefix
+    if spec.azure_blob:
+        return f"azure {spec.azure_blob.account_url.lower().rstrip('/')} {spec.azure_blob.container}", \
+            spec.azure_blob.prefix
+    if spec.gcs:
+        return f"gcs {(spec.gcs.endpoint_url or 'google').lower().rstrip('/')} {spec.gcs.bucket}", spec.gcs.prefix
+    if spec.sftp:
+        server, folder = f"sftp {spec.sftp.host.lower()}:{spec.sftp.port}", posixpath.normpath(spec.sftp.path or ".")
+        if not folder.startswith("/"):  # under the user's login folder
+            server, folder = f"{server} ~{spec.sftp.username}", "" if folder == "." else folder
+        return server, f"{folder.rstrip('/')}/" if folder else ""
+    return None
 
 
 def unreachable_message(spec: ConnectionSpec) -> str:

@@ -72,13 +72,14 @@ class DestinationClaim:
     created: datetime
     connection: str
     path: str
+    namespace: str = ""
 
     @classmethod
-    def of(cls, name: str, created: datetime, spec: dict[str, Any]) -> DestinationClaim | None:
+    def of(cls, name: str, created: datetime, spec: dict[str, Any], namespace: str = "") -> DestinationClaim | None:
         path = ((spec.get("destination") or {}).get("file") or {}).get("path")
         if spec.get("direction") != "Outbound" or not isinstance(path, str):
             return None
-        return cls(name, created, (spec.get("connectionRef") or {}).get("name", ""), path.lstrip("/"))
+        return cls(name, created, (spec.get("connectionRef") or {}).get("name", ""), path.lstrip("/"), namespace)
 
 
 @dataclass(frozen=True)
@@ -216,19 +217,26 @@ def _blocker(
 
 
 def _conflict(view: IntegrationView, claims: Sequence[DestinationClaim]) -> Blocker | None:
-    """Two Integrations writing one file overwrite each other's runs: the one created first keeps it."""
-    mine = DestinationClaim.of(view.name, view.created, view.spec)
+    """Two Integrations writing one object overwrite each other's runs: the one created first keeps it.
+
+    ``claims`` are those on the object this Integration writes, through its Connection or any other that
+    reaches the same store (controllers.integration.destination_claims). Another namespace's Integration is
+    not named: a tenant learns that the object is taken, not by whom."""
+    mine = DestinationClaim.of(view.name, view.created, view.spec, view.namespace)
     if mine is None:
         return None
-    older = sorted((c.created, c.integration) for c in claims if c.integration != view.name and
-                   (c.connection, c.path) == (mine.connection, mine.path) and
-                   (c.created, c.integration) < (mine.created, mine.integration))
+    order = (mine.created, mine.namespace, mine.integration)
+    older = sorted((c for c in claims if (c.created, c.namespace, c.integration) < order), key=lambda c: c.created)
     if not older:
         return None
+    first = older[0]
+    who = (f"Integration {first.integration!r} already writes {mine.path!r} through Connection {first.connection!r}"
+           if first.namespace == mine.namespace else
+           f"an older Integration in another namespace already writes the object {mine.path!r} reaches through "
+           f"Connection {mine.connection!r} (the same bucket, container or folder, and prefix)")
     return Blocker(reasons.DESTINATION_CONFLICT,
-                   f"spec.destination.file.path: Integration {older[0][1]!r} already writes {mine.path!r} through "
-                   f"Connection {mine.connection!r}; choose another path (e.g. with {{runId}} or a folder of its own)",
-                   stalled=False)
+                   f"spec.destination.file.path: {who}; choose another path (e.g. with {{runId}} or a folder of its "
+                   "own)", stalled=False)
 
 
 def _refused_secret(view: IntegrationView) -> Blocker | None:

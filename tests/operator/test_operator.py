@@ -311,10 +311,40 @@ async def test_hundred_integrations_all_become_ready(
     assert len(await jobs(cluster)) == 100
 
 
-def outbound_to(path: str, name: str) -> dict[str, Any]:
-    return integration(name, direction="Outbound", source={"walkme": {"dataset": "users"}},
+def outbound_to(path: str, name: str, namespace: str = NS) -> dict[str, Any]:
+    return integration(name, namespace, direction="Outbound", source={"walkme": {"dataset": "users"}},
                        destination={"file": {"path": path}},
                        mapping={"key": {"source": "userId", "destination": "user_id"}})
+
+
+async def test_another_namespace_writing_the_same_object_through_its_own_connection_waits(
+    cluster: Cluster, operator: OperatorHandle, backends: dict,
+) -> None:
+    """Issue 20: a tenant's Connection onto the bucket another tenant exports to, its prefix one folder deeper
+    (dic/exports/ + shared.csv is dic/ + exports/shared.csv)."""
+    await apply_connections(cluster, backends)
+    await cluster.apply(outbound_to("exports/shared.csv", "first"))
+    await finished_runs(cluster, "first")
+    other = "team-b"
+    await cluster.ensure_namespace(other)
+    for manifest in backends["manifests"]:
+        copy = {**manifest, "metadata": {**manifest["metadata"], "namespace": other}}
+        if manifest["kind"] == "Connection" and manifest["metadata"]["name"] == "lake":
+            copy["spec"] = {"s3": {**manifest["spec"]["s3"], "prefix": "dic/exports/"}}
+        await cluster.apply(copy)
+    await ready(cluster, "Connection", "lake", other)
+    await cluster.apply(outbound_to("shared.csv", "second", other))
+    await cluster.apply(outbound_to("own.csv", "third", other))
+    await ready(cluster, "Integration", "third", other)  # another object under the same prefix is free
+
+    async def blocked() -> dict[str, Any] | None:
+        cond = condition(await get(cluster, "Integration", "second", other), "Ready")
+        return cond if cond.get("reason") == "DestinationConflict" else None
+
+    cond = await eventually(blocked)
+    assert cond["status"] == "False" and "another namespace" in cond["message"]
+    assert "first" not in cond["message"] and NS not in cond["message"]
+    assert [j["metadata"]["ownerReferences"][0]["name"] for j in await jobs(cluster, other)] == ["third"]
 
 
 async def test_a_second_integration_writing_the_same_file_waits_until_the_first_is_gone(

@@ -677,7 +677,7 @@ def outbound_file_spec(path: str = "exports/users.csv", connection: str = "s3") 
 
 
 def claim(name: str, created: datetime, spec: dict[str, Any]) -> DestinationClaim:
-    found = DestinationClaim.of(name, created, spec)
+    found = DestinationClaim.of(name, created, spec, "team-a")
     assert found is not None
     return found
 
@@ -695,15 +695,21 @@ def test_the_newer_of_two_integrations_writing_one_file_waits_naming_the_older()
     assert [(e.type, e.reason) for e in decision.events] == [("Warning", "DestinationConflict")]
 
 
-@pytest.mark.parametrize("other", [
-    outbound_file_spec("exports/other.csv"),  # another file
-    outbound_file_spec(connection="another-bucket"),  # another Connection
-    inbound_spec(source={"file": {"path": "exports/users.csv"}}),  # reads it, does not write it
-])
-def test_claims_on_other_files_or_by_readers_do_not_block(other: dict[str, Any]) -> None:
+def test_a_reader_of_the_file_makes_no_claim() -> None:
+    assert DestinationClaim.of("reader", CREATED, inbound_spec(source={"file": {"path": "exports/users.csv"}})) is None
+
+
+def test_an_older_claim_from_another_namespace_blocks_without_naming_it() -> None:
+    """The controller finds claims through other Connections onto the same store (test_store_location)."""
+    theirs = DestinationClaim.of("payroll-export", CREATED - timedelta(days=1), outbound_file_spec(connection="b"),
+                                 "tenant-b")
+    assert theirs is not None
     decision = plan(view(spec=outbound_file_spec()), ready("s3", S3), ready("walkme", WALKME), [], {}, NOW,
-                    claims=[c for c in [DestinationClaim.of("other", CREATED - timedelta(days=1), other)] if c])
-    assert decision.job is not None
+                    claims=[theirs])
+    ready_condition = condition(decision.status, "Ready")
+    assert (decision.job, ready_condition["reason"]) == (None, "DestinationConflict")
+    assert "another namespace" in ready_condition["message"]
+    assert "payroll-export" not in ready_condition["message"] and "tenant-b" not in ready_condition["message"]
 
 
 def test_the_older_integration_keeps_writing() -> None:

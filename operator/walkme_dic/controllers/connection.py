@@ -21,6 +21,7 @@ from walkme_dic.connections import (
     missing_secret_keys,
     probe_due,
     probing_status,
+    store_location,
     unreachable_message,
 )
 from walkme_dic.connectors import registry
@@ -41,6 +42,16 @@ log = logging.getLogger("walkme_dic.connection")
 @kopf.index(GROUP, VERSION, "connections")
 def connection_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): plain(body)}
+
+
+@kopf.index(GROUP, VERSION, "connections")
+def store_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """File Connections by the store they reach (connections.store_location), whatever their namespace."""
+    try:
+        where = store_location(ConnectionSpec.model_validate(body.get("spec") or {}))
+    except ValidationError:
+        return {}
+    return {where[0]: (namespace, name, where[1])} if where else {}
 
 
 @kopf.on.event(GROUP, VERSION, "connections")

@@ -22,6 +22,7 @@ from walkme_dic import metrics
 from walkme_dic.api.common import GROUP, VERSION
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.conditions import find_condition, parse_time
+from walkme_dic.connections import store_location
 from walkme_dic.controllers.common import get_secret, plain, status_patch
 from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.runtime import INTEGRATIONS, Runtime
@@ -222,18 +223,33 @@ def gather(
 
 
 def destination_claim(name: str, body: Mapping[str, Any]) -> DestinationClaim | None:
-    created = parse_time((body.get("metadata") or {}).get("creationTimestamp")) or datetime.now(UTC)
-    return DestinationClaim.of(name, created, body.get("spec") or {})
+    meta = body.get("metadata") or {}
+    created = parse_time(meta.get("creationTimestamp")) or datetime.now(UTC)
+    return DestinationClaim.of(name, created, body.get("spec") or {}, meta.get("namespace", ""))
 
 
 def destination_claims(memo: Runtime, namespace: str, body: dict[str, Any]) -> list[DestinationClaim]:
-    """The namespace's Outbound Integrations that write the same file as ``body`` (see integrations._conflict).
+    """Other Outbound Integrations that write the object ``body`` writes (see integrations._conflict): through
+    its Connection at its path, or through any Connection, in any namespace, reaching the same store where
+    that Connection's prefix + the path is this one's prefix + path.
 
-    One index lookup: building every claim of the namespace on each reconcile made a roll-out of 2,000
+    Index lookups only: building every claim of the namespace on each reconcile made a roll-out of 2,000
     Integrations in one namespace quadratic (bench/operator_scale.py under BENCH_OPERATOR_PROFILE).
     """
-    mine = destination_claim(body["metadata"]["name"], body)
-    return memo.lookup("destination_index", (namespace, mine.connection, mine.path)) if mine else []
+    name = body["metadata"]["name"]
+    mine = destination_claim(name, body)
+    if mine is None:
+        return []
+    found = memo.lookup("destination_index", (namespace, mine.connection, mine.path))
+    connection = connection_view(memo, namespace, mine.connection).spec
+    where = store_location(connection) if connection else None
+    if where is not None:
+        store, prefix = where
+        key = prefix + mine.path
+        for other_namespace, other, other_prefix in memo.lookup("store_index", store):
+            if (other_namespace, other) != (namespace, mine.connection) and key.startswith(other_prefix):
+                found += memo.lookup("destination_index", (other_namespace, other, key[len(other_prefix):]))
+    return [c for c in found if (c.namespace, c.integration) != (namespace, name)]
 
 
 def connection_view(memo: Runtime, namespace: str, name: str) -> ConnectionView:

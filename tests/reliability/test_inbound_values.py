@@ -95,3 +95,32 @@ def test_case_fold_makes_them_one_key_and_the_last_row_wins(moto_server: str, bu
         ("Succeeded", 2, 1, 1), result
     assert [(d.row, d.replaced_by) for d in result.duplicates] == [(2, 3)]
     assert walkme.users(WALKME_TOKEN) == {"alice@x.com": {"plan": "silver", "since": "2024-02-01"}}
+
+
+@pytest.mark.parametrize(("row", "reason"), [
+    (b"u2,go\x00ld,2024-01-01", "line 3: column 'plan': holds U+0000 NULL at character 3; a value in WalkMe holds no "
+                                "control characters but tab and line ends"),
+    (b"u\x002,gold,2024-01-01", "line 3: column 'id': holds U+0000 NULL at character 2; a key in WalkMe holds no "
+                                "control characters"),
+    (b"u" + b"2" * 9_999 + b",gold,2024-01-01", "line 3: column 'id': 10000 characters, more than the 512 a key may "
+                                                "have in WalkMe"),
+    (b"u2," + b"x" * (5 * 1024 * 1024) + b",2024-01-01", "line 3: column 'plan': 5242880 characters, more than the "
+                                                          "8192 a value may have in WalkMe"),
+], ids=["nul-in-value", "nul-in-key", "10000-character-key", "5-MB-cell"])
+def test_text_walkme_would_not_take_rejects_its_row_naming_line_and_reason(
+        moto_server: str, bucket: str, walkme: FakeWalkMe, row: bytes, reason: str) -> None:
+    """Issue 21: a NUL byte in a value or the key, a 10,000-character key and a 5 MB cell were sent as they were."""
+    body = b"id,plan,since\nu1,gold,2024-01-01\n" + row + b"\nu3,silver,2024-02-01\n"
+    result = import_file(moto_server, bucket, walkme, body)
+    assert (result.result, result.reason, result.rows_read, result.rows_written, result.rows_rejected) == \
+        ("Succeeded", "Synced", 3, 2, 1), result
+    assert [(r.row, r.reason) for r in result.rejected] == [(3, reason)]
+    assert sorted(walkme.users(WALKME_TOKEN)) == ["u1", "u3"]
+    assert walkme.objects_received == 2, "the offending row was never sent"
+
+
+def test_a_nul_in_a_json_lines_value_rejects_its_line(moto_server: str, bucket: str, walkme: FakeWalkMe) -> None:
+    body = b'{"id": "u1", "plan": "go\\u0000ld"}\n\n{"id": "u2", "plan": "gold"}\n'
+    result = import_file(moto_server, bucket, walkme, body, **JSONL)
+    assert (result.rows_written, [r.row for r in result.rejected]) == (1, [1]), result
+    assert "U+0000 NULL" in result.rejected[0].reason and walkme.users(WALKME_TOKEN) == {"u2": {"plan": "gold"}}

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from walkme_dic.sync.mapping import CONVERTERS, FALSE, TRUE, Mapper, RowError, lookup
+from walkme_dic.sync.mapping import FALSE, TRUE, Mapper, RowError, TextLimit, lookup
 from walkme_dic.sync.readers import Block, Rejected
 
 ISO_DAYS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:\n[0-9]{4}-[0-9]{2}-[0-9]{2})*")  # _date's own shape, a line each
@@ -172,15 +172,18 @@ class ColumnPlan:
     def convert(self, rows: list[Any]) -> Converted:
         refused: set[int] = set()  # positions in the block of rows a converter refused
         texts = self.header is not None  # CSV cells are str: their types need no look
-        key = _converted(self.key(rows), "string", self.mapper.key_source, refused, texts=texts)
+        mapper = self.mapper
+        key = _converted(self.key(rows), "string", mapper.key_source, refused, texts=texts, convert=mapper.key_text,
+                         limit=mapper.key_limit)
         if self.mapper.case_fold:
             key = Column([None if k is None else k.casefold() for k in key.values], key.whole)
-        fields = [_converted(extract(rows), kind, source, refused, texts=texts)
-                  for extract, kind, source, *_ in self.fields]
+        fields = [_converted(extract(rows), kind, source, refused, texts=texts, convert=mapper.converters[kind],
+                             limit=mapper.value_limit) for extract, kind, source, *_ in self.fields]
         active = None
         if self.active is not None:
             extract, _, source = self.active
-            active = _converted(extract(rows), "boolean", source, refused, texts=texts)
+            active = _converted(extract(rows), "boolean", source, refused, texts=texts,
+                                convert=mapper.converters["boolean"], limit=None)
         for column in (key, active):  # an empty key or active value refuses the row
             if column is not None and not column.whole:
                 refused.update(position for position, value in enumerate(column.values) if value is None)
@@ -235,17 +238,17 @@ class ColumnPlan:
         return table
 
 
-def _converted(values: list[Any], kind: str, column: str, refused: set[int], *, texts: bool) -> Column:
-    """One column's values as ``kind`` (None where empty); positions of values the converter refuses go to
-    ``refused``. Text of the common shape is converted by C loops; anything else value by value. ``texts``:
-    every value is a str (CSV cells)."""
+def _converted(values: list[Any], kind: str, column: str, refused: set[int], *, texts: bool,
+               convert: Callable[[Any, str], Any], limit: TextLimit | None) -> Column:
+    """One column's values as ``kind`` (None where empty) by ``convert``, the mapper's converter; positions of
+    values it refuses go to ``refused``. Text of the common shape (for strings: within ``limit``) is converted by
+    C loops; anything else value by value. ``texts``: every value is a str (CSV cells)."""
     if texts or set(map(type, values)) == {str}:  # CSV cells always, JSON mostly
         stripped = list(map(str.strip, values))
-        if all(stripped):
+        if all(stripped) and (kind != "string" or limit is None or limit.fits(stripped)):
             common = _common_shape(stripped, kind)
             if common is not None:
                 return Column(common, whole=True)
-    convert = CONVERTERS[kind]
     converted = []
     for position, value in enumerate(values):
         try:

@@ -152,7 +152,7 @@ class Inbound:
         if not self.token:
             raise PermanentError("the integration token Secret key is empty or not mounted "
                                  f"({self.destination.integration_token_secret_ref.key!r})", reason="SecretKeyMissing")
-        self.mapper = Mapper(self.spec.mapping, self.destination.user_id_property)
+        self.mapper = Mapper(self.spec.mapping, self.destination.user_id_property, limits=True)
 
     def run(self) -> SyncResult:
         fingerprint = self.source.fingerprint()

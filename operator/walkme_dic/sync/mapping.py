@@ -1,21 +1,66 @@
-"""Mapping source rows to destination records with typed coercion (pure functions)."""
+"""Mapping source rows to destination records with typed coercion (pure functions).
+
+Inbound, text is held to what WalkMe is assumed to take (docs/walkme-api.md, A10): a key of at most
+MAX_KEY_LENGTH characters without control characters, a value of at most MAX_VALUE_LENGTH characters
+without control characters other than tab and line ends. A row that breaks one is rejected naming the
+column, the limit and (for a control character) which one and where; the rest of the file is imported.
+"""
 
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 
 from walkme_dic.api.integration import FieldMapping, FieldType, Mapping
 
 EXACT_LIMIT = 2**53  # a double holds every integer below it, and no number above it exactly
+MAX_KEY_LENGTH = 512  # characters of a user id (A10)
+MAX_VALUE_LENGTH = 8192  # characters of a text value (A10)
 TRUE = {"true", "1", "yes", "y", "t"}
 FALSE = {"false", "0", "no", "n", "f"}
 
 
 class RowError(ValueError):
     """Why one row cannot be mapped; the message names the column."""
+
+
+@dataclass(frozen=True)
+class TextLimit:
+    """What text WalkMe takes (A10): at most ``length`` characters, none that ``control`` matches."""
+
+    length: int
+    control: re.Pattern[str]
+    what: str  # "a key", "a value"
+    allowed: str  # the control characters it does take, for the message
+
+    def check(self, text: str, column: str) -> str:
+        if len(text) > self.length:
+            raise RowError(f"column {column!r}: {len(text)} characters, more than the {self.length} {self.what} may "
+                           "have in WalkMe")
+        found = self.control.search(text)
+        if found:
+            character = found.group()
+            name = unicodedata.name(character, "") or CONTROL_NAMES.get(character, "a control character")
+            raise RowError(f"column {column!r}: holds U+{ord(character):04X} {name} at character {found.start() + 1}"
+                           f"; {self.what} in WalkMe holds no control characters{self.allowed}")
+        return text
+
+    def fits(self, texts: list[str]) -> bool:
+        """Whether every text passes :meth:`check` (one look over the column)."""
+        return max(map(len, texts), default=0) <= self.length and not self.control.search("".join(texts))
+
+
+CONTROL_NAMES = {"\x00": "NULL", "\x7f": "DELETE", "\t": "CHARACTER TABULATION", "\n": "LINE FEED",
+                 "\r": "CARRIAGE RETURN"}
+KEY_LIMIT = TextLimit(MAX_KEY_LENGTH, re.compile(r"[\x00-\x1f\x7f]"), "a key", "")
+VALUE_LIMIT = TextLimit(MAX_VALUE_LENGTH, re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"), "a value",
+                        " but tab and line ends")
 
 
 def lookup(values: dict[str, Any], column: str) -> Any:
@@ -35,9 +80,10 @@ def coerce(value: Any, kind: FieldType, column: str) -> Any:
     return CONVERTERS[kind](value, column)
 
 
-def _string(value: Any, column: str) -> str | None:
+def _string(value: Any, column: str, limit: TextLimit | None = None) -> str | None:
     if isinstance(value, str):
-        return value.strip() or None
+        text = value.strip()
+        return (limit.check(text, column) if limit else text) if text else None
     if value is None:
         return None
     if isinstance(value, dict | list):
@@ -123,17 +169,21 @@ def _date(value: Any, column: str) -> str:
 CONVERTERS: dict[str, Callable[[Any, str], Any]] = {
     "string": _string, "number": _typed(_number), "boolean": _typed(_boolean), "date": _typed(_date),
 }
+INBOUND_CONVERTERS = {**CONVERTERS, "string": partial(_string, limit=VALUE_LIMIT)}  # text as WalkMe takes it
 
 
 class Mapper:
-    """Turns one source row into one destination record, or raises RowError."""
+    """Turns one source row into one destination record, or raises RowError. With ``limits`` (inbound) keys and
+    text values are held to what WalkMe takes (A10)."""
 
-    def __init__(self, mapping: Mapping, key_name: str) -> None:
+    def __init__(self, mapping: Mapping, key_name: str, *, limits: bool = False) -> None:
         self.mapping = mapping
         self.key_name = key_name
         self.fields: list[FieldMapping] = list(mapping.fields)
+        self.converters = INBOUND_CONVERTERS if limits else CONVERTERS
+        self.key_limit, self.value_limit = (KEY_LIMIT, VALUE_LIMIT) if limits else (None, None)
         # (source column, destination, converter, whether an empty value clears): decided once, applied to every row
-        self.plan = [(f.source, f.destination, CONVERTERS[f.type], mapping.clears(f)) for f in self.fields]
+        self.plan = [(f.source, f.destination, self.converters[f.type], mapping.clears(f)) for f in self.fields]
         self.key_source, self.key_copy = mapping.key.source, mapping.key.destination != key_name
         self.case_fold = mapping.key.case_fold
         self.active = mapping.active_field
@@ -144,10 +194,14 @@ class Mapper:
 
     def key_of(self, values: dict[str, Any]) -> str:
         source = self.key_source
-        key = _string(values[source] if source in values else lookup(values, source), source)
+        key = self.key_text(values[source] if source in values else lookup(values, source), source)
         if key is None:
             raise RowError(f"column {source!r} (the key) is empty")
         return key.casefold() if self.case_fold else key
+
+    def key_text(self, value: Any, column: str) -> str | None:
+        """The key column's value as text (None when empty), within the key limit (inbound)."""
+        return _string(value, column, self.key_limit)
 
     def map(self, values: dict[str, Any]) -> dict[str, Any]:
         key = self.key_of(values)

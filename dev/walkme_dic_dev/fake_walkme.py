@@ -96,7 +96,7 @@ class FakeWalkMe(BackgroundServer):
         self.access_tokens: dict[str, datetime] = {}
         self.token_lifetime = 86400
         self.attributes: dict[str, dict[str, dict[str, Any]]] = {}  # integration token -> user id -> attrs
-        self.property_types: dict[str, str] = {}  # property -> String | Number | Date | Boolean
+        self.property_types: dict[str, str] = {}  # property -> String | Number | Date
         self.datasets: dict[str, Sequence[dict[str, Any]]] = {"users": [], "events": [], "sessions": []}
         self.reports: dict[str, list[dict[str, Any]]] = {}
         self.faults: list[Fault] = []
@@ -139,8 +139,8 @@ class FakeWalkMe(BackgroundServer):
             return merged
 
     def define_properties(self, types: dict[str, str]) -> None:
-        """Properties the account already has (another integration created them): name -> String, Number,
-        Date or Boolean. Values of another type are refused, as WalkMe documents."""
+        """Properties the account already has (another integration created them): name -> String, Number
+        or Date. Values of another type are refused (assumption A3)."""
         with self._lock:
             self.property_types.update(types)
 
@@ -321,9 +321,10 @@ def _page(items: Sequence[Any], request: web.Request, limit_default: int, start:
 
 
 def value_type(value: Any) -> str | None:
-    """WalkMe's type of a JSON value: String, Number, Date (a YYYY-MM-DD string); Boolean is our assumption."""
+    """WalkMe's type of a JSON value: String, Number, Date (a YYYY-MM-DD string); None for any other (a JSON
+    boolean, object or array: WalkMe documents no such type, assumption A4)."""
     if isinstance(value, bool):
-        return "Boolean"
+        return None
     if isinstance(value, int | float):
         return "Number"
     if isinstance(value, str):

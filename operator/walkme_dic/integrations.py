@@ -160,6 +160,8 @@ def plan(
     status.setdefault("boundConnection", spec.connection_ref.name)
     for side, message in track_identities(status, spec, view.name, view.namespace, view.generation, now):
         decision.events.append(Event("Normal", IDENTITY_REPLACED[side], message))
+    if view.status.get("observedGeneration") != view.generation:  # once per generation
+        decision.events += deprecation_warnings(spec)
     _observe_runs(status, view, spec, jobs, pods, now, decision)
     blocker = _blocker(status, spec, external, walkme) or _conflict(view, claims) or _refused_secret(view)
     status.pop("queued", None)
@@ -174,6 +176,20 @@ def plan(
     kept = {r["name"] for r in status.get("runs", [])}
     decision.delete_jobs = sorted(j.name for j in jobs if j.state != "Running" and j.name not in kept)
     return _finish(decision, view)
+
+
+def deprecation_warnings(spec: IntegrationSpec) -> list[Event]:
+    """A Warning for fields the API keeps accepting although they do nothing."""
+    walkme = spec.destination.walkme
+    named = walkme.deprecated_fields() if walkme is not None else []
+    if not named:
+        return []
+    fields = " and ".join(f"spec.destination.walkme.{name}" for name in named)
+    return [Event("Warning", reasons.DEPRECATED_FIELD,
+                  f"{fields} {'do' if len(named) > 1 else 'does'} nothing: WalkMe binds the system and environment to "
+                  "the integration token when the integration is set up in the console, and the End User Update API "
+                  "request carries neither. Remove the field; to import into another system or environment, use "
+                  "that integration's token")]
 
 
 def _warn_on_transition(view: IntegrationView, blocker: Blocker, decision: Decision) -> None:

@@ -58,3 +58,4 @@ NOTHING_APPLIED = "NothingApplied"  # a source with rows of which none could be 
 LINES_UNACCOUNTED = "LinesUnaccounted"  # the lines or rows read do not add up to what was kept, rejected or left out
 DESTINATION_EXISTS = "DestinationExists"  # an incremental export never overwrites an earlier run's file
 DESTINATION_CONFLICT = "DestinationConflict"  # an older Integration writes the same file through the same Connection
+DEPRECATED_FIELD = "DeprecatedField"  # a spec field the API accepts for compatibility although it does nothing

@@ -49,10 +49,10 @@ def test_records_go_in_batches_of_100(walkme: FakeWalkMe) -> None:
 
 def test_inbound_never_deletes_and_active_flips(walkme: FakeWalkMe) -> None:
     wm = client(walkme)
-    upsert(wm, WALKME_TOKEN, [{"uuid": u, "active": True} for u in ("a", "b", "c")])
-    upsert(wm, WALKME_TOKEN, [{"uuid": "a", "active": True}, {"uuid": "b", "active": False}])
+    upsert(wm, WALKME_TOKEN, [{"uuid": u, "active": "true"} for u in ("a", "b", "c")])
+    upsert(wm, WALKME_TOKEN, [{"uuid": "a", "active": "true"}, {"uuid": "b", "active": "false"}])
     users = walkme.users(WALKME_TOKEN)
-    assert set(users) == {"a", "b", "c"} and users["b"]["active"] is False
+    assert set(users) == {"a", "b", "c"} and users["b"]["active"] == "false"
 
 
 def test_429_with_retry_after_is_retried(walkme: FakeWalkMe) -> None:

@@ -75,7 +75,7 @@ async def test_s3_csv_to_walkme_never_deletes_and_active_flips(
     assert (run["result"], run["rowsWritten"]) == ("Succeeded", 2)
     users = walkme.users(WALKME_TOKEN)
     assert set(users) == {"u1", "u2", "u3"}, "inbound never deletes"
-    assert users["u2"]["active"] is False and users["u3"]["active"] is True
+    assert users["u2"]["active"] == "false" and users["u3"]["active"] == "true"
     assert obj["status"]["sourceFingerprint"]
 
 
@@ -119,7 +119,7 @@ async def test_duplicate_keys_warn_and_the_last_row_wins(
     events = await events_once_emitted(cluster, "hr", "DuplicateKeys")
     warning = next(e for e in events if e["reason"] == "DuplicateKeys")
     assert warning["type"] == "Warning" and "line 2 (replaced by line 4)" in warning["message"]
-    assert walkme.users(WALKME_TOKEN)["u1"] == {"plan": "silver", "since": "2024-02-01", "active": False}
+    assert walkme.users(WALKME_TOKEN)["u1"] == {"plan": "silver", "since": "2024-02-01", "active": "false"}
 
 
 async def test_rows_walkme_refuses_fail_the_run_saying_what_was_applied(
@@ -228,7 +228,7 @@ async def test_demo_command_runs_to_the_end(tmp_path: Path) -> None:
     text = output.decode()
     assert process.returncode == 0, text
     assert "demo finished" in text and "WalkMe user attributes: 4 users imported" in text
-    assert "E-1004: {'department': 'Support'" in text and "'active': False" in text
+    assert "E-1004: {'department': 'Support'" in text and "'active': 'false'" in text
     assert "line 6: column 'start_date'" in text
 
 

@@ -83,7 +83,7 @@ async def test_failed_status_writes_and_a_restart_record_the_run_once(
         return bool(job["status"].get("succeeded"))
 
     await eventually(job_finished)
-    assert walkme.users(WALKME_TOKEN) == {"u1": {"active": True}, "u2": {"active": False}}
+    assert walkme.users(WALKME_TOKEN) == {"u1": {"active": "true"}, "u2": {"active": "false"}}
     obj = await cluster.get("integrations.walkme.io/v1alpha1", "Integration", NS, "hr")
     assert not (obj.get("status") or {}).get("runs"), "no status write got through"
     refused_before_restart = await refusals(cluster)

@@ -33,20 +33,20 @@ def mapper(policy: str | None, fields: list[tuple[str, str | None]]) -> Mapper:
 def test_keep_is_the_default_and_leaves_an_empty_value_out() -> None:
     keep = mapper(None, [("string", None), ("number", None)])
     assert keep.mapping.empty_values == "keep"
-    assert keep.map({"id": "u1", "c0": " ", "c1": "", "active": "true"}) == {"uuid": "u1", "active": True}
+    assert keep.map({"id": "u1", "c0": " ", "c1": "", "active": "true"}) == {"uuid": "u1", "active": "true"}
 
 
 def test_clear_sends_an_empty_value_as_null_whatever_its_type() -> None:
     clear = mapper("clear", [("string", None), ("number", None), ("date", None)])
     assert orjson.dumps(clear.map({"id": "u1", "c0": "", "c1": None, "active": "false"})) == \
-        b'{"uuid":"u1","p0":null,"p1":null,"p2":null,"active":false}', "an absent field (c2) is empty too"
+        b'{"uuid":"u1","p0":null,"p1":null,"p2":null,"active":"false"}', "an absent field (c2) is empty too"
 
 
 def test_a_field_overrides_the_mappings_policy() -> None:
     mixed = mapper("clear", [("string", "keep"), ("string", None)])
-    assert mixed.map({"id": "u1", "c0": "", "c1": "", "active": "true"}) == {"uuid": "u1", "p1": None, "active": True}
+    assert mixed.map({"id": "u1", "c0": "", "c1": "", "active": "true"}) == {"uuid": "u1", "p1": None, "active": "true"}
     mixed = mapper("keep", [("string", "clear"), ("string", None)])
-    assert mixed.map({"id": "u1", "c0": "", "c1": "", "active": "true"}) == {"uuid": "u1", "p0": None, "active": True}
+    assert mixed.map({"id": "u1", "c0": "", "c1": "", "active": "true"}) == {"uuid": "u1", "p0": None, "active": "true"}
 
 
 def test_an_empty_key_or_active_value_is_rejected_under_either_policy() -> None:
@@ -86,8 +86,9 @@ def test_objects_with_null_empty_or_absent_values_map_as_their_rows_would() -> N
                                                         "active": False}]
     mapped = map_block(plan, Block(None, [1, 2, 3], rows, []))
     assert [orjson.loads(r) for r in lines(mapped.records)] == [
-        {"uuid": "u1", "p0": None, "p2": None, "active": True}, {"uuid": "u2", "p0": None, "p2": None, "active": True},
-        {"uuid": "u3", "p0": "x", "p1": 3, "p2": "2024-01-01", "active": False}]
+        {"uuid": "u1", "p0": None, "p2": None, "active": "true"},
+        {"uuid": "u2", "p0": None, "p2": None, "active": "true"},
+        {"uuid": "u3", "p0": "x", "p1": 3, "p2": "2024-01-01", "active": "false"}]
 
 
 OUTBOUND = {"direction": "Outbound", "connectionRef": {"name": "sf"}, "walkmeConnectionRef": {"name": "walkme"},

@@ -149,6 +149,22 @@ def finished_job(name: str, state: str = "Succeeded") -> JobSummary:
                       condition_message="Job has reached the specified backoff limit" if state == "Failed" else "")
 
 
+def test_system_and_environment_warn_once_per_generation_that_they_do_nothing() -> None:
+    walkme = {"integrationTokenSecretRef": {"name": "tok", "key": "token"}, "userIdProperty": "uuid",
+              "system": "sys-1", "environment": "Production"}
+    spec = inbound_spec(destination={"walkme": walkme})
+    first = run_plan(view(spec=spec))
+    warnings = [e for e in first.events if e.reason == "DeprecatedField"]
+    assert len(warnings) == 1 and warnings[0].type == "Warning"
+    assert "spec.destination.walkme.system and spec.destination.walkme.environment do nothing" in \
+        warnings[0].message and "integration token" in warnings[0].message
+    again = run_plan(view(spec=spec, status=first.status))
+    assert not [e for e in again.events if e.reason == "DeprecatedField"], "once per generation, not per reconcile"
+    changed = run_plan(view(spec=spec, status=first.status, generation=2))
+    assert [e.reason for e in changed.events].count("DeprecatedField") == 1
+    assert not [e for e in run_plan(view()).events if e.reason == "DeprecatedField"], "none without the fields"
+
+
 def pod_with(job: str, result: SyncResult | None, exit_code: int = 0) -> PodSummary:
     return PodSummary(name=f"{job}-abcde", job_name=job, creation="2026-11-25T10:07:01Z", exit_code=exit_code,
                       message=result.to_termination_message() if result else "")

@@ -117,12 +117,12 @@ MAPPING = Mapping.model_validate({"key": {"source": "id", "destination": "uuid"}
 def test_mapper_builds_the_walkme_record() -> None:
     record = Mapper(MAPPING, "uuid").map({"id": "7", "plan": "gold", "seats": "3", "active": "false",
                                           "Account": {"Industry": "Retail"}})
-    assert record == {"uuid": "7", "plan": "gold", "seats": 3, "industry": "Retail", "active": False}
+    assert record == {"uuid": "7", "plan": "gold", "seats": 3, "industry": "Retail", "active": "false"}
 
 
 def test_empty_values_are_not_sent_but_key_and_active_are_required() -> None:
     mapper = Mapper(MAPPING, "uuid")
-    assert mapper.map({"id": "7", "plan": "", "seats": "", "active": "true"}) == {"uuid": "7", "active": True}
+    assert mapper.map({"id": "7", "plan": "", "seats": "", "active": "true"}) == {"uuid": "7", "active": "true"}
     with pytest.raises(RowError, match="the key"):
         mapper.map({"id": " ", "active": "true"})
     with pytest.raises(RowError, match="active column"):

@@ -204,8 +204,18 @@ class WalkMeDestination(ApiModel):
     user_id_property: str = Field(
         min_length=1, description="WalkMe user identifier property the key is written to, e.g. uuid or email.",
     )
-    system: str | None = Field(default=None, description="WalkMe system (app) id, when the account has several.")
-    environment: str | None = Field(default=None, description="WalkMe environment, e.g. Production.")
+    system: str | None = Field(
+        default=None, description="Deprecated, does nothing: WalkMe binds the system to the integration token when "
+        "the integration is set up in the console (the request carries no system). Kept so that existing manifests "
+        "stay valid; an Integration that sets it gets a DeprecatedField Warning Event.")
+    environment: str | None = Field(
+        default=None, description="Deprecated, does nothing: WalkMe binds the environment (Production, QA) to the "
+        "integration token in the console. Kept so that existing manifests stay valid; an Integration that sets it "
+        "gets a DeprecatedField Warning Event.")
+
+    def deprecated_fields(self) -> list[str]:
+        """The deprecated fields this destination sets."""
+        return [name for name in ("system", "environment") if getattr(self, name) is not None]
 
 
 SOURCE_KINDS = ("file", "salesforce", "walkme")

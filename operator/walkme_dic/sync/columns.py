@@ -187,6 +187,8 @@ class ColumnPlan:
         for column in (key, active):  # an empty key or active value refuses the row
             if column is not None and not column.whole:
                 refused.update(position for position, value in enumerate(column.values) if value is None)
+        if active is not None:  # WalkMe has no Boolean type: the active column is the String "true" or "false"
+            active = Column(list(map(JSON_BOOLEAN.get, active.values)), active.whole)
         return Converted(key, fields, active, refused)
 
     def encode(self, numbers: list[int], rows: list[Any]) -> MappedBlock:

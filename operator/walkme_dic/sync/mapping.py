@@ -217,7 +217,7 @@ class Mapper:
             flag = CONVERTERS["boolean"](values[active] if active in values else lookup(values, active), active)
             if flag is None:
                 raise RowError(f"column {active!r} (the active column) is empty; write true or false")
-            record[active] = flag
+            record[active] = _as_text(flag)  # WalkMe has no Boolean type: the String "true" or "false"
         return record
 
     def columns(self) -> list[str]:

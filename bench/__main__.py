@@ -64,7 +64,7 @@ from walkme_dic_dev.fake_walkme import FakeWalkMe
 
 BUCKET = "bench"
 CLIENT, SECRET, TOKEN = "bench-client", "bench-secret", "bench-token"
-SYNC_CONCURRENCY = 8  # WalkMeClient's default max_concurrency
+SYNC_CONCURRENCY = 8  # the WalkMe Connection's maxInFlight in these benchmarks (the default is 4)
 
 
 def make_csv(rows: int) -> bytes:
@@ -116,7 +116,7 @@ def request_for(direction: str, connection: dict[str, Any], walkme_url: str, run
 
 def sync_request(spec: dict[str, Any], connection: dict[str, Any], walkme_url: str, run_id: str) -> dict[str, Any]:
     """The resolved request a sync Job gets, forced so that every case runs."""
-    walkme = {"walkme": {"apiUrl": walkme_url, "auth": {"secretRef": {"name": "w"}}}}
+    walkme = {"walkme": {"apiUrl": walkme_url, "auth": {"secretRef": {"name": "w"}}, "maxInFlight": SYNC_CONCURRENCY}}
     return {"integration": {"namespace": "bench", "name": "bench"}, "runId": run_id, "spec": spec,
             "connection": connection, "walkmeConnection": walkme, "force": True}
 

@@ -59,3 +59,4 @@ LINES_UNACCOUNTED = "LinesUnaccounted"  # the lines or rows read do not add up t
 DESTINATION_EXISTS = "DestinationExists"  # an incremental export never overwrites an earlier run's file
 DESTINATION_CONFLICT = "DestinationConflict"  # an older Integration writes the same file through the same Connection
 DEPRECATED_FIELD = "DeprecatedField"  # a spec field the API accepts for compatibility although it does nothing
+UNEXPECTED_ANSWER = "UnexpectedAnswer"  # a provider URL answered something its API never does (HTML, not JSON)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 
 import orjson
 import pytest
+from aiohttp import web
+from pydantic import ValidationError
 
 from tests.fakes.walkme import FakeWalkMe
 from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET, WALKME_TOKEN
@@ -16,6 +18,7 @@ from walkme_dic.api.connection import WalkMeProvider
 from walkme_dic.connectors.base import WriteReport
 from walkme_dic.connectors.walkme import BATCH, PREFETCH_PAGES, WalkMeClient
 from walkme_dic.errors import AuthenticationError, PermanentError, TransientError
+from walkme_dic_dev.httpserver import BackgroundServer
 
 
 def client(fake: FakeWalkMe, secret: str = WALKME_SECRET, **options: object) -> WalkMeClient:
@@ -211,3 +214,92 @@ def test_proxy_from_the_environment_unless_no_proxy(monkeypatch: pytest.MonkeyPa
     assert proxied.proxy.host == "proxy.corp.example"
     monkeypatch.setenv("NO_PROXY", ".walkme.com")
     assert not isinstance(http_pool("https://api.walkme.com", 4), urllib3.ProxyManager)
+
+
+class HtmlSite(BackgroundServer):
+    """A web server that answers every request 200 with an HTML page (a console, a proxy's login page, a wrong
+    apiUrl); ``echo`` goes into the page."""
+
+    thread_name = "html-site"
+
+    def __init__(self, echo: str = "") -> None:
+        super().__init__()
+        self.echo = echo
+
+    def app(self) -> web.Application:
+        async def page(request: web.Request) -> web.Response:
+            return web.Response(text=f"<!DOCTYPE html>\n<html><head><title>Sign in {self.echo}</title></head>"
+                                     f"<body>{'x' * 200}</body></html>", content_type="text/html")
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", page)
+        return app
+
+
+@pytest.fixture
+def html_site() -> Iterator[HtmlSite]:
+    site = HtmlSite(echo=WALKME_SECRET)
+    site.start()
+    yield site
+    site.stop()
+
+
+def html_client(site: HtmlSite) -> WalkMeClient:
+    spec = WalkMeProvider.model_validate({"apiUrl": site.url, "auth": {"secretRef": {"name": "x"}}})
+    return WalkMeClient(spec, {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET}, max_attempts=1)
+
+
+def test_an_api_url_answering_html_names_the_url_and_what_came_back(html_site: HtmlSite) -> None:
+    with pytest.raises(PermanentError) as error:
+        html_client(html_site).probe()
+    message = error.value.message
+    assert error.value.reason == "UnexpectedAnswer"
+    assert f"POST {html_site.url}/accounts/connect/token answered HTTP 200 with Content-Type text/html" in message
+    assert "'<!DOCTYPE html> <html><head><title>Sign in ***</title>" in message and " …" in message
+    assert "check spec.walkme.apiUrl" in message
+    assert "JSONDecodeError" not in message and "Expecting value" not in message
+    assert WALKME_SECRET not in message, "what the page echoes is masked"
+    assert len(message) < 500
+
+
+def test_an_export_page_or_an_acknowledgement_that_is_not_json_names_the_url(walkme: FakeWalkMe) -> None:
+    wm = client(walkme, max_attempts=1)
+    walkme.fail_next("/insights/export/users$", 1, 200, body="<html>maintenance</html>")
+    with pytest.raises(PermanentError, match=r"GET http://127\.0\.0\.1:\d+/public/v1/insights/export/users answered "
+                                             r"HTTP 200 with Content-Type application/json; charset=utf-8, not the "
+                                             r"JSON .*'<html>maint"):
+        list(wm.export("users", since=None))
+    walkme.fail_next("/user/data$", 1, 200, body="<html>ok</html>")
+    with pytest.raises(PermanentError, match="/public/v1/user/data answered HTTP 200"):
+        upsert(wm, WALKME_TOKEN, [{"uuid": "a"}])
+
+
+def test_an_error_answer_that_is_not_json_says_what_came_back(walkme: FakeWalkMe) -> None:
+    walkme.fail_next("/user/data$", 1, 502, body="<html><body>Bad gateway</body></html>")
+    with pytest.raises(TransientError, match="502"):
+        upsert(client(walkme, max_attempts=1), WALKME_TOKEN, [{"uuid": "a"}])
+    walkme.fail_next("/user/data$", 1, 418, body="<html><body>teapot</body></html>")
+    with pytest.raises(PermanentError,
+                       match=r"418: not JSON \(Content-Type application/json; charset=utf-8\): '<html><body>teapot"):
+        upsert(client(walkme, max_attempts=1), WALKME_TOKEN, [{"uuid": "a"}])
+
+
+@pytest.mark.parametrize(("max_in_flight", "expected"), [(None, 4), (1, 1), (2, 2), (16, 16)])
+def test_requests_in_flight_follow_the_connections_max_in_flight(walkme: FakeWalkMe, max_in_flight: int | None,
+                                                                  expected: int) -> None:
+    block = {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "x"}}}
+    spec = WalkMeProvider.model_validate({**block, **({"maxInFlight": max_in_flight} if max_in_flight else {})})
+    wm = WalkMeClient(spec, {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET})
+    assert wm.max_concurrency == expected
+    walkme.latency = 0.02
+    try:
+        upsert(wm, WALKME_TOKEN, ({"uuid": f"u{i}"} for i in range(100 * 3 * expected)))
+    finally:
+        walkme.latency = 0.002
+    assert walkme.max_in_flight <= expected and (expected == 1 or walkme.max_in_flight > 1)
+
+
+@pytest.mark.parametrize("value", [0, 17, -1])
+def test_max_in_flight_is_bounded(value: int) -> None:
+    with pytest.raises(ValidationError, match="maxInFlight"):
+        WalkMeProvider.model_validate({"auth": {"secretRef": {"name": "x"}}, "maxInFlight": value})

@@ -173,6 +173,11 @@ class WalkMeProvider(ApiModel):
         description="WalkMe API base URL for the account's region.",
     )
     auth: SecretAuth = Field(description="Secret with the API key's clientId and clientSecret.")
+    max_in_flight: int = Field(
+        default=4, ge=1, le=16,
+        description="Requests sent to WalkMe at once while an inbound run sends (100 users each). WalkMe publishes "
+        "no rate limit, so the default is conservative; lower it if WalkMe answers 429, raise it for large imports.",
+    )
 
 
 class SftpProvider(ApiModel):

@@ -23,11 +23,13 @@ from urllib.parse import urlencode
 
 import orjson
 
+from walkme_dic import reasons
 from walkme_dic.api.connection import WalkMeProvider
 from walkme_dic.connectors.base import ProbeResult, WriteReport
 from walkme_dic.connectors.common import redirect_refusal, retry_delay
 from walkme_dic.connectors.transport import Response, Unreachable, transport_for
 from walkme_dic.errors import AuthenticationError, PermanentError, TransientError
+from walkme_dic.redaction import redact
 
 BATCH = 100
 RETRIABLE = {429, 500, 502, 503, 504}
@@ -36,19 +38,21 @@ REFUSED = {400, 409, 413, 422}
 OBJECT = re.compile(r"^data\[(\d{1,3})\]:\s*")  # the fake's (and our assumed) per-object prefix, see docs
 TOKEN_MARGIN = 300
 PREFETCH_PAGES = 3  # export pages fetched ahead of the caller: WalkMe keeps serving while the caller uploads
+SNIPPET = 80  # characters of an answer that is not JSON shown in the error
 
 
 class WalkMeClient:
-    def __init__(self, spec: WalkMeProvider, credentials: Mapping[str, str], *, max_concurrency: int = 8,
+    def __init__(self, spec: WalkMeProvider, credentials: Mapping[str, str], *, max_concurrency: int | None = None,
                  max_attempts: int = 6, retry_base_delay: float = 0.5, timeout: float = 60) -> None:
+        """``max_concurrency``: requests in flight at once; the Connection's ``maxInFlight`` unless given."""
         self.base = spec.api_url.rstrip("/")
         self.client_id = credentials.get("clientId", "")
         self._client_secret = credentials.get("clientSecret", "")
-        self.max_concurrency = max_concurrency
+        self.max_concurrency = max_concurrency or spec.max_in_flight
         self.max_attempts = max_attempts
         self.retry_base_delay = retry_base_delay
         self.timeout = timeout
-        self.transport = transport_for(self.base, max_concurrency * 2)
+        self.transport = transport_for(self.base, self.max_concurrency * 2)
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = threading.Lock()
@@ -66,7 +70,14 @@ class WalkMeClient:
                     raise AuthenticationError(
                         f"WalkMe rejected the API key (clientId {self.client_id!r}) at {self.base}; "
                         "check the Secret's clientId and clientSecret")
-                body = json.loads(response.data)
+                if response.status >= 300:
+                    raise PermanentError(f"POST {self.base}/accounts/connect/token answered HTTP {response.status}: "
+                                         f"{self._message(response)}", reason=reasons.UNEXPECTED_ANSWER)
+                body = self._json(response, "POST", "/accounts/connect/token")
+                if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
+                    raise PermanentError(f"POST {self.base}/accounts/connect/token answered JSON without an "
+                                         f"access_token: {self._snippet(response.data)}; {self._check_url()}",
+                                         reason=reasons.UNEXPECTED_ANSWER)
                 self._token = body["access_token"]
                 self._token_expires = time.monotonic() + max(int(body.get("expires_in", 3600)) - TOKEN_MARGIN, 30)
             return self._token
@@ -121,13 +132,39 @@ class WalkMeClient:
     def _pause(self, attempt: int, retry_after: str | None) -> None:
         time.sleep(retry_delay(attempt, self.retry_base_delay, retry_after))
 
-    @staticmethod
-    def _message(response: Response) -> str:
+    def _message(self, response: Response) -> str:
+        """WalkMe's reason in an error answer: its JSON ``message`` (or ``error``), else what came back."""
         try:
             body = json.loads(response.data)
             return str(body.get("message") or body.get("error") or body)
         except (ValueError, AttributeError):
-            return response.data[:300].decode(errors="replace")
+            return f"not JSON ({self._kind(response)}): {self._snippet(response.data)}"
+
+    def _json(self, response: Response, method: str, path: str) -> Any:
+        """The JSON of a 2xx answer; an answer that is not JSON (a login page, a proxy's, a wrong apiUrl's HTML)
+        fails naming the URL, its Content-Type and its first characters, never as a decoder's exception."""
+        try:
+            return orjson.loads(response.data)  # pages of 10,000 records: orjson decodes them about a third faster
+        except orjson.JSONDecodeError:
+            raise PermanentError(
+                f"{method} {self.base}{path} answered HTTP {response.status} with {self._kind(response)}, not the "
+                f"JSON the WalkMe API answers: {self._snippet(response.data)}; {self._check_url()}",
+                reason=reasons.UNEXPECTED_ANSWER) from None
+
+    @staticmethod
+    def _kind(response: Response) -> str:
+        kind = response.headers.get("Content-Type")
+        return f"Content-Type {kind}" if kind else "no Content-Type"
+
+    def _snippet(self, data: bytes) -> str:
+        """The first SNIPPET characters of an answer, whitespace collapsed, secrets masked, quoted."""
+        text = " ".join(data[:SNIPPET * 4].decode(errors="replace").split())
+        shown = redact(text[:SNIPPET], [self._client_secret, self._token or ""])
+        return repr(shown) + (" …" if len(text) > SNIPPET else "") if text else "an empty body"
+
+    def _check_url(self) -> str:
+        return ("check spec.walkme.apiUrl: the WalkMe API host of the account's region (e.g. https://api.walkme.com), "
+                "not the console's or a proxy's address")
 
     # ---- user attributes ---------------------------------------------------------------------
 
@@ -170,6 +207,8 @@ class WalkMeClient:
             return self._narrowed(prefix, batch, self._message(response))
         if response.status >= 300:
             raise PermanentError(f"WalkMe answered {response.status}: {self._message(response)}")
+        if response.data.strip():  # an acknowledgement (JSON); a 2xx page of HTML is not WalkMe's (A2)
+            self._json(response, "POST", "/public/v1/user/data")
         return WriteReport(written=len(batch))
 
     def _narrowed(self, prefix: bytes, batch: list[tuple[int, bytes]], message: str) -> WriteReport:
@@ -216,7 +255,10 @@ class WalkMeClient:
                 raise PermanentError(f"WalkMe has no {path}: {self._message(response)}")
             if response.status >= 300:
                 raise PermanentError(f"WalkMe answered {response.status} for {path}: {self._message(response)}")
-            page = orjson.loads(response.data)  # pages of 10,000 records: orjson decodes them about a third faster
+            page = self._json(response, "GET", path)
+            if not isinstance(page, dict):
+                raise PermanentError(f"GET {self.base}{path} answered JSON that is not a page of records: "
+                                     f"{self._snippet(response.data)}", reason=reasons.UNEXPECTED_ANSWER)
             yield page
             cursor = page.get("nextCursor")
             if not cursor:

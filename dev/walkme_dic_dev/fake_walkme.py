@@ -95,6 +95,7 @@ class FakeWalkMe(BackgroundServer):
                                    else dict.fromkeys(integration_tokens, "uuid"))
         self.access_tokens: dict[str, datetime] = {}
         self.token_lifetime = 86400
+        self.scopes: dict[str, str] = {}  # client id -> the scope its token answer lists (WalkMe documents none)
         self.attributes: dict[str, dict[str, dict[str, Any]]] = {}  # integration token -> user id -> attrs
         self.property_types: dict[str, str] = {}  # property -> String | Number | Date
         self.datasets: dict[str, Sequence[dict[str, Any]]] = {"users": [], "events": [], "sessions": []}
@@ -220,7 +221,10 @@ class FakeWalkMe(BackgroundServer):
         token = secrets.token_urlsafe(24)
         with self._lock:
             self.access_tokens[token] = datetime.now(UTC) + timedelta(seconds=self.token_lifetime)
-        return web.json_response({"access_token": token, "token_type": "bearer", "expires_in": self.token_lifetime})
+        answer = {"access_token": token, "token_type": "bearer", "expires_in": self.token_lifetime}
+        if client_id in self.scopes:
+            answer["scope"] = self.scopes[client_id]
+        return web.json_response(answer)
 
     def _authorized(self, request: web.Request) -> bool:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")

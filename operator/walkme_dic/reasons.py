@@ -60,3 +60,4 @@ DESTINATION_EXISTS = "DestinationExists"  # an incremental export never overwrit
 DESTINATION_CONFLICT = "DestinationConflict"  # an older Integration writes the same file through the same Connection
 DEPRECATED_FIELD = "DeprecatedField"  # a spec field the API accepts for compatibility although it does nothing
 UNEXPECTED_ANSWER = "UnexpectedAnswer"  # a provider URL answered something its API never does (HTML, not JSON)
+MISSING_SCOPE = "MissingScope"  # the WalkMe token answer lists scopes without endUserUpdate:write

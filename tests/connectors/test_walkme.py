@@ -303,3 +303,21 @@ def test_requests_in_flight_follow_the_connections_max_in_flight(walkme: FakeWal
 def test_max_in_flight_is_bounded(value: int) -> None:
     with pytest.raises(ValidationError, match="maxInFlight"):
         WalkMeProvider.model_validate({"auth": {"secretRef": {"name": "x"}}, "maxInFlight": value})
+
+
+def test_the_probe_checks_the_scope_when_the_token_answer_lists_one(walkme: FakeWalkMe) -> None:
+    """WalkMe documents no scope in the token answer: without one the probe says it cannot tell."""
+    assert "lists no scopes" in client(walkme).probe().message
+    walkme.scopes[WALKME_CLIENT] = "reports:read endUserUpdate:write"
+    assert client(walkme).probe().message.endswith("with the scope endUserUpdate:write")
+    walkme.scopes[WALKME_CLIENT] = "reports:read"
+    with pytest.raises(PermanentError, match="scopes reports:read: the End User Update API needs endUserUpdate:write"
+                       ) as error:
+        client(walkme).probe()
+    assert error.value.reason == "MissingScope" and "account manager" in error.value.message
+
+
+def test_a_refused_upsert_names_both_the_integration_token_and_the_keys_scope(walkme: FakeWalkMe) -> None:
+    with pytest.raises(AuthenticationError, match="HTTP 403: unknown integration token") as error:
+        upsert(client(walkme), "not-a-token", [{"uuid": "a"}])
+    assert "scope endUserUpdate:write" in error.value.message and "integration token Secret" in error.value.message

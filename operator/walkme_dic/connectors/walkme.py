@@ -37,6 +37,7 @@ RETRIABLE = {429, 500, 502, 503, 504}
 REFUSED = {400, 409, 413, 422}
 OBJECT = re.compile(r"^data\[(\d{1,3})\]:\s*")  # the fake's (and our assumed) per-object prefix, see docs
 TOKEN_MARGIN = 300
+UPSERT_SCOPE = "endUserUpdate:write"  # the API key's scope the End User Update API needs (WalkMe's developer docs)
 PREFETCH_PAGES = 3  # export pages fetched ahead of the caller: WalkMe keeps serving while the caller uploads
 SNIPPET = 80  # characters of an answer that is not JSON shown in the error
 
@@ -55,6 +56,7 @@ class WalkMeClient:
         self.transport = transport_for(self.base, self.max_concurrency * 2)
         self._token: str | None = None
         self._token_expires = 0.0
+        self._scopes: list[str] | None = None  # the scopes the token answer listed, if it listed any
         self._token_lock = threading.Lock()
         self.api_calls = 0
 
@@ -80,11 +82,23 @@ class WalkMeClient:
                                          reason=reasons.UNEXPECTED_ANSWER)
                 self._token = body["access_token"]
                 self._token_expires = time.monotonic() + max(int(body.get("expires_in", 3600)) - TOKEN_MARGIN, 30)
+                scope = body.get("scope")
+                self._scopes = scope.split() if isinstance(scope, str) else None
             return self._token
 
     def probe(self) -> ProbeResult:
+        """A token for the API key, and its scope when the token answer lists one (WalkMe documents none)."""
         self._access_token(renew=True)
-        return ProbeResult(f"WalkMe API at {self.base} issued a token for clientId {self.client_id!r}")
+        issued = f"WalkMe API at {self.base} issued a token for clientId {self.client_id!r}"
+        if self._scopes is None:
+            return ProbeResult(f"{issued}; its answer lists no scopes, so whether the key has {UPSERT_SCOPE} (which "
+                               "inbound Integrations need) shows at the first run")
+        if UPSERT_SCOPE not in self._scopes:
+            raise PermanentError(
+                f"{issued}, but with the scopes {' '.join(self._scopes) or '(none)'}: the End User Update API needs "
+                f"{UPSERT_SCOPE}. Ask the WalkMe account manager to enable the End User Update API for the account "
+                "and give the key that scope (Admin Center > API Keys)", reason=reasons.MISSING_SCOPE)
+        return ProbeResult(f"{issued} with the scope {UPSERT_SCOPE}")
 
     # ---- HTTP with retries -------------------------------------------------------------------
 
@@ -201,8 +215,11 @@ class WalkMeClient:
         body = prefix + b",".join(record for _, record in batch) + b"]}"
         response = self._send("POST", "/public/v1/user/data", json_body=body)
         if response.status in (401, 403):
-            raise AuthenticationError("WalkMe refused the integration token (HTTP "
-                                      f"{response.status}); check the integration token Secret")
+            raise AuthenticationError(
+                f"WalkMe refused the integration token or the API key (HTTP {response.status}: "
+                f"{self._message(response)}); check the integration token Secret, and that the End User Update API "
+                f"is enabled for the account and the key has the scope {UPSERT_SCOPE} (the WalkMe account manager "
+                "enables both)")
         if response.status in REFUSED:
             return self._narrowed(prefix, batch, self._message(response))
         if response.status >= 300:

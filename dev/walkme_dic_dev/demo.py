@@ -53,6 +53,8 @@ NAMESPACE = "walkme-demo"
 BUCKET = "acme-data-lake"
 API = "integrations.walkme.io/v1alpha1"
 INTEGRATIONS = ("hr-users-to-walkme", "walkme-users-to-lake")
+# the demo integration's properties as an admin sets them up in the console (examples/demo/20-inbound-users.yaml)
+DEMO_PROPERTIES = {"department": "String", "region": "String", "startDate": "Date", "active": "String"}
 S3_CREDENTIALS = {"aws_access_key_id": "demo-access-key", "aws_secret_access_key": "demo-secret-key"}
 # Demo settings on top of the chart's defaults: resync passes every 5 s instead of 30 s.
 HELM_SETTINGS = ("operator.resync=5",)
@@ -120,6 +122,7 @@ class Demo:
             stack.callback(moto.stop)
             walkme = FakeWalkMe(clients={self.client_id: self.client_secret},
                                 integration_tokens={self.integration_token})
+            walkme.declare(self.integration_token, DEMO_PROPERTIES)  # as set up in the console
             walkme_url = walkme.start()
             stack.callback(walkme.stop)
             walkme.seed_demo_data(25)

@@ -6,11 +6,15 @@ API (`POST /public/v1/user/data`, at most 100 objects, acknowledgement body). Ou
 WalkMe API found): the paged Insights export. Every request line (path and query, as sent) is kept
 in :attr:`FakeWalkMe.request_lines`, so tests can check that no secret travels in a URL.
 
-It refuses only what WalkMe documents: more than 100 objects, more than 100 properties in the
-account, an unknown integration token, a value not of its property's type (a property takes the
-type of its first value, or the one :meth:`FakeWalkMe.define_properties` gives it). How it
-refuses (one 400 for the whole request naming the first bad object as ``data[i]``) is our
-assumption, written down in docs/walkme-api.md.
+It follows the console: an integration token set up with :meth:`FakeWalkMe.declare` has the
+properties and types an admin declares in its Map Columns step (String, Number or Date), stores
+only those and ignores any other property of a payload (assumption A11), and refuses a value not of
+its property's declared type (A3). A token nobody declared learns each new property's type from
+its first value (or :meth:`FakeWalkMe.define_properties`): a shortcut for tests that are not about
+the console, not WalkMe's behaviour. It refuses only what WalkMe documents besides: more than 100
+objects, more than 100 properties in the account, an unknown integration token. How it refuses
+(one 400 for the whole request naming the first bad object as ``data[i]``) is our assumption,
+written down in docs/walkme-api.md.
 
 A ``null`` value clears the attribute, whatever its property's type (our assumption A8). Users'
 attributes are applied synchronously (the real API is asynchronous) so tests can read them back
@@ -40,6 +44,7 @@ from walkme_dic_dev.httpserver import BackgroundServer
 MAX_OBJECTS = 100
 MAX_PROPERTIES = 100
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+TYPES = ("String", "Number", "Date")  # WalkMe's documented property types
 TIME_FIELDS = {"users": "updatedAt", "events": "timestamp", "sessions": "start"}
 
 
@@ -98,6 +103,8 @@ class FakeWalkMe(BackgroundServer):
         self.scopes: dict[str, str] = {}  # client id -> the scope its token answer lists (WalkMe documents none)
         self.attributes: dict[str, dict[str, dict[str, Any]]] = {}  # integration token -> user id -> attrs
         self.property_types: dict[str, str] = {}  # property -> String | Number | Date
+        self.declared: dict[str, dict[str, str]] = {}  # integration token -> its console properties and types
+        self.ignored: Counter[str] = Counter()  # undeclared properties a declared token's payloads carried
         self.datasets: dict[str, Sequence[dict[str, Any]]] = {"users": [], "events": [], "sessions": []}
         self.reports: dict[str, list[dict[str, Any]]] = {}
         self.faults: list[Fault] = []
@@ -138,6 +145,15 @@ class FakeWalkMe(BackgroundServer):
                 for user, attrs in per_token.items():
                     merged.setdefault(user, {}).update(attrs)
             return merged
+
+    def declare(self, integration_token: str, properties: dict[str, str]) -> None:
+        """The integration's properties as an admin sets them up in the console (name -> String, Number or
+        Date), besides its user identifier property: only these are stored (A11), each of its type (A3)."""
+        unknown = {name: kind for name, kind in properties.items() if kind not in TYPES}
+        if unknown or len(properties) > MAX_PROPERTIES:
+            raise ValueError(f"properties are String, Number or Date, at most {MAX_PROPERTIES}: {unknown}")
+        with self._lock:
+            self.declared[integration_token] = dict(properties)
 
     def define_properties(self, types: dict[str, str]) -> None:
         """Properties the account already has (another integration created them): name -> String, Number
@@ -244,21 +260,25 @@ class FakeWalkMe(BackgroundServer):
             return _error(400, "bad_request", f"at most {MAX_OBJECTS} objects per request (got {len(data)})")
         id_property = self.integration_tokens[token]
         with self._lock:
-            types = dict(self.property_types)
+            declared = self.declared.get(token)
+            types = dict(self.property_types) if declared is None else declared
             for index, item in enumerate(data):
-                problem = _invalid(item, id_property, types)
+                problem = _invalid(item, id_property, types, learn=declared is None)
                 if problem:
                     return _error(400, "bad_request", f"data[{index}]: {problem}")
             if len(types) > MAX_PROPERTIES:
                 return _error(400, "bad_request", f"an account can have at most {MAX_PROPERTIES} properties "
                                                   f"(this request would make it {len(types)})")
-            self.property_types = types
+            if declared is None:
+                self.property_types = types
             if self.keep_users:
                 store = self.attributes.setdefault(token, {})
                 for item in data:
                     attributes = store.setdefault(str(item[id_property]), {})
                     for key, value in item.items():
-                        if value is None:  # null clears the attribute (docs/walkme-api.md, A8)
+                        if declared is not None and key != id_property and key not in declared:
+                            self.ignored[key] += 1  # not set up in the console: dropped, unsaid (A11)
+                        elif value is None:  # null clears the attribute (docs/walkme-api.md, A8)
                             attributes.pop(key, None)
                         elif key != id_property:
                             attributes[key] = value
@@ -342,14 +362,17 @@ def value_type(value: Any) -> str | None:
     return None
 
 
-def _invalid(item: Any, id_property: str, types: dict[str, str]) -> str | None:
-    """Why one object is refused, learning the types of new properties into ``types``; None when it is fine."""
+def _invalid(item: Any, id_property: str, types: dict[str, str], *, learn: bool = True) -> str | None:
+    """Why one object is refused, learning the types of new properties into ``types`` (``learn``; else a property
+    not in ``types`` is ignored: A11); None when it is fine."""
     if not isinstance(item, dict):
         return "each object must be a JSON object"
     if item.get(id_property) in (None, ""):
         return f"missing the user identifier property {id_property!r}"
     for key, value in item.items():
         if key == id_property or value is None:  # null clears, whatever the property's type (A8)
+            continue
+        if not learn and key not in types:
             continue
         kind = value_type(value)
         if kind is None:

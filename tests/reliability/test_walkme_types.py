@@ -59,3 +59,38 @@ def test_a_json_boolean_is_refused_by_the_fake_as_walkme_documents_no_boolean_ty
     report = upsert(client(walkme), WALKME_TOKEN, [{"uuid": "a", "active": True}, {"uuid": "b", "active": "true"}])
     assert report.written == 1 and len(report.failed) == 1
     assert "must be a String, Number or Date" in report.failed[0][1]
+
+
+CONSOLE = {"plan": "String", "seats": "Number", "since": "Date", "active": "String"}  # as the admin set them up
+
+
+def test_declared_properties_are_stored_and_an_undeclared_one_is_ignored(
+    walkme: FakeWalkMe, moto_server: str, bucket: str,
+) -> None:
+    """Assumption A11 (docs/walkme-api.md): the console's properties are an allow-list; WalkMe acknowledges a
+    payload with another property and drops that property, so a mapping the console lacks succeeds unseen."""
+    walkme.declare(WALKME_TOKEN, CONSOLE)
+    s3_client(moto_server).put_object(Bucket=bucket, Key="users.csv", Body=FILE)
+    fields = [*FIELDS, {"source": "plan", "destination": "tier"}]  # tier: not set up in the console
+    result = inbound(walkme, moto_server, bucket, "users.csv", fields=fields, activeField="active")
+    assert (result.result, result.rows_written, result.rows_rejected) == ("Succeeded", 3, 0), result
+    assert walkme.users(WALKME_TOKEN)["u1"] == {"plan": "gold", "seats": 3, "since": "2024-01-01", "active": "true"}
+    assert walkme.ignored == {"tier": 3}
+    assert walkme.property_types == {}, "a declared integration learns no types from values"
+
+
+def test_a_value_of_another_type_than_the_console_declares_is_refused_with_its_line(
+    walkme: FakeWalkMe, moto_server: str, bucket: str,
+) -> None:
+    """Assumption A3 (docs/walkme-api.md): a value not of its declared type refuses its object, named by WalkMe's
+    answer; the run rejects that line and applies the others."""
+    walkme.declare(WALKME_TOKEN, {**CONSOLE, "seats": "Date"})  # the admin made seats a Date by mistake
+    s3_client(moto_server).put_object(Bucket=bucket, Key="users.csv", Body=FILE)
+    result = inbound(walkme, moto_server, bucket, "users.csv", fields=FIELDS, activeField="active")
+    assert (result.result, result.reason, result.rows_written) == ("Failed", "NothingApplied", 0), result
+    assert [r.row for r in result.rejected] == [2, 3, 4]
+    assert result.rejected[0].reason == \
+        "line 2: WalkMe refused it: attribute 'seats' is a Date property; 3 is not a Date"
+    walkme.declare(WALKME_TOKEN, CONSOLE)
+    fixed = inbound(walkme, moto_server, bucket, "users.csv", fields=FIELDS, activeField="active")
+    assert (fixed.result, fixed.rows_written) == ("Succeeded", 3), fixed

@@ -28,13 +28,13 @@ from walkme_dic.connectors.registry import open_file_store
 from walkme_dic.connectors.walkme import BATCH, Export, Pages, WalkMeClient
 from walkme_dic.errors import DestinationExistsError, DicError, NotFoundError, PermanentError, TransientError
 from walkme_dic.redaction import redact
-from walkme_dic.sync.columns import map_block, tabulate
+from walkme_dic.sync.columns import Table, map_block, tabulate
 from walkme_dic.sync.credentials import CredentialSet
 from walkme_dic.sync.mapping import Mapper, RowError
 from walkme_dic.sync.outbound_keys import LastRowWins
 from walkme_dic.sync.readers import Block, CountingReader, LineCount, blocks_of, numbered, read_blocks
 from walkme_dic.sync.spool import InboundSpool
-from walkme_dic.sync.writers import RecordEncoder, content_type, render_path, wants_gzip
+from walkme_dic.sync.writers import RecordEncoder, content_type, covers_unicode, render_path, unencodable, wants_gzip
 
 if TYPE_CHECKING:
     from walkme_dic.connectors.salesforce import PartlyApplied
@@ -247,6 +247,22 @@ class Inbound:
         )
 
 
+def _encodable(numbers: list[int], table: Table, encoding: str, tally: Tally) -> list[list[Any]]:
+    """The table's columns without the rows holding a character ``encoding`` lacks, each rejected with why."""
+    texts = ["\n".join(value for value in column if isinstance(value, str)) for column in table.columns]
+    if unencodable(texts, encoding) is None:
+        return table.columns
+    refused = {number for number, _ in table.refused}
+    kept_numbers = [number for number in numbers if number not in refused]
+    bad = set()
+    for position, row in enumerate(zip(*table.columns, strict=True)):
+        why = unencodable([value for value in row if isinstance(value, str)], encoding)
+        if why is not None:
+            bad.add(position)
+            tally.reject(kept_numbers[position], f"record {kept_numbers[position]}: {why}")
+    return [[value for position, value in enumerate(column) if position not in bad] for column in table.columns]
+
+
 def accounted_read(name: str, lines: LineCount | None, tally: Tally, kept: int) -> None:
     """Every line of the file (``lines``; None for a query) is the header, a blank line or part of a row, and
     every row read is ``kept`` (spooled) or rejected; else the run stops before anything is sent (a reader that
@@ -376,14 +392,20 @@ class Outbound:
             result.watermark = export.watermark or since
         return result
 
-    def _mapped(self, export: Iterable[dict[str, Any]], tally: Tally) -> Iterator[dict[str, Any]]:
+    def _mapped(self, export: Iterable[dict[str, Any]], tally: Tally,
+                encoding: str = "utf-8") -> Iterator[dict[str, Any]]:
+        """Mapped records; with the ``encoding`` of a file, one holding a character it lacks is rejected."""
         map_record, report = self.mapper.map, self.report  # per record: no attribute lookups
+        lossy = not covers_unicode(encoding)
         for number, values in enumerate(export, start=1):
             tally.read += 1
             try:
                 record = map_record(values)
+                why = unencodable([v for v in record.values() if isinstance(v, str)], encoding) if lossy else None
             except RowError as error:
-                tally.reject(number, f"record {number}: {error}")
+                why = str(error)
+            if why is not None:
+                tally.reject(number, f"record {number}: {why}")
                 continue
             tally.written += 1
             if not number % REPORT_EVERY:  # Reporter reads the clock only then: spare it the call in between
@@ -406,7 +428,7 @@ class Outbound:
                 if settings.format == "csv":
                     self._tabulated(pages, tally, encoder)
                 else:
-                    encoder.add_records(self._mapped(chain.from_iterable(pages), tally))
+                    encoder.add_records(self._mapped(chain.from_iterable(pages), tally, settings.encoding))
                 limit = tally.over_limit(self.spec)
                 if limit or self.spec.dry_run:
                     writer.abort()
@@ -427,8 +449,9 @@ class Outbound:
             table = tabulate(self.mapper, block)
             for number, reason in table.refused:
                 tally.reject(number, f"record {number}: {reason}")
-            tally.written += block.size - len(table.refused)
-            encoder.add_columns(table.columns)
+            columns = _encodable(block.numbers, table, encoder.settings.encoding, tally)
+            tally.written += len(columns[0])
+            encoder.add_columns(columns)
             self.report("export", tally)
 
     def _to_salesforce(self, export: Iterable[dict[str, Any]]) -> SyncResult:

@@ -6,6 +6,7 @@ import codecs
 import csv
 import io
 import json
+import unicodedata
 import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -39,11 +40,44 @@ def content_type(settings: FileSettings, *, gzip_output: bool) -> str:
     return f"{kind}; charset={settings.encoding}"
 
 
+UNICODE_CODECS = ("utf_8", "utf_8_sig", "utf_16", "utf_16_le", "utf_16_be", "utf_32", "utf_32_le", "utf_32_be")
+
+
+def covers_unicode(encoding: str) -> bool:
+    """Whether ``encoding`` writes every character (the UTF codecs); latin-1 or cp1252 lack most (U+2028, emoji)."""
+    return codecs.lookup(encoding).name.replace("-", "_") in UNICODE_CODECS
+
+
+def unencodable(texts: Iterable[str], encoding: str) -> str | None:
+    """Why ``texts`` cannot be written in ``encoding`` (its first character outside it, by code point and name),
+    or None."""
+    if covers_unicode(encoding):
+        return None
+    for text in texts:
+        try:
+            text.encode(encoding)
+        except UnicodeEncodeError as error:
+            character = text[error.start]
+            name = unicodedata.name(character, "a character")
+            return (f"U+{ord(character):04X} {name} cannot be written in {encoding}; choose an encoding that holds "
+                    "it (utf-8 holds every character)")
+    return None
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as the CSV writer gets it: booleans as JSON writes them (true, false), not Python's True."""
+    return ("true" if value else "false") if type(value) is bool else value
+
+
 class RecordEncoder:
-    """Buffers encoded records and hands ~1 MiB chunks to the writer; counts bytes written."""
+    """Buffers encoded records and hands ~1 MiB chunks to the writer; counts bytes written.
+
+    JSON lines carry every column, null where a record has no value, so that every line of every file has
+    one schema (pyarrow and DuckDB infer it from the lines they see). CSV cells hold booleans as true/false."""
 
     def __init__(self, writer: AtomicWriter, settings: FileSettings, columns: list[str], *, gzip_output: bool) -> None:
         self.writer, self.settings, self.columns = writer, settings, columns
+        self.template = dict.fromkeys(columns)
         self.text = io.StringIO()
         self.csv = csv.writer(self.text, delimiter=settings.delimiter, lineterminator="\n")
         self.quoted = (settings.delimiter, '"', "\r", "\n")  # a cell holding one of these the writer quotes
@@ -58,13 +92,15 @@ class RecordEncoder:
         """JSON lines, a thousand records at a time, handing ~1 MiB chunks to the writer."""
         pending = iter(records)
         while batch := list(islice(pending, 1000)):
-            self.text.writelines(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+            template = self.template
+            self.text.writelines(json.dumps({**template, **record}, ensure_ascii=False, separators=(",", ":")) + "\n"
                                  for record in batch)
             if self.text.tell() >= FLUSH_AT:
                 self._flush()
 
     def add_columns(self, columns: list[list[Any]]) -> None:
         """CSV rows given column by column, in :attr:`columns` order (None for an empty cell)."""
+        columns = [list(map(csv_cell, column)) if bool in set(map(type, column)) else column for column in columns]
         text = self._plain(columns)
         if text is None:
             self.csv.writerows(zip(*columns, strict=True))

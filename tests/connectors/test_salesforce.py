@@ -78,7 +78,7 @@ def test_probe_names_the_flow_the_org_and_the_user_never_a_secret(
     salesforce.register_jwt_key(SF_CLIENT_ID, public)
     secret = jwt_credentials(private) if credentials == "jwt" else credentials
     assert isinstance(secret, dict)
-    message = hosted_client(salesforce, secret, "https://login.salesforce.com").probe().message
+    message = hosted_client(salesforce, secret, "https://acme.my.salesforce.com").probe().message
     assert f"logged in with the {flow} flow" in message and "org 00D000000000001EAA" in message
     assert "user 005000000000001AAA" in message and "remaining" in message
     if "username" in secret:

@@ -18,7 +18,16 @@ faults, ``fail_next_bulk_job`` to end a job Failed, ``register_jwt_key`` for the
 ``calls`` (a Counter by kind) for API budgets, ``advance`` to move the org's clock, ``begin`` for a
 transaction that commits late, ``time_out_after_applying`` for a gateway's 502/504 after a call ran,
 ``bulk_batch_size`` for the rows of a Bulk job's internal batch, ``fail_next_bulk_job(after_batches=)``
-for a job that fails part way, and ``lock`` for records another transaction holds (UNABLE_TO_LOCK_ROW).
+for a job that fails part way, ``lock`` for records another transaction holds (UNABLE_TO_LOCK_ROW),
+``daily_limit`` for the org's 24-hour API allocation (enforced: past it every call is refused) and ``host`` for
+the login host the fake plays (``login.salesforce.com``: no My Domain, so no client credentials flow).
+
+What it refuses as an org does (each with its documentation page where it is enforced): calls past
+the daily allocation (403 REQUEST_LIMIT_EXCEEDED "TotalRequests Limit exceeded."); a JWT assertion whose
+``exp`` is more than 3 minutes ahead; the client credentials flow at login/test.salesforce.com; API
+versions before 31.0 (410 Gone), after the org's release (404) and Bulk API 2.0 before 41.0 (404); a
+Bulk job's data whose record line ends differ from its ``lineEnding`` (the job Failed); it reads the
+data with the job's ``columnDelimiter``.
 
 Every answer carries the org's time in ``Date`` (RFC 9110; Salesforce's servers send it on every REST
 and OAuth answer), the clock ``advance`` moves. Where Salesforce's documentation is silent the fake
@@ -38,6 +47,15 @@ assumes:
   per 200-record DML chunk).
 - A job failed part way (``fail_next_bulk_job``) keeps its processed batches applied, counts them in
   numberRecordsProcessed/Failed, and lists the rest under unprocessedrecords.
+- The daily allocation is refused exactly at ``daily_limit`` (Salesforce may allow some overage and counts
+  over a rolling 24 hours); the concurrency limit is not counted, only answered on demand (``throttle``,
+  "ConcurrentRequests (Concurrent API Requests) Limit exceeded.").
+- The wording of refusals the documentation does not spell out: an over-long JWT ``invalid_grant``
+  "invalid assertion"; client credentials at a generic login host ``invalid_grant`` "request not
+  supported on this domain"; a retired version's 410 body ``[{"errorCode": "GONE", …}]``; a wrong line
+  ending "ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is LF".
+- The org runs release Spring '26 (API 66.0, ``LATEST_VERSION``); the JWT ``exp`` is checked against the
+  org's clock (``advance`` moves it), with one second for rounding.
 - A job's header matches fields case-insensitively (``lastname`` is applied to LastName), but
   successfulResults and failedResults echo only the columns whose header is the field's API name
   exactly: "Results only include columns that are a match"
@@ -75,6 +93,15 @@ COLLECTION_LIMIT = 200
 # (https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/how_requests_are_processed.htm)
 BULK_BATCH = 10_000
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+# "exp: The expiration time of the assertion within 3 minutes" (OAuth 2.0 JWT Bearer Flow,
+# https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_jwt_flow.htm); a second more for rounding
+JWT_MAX_LIFETIME = 181
+# "REST API returns 410: GONE" for the retired versions 7.0 to 30.0 (Salesforce Help 000354473)
+RETIRED_BEFORE = 31.0
+BULK_V2_SINCE = 41.0  # Bulk API 2.0 ingest came with API version 41.0 (Winter '18)
+LATEST_VERSION = 66.0  # an org answers versions up to its release's (Spring '26: 66.0)
+DELIMITERS = {"COMMA": ",", "TAB": "\t", "SEMICOLON": ";", "PIPE": "|", "CARET": "^", "BACKQUOTE": "`"}
+LOGIN_HOSTS = ("login.salesforce.com", "test.salesforce.com")
 ORG_ID = "00D000000000001EAA"
 USER_ID = "005000000000001AAA"
 DATA = r"/services/data/{version:v\d+\.\d}"
@@ -99,6 +126,7 @@ class IngestJob:
     line_ending: str
     version: str
     created: str = ""  # createdDate, by the org's clock
+    delimiter: str = "COMMA"
     state: str = "Open"
     data: bytes | None = None
     polls: int = 0
@@ -115,7 +143,7 @@ class IngestJob:
             "id": self.id, "operation": self.operation, "object": self.object, "createdById": USER_ID,
             "createdDate": self.created, "systemModstamp": self.created,
             "state": self.state, "concurrencyMode": "Parallel", "contentType": "CSV", "jobType": "V2Ingest",
-            "apiVersion": float(self.version[1:]), "lineEnding": self.line_ending, "columnDelimiter": "COMMA",
+            "apiVersion": float(self.version[1:]), "lineEnding": self.line_ending, "columnDelimiter": self.delimiter,
             "contentUrl": f"services/data/{self.version}/jobs/ingest/{self.id}/batches",
             "numberRecordsProcessed": len(self.successes) + len(self.failures),
             "numberRecordsFailed": len(self.failures), "retries": 0,
@@ -153,6 +181,7 @@ class FakeSalesforce(BackgroundServer):
         self.daily_limit = daily_limit
         self.bulk_polls_in_progress = 1  # GETs of job info answering InProgress before the job is done
         self.bulk_batch_size = BULK_BATCH  # rows of an ingest job's internal batch
+        self.host = "acme.my.salesforce.com"  # the login host this fake plays (login.salesforce.com: no My Domain)
         self.store = Store()
         self.calls: Counter[str] = Counter()
         self.request_lines: list[str] = []  # "METHOD path?query" of every request, the query as sent
@@ -239,6 +268,8 @@ class FakeSalesforce(BackgroundServer):
             self.bulk_batch_size = BULK_BATCH
             self.jwt_keys.clear()
             self.audience = "https://login.salesforce.com"
+            self.host = "acme.my.salesforce.com"
+            self.daily_limit = 15000
 
     def register_jwt_key(self, client_id: str, public_key_pem: str, *, audience: str | None = None) -> None:
         """Let the connected app ``client_id`` log in with JWTs signed by the matching private key."""
@@ -263,9 +294,10 @@ class FakeSalesforce(BackgroundServer):
             self.faults.append(Fault(re.compile(kind), count, status, body, {"Content-Type": "text/html"}, after=True))
 
     def throttle(self, count: int, *, kind: str = ".*") -> None:
-        """The org's daily API limit is used up for the next ``count`` calls: 403 REQUEST_LIMIT_EXCEEDED."""
+        """The org's concurrent request limit is reached for the next ``count`` calls: 403 REQUEST_LIMIT_EXCEEDED.
+        (The daily allocation is ``daily_limit``: past it every call is refused, "TotalRequests Limit exceeded.")"""
         self.fail_next(count, 403, kind=kind, error_code="REQUEST_LIMIT_EXCEEDED",
-                       message="TotalRequests Limit exceeded.")
+                       message="ConcurrentRequests (Concurrent API Requests) Limit exceeded.")
 
     def unavailable(self, count: int, *, kind: str = ".*", retry_after: int | None = None) -> None:
         self.fail_next(count, 503, kind=kind, retry_after=retry_after)
@@ -321,6 +353,14 @@ class FakeSalesforce(BackgroundServer):
             token = request.headers.get("Authorization", "")
             if not token.startswith("Bearer ") or token[7:] not in self.access_tokens:
                 return _errors(401, "INVALID_SESSION_ID", "Session expired or invalid")
+            refused = self._version_refusal(request.path, kind)
+            if refused is not None:
+                return refused
+            if self.api_calls > self.daily_limit:
+                # "TotalRequests Limit exceeded." once the org's 24-hour allocation is used up
+                # (https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/
+                # salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_api.htm)
+                return _errors(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
         try:
             response = await handler(request)
         except web.HTTPNotFound:
@@ -334,6 +374,18 @@ class FakeSalesforce(BackgroundServer):
         response.headers["Sforce-Limit-Info"] = f"api-usage={self.api_calls}/{self.daily_limit}"
         response.headers["Date"] = self._date()
         return response
+
+    @staticmethod
+    def _version_refusal(path: str, kind: str) -> web.Response | None:
+        """A retired version answers 410 Gone (Salesforce Help 000354473: "REST API returns 410: GONE"), one newer
+        than the org's release or a Bulk API 2.0 route before 41.0 404, as any unknown resource does."""
+        match = re.match(r"/services/data/v(\d+\.\d)(/|$)", path)
+        version = float(match.group(1)) if match else LATEST_VERSION
+        if version < RETIRED_BEFORE:
+            return _errors(410, "GONE", f"API version {version} has been retired and is no longer available")
+        if version > LATEST_VERSION or (kind.startswith(("bulk.", "bulkQuery.")) and version < BULK_V2_SINCE):
+            return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+        return None
 
     def _date(self) -> str:
         return format_datetime(self.store.now(), usegmt=True)
@@ -357,6 +409,9 @@ class FakeSalesforce(BackgroundServer):
             return _oauth_error("invalid_client_id", "client identifier invalid")
         if (grant != "refresh_token" or client_secret is not None) and self.clients[client_id] != client_secret:
             return _oauth_error("invalid_client", "invalid client credentials")
+        if grant == "client_credentials" and self.host in LOGIN_HOSTS:
+            # the client credentials flow is sent to the org's My Domain login URL, never login/test.salesforce.com
+            return _oauth_error("invalid_grant", "request not supported on this domain")
         if grant == "password":
             username, password = str(form.get("username", "")), str(form.get("password", ""))
             known = self.users.get(username)
@@ -380,6 +435,8 @@ class FakeSalesforce(BackgroundServer):
         try:
             claims = jwt.decode(assertion, public_key, algorithms=["RS256"], audience=self.audience,
                                 options={"require": ["iss", "sub", "aud", "exp"]})
+            if float(claims["exp"]) > self.store.now().timestamp() + JWT_MAX_LIFETIME:
+                return "invalid_grant", "invalid assertion"
         except jwt.InvalidAudienceError:
             return "invalid_grant", "audience is invalid"
         except jwt.ExpiredSignatureError:
@@ -695,9 +752,13 @@ class FakeSalesforce(BackgroundServer):
         if operation == "upsert" and (not external_id or sobject.canonical(external_id) != sobject.external_id):
             return _errors(400, "INVALIDJOB", f"InvalidJob : Field name provided, {external_id} is not an External "
                            f"ID or indexed field for {sobject.name}")
+        line_ending, delimiter = str(body.get("lineEnding", "LF")), str(body.get("columnDelimiter", "COMMA"))
+        if line_ending not in ("LF", "CRLF") or delimiter not in DELIMITERS:
+            return _errors(400, "INVALIDJOB", f"InvalidJob : Invalid lineEnding {line_ending} or columnDelimiter "
+                           f"{delimiter}")
         job = IngestJob(f"750{next(self._ids):015d}", sobject.name, operation,
                         sobject.external_id if operation == "upsert" else None,
-                        str(body.get("lineEnding", "LF")), request.match_info["version"], self.store.stamp())
+                        line_ending, request.match_info["version"], self.store.stamp(), delimiter)
         with self._lock:
             self.ingest_jobs[job.id] = job
         return web.json_response(job.info())
@@ -767,7 +828,14 @@ class FakeSalesforce(BackgroundServer):
 
     def _process(self, job: IngestJob) -> None:
         text = (job.data or b"").decode("utf-8-sig")
-        rows = list(csv.reader(io.StringIO(text, newline="")))
+        if _line_endings(text) - {job.line_ending}:
+            # "specify a line ending that matches the line ending used to create the CSV file"
+            # (https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/bulk_api_2_0_line_ending_header.htm)
+            job.state = "Failed"
+            job.error_message = ("ClientInputError : LineEnding is invalid on user data. Current LineEnding setting "
+                                 f"is {job.line_ending}")
+            return
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=DELIMITERS[job.delimiter]))
         if not rows:
             job.state, job.error_message = "Failed", "InvalidBatch : No content in batch"
             return
@@ -936,6 +1004,12 @@ def _duplicate_keys(keys: list[Any]) -> set[int]:
         if key not in (None, "", CSV_NULL):
             seen.setdefault(str(key).lower(), []).append(index)
     return {i for indices in seen.values() if len(indices) > 1 for i in indices}
+
+
+def _line_endings(text: str) -> set[str]:
+    """The line endings (LF, CRLF) that end records, outside quotes: a quoted value may hold either."""
+    bare = re.sub(r'"[^"]*"', "", text) if '"' in text else text  # an escaped "" is two quoted runs
+    return {name for name, found in (("CRLF", "\r\n" in bare), ("LF", re.search(r"(?<!\r)\n", bare))) if found}
 
 
 def _picked(row: list[str], positions: list[int]) -> list[str]:

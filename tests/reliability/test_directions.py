@@ -276,8 +276,12 @@ FAULTS = [
     Fault("Salesforce REQUEST_LIMIT_EXCEEDED on the write", "WalkMe → Salesforce",
           lambda s: s.salesforce.throttle(2, kind="collections")),
     Fault("Salesforce 503 on the query", "Salesforce → WalkMe", lambda s: s.salesforce.unavailable(1, kind="query")),
-    Fault("Salesforce Bulk job ends Failed", "WalkMe → Salesforce",
+    Fault("Salesforce Bulk job ends Failed, its records go into a new job", "WalkMe → Salesforce",
           lambda s: s.salesforce.fail_next_bulk_job("InternalServerError : the job could not be processed"),
+          destination=BULK_UPSERT),
+    Fault("Salesforce Bulk job and its second job end Failed", "WalkMe → Salesforce",
+          lambda s: [s.salesforce.fail_next_bulk_job("InternalServerError : the job could not be processed")
+                     for _ in range(2)],
           result="Failed", says="the job did not complete: InternalServerError", written=(), destination=BULK_UPSERT),
     Fault("webhook 429 with Retry-After", "WalkMe → webhook",
           lambda s: hook(s).fail_next(2, 429, "slow down", {"Retry-After": "1"})),

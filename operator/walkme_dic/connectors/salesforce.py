@@ -74,6 +74,12 @@ SOQL_ERRORS = {"INVALID_FIELD", "MALFORMED_QUERY", "INVALID_TYPE", "INVALID_QUER
 # (https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/datafiles_understanding_bulk2_ingest.htm).
 TRANSIENT_RECORD_ERRORS = frozenset({"UNABLE_TO_LOCK_ROW", "REQUEST_LIMIT_EXCEEDED"})
 SENT_AGAIN = " (refused again when sent a second time)"
+# Refused 403 REQUEST_LIMIT_EXCEEDED: the org's API requests of a rolling 24 hours are used up. Unlike the
+# concurrency limit ("ConcurrentRequests ... Limit exceeded"), a retry within the run cannot help.
+DAILY_LIMIT = b"TotalRequests Limit exceeded"
+OLDEST_VERSION = 31.0  # "REST API returns 410: GONE" for 7.0 to 30.0, retired in Summer '25 (Salesforce Help 000354473)
+BULK_V2_VERSION = 41.0  # Bulk API 2.0 ingest came with API version 41.0
+LOGIN_HOSTS = ("login.salesforce.com", "test.salesforce.com")
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 TOKEN_PATH = "/services/oauth2/token"
 T = TypeVar("T")
@@ -122,6 +128,11 @@ def choose_grant(credentials: Mapping[str, str], login_url: str, *, now: datetim
     if not creds.get("clientSecret"):
         raise AuthenticationError("the Salesforce Secret needs clientSecret with clientId (client credentials), "
                                   "privateKey and username (JWT bearer), refreshToken, or username and password")
+    host = urlsplit(login_url).hostname or ""
+    if host in LOGIN_HOSTS:
+        raise AuthenticationError(f"the client credentials flow is not served at {host}: set the Connection's "
+                                  "loginUrl (or instanceUrl) to the org's My Domain, "
+                                  "https://<domain>.my.salesforce.com (Setup > My Domain)")
     return Grant("client credentials", {**form, "grant_type": "client_credentials"}, app)
 
 
@@ -190,7 +201,7 @@ class SalesforceAdapter(HTTPAdapter):
             self._note_date(response.headers.get("Date"))
             self.maybe_applied = not harmless and response.status_code in MAYBE_RUN_STATUS
             if response.status_code != 403 or attempt == self.attempts or \
-                    b"REQUEST_LIMIT_EXCEEDED" not in response.content:
+                    b"REQUEST_LIMIT_EXCEEDED" not in response.content or DAILY_LIMIT in response.content:
                 return response
             response.close()
             time.sleep(retry_delay(attempt, self.base_delay, None))
@@ -252,6 +263,10 @@ class SalesforceClient:
     # ---- OAuth -------------------------------------------------------------------------------
 
     def _login(self) -> Salesforce:
+        if float(self.api_version) < OLDEST_VERSION:
+            raise PermanentError(f"salesforce.apiVersion {self.api_version}: Salesforce retired API versions before "
+                                 f"{OLDEST_VERSION} (they answer 410 Gone); use a current one such as 62.0",
+                                 reason="InvalidSpec")
         self.grant = grant = choose_grant(self._credentials, self.login_url)
         try:
             response = self.session.post(self.login_url + TOKEN_PATH, data=grant.form)
@@ -356,6 +371,9 @@ class SalesforceClient:
         else:
             from walkme_dic.connectors.salesforce_bulk import BulkIngest
 
+            if float(self.api_version) < BULK_V2_VERSION:
+                raise ValidationError(f"salesforce.apiVersion {self.api_version}: {len(head)} or more records go "
+                                      f"through Bulk API 2.0, which needs API version {BULK_V2_VERSION} or later")
             try:
                 report = BulkIngest(self, object_name, operation, external_id_field).run(head, iterator, fields)
             except PartlyApplied as error:
@@ -492,6 +510,13 @@ def _translate(error: SalesforceError, what: str, attempts: int) -> Exception:
         return AuthenticationError(f"{what}: Salesforce rejected the session ({code}: {message})")
     if code in SOQL_ERRORS and what == "SOQL":
         return PermanentError(f"SOQL: {_soql_reason(message, code)}", reason="InvalidQuery")
+    if code == "REQUEST_LIMIT_EXCEEDED" and DAILY_LIMIT.decode() in message:
+        return TransientError(f"{what}: the org's API requests of the last 24 hours are used up ({message}); the "
+                              "next run tries again (Setup > Company Information shows the allocation)",
+                              reason="SalesforceThrottled")
+    if status == 410:
+        return PermanentError(f"{what}: Salesforce no longer serves this API version ({code}: {message}); set "
+                              "salesforce.apiVersion to a current one", reason="InvalidSpec")
     if code == "REQUEST_LIMIT_EXCEEDED":
         return TransientError(f"{what}: Salesforce kept answering {status} REQUEST_LIMIT_EXCEEDED after {attempts} "
                               f"attempts ({message})", reason="SalesforceThrottled")

@@ -56,6 +56,7 @@ UNBALANCED_QUOTE = "UnbalancedQuote"  # a quoted CSV field ran over line ends in
 ROWS_REJECTED = "RowsRejected"  # a run that succeeded within its limits but left rows out: never a clean Synced
 NOTHING_APPLIED = "NothingApplied"  # a source with rows of which none could be applied is not a success
 LINES_UNACCOUNTED = "LinesUnaccounted"  # the lines or rows read do not add up to what was kept, rejected or left out
+SOURCE_CHANGED = "SourceChanged"  # a file replaced or removed while a run read it: nothing sent, the next run reads it
 DESTINATION_EXISTS = "DestinationExists"  # an incremental export never overwrites an earlier run's file
 DESTINATION_CONFLICT = "DestinationConflict"  # an older Integration writes the same file through the same Connection
 DEPRECATED_FIELD = "DeprecatedField"  # a spec field the API accepts for compatibility although it does nothing

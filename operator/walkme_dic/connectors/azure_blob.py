@@ -26,7 +26,7 @@ from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, Co
 from walkme_dic.api.connection import AzureBlobProvider
 from walkme_dic.connectors.background import BackgroundPartWriter
 from walkme_dic.connectors.base import BINARY, Limits, ObjectInfo, ProbeResult
-from walkme_dic.connectors.common import ErrorTranslator, redirect_refusal
+from walkme_dic.connectors.common import ErrorTranslator, etag_gone, redirect_refusal, source_changed
 from walkme_dic.errors import (
     AuthenticationError,
     DestinationExistsError,
@@ -135,7 +135,8 @@ class _ErrorMapper(ErrorTranslator[AzureBlobStore]):
 
 
 class _BlobReader(io.RawIOBase):
-    """Reads a blob in ranged chunks pinned to its ETag, so a changed blob fails instead of mixing versions."""
+    """Reads a blob in ranged chunks pinned to its ETag, so a changed blob (412 ConditionNotMet) or a deleted one
+    (404) fails the read with SourceChanged instead of mixing versions."""
 
     def __init__(self, store: AzureBlobStore, path: str, info: ObjectInfo) -> None:
         self.store, self.path, self.info = store, path, info
@@ -152,9 +153,18 @@ class _BlobReader(io.RawIOBase):
                 return 0
             length = min(READ_CHUNK, self.info.size - self.offset)
             with self.store._errors(f"reading {self.store.describe(self.path)}"):
-                self.pending = self.blob.download_blob(offset=self.offset, length=length,
-                                                       etag=f'"{self.info.fingerprint}"',
-                                                       match_condition=_if_match()).readall()
+                try:
+                    self.pending = self.blob.download_blob(offset=self.offset, length=length,
+                                                           etag=f'"{self.info.fingerprint}"',
+                                                           match_condition=_if_match()).readall()
+                except ResourceModifiedError:
+                    raise source_changed(self.store.describe(self.path), etag_gone(self.info.fingerprint)) from None
+                except ResourceNotFoundError:
+                    raise source_changed(self.store.describe(self.path), "it was deleted") from None
+                except HttpResponseError as error:
+                    if error.status_code == 412:
+                        raise source_changed(self.store.describe(self.path), etag_gone(self.info.fingerprint)) from None
+                    raise
             self.offset += len(self.pending)
         size = min(len(buffer), len(self.pending))
         buffer[:size], self.pending = self.pending[:size], self.pending[size:]

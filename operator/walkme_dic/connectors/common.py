@@ -94,6 +94,19 @@ def retry_delay(attempt: int, base: float, retry_after: str | None, *, cap: floa
     return max(0.0, min(delay, cap))
 
 
+def etag_gone(etag: str) -> str:
+    """How a file pinned to ``etag`` changed, when the store says only that the ETag no longer matches."""
+    return f"replaced or deleted: its ETag is no longer {etag}"
+
+
+def source_changed(where: str, how: str) -> PermanentError:
+    """The error for a file replaced or removed while a run read it (every store: an ETag or generation that no
+    longer matches, a size or mtime that moved, the object gone): the run stops before anything is sent rather than
+    mix two versions' rows, and the next run reads the new version."""
+    return PermanentError(f"{where} changed while it was being read ({how}); the next run reads the new version",
+                          reason=reasons.SOURCE_CHANGED)
+
+
 def redirect_refusal(url: str, status: int, location: str | None) -> PermanentError:
     """No client follows a redirect: a followed 307 resends the request, a token request's secret or a batch
     of users, to wherever its Location says (plain http, or a host the cluster admin did not allow)."""

@@ -45,7 +45,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from walkme_dic.api.connection import GcsProvider
 from walkme_dic.connectors.base import BINARY, Limits, ObjectInfo, ProbeResult
-from walkme_dic.connectors.common import ErrorTranslator, refuse_redirects
+from walkme_dic.connectors.common import ErrorTranslator, refuse_redirects, source_changed
 from walkme_dic.errors import (
     AuthenticationError,
     DestinationExistsError,
@@ -192,9 +192,7 @@ class _GcsReader(io.RawIOBase):
         return True
 
     def _changed(self) -> PermanentError:
-        return PermanentError(f"{self.store.describe(self.path)} changed while it was being read (generation "
-                              f"{self.generation} is gone); the next run reads the new version",
-                              reason="SourceChanged")
+        return source_changed(self.store.describe(self.path), f"generation {self.generation} is gone")
 
     def _chunk(self) -> bytes:
         end = min(self.offset + READ_CHUNK, self.info.size) - 1

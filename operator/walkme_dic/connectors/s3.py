@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, Rea
 from walkme_dic.api.connection import S3Provider
 from walkme_dic.connectors.background import BackgroundPartWriter
 from walkme_dic.connectors.base import BINARY, Limits, ObjectInfo, ProbeResult
-from walkme_dic.connectors.common import ErrorTranslator, redirect_refusal
+from walkme_dic.connectors.common import ErrorTranslator, etag_gone, redirect_refusal, source_changed
 from walkme_dic.errors import (
     AuthenticationError,
     DestinationExistsError,
@@ -129,7 +129,9 @@ class _ErrorMapper(ErrorTranslator[S3Store]):
 
 
 class _S3Reader(io.RawIOBase):
-    """Streams an object; after a dropped connection it resumes with a Range request, same ETag only."""
+    """Streams an object; after a dropped connection it resumes with a Range request, same ETag only: every GET
+    carries If-Match, so an object replaced (412 PreconditionFailed) or deleted (404) since the stat fails the read
+    with SourceChanged."""
 
     def __init__(self, store: S3Store, path: str, info: ObjectInfo) -> None:
         self.store, self.path, self.info = store, path, info
@@ -141,9 +143,18 @@ class _S3Reader(io.RawIOBase):
 
     def _open(self) -> None:
         with self.store._errors(f"reading {self.store.describe(self.path)}"):
-            response = self.store.client.get_object(
-                Bucket=self.store.spec.bucket, Key=self.store.key(self.path), IfMatch=f'"{self.info.fingerprint}"',
-                **({"Range": f"bytes={self.offset}-"} if self.offset else {}))
+            try:
+                response = self.store.client.get_object(
+                    Bucket=self.store.spec.bucket, Key=self.store.key(self.path), IfMatch=f'"{self.info.fingerprint}"',
+                    **({"Range": f"bytes={self.offset}-"} if self.offset else {}))
+            except ClientError as error:
+                code = str(error.response.get("Error", {}).get("Code", ""))
+                status = str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+                if code == "PreconditionFailed" or status == "412":
+                    raise source_changed(self.store.describe(self.path), etag_gone(self.info.fingerprint)) from None
+                if code in MISSING_KEY or status == "404":
+                    raise source_changed(self.store.describe(self.path), "it was deleted") from None
+                raise
         self.body = response["Body"]
 
     def readinto(self, buffer: Any) -> int:

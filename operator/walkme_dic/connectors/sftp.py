@@ -55,7 +55,7 @@ from paramiko.ssh_exception import IncompatiblePeer
 from walkme_dic import reasons
 from walkme_dic.api.connection import SFTP_KNOWN_HOSTS_KEY, SftpProvider
 from walkme_dic.connectors.base import BINARY, Limits, ObjectInfo, ProbeResult
-from walkme_dic.connectors.common import AbortOnError, ErrorTranslator
+from walkme_dic.connectors.common import AbortOnError, ErrorTranslator, source_changed
 from walkme_dic.errors import (
     AuthenticationError,
     DestinationExistsError,
@@ -339,9 +339,8 @@ class _SftpReader(io.RawIOBase):
         with self.store._errors(f"reading {where}"):
             attributes = self.store.sftp.stat(remote)
             if fingerprint(attributes) != self.info.fingerprint:
-                raise PermanentError(f"{where} changed while it was being read (size and mtime were "
-                                     f"{self.info.fingerprint}, now {fingerprint(attributes)}); the next run reads "
-                                     "the new version", reason="SourceChanged")
+                raise source_changed(where, f"size and mtime were {self.info.fingerprint}, now "
+                                            f"{fingerprint(attributes)}")
             file = self.store.sftp.open(remote, "rb")
             file.seek(self.offset)
             # paramiko's prefetch thread queues every READ request at once (small: ~40 bytes per 32 KiB), so it
@@ -361,8 +360,8 @@ class _SftpReader(io.RawIOBase):
                 self._drop()
                 continue
             if not data:
-                raise PermanentError(f"{self.store.describe(self.path)} ended at byte {self.offset} of "
-                                     f"{self.info.size}: it changed while it was being read", reason="SourceChanged")
+                raise source_changed(self.store.describe(self.path),
+                                     f"it ended at byte {self.offset} of {self.info.size}")
             buffer[: len(data)] = data
             self.offset += len(data)
             return len(data)

@@ -309,7 +309,7 @@ class FileSource:
     def blocks(self, fingerprint: str | None, required: list[str]) -> tuple[Iterator[Block], CountingReader]:
         if self.store.stat(self.file.path).fingerprint != fingerprint:
             raise PermanentError(f"{self.file.path} changed while it was being imported; the next run will import "
-                                 "the new version", reason="SourceChanged")
+                                 "the new version", reason=reasons.SOURCE_CHANGED)
         counter = CountingReader(self.store.open_read(self.file.path))
         buffered = io.BufferedReader(counter, buffer_size=1024 * 1024)
         reader = read_blocks(buffered, self.file, required)

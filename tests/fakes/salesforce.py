@@ -53,8 +53,10 @@ assumes:
 - The wording of refusals the documentation does not spell out: an over-long JWT ``invalid_grant``
   "invalid assertion"; client credentials at a generic login host ``invalid_grant`` "request not
   supported on this domain"; a retired version's 410 body ``[{"errorCode": "GONE", …}]``; a wrong line
-  ending "ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is LF".
-- The org runs release Spring '26 (API 66.0, ``LATEST_VERSION``); the JWT ``exp`` is checked against the
+  ending "ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is LF"; an
+  external id several records share: per record (Collections, Bulk) DUPLICATE_EXTERNAL_ID "… more than
+  one record found for external id field: [ids]", the single-record upsert 300 with the records' URLs.
+- The org runs release Winter '27 (API 68.0, ``LATEST_VERSION``); the JWT ``exp`` is checked against the
   org's clock (``advance`` moves it), with one second for rounding.
 - A job's header matches fields case-insensitively (``lastname`` is applied to LastName), but
   successfulResults and failedResults echo only the columns whose header is the field's API name
@@ -99,7 +101,7 @@ JWT_MAX_LIFETIME = 181
 # "REST API returns 410: GONE" for the retired versions 7.0 to 30.0 (Salesforce Help 000354473)
 RETIRED_BEFORE = 31.0
 BULK_V2_SINCE = 41.0  # Bulk API 2.0 ingest came with API version 41.0 (Winter '18)
-LATEST_VERSION = 66.0  # an org answers versions up to its release's (Spring '26: 66.0)
+LATEST_VERSION = 68.0  # an org answers versions up to its release's (Winter '27: 68.0)
 DELIMITERS = {"COMMA": ",", "TAB": "\t", "SEMICOLON": ";", "PIPE": "|", "CARET": "^", "BACKQUOTE": "`"}
 LOGIN_HOSTS = ("login.salesforce.com", "test.salesforce.com")
 ORG_ID = "00D000000000001EAA"
@@ -560,6 +562,13 @@ class FakeSalesforce(BackgroundServer):
                                                      from_csv=False)
         if errors and errors[0].status_code == "INVALID_CROSS_REFERENCE_KEY":  # an update of an unknown Id
             return _errors(404, "NOT_FOUND", "The requested resource does not exist")
+        if errors and errors[0].status_code == "DUPLICATE_EXTERNAL_ID":
+            # "If the value is not unique, the REST API returns a 300 response with the list of matching records"
+            # (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_upsert.htm)
+            version = request.match_info["version"]
+            matches = [f"/services/data/{version}/sobjects/{sobject.name}/{r['Id']}"
+                       for r in sobject.matching(request.match_info["value"])]
+            return web.json_response(matches, status=300)
         if errors:
             return web.json_response([{"message": e.message, "errorCode": e.status_code, "fields": list(e.fields)}
                                       for e in errors], status=400)
@@ -729,6 +738,14 @@ class FakeSalesforce(BackgroundServer):
         if key in (None, "", CSV_NULL):
             return None, False, [RecordError("MISSING_ARGUMENT", f"{external_id} not specified")]
         found = sobject.find_by_external_id(key)
+        several = sobject.matching(key)
+        if len(several) > 1:
+            # "If the external ID is matched multiple times, then a 300 error is reported, and the record isn't
+            # created or updated" (https://developer.salesforce.com/docs/platform/api-rest/guide/dome-upsert.html):
+            # the single-record upsert answers 300 (_sobject_write), Collections and Bulk refuse the record
+            ids = ", ".join(r["Id"] for r in several)
+            return None, False, [RecordError("DUPLICATE_EXTERNAL_ID", f"{sobject.name} {external_id}: more than one "
+                                             f"record found for external id field: [{ids}]")]
         cleaned, errors = self.store.clean(sobject, {k: v for k, v in values.items() if k.lower() != "id"},
                                            from_csv=from_csv, creating=found is None)
         if errors:

@@ -83,6 +83,13 @@ class SObject:
                 "createable": True, "updateable": True, "deletable": True, "queryable": True, "fields": fields,
                 "urls": {"sobject": f"/services/data/v62.0/sobjects/{self.name}"}}
 
+    def matching(self, value: Any) -> list[dict[str, Any]]:
+        """Every live record whose external id is ``value`` (case-insensitive): an External ID field not marked
+        Unique may hold a value more than once (seed such records to see it)."""
+        wanted = str(value).lower()
+        return [r for r in self.records.values() if self.external_id and r.get(self.external_id) is not None
+                and str(r[self.external_id]).lower() == wanted]
+
     def find_by_external_id(self, value: Any) -> dict[str, Any] | None:
         record_id = self.by_external_id.get(str(value).lower())
         return self.records.get(record_id) if record_id else None

@@ -74,6 +74,10 @@ SOQL_ERRORS = {"INVALID_FIELD", "MALFORMED_QUERY", "INVALID_TYPE", "INVALID_QUER
 # (https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/datafiles_understanding_bulk2_ingest.htm).
 TRANSIENT_RECORD_ERRORS = frozenset({"UNABLE_TO_LOCK_ROW", "REQUEST_LIMIT_EXCEEDED"})
 SENT_AGAIN = " (refused again when sent a second time)"
+# "If the external ID is matched multiple times, then a 300 error is reported, and the record isn't created or
+# updated" (https://developer.salesforce.com/docs/platform/api-rest/guide/dome-upsert.html)
+AMBIGUOUS_KEY = ("; several records hold this external id, so Salesforce cannot tell which to update: merge them or "
+                 "make the field Unique")
 # Refused 403 REQUEST_LIMIT_EXCEEDED: the org's API requests of a rolling 24 hours are used up. Unlike the
 # concurrency limit ("ConcurrentRequests ... Limit exceeded"), a retry within the run cannot help.
 DAILY_LIMIT = b"TotalRequests Limit exceeded"
@@ -466,8 +470,9 @@ def record_error(errors: list[dict[str, Any]], *, sent_again: bool = False) -> s
     if not errors:
         return "rejected by Salesforce without a reason"
     first = errors[0]
-    reason = error_reason(str(first.get("statusCode", "")), str(first.get("message", "")), first.get("fields") or [])
-    return reason + (SENT_AGAIN if sent_again else "")
+    code = str(first.get("statusCode", ""))
+    reason = error_reason(code, str(first.get("message", "")), first.get("fields") or [])
+    return reason + (AMBIGUOUS_KEY if code == "DUPLICATE_EXTERNAL_ID" else "") + (SENT_AGAIN if sent_again else "")
 
 
 def transient_record_error(errors: list[dict[str, Any]]) -> bool:
@@ -514,6 +519,9 @@ def _translate(error: SalesforceError, what: str, attempts: int) -> Exception:
         return TransientError(f"{what}: the org's API requests of the last 24 hours are used up ({message}); the "
                               "next run tries again (Setup > Company Information shows the allocation)",
                               reason="SalesforceThrottled")
+    if status == 300:  # a single-record upsert whose external id several records hold: the content lists them
+        return PermanentError(f"{what}: several records hold this external id ({content}){AMBIGUOUS_KEY}",
+                              reason="AmbiguousExternalId")
     if status == 410:
         return PermanentError(f"{what}: Salesforce no longer serves this API version ({code}: {message}); set "
                               "salesforce.apiVersion to a current one", reason="InvalidSpec")

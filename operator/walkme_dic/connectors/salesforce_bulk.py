@@ -45,6 +45,7 @@ from simple_salesforce.exceptions import SalesforceMalformedRequest
 from walkme_dic.connectors.base import WriteReport
 from walkme_dic.connectors.common import retry_delay
 from walkme_dic.connectors.salesforce import (
+    AMBIGUOUS_KEY,
     SENT_AGAIN,
     TRANSIENT_RECORD_ERRORS,
     MaybeApplied,
@@ -136,7 +137,8 @@ class BulkIngest:
         resend: list[int] = []  # positions in the chunk to send once more
         if int(job.get("numberRecordsFailed") or 0):
             for position, sf_error in self._results(job_id, what, chunk, "failedResults"):
-                code, reason = sf_error.partition(":")[0].strip(), _reason(sf_error)
+                code = sf_error.partition(":")[0].strip()
+                reason = _reason(sf_error) + (AMBIGUOUS_KEY if code == "DUPLICATE_EXTERNAL_ID" else "")
                 if code in TRANSIENT_RECORD_ERRORS and not again and position is not None:
                     resend.append(position)
                 else:

@@ -255,8 +255,8 @@ async def test_salesforce_soql_to_walkme(
     obj = await finished_runs(cluster, "contacts")
     assert obj["status"]["runs"][0]["rowsWritten"] == 2, obj["status"]["runs"][0]
     users = walkme.users(WALKME_TOKEN)
-    assert users == {"c1": {"email": "ng@acme.example", "Active__c": True},
-                     "c2": {"email": "ito@acme.example", "Active__c": False}}
+    assert users == {"c1": {"email": "ng@acme.example", "Active__c": "true"},
+                     "c2": {"email": "ito@acme.example", "Active__c": "false"}}  # WalkMe has no Boolean (A4)
 
 
 async def test_walkme_to_salesforce_upsert_is_idempotent(

@@ -270,8 +270,10 @@ class Sink:
 
 
 def written_by_csv(rows: list[tuple[Any, ...]], delimiter: str) -> bytes:
+    """The csv writer's rows, booleans as JSON writes them (the encoder's one rule beyond the writer's)."""
     text = io.StringIO()
-    csv.writer(text, delimiter=delimiter, lineterminator="\n").writerows(rows)
+    csv.writer(text, delimiter=delimiter, lineterminator="\n").writerows(
+        [("true" if cell else "false") if type(cell) is bool else cell for cell in row] for row in rows)
     return text.getvalue().encode()
 
 

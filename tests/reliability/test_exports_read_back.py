@@ -10,6 +10,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import uuid
 from datetime import date, datetime, time
 from pathlib import Path
@@ -167,3 +168,31 @@ def test_a_character_the_encoding_lacks_rejects_its_record_only(fmt: str, walkme
     assert "record 2" in rejected.reason and "U+2028 LINE SEPARATOR cannot be written in latin-1" in rejected.reason
     text = data.decode("latin-1")
     assert "Zoë" in text and "Åsa" in text and "separator" not in text
+
+
+SNIPPET = re.compile(r"<!-- readme-snippet: (\w+) -->\n```python\n(.*?)```", re.S)
+
+
+def test_the_readme_snippets_read_an_export_as_written(walkme: FakeWalkMe, moto_server: str, bucket: str,
+                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    records = [{"userId": "u1", "name": "NA", "count": 3, "member": True, "joined": "2026-11-20"},
+               {"userId": "u2", "name": "Ann, Jr.", "member": False}]
+    for fmt in ("csv", "jsonl"):
+        result, data = export(walkme, moto_server, bucket, records, fmt, "none")
+        assert result.result == "Succeeded", result
+        (tmp_path / f"users.{fmt}").write_bytes(data)
+    snippets = dict(SNIPPET.findall((Path(__file__).parents[2] / "README.md").read_text()))
+    assert set(snippets) == {"duckdb", "pandas", "pyarrow"}
+    monkeypatch.chdir(tmp_path)
+    found: dict[str, dict[str, Any]] = {}
+    for name, code in snippets.items():
+        found[name] = {}
+        exec(compile(code, f"README.md:{name}", "exec"), found[name])  # the README is ours: its snippets must run
+    duck = found["duckdb"]
+    assert [row[:2] for row in duck["csv_rows"]] == [("u1", "NA"), ("u2", "Ann, Jr.")]
+    assert duck["json_rows"][1][:4] == ("u2", "Ann, Jr.", None, False)
+    users = found["pandas"]["users"]
+    assert users["name"].tolist() == ["NA", "Ann, Jr."] and users["count"].isna().tolist() == [False, True]
+    assert found["pandas"]["events"]["member"].tolist() == [True, False]
+    assert found["pyarrow"]["table"].column("name").to_pylist() == ["NA", "Ann, Jr."]
+    assert found["pyarrow"]["lines"].column("count").to_pylist() == [3, None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.connectors.test_salesforce import client, contacts
-from tests.fakes.salesforce import FakeSalesforce
+from tests.fakes.salesforce import FakeSalesforce, IngestJob
 from walkme_dic.connectors.salesforce import sent_twice_is_harmless
 
 BASE = "https://org.example/services/data/v62.0"
@@ -70,3 +70,30 @@ def test_a_bulk_insert_step_answered_504_after_it_ran_is_not_repeated(salesforce
 ])
 def test_which_calls_are_sent_twice_on_a_gateway_error(method: str, url: str, harmless: bool) -> None:
     assert sent_twice_is_harmless(method, url) is harmless
+
+
+def test_after_a_lost_create_two_open_jobs_of_the_user_are_left_alone(salesforce: FakeSalesforce) -> None:
+    """Another process of the same integration user created a job in the same second: which one the lost create
+    made cannot be told (jobs carry no mark), so neither is used; a new job takes the data."""
+    theirs: list[IngestJob] = []
+    salesforce.time_out_after_applying(1, kind="bulk.create",
+                                       meanwhile=lambda: theirs.append(salesforce.open_job("Contact", "insert")))
+    report = client(salesforce).write("Contact", "insert", contacts(30), "WalkMe_Id__c", bulk_threshold=10)
+    assert (report.written, report.failed) == (30, [])
+    [other] = theirs
+    assert (other.state, other.data) == ("Open", None), "another process's job was used or aborted"
+    states = sorted((job.state, job.data is None) for job in salesforce.ingest_jobs.values())
+    assert states == [("JobComplete", False), ("Open", True), ("Open", True)], "our empty job stays behind"
+
+
+def test_an_adopted_job_that_holds_another_process_data_is_given_back(salesforce: FakeSalesforce) -> None:
+    """The lost create never ran; the one Open job found is another process's, already uploaded: the upload is
+    refused as a second content, the job is left as it is (not aborted), and a new job takes the data."""
+    theirs: list[IngestJob] = []
+    salesforce.time_out_after_applying(1, kind="bulk.create", applied=False, meanwhile=lambda: theirs.append(
+        salesforce.open_job("Contact", "insert", data=b"LastName\nTheirs\n")))
+    report = client(salesforce).write("Contact", "insert", contacts(30), "WalkMe_Id__c", bulk_threshold=10)
+    assert (report.written, report.failed) == (30, [])
+    [other] = theirs
+    assert (other.state, other.data) == ("Open", b"LastName\nTheirs\n")
+    assert len(salesforce.records("Contact")) == 30 and salesforce.calls["bulk.create"] == 2

@@ -16,7 +16,9 @@ verified with the public key a test registers). Unknown routes answer Salesforce
 Test hooks: ``define``/``seed``/``records`` for data, ``fail_next``/``throttle``/``unavailable`` for
 faults, ``fail_next_bulk_job`` to end a job Failed, ``register_jwt_key`` for the JWT bearer flow,
 ``calls`` (a Counter by kind) for API budgets, ``advance`` to move the org's clock, ``begin`` for a
-transaction that commits late, ``time_out_after_applying`` for a gateway's 502/504 after a call ran,
+transaction that commits late, ``time_out_after_applying`` for a gateway's 502/504 after a call ran (or before
+it reached the org, ``applied=False``; ``meanwhile`` for what another client does in that moment, such as
+``open_job``, an Open ingest job another process of the same user creates),
 ``bulk_batch_size`` for the rows of a Bulk job's internal batch, ``fail_next_bulk_job(after_batches=)``
 for a job that fails part way, ``lock`` for records another transaction holds (UNABLE_TO_LOCK_ROW),
 ``daily_limit`` for the org's 24-hour API allocation (enforced: past it every call is refused) and ``host`` for
@@ -77,7 +79,7 @@ import re
 import secrets
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import format_datetime
@@ -117,6 +119,7 @@ class Fault:
     body: str
     headers: dict[str, str] = field(default_factory=dict)
     after: bool = False  # the call runs, then the fault is answered (a gateway timing out behind it)
+    meanwhile: Callable[[], None] | None = None  # what else happens in the org before the fault is answered
 
 
 @dataclass
@@ -287,13 +290,29 @@ class FakeSalesforce(BackgroundServer):
         with self._lock:
             self.faults.append(Fault(re.compile(kind), count, status, body, headers))
 
-    def time_out_after_applying(self, count: int, *, kind: str, status: int = 504) -> None:
+    def time_out_after_applying(self, count: int, *, kind: str, status: int = 504, applied: bool = True,
+                                meanwhile: Callable[[], None] | None = None) -> None:
         """The next ``count`` calls of ``kind`` run, and then the caller gets ``status`` (504 Gateway Timeout,
         502 Bad Gateway) instead of their answer: what a gateway in front of the org answers when the org was
-        slower than its timeout (RFC 9110 15.6.5: the gateway "did not receive a timely response")."""
+        slower than its timeout (RFC 9110 15.6.5: the gateway "did not receive a timely response"). With
+        ``applied=False`` the call never reached the org; ``meanwhile`` runs before the answer (another client of
+        the org acting in that moment, e.g. ``open_job``)."""
         body = f"<html><body><h1>{status} Gateway Timeout</h1></body></html>"
         with self._lock:
-            self.faults.append(Fault(re.compile(kind), count, status, body, {"Content-Type": "text/html"}, after=True))
+            self.faults.append(Fault(re.compile(kind), count, status, body, {"Content-Type": "text/html"},
+                                     after=applied, meanwhile=meanwhile))
+
+    def open_job(self, object_name: str, operation: str, *, data: bytes | None = None) -> IngestJob:
+        """An Open ingest job another process of the same integration user created now (with ``data``: already
+        uploaded): Bulk API 2.0 jobs carry no mark of the process that made them."""
+        sobject = self.store.get(object_name)
+        assert sobject is not None
+        with self._lock:
+            job = IngestJob(f"750{next(self._ids):015d}", sobject.name, operation,
+                            sobject.external_id if operation == "upsert" else None, "LF", "v62.0", self.store.stamp(),
+                            data=data)
+            self.ingest_jobs[job.id] = job
+        return job
 
     def throttle(self, count: int, *, kind: str = ".*") -> None:
         """The org's concurrent request limit is reached for the next ``count`` calls: 403 REQUEST_LIMIT_EXCEEDED.
@@ -348,9 +367,11 @@ class FakeSalesforce(BackgroundServer):
             fault = next((f for f in self.faults if f.remaining > 0 and f.kind.fullmatch(kind)), None)
             if fault is not None:
                 fault.remaining -= 1
+        if fault is not None and fault.meanwhile is not None and not fault.after:
+            fault.meanwhile()
         if fault is not None and not fault.after:
-            return web.Response(status=fault.status, text=fault.body, content_type="application/json",
-                                headers={**fault.headers, "Date": self._date()})
+            return web.Response(status=fault.status, text=fault.body,
+                                headers={"Content-Type": "application/json", **fault.headers, "Date": self._date()})
         if kind != "token" and request.path.startswith("/services/data/"):
             token = request.headers.get("Authorization", "")
             if not token.startswith("Bearer ") or token[7:] not in self.access_tokens:
@@ -372,6 +393,8 @@ class FakeSalesforce(BackgroundServer):
             return _errors(405, "METHOD_NOT_ALLOWED",
                            f"HTTP Method '{request.method}' not allowed. Allowed are {allowed}")
         if fault is not None:  # applied; the answer is lost behind a gateway
+            if fault.meanwhile is not None:
+                fault.meanwhile()
             return web.Response(status=fault.status, text=fault.body, headers={**fault.headers, "Date": self._date()})
         response.headers["Sforce-Limit-Info"] = f"api-usage={self.api_calls}/{self.daily_limit}"
         response.headers["Date"] = self._date()

@@ -1,22 +1,25 @@
 """Bulk API 2.0 ingest for SalesforceClient.write: CSV spooled to disk, one job per ``bulk_max_bytes``.
 
-Records stream into a temporary CSV file; when the next row would pass ``bulk_max_bytes``
-(Salesforce accepts at most 100 MB of CSV per upload, one upload per job; we cut at 10 MB, see
+Records stream into a temporary CSV file; when the next row would pass ``bulk_max_bytes`` (Salesforce
+accepts at most 100 MB of CSV per upload, one upload per job; we cut at 10 MB, see
 salesforce.BULK_JOB_BYTES) the file goes to one job, step by step through simple-salesforce's Bulk 2.0
-client (``bulk2.<object>._client``: create the job, PUT the file, UploadComplete, poll to the end;
-abort a job still Open on an error). Its one-call ``insert``/``upsert`` is not used because a step
-answered 502/504 may have run (salesforce.MaybeApplied) and each is checked before it is sent again:
-a created job is looked up among the user's Open jobs of that object and operation created since
-(Bulk API 2.0 "Get All Jobs"), an upload is sent again and Salesforce's refusal of a second upload
-("Found multiple contents for job") says the first landed, and a close is done when the job has left
-Open. simple-salesforce's one-call flow would instead resend the close, get 400 and abort the running
-job. The written count comes from the job's numbers; failedResults are downloaded to a file and
-matched to their input index by a digest of the row's values (Salesforce returns results in no
-particular order), rescanning the spooled file, so memory holds only the failures, never the data.
-Result files echo only the columns whose header is the field's API name exactly, so the header is
-written by the API names of the object's describe (one call a write) and the digest covers the columns
-the result file does echo; a result that still matches no row is reported with index -1 and says so.
-One job's file is read into memory to upload it (one string), so a job costs a few times its size.
+client (``bulk2.<object>._client``: create the job, PUT the file, UploadComplete, poll to the end; abort
+a job still Open on an error). Its one-call ``insert``/``upsert`` is not used because a step answered
+502/504 may have run (salesforce.MaybeApplied) and each is checked before it is sent again: a created
+job is looked up among the user's Open jobs of that object, operation, external id field and API version
+created since (Bulk API 2.0 "Get All Jobs") and used only when it is the one candidate (jobs carry no
+mark of the process that made them, so another process of the same user could have made one in that
+second; an adopted job that already holds data is theirs, is left alone, and a new job is made), an
+upload is sent again and Salesforce's refusal of a second upload ("Found multiple contents for job")
+says the first landed, and a close is done when the job has left Open. simple-salesforce's one-call flow
+would instead resend the close, get 400 and abort the running job. The written count comes from the
+job's numbers; failedResults are downloaded to a file and matched to their input index by a digest of
+the row's values (Salesforce returns results in no particular order), rescanning the spooled file, so
+memory holds only the failures, never the data. Result files echo only the columns whose header is the
+field's API name exactly, so the header is written by the API names of the object's describe (one call a
+write) and the digest covers the columns the result file does echo; a result that still matches no row
+is reported with index -1 and says so. One job's file is read into memory to upload it (one string), so
+a job costs a few times its size.
 
 Records a job refused for a passing reason (UNABLE_TO_LOCK_ROW, REQUEST_LIMIT_EXCEEDED: salesforce.
 TRANSIENT_RECORD_ERRORS) and those a Failed job left unprocessed go once more, after a pause, into a new
@@ -121,14 +124,18 @@ class BulkIngest:
         more into a job of their own (``again``); what that job still refuses or leaves is reported. A job that
         ends Failed or Aborted with records left raises PartlyApplied."""
         what = f"Bulk API {self.operation} {self.object_name}"
-        job_id = self._create(what)
+        job_id, adopted = self._create(what, adopt=True)
         try:
             chunk.file.seek(0)
-            self._upload(job_id, chunk.file.read().decode(), what)
+            data = chunk.file.read().decode()
+            if not self._upload(job_id, data, what, adopted=adopted):
+                job_id = None  # another process's job: never aborted by us
+                job_id, _ = self._create(what, adopt=False)
+                self._upload(job_id, data, what, adopted=False)
             self._close(job_id, what)
         except BaseException:
             with contextlib.suppress(DicError):
-                if self._info(job_id, what)["state"] == "Open":
+                if job_id is not None and self._info(job_id, what)["state"] == "Open":
                     self.client.call(what, lambda sf: self._bulk(sf).abort_job(job_id, False))
             raise
         job = self._wait(job_id, what)
@@ -188,52 +195,66 @@ class BulkIngest:
     def _info(self, job_id: str, what: str) -> dict[str, Any]:
         return dict(self.client.call(what, lambda sf: self._bulk(sf).get_job(job_id, False)))
 
-    def _create(self, what: str) -> str:
+    def _create(self, what: str, *, adopt: bool) -> tuple[str, bool]:
+        """A new job's id, and whether it is one found after a create that may have run (``adopt``) rather than
+        the create's own answer. Without ``adopt`` a create that may have run is simply sent again: at worst an
+        empty Open job is left behind, which holds no data."""
         for attempt in range(1, self.client.adapter.attempts + 1):
             since = self.client.adapter.server_time
             try:
                 job = self.client.call(what, lambda sf: self._bulk(sf).create_job(
                     self.operation, external_id_field=self.external_id_field))
-                return str(job["id"])
+                return str(job["id"]), False
             except MaybeApplied:
                 if attempt == self.client.adapter.attempts:
                     raise
-                adopted = self._created_since(since, what)
+                adopted = self._created_since(since, what) if adopt else None
                 if adopted:
-                    return adopted
+                    return adopted, True
         raise AssertionError("unreachable")
 
     def _created_since(self, since: datetime | None, what: str) -> str | None:
-        """The Open job of this object and operation the integration user created since ``since`` (the org's time
-        before the create was sent, less a second for the Date header's whole seconds), the newest; it has
-        no data yet, so it is used as if the create had answered."""
+        """The Open job the lost create made, if it is the only candidate: created by the integration user since
+        ``since`` (the org's time before the create was sent, less a second for the Date header's whole seconds),
+        with this object, operation, external id field and API version. Bulk API 2.0 jobs carry no mark of their
+        own, so another process of the same user may have created one in the same second: with two candidates
+        none is taken (a new job is created), and a taken job that already holds data is given back (_upload)."""
         listing = self.client.call(what, lambda sf: sf.restful("jobs/ingest", method="GET")) or {}
         user = (self.client.identity or ("", ""))[1][:15]
         earliest = since - timedelta(seconds=1) if since else None
+        external_id = (self.external_id_field or "").lower()
         found = [job for job in listing.get("records", []) if job.get("state") == "Open"
                  and str(job.get("object", "")).lower() == self.object_name.lower()
                  and job.get("operation") == self.operation and str(job.get("createdById", ""))[:15] == user
+                 and (self.operation != "upsert" or str(job.get("externalIdFieldName") or "").lower() == external_id)
+                 and float(job.get("apiVersion") or 0) == float(self.client.api_version)
                  and (earliest is None or _when(str(job.get("createdDate", ""))) >= earliest)]
-        return str(max(found, key=lambda job: str(job.get("createdDate", "")))["id"]) if found else None
+        return str(found[0]["id"]) if len(found) == 1 else None
 
-    def _upload(self, job_id: str, data: str, what: str) -> None:
+    def _upload(self, job_id: str, data: str, what: str, *, adopted: bool) -> bool:
+        """The job's data sent; False when the job was adopted and already held data (not ours after all)."""
         for attempt in range(1, self.client.adapter.attempts + 1):
             try:
-                self.client.call(what, lambda sf, again=attempt > 1: self._put(sf, job_id, data, again=again))
-                return
+                return bool(self.client.call(what, lambda sf, again=attempt > 1: self._put(
+                    sf, job_id, data, again=again, adopted=adopted)))
             except MaybeApplied:
                 if attempt == self.client.adapter.attempts:
                     raise
+        raise AssertionError("unreachable")
 
-    def _put(self, sf: Salesforce, job_id: str, data: str, *, again: bool) -> None:
-        """PUT the job's data; sent again after an unclear answer, Salesforce's refusal of a second upload
-        means the first one landed."""
+    def _put(self, sf: Salesforce, job_id: str, data: str, *, again: bool, adopted: bool) -> bool:
+        """PUT the job's data. Sent again after an unclear answer, Salesforce's refusal of a second upload means
+        the first one landed; refused the first time in an adopted job, the data in it is someone else's."""
         try:
             self._bulk(sf).upload_job_data(job_id, data)
         except SalesforceMalformedRequest as error:
             content = error.content[0] if isinstance(error.content, list) and error.content else {}
-            if not (again and "multiple contents" in str(content.get("message", ""))):
+            taken = "multiple contents" in str(content.get("message", ""))
+            if taken and adopted and not again:
+                return False
+            if not (again and taken):
                 raise
+        return True
 
     def _close(self, job_id: str, what: str) -> None:
         for attempt in range(1, self.client.adapter.attempts + 1):

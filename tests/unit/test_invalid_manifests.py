@@ -143,7 +143,8 @@ MISTAKES = [
      "String, Number or Date"),
     ("unknown encoding", "Integration", changed(INBOUND, "source.file.encoding", "utf-9"), "encoding"),
     ("byte transform as encoding", "Integration", changed(INBOUND, "source.file.encoding", "base64"), "encoding"),
-    ("clear on an outbound integration", "Integration", changed(OUTBOUND, "mapping.emptyValues", "clear"),
+    ("clear on an outbound file", "Integration",
+     changed(changed(OUTBOUND, "destination", {"file": {"path": "out.csv"}}), "mapping.emptyValues", "clear"),
      "emptyValues"),
 ]
 

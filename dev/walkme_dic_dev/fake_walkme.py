@@ -107,6 +107,7 @@ class FakeWalkMe(BackgroundServer):
         self.ignored: Counter[str] = Counter()  # undeclared properties a declared token's payloads carried
         self.datasets: dict[str, Sequence[dict[str, Any]]] = {"users": [], "events": [], "sessions": []}
         self.reports: dict[str, list[dict[str, Any]]] = {}
+        self.activity: list[dict[str, Any]] = []  # the account's activity log, by timestamp
         self.faults: list[Fault] = []
         self.requests: Counter[str] = Counter()
         self.request_lines: list[str] = []  # "METHOD path?query" of every request, the query as sent
@@ -123,6 +124,7 @@ class FakeWalkMe(BackgroundServer):
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         app.router.add_post("/accounts/connect/token", self._token)
         app.router.add_post("/public/v1/user/data", self._user_data)
+        app.router.add_get("/public/v1/activitylog", self._activity_log)
         app.router.add_get("/public/v1/insights/export/{dataset}", self._export)
         app.router.add_get("/public/v1/insights/reports/{report}/rows", self._report)
         return app
@@ -169,6 +171,11 @@ class FakeWalkMe(BackgroundServer):
         """Replace the users with ``count`` generated ones (see :class:`SyntheticUsers`)."""
         with self._lock:
             self.datasets["users"] = SyntheticUsers(count)
+
+    def seed_activity(self, events: list[dict[str, Any]]) -> None:
+        """Activity log events (WalkMe's fields: eventId, timestamp as RFC 3339 with milliseconds, userEmail, …)."""
+        with self._lock:
+            self.activity = sorted([*self.activity, *events], key=lambda e: _moment(e["timestamp"]))
 
     def seed_report(self, report_id: str, rows: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -285,6 +292,22 @@ class FakeWalkMe(BackgroundServer):
             self.objects_received += len(data)
         return web.json_response({"message": "Request has been received"})
 
+    async def _activity_log(self, request: web.Request) -> web.Response:
+        """WalkMe's documented activity log: events with from <= timestamp < to (Unix ms; defaults: the last
+        hour, now), ``limit`` (default 1000) from ``offset``; which bound includes is our assumption (A12)."""
+        if not self._authorized(request):
+            return _error(401, "unauthorized", "missing or expired bearer token")
+        now = datetime.now(UTC)
+        try:
+            start = int(request.query.get("from", (now - timedelta(hours=1)).timestamp() * 1000))
+            end = int(request.query.get("to", now.timestamp() * 1000))
+            limit, offset = int(request.query.get("limit", 1000)), int(request.query.get("offset", 0))
+        except ValueError:
+            return _error(400, "bad_request", "from, to, limit and offset are numbers")
+        with self._lock:
+            events = [e for e in self.activity if start <= _moment(e["timestamp"]).timestamp() * 1000 < end]
+        return web.json_response({"events": events[offset:offset + limit]})
+
     async def _export(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return _error(401, "unauthorized", "missing or expired bearer token")
@@ -385,6 +408,10 @@ def _invalid(item: Any, id_property: str, types: dict[str, str], *, learn: bool 
 
 def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _iso(moment: datetime) -> str:

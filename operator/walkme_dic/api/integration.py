@@ -175,12 +175,17 @@ class SalesforceDestination(ApiModel):
 class WalkMeSource(ApiModel):
     """Insights data read from WalkMe (outbound)."""
 
-    dataset: Literal["users", "events", "sessions", "report"] = Field(description="What to export.")
+    dataset: Literal["activityLog", "users", "events", "sessions", "report"] = Field(
+        description="What to export. activityLog is WalkMe's documented account activity log (GET "
+        "/public/v1/activitylog: who did what in the account, for audit); users, events, sessions and report read "
+        "an Insights export endpoint WalkMe does not publish (docs/walkme-api.md, part B).",
+    )
     report_id: str | None = Field(default=None, description="Saved report id; required for dataset report.")
     since: str = Field(
         default="lastRun",
         description="lastRun exports only what changed since the previous successful run (the watermark); "
-        "an RFC 3339 time exports everything since then.",
+        "an RFC 3339 time exports everything since then. activityLog: lastRun's first run reads WalkMe's default, "
+        "the last hour; every run reads up to a minute before it began.",
     )
 
     @field_validator("since")

@@ -1,10 +1,10 @@
-"""WalkMe API client: OAuth client-credentials tokens, user-attribute upserts, Insights export.
+"""WalkMe API client: OAuth client-credentials tokens, user-attribute upserts, the activity log, Insights export.
 
-The contract is docs/walkme-api.md: the token endpoint and `POST /public/v1/user/data` are
-WalkMe's documented API; the Insights export is ours, kept in this one class so it can follow a
-real API when one is published. No secret ever goes into a URL: the integration token travels
-in the upsert's JSON body, the API key in the token call's Authorization header, the bearer
-token in every other call's (access and proxy logs record URLs).
+The contract is docs/walkme-api.md: the token endpoint, `POST /public/v1/user/data` and
+`GET /public/v1/activitylog` are WalkMe's documented API; the Insights export is ours, kept in
+this one class so it can follow a real API when one is published. No secret ever goes into a
+URL: the integration token travels in the upsert's JSON body, the API key in the token call's
+Authorization header, the bearer token in every other call's (access and proxy logs record URLs).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
@@ -40,6 +41,9 @@ TOKEN_MARGIN = 300
 UPSERT_SCOPE = "endUserUpdate:write"  # the API key's scope the End User Update API needs (WalkMe's developer docs)
 PREFETCH_PAGES = 3  # export pages fetched ahead of the caller: WalkMe keeps serving while the caller uploads
 SNIPPET = 80  # characters of an answer that is not JSON shown in the error
+ACTIVITY_LOG = "/public/v1/activitylog"
+ACTIVITY_PAGE = 1000  # WalkMe's default limit for the activity log
+ACTIVITY_SETTLE = 60  # seconds: a run reads the activity log up to this long before it began (assumption A12)
 
 
 class WalkMeClient:
@@ -254,6 +258,8 @@ class WalkMeClient:
 
     def export(self, dataset: str, *, since: str | None, report_id: str | None = None,
                page_size: int = 10_000) -> Export:
+        if dataset == "activityLog":
+            return self.activity_log(since=since)
         if dataset == "report":
             path = f"/public/v1/insights/reports/{report_id}/rows"
         else:
@@ -261,32 +267,72 @@ class WalkMeClient:
         params = {"limit": str(page_size), **({"since": since} if since else {})}
         return Export(self, path, params)
 
+    def activity_log(self, *, since: str | None, page_size: int = ACTIVITY_PAGE,
+                     now: datetime | None = None) -> Export:
+        """The account's activity log (WalkMe's documented ``GET /public/v1/activitylog``) from ``since`` (an RFC
+        3339 time; None: WalkMe's default, the last hour) to ACTIVITY_SETTLE seconds before ``now``, which
+        becomes the watermark: the next run reads from there, so each event is read by one run (A12)."""
+        until = (now or datetime.now(UTC)) - timedelta(seconds=ACTIVITY_SETTLE)
+        params = {"to": str(_milliseconds(until)), "limit": str(page_size)}
+        if since:
+            params["from"] = str(_milliseconds(datetime.fromisoformat(since.replace("Z", "+00:00"))))
+        watermark = until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        return Export(self, ACTIVITY_LOG, params, fetch=lambda path, query: self._offset_pages(path, query, watermark))
+
+    def _offset_pages(self, path: str, params: dict[str, str], watermark: str) -> Iterator[dict[str, Any]]:
+        """Pages of ``{"events": [...]}`` by limit and offset, as ``{"data": events, "watermark": ...}``; the
+        last page is the first one shorter than the limit."""
+        limit, offset = int(params["limit"]), 0
+        while True:
+            page = self._get_page(path, {**params, "offset": str(offset)})
+            events = page.get("events")
+            if not isinstance(events, list):
+                raise PermanentError(f"GET {self.base}{path} answered JSON without an events list: "
+                                     f"{self._snippet(orjson.dumps(page))}", reason=reasons.UNEXPECTED_ANSWER)
+            yield {"data": events, "watermark": watermark}
+            if len(events) < limit:
+                return
+            offset += len(events)
+
     def _pages(self, path: str, params: dict[str, str]) -> Iterator[dict[str, Any]]:
         cursor: str | None = None
         while True:
             query = {**params, **({"cursor": cursor} if cursor else {})}
-            response = self._send("GET", path, params=query)
-            if response.status in (401, 403):
-                raise AuthenticationError(f"WalkMe refused access to {path} (HTTP {response.status})")
-            if response.status == 404:
-                raise PermanentError(f"WalkMe has no {path}: {self._message(response)}")
-            if response.status >= 300:
-                raise PermanentError(f"WalkMe answered {response.status} for {path}: {self._message(response)}")
-            page = self._json(response, "GET", path)
-            if not isinstance(page, dict):
-                raise PermanentError(f"GET {self.base}{path} answered JSON that is not a page of records: "
-                                     f"{self._snippet(response.data)}", reason=reasons.UNEXPECTED_ANSWER)
+            page = self._get_page(path, query)
             yield page
             cursor = page.get("nextCursor")
             if not cursor:
                 return
 
+    def _get_page(self, path: str, query: dict[str, str]) -> dict[str, Any]:
+        """One page (a JSON object) of a GET, or the error that says why not."""
+        response = self._send("GET", path, params=query)
+        if response.status in (401, 403):
+            raise AuthenticationError(f"WalkMe refused access to {path} (HTTP {response.status})")
+        if response.status == 404:
+            raise PermanentError(f"WalkMe has no {path}: {self._message(response)}")
+        if response.status >= 300:
+            raise PermanentError(f"WalkMe answered {response.status} for {path}: {self._message(response)}")
+        page = self._json(response, "GET", path)
+        if not isinstance(page, dict):
+            raise PermanentError(f"GET {self.base}{path} answered JSON that is not a page of records: "
+                                 f"{self._snippet(response.data)}", reason=reasons.UNEXPECTED_ANSWER)
+        return page
+
+
+def _milliseconds(moment: datetime) -> int:
+    """A time as the activity log's parameters take it: Unix milliseconds."""
+    return int(moment.timestamp() * 1000)
+
 
 class Export:
     """Records of one export, fetched page by page; ``watermark`` is known once iteration ends."""
 
-    def __init__(self, client: WalkMeClient, path: str, params: dict[str, str]) -> None:
+    def __init__(self, client: WalkMeClient, path: str, params: dict[str, str],
+                 fetch: Callable[[str, dict[str, str]], Iterator[dict[str, Any]]] | None = None) -> None:
+        """``fetch(path, params)``: its pages (``{"data": [...], "watermark": ...}``); cursor-paged by default."""
         self.client, self.path, self.params = client, path, params
+        self.fetch = fetch or client._pages
         self.watermark: str | None = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -307,7 +353,7 @@ class Pages:
 
     def __init__(self, export: Export) -> None:
         self.export = export
-        self.source = export.client._pages(export.path, export.params)
+        self.source = export.fetch(export.path, export.params)
         self.fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="walkme-export")
         self.upcoming = deque(self.fetcher.submit(next, self.source, None) for _ in range(PREFETCH_PAGES))
 

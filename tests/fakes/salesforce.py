@@ -22,7 +22,9 @@ it reached the org, ``applied=False``; ``meanwhile`` for what another client doe
 ``bulk_batch_size`` for the rows of a Bulk job's internal batch, ``fail_next_bulk_job(after_batches=)``
 for a job that fails part way, ``lock`` for records another transaction holds (UNABLE_TO_LOCK_ROW),
 ``daily_limit`` for the org's 24-hour API allocation (enforced: past it every call is refused) and ``host`` for
-the login host the fake plays (``login.salesforce.com``: no My Domain, so no client credentials flow).
+the login host the fake plays (``login.salesforce.com``: no My Domain, so no client credentials flow);
+an SObject's ``case_sensitive`` makes its external id field Unique and case sensitive (describe says so),
+otherwise external ids compare case-insensitively, as Salesforce's do by default.
 
 What it refuses as an org does (each with its documentation page where it is enforced): calls past
 the daily allocation (403 REQUEST_LIMIT_EXCEEDED "TotalRequests Limit exceeded."); a JWT assertion whose
@@ -669,7 +671,8 @@ class FakeSalesforce(BackgroundServer):
         with self._lock:
             snapshot = {name: {k: dict(v) for k, v in o.records.items()} for name, o in self.store.objects.items()}
             key_name = external_id or ("Id" if operation == "update" else None)
-            duplicates = _duplicate_keys([r.get(key_name) if key_name else None for r in records])
+            duplicates = _duplicate_keys([r.get(key_name) if key_name else None for r in records],
+                                         fold=not (forced is not None and forced.case_sensitive and external_id))
             results = []
             for index, record in enumerate(records):
                 sobject = self.store.get(str(record.get("attributes", {}).get("type", "")))
@@ -913,7 +916,7 @@ class FakeSalesforce(BackgroundServer):
         key_name = job.external_id or ("Id" if job.operation == "update" else None)
         key_column = next((i for i, c in enumerate(job.columns) if key_name and c.lower() == key_name.lower()), None)
         duplicates = _duplicate_keys([row[key_column] if key_column is not None and len(row) > key_column else None
-                                      for row in rows])
+                                      for row in rows], fold=not (job.external_id and sobject.case_sensitive))
         for index, row in enumerate(rows):
             if len(row) != len(job.columns):
                 error = RecordError("INVALID_FIELD", "Invalid row: the number of values does not match the header")
@@ -1038,11 +1041,11 @@ def _duplicate_error(external_id: str | None, key: Any) -> RecordError:
     return RecordError("DUPLICATE_VALUE", f"Duplicate id specified: {key}", ("Id",))
 
 
-def _duplicate_keys(keys: list[Any]) -> set[int]:
+def _duplicate_keys(keys: list[Any], *, fold: bool = True) -> set[int]:
     seen: dict[str, list[int]] = {}
     for index, key in enumerate(keys):
         if key not in (None, "", CSV_NULL):
-            seen.setdefault(str(key).lower(), []).append(index)
+            seen.setdefault(str(key).lower() if fold else str(key), []).append(index)
     return {i for indices in seen.values() if len(indices) > 1 for i in indices}
 
 

@@ -53,8 +53,13 @@ class SObject:
     fields: dict[str, FieldDef]  # lower-case name -> definition
     external_id: str | None = None
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # Id -> record
-    by_external_id: dict[str, str] = field(default_factory=dict)  # lower-case external id value -> Id
+    by_external_id: dict[str, str] = field(default_factory=dict)  # external id value (SObject.key) -> Id
     deleted: dict[str, dict[str, Any]] = field(default_factory=dict)  # the recycle bin: Id -> record
+    case_sensitive: bool = False  # the external id field is Unique and "case sensitive" (default: insensitive)
+
+    def key(self, value: Any) -> str:
+        """An external id value as the field compares it."""
+        return str(value) if self.case_sensitive else str(value).lower()
 
     def canonical(self, name: str) -> str | None:
         definition = self.fields.get(name.lower())
@@ -75,6 +80,7 @@ class SObject:
                  "date": "date", "datetime": "datetime", "id": "id"}
         fields = [{"name": d.name, "type": types.get(d.type, d.type), "length": d.length if d.type == "string" else 0,
                    "nillable": not d.required and d.name != "Id", "externalId": d.name == self.external_id,
+                   "caseSensitive": d.name == self.external_id and self.case_sensitive,
                    "createable": d.name not in SYSTEM_FIELDS, "updateable": d.name not in SYSTEM_FIELDS,
                    "custom": d.name.endswith("__c"), "label": d.name.removesuffix("__c").replace("_", " ")}
                   for d in self.fields.values()]
@@ -86,17 +92,17 @@ class SObject:
     def matching(self, value: Any) -> list[dict[str, Any]]:
         """Every live record whose external id is ``value`` (case-insensitive): an External ID field not marked
         Unique may hold a value more than once (seed such records to see it)."""
-        wanted = str(value).lower()
+        wanted = self.key(value)
         return [r for r in self.records.values() if self.external_id and r.get(self.external_id) is not None
-                and str(r[self.external_id]).lower() == wanted]
+                and self.key(r[self.external_id]) == wanted]
 
     def find_by_external_id(self, value: Any) -> dict[str, Any] | None:
-        record_id = self.by_external_id.get(str(value).lower())
+        record_id = self.by_external_id.get(self.key(value))
         return self.records.get(record_id) if record_id else None
 
     def index(self, record: dict[str, Any]) -> None:
         if self.external_id and record.get(self.external_id) is not None:
-            self.by_external_id[str(record[self.external_id]).lower()] = record["Id"]
+            self.by_external_id[self.key(record[self.external_id])] = record["Id"]
 
     def reindex(self) -> None:
         self.by_external_id = {}
@@ -231,7 +237,7 @@ class Store:
         now = stamp or self.stamp()
         record = sobject.records[record_id]
         if sobject.external_id and record.get(sobject.external_id) is not None:
-            sobject.by_external_id.pop(str(record[sobject.external_id]).lower(), None)
+            sobject.by_external_id.pop(sobject.key(record[sobject.external_id]), None)
         record.update({**cleaned, "LastModifiedDate": now, "SystemModstamp": now})
         sobject.index(record)
 
@@ -239,7 +245,7 @@ class Store:
         """Into the recycle bin (queryAll still sees it, with IsDeleted true), or gone for good."""
         record = sobject.records.pop(record_id)
         if sobject.external_id and record.get(sobject.external_id) is not None:
-            sobject.by_external_id.pop(str(record[sobject.external_id]).lower(), None)
+            sobject.by_external_id.pop(sobject.key(record[sobject.external_id]), None)
         if not hard:
             now = self.stamp()
             sobject.deleted[record_id] = {**record, "IsDeleted": True, "LastModifiedDate": now, "SystemModstamp": now}

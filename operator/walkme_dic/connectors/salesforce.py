@@ -252,6 +252,7 @@ class SalesforceClient:
         for url in (self.login_url, self.instance_url):
             self._keep_plain_http(url)
         self._sf: Salesforce | None = None
+        self._describes: dict[str, dict[str, Any]] = {}
         self.grant: Grant | None = None
         self.identity: tuple[str, str] | None = None  # (org id, user id) from the token answer
 
@@ -352,6 +353,21 @@ class SalesforceClient:
             page = self.call("SOQL", lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True))
 
     # ---- writes ------------------------------------------------------------------------------
+
+    def describe(self, object_name: str) -> dict[str, Any]:
+        """The object's describe (its fields' API names and properties), fetched once per client."""
+        key = object_name.lower()
+        if key not in self._describes:
+            self._describes[key] = dict(self.call(f"describe {object_name}",
+                                                  lambda sf: getattr(sf, object_name).describe()))
+        return self._describes[key]
+
+    def external_id_case_sensitive(self, object_name: str, field_name: str) -> bool:
+        """Whether the object's external id field tells ``ABC`` from ``abc``: Salesforce compares external ids
+        case-insensitively unless the field is Unique and "case sensitive" (describe's ``caseSensitive``)."""
+        fields = self.describe(object_name).get("fields", [])
+        return any(str(f.get("name", "")).lower() == field_name.lower() and bool(f.get("caseSensitive"))
+                   for f in fields)
 
     def write(self, object_name: str, operation: str, records: Iterable[dict[str, object]],
               external_id_field: str | None, *, bulk_threshold: int = 2000,

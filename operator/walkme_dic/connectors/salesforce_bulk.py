@@ -184,8 +184,7 @@ class BulkIngest:
         api_asynch/datafiles_prepare_csv.htm): a failure sent as ``lastname`` would come back without the values
         that say which record it was. A name describe does not list (a relationship such as
         ``Account.External__c``) is kept as it is."""
-        describe = self.client.call(f"describe {self.object_name}",
-                                    lambda sf: getattr(sf, self.object_name).describe())
+        describe = self.client.describe(self.object_name)
         names = {str(f.get("name", "")).lower(): str(f["name"]) for f in describe.get("fields", []) if f.get("name")}
         return [names.get(column.lower(), column) for column in columns]
 

@@ -468,7 +468,8 @@ class Outbound:
         key = "Id" if target.operation == "update" else target.external_id_field
         stopped: PartlyApplied | None = None
         with InboundSpool() as spool:
-            records = LastRowWins(self._mapped(export, tally), key, spool) if key else None
+            sensitive = key != "Id" and bool(key) and client.external_id_case_sensitive(target.object, str(key))
+            records = LastRowWins(self._mapped(export, tally), key, spool, case_sensitive=sensitive) if key else None
             try:
                 report = client.write(target.object, target.operation, records or self._mapped(export, tally),
                                       target.external_id_field, bulk_threshold=target.bulk_threshold,

@@ -56,6 +56,7 @@ class SObject:
     by_external_id: dict[str, str] = field(default_factory=dict)  # external id value (SObject.key) -> Id
     deleted: dict[str, dict[str, Any]] = field(default_factory=dict)  # the recycle bin: Id -> record
     case_sensitive: bool = False  # the external id field is Unique and "case sensitive" (default: insensitive)
+    shared: set[str] = field(default_factory=set)  # external id values (SObject.key) more than one record held
 
     def key(self, value: Any) -> str:
         """An external id value as the field compares it."""
@@ -93,6 +94,9 @@ class SObject:
         """Every live record whose external id is ``value`` (case-insensitive): an External ID field not marked
         Unique may hold a value more than once (seed such records to see it)."""
         wanted = self.key(value)
+        if wanted not in self.shared:  # the common case, without a scan
+            found = self.find_by_external_id(value)
+            return [found] if found else []
         return [r for r in self.records.values() if self.external_id and r.get(self.external_id) is not None
                 and self.key(r[self.external_id]) == wanted]
 
@@ -102,7 +106,10 @@ class SObject:
 
     def index(self, record: dict[str, Any]) -> None:
         if self.external_id and record.get(self.external_id) is not None:
-            self.by_external_id[self.key(record[self.external_id])] = record["Id"]
+            key = self.key(record[self.external_id])
+            if self.by_external_id.get(key, record["Id"]) != record["Id"] and key not in self.shared:
+                self.shared.add(key)
+            self.by_external_id[key] = record["Id"]
 
     def reindex(self) -> None:
         self.by_external_id = {}

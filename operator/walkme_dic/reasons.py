@@ -42,6 +42,7 @@ SUSPENDED = "Suspended"
 NEVER_RUN = "NeverRun"
 WAITING_FOR_SCHEDULE = "WaitingForSchedule"
 JOB_LOST = "JobLost"
+JOB_CREATE_FAILED = "JobCreateFailed"  # the API server refused the run's Job (quota, admission): backed off
 NO_RESULT = "NoResult"
 EVICTED = "Evicted"  # the node evicted the run's pod (out of ephemeral storage, node pressure)
 

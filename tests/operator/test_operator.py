@@ -45,14 +45,15 @@ async def ready(cluster: Cluster, kind: str, name: str, namespace: str = NS) -> 
     return await eventually(check)
 
 
-async def finished_runs(cluster: Cluster, name: str, count: int = 1, namespace: str = NS) -> dict[str, Any]:
+async def finished_runs(cluster: Cluster, name: str, count: int = 1, namespace: str = NS,
+                        timeout: float = 30) -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
         obj = await get(cluster, "Integration", name, namespace)
         runs = (obj.get("status") or {}).get("runs") or []
         done = [r for r in runs if r["result"] != "Running"]
         return obj if len(done) >= count and not obj["status"].get("activeRun") else None
 
-    return await eventually(check)
+    return await eventually(check, timeout=timeout)
 
 
 async def events_for(cluster: Cluster, name: str, namespace: str = NS) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from walkme_dic import metrics
+from walkme_dic import metrics, reasons
 from walkme_dic.api.common import GROUP, VERSION
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.conditions import find_condition, parse_time
@@ -31,6 +31,7 @@ from walkme_dic.jobs.manifest import build_job, credential_volumes
 from walkme_dic.jobs.naming import LABEL_MANAGED_BY, MANAGED_BY
 from walkme_dic.jobs.results import JobSummary, PodSummary, summarize_job, summarize_pod
 from walkme_dic.kube import JOBS, ApiError
+from walkme_dic.retries import refusal_message, refusal_status, refused
 from walkme_dic.tenancy import secret_refusal
 
 log = logging.getLogger("walkme_dic.integration")
@@ -272,12 +273,43 @@ def connection_view(memo: Runtime, namespace: str, name: str) -> ConnectionView:
     )
 
 
+async def _job_refused(memo: Runtime, body: dict[str, Any], job: str, error: ApiError) -> None:
+    """The API server refused the run's Job: back off (retries.py), say so in status and, once per distinct
+    refusal, in a Warning Event, and reconcile again when the wait is over."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    previous = memo.refusals.get((namespace, name))
+    refusal = refused(previous, error.message, time.monotonic())
+    memo.refusals[(namespace, name)] = refusal
+    message = refusal_message(job, refusal)
+    log.warning("Integration %s/%s: %s", namespace, name, message)
+    old = body.get("status") or {}
+    new = refusal_status(old, message, generation=int(meta.get("generation") or 1), now=datetime.now(UTC))
+    written = await memo.client.patch(INTEGRATIONS, namespace, name, status_patch(old, new), status=True)
+    memo.written[("Integration", namespace, name)] = plain(written)
+    if previous is None or previous.message != refusal.message:
+        await emit(memo.client, body, "Warning", reasons.JOB_CREATE_FAILED, message)
+
+    async def again() -> None:
+        await asyncio.sleep(refusal.wait)
+        await reconcile_integration(memo, namespace, name)
+
+    task = asyncio.get_running_loop().create_task(again())
+    memo.retries.add(task)
+    task.add_done_callback(memo.retries.discard)
+
+
 async def apply(memo: Runtime, body: dict[str, Any], decision: Decision) -> None:
     """Create the Job the plan asks for, then write status, then emit Events and metrics."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    if decision.job is not None:
+    if decision.job is None:
+        memo.refusals.pop((namespace, name), None)
+    else:
         request, key = decision.job
+        refusal = memo.refusals.get((namespace, name))
+        if refusal is not None and time.monotonic() < refusal.retry_at:
+            return  # refused a moment ago: status says so, and a reconcile is due when the wait is over
         try:
             await memo.client.create(JOBS, namespace, build_job(request, key, memo.config.image))
             metrics.JOBS_CREATED.labels(namespace).inc()
@@ -285,7 +317,9 @@ async def apply(memo: Runtime, body: dict[str, Any], decision: Decision) -> None
                 memo.launched[(namespace, request.run_id)] = time.monotonic()
         except ApiError as error:
             if error.status != 409:  # 409: a Job for this run exists already, we adopt it
-                raise
+                await _job_refused(memo, body, request.run_id, error)
+                return
+        memo.refusals.pop((namespace, name), None)
     if decision.status_changed:
         old = body.get("status") or {}
         written = await memo.client.patch(INTEGRATIONS, namespace, name, status_patch(old, decision.status),

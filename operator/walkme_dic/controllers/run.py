@@ -50,6 +50,8 @@ async def shutdown(memo: Runtime, **_: Any) -> None:
         memo.resync_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await memo.resync_task
+    for retry in list(memo.retries):  # reconciles waiting out a refused Job's backoff
+        retry.cancel()
     await memo.client.close()
     memo.probes.close()
     if memo.metrics_server is not None:  # a restarted operator in the same process binds the port again

@@ -14,6 +14,7 @@ from walkme_dic.controllers.probes import ProbePool
 from walkme_dic.egress import EgressPolicy
 from walkme_dic.jobs.manifest import JobImage
 from walkme_dic.kube import ClusterAccess, KubeClient, Login, Resource
+from walkme_dic.retries import JobRefusal
 from walkme_dic.tenancy import TenancyPolicy
 
 CONNECTIONS = Resource("integrations.walkme.io", "v1alpha1", "connections")
@@ -59,6 +60,8 @@ class Runtime:
     resync_task: asyncio.Task[None] | None = None
     reprobe: set[tuple[str, str]] = field(default_factory=set)  # Connections a failed run asks to be probed now
     launched: dict[tuple[str, str], float] = field(default_factory=dict)  # Jobs created, not yet seen in the index
+    refusals: dict[tuple[str, str], JobRefusal] = field(default_factory=dict)  # Jobs the API refused, by Integration
+    retries: set[asyncio.Task[None]] = field(default_factory=set)  # reconciles scheduled for after a refusal's wait
     run_gate: asyncio.Lock = field(default_factory=asyncio.Lock)  # with run caps: one start decision at a time
     kopf_login: Login | None = None  # the credentials last handed to kopf
     metrics_server: WSGIServer | None = None

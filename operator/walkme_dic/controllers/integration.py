@@ -109,20 +109,19 @@ async def pod_event(namespace: str, body: kopf.Body, memo: Runtime, **kwargs: An
         await reconcile_integration(memo, namespace, owner)
 
 
-def _integrations(memo: Runtime, namespace: str) -> list[tuple[str, dict[str, Any]]]:
-    """(name, body) of the indexed Integrations in a namespace, copied so callers may await."""
-    return [(name, body) for (ns, name), store in list(memo.indexes["integration_index"].items())
-            if ns == namespace for body in list(store)]
+@kopf.index(GROUP, VERSION, "integrations")
+def connection_users_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """Each Integration under (namespace, Connection) for both the Connections it refers to, so that a
+    Connection's Ready turning leads to its Integrations in one lookup, not a scan of every Integration."""
+    spec = body.get("spec") or {}
+    refs = {(spec.get(ref) or {}).get("name") for ref in ("connectionRef", "walkmeConnectionRef")}
+    return {(namespace, ref): name for ref in refs if ref}
 
 
 async def reconcile_integrations_using(memo: Runtime, namespace: str, connection: str) -> None:
     """Re-check every Integration in the namespace that refers to ``connection``."""
-    def uses(spec: dict[str, Any]) -> bool:
-        refs = {(spec.get("connectionRef") or {}).get("name"), (spec.get("walkmeConnectionRef") or {}).get("name")}
-        return connection in refs
-
-    await reconcile_each(memo, [(namespace, name) for name, body in _integrations(memo, namespace)
-                                if uses(body.get("spec") or {})])
+    names = sorted(set(memo.lookup("connection_users_index", (namespace, connection))))
+    await reconcile_each(memo, [(namespace, name) for name in names])
 
 
 async def reconcile_all(memo: Runtime) -> None:

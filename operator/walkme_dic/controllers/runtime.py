@@ -21,7 +21,7 @@ CONNECTIONS = Resource("integrations.walkme.io", "v1alpha1", "connections")
 INTEGRATIONS = Resource("integrations.walkme.io", "v1alpha1", "integrations")
 OPERATOR_USER_AGENT = "walkme-dic-operator"
 INDEX_NAMES = ("connection_index", "destination_index", "integration_index", "job_index", "pod_index",
-               "run_owner_index", "active_run_index", "store_index")
+               "run_owner_index", "active_run_index", "store_index", "connection_users_index")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ FORMATS = [("csv", "none"), ("csv", "gzip"), ("jsonl", "none"), ("jsonl", "gzip"
 
 
 def export(walkme: FakeWalkMe, moto: str, bucket: str, records: list[dict[str, Any]], fmt: str, compression: str,
-           *, encoding: str = "utf-8") -> tuple[SyncResult, bytes]:
+           *, encoding: str = "utf-8", manifest: bool = False) -> tuple[SyncResult, bytes]:
     """One full export of ``records`` through the engine; the result and the object's bytes (unzipped)."""
     stamped = [{**r, "updatedAt": f"2026-11-20T08:00:{i % 60:02d}Z"} for i, r in enumerate(records)]
     walkme.datasets["users"] = []  # seed adds to what is there
@@ -51,7 +51,7 @@ def export(walkme: FakeWalkMe, moto: str, bucket: str, records: list[dict[str, A
         "spec": {"direction": "Outbound", "connectionRef": {"name": "lake"}, "walkmeConnectionRef": {"name": "walkme"},
                  "source": {"walkme": {"dataset": "users", "since": "2020-01-01T00:00:00Z"}},
                  "destination": {"file": {"path": path, "format": fmt, "compression": compression,
-                                          "encoding": encoding}},
+                                          "encoding": encoding, "manifest": manifest}},
                  "mapping": {"key": {"source": "userId", "destination": "id"}, "fields": FIELDS}},
         "connection": {"s3": {"bucket": bucket, "region": "us-east-1", "endpointUrl": moto}},
         "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "w"}}}},
@@ -196,3 +196,23 @@ def test_the_readme_snippets_read_an_export_as_written(walkme: FakeWalkMe, moto_
     assert found["pandas"]["events"]["member"].tolist() == [True, False]
     assert found["pyarrow"]["table"].column("name").to_pylist() == ["NA", "Ann, Jr."]
     assert found["pyarrow"]["lines"].column("count").to_pylist() == [3, None]
+
+
+def test_a_manifest_follows_the_data_and_says_what_it_holds(walkme: FakeWalkMe, moto_server: str,
+                                                             bucket: str) -> None:
+    """Issue 25: no completion marker, manifest, row count or run id; pipelines could not wait for "done"."""
+    result, data = export(walkme, moto_server, bucket, [{"userId": "u1", "name": "Ann"}, {"userId": "u2"}],
+                          "csv", "gzip", manifest=True)
+    assert result.result == "Succeeded" and result.destination
+    key = result.destination.split(f"s3://{bucket}/", 1)[1]
+    s3 = s3_client(moto_server)
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"{key}.manifest.json")["Body"].read())
+    assert manifest["object"] == result.destination and manifest["path"] == key
+    assert (manifest["rows"], manifest["rejected"], manifest["columns"]) == (2, 0, COLUMNS)
+    assert (manifest["format"], manifest["compression"], manifest["encoding"]) == ("csv", "gzip", "utf-8")
+    assert manifest["bytes"] == s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    assert manifest["watermark"] == result.watermark and manifest["runId"].startswith("run-")
+    assert len(data.decode().splitlines()) == 3
+    without, _ = export(walkme, moto_server, bucket, [{"userId": "u1"}], "csv", "none")
+    plain = without.destination.split(f"s3://{bucket}/", 1)[1]
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=plain)["KeyCount"] == 1, "no manifest unless asked"

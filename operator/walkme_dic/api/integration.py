@@ -53,6 +53,12 @@ class FileSettings(ApiModel):
         default="auto", description="auto detects gzip on read and uses the .gz suffix on write.",
     )
     delimiter: str = Field(default=",", min_length=1, max_length=1, description="CSV field delimiter.")
+    manifest: bool = Field(
+        default=False,
+        description="Outbound: after the data, write PATH.manifest.json (run id, rows, columns, format, "
+        "compression, encoding, the export's since and watermark): a consumer that reads only files with a "
+        "manifest never reads a file whose run did not finish.",
+    )
     encoding: str = Field(
         default="utf-8", min_length=1,
         description="Text encoding, any codec Python knows (utf-8, latin-1, cp1252, utf-16 with its byte-order "

@@ -12,6 +12,7 @@ Salesforce or a webhook sends as it reads (upserts by external id; batches with 
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -438,9 +439,32 @@ class Outbound:
             except BaseException:
                 writer.abort()
                 raise
+            if settings.manifest and not limit and not self.spec.dry_run:
+                self._manifest(store, path, settings, tally, encoder, export, gzip_output=gzip_output)
         if limit:
             return self._over_limit(tally, f"{limit}; nothing was written", written=0)
         return self._succeeded(tally, 0 if self.spec.dry_run else encoder.bytes, store.describe(path))
+
+    def _manifest(self, store: FileStore, path: str, settings: FileSettings, tally: Tally, encoder: RecordEncoder,
+                  export: Export, *, gzip_output: bool) -> None:
+        """PATH.manifest.json, written (create-only, as the data) once the data is committed: the mark that the
+        file is complete, and what it holds. Should its write fail, the run fails and the watermark stays: the
+        next run exports the rows again, under a new name, with its manifest."""
+        since = self.request.state.watermark if self.source.since == "lastRun" else self.source.since
+        manifest = {"object": store.describe(path), "path": path, "runId": self.request.run_id,
+                    "integration": self.request.integration.model_dump(), "rows": tally.written,
+                    "rejected": tally.rejected, "bytes": encoder.bytes, "format": settings.format,
+                    "compression": "gzip" if gzip_output else "none", "encoding": settings.encoding,
+                    "columns": self.mapper.columns(), "since": since, "watermark": export.watermark,
+                    "completedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+        writer = store.open_write(f"{path}.manifest.json", overwrite=self.source.since != "lastRun",
+                                  content_type="application/json")
+        try:
+            writer.write(json.dumps(manifest, indent=2).encode() + b"\n")
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
 
     def _tabulated(self, pages: Pages, tally: Tally, encoder: RecordEncoder) -> None:
         """The export into CSV rows, a page at a time (mapped column by column, see sync/columns.py)."""

@@ -60,7 +60,9 @@ def test_an_outbound_run_rejects_the_ambiguous_row_and_writes_the_rest(salesforc
                                                                        walkme: FakeWalkMe) -> None:
     twins(salesforce, "u2")
     users(walkme, [f"u{i}" for i in range(5)])
-    result = export(salesforce, walkme)
+    result = export(salesforce, walkme, limit=1)
     assert (result.result, result.reason, result.rows_written, result.rows_rejected) == \
         ("Succeeded", "RowsRejected", 4, 1), result
+    strict = export(salesforce, walkme)  # no limit: the row would be lost behind the watermark, so the run fails
+    assert (strict.result, strict.reason, strict.watermark) == ("Failed", "TooManyRejectedRows", None), strict
     assert result.rejected[0].row == 3 and "several records hold this external id" in result.rejected[0].reason

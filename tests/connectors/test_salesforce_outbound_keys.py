@@ -24,12 +24,13 @@ CREDENTIALS = CredentialSet({"external": {"clientId": SF_CLIENT_ID, "clientSecre
 
 
 def export(fake: FakeSalesforce, walkme: FakeWalkMe, *, mapping: dict[str, Any] | None = None,
-           **destination: Any) -> SyncResult:
-    """Users upserted into Contact by WalkMe_Id__c, email into LastName (``mapping`` replaces that)."""
+           limit: int | None = None, **destination: Any) -> SyncResult:
+    """Users upserted into Contact by WalkMe_Id__c, email into LastName (``mapping`` replaces that); ``limit``
+    is maxRejectedRows (unset, an incremental export fails on any rejected row)."""
     request = SyncRequest.model_validate({
         "integration": {"namespace": "ns", "name": "to-crm"}, "runId": "run-1", "force": True,
         "spec": {"direction": "Outbound", "connectionRef": {"name": "crm"}, "walkmeConnectionRef": {"name": "wm"},
-                 "source": {"walkme": {"dataset": "users"}},
+                 "source": {"walkme": {"dataset": "users"}}, "maxRejectedRows": limit,
                  "destination": {"salesforce": {"object": "Contact", "operation": "upsert",
                                                 "externalIdField": "WalkMe_Id__c", **destination}},
                  "mapping": mapping or {"key": {"source": "userId", "destination": "WalkMe_Id__c"},

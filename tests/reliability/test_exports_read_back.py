@@ -39,7 +39,8 @@ FORMATS = [("csv", "none"), ("csv", "gzip"), ("jsonl", "none"), ("jsonl", "gzip"
 
 
 def export(walkme: FakeWalkMe, moto: str, bucket: str, records: list[dict[str, Any]], fmt: str, compression: str,
-           *, encoding: str = "utf-8", manifest: bool = False) -> tuple[SyncResult, bytes]:
+           *, encoding: str = "utf-8", manifest: bool = False, since: str = "2020-01-01T00:00:00Z",
+           limit: int | None = None) -> tuple[SyncResult, bytes]:
     """One full export of ``records`` through the engine; the result and the object's bytes (unzipped)."""
     stamped = [{**r, "updatedAt": f"2026-11-20T08:00:{i % 60:02d}Z"} for i, r in enumerate(records)]
     walkme.datasets["users"] = []  # seed adds to what is there
@@ -49,7 +50,7 @@ def export(walkme: FakeWalkMe, moto: str, bucket: str, records: list[dict[str, A
         "integration": {"namespace": "ns", "name": "read-back"}, "runId": f"run-{uuid.uuid4().hex[:6]}",
         "force": True,
         "spec": {"direction": "Outbound", "connectionRef": {"name": "lake"}, "walkmeConnectionRef": {"name": "walkme"},
-                 "source": {"walkme": {"dataset": "users", "since": "2020-01-01T00:00:00Z"}},
+                 "source": {"walkme": {"dataset": "users", "since": since}}, "maxRejectedRows": limit,
                  "destination": {"file": {"path": path, "format": fmt, "compression": compression,
                                           "encoding": encoding, "manifest": manifest}},
                  "mapping": {"key": {"source": "userId", "destination": "id"}, "fields": FIELDS}},
@@ -216,3 +217,18 @@ def test_a_manifest_follows_the_data_and_says_what_it_holds(walkme: FakeWalkMe, 
     without, _ = export(walkme, moto_server, bucket, [{"userId": "u1"}], "csv", "none")
     plain = without.destination.split(f"s3://{bucket}/", 1)[1]
     assert s3.list_objects_v2(Bucket=bucket, Prefix=plain)["KeyCount"] == 1, "no manifest unless asked"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_an_incremental_export_with_a_rejected_row_fails_unless_a_limit_allows_it(
+        fmt: str, walkme: FakeWalkMe, moto_server: str, bucket: str) -> None:
+    """Issue 25: 4 of 6 rows with one bad cell dropped whole, the run Succeeded and the watermark moved past
+    them, so no later run exported them. By default an incremental export now fails and writes nothing."""
+    records = [{"userId": "u1", "count": 1}, {"userId": "u2", "count": "n/a"}, {"userId": "u3", "count": 3}]
+    failed, data = export(walkme, moto_server, bucket, records, fmt, "none", since="lastRun")
+    assert (failed.result, failed.reason, failed.watermark, data) == ("Failed", "TooManyRejectedRows", None, b"")
+    assert "would never be exported" in failed.message and "record 2" in failed.message
+    allowed, data = export(walkme, moto_server, bucket, records, fmt, "none", since="lastRun", limit=1)
+    assert (allowed.result, allowed.reason, allowed.rows_written) == ("Succeeded", "RowsRejected", 2)
+    snapshot, _ = export(walkme, moto_server, bucket, records, fmt, "none")  # a fixed since: the next run reads it
+    assert (snapshot.result, snapshot.reason) == ("Succeeded", "RowsRejected")

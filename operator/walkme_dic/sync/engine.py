@@ -68,6 +68,13 @@ class Tally:
         return f" (first: {shown}{'; …' if self.rejected > count else ''})" if shown else ""
 
     def over_limit(self, spec: IntegrationSpec) -> str | None:
+        if spec.max_rejected_rows is None and spec.max_rejected_percent is None and self.rejected and \
+                _incremental_export(spec):
+            rows = "row" if self.rejected == 1 else "rows"
+            return (f"{self.rejected} {rows} rejected{self.first()}; an incremental export (since: lastRun) moves "
+                    "its watermark past every row it reads, so a rejected row would never be exported: by default "
+                    "none may be. Fix the rows, or set maxRejectedRows / maxRejectedPercent to let runs go on "
+                    "without them")
         if spec.max_rejected_rows is not None and self.rejected > spec.max_rejected_rows:
             return f"{self.rejected} rows rejected, more than maxRejectedRows {spec.max_rejected_rows}"
         if spec.max_rejected_percent is not None and self.read:
@@ -76,6 +83,10 @@ class Tally:
                 return (f"{self.rejected} of {self.read} rows rejected ({share:.1f}%), more than "
                         f"maxRejectedPercent {spec.max_rejected_percent:g}%")
         return None
+
+
+def _incremental_export(spec: IntegrationSpec) -> bool:
+    return spec.direction == "Outbound" and spec.source.walkme is not None and spec.source.walkme.since == "lastRun"
 
 
 class Reporter:

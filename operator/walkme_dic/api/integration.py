@@ -402,7 +402,10 @@ class IntegrationSpec(ApiModel):
     dry_run: bool = Field(default=False, description="Read, map and validate, report counts, write nothing.")
     run_history_limit: int = Field(default=10, ge=1, le=100, description="How many runs status keeps.")
     max_rejected_rows: int | None = Field(
-        default=None, ge=0, description="Fail the run, writing nothing, when more rows than this are rejected.",
+        default=None, ge=0,
+        description="Fail the run, writing nothing, when more rows than this are rejected. With this and "
+        "maxRejectedPercent unset there is no limit, except for an incremental export (since: lastRun), which "
+        "fails on any rejected row: its watermark would move past the row for good.",
     )
     max_rejected_percent: float | None = Field(
         default=None, ge=0, le=100, description="Fail the run, writing nothing, above this share of rejects.",

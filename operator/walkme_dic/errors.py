@@ -9,13 +9,14 @@ import re
 
 import pydantic
 
+from walkme_dic import reasons
 from walkme_dic.reasons import DESTINATION_EXISTS
 
 
 class DicError(Exception):
     """Base class. ``reason`` is a CamelCase word used in status conditions and results."""
 
-    reason = "Error"
+    reason = reasons.ERROR
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
@@ -27,7 +28,7 @@ class DicError(Exception):
 class PermanentError(DicError):
     """The user must change something (credentials, bucket, SOQL, mapping); retrying will not help."""
 
-    reason = "PermanentError"
+    reason = reasons.PERMANENT_ERROR
 
 
 class DestinationExistsError(PermanentError):
@@ -46,7 +47,7 @@ class DestinationExistsError(PermanentError):
 class TransientError(DicError):
     """A fault that may pass (throttling, 5xx, dropped connection); retried with backoff."""
 
-    reason = "TransientError"
+    reason = reasons.TRANSIENT_ERROR
 
 
 class UnreachableError(TransientError):
@@ -55,15 +56,15 @@ class UnreachableError(TransientError):
 
 
 class AuthenticationError(PermanentError):
-    reason = "AuthenticationFailed"
+    reason = reasons.AUTHENTICATION_FAILED
 
 
 class NotFoundError(PermanentError):
-    reason = "NotFound"
+    reason = reasons.NOT_FOUND
 
 
 class ValidationError(PermanentError):
-    reason = "InvalidInput"
+    reason = reasons.INVALID_INPUT
 
 
 _LIBRARY_PREFIXES = ("Value error, ", "Assertion failed, ")

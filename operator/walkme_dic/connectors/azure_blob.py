@@ -23,6 +23,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ContentSettings, ExponentialRetry
 
+from walkme_dic import reasons
 from walkme_dic.api.connection import AzureBlobProvider
 from walkme_dic.connectors.background import BackgroundPartWriter
 from walkme_dic.connectors.base import BINARY, Limits, ObjectInfo, ProbeResult
@@ -72,7 +73,7 @@ class AzureBlobStore:
                 service = BlobServiceClient(account_url=spec.account_url, credential=value.lstrip("?"), **options)
             else:
                 raise PermanentError(f"Secret key {ref.key!r} holds neither a storage connection string nor a SAS "
-                                     "token (sv=...)", reason="InvalidCredentials")
+                                     "token (sv=...)", reason=reasons.INVALID_CREDENTIALS)
         else:
             from azure.identity import DefaultAzureCredential
 

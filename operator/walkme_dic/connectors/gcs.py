@@ -43,6 +43,7 @@ from google.cloud.storage.exceptions import InvalidResponse
 from google.cloud.storage.fileio import BlobWriter
 from google.cloud.storage.retry import DEFAULT_RETRY
 
+from walkme_dic import reasons
 from walkme_dic.api.connection import GcsProvider
 from walkme_dic.connectors.base import BINARY, Limits, ObjectInfo, ProbeResult
 from walkme_dic.connectors.common import ErrorTranslator, refuse_redirects, source_changed
@@ -79,7 +80,7 @@ def _credentials(spec: GcsProvider, credentials: Mapping[str, str]) -> tuple[Any
             raise PermanentError(
                 f"Secret key {ref.key!r} is not a service-account JSON key (expected the JSON file Google Cloud "
                 "creates for a service account, with type, client_email, private_key and token_uri)",
-                reason="InvalidCredentials") from None
+                reason=reasons.INVALID_CREDENTIALS) from None
         return key, info.get("project_id")
     if spec.auth.anonymous:
         from google.auth.credentials import AnonymousCredentials

@@ -50,6 +50,7 @@ from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSessi
 from urllib3.exceptions import NewConnectionError
 from urllib3.util.retry import Retry
 
+from walkme_dic import reasons
 from walkme_dic.api.connection import SalesforceProvider
 from walkme_dic.connectors.base import ProbeResult, WriteReport
 from walkme_dic.connectors.common import refuse_redirects, retry_delay
@@ -271,7 +272,7 @@ class SalesforceClient:
         if float(self.api_version) < OLDEST_VERSION:
             raise PermanentError(f"salesforce.apiVersion {self.api_version}: Salesforce retired API versions before "
                                  f"{OLDEST_VERSION} (they answer 410 Gone); use a current one such as 62.0",
-                                 reason="InvalidSpec")
+                                 reason=reasons.INVALID_SPEC)
         self.grant = grant = choose_grant(self._credentials, self.login_url)
         try:
             response = self.session.post(self.login_url + TOKEN_PATH, data=grant.form)
@@ -311,7 +312,8 @@ class SalesforceClient:
             raise _translate(error, what, self.adapter.attempts) from None
         except SalesforceOperationError as error:
             reason = str(error).removeprefix("Job failure. Response content: ")
-            raise PermanentError(f"{what}: the job did not complete: {reason}", reason="BulkJobFailed") from None
+            raise PermanentError(f"{what}: the job did not complete: {reason}",
+                                 reason=reasons.BULK_JOB_FAILED) from None
         except requests.RequestException as error:
             if self.adapter.maybe_applied:
                 raise MaybeApplied(f"{what}: the answer from Salesforce was lost ({type(error).__name__}) and the "
@@ -530,28 +532,28 @@ def _translate(error: SalesforceError, what: str, attempts: int) -> Exception:
     if status == 401:
         return AuthenticationError(f"{what}: Salesforce rejected the session ({code}: {message})")
     if code in SOQL_ERRORS and what == "SOQL":
-        return PermanentError(f"SOQL: {_soql_reason(message, code)}", reason="InvalidQuery")
+        return PermanentError(f"SOQL: {_soql_reason(message, code)}", reason=reasons.INVALID_QUERY)
     if code == "REQUEST_LIMIT_EXCEEDED" and DAILY_LIMIT.decode() in message:
         return TransientError(f"{what}: the org's API requests of the last 24 hours are used up ({message}); the "
                               "next run tries again (Setup > Company Information shows the allocation)",
-                              reason="SalesforceThrottled")
+                              reason=reasons.SALESFORCE_THROTTLED)
     if status == 300:  # a single-record upsert whose external id several records hold: the content lists them
         return PermanentError(f"{what}: several records hold this external id ({content}){AMBIGUOUS_KEY}",
-                              reason="AmbiguousExternalId")
+                              reason=reasons.AMBIGUOUS_EXTERNAL_ID)
     if status == 410:
         return PermanentError(f"{what}: Salesforce no longer serves this API version ({code}: {message}); set "
-                              "salesforce.apiVersion to a current one", reason="InvalidSpec")
+                              "salesforce.apiVersion to a current one", reason=reasons.INVALID_SPEC)
     if code == "REQUEST_LIMIT_EXCEEDED":
         return TransientError(f"{what}: Salesforce kept answering {status} REQUEST_LIMIT_EXCEEDED after {attempts} "
-                              f"attempts ({message})", reason="SalesforceThrottled")
+                              f"attempts ({message})", reason=reasons.SALESFORCE_THROTTLED)
     if status == 404:
         return NotFoundError(f"{what}: Salesforce has no such resource ({code}: {message})")
     if status == 403:
         return PermanentError(f"{what}: Salesforce denied access ({code}: {message}); check the integration "
-                              "user's permissions", reason="AccessDenied")
+                              "user's permissions", reason=reasons.ACCESS_DENIED)
     if status in RETRIABLE_STATUS:
         return TransientError(f"{what}: Salesforce kept answering {status} ({code}: {message}) after {attempts} "
-                              "attempts", reason="SalesforceUnavailable")
+                              "attempts", reason=reasons.SALESFORCE_UNAVAILABLE)
     if status >= 500:
         return TransientError(f"{what}: Salesforce answered {status} ({code}: {message})")
     return PermanentError(f"{what}: Salesforce answered {status} ({code}: {message})")

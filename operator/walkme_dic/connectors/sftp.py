@@ -133,12 +133,12 @@ def load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
             return kind.from_private_key(io.StringIO(text), password=passphrase or None)
         except paramiko.PasswordRequiredException:
             raise PermanentError("Secret key 'privateKey' is encrypted: add its passphrase under the key 'passphrase'",
-                                 reason="InvalidCredentials") from None
+                                 reason=reasons.INVALID_CREDENTIALS) from None
         except (paramiko.SSHException, ValueError, TypeError, IndexError):
             continue
     hint = " or the passphrase is wrong" if passphrase else ""
     raise PermanentError("Secret key 'privateKey' is not an RSA, ECDSA or Ed25519 private key in OpenSSH or PEM "
-                         f"format{hint}", reason="InvalidCredentials")
+                         f"format{hint}", reason=reasons.INVALID_CREDENTIALS)
 
 
 def fingerprint(attributes: paramiko.SFTPAttributes) -> str:
@@ -310,7 +310,7 @@ class _ErrorMapper(ErrorTranslator[SftpStore]):
         if isinstance(error, PermissionError) or getattr(error, "errno", None) == errno.EACCES:
             raise PermanentError(f"{server} denied user {spec.username!r} while {self.doing}; check the folder's "
                                  "permissions (publishing also needs the server to allow posix-rename@openssh.com)",
-                                 reason="PermissionDenied") from None
+                                 reason=reasons.PERMISSION_DENIED) from None
         if isinstance(error, paramiko.SSHException | EOFError | OSError | socket.timeout):
             self.store.reset()
             failed = UnreachableError if self.doing == CONNECTING else TransientError  # no banner, no key exchange

@@ -43,6 +43,7 @@ from typing import Any
 
 import urllib3
 
+from walkme_dic import reasons
 from walkme_dic.api.connection import WEBHOOK_CA_KEY, WEBHOOK_SIGNING_KEY, WebhookProvider
 from walkme_dic.connectors.base import ProbeResult
 from walkme_dic.connectors.common import http_pool, retry_delay
@@ -79,7 +80,7 @@ class WebhookClient:
         self._secret = credentials.get(WEBHOOK_SIGNING_KEY, "")
         if not self._secret:
             raise PermanentError(f"the webhook Secret has no {WEBHOOK_SIGNING_KEY!r} key (the HMAC signing secret)",
-                                 reason="SecretKeyMissing")
+                                 reason=reasons.SECRET_KEY_MISSING)
         self.max_attempts, self.retry_base_delay, self.max_retry_delay = max_attempts, retry_base_delay, \
             max_retry_delay
         ca = credentials.get(WEBHOOK_CA_KEY)
@@ -87,7 +88,7 @@ class WebhookClient:
             context = ssl.create_default_context(cadata=ca) if ca else ssl.create_default_context()
         except (ssl.SSLError, ValueError):
             raise PermanentError(f"the webhook Secret's {WEBHOOK_CA_KEY!r} is not a PEM CA certificate bundle",
-                                 reason="InvalidCredentials") from None
+                                 reason=reasons.INVALID_CREDENTIALS) from None
         self.http = http_pool(self.url, 1, ssl_context=context)
 
     def probe(self) -> ProbeResult:
@@ -120,7 +121,7 @@ class WebhookClient:
                                              redirect=False, timeout=self.timeout)
             except urllib3.exceptions.SSLError as error:
                 raise PermanentError(f"TLS to {self.url} failed while sending {what}: {self._tls(error)}",
-                                     reason="TLSError") from None
+                                     reason=reasons.TLS_ERROR) from None
             except urllib3.exceptions.HTTPError as error:
                 if attempt == self.max_attempts:
                     raise TransientError(f"cannot reach {self.url} while sending {what}: {type(error).__name__} "
@@ -138,7 +139,7 @@ class WebhookClient:
                 continue
             kind = AuthenticationError if response.status in (401, 403) else PermanentError
             raise kind(f"{self.url} refused {what} with HTTP {response.status}: {self._answer(response)}",
-                       reason="WebhookRejected" if kind is PermanentError else None)
+                       reason=reasons.WEBHOOK_REJECTED if kind is PermanentError else None)
         raise TransientError(f"{self.url} did not answer {what}")
 
     def _answer(self, response: urllib3.BaseHTTPResponse) -> str:

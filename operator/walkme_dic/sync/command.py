@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
             else f"{type(error).__name__}: {error}"
         message = redact(f"the sync request is missing or invalid: {detail}", credentials.values())
         emit({"level": "error", "msg": message})
-        write_result(args.result, SyncResult(result="Failed", reason="InvalidRequest", message=message[:2000]))
+        write_result(args.result, SyncResult(result="Failed", reason=reasons.INVALID_REQUEST, message=message[:2000]))
         return EXIT_INVALID_REQUEST
     refused = egress_refusal(request)
     if refused is not None:
@@ -101,7 +101,7 @@ def egress_refusal(request: SyncRequest) -> SyncResult | None:
         policy = egress.policy_from_environment()
     except ValueError as error:
         message = f"the egress rules in ${egress.POLICY_ENV} are invalid: {error}"
-        return SyncResult(result="Failed", reason="InvalidRequest", message=message[:2000])
+        return SyncResult(result="Failed", reason=reasons.INVALID_REQUEST, message=message[:2000])
     for role, spec in (("connection", request.connection), ("walkMeConnection", request.walkme_connection)):
         problem = egress.spec_problem(spec, policy)
         if problem is not None:

@@ -118,7 +118,7 @@ def run_sync(request: SyncRequest, credentials: CredentialSet, *, progress: Prog
         result = SyncResult(result="Failed", reason=error.reason, message=error.message,
                             retryable=isinstance(error, TransientError))
     except Exception as error:
-        result = SyncResult(result="Failed", reason="InternalError", message=f"{type(error).__name__}: {error}",
+        result = SyncResult(result="Failed", reason=reasons.INTERNAL_ERROR, message=f"{type(error).__name__}: {error}",
                             retryable=True)
     result.message = redact(result.message, secrets)
     for sample in result.rejected:
@@ -130,7 +130,7 @@ def _file_store(request: SyncRequest, credentials: CredentialSet) -> FileStore:
     if request.connection.provider not in FILE_PROVIDERS:
         raise PermanentError(f"a file needs an {' or '.join(FILE_PROVIDERS)} Connection, not "
                              f"{request.connection.provider}",
-                             reason="ConnectionTypeMismatch")
+                             reason=reasons.CONNECTION_TYPE_MISMATCH)
     return open_file_store(request.connection, credentials.role("external"))
 
 
@@ -163,13 +163,14 @@ class Inbound:
         self.token = credentials.role("integration-token").get(self.destination.integration_token_secret_ref.key, "")
         if not self.token:
             raise PermanentError("the integration token Secret key is empty or not mounted "
-                                 f"({self.destination.integration_token_secret_ref.key!r})", reason="SecretKeyMissing")
+                                 f"({self.destination.integration_token_secret_ref.key!r})",
+                                 reason=reasons.SECRET_KEY_MISSING)
         self.mapper = Mapper(self.spec.mapping, self.destination.user_id_property, limits=True)
 
     def run(self) -> SyncResult:
         fingerprint = self.source.fingerprint()
         if fingerprint and fingerprint == self.request.state.source_fingerprint and not self.request.force:
-            return SyncResult(result="Skipped", reason="SourceUnchanged", source_fingerprint=fingerprint,
+            return SyncResult(result="Skipped", reason=reasons.SOURCE_UNCHANGED, source_fingerprint=fingerprint,
                               message=f"{self.source.name} is unchanged since the last run (ETag {fingerprint})")
         with InboundSpool() as spool:
             tally, size = self._spool(fingerprint, spool)
@@ -242,7 +243,7 @@ class Inbound:
         if tally.written == 0 and spool.unique:
             return self._result("Failed", reasons.NOTHING_APPLIED, tally, spool, size, fingerprint,
                                 f"WalkMe refused every one of the {spool.unique} records sent{tally.first()}")
-        return self._result("Succeeded", "Synced", tally, spool, size, fingerprint, "")
+        return self._result("Succeeded", reasons.SYNCED, tally, spool, size, fingerprint, "")
 
     def _result(self, outcome: str, reason: str, tally: Tally, spool: InboundSpool, size: int,
                 fingerprint: str | None, message: str) -> SyncResult:
@@ -346,7 +347,7 @@ class SalesforceSource:
         source = request.spec.source.salesforce
         provider = request.connection.salesforce
         if source is None or provider is None:
-            raise PermanentError("spec.source.salesforce needs a salesforce Connection", reason="InvalidSpec")
+            raise PermanentError("spec.source.salesforce needs a salesforce Connection", reason=reasons.INVALID_SPEC)
         self.source = source
         self.incremental = source.since is not None
         self.since = request.state.watermark if source.since == "lastRun" else source.since
@@ -495,7 +496,8 @@ class Outbound:
         target = self.spec.destination.salesforce
         provider = self.request.connection.salesforce
         if target is None or provider is None:
-            raise PermanentError("spec.destination.salesforce needs a salesforce Connection", reason="InvalidSpec")
+            raise PermanentError("spec.destination.salesforce needs a salesforce Connection",
+                                 reason=reasons.INVALID_SPEC)
         if self.spec.dry_run:
             return self._dry_run(export, f"Salesforce {target.object}")
         tally = Tally()
@@ -543,7 +545,7 @@ class Outbound:
 
         provider = self.request.connection.webhook
         if provider is None:
-            raise PermanentError("spec.destination.webhook needs a webhook Connection", reason="InvalidSpec")
+            raise PermanentError("spec.destination.webhook needs a webhook Connection", reason=reasons.INVALID_SPEC)
         if self.spec.dry_run:
             return self._dry_run(export, f"webhook {provider.url}")
         tally = Tally()
@@ -562,13 +564,14 @@ class Outbound:
         return self._succeeded(tally, 0, destination)
 
     def _over_limit(self, tally: Tally, message: str, *, written: int) -> SyncResult:
-        return SyncResult(result="Failed", reason="TooManyRejectedRows", message=message, rows_read=tally.read,
+        return SyncResult(result="Failed", reason=reasons.TOO_MANY_REJECTED_ROWS, message=message, rows_read=tally.read,
                           rows_written=written, rows_rejected=tally.rejected, rejected=tally.samples)
 
     def _succeeded(self, tally: Tally, size: int, destination: str) -> SyncResult:
         return SyncResult(
             result="Succeeded",
-            reason="DryRun" if self.spec.dry_run else reasons.ROWS_REJECTED if tally.rejected else "Synced",
+            reason=(reasons.DRY_RUN if self.spec.dry_run else reasons.ROWS_REJECTED if tally.rejected
+                    else reasons.SYNCED),
             message="dry run: nothing written" if self.spec.dry_run else "",
             rows_read=tally.read, rows_written=tally.written, rows_rejected=tally.rejected, bytes=size,
             dry_run=self.spec.dry_run, destination=destination, rejected=tally.samples,

@@ -146,7 +146,7 @@ class Lines:
         return PermanentError(
             f"line {line} (byte {offset} of {where}, counted from 0) is not valid {self.encoding}: {error.reason} "
             f"({bad}); nothing was imported. Set source.file.encoding to the file's encoding (e.g. latin-1, "
-            "cp1252, utf-16)", reason="BadEncoding")
+            "cp1252, utf-16)", reason=reasons.BAD_ENCODING)
 
 
 class CountingReader(io.RawIOBase):
@@ -219,11 +219,11 @@ class FileReader:
             yield from reader
         except (EOFError, zlib.error, gzip.BadGzipFile) as error:
             raise PermanentError(f"the gzip stream ended early or is corrupt ({error}); the file is truncated "
-                                 "or not gzip", reason="CorruptFile") from None
+                                 "or not gzip", reason=reasons.CORRUPT_FILE) from None
         except UnicodeError as error:  # not a decoding error (those are Lines'): a codec that fails otherwise
             raise PermanentError(f"the file is not valid {settings.encoding} ({error}); set source.file.encoding "
                                  "to the file's encoding (e.g. latin-1, cp1252, utf-16)",
-                                 reason="BadEncoding") from None
+                                 reason=reasons.BAD_ENCODING) from None
         count.read = self.text.count
 
 
@@ -234,7 +234,7 @@ def _csv_blocks(text: Lines, settings: FileSettings, required: list[str], count:
     except StopIteration:
         return
     except csv.Error as error:
-        raise PermanentError(f"the CSV header cannot be parsed: {error}", reason="BadHeader") from None
+        raise PermanentError(f"the CSV header cannot be parsed: {error}", reason=reasons.BAD_HEADER) from None
     count.header, count.continued = 1, reader.line_num - 1
     header = checked_header([name.strip() for name in header])
     missing = [name for name in required if name not in header and name.split(".")[0] not in header]
@@ -242,7 +242,7 @@ def _csv_blocks(text: Lines, settings: FileSettings, required: list[str], count:
         found = ", ".join(map(shown, header)) if len(header) > 1 else f"{shown(header[0], quoted=True)} — is the " \
             "delimiter right?"
         raise PermanentError(f"column {', '.join(repr(m) for m in missing)} of spec.mapping is not in the file "
-                             f"header (found: {found})", reason="MissingColumn")
+                             f"header (found: {found})", reason=reasons.MISSING_COLUMN)
     width = len(header)
     while True:
         rows: list[list[str]] = []
@@ -322,10 +322,10 @@ def checked_header(header: list[str]) -> list[str]:
     for position, name in enumerate(header, start=1):
         if not name:
             raise PermanentError(f"column {position} of the CSV header has no name; name it or remove the column",
-                                 reason="BadHeader")
+                                 reason=reasons.BAD_HEADER)
         if name in seen:
             raise PermanentError(f"column {shown(name, quoted=True)} appears twice in the CSV header (columns "
-                                 f"{seen[name]} and {position}); rename one of them", reason="BadHeader")
+                                 f"{seen[name]} and {position}); rename one of them", reason=reasons.BAD_HEADER)
         seen[name] = position
     return header
 

@@ -336,6 +336,8 @@ def _record_finished(
                             ("continuationLines", result.continuation_lines)):
             if count is not None:
                 record[name] = count
+        if result.rejected_report:
+            record["rejectedReport"] = result.rejected_report
         if result.duplicate_keys:
             record["duplicateKeys"] = result.duplicate_keys
             record["duplicateRows"] = [d.row for d in result.duplicates[:DUPLICATE_ROWS_KEPT]]

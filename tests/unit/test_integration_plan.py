@@ -733,3 +733,11 @@ def test_the_older_integration_keeps_writing() -> None:
     decision = plan(view(spec=outbound_file_spec()), ready("s3", S3), ready("walkme", WALKME), [], {}, NOW,
                     claims=[newer, claim("users-import", CREATED, outbound_file_spec())])
     assert decision.job is not None
+
+
+def test_a_run_names_where_every_rejected_row_is_listed() -> None:
+    where = "s3://lake/dic/walkme-dic/rejected/users-import/run-1.csv"
+    result = SyncResult(result="Succeeded", reason="RowsRejected", rows_read=6, rows_written=2, rows_rejected=4,
+                        rejected_report=where)
+    assert finish_first_run(result).status["runs"][0]["rejectedReport"] == where
+    assert "rejectedReport" not in finish_first_run(SyncResult(result="Succeeded", reason="Synced")).status["runs"][0]

@@ -493,6 +493,11 @@ class RunRecord(ApiModel):
         "record numbers.",
     )
     bytes: int = Field(default=0, description="Bytes read or written.")
+    rejected_report: str | None = Field(
+        default=None, description="Where every rejected row of this run is listed (a CSV of line or record and "
+        "reason, no cell values): walkme-dic/rejected/INTEGRATION/RUN.csv on the file Connection of the run "
+        "(the source inbound, the destination outbound), kept until deleted.",
+    )
     message: str = Field(default="", description="Outcome for humans; for failures, the reason.")
     requested_at: str | None = Field(
         default=None, description="Value of the requested-at annotation this run was started for, if any.",

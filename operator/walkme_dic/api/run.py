@@ -88,6 +88,8 @@ class SyncResult(ApiModel):
     watermark: str | None = None
     source_fingerprint: str | None = None
     rejected: list[RejectedRow] = Field(default_factory=list, description="First rejected rows.")
+    rejected_report: str | None = Field(default=None, description="Where every rejected row of the run is listed "
+                                        "(sync/rejections.py), when the store took it.")
     duplicate_keys: int = Field(default=0, description="Rows left out because a later row has their key (the last "
                                 "wins): inbound, and outbound to Salesforce.")
     duplicates: list[DuplicateRow] = Field(default_factory=list, description="First rows left out as duplicates.")

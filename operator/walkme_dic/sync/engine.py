@@ -34,6 +34,7 @@ from walkme_dic.sync.credentials import CredentialSet
 from walkme_dic.sync.mapping import Mapper, RowError
 from walkme_dic.sync.outbound_keys import LastRowWins
 from walkme_dic.sync.readers import Block, CountingReader, LineCount, blocks_of, numbered, read_blocks
+from walkme_dic.sync.rejections import RejectionLog, rejection_log
 from walkme_dic.sync.spool import InboundSpool
 from walkme_dic.sync.writers import RecordEncoder, content_type, covers_unicode, render_path, unencodable, wants_gzip
 
@@ -56,11 +57,14 @@ class Tally:
     rejected: int = 0
     refused: int = 0  # of the rejected: refused by the destination while sending
     samples: list[RejectedRow] = field(default_factory=list)
+    log: RejectionLog | None = None  # every rejection, for the report (sync/rejections.py)
 
     def reject(self, row: int, reason: str) -> None:
         self.rejected += 1
         if len(self.samples) < SAMPLE_REJECTIONS:
             self.samples.append(RejectedRow(row=row, reason=reason))
+        if self.log is not None:
+            self.log.add(row, reason)
 
     def first(self, count: int = 3) -> str:
         """The first rejections, for a message: " (first: line 2: …; line 7: …)"."""
@@ -172,8 +176,9 @@ class Inbound:
         if fingerprint and fingerprint == self.request.state.source_fingerprint and not self.request.force:
             return SyncResult(result="Skipped", reason=reasons.SOURCE_UNCHANGED, source_fingerprint=fingerprint,
                               message=f"{self.source.name} is unchanged since the last run (ETag {fingerprint})")
-        with InboundSpool() as spool:
-            tally, size = self._spool(fingerprint, spool)
+        store = self.source.store if isinstance(self.source, FileSource) and not self.spec.dry_run else None
+        with InboundSpool() as spool, rejection_log(store, self.source.unit) as log:
+            tally, size = self._spool(fingerprint, spool, log)
             spool.resolve()
             result = self._before_sending(tally, spool, size, fingerprint)
             if result is None:
@@ -181,10 +186,10 @@ class Inbound:
                 result = self._after_sending(tally, spool, size, fingerprint)
                 if result.result == "Succeeded":  # a dry or failed run must not move the watermark
                     result.watermark = self.source.watermark
-            return result
+            return published(result, log, store, self.request)
 
-    def _spool(self, fingerprint: str | None, spool: InboundSpool) -> tuple[Tally, int]:
-        tally = Tally()
+    def _spool(self, fingerprint: str | None, spool: InboundSpool, log: RejectionLog | None) -> tuple[Tally, int]:
+        tally = Tally(log=log)
         blocks, counter = self.source.blocks(fingerprint, self.mapper.required_columns())
         unit = self.source.unit
         for block in blocks:
@@ -258,6 +263,17 @@ class Inbound:
             duplicate_keys=duplicates.count,
             duplicates=[DuplicateRow(row=row, replaced_by=later) for row, later in duplicates.samples],
         )
+
+
+def published(result: SyncResult, log: RejectionLog | None, store: FileStore | None,
+              request: SyncRequest) -> SyncResult:
+    """``result`` naming where the list of all its rejected rows is, or why it could not be written."""
+    if log is None or store is None or not log.count:
+        return result
+    where, problem = log.publish(store, request.integration.name, request.run_id)
+    if where is not None:
+        return result.model_copy(update={"rejected_report": where})
+    return result.model_copy(update={"message": f"{result.message}; {problem}" if result.message else problem})
 
 
 def _encodable(numbers: list[int], table: Table, encoding: str, tally: Tally) -> list[list[Any]]:
@@ -428,31 +444,36 @@ class Outbound:
     def _to_file(self, export: Export, settings: FileSettings) -> SyncResult:
         with export.pages() as pages:  # the export is fetched while the store is set up (an SDK to load)
             store = _file_store(self.request, self.credentials)
-            path = render_path(settings.path, run_id=self.request.run_id, slot=self.request.slot, now=datetime.now(UTC))
-            tally = Tally()
-            incremental = self.source.since == "lastRun"  # each run's rows are in its file only: never replaced
-            if incremental and _exists(store, path):
-                raise DestinationExistsError(store.describe(path))
-            gzip_output = wants_gzip(settings, path)
-            writer = store.open_write(path, overwrite=not incremental,
-                                      content_type=content_type(settings, gzip_output=gzip_output))
-            try:
-                encoder = RecordEncoder(writer, settings, self.mapper.columns(), gzip_output=gzip_output)
-                if settings.format == "csv":
-                    self._tabulated(pages, tally, encoder)
-                else:
-                    encoder.add_records(self._mapped(chain.from_iterable(pages), tally, settings.encoding))
-                limit = tally.over_limit(self.spec)
-                if limit or self.spec.dry_run:
-                    writer.abort()
-                else:
-                    encoder.finish()
-                    writer.commit()
-            except BaseException:
+            with rejection_log(None if self.spec.dry_run else store, "record") as log:
+                return published(self._export_file(export, pages, store, settings, Tally(log=log)), log,
+                                 store, self.request)
+
+    def _export_file(self, export: Export, pages: Pages, store: FileStore, settings: FileSettings,
+                     tally: Tally) -> SyncResult:
+        path = render_path(settings.path, run_id=self.request.run_id, slot=self.request.slot, now=datetime.now(UTC))
+        incremental = self.source.since == "lastRun"  # each run's rows are in its file only: never replaced
+        if incremental and _exists(store, path):
+            raise DestinationExistsError(store.describe(path))
+        gzip_output = wants_gzip(settings, path)
+        writer = store.open_write(path, overwrite=not incremental,
+                                  content_type=content_type(settings, gzip_output=gzip_output))
+        try:
+            encoder = RecordEncoder(writer, settings, self.mapper.columns(), gzip_output=gzip_output)
+            if settings.format == "csv":
+                self._tabulated(pages, tally, encoder)
+            else:
+                encoder.add_records(self._mapped(chain.from_iterable(pages), tally, settings.encoding))
+            limit = tally.over_limit(self.spec)
+            if limit or self.spec.dry_run:
                 writer.abort()
-                raise
-            if settings.manifest and not limit and not self.spec.dry_run:
-                self._manifest(store, path, settings, tally, encoder, export, gzip_output=gzip_output)
+            else:
+                encoder.finish()
+                writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        if settings.manifest and not limit and not self.spec.dry_run:
+            self._manifest(store, path, settings, tally, encoder, export, gzip_output=gzip_output)
         if limit:
             return self._over_limit(tally, f"{limit}; nothing was written", written=0)
         return self._succeeded(tally, 0 if self.spec.dry_run else encoder.bytes, store.describe(path))

@@ -19,7 +19,7 @@ from tests.fixtures.walkme import WALKME_TOKEN
 from tests.reliability.test_rejected_report import run
 
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=10)
-VALUE = st.none() | TEXT | st.integers(-(2**40), 2**40) | st.booleans()
+VALUE = st.none() | TEXT | TEXT.map(lambda text: f" {text}\t") | st.integers(-(2**40), 2**40) | st.booleans()
 GOOD = st.fixed_dictionaries({"id": st.from_regex(r"\Au[0-9]{1,3}\Z"), "name": VALUE})
 LINE = st.one_of(
     GOOD.map(lambda record: ("good", json.dumps(record, ensure_ascii=False))),

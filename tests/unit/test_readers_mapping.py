@@ -168,3 +168,11 @@ def test_reading_and_mapping_does_not_accumulate_memory() -> None:
     tracemalloc.stop()
     assert count == 200_000
     assert peak < 8 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB for a streaming read"
+
+
+def test_a_timestamp_with_an_offset_is_the_day_it_is_in_utc() -> None:
+    """Issue 25: type date took the value's own offset (…T23:30:00-05:00 → 2026-11-20, in UTC the 21st)."""
+    assert coerce("2026-11-20T23:30:00-05:00", "date", "d") == "2026-11-21"
+    assert coerce("2026-11-20T23:30:00Z", "date", "d") == "2026-11-20"
+    assert coerce("2026-11-21T01:00:00+02:00", "date", "d") == "2026-11-20"
+    assert coerce("2026-11-20T23:30:00", "date", "d") == "2026-11-20"  # no offset: the day it names

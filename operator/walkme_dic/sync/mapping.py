@@ -13,7 +13,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any
 
@@ -156,12 +156,15 @@ def _boolean(value: Any, column: str) -> bool:
 
 
 def _date(value: Any, column: str) -> str:
+    """YYYY-MM-DD; a timestamp with an offset is the day it is in UTC (23:30 at -05:00 is the next day), one
+    without is the day it names."""
     text = str(value).strip()
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
             return text if text[4] == "-" and text[7] == "-" else day.isoformat()
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).date().isoformat()
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return (moment.astimezone(UTC) if moment.tzinfo else moment).date().isoformat()
     except ValueError:
         raise RowError(f"column {column!r}: {value!r} is not a date (YYYY-MM-DD)") from None
 

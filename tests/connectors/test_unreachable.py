@@ -5,16 +5,14 @@ HTTP transport) against a port nothing listens on."""
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.fixtures.listeners import Listener
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.connections import unreachable_message
 from walkme_dic.controllers.connection import failed_probe, guarded_probe
@@ -72,29 +70,11 @@ def test_a_host_out_of_reach_reads_the_same_for_every_provider(provider: str, ho
     assert time.monotonic() - started < 60
 
 
-@pytest.fixture
-def tarpit() -> Iterator[int]:
-    """A port that accepts connections and never says a word (nor closes them)."""
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-
-    def hold() -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                held.append(server.accept()[0])
-
-    threading.Thread(target=hold, daemon=True).start()
-    yield server.getsockname()[1]
-    server.close()
-    for connection in held:
-        connection.close()
-
-
 @pytest.mark.parametrize("provider", list(specs("127.0.0.1", 1)))
-def test_a_probe_into_a_tarpit_ends_soon_after_its_timeout(provider: str, tarpit: int) -> None:
+def test_a_probe_into_a_tarpit_ends_soon_after_its_timeout(provider: str, tarpit: Listener) -> None:
     """The probe's thread cannot be cancelled: its client's own timeouts and attempts must end it, or a timed-out
     probe keeps its namespace's slot (controllers/probes.py) for the client's minutes of retries."""
-    spec_fields, credentials = specs("127.0.0.1", tarpit)[provider]
+    spec_fields, credentials = specs("127.0.0.1", tarpit.port)[provider]
     spec = ConnectionSpec.model_validate(spec_fields)
     timeout = 2.0
     started = time.monotonic()

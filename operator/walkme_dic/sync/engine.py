@@ -34,7 +34,7 @@ from walkme_dic.sync.credentials import CredentialSet
 from walkme_dic.sync.mapping import Mapper, RowError
 from walkme_dic.sync.outbound_keys import LastRowWins
 from walkme_dic.sync.readers import Block, CountingReader, LineCount, blocks_of, numbered, read_blocks
-from walkme_dic.sync.rejections import RejectionLog, rejection_log
+from walkme_dic.sync.rejections import RejectionLog, published, rejection_log
 from walkme_dic.sync.spool import InboundSpool
 from walkme_dic.sync.writers import RecordEncoder, content_type, covers_unicode, render_path, unencodable, wants_gzip
 
@@ -265,19 +265,11 @@ class Inbound:
         )
 
 
-def published(result: SyncResult, log: RejectionLog | None, store: FileStore | None,
-              request: SyncRequest) -> SyncResult:
-    """``result`` naming where the list of all its rejected rows is, or why it could not be written."""
-    if log is None or store is None or not log.count:
-        return result
-    where, problem = log.publish(store, request.integration.name, request.run_id)
-    if where is not None:
-        return result.model_copy(update={"rejected_report": where})
-    return result.model_copy(update={"message": f"{result.message}; {problem}" if result.message else problem})
-
-
 def _encodable(numbers: list[int], table: Table, encoding: str, tally: Tally) -> list[list[Any]]:
-    """The table's columns without the rows holding a character ``encoding`` lacks, each rejected with why."""
+    """The table's columns without the rows holding a character ``encoding`` lacks, each rejected with why (a UTF
+    encoding holds every character: no look at the values on that, the common, path)."""
+    if covers_unicode(encoding):
+        return table.columns
     texts = ["\n".join(value for value in column if isinstance(value, str)) for column in table.columns]
     if unencodable(texts, encoding) is None:
         return table.columns

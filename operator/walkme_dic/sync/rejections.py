@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO
 
+from walkme_dic.api.run import SyncRequest, SyncResult
 from walkme_dic.connectors.base import FileStore
 from walkme_dic.errors import DicError
 
@@ -65,3 +66,14 @@ class RejectionLog:
             return None, (f"the list of all {self.count} rejected rows could not be written to "
                           f"{store.describe(path)}: {error.message}")
         return store.describe(path), ""
+
+
+def published(result: SyncResult, log: RejectionLog | None, store: FileStore | None,
+              request: SyncRequest) -> SyncResult:
+    """``result`` naming where the list of all its rejected rows is, or why it could not be written."""
+    if log is None or store is None or not log.count:
+        return result
+    where, problem = log.publish(store, request.integration.name, request.run_id)
+    if where is not None:
+        return result.model_copy(update={"rejected_report": where})
+    return result.model_copy(update={"message": f"{result.message}; {problem}" if result.message else problem})

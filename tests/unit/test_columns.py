@@ -31,12 +31,12 @@ CELLS = {
 KEYS = ["u1", " u2 ", "", "  ", "ü", "u\"1", "1", "00"]
 
 
-def mapper_for(kinds: list[str], *, active: bool, copy_key: bool) -> Mapper:
+def mapper_for(kinds: list[str], *, active: bool, copy_key: bool, as_is: bool = False) -> Mapper:
     fields = [{"source": f"c{i}", "destination": f"p{i}", "type": kind} for i, kind in enumerate(kinds)]
     mapping = {"key": {"source": "id", "destination": "external_id" if copy_key else "uuid"}, "fields": fields}
     if active:
         mapping["activeField"] = "active"
-    return Mapper(Mapping.model_validate(mapping), "uuid")
+    return Mapper(Mapping.model_validate(mapping), "uuid", as_is=as_is)
 
 
 def header_for(mapper: Mapper, rng: random.Random) -> list[str]:
@@ -172,6 +172,28 @@ def test_objects_map_and_tabulate_as_one_by_one(kinds: list[str], common: float)
         table_rows = list(zip(*table.columns, strict=True))
         assert sorted(list(zip(positions, table_rows, strict=True)) + [tuple(r) for r in table.refused]) == \
             table_row_by_row(mapper, rows)
+
+
+@pytest.mark.parametrize("kinds", KIND_SETS, ids=lambda kinds: "+".join(kinds) or "key-only")
+@pytest.mark.parametrize("common", [1.0, 0.9, 0.0], ids=lambda c: f"common-{c}")
+def test_an_export_to_a_file_tabulates_values_as_they_are_as_one_by_one(kinds: list[str], common: float) -> None:
+    """Outbound to a file (Mapper as_is: untrimmed text, "" apart from null, exact numbers), for CSV cells and
+    for objects: the columns hold what Mapper.map gives row by row."""
+    rng = random.Random(f"as-is{kinds}{common}")
+    for copy_key in (True, False):
+        mapper = mapper_for(kinds, active=False, copy_key=copy_key, as_is=True)
+        header = header_for(mapper, rng)
+        types = {f"c{i}": kind for i, kind in enumerate(kinds)}
+        cells = [random_row(header, types, rng, common) for _ in range(300)]
+        objects = [random_object(mapper, kinds, rng, common) for _ in range(300)]
+        for block, rows in ((Block(header, list(range(300)), cells, []),
+                             [dict(zip(header, row, strict=True)) for row in cells]),
+                            (Block(None, list(range(300)), objects, []), objects)):
+            table = tabulate(mapper, block)
+            positions = [p for p, out in table_row_by_row(mapper, rows) if isinstance(out, tuple)]
+            table_rows = list(zip(*table.columns, strict=True))
+            assert sorted(list(zip(positions, table_rows, strict=True)) + [tuple(r) for r in table.refused]) == \
+                table_row_by_row(mapper, rows)
 
 
 def row_by_row_objects(mapper: Mapper, rows: list[dict[str, Any]]) -> list[tuple[int, Any]]:

@@ -64,6 +64,20 @@ class FileSettings(ApiModel):
         description="Text encoding, any codec Python knows (utf-8, latin-1, cp1252, utf-16 with its byte-order "
         "mark, ...); utf-8 also accepts a byte-order mark.",
     )
+    null_value: str = Field(
+        default="", max_length=16,
+        description="Outbound CSV: the cell written for a null (no value). Default empty, so that a null and an "
+        "empty text read alike; a token such as \\N keeps them apart (DuckDB nullstr, pandas na_values, pyarrow "
+        "null_values): an empty text is then an empty cell, and a record holding the token itself as text is "
+        "rejected (it would read back as null). JSON lines always write null.",
+    )
+
+    @model_validator(mode="after")
+    def _null_value_is_a_plain_cell(self) -> FileSettings:
+        if any(special in self.null_value for special in (self.delimiter, '"', "\r", "\n")):
+            raise ValueError(f"nullValue: {self.null_value!r} holds the delimiter, a quote or a line end: the CSV "
+                             "writer would quote it, and a reader may take a quoted cell for text")
+        return self
 
     @field_validator("path")
     @classmethod

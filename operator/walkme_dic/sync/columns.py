@@ -174,11 +174,11 @@ class ColumnPlan:
         texts = self.header is not None  # CSV cells are str: their types need no look
         mapper = self.mapper
         key = _converted(self.key(rows), "string", mapper.key_source, refused, texts=texts, convert=mapper.key_text,
-                         limit=mapper.key_limit)
+                         limit=mapper.key_limit, trims=mapper.trims)
         if self.mapper.case_fold:
             key = Column([None if k is None else k.casefold() for k in key.values], key.whole)
         fields = [_converted(extract(rows), kind, source, refused, texts=texts, convert=mapper.converters[kind],
-                             limit=mapper.value_limit) for extract, kind, source, *_ in self.fields]
+                             limit=mapper.value_limit, trims=mapper.trims) for extract, kind, source, *_ in self.fields]
         active = None
         if self.active is not None:
             extract, _, source = self.active
@@ -241,14 +241,15 @@ class ColumnPlan:
 
 
 def _converted(values: list[Any], kind: str, column: str, refused: set[int], *, texts: bool,
-               convert: Callable[[Any, str], Any], limit: TextLimit | None) -> Column:
+               convert: Callable[[Any, str], Any], limit: TextLimit | None, trims: bool = True) -> Column:
     """One column's values as ``kind`` (None where empty) by ``convert``, the mapper's converter; positions of
     values it refuses go to ``refused``. Text of the common shape (for strings: within ``limit``) is converted by
-    C loops; anything else value by value. ``texts``: every value is a str (CSV cells)."""
+    C loops; anything else value by value. ``texts``: every value is a str (CSV cells); ``trims``: the mapper
+    trims text (else a string column's non-blank texts are its values as they are)."""
     if texts or set(map(type, values)) == {str}:  # CSV cells always, JSON mostly
         stripped = list(map(str.strip, values))
         if all(stripped) and (kind != "string" or limit is None or limit.fits(stripped)):
-            common = _common_shape(stripped, kind)
+            common = _common_shape(stripped if trims or kind != "string" else values, kind)
             if common is not None:
                 return Column(common, whole=True)
     converted = []

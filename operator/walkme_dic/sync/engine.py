@@ -265,19 +265,26 @@ class Inbound:
         )
 
 
-def _encodable(numbers: list[int], table: Table, encoding: str, tally: Tally) -> list[list[Any]]:
-    """The table's columns without the rows holding a character ``encoding`` lacks, each rejected with why (a UTF
-    encoding holds every character: no look at the values on that, the common, path)."""
-    if covers_unicode(encoding):
-        return table.columns
-    texts = ["\n".join(value for value in column if isinstance(value, str)) for column in table.columns]
-    if unencodable(texts, encoding) is None:
+def _writable(numbers: list[int], table: Table, settings: FileSettings, tally: Tally) -> list[list[Any]]:
+    """The table's columns without the rows a CSV file cannot hold as they are, each rejected with why: a
+    character its encoding lacks, or a text that is its nullValue token (it would read back as null). A UTF
+    encoding holds every character and no token is the default: no look at the rows on that, the common, path."""
+    lossy = not covers_unicode(settings.encoding) and unencodable(
+        ["\n".join(value for value in column if isinstance(value, str)) for column in table.columns],
+        settings.encoding) is not None
+    token = settings.null_value
+    clash = bool(token) and any(token in column for column in table.columns)
+    if not lossy and not clash:
         return table.columns
     refused = {number for number, _ in table.refused}
     kept_numbers = [number for number in numbers if number not in refused]
     bad = set()
     for position, row in enumerate(zip(*table.columns, strict=True)):
-        why = unencodable([value for value in row if isinstance(value, str)], encoding)
+        texts = [value for value in row if isinstance(value, str)]
+        why = unencodable(texts, settings.encoding) if lossy else None
+        if why is None and clash and token in texts:
+            why = (f"a value is {token!r}, the file's nullValue, and would read back as null; choose a nullValue no "
+                   "value holds")
         if why is not None:
             bad.add(position)
             tally.reject(kept_numbers[position], f"record {kept_numbers[position]}: {why}")
@@ -398,7 +405,9 @@ class Outbound:
         walkme = request.walkme_connection.walkme
         assert walkme is not None
         self.walkme = WalkMeClient(walkme, credentials.role("walkme"))
-        self.mapper = Mapper(self.spec.mapping, self.spec.mapping.key.destination)
+        # to a file, values as they are (sync/mapping.py FILE_CONVERTERS); Salesforce and webhooks as before
+        self.mapper = Mapper(self.spec.mapping, self.spec.mapping.key.destination,
+                             as_is=self.spec.destination.file is not None)
 
     def run(self) -> SyncResult:
         since = self.request.state.watermark if self.source.since == "lastRun" else self.source.since
@@ -498,7 +507,7 @@ class Outbound:
             table = tabulate(self.mapper, block)
             for number, reason in table.refused:
                 tally.reject(number, f"record {number}: {reason}")
-            columns = _encodable(block.numbers, table, encoder.settings.encoding, tally)
+            columns = _writable(block.numbers, table, encoder.settings, tally)
             tally.written += len(columns[0])
             encoder.add_columns(columns)
             self.report("export", tally)

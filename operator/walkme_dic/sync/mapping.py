@@ -4,22 +4,29 @@ Inbound, text is held to what WalkMe is assumed to take (docs/walkme-api.md, A10
 MAX_KEY_LENGTH characters without control characters, a value of at most MAX_VALUE_LENGTH characters
 without control characters other than tab and line ends. A row that breaks one is rejected naming the
 column, the limit and (for a control character) which one and where; the rest of the file is imported.
+
+Outbound to a file, values are written as they are (:data:`FILE_CONVERTERS`): text untrimmed, empty text
+kept apart from null, an object or array as its JSON text, integers of any size exactly and a number given as
+text with its digits (``1.50`` stays ``1.50``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any
 
 from walkme_dic.api.integration import FieldMapping, FieldType, Mapping
 
 EXACT_LIMIT = 2**53  # a double holds every integer below it, and no number above it exactly
+INT_DIGITS = 4300  # Python's int prints at most this many digits (sys.get_int_max_str_digits); a Decimal, any
 MAX_KEY_LENGTH = 512  # characters of a user id (A10)
 MAX_VALUE_LENGTH = 8192  # characters of a text value (A10)
 TRUE = {"true", "1", "yes", "y", "t"}
@@ -90,9 +97,23 @@ def _string(value: Any, column: str, limit: TextLimit | None = None) -> str | No
         kind = "object" if isinstance(value, dict) else "array"
         raise RowError(f"column {column!r}: a JSON {kind} is not text; map one of its fields (column.field) "
                        "or write it as a string in the file")
+    return _scalar_text(value, column)
+
+
+def _scalar_text(value: Any, column: str) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         raise RowError(f"column {column!r}: {value!r} is not a value (JSON has no NaN or Infinity)")
     return _as_text(value)
+
+
+def _text_as_is(value: Any, column: str) -> str | None:
+    """Outbound to a file: text untrimmed and empty text as "" (None only for null or absent), an object or an
+    array as its compact JSON text, a number or boolean as JSON writes it."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _scalar_text(value, column)
 
 
 def _typed(convert: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
@@ -139,6 +160,28 @@ def _number(value: Any, column: str) -> int | float:
     return int(number) if number.is_integer() else number
 
 
+def _exact_number(value: Any, column: str) -> int | float | Decimal:
+    """Outbound to a file, a number as it is: an integer of any size exactly, a number given as text with its
+    digits (a Decimal: ``1.50`` stays ``1.50``, ``1e3`` is written ``1E+3``), a JSON fraction as the double it
+    was read as (its shortest text: ``0.1`` stays ``0.1``)."""
+    if isinstance(value, bool):
+        raise RowError(f"column {column!r}: {value!r} is not a number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise RowError(f"column {column!r}: {value!r} is not a finite number")
+        return value
+    text = str(value)
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise RowError(f"column {column!r}: {value!r} is not a number") from None
+    if "_" in text or not number.is_finite():  # Python's 1_000, NaN and Infinity: no reader's number
+        raise RowError(f"column {column!r}: {value!r} is not a finite number")
+    return int(number) if text.isdecimal() and len(text) < INT_DIGITS else number
+
+
 def _too_large(value: Any, column: str) -> str:
     return (f"column {column!r}: {value!r} is beyond ±2^53 (9007199254740992), where WalkMe's Number (a JSON "
             "double) would round it; map the column as type string to keep every digit")
@@ -173,17 +216,20 @@ CONVERTERS: dict[str, Callable[[Any, str], Any]] = {
     "string": _string, "number": _typed(_number), "boolean": _typed(_boolean), "date": _typed(_date),
 }
 INBOUND_CONVERTERS = {**CONVERTERS, "string": partial(_string, limit=VALUE_LIMIT)}  # text as WalkMe takes it
+FILE_CONVERTERS = {**CONVERTERS, "string": _text_as_is, "number": _typed(_exact_number)}  # values as they are
 
 
 class Mapper:
     """Turns one source row into one destination record, or raises RowError. With ``limits`` (inbound) keys and
-    text values are held to what WalkMe takes (A10)."""
+    text values are held to what WalkMe takes (A10); with ``as_is`` (outbound to a file) values are written as
+    they are (:data:`FILE_CONVERTERS`; a key untrimmed, refused only when blank)."""
 
-    def __init__(self, mapping: Mapping, key_name: str, *, limits: bool = False) -> None:
+    def __init__(self, mapping: Mapping, key_name: str, *, limits: bool = False, as_is: bool = False) -> None:
         self.mapping = mapping
         self.key_name = key_name
         self.fields: list[FieldMapping] = list(mapping.fields)
-        self.converters = INBOUND_CONVERTERS if limits else CONVERTERS
+        self.converters = INBOUND_CONVERTERS if limits else FILE_CONVERTERS if as_is else CONVERTERS
+        self.trims = not as_is
         self.key_limit, self.value_limit = (KEY_LIMIT, VALUE_LIMIT) if limits else (None, None)
         # (source column, destination, converter, whether an empty value clears): decided once, applied to every row
         self.plan = [(f.source, f.destination, self.converters[f.type], mapping.clears(f)) for f in self.fields]
@@ -204,7 +250,10 @@ class Mapper:
 
     def key_text(self, value: Any, column: str) -> str | None:
         """The key column's value as text (None when empty), within the key limit (inbound)."""
-        return _string(value, column, self.key_limit)
+        if self.trims:
+            return _string(value, column, self.key_limit)
+        text = _text_as_is(value, column)
+        return text if text and not text.isspace() else None
 
     def map(self, values: dict[str, Any]) -> dict[str, Any]:
         key = self.key_of(values)

@@ -10,6 +10,7 @@ import unicodedata
 import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 from itertools import islice
 from typing import Any
 
@@ -64,6 +65,16 @@ def unencodable(texts: Iterable[str], encoding: str) -> str | None:
     return None
 
 
+def json_line(record: dict[str, Any]) -> str:
+    """A record as one line of JSON; a Decimal (a number given as text, sync/mapping.py) as its digits."""
+    try:
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    except TypeError:  # a Decimal: json writes no number it did not make
+        return "{" + ",".join(f"{json.dumps(name, ensure_ascii=False)}:"
+                              f"{value if type(value) is Decimal else json.dumps(value, ensure_ascii=False)}"
+                              for name, value in record.items()) + "}"
+
+
 def csv_cell(value: Any) -> Any:
     """A value as the CSV writer gets it: booleans as JSON writes them (true, false), not Python's True."""
     return ("true" if value else "false") if type(value) is bool else value
@@ -73,7 +84,8 @@ class RecordEncoder:
     """Buffers encoded records and hands ~1 MiB chunks to the writer; counts bytes written.
 
     JSON lines carry every column, null where a record has no value, so that every line of every file has
-    one schema (pyarrow and DuckDB infer it from the lines they see). CSV cells hold booleans as true/false."""
+    one schema (pyarrow and DuckDB infer it from the lines they see). CSV cells hold booleans as true/false, and
+    a null as the file's nullValue (default: an empty cell, as for an empty text)."""
 
     def __init__(self, writer: AtomicWriter, settings: FileSettings, columns: list[str], *, gzip_output: bool) -> None:
         self.writer, self.settings, self.columns = writer, settings, columns
@@ -93,14 +105,17 @@ class RecordEncoder:
         pending = iter(records)
         while batch := list(islice(pending, 1000)):
             template = self.template
-            self.text.writelines(json.dumps({**template, **record}, ensure_ascii=False, separators=(",", ":")) + "\n"
-                                 for record in batch)
+            self.text.writelines(json_line({**template, **record}) + "\n" for record in batch)
             if self.text.tell() >= FLUSH_AT:
                 self._flush()
 
     def add_columns(self, columns: list[list[Any]]) -> None:
-        """CSV rows given column by column, in :attr:`columns` order (None for an empty cell)."""
+        """CSV rows given column by column, in :attr:`columns` order (None for a null: the nullValue token)."""
         columns = [list(map(csv_cell, column)) if bool in set(map(type, column)) else column for column in columns]
+        if self.settings.null_value:
+            token = self.settings.null_value
+            columns = [[token if cell is None else cell for cell in column] if None in column else column
+                       for column in columns]
         text = self._plain(columns)
         if text is None:
             self.csv.writerows(zip(*columns, strict=True))

@@ -165,7 +165,8 @@ class FakeWalkMe(BackgroundServer):
 
     def seed(self, dataset: str, records: list[dict[str, Any]]) -> None:
         with self._lock:
-            self.datasets[dataset] = sorted([*self.datasets[dataset], *records], key=lambda r: r[TIME_FIELDS[dataset]])
+            self.datasets[dataset] = sorted([*self.datasets[dataset], *records],
+                                            key=lambda r: _moment(r[TIME_FIELDS[dataset]]))
 
     def seed_synthetic_users(self, count: int) -> None:
         """Replace the users with ``count`` generated ones (see :class:`SyntheticUsers`)."""
@@ -314,14 +315,22 @@ class FakeWalkMe(BackgroundServer):
         dataset = request.match_info["dataset"]
         if dataset not in self.datasets:
             return _error(404, "not_found", f"unknown dataset {dataset!r}")
-        since = request.query.get("since")
+        since, until = request.query.get("since"), request.query.get("until")
         started = _iso(datetime.now(UTC))
         field = TIME_FIELDS[dataset]
-        with self._lock:
-            records = self.datasets[dataset]  # kept sorted by time: `since` is a bisection, not a scan
-            first = bisect.bisect_right(records, since, key=lambda r: r[field]) if since else 0
-            page = _page(records, request, limit_default=1000, start=first)
-            page["watermark"] = records[-1][field] if len(records) > first else (since or started)
+        try:
+            bounds = [None if bound is None else _moment(bound) for bound in (since, until)]
+        except ValueError:
+            return _error(400, "bad_request", "since and until are RFC 3339 times")
+        with self._lock:  # kept sorted by time: since (included) and until (not) are bisections, not a scan
+            records = self.datasets[dataset]
+            def stamped(record: dict[str, Any]) -> datetime:
+                return _moment(record[field])
+
+            first = bisect.bisect_left(records, bounds[0], key=stamped) if bounds[0] else 0
+            end = bisect.bisect_left(records, bounds[1], key=stamped) if bounds[1] else len(records)
+            page = _page(records, request, limit_default=1000, start=first, stop=end)
+            page["watermark"] = records[end - 1][field] if end > first else (since or started)
         return web.json_response(page)
 
     async def _report(self, request: web.Request) -> web.Response:
@@ -358,12 +367,15 @@ def main(argv: list[str] | None = None) -> None:
     asyncio.run(serve())
 
 
-def _page(items: Sequence[Any], request: web.Request, limit_default: int, start: int = 0) -> dict[str, Any]:
+def _page(items: Sequence[Any], request: web.Request, limit_default: int, start: int = 0,
+          stop: int | None = None) -> dict[str, Any]:
+    """The page of ``items[start:stop]`` the request's cursor and limit name."""
+    stop = len(items) if stop is None else stop
     offset = int(base64.urlsafe_b64decode(request.query["cursor"]).decode()) if request.query.get("cursor") else start
     limit = min(int(request.query.get("limit", limit_default)), 10000)
-    chunk = items[offset: offset + limit]
+    chunk = items[offset: min(offset + limit, stop)]
     after = offset + len(chunk)
-    cursor = base64.urlsafe_b64encode(str(after).encode()).decode() if after < len(items) else None
+    cursor = base64.urlsafe_b64encode(str(after).encode()).decode() if after < stop else None
     return {"data": chunk, "nextCursor": cursor}
 
 

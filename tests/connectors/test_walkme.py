@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 from itertools import islice
 
 import orjson
@@ -136,7 +137,19 @@ def test_export_pages_with_watermark_and_since(walkme: FakeWalkMe) -> None:
     assert [r["userId"] for r in export] == ["u0", "u1", "u2", "u3", "u4"]
     assert export.watermark == "2026-11-14T00:00:00Z"
     later = client(walkme).export("users", since="2026-11-12T00:00:00Z", page_size=2)
-    assert [r["userId"] for r in later] == ["u3", "u4"]
+    assert [r["userId"] for r in later] == ["u2", "u3", "u4"], "since includes its bound"
+
+
+def test_an_incremental_export_reads_a_window_that_ends_a_lookback_before_now(walkme: FakeWalkMe) -> None:
+    """[since, until): until is lookback seconds before now and is the watermark, whatever the newest record."""
+    walkme.seed("users", [{"userId": f"u{i}", "updatedAt": f"2026-11-10T00:00:0{i}Z"} for i in range(5)])
+    now = datetime(2026, 11, 10, 0, 5, 3, 500000, tzinfo=UTC)
+    export = client(walkme).export("users", since="2026-11-10T00:00:01Z", incremental=True, lookback=300,
+                                   now=now, page_size=1)
+    assert [r["userId"] for r in export] == ["u1", "u2", "u3"]
+    assert export.watermark == "2026-11-10T00:00:03.500Z"
+    behind = client(walkme).export("users", since="2026-11-10T00:00:04Z", incremental=True, lookback=300, now=now)
+    assert (list(behind), behind.watermark) == ([], "2026-11-10T00:00:04.000Z"), "never before since"
 
 
 EXPORT_PATH = "/public/v1/insights/export/users"

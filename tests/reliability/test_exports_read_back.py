@@ -12,7 +12,7 @@ import io
 import json
 import re
 import uuid
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -49,9 +49,10 @@ FORMATS = [("csv", "none", ""), ("csv", "gzip", NULL_TOKEN), ("csv", "none", NUL
 def export(walkme: FakeWalkMe, moto: str, bucket: str, records: list[dict[str, Any]], fmt: str, compression: str,
            *, encoding: str = "utf-8", manifest: bool = False, since: str = "2020-01-01T00:00:00Z",
            limit: int | None = None, null_value: str = "", fields: list[dict[str, str]] = FIELDS,
-           ) -> tuple[SyncResult, bytes]:
-    """One full export of ``records`` through the engine; the result and the object's bytes (unzipped)."""
-    stamped = [{**r, "updatedAt": f"2026-11-20T08:00:{i % 60:02d}Z"} for i, r in enumerate(records)]
+           watermark: str | None = None, lookback: int | None = None) -> tuple[SyncResult, bytes]:
+    """One export of ``records`` (stamped in order unless they carry an updatedAt) through the engine; the result
+    and the object's bytes (unzipped)."""
+    stamped = [{"updatedAt": f"2026-11-20T08:00:{i % 60:02d}Z", **r} for i, r in enumerate(records)]
     walkme.datasets["users"] = []  # seed adds to what is there
     walkme.seed("users", stamped)
     path = f"out/{uuid.uuid4().hex[:8]}.{fmt}" + (".gz" if compression == "gzip" else "")
@@ -59,12 +60,14 @@ def export(walkme: FakeWalkMe, moto: str, bucket: str, records: list[dict[str, A
         "integration": {"namespace": "ns", "name": "read-back"}, "runId": f"run-{uuid.uuid4().hex[:6]}",
         "force": True,
         "spec": {"direction": "Outbound", "connectionRef": {"name": "lake"}, "walkmeConnectionRef": {"name": "walkme"},
-                 "source": {"walkme": {"dataset": "users", "since": since}}, "maxRejectedRows": limit,
+                 "source": {"walkme": {"dataset": "users", "since": since, "incrementalLookbackSeconds": lookback}},
+                 "maxRejectedRows": limit,
                  "destination": {"file": {"path": path, "format": fmt, "compression": compression,
                                           "encoding": encoding, "manifest": manifest, "nullValue": null_value}},
                  "mapping": {"key": {"source": "userId", "destination": "id"}, "fields": fields}},
         "connection": {"s3": {"bucket": bucket, "region": "us-east-1", "endpointUrl": moto}},
         "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "w"}}}},
+        "state": {"watermark": watermark},
     })
     credentials = CredentialSet({"external": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"},
                                  "walkme": {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET},
@@ -309,3 +312,32 @@ def test_a_value_that_is_the_null_token_rejects_its_record(walkme: FakeWalkMe, m
 def test_a_null_token_the_writer_would_quote_is_refused(token: str) -> None:
     with pytest.raises(ValidationError, match="nullValue"):
         FileSettings.model_validate({"path": "out/users.csv", "nullValue": token})
+
+
+def test_an_incremental_export_loses_nothing_at_the_watermark_nor_late_records(walkme: FakeWalkMe, moto_server: str,
+                                                                               bucket: str) -> None:
+    """Issue 25, row 2: since was strictly newer and the watermark the newest record's time, so a record stamped
+    at the watermark that arrived after the run, and a late one with an older timestamp, were never exported.
+    Now each run reads [watermark, a lookback before it began) and that end is the next watermark."""
+    now = datetime.now(UTC)
+
+    def user(name: str, age: timedelta) -> dict[str, Any]:
+        return {"userId": name, "updatedAt": (now - age).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"}
+
+    settled, young = user("u-settled", timedelta(minutes=10)), user("u-young", timedelta(seconds=30))
+    first, data = export(walkme, moto_server, bucket, [settled, young], "jsonl", "none", since="lastRun",
+                         lookback=60)
+    assert [json.loads(line)["id"] for line in data.decode().splitlines()] == ["u-settled"], "u-young: too young"
+    assert first.watermark is not None and first.watermark < young["updatedAt"]
+    twin = {**young, "userId": "u-twin"}  # stamped as u-young, arrives after the first run (main's watermark)
+    late = user("u-late", timedelta(seconds=45))  # older than u-young, arrives after the first run: within 60 s
+    at_mark = {"userId": "u-at-mark", "updatedAt": first.watermark}  # at the watermark, arrives after the run
+    arrived = [settled, young, twin, late, at_mark]
+    second, data = export(walkme, moto_server, bucket, arrived, "jsonl", "none", since="lastRun",
+                          watermark=first.watermark, lookback=0)
+    assert sorted(json.loads(line)["id"] for line in data.decode().splitlines()) == \
+        ["u-at-mark", "u-late", "u-twin", "u-young"], "each once, u-settled not again"
+    assert second.watermark is not None and second.watermark > first.watermark
+    third, data = export(walkme, moto_server, bucket, arrived, "jsonl", "none", since="lastRun",
+                         watermark=second.watermark, lookback=0)
+    assert (third.result, third.rows_written, data) == ("Succeeded", 0, b""), "nothing twice"

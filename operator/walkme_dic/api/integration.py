@@ -200,6 +200,15 @@ class WalkMeSource(ApiModel):
         "/public/v1/activitylog: who did what in the account, for audit); users, events, sessions and report read "
         "an Insights export endpoint WalkMe does not publish (docs/walkme-api.md, part B).",
     )
+    incremental_lookback_seconds: int | None = Field(
+        default=None, ge=0, le=86400,
+        description="users, events, sessions with since: lastRun: each run exports the records stamped at or "
+        "after status.watermark and more than this long before the run began (by the Job's clock); that time "
+        "becomes the next watermark, so a record stamped at the watermark is the next run's and one that reaches "
+        "the export up to this long after its timestamp is still exported, once. Unset: 300. activityLog: how long "
+        "before the run its reading stops (unset: a minute). A longer lookback delays records, never duplicates "
+        "them.",
+    )
     report_id: str | None = Field(default=None, description="Saved report id; required for dataset report.")
     since: str = Field(
         default="lastRun",

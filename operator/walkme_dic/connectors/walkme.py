@@ -45,6 +45,7 @@ SNIPPET = 80  # characters of an answer that is not JSON shown in the error
 ACTIVITY_LOG = "/public/v1/activitylog"
 ACTIVITY_PAGE = 1000  # WalkMe's default limit for the activity log
 ACTIVITY_SETTLE = 60  # seconds: a run reads the activity log up to this long before it began (assumption A12)
+LOOKBACK = 300  # seconds: an incremental Insights export reads records at least this old (assumption A15)
 
 
 class WalkMeClient:
@@ -259,23 +260,31 @@ class WalkMeClient:
 
     # ---- Insights export (ours) --------------------------------------------------------------
 
-    def export(self, dataset: str, *, since: str | None, report_id: str | None = None,
-               page_size: int = 10_000) -> Export:
+    def export(self, dataset: str, *, since: str | None, report_id: str | None = None, page_size: int = 10_000,
+               incremental: bool = False, lookback: int | None = None, now: datetime | None = None) -> Export:
+        """The records of ``dataset`` stamped at or after ``since``. ``incremental`` (since: lastRun): only those
+        stamped more than ``lookback`` seconds (unset: LOOKBACK) before ``now``, never before ``since``, and that
+        time is the watermark: consecutive windows [since, until) meet without a gap or an overlap, and a record
+        that reaches the export up to ``lookback`` seconds after its timestamp is still in its window when that is
+        read (A15). The activity log reads up to ``lookback`` (unset: its minute, A12) before ``now``; a report
+        is a snapshot."""
         if dataset == "activityLog":
-            return self.activity_log(since=since)
-        if dataset == "report":
-            path = f"/public/v1/insights/reports/{report_id}/rows"
-        else:
-            path = f"/public/v1/insights/export/{dataset}"
+            return self.activity_log(since=since, settle=ACTIVITY_SETTLE if lookback is None else lookback, now=now)
+        path = f"/public/v1/insights/reports/{report_id}/rows" if dataset == "report" else \
+            f"/public/v1/insights/export/{dataset}"
         params = {"limit": str(page_size), **({"since": since} if since else {})}
-        return Export(self, path, params)
+        if not incremental or dataset == "report":
+            return Export(self, path, params)
+        until = _until(since, LOOKBACK if lookback is None else lookback, now)
+        return Export(self, path, {**params, "until": until},
+                      fetch=lambda path, query: ({**page, "watermark": until} for page in self._pages(path, query)))
 
-    def activity_log(self, *, since: str | None, page_size: int = ACTIVITY_PAGE,
+    def activity_log(self, *, since: str | None, page_size: int = ACTIVITY_PAGE, settle: int = ACTIVITY_SETTLE,
                      now: datetime | None = None) -> Export:
         """The account's activity log (WalkMe's documented ``GET /public/v1/activitylog``) from ``since`` (an RFC
-        3339 time; None: WalkMe's default, the last hour) to ACTIVITY_SETTLE seconds before ``now``, which
-        becomes the watermark: the next run reads from there, so each event is read by one run (A12)."""
-        until = (now or datetime.now(UTC)) - timedelta(seconds=ACTIVITY_SETTLE)
+        3339 time; None: WalkMe's default, the last hour) to ``settle`` seconds before ``now``, which becomes the
+        watermark: the next run reads from there, so each event is read by one run (A12)."""
+        until = (now or datetime.now(UTC)) - timedelta(seconds=settle)
         params = {"to": str(_milliseconds(until)), "limit": str(page_size)}
         if since:
             params["from"] = str(_milliseconds(datetime.fromisoformat(since.replace("Z", "+00:00"))))
@@ -321,6 +330,15 @@ class WalkMeClient:
             raise PermanentError(f"GET {self.base}{path} answered JSON that is not a page of records: "
                                  f"{self._snippet(response.data)}", reason=reasons.UNEXPECTED_ANSWER)
         return page
+
+
+def _until(since: str | None, lookback: int, now: datetime | None) -> str:
+    """``lookback`` seconds before ``now`` as an RFC 3339 time with milliseconds; never before ``since`` (a clock
+    that went back, a longer lookback: the window is then empty and the watermark stays)."""
+    until = (now or datetime.now(UTC)) - timedelta(seconds=lookback)
+    if since is not None:
+        until = max(until, datetime.fromisoformat(since.replace("Z", "+00:00")))
+    return until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _milliseconds(moment: datetime) -> int:

@@ -411,7 +411,9 @@ class Outbound:
 
     def run(self) -> SyncResult:
         since = self.request.state.watermark if self.source.since == "lastRun" else self.source.since
-        export = self.walkme.export(self.source.dataset, since=since, report_id=self.source.report_id)
+        export = self.walkme.export(self.source.dataset, since=since, report_id=self.source.report_id,
+                                    incremental=self.source.since == "lastRun",
+                                    lookback=self.source.incremental_lookback_seconds)
         if self.spec.destination.file is not None:
             result = self._to_file(export, self.spec.destination.file)
         elif self.spec.destination.webhook is not None:

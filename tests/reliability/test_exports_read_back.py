@@ -12,7 +12,7 @@ import io
 import json
 import re
 import uuid
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -49,13 +49,14 @@ FORMATS = [("csv", "none", ""), ("csv", "gzip", NULL_TOKEN), ("csv", "none", NUL
 def export(walkme: FakeWalkMe, moto: str, bucket: str, records: list[dict[str, Any]], fmt: str, compression: str,
            *, encoding: str = "utf-8", manifest: bool = False, since: str = "2020-01-01T00:00:00Z",
            limit: int | None = None, null_value: str = "", fields: list[dict[str, str]] = FIELDS,
-           watermark: str | None = None, lookback: int | None = None) -> tuple[SyncResult, bytes]:
+           watermark: str | None = None, lookback: int | None = None, path: str | None = None,
+           ) -> tuple[SyncResult, bytes]:
     """One export of ``records`` (stamped in order unless they carry an updatedAt) through the engine; the result
     and the object's bytes (unzipped)."""
     stamped = [{"updatedAt": f"2026-11-20T08:00:{i % 60:02d}Z", **r} for i, r in enumerate(records)]
     walkme.datasets["users"] = []  # seed adds to what is there
     walkme.seed("users", stamped)
-    path = f"out/{uuid.uuid4().hex[:8]}.{fmt}" + (".gz" if compression == "gzip" else "")
+    path = path or f"out/{uuid.uuid4().hex[:8]}.{fmt}" + (".gz" if compression == "gzip" else "")
     request = SyncRequest.model_validate({
         "integration": {"namespace": "ns", "name": "read-back"}, "runId": f"run-{uuid.uuid4().hex[:6]}",
         "force": True,
@@ -73,7 +74,9 @@ def export(walkme: FakeWalkMe, moto: str, bucket: str, records: list[dict[str, A
                                  "walkme": {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET},
                                  "integration-token": {"token": WALKME_TOKEN}})
     result = run_sync(request, credentials)
-    data = s3_client(moto).get_object(Bucket=bucket, Key=path)["Body"].read() if result.result == "Succeeded" else b""
+    written = (result.destination or "").removeprefix(f"s3://{bucket}/")  # the path rendered
+    data = s3_client(moto).get_object(Bucket=bucket, Key=written)["Body"].read() if result.result == "Succeeded" \
+        else b""
     return result, gzip.decompress(data) if compression == "gzip" and data else data
 
 
@@ -341,3 +344,20 @@ def test_an_incremental_export_loses_nothing_at_the_watermark_nor_late_records(w
     third, data = export(walkme, moto_server, bucket, arrived, "jsonl", "none", since="lastRun",
                          watermark=second.watermark, lookback=0)
     assert (third.result, third.rows_written, data) == ("Succeeded", 0, b""), "nothing twice"
+
+
+def test_data_date_names_the_day_the_data_starts_at_not_the_run(walkme: FakeWalkMe, moto_server: str,
+                                                               bucket: str) -> None:
+    """Issue 25, row 8: dt={date} was the run's UTC date, not the data's. {dataDate} is the UTC day of the
+    watermark a since: lastRun run exports from (a scheduler's data interval start), or of a fixed since."""
+    after_midnight = datetime.now(UTC) - timedelta(days=3)
+    watermark = after_midnight.replace(hour=0, minute=5, second=0, microsecond=0)
+    evening = (watermark + timedelta(hours=26, minutes=25)).astimezone(timezone(timedelta(hours=-5)))  # 21:30 -05
+    for since, state, day in (("lastRun", watermark.strftime("%Y-%m-%dT%H:%M:%S.000Z"), watermark.date()),
+                              (evening.isoformat(), None, evening.date() + timedelta(days=1)),  # 02:30 UTC
+                              ("lastRun", None, datetime.now(UTC).date())):  # from the beginning: the run's
+        result, _ = export(walkme, moto_server, bucket, [{"userId": "u1"}], "csv", "none", since=since,
+                           watermark=state, path="out/dt={dataDate}/users-{runId}.csv")
+        assert result.result == "Succeeded", result
+        assert re.fullmatch(rf"s3://{bucket}/out/dt={day.isoformat()}/users-run-[0-9a-f]{{6}}\.csv",
+                            result.destination or ""), (since, result.destination)

@@ -43,10 +43,13 @@ class FileSettings(ApiModel):
 
     path: str = Field(
         min_length=1, max_length=MAX_PATH_LENGTH,
-        description="Path under the connection's prefix. Outbound paths may use {date}, {time}, {runId} "
-        "and {slot}, e.g. exports/users-{date}-{runId}.csv. An incremental export (since: lastRun) never "
-        "overwrites an earlier run's file: a path two runs can share fails the second with DestinationExists, "
-        "so put {runId} in it.",
+        description="Path under the connection's prefix. Outbound paths may use {date}, {time}, {runId}, "
+        "{slot} and {dataDate}, e.g. exports/dt={dataDate}/users-{runId}.csv: {date} and {time} are the run's "
+        "(its schedule slot, UTC), {dataDate} the UTC day of the time its data starts at (the watermark a since: "
+        "lastRun run exports from, or a fixed since; {date} when it reads from the beginning), as a scheduler's "
+        "data interval start: a daily run shortly after midnight files the day before. An incremental export "
+        "(since: lastRun) never overwrites an earlier run's file: a path two runs can share fails the second with "
+        "DestinationExists, so put {runId} in it.",
     )
     format: Literal["csv", "jsonl"] = Field(default="csv", description="File format.")
     compression: Literal["auto", "gzip", "none"] = Field(

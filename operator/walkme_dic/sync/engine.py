@@ -408,9 +408,11 @@ class Outbound:
         # to a file, values as they are (sync/mapping.py FILE_CONVERTERS); Salesforce and webhooks as before
         self.mapper = Mapper(self.spec.mapping, self.spec.mapping.key.destination,
                              as_is=self.spec.destination.file is not None)
+        # where the export starts: the last run's watermark (lastRun), else the spec's time
+        self.since = request.state.watermark if self.source.since == "lastRun" else self.source.since
 
     def run(self) -> SyncResult:
-        since = self.request.state.watermark if self.source.since == "lastRun" else self.source.since
+        since = self.since
         export = self.walkme.export(self.source.dataset, since=since, report_id=self.source.report_id,
                                     incremental=self.source.since == "lastRun",
                                     lookback=self.source.incremental_lookback_seconds)
@@ -453,7 +455,8 @@ class Outbound:
 
     def _export_file(self, export: Export, pages: Pages, store: FileStore, settings: FileSettings,
                      tally: Tally) -> SyncResult:
-        path = render_path(settings.path, run_id=self.request.run_id, slot=self.request.slot, now=datetime.now(UTC))
+        path = render_path(settings.path, run_id=self.request.run_id, slot=self.request.slot, now=datetime.now(UTC),
+                           since=self.since)
         incremental = self.source.since == "lastRun"  # each run's rows are in its file only: never replaced
         if incremental and _exists(store, path):
             raise DestinationExistsError(store.describe(path))
@@ -486,7 +489,7 @@ class Outbound:
         """PATH.manifest.json, written (create-only, as the data) once the data is committed: the mark that the
         file is complete, and what it holds. Should its write fail, the run fails and the watermark stays: the
         next run exports the rows again, under a new name, with its manifest."""
-        since = self.request.state.watermark if self.source.since == "lastRun" else self.source.since
+        since = self.since
         manifest = {"object": store.describe(path), "path": path, "runId": self.request.run_id,
                     "integration": self.request.integration.model_dump(), "rows": tally.written,
                     "rejected": tally.rejected, "bytes": encoder.bytes, "format": settings.format,

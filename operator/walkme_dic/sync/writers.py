@@ -20,10 +20,15 @@ from walkme_dic.connectors.base import AtomicWriter
 FLUSH_AT = 1024 * 1024
 
 
-def render_path(template: str, *, run_id: str, slot: str | None, now: datetime) -> str:
-    """{date} {time} {runId} {slot}: the same run (same slot or run id) always renders the same path."""
+def render_path(template: str, *, run_id: str, slot: str | None, now: datetime, since: str | None = None) -> str:
+    """{date} {time} {runId} {slot}: the run's (its schedule slot's time, else ``now``, in UTC); {dataDate}: the
+    UTC day the run's data starts at, ``since`` (the watermark it exports from; a time without an offset is UTC),
+    else {date}. The same run (same slot or run id, same watermark) always renders the same path."""
     moment = datetime.fromisoformat(slot.replace("Z", "+00:00")) if slot else now.astimezone(UTC)
+    start = datetime.fromisoformat(since.replace("Z", "+00:00")) if since else moment
+    start = start.astimezone(UTC) if start.tzinfo else start
     return (template.replace("{date}", moment.strftime("%Y-%m-%d"))
+            .replace("{dataDate}", start.strftime("%Y-%m-%d"))
             .replace("{time}", moment.strftime("%H%M%S"))
             .replace("{slot}", moment.strftime("%Y%m%dT%H%MZ") if slot else run_id)
             .replace("{runId}", run_id))

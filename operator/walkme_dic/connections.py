@@ -149,7 +149,9 @@ def store_location(spec: ConnectionSpec) -> tuple[str, str] | None:
         return f"gcs {(spec.gcs.endpoint_url or 'google').lower().rstrip('/')} {spec.gcs.bucket}", spec.gcs.prefix
     if spec.sftp:
         server, folder = f"sftp {spec.sftp.host.lower()}:{spec.sftp.port}", posixpath.normpath(spec.sftp.path or ".")
-        if not folder.startswith("/"):  # under the user's login folder
+        if folder.startswith("/"):  # posixpath keeps a leading //, which the server reads as /
+            folder = "/" + folder.lstrip("/")
+        else:  # under the user's login folder
             server, folder = f"{server} ~{spec.sftp.username}", "" if folder == "." else folder
         return server, f"{folder.rstrip('/')}/" if folder else ""
     return None

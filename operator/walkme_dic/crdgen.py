@@ -28,6 +28,7 @@ from walkme_dic.api.integration import (
     EMPTY_VALUES_OUTBOUND,
     GZIP_SUFFIX,
     MAX_WALKME_PROPERTIES,
+    NAMED_SEGMENTS,
     PARENT_SEGMENT,
     SOURCE_KINDS,
     UNDER_THE_CONNECTION,
@@ -54,6 +55,13 @@ def under_the_connection(side: str) -> dict[str, str]:
     """The CEL rule that ``side``.file.path has no '..' segment (sftp would leave the Connection's folder)."""
     return {"rule": "!has(self.file) || !self.file.path.matches('(^|/)[.][.](/|$)')",
             "message": f"{side}.file.path: no '{PARENT_SEGMENT}' segment; {UNDER_THE_CONNECTION}"}
+
+
+def named_segments(side: str) -> dict[str, str]:
+    """The CEL rule that every segment of ``side``.file.path is a name (no '.', no empty one)."""
+    return {"rule": "!has(self.file) || (self.file.path.matches('^/*[^/]+(/[^/]+)*$') && "
+                    "!self.file.path.matches('(^|/)[.](/|$)'))",
+            "message": f"{side}.file.path: {NAMED_SEGMENTS}"}
 
 
 KINDS: dict[str, dict[str, Any]] = {
@@ -121,8 +129,10 @@ KINDS: dict[str, dict[str, Any]] = {
                 "rule": "self == oldSelf",
                 "message": "connectionRef cannot be changed after creation; create a new Integration",
             }],
-            "source": [exactly_one_block("source", SOURCE_KINDS), under_the_connection("source")],
+            "source": [exactly_one_block("source", SOURCE_KINDS), under_the_connection("source"),
+                       named_segments("source")],
             "destination": [exactly_one_block("destination", DESTINATION_KINDS), under_the_connection("destination"),
+                            named_segments("destination"),
                             {"rule": "!has(self.file) || !has(self.file.compression) || self.file.compression == "
                                      f"'auto' || (self.file.compression == 'gzip') == self.file.path.endsWith("
                                      f"'{GZIP_SUFFIX}')",

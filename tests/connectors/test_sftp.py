@@ -85,6 +85,14 @@ def test_an_unknown_host_is_refused_never_accepted(sshd: Sshd) -> None:
     assert "ssh-keyscan" in refused.value.message
 
 
+@pytest.mark.parametrize(("host", "pinned_as"), [("localhost", "LocalHost"), ("LOCALHOST", "localhost")])
+def test_host_names_match_their_pinned_keys_in_any_case(sshd: Sshd, host: str, pinned_as: str) -> None:
+    """OpenSSH compares host names lower-cased: a key pinned for LocalHost is the key of localhost."""
+    here = f"[{sshd.host}]:{sshd.port}"
+    lines = [line.replace(here, f"[{pinned_as}]:{sshd.port}") for line in sshd.known_hosts.splitlines()]
+    assert "probe" in store(sshd, sshd.folder(), host=host, hostKeys=lines).probe().message
+
+
 def test_a_changed_host_key_is_refused_with_both_fingerprints(sshd: Sshd, tmp_path: Path) -> None:
     keygen(tmp_path / "impostor", "-t", "ed25519")
     kind, blob = (tmp_path / "impostor.pub").read_text().split()[:2]

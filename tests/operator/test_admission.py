@@ -147,6 +147,8 @@ RULE_CASES: dict[tuple[str, str], list[RuleCase]] = {
         RuleCase(accepted=OUTBOUND, refused={**INBOUND, "source": {}}, rule="set exactly one"),
         RuleCase(accepted={**INBOUND, "source": {"file": {"path": "in/..users../a..b.csv"}}},
                  refused={**INBOUND, "source": {"file": {"path": "in/../../tenant-b/users.csv"}}}, rule="'..' segment"),
+        RuleCase(accepted={**INBOUND, "source": {"file": {"path": "/in/users.csv"}}},
+                 refused={**INBOUND, "source": {"file": {"path": "in//users.csv"}}}, rule="every segment"),
     ],
     ("Integration", "spec.destination"): [
         RuleCase(accepted=INBOUND, refused={**INBOUND, "destination": {**WALKME_DEST, **FILE}}, rule="set exactly one"),
@@ -155,6 +157,9 @@ RULE_CASES: dict[tuple[str, str], list[RuleCase]] = {
         RuleCase(accepted={**OUTBOUND, "destination": {"file": {"path": "exports/.hidden/users.csv"}}},
                  refused={**OUTBOUND, "destination": {"file": {"path": "../tenant-b/report.csv"}}},
                  rule="'..' segment"),
+        RuleCase(accepted={**OUTBOUND, "destination": {"file": {"path": "exports/users.v1.csv"}}},
+                 refused={**OUTBOUND, "destination": {"file": {"path": "./exports/users.csv"}}},
+                 rule="every segment"),
         RuleCase(accepted={**OUTBOUND, "destination": {"file": {"path": "out/users.csv.gz", "compression": "gzip"}}},
                  refused={**OUTBOUND, "destination": {"file": {"path": "out/users.csv", "compression": "gzip"}}},
                  rule="compression gzip needs a path ending in .gz"),

@@ -73,6 +73,8 @@ MISTAKES = [
     ("unknown provider", "Connection", {"dropbox": {"folder": "b"}}, "dropbox"),
     ("source path leaving its folder", "Integration", changed(INBOUND, "source.file.path", "../b/users.csv"),
      "'..' segment"),
+    ("source path with an empty segment", "Integration", changed(INBOUND, "source.file.path", "in//users.csv"),
+     "every segment of a path is a name"),
     ("bad cron", "Integration", {**INBOUND, "schedule": "every day"}, "schedule"),
     ("bad time zone", "Integration", {**INBOUND, "timeZone": "Mars/Olympus"}, "timeZone"),
     ("unknown direction", "Integration", {**INBOUND, "direction": "Sideways"}, "direction"),

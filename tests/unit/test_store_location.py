@@ -3,12 +3,20 @@ Connection, writing one object): connections.store_location names the store alik
 
 from __future__ import annotations
 
+import functools
+import posixpath
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.api.integration import FileSettings
 from walkme_dic.connections import store_location
+from walkme_dic.connectors.s3 import S3Store
+from walkme_dic.connectors.sftp import SftpStore
 
 SECRET = {"secretRef": {"name": "s"}}
 
@@ -61,3 +69,71 @@ def test_different_objects_have_different_keys(first: tuple[dict[str, Any], str]
 def test_connections_without_files_have_no_store() -> None:
     spec = ConnectionSpec.model_validate({"webhook": {"url": "https://hooks.example.com/x", "auth": SECRET}})
     assert store_location(spec) is None
+
+
+# Generated: two Connections onto one store, each with a path the API admits. Two destinations are one
+# object exactly when the stores themselves resolve them to one: S3 keys are the prefix and the path as
+# written (the connector's own S3Store.key), an SFTP server resolves the connector's remote path in the
+# login folder (posixpath.normpath and a leading // read as /,
+# as the server's realpath does) — and store_location must say the same.
+SEGMENT = st.sampled_from(["a", "b", "in", ".x", "a.b"])
+PATHS = st.lists(SEGMENT, min_size=1, max_size=3).map("/".join).flatmap(
+    lambda path: st.sampled_from([path, f"/{path}"]))
+ROOTS = st.lists(SEGMENT, max_size=3).map("/".join).flatmap(
+    lambda root: st.sampled_from([root, f"/{root}", f"{root}/", f"/{root}/", f"/{root}/./", f"{root}//"]))
+PREFIXES = st.lists(st.sampled_from(["a", "in", "a.b"]), max_size=2).map("/".join).flatmap(
+    lambda prefix: st.sampled_from([prefix, f"{prefix}/"]))
+
+
+def admitted(path: str) -> str:
+    return FileSettings.model_validate({"path": path}).path
+
+
+@functools.cache
+def sftp_store(root: str, user: str) -> SftpStore:
+    spec = ConnectionSpec.model_validate(sftp(root, user)).sftp
+    assert spec is not None
+    return SftpStore(spec, {})
+
+
+@functools.cache
+def s3_store(prefix: str) -> S3Store:
+    spec = ConnectionSpec.model_validate(s3(prefix)).s3
+    assert spec is not None
+    return S3Store(spec, {})
+
+
+def sftp_object(root: str, user: str, path: str) -> tuple[str, str]:
+    """(whose folder, the file) the SFTP server writes for ``path`` through this Connection."""
+    store = sftp_store(root, user)
+    remote = posixpath.normpath(store.remote(admitted(path)))
+    if remote.startswith("/"):  # an absolute path: the same file for every user ("//a" is "/a")
+        return "", "/" + remote.lstrip("/")
+    return store.spec.username, remote
+
+
+@settings(max_examples=300, deadline=None)
+@given(first=st.tuples(ROOTS, st.sampled_from(["etl", "other"]), PATHS),
+       second=st.tuples(ROOTS, st.sampled_from(["etl", "other"]), PATHS))
+def test_sftp_destinations_share_a_key_exactly_when_they_are_one_file(first: tuple[str, str, str],
+                                                                      second: tuple[str, str, str]) -> None:
+    (root, user, path), (other_root, other_user, other_path) = first, second
+    one, two = sftp(root, user), sftp(other_root, other_user)
+    same_file = sftp_object(root, user, path) == sftp_object(other_root, other_user, other_path)
+    assert (key(one, admitted(path).lstrip("/")) == key(two, admitted(other_path).lstrip("/"))) == same_file
+
+
+@settings(max_examples=300, deadline=None)
+@given(first=st.tuples(PREFIXES, PATHS), second=st.tuples(PREFIXES, PATHS))
+def test_s3_destinations_share_a_key_exactly_when_they_are_one_object(first: tuple[str, str],
+                                                                      second: tuple[str, str]) -> None:
+    (prefix, path), (other_prefix, other_path) = first, second
+    one, two = s3(prefix), s3(other_prefix)
+    same_object = s3_store(prefix).key(admitted(path)) == s3_store(other_prefix).key(admitted(other_path))
+    assert (key(one, admitted(path).lstrip("/")) == key(two, admitted(other_path).lstrip("/"))) == same_object
+
+
+@pytest.mark.parametrize("path", ["a//b.csv", "./a.csv", "a/./b.csv", "exports/", "a/../b.csv"])
+def test_a_path_with_a_segment_that_is_not_a_name_is_refused(path: str) -> None:
+    with pytest.raises(ValidationError, match="segment"):
+        FileSettings.model_validate({"path": path})

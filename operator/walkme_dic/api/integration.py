@@ -33,6 +33,8 @@ COMPRESSION_NAMED = ("destination.file: compression gzip needs a path ending in 
                      "compression auto, which gzips exactly the paths ending in .gz")
 MAX_PATH_LENGTH = 1024  # S3's and GCS's limit for an object name (bytes); it also bounds the CEL rule's cost
 UNDER_THE_CONNECTION = "a file's path stays under its Connection's prefix or folder"
+NAMED_SEGMENTS = ("every segment of a path is a name: no '.', no empty segment (a//b.csv, a trailing /), so that "
+                  "one object has one path on every store")
 MAX_WALKME_PROPERTIES = 100  # WalkMe: at most 100 properties across all integrations of an account
 WALKME_TYPES_MESSAGE = ("type boolean: WalkMe user attributes are String, Number or Date; map a true/false column "
                         "as type string, or as the activeField")
@@ -85,8 +87,11 @@ class FileSettings(ApiModel):
     @field_validator("path")
     @classmethod
     def _under_the_connection(cls, value: str) -> str:
-        if PARENT_SEGMENT in value.split("/"):
+        segments = value.lstrip("/").split("/")
+        if PARENT_SEGMENT in segments:
             raise ValueError(f"path: {value!r} has a {PARENT_SEGMENT!r} segment; {UNDER_THE_CONNECTION}")
+        if "." in segments or "" in segments:
+            raise ValueError(f"path: {value!r}: {NAMED_SEGMENTS}")
         return value
 
     @field_validator("encoding")

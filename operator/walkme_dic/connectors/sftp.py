@@ -91,7 +91,9 @@ class PinnedKeys:
 
 
 def server_name(spec: SftpProvider) -> str:
-    return spec.host if spec.port == 22 else f"[{spec.host}]:{spec.port}"
+    """The name known_hosts lines use for the server; host names are compared lower-cased, as OpenSSH does."""
+    host = spec.host.lower()
+    return host if spec.port == 22 else f"[{host}]:{spec.port}"
 
 
 def pinned_keys(spec: SftpProvider, credentials: Mapping[str, str]) -> PinnedKeys:
@@ -113,9 +115,9 @@ def pinned_keys(spec: SftpProvider, credentials: Mapping[str, str]) -> PinnedKey
         if entry is None or entry.key is None:
             raise PermanentError(f"{origin}, line {number}: not a known_hosts line (want 'HOST KEYTYPE BASE64' as "
                                  "ssh-keyscan prints it)", reason=reasons.HOST_KEY_REJECTED)
-        for name in entry.hostnames:
-            keys.add(name, entry.key.get_name(), entry.key)
-            hosts.append("(hashed)" if name.startswith("|1|") else name)
+        for hashed, name in ((n.startswith("|1|"), n) for n in entry.hostnames):
+            keys.add(name if hashed else name.lower(), entry.key.get_name(), entry.key)
+            hosts.append("(hashed)" if hashed else name)
     pinned = PinnedKeys(keys, server_name(spec), origin)
     if not pinned.types:
         found = ", ".join(dict.fromkeys(hosts)) or "no lines"
@@ -193,7 +195,7 @@ class SftpStore:
         # paramiko lists the host key algorithms it may negotiate only in this class attribute
         disabled = [kind for kind in paramiko.Transport._preferred_keys if kind not in allowed]
         try:
-            client.connect(self.spec.host, self.spec.port, self.spec.username, timeout=self.timeout,
+            client.connect(self.spec.host.lower(), self.spec.port, self.spec.username, timeout=self.timeout,
                            banner_timeout=self.timeout, auth_timeout=self.timeout, look_for_keys=False,
                            allow_agent=False, disabled_algorithms={"keys": disabled}, **self.login)
             self._sftp = client.open_sftp()

@@ -115,7 +115,7 @@ KINDS: dict[str, dict[str, Any]] = {
                        "(key + fields + activeField); map fewer fields",
         }, {
             "rule": "self.direction != 'Inbound' || !has(self.mapping.fields) || "
-                    "self.mapping.fields.all(f, !has(f.type) || f.type != 'boolean')",
+                    "self.mapping.fields.all(f, !has(f.type) || (f.type != 'boolean' && f.type != 'timestamp'))",
             "message": f"mapping.fields: {WALKME_TYPES_MESSAGE}",
         }, {
             "rule": "self.direction == 'Inbound' || has(self.destination.salesforce) || "

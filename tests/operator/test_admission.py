@@ -50,6 +50,7 @@ WALKME = {"walkme": {"apiUrl": "https://api.walkme.com", "auth": {"secretRef": {
 FILE = {"file": {"path": "users.csv"}}
 WALKME_DEST = INBOUND["destination"]
 BOOLEAN_FIELD = {"source": "is_customer", "destination": "isCustomer", "type": "boolean"}
+TIMESTAMP_FIELD = {"source": "last_seen", "destination": "lastSeen", "type": "timestamp"}
 Verdict = dict[str, Any] | ApiError
 
 
@@ -175,6 +176,9 @@ RULE_CASES: dict[tuple[str, str], list[RuleCase]] = {
                  rule="at most 100 properties"),
         RuleCase(accepted={**OUTBOUND, "mapping": {**OUTBOUND["mapping"], "fields": [BOOLEAN_FIELD]}},
                  refused={**INBOUND, "mapping": {**INBOUND["mapping"], "fields": [BOOLEAN_FIELD]}},
+                 rule="String, Number or Date"),
+        RuleCase(accepted={**OUTBOUND, "mapping": {**OUTBOUND["mapping"], "fields": [TIMESTAMP_FIELD]}},
+                 refused={**INBOUND, "mapping": {**INBOUND["mapping"], "fields": [TIMESTAMP_FIELD]}},
                  rule="String, Number or Date"),
         RuleCase(accepted={**INBOUND, "mapping": {**INBOUND["mapping"], "emptyValues": "clear"}},
                  refused={**OUTBOUND, "destination": FILE, "mapping": {**OUTBOUND["mapping"], "fields": [

@@ -361,3 +361,19 @@ def test_data_date_names_the_day_the_data_starts_at_not_the_run(walkme: FakeWalk
         assert result.result == "Succeeded", result
         assert re.fullmatch(rf"s3://{bucket}/out/dt={day.isoformat()}/users-run-[0-9a-f]{{6}}\.csv",
                             result.destination or ""), (since, result.destination)
+
+
+def test_timestamps_are_written_in_utc(walkme: FakeWalkMe, moto_server: str, bucket: str, tmp_path: Path) -> None:
+    """Issue 25, row 4 (zone rule): type timestamp writes RFC 3339 in UTC; an offset is converted, a time without
+    one is taken as UTC. DuckDB reads the column as the same instants."""
+    records = [{"userId": "u1", "seen": "2026-11-20T23:30:00-05:00"}, {"userId": "u2", "seen": "2026-11-20 10:00:00.5"},
+               {"userId": "u3", "seen": "2026-11-20T10:00:00Z"}, {"userId": "u4"}]
+    fields = [{"source": "seen", "destination": "seen", "type": "timestamp"}]
+    _, data = export(walkme, moto_server, bucket, records, "jsonl", "none", fields=fields)
+    assert [json.loads(line)["seen"] for line in data.decode().splitlines()] == \
+        ["2026-11-21T04:30:00Z", "2026-11-20T10:00:00.500Z", "2026-11-20T10:00:00Z", None]
+    (tmp_path / "seen.jsonl").write_bytes(data)
+    seen = duckdb.sql(f"SELECT seen FROM read_json('{tmp_path / 'seen.jsonl'}')").fetchall()
+    assert [row[0] for row in seen] == [datetime(2026, 11, 21, 4, 30, tzinfo=UTC),  # TIMESTAMPTZ: the Z says UTC
+                                        datetime(2026, 11, 20, 10, 0, 0, 500000, tzinfo=UTC),
+                                        datetime(2026, 11, 20, 10, 0, tzinfo=UTC), None]

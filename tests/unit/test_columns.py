@@ -27,6 +27,8 @@ CELLS = {
              "2024-01-31T23:30:00-05:00", "", "yesterday", "\uff12\uff10\uff12\uff14-01-01", "2024/01/31",
              "2024-01-01\n2024-01-02", "2024-01-01\n"],
     "boolean": ["true", "false", "TRUE", " No ", "y", "t", "0", "1", "", "maybe", "truthy", "İ"],
+    "timestamp": ["2026-11-20T10:00:00Z", "2026-11-20T23:30:00-05:00", " 2026-11-20T10:00:00.5Z ", "2026-11-20",
+                  "2026-11-20 10:00:00", "", "x", "2026-13-01T00:00:00Z", "\uff12026-11-20T10:00:00Z"],
 }
 KEYS = ["u1", " u2 ", "", "  ", "ü", "u\"1", "1", "00"]
 
@@ -82,7 +84,7 @@ def by_block(mapped: Any) -> list[tuple[int, Any]]:
     return sorted(records + [tuple(refusal) for refusal in mapped.refused])
 
 
-KIND_SETS = [["string"], ["number"], ["date"], ["boolean"], ["string", "number", "date", "boolean"],
+KIND_SETS = [["string"], ["number"], ["date"], ["boolean"], ["timestamp"], ["string", "number", "date", "boolean"],
              ["number", "number", "date"], []]
 
 

@@ -12,7 +12,7 @@ from walkme_dic.api.common import ApiModel, Condition, LocalObjectReference, Sec
 from walkme_dic.schedule import MAX_TIME_ZONE_LENGTH, schedule_problem, time_zone_problem
 
 Direction = Literal["Inbound", "Outbound"]
-FieldType = Literal["string", "number", "boolean", "date"]
+FieldType = Literal["string", "number", "boolean", "date", "timestamp"]
 EmptyValues = Literal["keep", "clear"]
 EMPTY_VALUES = ("Inbound: what an empty value (a CSV cell empty once trimmed; a JSON null, empty text or absent "
                 "field) does to the WalkMe attribute: keep leaves it as it is (nothing is sent for it); clear sends "
@@ -36,8 +36,8 @@ UNDER_THE_CONNECTION = "a file's path stays under its Connection's prefix or fol
 NAMED_SEGMENTS = ("every segment of a path is a name: no '.', no empty segment (a//b.csv, a trailing /), so that "
                   "one object has one path on every store")
 MAX_WALKME_PROPERTIES = 100  # WalkMe: at most 100 properties across all integrations of an account
-WALKME_TYPES_MESSAGE = ("type boolean: WalkMe user attributes are String, Number or Date; map a true/false column "
-                        "as type string, or as the activeField")
+WALKME_TYPES_MESSAGE = ("type boolean or timestamp: WalkMe user attributes are String, Number or Date; map a "
+                        "true/false column as type string, or as the activeField, and a time as type date or string")
 
 
 class FileSettings(ApiModel):
@@ -330,7 +330,9 @@ class FieldMapping(ApiModel):
     source: str = Field(min_length=1, description="Source column or field.")
     destination: str = Field(min_length=1, description="Destination attribute or field.")
     type: FieldType = Field(
-        default="string", description="Value type: string, number, boolean or date (YYYY-MM-DD).",
+        default="string", description="Value type: string, number, boolean, date (YYYY-MM-DD: a time with an "
+        "offset is the day it is in UTC) or timestamp (outbound: RFC 3339 in UTC, e.g. 2026-11-21T04:30:00Z; a time "
+        "with an offset is converted to UTC, one without is taken as UTC).",
     )
     empty_values: EmptyValues | None = Field(
         default=None, description="This field's empty-value policy, keep or clear; unset: mapping.emptyValues.",
@@ -482,7 +484,7 @@ class IntegrationSpec(ApiModel):
         if self.direction == "Outbound" and self.destination.salesforce is None and "clear" in (
                 self.mapping.empty_values, *(f.empty_values for f in self.mapping.fields)):
             raise ValueError(EMPTY_VALUES_OUTBOUND)
-        booleans = [f.destination for f in self.mapping.fields if f.type == "boolean"]
+        booleans = [f.destination for f in self.mapping.fields if f.type in ("boolean", "timestamp")]
         if self.direction == "Inbound" and booleans:
             raise ValueError(f"mapping.fields: {', '.join(booleans)} {WALKME_TYPES_MESSAGE}")
         properties = self.mapping.property_count()

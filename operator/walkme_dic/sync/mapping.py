@@ -212,8 +212,23 @@ def _date(value: Any, column: str) -> str:
         raise RowError(f"column {column!r}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _timestamp(value: Any, column: str) -> str:
+    """RFC 3339 in UTC (…T04:30:00Z, milliseconds or microseconds when the value has them): a time with an offset
+    converted to UTC, one without taken as UTC, a day as its midnight."""
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise RowError(f"column {column!r}: {value!r} is not a timestamp (RFC 3339, e.g. 2026-11-21T04:30:00Z)") \
+            from None
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment
+    fraction = "seconds" if not moment.microsecond else "milliseconds" if not moment.microsecond % 1000 else \
+        "microseconds"
+    return moment.replace(tzinfo=None).isoformat(timespec=fraction) + "Z"
+
+
 CONVERTERS: dict[str, Callable[[Any, str], Any]] = {
     "string": _string, "number": _typed(_number), "boolean": _typed(_boolean), "date": _typed(_date),
+    "timestamp": _typed(_timestamp),
 }
 INBOUND_CONVERTERS = {**CONVERTERS, "string": partial(_string, limit=VALUE_LIMIT)}  # text as WalkMe takes it
 FILE_CONVERTERS = {**CONVERTERS, "string": _text_as_is, "number": _typed(_exact_number)}  # values as they are

@@ -301,6 +301,14 @@ def test_values_leave_as_they_are(walkme: FakeWalkMe, moto_server: str, bucket: 
         '{"id":"u3","name":null,"count":null,"member":null,"joined":null,"amount":7,"tags":null}']
 
 
+def test_text_is_trimmed_only_where_a_field_asks(walkme: FakeWalkMe, moto_server: str, bucket: str) -> None:
+    records = [{"userId": "u1", "name": "  Ann  ", "tags": "  gold "}, {"userId": "u2", "name": "   ", "tags": "  "}]
+    fields = [{"source": "name", "destination": "name", "trim": True}, {"source": "tags", "destination": "tags"}]
+    _, data = export(walkme, moto_server, bucket, records, "jsonl", "none", fields=fields)
+    assert [json.loads(line) for line in data.decode().splitlines()] == [
+        {"id": "u1", "name": "Ann", "tags": "  gold "}, {"id": "u2", "name": "", "tags": "  "}]
+
+
 def test_a_value_that_is_the_null_token_rejects_its_record(walkme: FakeWalkMe, moto_server: str,
                                                            bucket: str) -> None:
     """With nullValue \\N a text \\N would read back as null: its record is rejected, saying so."""

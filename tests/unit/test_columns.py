@@ -33,8 +33,9 @@ CELLS = {
 KEYS = ["u1", " u2 ", "", "  ", "ü", "u\"1", "1", "00"]
 
 
-def mapper_for(kinds: list[str], *, active: bool, copy_key: bool, as_is: bool = False) -> Mapper:
-    fields = [{"source": f"c{i}", "destination": f"p{i}", "type": kind} for i, kind in enumerate(kinds)]
+def mapper_for(kinds: list[str], *, active: bool, copy_key: bool, as_is: bool = False, trim: bool = False) -> Mapper:
+    fields = [{"source": f"c{i}", "destination": f"p{i}", "type": kind, "trim": trim and i % 2 == 0}
+              for i, kind in enumerate(kinds)]
     mapping = {"key": {"source": "id", "destination": "external_id" if copy_key else "uuid"}, "fields": fields}
     if active:
         mapping["activeField"] = "active"
@@ -85,7 +86,7 @@ def by_block(mapped: Any) -> list[tuple[int, Any]]:
 
 
 KIND_SETS = [["string"], ["number"], ["date"], ["boolean"], ["timestamp"], ["string", "number", "date", "boolean"],
-             ["number", "number", "date"], []]
+             ["number", "number", "date"], ["string", "string"], []]
 
 
 @pytest.mark.parametrize("kinds", KIND_SETS, ids=lambda kinds: "+".join(kinds) or "key-only")
@@ -179,11 +180,11 @@ def test_objects_map_and_tabulate_as_one_by_one(kinds: list[str], common: float)
 @pytest.mark.parametrize("kinds", KIND_SETS, ids=lambda kinds: "+".join(kinds) or "key-only")
 @pytest.mark.parametrize("common", [1.0, 0.9, 0.0], ids=lambda c: f"common-{c}")
 def test_an_export_to_a_file_tabulates_values_as_they_are_as_one_by_one(kinds: list[str], common: float) -> None:
-    """Outbound to a file (Mapper as_is: untrimmed text, "" apart from null, exact numbers), for CSV cells and
-    for objects: the columns hold what Mapper.map gives row by row."""
+    """Outbound to a file (Mapper as_is: untrimmed text unless a field says trim, "" apart from null, exact
+    numbers), for CSV cells and for objects: the columns hold what Mapper.map gives row by row."""
     rng = random.Random(f"as-is{kinds}{common}")
-    for copy_key in (True, False):
-        mapper = mapper_for(kinds, active=False, copy_key=copy_key, as_is=True)
+    for copy_key, trim in ((True, False), (False, False), (False, True)):
+        mapper = mapper_for(kinds, active=False, copy_key=copy_key, as_is=True, trim=trim)
         header = header_for(mapper, rng)
         types = {f"c{i}": kind for i, kind in enumerate(kinds)}
         cells = [random_row(header, types, rng, common) for _ in range(300)]

@@ -337,6 +337,11 @@ class FieldMapping(ApiModel):
     empty_values: EmptyValues | None = Field(
         default=None, description="This field's empty-value policy, keep or clear; unset: mapping.emptyValues.",
     )
+    trim: bool = Field(
+        default=False,
+        description="Outbound to a file, type string: strip the spaces around this field's text (a text of spaces "
+        "becomes an empty text, not null). Unset, text is written as it is. Inbound always trims.",
+    )
 
 
 class Mapping(ApiModel):

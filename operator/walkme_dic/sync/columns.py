@@ -177,8 +177,10 @@ class ColumnPlan:
                          limit=mapper.key_limit, trims=mapper.trims)
         if self.mapper.case_fold:
             key = Column([None if k is None else k.casefold() for k in key.values], key.whole)
-        fields = [_converted(extract(rows), kind, source, refused, texts=texts, convert=mapper.converters[kind],
-                             limit=mapper.value_limit, trims=mapper.trims) for extract, kind, source, *_ in self.fields]
+        fields = [_converted(extract(rows), kind, source, refused, texts=texts, convert=convert,
+                             limit=mapper.value_limit, trims=trims)
+                  for (extract, kind, source, *_), convert, trims in zip(self.fields, mapper.field_converters,
+                                                                          mapper.field_trims, strict=True)]
         active = None
         if self.active is not None:
             extract, _, source = self.active

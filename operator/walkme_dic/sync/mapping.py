@@ -160,6 +160,12 @@ def _number(value: Any, column: str) -> int | float:
     return int(number) if number.is_integer() else number
 
 
+def _trimmed_text(value: Any, column: str) -> str | None:
+    """:func:`_text_as_is` without the spaces around it (a field's ``trim: true``)."""
+    text = _text_as_is(value, column)
+    return None if text is None else text.strip()
+
+
 def _exact_number(value: Any, column: str) -> int | float | Decimal:
     """Outbound to a file, a number as it is: an integer of any size exactly, a number given as text with its
     digits (a Decimal: ``1.50`` stays ``1.50``, ``1e3`` is written ``1E+3``), a JSON fraction as the double it
@@ -246,8 +252,13 @@ class Mapper:
         self.converters = INBOUND_CONVERTERS if limits else FILE_CONVERTERS if as_is else CONVERTERS
         self.trims = not as_is
         self.key_limit, self.value_limit = (KEY_LIMIT, VALUE_LIMIT) if limits else (None, None)
+        # per field: whether its text is trimmed (inbound always; to a file when it says trim) and its converter
+        self.field_trims = [self.trims or (f.trim and f.type == "string") for f in self.fields]
+        self.field_converters = [_trimmed_text if as_is and trims else self.converters[f.type]
+                                 for f, trims in zip(self.fields, self.field_trims, strict=True)]
         # (source column, destination, converter, whether an empty value clears): decided once, applied to every row
-        self.plan = [(f.source, f.destination, self.converters[f.type], mapping.clears(f)) for f in self.fields]
+        self.plan = [(f.source, f.destination, convert, mapping.clears(f))
+                     for f, convert in zip(self.fields, self.field_converters, strict=True)]
         self.key_source, self.key_copy = mapping.key.source, mapping.key.destination != key_name
         self.case_fold = mapping.key.case_fold
         self.active = mapping.active_field

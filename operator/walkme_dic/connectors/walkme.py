@@ -40,7 +40,8 @@ OBJECT = re.compile(r"^data\[(\d{1,3})\]:\s*")  # the fake's (and our assumed) p
 TOKEN_MARGIN = 300
 UPSERT_SCOPE = "endUserUpdate:write"  # the API key's scope the End User Update API needs (WalkMe's developer docs)
 PREFETCH_PAGES = 3  # export pages fetched ahead of the caller: WalkMe keeps serving while the caller uploads
-LONG_DIGITS = re.compile(rb"[0-9]{19}")  # digits of a number that may lie beyond 64 bits (2**63 has 19)
+DIGITS = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))  # bytes.translate: a digit to 0, else space
+LONG_DIGITS = b"0" * 19  # digits of a number that may lie beyond 64 bits (2**63 has 19); a regex took 4x the parse
 SNIPPET = 80  # characters of an answer that is not JSON shown in the error
 ACTIVITY_LOG = "/public/v1/activitylog"
 ACTIVITY_PAGE = 1000  # WalkMe's default limit for the activity log
@@ -164,7 +165,7 @@ class WalkMeClient:
         """The JSON of a 2xx answer; an answer that is not JSON (a login page, a proxy's, a wrong apiUrl's HTML)
         fails naming the URL, its Content-Type and its first characters, never as a decoder's exception."""
         try:
-            if LONG_DIGITS.search(response.data):  # orjson reads an integer beyond 64 bits as a float: json keeps it
+            if LONG_DIGITS in response.data.translate(DIGITS):  # orjson reads an integer beyond 64 bits as a float
                 return json.loads(response.data)
             return orjson.loads(response.data)  # pages of 10,000 records: orjson decodes them about a third faster
         except ValueError:  # orjson.JSONDecodeError and json.JSONDecodeError are ValueErrors

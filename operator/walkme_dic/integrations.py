@@ -338,6 +338,10 @@ def _record_finished(
                 record[name] = count
         if result.rejected_report:
             record["rejectedReport"] = result.rejected_report
+        for name, value in (("sent", result.sent), ("unchanged", result.unchanged), ("usersKept", result.users_kept),
+                            ("fullSend", result.full_send)):
+            if value is not None:
+                record[name] = value
         if result.duplicate_keys:
             record["duplicateKeys"] = result.duplicate_keys
             record["duplicateRows"] = [d.row for d in result.duplicates[:DUPLICATE_ROWS_KEPT]]
@@ -348,6 +352,9 @@ def _record_finished(
     if result.result == "Succeeded":
         status["watermark"] = result.watermark or status.get("watermark")
         status["sourceFingerprint"] = result.source_fingerprint or status.get("sourceFingerprint")
+        if result.full_send and not result.dry_run:
+            status["lastFullSendTime"] = rfc3339(now)
+            status["fullSendRequested"] = None
     event_reason = {"Succeeded": reasons.RUN_SUCCEEDED, "Skipped": reasons.RUN_SKIPPED}.get(
         result.result, reasons.RUN_FAILED)
     name = record["name"] if record else "run"
@@ -396,7 +403,16 @@ def run_message(result: SyncResult) -> str:
     why = f" ({first}{'; …' if result.rows_rejected > 3 else ''})" if first else ""
     duplicates = f", {result.duplicate_keys} duplicate keys (last row wins)" if result.duplicate_keys else ""
     return (f"read {result.rows_read}, {verb} {result.rows_written}{where}, rejected {result.rows_rejected}{why}"
-            f"{duplicates}")
+            f"{duplicates}{change_detection(result)}")
+
+
+def change_detection(result: SyncResult) -> str:
+    """What inbound change detection did, and what the run could not keep (the state, the rejection report), for
+    a run's message: ", 12 unchanged (not sent); full send (NoState: …)"."""
+    unchanged = f", {result.unchanged} unchanged (not sent)" if result.unchanged else ""
+    kept = f", {result.users_kept} sent before and not in this file (kept in WalkMe)" if result.users_kept else ""
+    notes = f"; {result.message}" if result.message and not result.dry_run else ""
+    return unchanged + kept + notes
 
 
 def _start_run_if_due(
@@ -437,6 +453,7 @@ def _start_run_if_due(
     if full_resync:  # this run starts from nothing; if it fails, the next one does too
         status["lastHandledFullResync"] = resync
         status["watermark"] = status["sourceFingerprint"] = None
+        status["fullSendRequested"] = True  # change detection: every user, until a run has sent them all
     name = run_name(view.name, view.uid, key)
     assert external.spec is not None and walkme.spec is not None
     request = SyncRequest(
@@ -447,7 +464,8 @@ def _start_run_if_due(
         spec=spec,
         connection=external.spec,
         walkme_connection=walkme.spec,
-        state=SyncState(watermark=status.get("watermark"), source_fingerprint=status.get("sourceFingerprint")),
+        state=SyncState(watermark=status.get("watermark"), source_fingerprint=status.get("sourceFingerprint"),
+                        full_send=bool(status.get("fullSendRequested"))),
         force=key.trigger != "Schedule",
     )
     decision.job = (request, key)

@@ -89,3 +89,12 @@ AMBIGUOUS_EXTERNAL_ID = "AmbiguousExternalId"
 ACCESS_DENIED = "AccessDenied"
 SALESFORCE_UNAVAILABLE = "SalesforceUnavailable"
 PERMISSION_DENIED = "PermissionDenied"
+
+# Inbound change detection (issue 23): why a run sent every user (SyncResult.fullSend, status.runs[].fullSend)
+FULL_SEND_NO_STATE = "NoState"  # no state yet (first run, or the last one could not be written)
+FULL_SEND_STATE_UNREADABLE = "StateUnreadable"  # damaged, truncated, of another format, or the store refused it
+FULL_SEND_FOREIGN_STATE = "ForeignState"  # the state names another Integration uid
+FULL_SEND_MAPPING_CHANGED = "MappingChanged"  # the mapping or the WalkMe destination changed
+FULL_SEND_INTERVAL = "Interval"  # fullResendInterval has passed since the last full send
+FULL_SEND_REQUESTED = "Requested"  # the full-resync annotation
+FULL_SEND_DISABLED = "Disabled"  # spec.changeDetection: false

@@ -80,8 +80,8 @@ def test_no_report_without_rejections_or_in_a_dry_run(moto_server: str, bucket: 
     assert inbound(moto_server, bucket, walkme, people(3, 0)).rejected_report is None
     dry = inbound(moto_server, bucket, walkme, people(3, 2), maxRejectedRows=5, dryRun=True)
     assert dry.rejected_report is None and dry.rows_rejected == 2
-    listed = s3_client(moto_server).list_objects_v2(Bucket=bucket, Prefix="dic/walkme-dic/")
-    assert listed["KeyCount"] == 0, "a dry run writes nothing"
+    listed = s3_client(moto_server).list_objects_v2(Bucket=bucket, Prefix="dic/walkme-dic/rejected/")
+    assert listed["KeyCount"] == 0, "a dry run writes no report (the first run wrote only its change detection state)"
 
 
 def test_an_export_lists_its_rejected_records_on_the_destination_connection(moto_server: str, bucket: str,

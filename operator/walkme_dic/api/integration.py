@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from walkme_dic.api.common import ApiModel, Condition, LocalObjectReference, SecretKeySelector
+from walkme_dic.api.common import ApiModel, Condition, LocalObjectReference, SecretKeySelector, parse_duration
 from walkme_dic.schedule import MAX_TIME_ZONE_LENGTH, schedule_problem, time_zone_problem
 
 Direction = Literal["Inbound", "Outbound"]
@@ -454,6 +454,20 @@ class IntegrationSpec(ApiModel):
         description="Inbound: fail the run when the source has no data rows (by default it succeeds with "
         "reason EmptySource and a Warning Event).",
     )
+    change_detection: bool = Field(
+        default=True,
+        description="Inbound from a file: send WalkMe only the users that are new or changed since the last "
+        "successful run, by comparing each user's mapped record with a digest of what was sent (kept as "
+        "walkme-dic/state/<uid>/sent.bin on the source Connection, which needs write access to that prefix; "
+        "no key or value in clear). false sends every user, as without it. Salesforce sources do not use it "
+        "(since: lastRun reads only changed records), nor does a local `walkme-dic run` (no Integration uid).",
+    )
+    full_resend_interval: str = Field(
+        default="168h",
+        description="Inbound with changeDetection: send every user once this long after the last full send "
+        "(WalkMe cannot be read back, so this heals anything lost on its side), e.g. 168h (a week) or 24h; "
+        "the full-resync annotation asks for one at once.",
+    )
 
     @field_validator("schedule")
     @classmethod
@@ -461,6 +475,18 @@ class IntegrationSpec(ApiModel):
         problem = None if value is None else schedule_problem(value)
         if problem:
             raise ValueError(f"schedule: {problem} (e.g. '0 */6 * * *' or @daily)")
+        return value
+
+    @field_validator("full_resend_interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        try:
+            interval = parse_duration(value)
+        except ValueError as error:
+            raise ValueError(f"fullResendInterval: {error}") from None
+        if interval.total_seconds() < 60:
+            raise ValueError(f"fullResendInterval: {value!r} is under a minute; use e.g. 24h or 168h "
+                             "(or changeDetection: false to send every user on every run)")
         return value
 
     @field_validator("time_zone")
@@ -531,6 +557,14 @@ class RunRecord(ApiModel):
         "record numbers.",
     )
     bytes: int = Field(default=0, description="Bytes read or written.")
+    sent: int | None = Field(default=None, description="Inbound with changeDetection: users sent, new or changed "
+                             "(all of them on a full send); a dry run: that would be sent.")
+    unchanged: int | None = Field(default=None, description="Inbound with changeDetection: users not sent because "
+                                  "WalkMe was sent exactly this record before.")
+    users_kept: int | None = Field(default=None, description="Inbound with changeDetection: users this Integration "
+                                   "sent before that are not in this file; WalkMe keeps them (inbound never deletes).")
+    full_send: str | None = Field(default=None, description="Inbound: why this run sent every user: NoState, "
+                                  "StateUnreadable, ForeignState, MappingChanged, Interval, Requested or Disabled.")
     rejected_report: str | None = Field(
         default=None, description="Where every rejected row of this run is listed (a CSV of line or record and "
         "reason, no cell values): walkme-dic/rejected/INTEGRATION/RUN.csv on the file Connection of the run "
@@ -614,6 +648,14 @@ class IntegrationStatus(ApiModel):
     )
     source_fingerprint: str | None = Field(
         default=None, description="Inbound: ETag of the last imported file; an unchanged file is skipped.",
+    )
+    last_full_send_time: str | None = Field(
+        default=None, json_schema_extra={"format": "date-time"},
+        description="Inbound: when the last run that sent every user finished (runs[].fullSend says why).",
+    )
+    full_send_requested: bool | None = Field(
+        default=None, description="Inbound: the full-resync annotation asked for a full send that no run has made "
+        "yet (a failed run leaves it set).",
     )
     last_result: LastResult | None = Field(default=None, description="Outcome of the last finished run.")
     last_success_time: str | None = Field(

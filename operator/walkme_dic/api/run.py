@@ -36,6 +36,8 @@ class SyncState(ApiModel):
 
     watermark: str | None = None
     source_fingerprint: str | None = None
+    full_send: bool = Field(default=False, description="Inbound change detection: send every user (the "
+                            "full-resync annotation asked, and no run has done it yet).")
 
 
 class SyncRequest(ApiModel):
@@ -90,6 +92,16 @@ class SyncResult(ApiModel):
     rejected: list[RejectedRow] = Field(default_factory=list, description="First rejected rows.")
     rejected_report: str | None = Field(default=None, description="Where every rejected row of the run is listed "
                                         "(sync/rejections.py), when the store took it.")
+    sent: int | None = Field(default=None, description="Inbound with change detection: users sent (new or changed, "
+                             "or all of them on a full send); a dry run: that would be sent.")
+    new_users: int | None = Field(default=None, description="Inbound with change detection: of the users sent, those "
+                                  "the state did not know.")
+    unchanged: int | None = Field(default=None, description="Inbound with change detection: users left out because "
+                                  "WalkMe was sent exactly this record before.")
+    users_kept: int | None = Field(default=None, description="Inbound with change detection: users this Integration "
+                                   "sent before that are not in this file (WalkMe keeps them: inbound never deletes).")
+    full_send: str | None = Field(default=None, description="Inbound: why every user was sent (NoState, "
+                                  "StateUnreadable, ForeignState, MappingChanged, Interval, Requested, Disabled).")
     duplicate_keys: int = Field(default=0, description="Rows left out because a later row has their key (the last "
                                 "wins): inbound, and outbound to Salesforce.")
     duplicates: list[DuplicateRow] = Field(default_factory=list, description="First rows left out as duplicates.")

@@ -139,15 +139,11 @@ def _evicted(pod: PodSummary) -> str:
     return message
 
 
-RETIRED_RESULT_FIELDS = ("usersKept",)  # reported by Jobs of releases before issue 24; still running at an upgrade
-
-
 def parse_termination_message(text: str) -> SyncResult | None:
+    """The result a Job wrote; usersKept is back since issue 23 (counted from the change detection state; a Job
+    of a release before issue 24 that still reports it has the same meaning, from WalkMe)."""
     try:
         values = json.loads(text)
-        if isinstance(values, dict):
-            for name in RETIRED_RESULT_FIELDS:
-                values.pop(name, None)
         return SyncResult.model_validate(values)
     except (ValueError, ValidationError):
         return None

@@ -11,6 +11,7 @@ Salesforce or a webhook sends as it reads (upserts by external id; batches with 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
@@ -29,6 +30,7 @@ from walkme_dic.connectors.registry import open_file_store
 from walkme_dic.connectors.walkme import BATCH, Export, Pages, WalkMeClient
 from walkme_dic.errors import DestinationExistsError, DicError, NotFoundError, PermanentError, TransientError
 from walkme_dic.redaction import redact
+from walkme_dic.sync.changes import ChangeDetector, clear_state
 from walkme_dic.sync.columns import Table, map_block, tabulate
 from walkme_dic.sync.credentials import CredentialSet
 from walkme_dic.sync.mapping import Mapper, RowError
@@ -110,12 +112,14 @@ class Reporter:
                            "rowsRejected": tally.rejected})
 
 
-def run_sync(request: SyncRequest, credentials: CredentialSet, *, progress: Progress | None = None) -> SyncResult:
-    """Run one sync; never raises: failures become a Failed result with a reason and a clean message."""
+def run_sync(request: SyncRequest, credentials: CredentialSet, *, progress: Progress | None = None,
+             clock: Callable[[], float] = time.time) -> SyncResult:
+    """Run one sync; never raises: failures become a Failed result with a reason and a clean message. ``clock``:
+    the time now (Unix seconds), for change detection's fullResendInterval."""
     secrets = list(credentials.values())
     try:
         if request.spec.direction == "Inbound":
-            result = Inbound(request, credentials, Reporter(progress)).run()
+            result = Inbound(request, credentials, Reporter(progress), clock).run()
         else:
             result = Outbound(request, credentials, Reporter(progress)).run()
     except DicError as error:
@@ -155,8 +159,10 @@ class Inbound:
     WalkMe refuses at send time are rejected rows like the others, counted against the same limits.
     """
 
-    def __init__(self, request: SyncRequest, credentials: CredentialSet, report: Reporter) -> None:
-        self.request, self.spec, self.report = request, request.spec, report
+    def __init__(self, request: SyncRequest, credentials: CredentialSet, report: Reporter,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.request, self.spec, self.report, self.clock = request, request.spec, report, clock
+        self.refused: list[int] = []  # spool indexes WalkMe refused while sending
         assert self.spec.destination.walkme is not None
         self.destination = self.spec.destination.walkme
         self.source = FileSource(request, credentials) if self.spec.source.file else \
@@ -176,19 +182,47 @@ class Inbound:
         if fingerprint and fingerprint == self.request.state.source_fingerprint and not self.request.force:
             return SyncResult(result="Skipped", reason=reasons.SOURCE_UNCHANGED, source_fingerprint=fingerprint,
                               message=f"{self.source.name} is unchanged since the last run (ETag {fingerprint})")
-        store = self.source.store if isinstance(self.source, FileSource) and not self.spec.dry_run else None
-        with InboundSpool() as spool, rejection_log(store, self.source.unit) as log:
-            tally, size = self._spool(fingerprint, spool, log)
+        files = self.source.store if isinstance(self.source, FileSource) else None
+        store = None if self.spec.dry_run else files
+        # change detection keeps its state per Integration uid: a request without one (a local run) sends everyone
+        tracked = files if self.request.integration.uid else None
+        detector = ChangeDetector(tracked, self.request, self.clock()) if tracked and self.spec.change_detection \
+            else None
+        with InboundSpool() as spool, rejection_log(store, self.source.unit) as log, \
+                contextlib.closing(detector) if detector else contextlib.nullcontext():
+            tally, size = self._spool(fingerprint, spool, log, detector)
             spool.resolve()
-            result = self._before_sending(tally, spool, size, fingerprint)
+            keep = detector.compare(spool.count) if detector else None
+            sending = spool.unique - (detector.counts.unchanged if detector and keep is not None else 0)
+            result = self._before_sending(tally, spool, size, fingerprint, sending)
             if result is None:
-                self._send(spool, tally)
-                result = self._after_sending(tally, spool, size, fingerprint)
-                if result.result == "Succeeded":  # a dry or failed run must not move the watermark
+                self._send(spool, tally, keep, sending)
+                result = self._after_sending(tally, spool, size, fingerprint, sending)
+                if result.result == "Succeeded":  # a dry or failed run must not move the watermark (nor the state)
                     result.watermark = self.source.watermark
-            return published(result, log, store, self.request)
+                    problem = detector.publish(self.refused) if detector else \
+                        clear_state(tracked, self.request) if tracked else ""
+                    result.message = "; ".join(filter(None, (result.message, problem)))
+            return published(self._changes(result, detector, keep, sending, tracked), log, store, self.request)
 
-    def _spool(self, fingerprint: str | None, spool: InboundSpool, log: RejectionLog | None) -> tuple[Tally, int]:
+    def _changes(self, result: SyncResult, detector: ChangeDetector | None, keep: bytes | None, sending: int,
+                 files: FileStore | None) -> SyncResult:
+        """``result`` with what change detection found: sent, unchanged, users kept, why a full send."""
+        if files is None or result.result != "Succeeded":
+            return result
+        if detector is None:
+            return result.model_copy(update={"full_send": reasons.FULL_SEND_DISABLED, "sent": sending})
+        counts = detector.counts
+        full = keep is None
+        update = {"sent": sending, "unchanged": 0 if full else counts.unchanged, "full_send": detector.full_send,
+                  "new_users": counts.new, "users_kept": counts.kept if detector.old is not None else None}
+        if detector.full_send:
+            note = f"full send ({detector.full_send}: {detector.why})"
+            update["message"] = "; ".join(filter(None, (result.message, note)))
+        return result.model_copy(update=update)
+
+    def _spool(self, fingerprint: str | None, spool: InboundSpool, log: RejectionLog | None,
+               detector: ChangeDetector | None) -> tuple[Tally, int]:
         tally = Tally(log=log)
         blocks, counter = self.source.blocks(fingerprint, self.mapper.required_columns())
         unit = self.source.unit
@@ -198,12 +232,14 @@ class Inbound:
             for number, reason in sorted(block.rejected + mapped.refused):
                 tally.reject(number, f"{unit} {number}: {reason}")
             spool.add(mapped.numbers, mapped.keys, mapped.records)
+            if detector is not None:
+                detector.add(mapped.keys, mapped.records)
             self.report("read", tally)
         accounted_read(self.source.name, self.source.lines, tally, spool.count)
         return tally, counter.count
 
-    def _before_sending(self, tally: Tally, spool: InboundSpool, size: int,
-                        fingerprint: str | None) -> SyncResult | None:
+    def _before_sending(self, tally: Tally, spool: InboundSpool, size: int, fingerprint: str | None,
+                        sending: int) -> SyncResult | None:
         """The result when nothing is to be sent (over the limit, dry run, empty source), else None."""
         limit = tally.over_limit(self.spec)
         if limit:
@@ -217,27 +253,29 @@ class Inbound:
             return self._result(outcome, reasons.EMPTY_SOURCE, tally, spool, size, fingerprint,
                                 f"{self.source.name} has no data rows; nothing was sent")
         if self.spec.dry_run:
-            tally.written = spool.unique
+            tally.written = sending
             return self._result("Succeeded", "DryRun", tally, spool, size, fingerprint, "dry run: nothing written")
         return None
 
-    def _send(self, spool: InboundSpool, tally: Tally) -> None:
+    def _send(self, spool: InboundSpool, tally: Tally, keep: bytes | None, sending: int) -> None:
         outcome = WriteReport()
         try:
-            self.walkme.upsert_batches(self.token, spool.batches(BATCH), outcome)
+            self.walkme.upsert_batches(self.token, spool.batches(BATCH, keep), outcome)
         except DicError as error:
             error.message += (f"; sending stopped after WalkMe acknowledged at least {outcome.written} of "
-                              f"{spool.unique} rows (it has no transactions: the next run converges)")
+                              f"{sending} rows (it has no transactions: the next run converges)")
             raise
         tally.written = outcome.written
         for index, reason in outcome.failed:
             row = spool.rows.of(index)
             tally.reject(row, f"{self.source.unit} {row}: {reason}")
         tally.refused = len(outcome.failed)
-        accounted_send(spool.unique, tally)
+        self.refused = [index for index, _ in outcome.failed]
+        accounted_send(sending, tally)
         self.report("sent", tally, force=True)
 
-    def _after_sending(self, tally: Tally, spool: InboundSpool, size: int, fingerprint: str | None) -> SyncResult:
+    def _after_sending(self, tally: Tally, spool: InboundSpool, size: int, fingerprint: str | None,
+                       sending: int) -> SyncResult:
         limit = tally.over_limit(self.spec)
         if limit:
             return self._result(
@@ -245,9 +283,9 @@ class Inbound:
                 f"{limit} ({tally.refused} refused by WalkMe while sending); {tally.written} rows were applied "
                 "to WalkMe, which has no transactions: fix the rejected rows and the next run converges"
                 + tally.first())
-        if tally.written == 0 and spool.unique:
+        if tally.written == 0 and sending:
             return self._result("Failed", reasons.NOTHING_APPLIED, tally, spool, size, fingerprint,
-                                f"WalkMe refused every one of the {spool.unique} records sent{tally.first()}")
+                                f"WalkMe refused every one of the {sending} records sent{tally.first()}")
         return self._result("Succeeded", reasons.SYNCED, tally, spool, size, fingerprint, "")
 
     def _result(self, outcome: str, reason: str, tally: Tally, spool: InboundSpool, size: int,

@@ -135,13 +135,19 @@ def partitions(stores: Sequence[HashRuns], limit: int = PARTITION) -> Iterator[l
     """Each store's hashes, ascending, a range of bins at a time: as many consecutive bins as hold at most
     ``limit`` hashes in all the stores together (one bin at least, whatever it holds)."""
     sizes = [sum(column) for column in zip(*(store.bin_sizes() for store in stores), strict=True)]
+    for first, end in bin_ranges(sizes, limit):
+        yield [store.sorted_bins(first, end) for store in stores]
+
+
+def bin_ranges(sizes: Sequence[int], limit: int) -> Iterator[tuple[int, int]]:
+    """Consecutive ranges of bins (first, end) holding at most ``limit`` of ``sizes`` (one bin at least)."""
     first = 0
     while first < BINS:
         end, total = first + 1, sizes[first]
         while end < BINS and total + sizes[end] <= limit:
             total += sizes[end]
             end += 1
-        yield [store.sorted_bins(first, end) for store in stores]
+        yield first, end
         first = end
 
 

@@ -197,10 +197,11 @@ class InboundSpool:
         start, end = KEY_BOUNDS.unpack(os.pread(self.offset_fd, KEY_BOUNDS.size, index * OFFSET))
         return os.pread(self.key_fd, end - start, start)
 
-    def batches(self, size: int) -> Iterator[list[tuple[int, bytes]]]:
+    def batches(self, size: int, keep: bytes | None = None) -> Iterator[list[tuple[int, bytes]]]:
         """(spool index, encoded record) in source order, ``size`` at a time, leaving out the records a later
-        row replaces (known once :meth:`resolve` ran). The file is read a block at a time and cut into
-        records by ``bytes.split``: no per-record work in Python but for the left-out ones."""
+        row replaces (known once :meth:`resolve` ran) and, with ``keep`` (a byte per record), those whose byte
+        is 0 (change detection: unchanged users). The file is read a block at a time and cut into records by
+        ``bytes.split``: no per-record work in Python but for the left-out ones."""
         self.file.flush()
         skipped = self.superseded.sorted()
         next_skip = next(skipped, None)
@@ -211,7 +212,9 @@ class InboundSpool:
                 lines = (tail + block).split(b"\n")
                 tail = lines.pop()  # the part of a record the next block finishes (b"" at a record's end)
                 end = index + len(lines)
-                records = zip(range(index, end), lines, strict=True)
+                records: Iterator[tuple[int, bytes]] = zip(range(index, end), lines, strict=True)
+                if keep is not None:
+                    records = compress(records, keep[index:end])
                 if next_skip is not None and next_skip < end:
                     left_out = set()
                     while next_skip is not None and next_skip < end:

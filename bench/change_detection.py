@@ -1,0 +1,163 @@
+"""Inbound change detection (issue 23): a re-import with 1 % of its users changed against a full send of the same file.
+
+`python -m bench.change_detection [--users 1000000] [--pairs 3] [--rss-users 10000000]` puts a CSV of that
+many users (bench/__main__.py's make_csv) on moto's S3 and runs real `walkme-dic sync` subprocesses against
+the fake WalkMe (in this process, keeping no users; it counts the requests it answers). One Integration
+(its own uid) keeps change detection on; the other sends every user (changeDetection: false). The file
+alternates between two versions that differ in 1 % of the users (every 100th user's plan), so every run of
+the first Integration after its untimed warm-up run sends exactly the 1 % that changed. In ``pairs``
+alternating pairs (the order flips each pair) both import the same file; printed and recorded are the
+median and spread (min to max) of the WalkMe requests and the wall time of each, and of the per-pair
+ratios. With ``--rss-users`` the peak RSS of a change-detection run (and of its warm-up full send, which
+writes the first state) at that many users. Records the cases in bench/results.json (others kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from bench.__main__ import (
+    BUCKET,
+    CLIENT,
+    SECRET,
+    TOKEN,
+    make_csv,
+    request_for,
+    run_sync,
+    s3_connection,
+    write_credentials,
+)
+from bench.results import write_results
+from tests.fixtures.servers import free_port
+from walkme_dic_dev.fake_walkme import FakeWalkMe
+
+USER_DATA = "/public/v1/user/data"
+CHANGED_EVERY = 100  # 1 % of the users
+
+
+def versions(users: int) -> tuple[bytes, bytes]:
+    """The file, and the same file with every 100th user's plan changed."""
+    original = make_csv(users)
+    lines = original.split(b"\n")
+    for index in range(1, len(lines) - 1, CHANGED_EVERY):  # line 0 is the header
+        user, _, rest = lines[index].split(b",", 2)
+        lines[index] = b",".join((user, b"plan-changed", rest))
+    return original, b"\n".join(lines)
+
+
+class Runs:
+    """Sync runs of two Integrations over one S3 file, counting the fake WalkMe's requests."""
+
+    def __init__(self, s3_url: str, walkme: FakeWalkMe, credentials: Path) -> None:
+        self.s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1", aws_access_key_id="k",
+                               aws_secret_access_key="s")
+        self.s3_url, self.walkme, self.credentials = s3_url, walkme, credentials
+        self.uids = {True: str(uuid.uuid4()), False: str(uuid.uuid4())}
+
+    def put(self, body: bytes) -> None:
+        self.s3.put_object(Bucket=BUCKET, Key="users.csv", Body=body)
+
+    def run(self, detecting: bool) -> dict[str, Any]:
+        request = request_for("Inbound", s3_connection(self.s3_url), self.walkme.url, f"cd-{uuid.uuid4().hex[:6]}")
+        request["integration"]["uid"] = self.uids[detecting]
+        request["spec"]["changeDetection"] = detecting
+        before = self.walkme.requests[USER_DATA]
+        measured = run_sync(request, self.credentials)
+        assert measured["result"]["result"] == "Succeeded", measured["result"]
+        return {"seconds": measured["seconds"], "requests": self.walkme.requests[USER_DATA] - before,
+                "sent": measured["result"].get("sent"), "peak_rss_mb": measured["peak_rss_mb"]}
+
+
+def spread(values: list[float], digits: int = 3) -> dict[str, float]:
+    return {"median": round(statistics.median(values), digits), "min": round(min(values), digits),
+            "max": round(max(values), digits)}
+
+
+def pairs(runs: Runs, users: int, count: int) -> dict[str, Any]:
+    original, changed = versions(users)
+    runs.put(original)
+    runs.run(True)  # warm-up: the first state
+    full: list[dict[str, Any]] = []
+    detected: list[dict[str, Any]] = []
+    for pair in range(count):
+        runs.put(changed if pair % 2 == 0 else original)
+        order = (True, False) if pair % 2 == 0 else (False, True)
+        for detecting in order:
+            (detected if detecting else full).append(runs.run(detecting))
+    expected = -(-users // CHANGED_EVERY)
+    assert all(run["sent"] == expected for run in detected), detected
+    return {
+        "case": f"inbound change detection: {users:,} users, 1 % changed, against a full send of the same file",
+        "users": users, "changed_users": expected, "pairs": count,
+        "full_send": {"walkme_requests": spread([r["requests"] for r in full], 0),
+                      "seconds": spread([r["seconds"] for r in full], 2),
+                      "peak_rss_mb": spread([r["peak_rss_mb"] for r in full], 1)},
+        "change_detection": {"walkme_requests": spread([r["requests"] for r in detected], 0),
+                             "seconds": spread([r["seconds"] for r in detected], 2),
+                             "peak_rss_mb": spread([r["peak_rss_mb"] for r in detected], 1)},
+        "ratio_requests": spread([d["requests"] / f["requests"] for d, f in zip(detected, full, strict=True)], 4),
+        "ratio_seconds": spread([d["seconds"] / f["seconds"] for d, f in zip(detected, full, strict=True)], 3),
+        "targets": "requests <= 1.2 % and wall time <= 0.25x of a full send",
+    }
+
+
+def rss(runs: Runs, users: int) -> dict[str, Any]:
+    original, changed = versions(users)
+    runs.uids[True] = str(uuid.uuid4())
+    runs.put(original)
+    del original
+    first = runs.run(True)
+    runs.put(changed)
+    del changed
+    second = runs.run(True)
+    return {"case": f"inbound change detection: peak RSS at {users:,} users", "users": users,
+            "first_run_full_send": first, "change_run_1_percent": second, "target": "peak RSS <= 150 MB"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.change_detection", description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--rss-users", type=int, default=0, help="0 skips the RSS case.")
+    args = parser.parse_args()
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    walkme = FakeWalkMe(clients={CLIENT: SECRET}, integration_tokens={TOKEN: "uuid"})
+    walkme.keep_users = False
+    walkme.start()
+    rows = []
+    try:
+        s3_url = f"http://127.0.0.1:{port}"
+        with tempfile.TemporaryDirectory() as tmp:
+            credentials = write_credentials(Path(tmp), {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
+            runs = Runs(s3_url, walkme, credentials)
+            runs.s3.create_bucket(Bucket=BUCKET)
+            if args.pairs:
+                rows.append(pairs(runs, args.users, args.pairs))
+            if args.rss_users:
+                rows.append(rss(runs, args.rss_users))
+    finally:
+        walkme.stop()
+        server.stop()
+    for row in rows:
+        print(row)
+    write_results(rows, " ".join(["python -m bench.change_detection", *sys.argv[1:]]), update=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -26,6 +26,7 @@ from walkme_dic.connections import (
 )
 from walkme_dic.connectors import registry
 from walkme_dic.connectors.base import Credentials, Limits, ProbeResult
+from walkme_dic.controllers.backoff import reconcile_failed, reconciled
 from walkme_dic.controllers.common import get_secret, plain, secret_data, status_patch
 from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.integration import reconcile_integrations_using
@@ -74,9 +75,12 @@ async def reconcile_connection(memo: Runtime, namespace: str, name: str, *, forc
         body = memo.freshest("Connection", bodies[0])
         try:
             await _reconcile(memo, body, force=force)
-        except Exception:
+            reconciled(memo, "Connection", namespace, name)
+        except Exception as error:
             metrics.RECONCILE_ERRORS.labels("Connection").inc()
             log.exception("reconciling Connection %s/%s failed", namespace, name)
+            await reconcile_failed(memo, "Connection", body, error,
+                                   lambda: reconcile_connection(memo, namespace, name, force=True))
 
 
 async def _reconcile(memo: Runtime, body: dict[str, Any], *, force: bool) -> None:

@@ -23,6 +23,7 @@ from walkme_dic.api.common import GROUP, VERSION
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.conditions import find_condition, parse_time
 from walkme_dic.connections import store_location
+from walkme_dic.controllers.backoff import backing_off, later, reconcile_failed, reconciled
 from walkme_dic.controllers.common import get_secret, plain, status_patch
 from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.runtime import INTEGRATIONS, Runtime
@@ -126,7 +127,8 @@ async def reconcile_integrations_using(memo: Runtime, namespace: str, connection
 
 async def reconcile_all(memo: Runtime) -> None:
     """The resync pass: schedules and probe intervals are time-based, not event-based."""
-    await reconcile_each(memo, list(memo.indexes["integration_index"].keys()))
+    await reconcile_each(memo, [(namespace, name) for namespace, name in list(memo.indexes["integration_index"].keys())
+                                if not backing_off(memo, "Integration", namespace, name)])
 
 
 async def reconcile_each(memo: Runtime, keys: list[tuple[str, str]]) -> None:
@@ -164,9 +166,12 @@ async def reconcile_integration(memo: Runtime, namespace: str, name: str) -> Non
                     decision = plan(replace(inputs[0], secret_refusal=refusal), *inputs[1:], now, claims=claims,
                                     capacity=capacity)
                 await apply(memo, body, decision)
-        except Exception:
+            reconciled(memo, "Integration", namespace, name)
+        except Exception as error:
             metrics.RECONCILE_ERRORS.labels("Integration").inc()
             log.exception("reconciling Integration %s/%s failed", namespace, name)
+            await reconcile_failed(memo, "Integration", body, error,
+                                   lambda: reconcile_integration(memo, namespace, name), status_of=INTEGRATIONS)
 
 
 LAUNCH_GRACE = 120.0  # seconds a created Job counts as running before the watch has shown it
@@ -288,14 +293,7 @@ async def _job_refused(memo: Runtime, body: dict[str, Any], job: str, error: Api
     memo.written[("Integration", namespace, name)] = plain(written)
     if previous is None or previous.message != refusal.message:
         await emit(memo.client, body, "Warning", reasons.JOB_CREATE_FAILED, message)
-
-    async def again() -> None:
-        await asyncio.sleep(refusal.wait)
-        await reconcile_integration(memo, namespace, name)
-
-    task = asyncio.get_running_loop().create_task(again())
-    memo.retries.add(task)
-    task.add_done_callback(memo.retries.discard)
+    later(memo, refusal.wait, lambda: reconcile_integration(memo, namespace, name))
 
 
 async def apply(memo: Runtime, body: dict[str, Any], decision: Decision) -> None:

@@ -20,6 +20,7 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from walkme_dic.controllers import connection, integration
+from walkme_dic.controllers.backoff import backing_off
 from walkme_dic.controllers.runtime import OPERATOR_USER_AGENT, OperatorConfig, Runtime
 from walkme_dic.egress import POLICY_ENV, EgressPolicy
 from walkme_dic.errors import validation_message
@@ -50,7 +51,7 @@ async def shutdown(memo: Runtime, **_: Any) -> None:
         memo.resync_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await memo.resync_task
-    for retry in list(memo.retries):  # reconciles waiting out a refused Job's backoff
+    for retry in list(memo.retries):  # reconciles waiting out a backoff (a refused Job, a failed reconcile)
         retry.cancel()
     await memo.client.close()
     memo.probes.close()
@@ -86,7 +87,8 @@ async def resync_forever(memo: Runtime) -> None:
         await asyncio.sleep(memo.config.resync_seconds)
         try:
             for namespace, name in list(memo.indexes["connection_index"].keys()):
-                await connection.reconcile_connection(memo, namespace, name)
+                if not backing_off(memo, "Connection", namespace, name):
+                    await connection.reconcile_connection(memo, namespace, name)
             await integration.reconcile_all(memo)
         except Exception:
             log.exception("resync pass failed")

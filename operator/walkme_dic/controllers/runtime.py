@@ -61,7 +61,8 @@ class Runtime:
     reprobe: set[tuple[str, str]] = field(default_factory=set)  # Connections a failed run asks to be probed now
     launched: dict[tuple[str, str], float] = field(default_factory=dict)  # Jobs created, not yet seen in the index
     refusals: dict[tuple[str, str], JobRefusal] = field(default_factory=dict)  # Jobs the API refused, by Integration
-    retries: set[asyncio.Task[None]] = field(default_factory=set)  # reconciles scheduled for after a refusal's wait
+    failures: dict[tuple[str, str, str], JobRefusal] = field(default_factory=dict)  # failed reconciles, by object
+    retries: set[asyncio.Task[None]] = field(default_factory=set)  # reconciles scheduled for after a backoff's wait
     run_gate: asyncio.Lock = field(default_factory=asyncio.Lock)  # with run caps: one start decision at a time
     kopf_login: Login | None = None  # the credentials last handed to kopf
     metrics_server: WSGIServer | None = None

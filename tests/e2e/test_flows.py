@@ -9,6 +9,7 @@ import io
 import json
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -183,22 +184,25 @@ async def test_walkme_to_s3_export_is_incremental(
                            "updatedAt": f"2026-11-0{i + 1}T00:00:00Z"} for i in range(3)])
     await apply_connections(cluster, backends)
     await cluster.apply(integration(
-        "export", direction="Outbound", source={"walkme": {"dataset": "users", "since": "lastRun"}},
+        "export", direction="Outbound",
+        source={"walkme": {"dataset": "users", "since": "lastRun", "incrementalLookbackSeconds": 0}},
         destination={"file": {"path": "exports/users-{runId}.csv"}},
         mapping={"key": {"source": "userId", "destination": "user_id"},
                  "fields": [{"source": "email", "destination": "email"}]}))
     obj = await finished_runs(cluster, "export")
-    assert obj["status"]["watermark"] == "2026-11-03T00:00:00Z"
+    first_mark = obj["status"]["watermark"]  # the run's start (lookback 0): after every record it read
+    assert first_mark > "2026-11-03T00:00:00Z"
     first = exported_rows(moto_server, backends["bucket"])
     assert [r["user_id"] for rows in first.values() for r in rows] == ["u0", "u1", "u2"]
 
-    walkme.seed("users", [{"userId": "u9", "email": "u9@acme.example", "updatedAt": "2026-11-20T00:00:00Z"}])
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"  # after the first run's window
+    walkme.seed("users", [{"userId": "u9", "email": "u9@acme.example", "updatedAt": stamp}])
     await request_run(cluster, "export", "incremental")
     obj = await finished_runs(cluster, "export", count=2)
     files = exported_rows(moto_server, backends["bucket"])
     new = [rows for key, rows in files.items() if key not in first]
     assert new == [[{"user_id": "u9", "email": "u9@acme.example"}]]
-    assert obj["status"]["watermark"] == "2026-11-20T00:00:00Z"
+    assert obj["status"]["watermark"] > stamp >= first_mark
     assert len(await jobs(cluster)) == 2
     assert s3_client(moto_server).list_multipart_uploads(Bucket=backends["bucket"]).get("Uploads", []) == []
 

@@ -21,7 +21,8 @@ EMPTY_VALUES = ("Inbound: what an empty value (a CSV cell empty once trimmed; a 
                 "(Salesforce keeps its value), clear sets it to null (null in sObject Collections JSON, #N/A in a "
                 "Bulk API 2.0 CSV)")
 EMPTY_VALUES_OUTBOUND = ("mapping.emptyValues: clear is for Inbound integrations (WalkMe user attributes) and Outbound "
-                         "ones to Salesforce; a file or webhook record leaves an empty value out")
+                         "ones to Salesforce; a file writes an empty text as it is and a missing value as null "
+                         "(CSV: destination.file.nullValue), a webhook record leaves an empty value out")
 RunResult = Literal["Running", "Succeeded", "Failed", "Skipped"]
 RunTrigger = Literal["Created", "SpecChanged", "Schedule", "Requested", "Retry"]
 MODSTAMP = "SystemModstamp"  # the Salesforce field incremental inbound reads filter and order on

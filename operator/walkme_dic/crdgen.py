@@ -26,6 +26,7 @@ from walkme_dic.api.integration import (
     COMPRESSION_NAMED,
     DESTINATION_KINDS,
     EMPTY_VALUES_OUTBOUND,
+    EXPORT_FILES_NAMED,
     GZIP_SUFFIX,
     MAX_WALKME_PROPERTIES,
     NAMED_SEGMENTS,
@@ -129,7 +130,14 @@ KINDS: dict[str, dict[str, Any]] = {
                 "rule": "self == oldSelf",
                 "message": "connectionRef cannot be changed after creation; create a new Integration",
             }],
+            "source.walkme.exportFiles.connectionRef": [{
+                "rule": "self == oldSelf",
+                "message": "source.walkme.exportFiles.connectionRef cannot be changed after creation; create a new "
+                           "Integration",
+            }],
             "source": [exactly_one_block("source", SOURCE_KINDS), under_the_connection("source"),
+                       {"rule": "!has(self.walkme) || (self.walkme.dataset == 'exportFiles') == "
+                                "has(self.walkme.exportFiles)", "message": EXPORT_FILES_NAMED},
                        named_segments("source")],
             "destination": [exactly_one_block("destination", DESTINATION_KINDS), under_the_connection("destination"),
                             named_segments("destination"),
@@ -185,8 +193,11 @@ def crd_for(kind: str) -> dict[str, Any]:
     info = KINDS[kind]
     spec = structural(info["spec"])
     spec["x-kubernetes-validations"] = info["spec_rules"]
-    for field, rules in info.get("field_rules", {}).items():
-        spec["properties"][field]["x-kubernetes-validations"] = rules
+    for field, rules in info.get("field_rules", {}).items():  # a field of spec, or a dotted path below it
+        node = spec
+        for name in field.split("."):
+            node = node["properties"][name]
+        node["x-kubernetes-validations"] = rules
     spec["description"] = (info["spec"].__doc__ or "").strip()
     status = structural(info["status"])
     status["description"] = (info["status"].__doc__ or "").strip()

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from walkme_dic import reasons
-from walkme_dic.api.connection import FILE_PROVIDERS, ConnectionSpec
+from walkme_dic.api.connection import EXPORT_FILE_PROVIDERS, FILE_PROVIDERS, ConnectionSpec
 from walkme_dic.api.integration import IntegrationSpec
 from walkme_dic.api.run import IntegrationIdentity, SyncRequest, SyncResult, SyncState
 from walkme_dic.conditions import find_condition, parse_time, rfc3339, set_condition
@@ -144,9 +144,11 @@ def plan(
     now: datetime,
     claims: Sequence[DestinationClaim] = (),
     capacity: RunCapacity = RunCapacity(),
+    exports: ConnectionView | None = None,
 ) -> Decision:
     """``claims``: the other Integrations of the namespace that write files (the older one keeps a path);
-    ``capacity``: the runs going now against the admin's caps (a due run waits, status says so)."""
+    ``capacity``: the runs going now against the admin's caps (a due run waits, status says so); ``exports``:
+    for dataset exportFiles, the Connection of the bucket WalkMe exports into."""
     status = copy.deepcopy(view.status)
     decision = Decision(status=status, status_changed=False)
     try:
@@ -158,15 +160,19 @@ def plan(
         return _finish(decision, view)
 
     status.setdefault("boundConnection", spec.connection_ref.name)
+    export_files = spec.source.walkme.export_files if spec.source.walkme else None
+    if export_files is not None:
+        status.setdefault("boundExportConnection", export_files.connection_ref.name)
     for side, message in track_identities(status, spec, view.name, view.namespace, view.generation, now):
         decision.events.append(Event("Normal", IDENTITY_REPLACED[side], message))
     if view.status.get("observedGeneration") != view.generation:  # once per generation
         decision.events += deprecation_warnings(spec)
     _observe_runs(status, view, spec, jobs, pods, now, decision)
-    blocker = _blocker(status, spec, external, walkme) or _conflict(view, claims) or _refused_secret(view)
+    blocker = _blocker(status, spec, external, walkme) or _export_blocker(status, spec, exports) or \
+        _conflict(view, claims) or _refused_secret(view)
     status.pop("queued", None)
     if blocker is None and not status.get("activeRun") and not spec.suspend:
-        _start_run_if_due(status, view, spec, external, walkme, now, decision, capacity)
+        _start_run_if_due(status, view, spec, external, walkme, now, decision, capacity, exports)
     status["nextScheduleTime"] = (
         rfc3339(next_slot(spec.schedule, spec.time_zone, now)) if spec.schedule and not spec.suspend else None
     )
@@ -229,6 +235,31 @@ def _blocker(
             why = f": {connection.message}" if connection.message else ""
             return Blocker(reasons.CONNECTION_NOT_READY, f"Connection {connection.name!r} is not Ready{why}",
                            stalled=False, pending=connection.probing)
+    return None
+
+
+def _export_blocker(status: dict[str, Any], spec: IntegrationSpec, exports: ConnectionView | None) -> Blocker | None:
+    """dataset exportFiles: its Connection is bound at creation, exists, is a bucket WalkMe exports into, is Ready."""
+    files = spec.source.walkme.export_files if spec.source.walkme else None
+    if files is None:
+        return None
+    field, name = "spec.source.walkme.exportFiles.connectionRef", files.connection_ref.name
+    bound = status["boundExportConnection"]
+    if bound != name:
+        return Blocker(reasons.CONNECTION_REF_IMMUTABLE,
+                       f"{field} changed from {bound!r} to {name!r}, but the export Connection of an Integration "
+                       f"cannot change; set it back to {bound!r} or create a new Integration", stalled=True)
+    if exports is None or not exports.exists:
+        return Blocker(reasons.CONNECTION_NOT_FOUND, f"{field}: Connection {name!r} does not exist", stalled=False)
+    if exports.spec and exports.spec.provider not in EXPORT_FILE_PROVIDERS:
+        return Blocker(reasons.CONNECTION_TYPE_MISMATCH,
+                       f"{field}: Connection {name!r} is a {exports.spec.provider} connection; WalkMe's Data "
+                       f"Integration Center exports into a bucket or container: {', '.join(EXPORT_FILE_PROVIDERS)}",
+                       stalled=True)
+    if not exports.ready:
+        why = f": {exports.message}" if exports.message else ""
+        return Blocker(reasons.CONNECTION_NOT_READY, f"{field}: Connection {name!r} is not Ready{why}",
+                       stalled=False, pending=exports.probing)
     return None
 
 
@@ -352,6 +383,8 @@ def _record_finished(
     if result.result == "Succeeded":
         status["watermark"] = result.watermark or status.get("watermark")
         status["sourceFingerprint"] = result.source_fingerprint or status.get("sourceFingerprint")
+        if result.exported_files is not None:
+            status["exportedFiles"] = [file.to_wire() for file in result.exported_files]
         if result.full_send and not result.dry_run:
             status["lastFullSendTime"] = rfc3339(now)
             status["fullSendRequested"] = None
@@ -424,6 +457,7 @@ def _start_run_if_due(
     now: datetime,
     decision: Decision,
     capacity: RunCapacity,
+    exports: ConnectionView | None = None,
 ) -> None:
     requested = view.annotations.get(ANNOTATION_REQUESTED_AT)
     if requested == status.get("lastHandledRequestedAt"):
@@ -452,7 +486,7 @@ def _start_run_if_due(
         return
     if full_resync:  # this run starts from nothing; if it fails, the next one does too
         status["lastHandledFullResync"] = resync
-        status["watermark"] = status["sourceFingerprint"] = None
+        status["watermark"] = status["sourceFingerprint"] = status["exportedFiles"] = None
         status["fullSendRequested"] = True  # change detection: every user, until a run has sent them all
     name = run_name(view.name, view.uid, key)
     assert external.spec is not None and walkme.spec is not None
@@ -464,7 +498,9 @@ def _start_run_if_due(
         spec=spec,
         connection=external.spec,
         walkme_connection=walkme.spec,
+        export_connection=exports.spec if exports else None,
         state=SyncState(watermark=status.get("watermark"), source_fingerprint=status.get("sourceFingerprint"),
+                        exported_files=status.get("exportedFiles") or [],
                         full_send=bool(status.get("fullSendRequested"))),
         force=key.trigger != "Schedule",
     )

@@ -37,6 +37,8 @@ UNDER_THE_CONNECTION = "a file's path stays under its Connection's prefix or fol
 NAMED_SEGMENTS = ("every segment of a path is a name: no '.', no empty segment (a//b.csv, a trailing /), so that "
                   "one object has one path on every store")
 MAX_WALKME_PROPERTIES = 100  # WalkMe: at most 100 properties across all integrations of an account
+EXPORT_FILES_NAMED = ("source.walkme: dataset exportFiles needs exportFiles (the Connection of the bucket WalkMe "
+                      "exports into), and exportFiles goes with dataset exportFiles only")
 WALKME_TYPES_MESSAGE = ("type boolean or timestamp: WalkMe user attributes are String, Number or Date; map a "
                         "true/false column as type string, or as the activeField, and a time as type date or string")
 
@@ -201,13 +203,43 @@ class SalesforceDestination(ApiModel):
         return self
 
 
+class ExportFilesSource(ApiModel):
+    """The CSV files WalkMe's Data Integration Center exports (a custom report) into a bucket or container."""
+
+    connection_ref: LocalObjectReference = Field(
+        description="The Connection (s3, azureBlob or gcs, in this namespace) of the bucket or container WalkMe "
+        "writes its export files into; a run reads it with that Connection's credentials. Cannot change after "
+        "creation.",
+    )
+    prefix: str = Field(
+        default="", max_length=MAX_PATH_LENGTH,
+        description="Read only the objects whose path (under that Connection's prefix) starts with this, e.g. "
+        "walkme/usage/. Every new object there is read once: one whose ETag (GCS: generation) was not read "
+        "before, modified at or after status.watermark.",
+    )
+    format: Literal["csv"] = Field(default="csv", description="WalkMe exports CSV: a header row of the report's "
+                                   "columns, then one row per record (gzip detected).")
+
+
+class ExportedFile(ApiModel):
+    """An export file read by a successful run, modified at or after status.watermark."""
+
+    path: str = Field(description="Its path under the export Connection's prefix.")
+    fingerprint: str = Field(description="Its ETag (GCS: generation) when it was read.")
+    modified: str = Field(json_schema_extra={"format": "date-time"}, description="Its last-modified time.")
+
+
 class WalkMeSource(ApiModel):
     """Insights data read from WalkMe (outbound)."""
 
-    dataset: Literal["activityLog", "users", "events", "sessions", "report"] = Field(
-        description="What to export. activityLog is WalkMe's documented account activity log (GET "
-        "/public/v1/activitylog: who did what in the account, for audit); users, events, sessions and report read "
-        "an Insights export endpoint WalkMe does not publish (docs/walkme-api.md, part B).",
+    dataset: Literal["exportFiles", "activityLog", "users", "events", "sessions", "report"] = Field(
+        description="What to export. exportFiles reads the CSV files WalkMe's Data Integration Center writes into "
+        "your bucket (exportFiles says where), each new file once; activityLog is WalkMe's documented account "
+        "activity log (GET /public/v1/activitylog: who did what in the account, for audit); users, events, sessions "
+        "and report read an Insights export endpoint WalkMe does not publish (docs/walkme-api.md, part B).",
+    )
+    export_files: ExportFilesSource | None = Field(
+        default=None, description="For dataset exportFiles: the bucket WalkMe's export files land in.",
     )
     incremental_lookback_seconds: int | None = Field(
         default=None, ge=0, le=86400,
@@ -223,7 +255,8 @@ class WalkMeSource(ApiModel):
         default="lastRun",
         description="lastRun exports only what changed since the previous successful run (the watermark); "
         "an RFC 3339 time exports everything since then. activityLog: lastRun's first run reads WalkMe's default, "
-        "the last hour; every run reads up to a minute before it began.",
+        "the last hour; every run reads up to a minute before it began. exportFiles: lastRun's first run reads "
+        "every file under the prefix, later runs the files not read yet; a time reads the files modified since.",
     )
 
     @field_validator("since")
@@ -235,6 +268,8 @@ class WalkMeSource(ApiModel):
     def _report_needs_id(self) -> WalkMeSource:
         if self.dataset == "report" and not self.report_id:
             raise ValueError("walkme.reportId: dataset report needs the saved report's id")
+        if (self.dataset == "exportFiles") != (self.export_files is not None):
+            raise ValueError(EXPORT_FILES_NAMED)
         return self
 
 
@@ -641,7 +676,8 @@ class IntegrationStatus(ApiModel):
     watermark: str | None = Field(
         default=None, description="Outbound cursor: data up to here was exported. Inbound from Salesforce with "
         "since: every change stamped before this time was read (the run's start by the org's clock, less "
-        "incrementalLookbackSeconds).",
+        "incrementalLookbackSeconds). Outbound from exportFiles: every export file modified before this time was "
+        "read (the newer ones read are in exportedFiles).",
     )
     last_handled_full_resync: str | None = Field(
         default=None, description="Last value of the full-resync annotation that started a run without the "
@@ -657,6 +693,15 @@ class IntegrationStatus(ApiModel):
     full_send_requested: bool | None = Field(
         default=None, description="Inbound: the full-resync annotation asked for a full send that no run has made "
         "yet (a failed run leaves it set).",
+    )
+    exported_files: list[ExportedFile] | None = Field(
+        default=None, description="Outbound from exportFiles: the files read by successful runs that were modified "
+        "at or after watermark (older ones are all read); a file not listed here, or listed with another "
+        "fingerprint, is read by the next run.",
+    )
+    bound_export_connection: str | None = Field(
+        default=None, description="Outbound from exportFiles: the export Connection this integration was bound to "
+        "at creation.",
     )
     last_result: LastResult | None = Field(default=None, description="Outcome of the last finished run.")
     last_success_time: str | None = Field(

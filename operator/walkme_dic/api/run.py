@@ -3,7 +3,7 @@
 The operator writes a :class:`SyncRequest` as JSON for the run; the run writes a
 :class:`SyncResult` as JSON to the termination-message path (kept under 4 KiB).
 Credentials never travel in either: they are files in a directory, one folder per role
-(``external/``, ``walkme/``, ``integration-token/``), one file per Secret key.
+(``external/``, ``walkme/``, ``integration-token/``, ``exports/``), one file per Secret key.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pydantic import Field
 
 from walkme_dic.api.common import ApiModel
 from walkme_dic.api.connection import ConnectionSpec
-from walkme_dic.api.integration import IntegrationSpec
+from walkme_dic.api.integration import ExportedFile, IntegrationSpec
 
 TERMINATION_MESSAGE_LIMIT = 4096
-CREDENTIAL_ROLES = ("external", "walkme", "integration-token")
+CREDENTIAL_ROLES = ("external", "walkme", "integration-token", "exports")
 SyncOutcome = Literal["Succeeded", "Failed", "Skipped"]
 
 
@@ -38,6 +38,8 @@ class SyncState(ApiModel):
     source_fingerprint: str | None = None
     full_send: bool = Field(default=False, description="Inbound change detection: send every user (the "
                             "full-resync annotation asked, and no run has done it yet).")
+    exported_files: list[ExportedFile] = Field(default_factory=list, description="exportFiles: the files read "
+                                               "before that were modified at or after the watermark.")
 
 
 class SyncRequest(ApiModel):
@@ -49,6 +51,8 @@ class SyncRequest(ApiModel):
     spec: IntegrationSpec
     connection: ConnectionSpec
     walkme_connection: ConnectionSpec
+    export_connection: ConnectionSpec | None = Field(default=None, description="exportFiles: the Connection of the "
+                                                     "bucket WalkMe exports into.")
     state: SyncState = Field(default_factory=SyncState)
     force: bool = Field(default=False, description="Run even when the source fingerprint is unchanged.")
 
@@ -89,6 +93,10 @@ class SyncResult(ApiModel):
     destination: str | None = Field(default=None, description="Where data landed (object key, blob, sObject).")
     watermark: str | None = None
     source_fingerprint: str | None = None
+    full_send: bool = Field(default=False, description="Inbound change detection: send every user (the "
+                            "full-resync annotation asked, and no run has done it yet).")
+    exported_files: list[ExportedFile] | None = Field(default=None, description="exportFiles: the files read so far "
+                                                      "that were modified at or after the new watermark.")
     rejected: list[RejectedRow] = Field(default_factory=list, description="First rejected rows.")
     rejected_report: str | None = Field(default=None, description="Where every rejected row of the run is listed "
                                         "(sync/rejections.py), when the store took it.")

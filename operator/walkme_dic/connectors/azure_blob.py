@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -96,6 +96,13 @@ class AzureBlobStore:
         with self._errors(f"reading {self.describe(path)}"):
             properties = self.container.get_blob_client(self.name(path)).get_blob_properties()
         return ObjectInfo(path=path, size=int(properties.size), fingerprint=str(properties.etag).strip('"'))
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        cut = len(self.spec.prefix)
+        with self._errors(f"listing the container's blobs {self.describe(prefix)}*"):
+            for blob in self.container.list_blobs(name_starts_with=self.name(prefix)):
+                yield ObjectInfo(path=blob.name[cut:], size=int(blob.size), fingerprint=str(blob.etag).strip('"'),
+                                 modified=blob.last_modified)
 
     def open_read(self, path: str) -> io.BufferedReader:
         info = self.stat(path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import BinaryIO, Protocol
 
 Credentials = Mapping[str, str]
@@ -41,6 +42,7 @@ class ObjectInfo:
     path: str
     size: int
     fingerprint: str
+    modified: datetime | None = None  # known from a listing (ListingStore.list)
 
 
 BINARY = "application/octet-stream"
@@ -73,6 +75,15 @@ class FileStore(Protocol):
         """A writer for ``path``; with ``overwrite=False`` commit() raises DestinationExistsError rather than
         replace an object that exists (atomically where the store has a create-only condition). Stores with
         object metadata (S3, Azure, GCS) record ``content_type``; SFTP has none."""
+        ...
+
+
+class ListingStore(FileStore, Protocol):
+    """A store that lists its objects (S3, Azure Blob, GCS: where WalkMe's Data Integration Center exports)."""
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose path starts with ``prefix`` (paths and ``prefix`` under the Connection's prefix),
+        with its last-modified time."""
         ...
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import requests
@@ -142,6 +142,14 @@ class GcsStore:
         if blob is None:
             raise NotFoundError(f"reading {self.describe(path)}: the object does not exist")
         return ObjectInfo(path=path, size=int(blob.size or 0), fingerprint=str(blob.generation))
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        cut = len(self.spec.prefix)
+        with self._errors(f"listing bucket objects {self.describe(prefix)}*"):
+            for blob in self.client.list_blobs(self.bucket, prefix=self.name(prefix), retry=self.retry,
+                                               timeout=self.timeout):
+                yield ObjectInfo(path=blob.name[cut:], size=int(blob.size or 0), fingerprint=str(blob.generation),
+                                 modified=blob.updated)
 
     def open_read(self, path: str) -> io.BufferedReader:
         info = self.stat(path)

@@ -74,6 +74,15 @@ class S3Store:
             head = self.client.head_object(Bucket=self.spec.bucket, Key=self.key(path))
         return ObjectInfo(path=path, size=int(head["ContentLength"]), fingerprint=head["ETag"].strip('"'))
 
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        cut = len(self.spec.prefix)
+        with self._errors(f"listing {self.describe(prefix)}*"):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.spec.bucket,
+                                                                              Prefix=self.key(prefix)):
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(path=item["Key"][cut:], size=int(item["Size"]),
+                                     fingerprint=item["ETag"].strip('"'), modified=item["LastModified"])
+
     def open_read(self, path: str) -> io.BufferedReader:
         info = self.stat(path)
         return io.BufferedReader(_S3Reader(self, path, info), buffer_size=READ_CHUNK)

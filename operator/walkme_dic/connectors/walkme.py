@@ -347,15 +347,27 @@ def _milliseconds(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def record_label(number: int) -> str:
+    """An export's record, for a rejection: "record 7"."""
+    return f"record {number}"
+
+
 class Export:
     """Records of one export, fetched page by page; ``watermark`` is known once iteration ends."""
 
-    def __init__(self, client: WalkMeClient, path: str, params: dict[str, str],
+    def __init__(self, client: WalkMeClient | None, path: str, params: dict[str, str],
                  fetch: Callable[[str, dict[str, str]], Iterator[dict[str, Any]]] | None = None) -> None:
-        """``fetch(path, params)``: its pages (``{"data": [...], "watermark": ...}``); cursor-paged by default."""
-        self.client, self.path, self.params = client, path, params
-        self.fetch = fetch or client._pages
+        """``fetch(path, params)``: its pages (``{"data": [...], "watermark": ...}``); the ``client``'s cursor
+        pages by default (a source that is not WalkMe's API, sync/export_files.py, has its own and no client)."""
+        if fetch is None:
+            assert client is not None, "an export without its own fetch reads WalkMe's API"
+            fetch = client._pages
+        self.client, self.path, self.params, self.fetch = client, path, params, fetch
         self.watermark: str | None = None
+
+    def label(self, number: int) -> str:
+        """Where record ``number`` (from 1) came from, for a rejection."""
+        return record_label(number)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         with self.pages() as pages:

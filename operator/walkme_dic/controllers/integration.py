@@ -116,7 +116,13 @@ def connection_users_index(namespace: str, name: str, body: kopf.Body, **_: Any)
     Connection's Ready turning leads to its Integrations in one lookup, not a scan of every Integration."""
     spec = body.get("spec") or {}
     refs = {(spec.get(ref) or {}).get("name") for ref in ("connectionRef", "walkmeConnectionRef")}
-    return {(namespace, ref): name for ref in refs if ref}
+    return {(namespace, ref): name for ref in refs | {export_connection_name(spec)} if ref}
+
+
+def export_connection_name(spec: Mapping[str, Any]) -> str | None:
+    """dataset exportFiles: the name of the Connection of the bucket WalkMe exports into."""
+    files = (((spec.get("source") or {}).get("walkme") or {}).get("exportFiles") or {})
+    return (files.get("connectionRef") or {}).get("name")
 
 
 async def reconcile_integrations_using(memo: Runtime, namespace: str, connection: str) -> None:
@@ -160,11 +166,13 @@ async def reconcile_integration(memo: Runtime, namespace: str, name: str) -> Non
             async with gate:  # with caps, a count and the Job it allows are one step
                 inputs, now = gather(memo, body), datetime.now(UTC)
                 claims, capacity = destination_claims(memo, namespace, body), run_capacity(memo, namespace)
-                decision = plan(*inputs, now, claims=claims, capacity=capacity)
+                exported = export_connection_name(body.get("spec") or {})
+                exports = connection_view(memo, namespace, exported) if exported else None
+                decision = plan(*inputs, now, claims=claims, capacity=capacity, exports=exports)
                 refusal = await refused_secret(memo, namespace, decision)
                 if refusal is not None:  # plan again, blocked: no Job, so no kubelet mounts the Secret
                     decision = plan(replace(inputs[0], secret_refusal=refusal), *inputs[1:], now, claims=claims,
-                                    capacity=capacity)
+                                    capacity=capacity, exports=exports)
                 await apply(memo, body, decision)
             reconciled(memo, "Integration", namespace, name)
         except Exception as error:
@@ -335,6 +343,9 @@ async def apply(memo: Runtime, body: dict[str, Any], decision: Decision) -> None
             spec = body.get("spec") or {}
             memo.reprobe.update((namespace, (spec.get(ref) or {}).get("name", ""))
                                 for ref in ("connectionRef", "walkmeConnectionRef"))
+            exported = export_connection_name(spec)
+            if exported:
+                memo.reprobe.add((namespace, exported))
         metrics.RUNS.labels(namespace, name, result.result).inc()
         metrics.RUN_DURATION.labels(namespace, name).observe(decision.finished.seconds)
         for outcome, value in (("read", result.rows_read), ("written", result.rows_written),

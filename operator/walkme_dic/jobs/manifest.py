@@ -197,7 +197,8 @@ def job_egress(request: SyncRequest, image: JobImage) -> EgressPolicy:
     """The egress rules of this run: the admin's, with the metadata server when a Connection uses ambient
     identity (which the operator only lets through where the admin allowed it: walkme_dic.tenancy) and the
     proxy hosts the Job is given."""
-    ambient = any(ambient_identity(spec) is not None for spec in (request.connection, request.walkme_connection))
+    connections = (request.connection, request.walkme_connection, *filter(None, [request.export_connection]))
+    ambient = any(ambient_identity(spec) is not None for spec in connections)
     proxies = [value for name, value in image.proxy if name.lower() != "no_proxy"]
     return image.egress.job_policy(metadata=ambient, proxies=proxies)
 
@@ -214,6 +215,9 @@ def credential_volumes(request: SyncRequest) -> list[dict[str, Any]]:
     token = request.spec.destination.walkme.integration_token_secret_ref if request.spec.destination.walkme else None
     if token:
         volumes.append(_secret_volume("integration-token", token.name, [token.key]))
+    exports = _connection_secret_volume("exports", request.export_connection) if request.export_connection else None
+    if exports:
+        volumes.append(exports)
     return volumes
 
 

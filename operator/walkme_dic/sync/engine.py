@@ -27,12 +27,13 @@ from walkme_dic.api.integration import MODSTAMP, FileSettings, IntegrationSpec, 
 from walkme_dic.api.run import DuplicateRow, RejectedRow, SyncRequest, SyncResult
 from walkme_dic.connectors.base import FileStore, WriteReport
 from walkme_dic.connectors.registry import open_file_store
-from walkme_dic.connectors.walkme import BATCH, Export, Pages, WalkMeClient
+from walkme_dic.connectors.walkme import BATCH, Export, Pages, WalkMeClient, record_label
 from walkme_dic.errors import DestinationExistsError, DicError, NotFoundError, PermanentError, TransientError
 from walkme_dic.redaction import redact
 from walkme_dic.sync.changes import ChangeDetector, clear_state
 from walkme_dic.sync.columns import Table, map_block, tabulate
 from walkme_dic.sync.credentials import CredentialSet
+from walkme_dic.sync.export_files import ExportFiles, open_export_store
 from walkme_dic.sync.mapping import Mapper, RowError
 from walkme_dic.sync.outbound_keys import LastRowWins
 from walkme_dic.sync.readers import Block, CountingReader, LineCount, blocks_of, numbered, read_blocks
@@ -60,6 +61,7 @@ class Tally:
     refused: int = 0  # of the rejected: refused by the destination while sending
     samples: list[RejectedRow] = field(default_factory=list)
     log: RejectionLog | None = None  # every rejection, for the report (sync/rejections.py)
+    label: Callable[[int], str] = record_label  # where an export's record came from (Export.label)
 
     def reject(self, row: int, reason: str) -> None:
         self.rejected += 1
@@ -325,7 +327,7 @@ def _writable(numbers: list[int], table: Table, settings: FileSettings, tally: T
                    "value holds")
         if why is not None:
             bad.add(position)
-            tally.reject(kept_numbers[position], f"record {kept_numbers[position]}: {why}")
+            tally.reject(kept_numbers[position], f"{tally.label(kept_numbers[position])}: {why}")
     return [[value for position, value in enumerate(column) if position not in bad] for column in table.columns]
 
 
@@ -451,9 +453,9 @@ class Outbound:
 
     def run(self) -> SyncResult:
         since = self.since
-        export = self.walkme.export(self.source.dataset, since=since, report_id=self.source.report_id,
-                                    incremental=self.source.since == "lastRun",
-                                    lookback=self.source.incremental_lookback_seconds)
+        export = self._export(since)
+        if isinstance(export, ExportFiles) and not export.files:
+            return export.unchanged()
         if self.spec.destination.file is not None:
             result = self._to_file(export, self.spec.destination.file)
         elif self.spec.destination.webhook is not None:
@@ -462,7 +464,20 @@ class Outbound:
             result = self._to_salesforce(export)
         if result.result == "Succeeded" and not self.spec.dry_run:
             result.watermark = export.watermark or since
+            if isinstance(export, ExportFiles):
+                result.exported_files = export.exported
         return result
+
+    def _export(self, since: str | None) -> Export:
+        """The export files WalkMe's DIC wrote (sync/export_files.py), else what WalkMe's API serves."""
+        files = self.source.export_files
+        if files is None:
+            return self.walkme.export(self.source.dataset, since=since, report_id=self.source.report_id,
+                                      incremental=self.source.since == "lastRun",
+                                      lookback=self.source.incremental_lookback_seconds)
+        store = open_export_store(self.request, self.credentials.role("exports"))
+        done = self.request.state.exported_files if self.source.since == "lastRun" else []
+        return ExportFiles(files, store, watermark=since, done=done, required=self.mapper.required_columns())
 
     def _mapped(self, export: Iterable[dict[str, Any]], tally: Tally,
                 encoding: str = "utf-8") -> Iterator[dict[str, Any]]:
@@ -477,7 +492,7 @@ class Outbound:
             except RowError as error:
                 why = str(error)
             if why is not None:
-                tally.reject(number, f"record {number}: {why}")
+                tally.reject(number, f"{tally.label(number)}: {why}")
                 continue
             tally.written += 1
             if not number % REPORT_EVERY:  # Reporter reads the clock only then: spare it the call in between
@@ -488,8 +503,8 @@ class Outbound:
         with export.pages() as pages:  # the export is fetched while the store is set up (an SDK to load)
             store = _file_store(self.request, self.credentials)
             with rejection_log(None if self.spec.dry_run else store, "record") as log:
-                return published(self._export_file(export, pages, store, settings, Tally(log=log)), log,
-                                 store, self.request)
+                tally = Tally(log=log, label=export.label)
+                return published(self._export_file(export, pages, store, settings, tally), log, store, self.request)
 
     def _export_file(self, export: Export, pages: Pages, store: FileStore, settings: FileSettings,
                      tally: Tally) -> SyncResult:
@@ -549,13 +564,13 @@ class Outbound:
             tally.read += block.size
             table = tabulate(self.mapper, block)
             for number, reason in table.refused:
-                tally.reject(number, f"record {number}: {reason}")
+                tally.reject(number, f"{tally.label(number)}: {reason}")
             columns = _writable(block.numbers, table, encoder.settings, tally)
             tally.written += len(columns[0])
             encoder.add_columns(columns)
             self.report("export", tally)
 
-    def _to_salesforce(self, export: Iterable[dict[str, Any]]) -> SyncResult:
+    def _to_salesforce(self, export: Export) -> SyncResult:
         from walkme_dic.connectors.salesforce import PartlyApplied, SalesforceClient
 
         target = self.spec.destination.salesforce
@@ -565,7 +580,7 @@ class Outbound:
                                  reason=reasons.INVALID_SPEC)
         if self.spec.dry_run:
             return self._dry_run(export, f"Salesforce {target.object}")
-        tally = Tally()
+        tally = Tally(label=export.label)
         client = SalesforceClient(provider, self.credentials.role("external"))
         key = "Id" if target.operation == "update" else target.external_id_field
         stopped: PartlyApplied | None = None
@@ -581,7 +596,7 @@ class Outbound:
         tally.written = report.written
         for index, reason in report.failed:
             number = records.number(index) if records and index >= 0 else index + 1
-            tally.reject(number, f"record {number}: {reason}")
+            tally.reject(number, f"{tally.label(number)}: {reason}")
         limit = tally.over_limit(self.spec)
         if stopped:
             result = self._stopped(tally, stopped, records.left_out if records else 0)
@@ -603,7 +618,7 @@ class Outbound:
         return SyncResult(result="Failed", reason=error.reason, message=message, rows_read=tally.read,
                           rows_written=tally.written, rows_rejected=tally.rejected, rejected=tally.samples)
 
-    def _to_webhook(self, export: Iterable[dict[str, Any]], target: WebhookDestination) -> SyncResult:
+    def _to_webhook(self, export: Export, target: WebhookDestination) -> SyncResult:
         """Batches POSTed in order as they fill; a refused batch fails the run (earlier batches stay delivered,
         and the watermark stays, so the next run re-sends them: receivers upsert by the record key)."""
         from walkme_dic.connectors.webhook import WebhookClient
@@ -613,7 +628,7 @@ class Outbound:
             raise PermanentError("spec.destination.webhook needs a webhook Connection", reason=reasons.INVALID_SPEC)
         if self.spec.dry_run:
             return self._dry_run(export, f"webhook {provider.url}")
-        tally = Tally()
+        tally = Tally(label=export.label)
         client = WebhookClient(provider, self.credentials.role("external"))
         delivery = client.send(self.request.run_id, self.source.dataset, self._mapped(export, tally),
                                target.batch_size)
@@ -622,8 +637,8 @@ class Outbound:
             return self._over_limit(tally, limit, written=tally.written)
         return self._succeeded(tally, delivery.bytes, f"webhook {provider.url} ({delivery.batches} batches)")
 
-    def _dry_run(self, export: Iterable[dict[str, Any]], destination: str) -> SyncResult:
-        tally = Tally()
+    def _dry_run(self, export: Export, destination: str) -> SyncResult:
+        tally = Tally(label=export.label)
         for _ in self._mapped(export, tally):
             pass
         return self._succeeded(tally, 0, destination)

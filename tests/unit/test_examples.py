@@ -26,6 +26,8 @@ def test_there_is_an_example_for_every_provider_and_direction() -> None:
             "outbound-walkme-to-salesforce.yaml"} <= names
     assert {"connection-gcs.yaml", "inbound-gcs-csv.yaml", "outbound-walkme-to-gcs.yaml", "connection-webhook.yaml",
             "outbound-walkme-to-webhook.yaml"} <= names
+    assert {"outbound-walkme-exports-to-salesforce.yaml", "outbound-activitylog-to-webhook.yaml"} <= names, \
+        "the outbound sources WalkMe documents: its own export files, the activity log"
     assert len(RESOURCES) >= 14
 
 

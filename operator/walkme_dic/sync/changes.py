@@ -68,9 +68,10 @@ MAGIC = b"WMDICSNT"
 HEAD = struct.Struct("<8sII")  # magic, format, length of the JSON header that follows
 ENTRY = 16  # bytes of one user: key digest, record digest (unsigned 64-bit, little-endian)
 CHECKSUM = 16  # BLAKE2b of everything before it
-RUN = 1 << 18  # triples sorted in memory at a time
+RUN = 1 << 17  # triples sorted in memory at a time (3 MiB of them)
 PARTITION = 1 << 18  # entries (old and new together) compared in memory at a time, unless one bin holds more
-CHUNK = 1 << 20
+CHUNK = 1 << 20  # bytes copied at a time
+COUNT_CHUNK = 1 << 16  # entries of the old state counted into bins at a time (1 MiB of them)
 _DIGEST = methodcaller("digest")
 
 
@@ -116,8 +117,8 @@ class OldState:
         self.salt = bytes.fromhex(header["salt"])
         self.bins = np.zeros(BINS + 1, dtype=np.int64)  # where each bin starts (entries), then the count
         sizes = np.zeros(BINS, dtype=np.int64)
-        for start in range(0, count, CHUNK):
-            keys = self.slice(start, min(count, start + CHUNK))[0]
+        for start in range(0, count, COUNT_CHUNK):
+            keys = self.slice(start, min(count, start + COUNT_CHUNK))[0]
             sizes += np.bincount((keys >> np.uint64(56)).astype(np.int64), minlength=BINS)
         self.bins[1:] = np.cumsum(sizes)
 
@@ -304,7 +305,7 @@ class ChangeDetector:
             sizes = [size + int(self.old.bins[b + 1] - self.old.bins[b]) for b, size in enumerate(sizes)]
         return bin_ranges(sizes, PARTITION)
 
-    def compare(self, records: int) -> bytes | None:
+    def compare(self, records: int) -> memoryview | None:
         """Count new, changed, unchanged and kept users; the send mask over the ``records`` spooled (1: send)
         unless this is a full send (None: send them all)."""
         import numpy as np
@@ -326,7 +327,7 @@ class ChangeDetector:
             self.counts.kept += len(old_keys) - int(found.sum())
             if keep is not None:
                 keep[indexes[same].astype(np.int64)] = 0
-        return None if keep is None else keep.tobytes()
+        return None if keep is None else keep.data
 
     def publish(self, refused: list[int]) -> str:
         """Replace the state by the old one with every user sent and acknowledged this run; "" or why not."""

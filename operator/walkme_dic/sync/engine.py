@@ -207,7 +207,7 @@ class Inbound:
                     result.message = "; ".join(filter(None, (result.message, problem)))
             return published(self._changes(result, detector, keep, sending, tracked), log, store, self.request)
 
-    def _changes(self, result: SyncResult, detector: ChangeDetector | None, keep: bytes | None, sending: int,
+    def _changes(self, result: SyncResult, detector: ChangeDetector | None, keep: memoryview | None, sending: int,
                  files: FileStore | None) -> SyncResult:
         """``result`` with what change detection found: sent, unchanged, users kept, why a full send."""
         if files is None or result.result != "Succeeded":
@@ -259,7 +259,7 @@ class Inbound:
             return self._result("Succeeded", "DryRun", tally, spool, size, fingerprint, "dry run: nothing written")
         return None
 
-    def _send(self, spool: InboundSpool, tally: Tally, keep: bytes | None, sending: int) -> None:
+    def _send(self, spool: InboundSpool, tally: Tally, keep: memoryview | None, sending: int) -> None:
         outcome = WriteReport()
         try:
             self.walkme.upsert_batches(self.token, spool.batches(BATCH, keep), outcome)

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import accumulate, compress, count
@@ -197,7 +197,7 @@ class InboundSpool:
         start, end = KEY_BOUNDS.unpack(os.pread(self.offset_fd, KEY_BOUNDS.size, index * OFFSET))
         return os.pread(self.key_fd, end - start, start)
 
-    def batches(self, size: int, keep: bytes | None = None) -> Iterator[list[tuple[int, bytes]]]:
+    def batches(self, size: int, keep: Sequence[int] | None = None) -> Iterator[list[tuple[int, bytes]]]:
         """(spool index, encoded record) in source order, ``size`` at a time, leaving out the records a later
         row replaces (known once :meth:`resolve` ran) and, with ``keep`` (a byte per record), those whose byte
         is 0 (change detection: unchanged users). The file is read a block at a time and cut into records by

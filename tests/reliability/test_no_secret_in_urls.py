@@ -18,13 +18,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from tests.fakes.faultproxy import FaultProxy
+from azure.storage.blob import BlobServiceClient
+
+from tests.fakes.faultproxy import FaultProxy, running_proxy
+from tests.fakes.google_token import FakeGoogleToken
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.walkme import FakeWalkMe
 from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.fixtures.azurite import KEY, running_azurite
+from tests.fixtures.gcs import gcs_client, service_account_key
 from tests.fixtures.pki import Pki
 from tests.fixtures.salesforce import SF_CLIENT_ID, SF_CLIENT_SECRET
 from tests.fixtures.servers import s3_client
+from tests.fixtures.sshd import KEY_PASSPHRASES, running_sshd
 from tests.fixtures.webhook import WEBHOOK_SECRET
 from walkme_dic.jobs.manifest import REQUEST_ENV
 
@@ -122,3 +128,64 @@ def test_no_secret_in_any_request_line_of_any_direction(
         for line in seen:
             leaked = [form for secret in secrets for form in encodings(secret) if form in line]
             assert not leaked, f"a secret in a request line to {name}: {line}"
+
+
+def test_no_secret_in_any_request_line_or_sftp_command_of_azure_gcs_and_sftp(
+    tmp_path: Path, walkme: FakeWalkMe, google_token: FakeGoogleToken, gcs_emulator: str, gcs_bucket: str,
+) -> None:
+    """The stores beyond S3, both directions each: Azure (a private Azurite logging every request it gets, the
+    account key in a connection string), GCS (the emulator and the service-account token endpoint behind it, a fresh
+    service-account key) and SFTP (a private sshd logging at VERBOSE, a passphrase-protected key): no secret in
+    a request line or in what sshd logged of the logins and sessions (its internal-sftp logs commands and paths
+    to syslog only, which this sandbox lacks; the paths come from the spec, which holds no secret)."""
+    marker = uuid.uuid4().hex
+    client_secret, token, passphrase = f"wm/{marker}+s=", f"it {marker}/t+&=", KEY_PASSPHRASES["ed25519-passphrase"]
+    walkme.clients["store-urls"] = client_secret
+    walkme.integration_tokens[token] = "uuid"
+    walkme.seed("users", [{"userId": "p9", "email": "p9@acme.example", "updatedAt": "2026-11-20T08:00:00Z"}])
+    wm = {"walkme": {"clientId": "store-urls", "clientSecret": client_secret}, "integration-token": {"token": token}}
+    people = b"id,email\np1,p1@acme.example\n"
+    container = f"c{uuid.uuid4().hex[:12]}"
+    azurite_log = tmp_path / "azurite-debug.log"
+    with running_azurite(azurite_log) as azurite, running_proxy(gcs_emulator) as gcs_proxy, \
+            running_proxy(google_token.token_uri.rsplit("/", 1)[0]) as token_proxy, running_sshd() as sshd:
+        account = azurite.account_url
+        blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+        blobs.create_container(container)
+        blobs.get_container_client(container).upload_blob("people.csv", people)
+        azure = ({"azureBlob": {"accountUrl": account, "container": container,
+                                "auth": {"secretRef": {"name": "z", "key": "connectionString"}}}},
+                 {"connectionString": azurite.connection_string})
+        key = json.loads(service_account_key(google_token))
+        key["token_uri"] = f"{token_proxy.url}/{google_token.token_uri.rsplit('/', 1)[1]}"
+        gcs_client(gcs_emulator).bucket(gcs_bucket).blob("people.csv").upload_from_string(people)
+        gcs = ({"gcs": {"bucket": gcs_bucket, "endpointUrl": gcs_proxy.url,
+                        "auth": {"secretRef": {"name": "g", "key": "key.json"}}}}, {"key.json": json.dumps(key)})
+        folder = sshd.folder()
+        (folder / "people.csv").write_bytes(people)
+        sftp = ({"sftp": {"host": sshd.host, "port": sshd.port, "username": sshd.username, "path": str(folder),
+                          "hostKeys": sshd.known_hosts.splitlines(), "auth": {"secretRef": {"name": "sftp"}}}},
+                {"privateKey": sshd.keys["ed25519-passphrase"], "passphrase": passphrase})
+        inbound = {"direction": "Inbound", "destination": TO_WALKME, "source": {"file": {"path": "people.csv"}},
+                   "mapping": {"key": {"source": "id", "destination": "uuid"},
+                               "fields": [{"source": "email", "destination": "email"}]}}
+        outbound = {"direction": "Outbound", "source": FROM_WALKME,
+                    "destination": {"file": {"path": "out/{runId}.csv"}},
+                    "mapping": {"key": {"source": "userId", "destination": "id"},
+                                "fields": [{"source": "email", "destination": "email"}]}}
+        runs = {f"{name} {spec['direction']}": sync(tmp_path, spec, store[0], walkme.url, {**wm, "external": store[1]})
+                for name, store in (("Azure", azure), ("GCS", gcs), ("SFTP", sftp)) for spec in (inbound, outbound)}
+        assert {name: run["result"] for name, run in runs.items()} == dict.fromkeys(runs, "Succeeded"), runs
+        sftp_log = sshd.log.read_text()
+    lines = {"Azure": azurite_log.read_text().splitlines(),
+             "GCS": [f"{m} {p}?{q}" for m, p, q in gcs_proxy.seen + token_proxy.seen],
+             "SFTP": sftp_log.splitlines()}
+    assert all(lines.values()), {name: len(seen) for name, seen in lines.items()}
+    assert any("Accepted publickey" in line for line in lines["SFTP"]), "sshd logged the logins"
+    assert any(path.endswith("/token") for _, path, _ in token_proxy.seen), "the key was exchanged for a token"
+    secrets = [client_secret, token, KEY, key["private_key"], passphrase, *walkme.access_tokens, *google_token.issued,
+               *(line for line in sshd.keys["ed25519-passphrase"].splitlines() if "PRIVATE KEY" not in line)]
+    for name, seen in lines.items():
+        for line in seen:
+            leaked = [form for secret in secrets for form in encodings(secret) if form in line]
+            assert not leaked, f"a secret in what {name} received: {line}"

@@ -20,6 +20,10 @@ Every figure comes from this run on this machine:
 * salesforce — WalkMe users upserted into the fake Salesforce org by external id: API calls made
   (Bulk API 2.0 ingest job, upload, close, polls, results) against one call per record.
 * operator — see bench/operator_scale.py.
+Each sync case and its baseline run as alternating pairs (--pairs, default 3; bench/pairs.py): the figures are
+the medians, with the spread (min to max) of the seconds and of the ratio within each pair. The inbound case runs
+three ways: a fresh account, a re-import into an account that already holds the users, and a file with 1 %
+duplicate keys and 1 % rejected rows.
 Results are printed as a table and written to bench/results.json.
 """
 
@@ -35,6 +39,7 @@ import logging
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +54,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from moto.server import ThreadedMotoServer
 
 from bench.operator_scale import measure, print_requests
+from bench.pairs import alternating, ratios, spread
 from bench.results import RESULTS, write_results
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fixtures.azurite import Azurite, running_azurite
@@ -64,16 +70,23 @@ from walkme_dic_dev.fake_walkme import FakeWalkMe
 
 BUCKET = "bench"
 CLIENT, SECRET, TOKEN = "bench-client", "bench-secret", "bench-token"
+PAIRS = 3  # each case and its baseline, alternated (bench/pairs.py)
 SYNC_CONCURRENCY = 8  # the WalkMe Connection's maxInFlight in these benchmarks (the default is 4)
 
 
-def make_csv(rows: int) -> bytes:
+def make_csv(rows: int, *, dirty: bool = False) -> tuple[bytes, int, int]:
+    """The users file, how many users a sync applies from it and how many rows it rejects. ``dirty``: 1 % of
+    the rows repeat the key of the row before (the last wins) and 1 % have seats "n/a" (seats is a number)."""
     out = io.StringIO()
     out.write("id,plan,seats,since,active\n")
+    applied = refused = 0
     for index in range(rows):
-        out.write(f"user-{index},plan-{index % 7},{index % 500},2024-{index % 12 + 1:02d}-01,"
-                  f"{'true' if index % 9 else 'false'}\n")
-    return out.getvalue().encode()
+        repeated, rejected = dirty and index % 100 == 99, dirty and index % 100 == 49
+        key, seats = f"user-{index - 1 if repeated else index}", "n/a" if rejected else index % 500
+        out.write(f"{key},plan-{index % 7},{seats},2024-{index % 12 + 1:02d}-01,{'true' if index % 9 else 'false'}\n")
+        applied += not (repeated or rejected)
+        refused += rejected
+    return out.getvalue().encode(), applied, refused
 
 
 BYTES_PER_USER = 61  # one exported CSV row of SyntheticUsers: user_id,email,last_seen
@@ -292,11 +305,12 @@ class Bench:
 
 
 @contextlib.contextmanager
-def walkme_process(*options: str) -> Iterator[str]:
-    """The fake WalkMe in a process of its own (validating, keeping no users), so that neither the fake's CPU
-    nor moto's (in this process) is counted against the client measured; yields its URL."""
+def walkme_process(*options: str, keep_users: bool = False) -> Iterator[str]:
+    """The fake WalkMe in a process of its own (validating; keeping no users unless ``keep_users``), so that
+    neither the fake's CPU nor moto's (in this process) is counted against the client measured; yields its URL."""
+    forget = [] if keep_users else ["--forget-users"]
     process = subprocess.Popen([sys.executable, "-m", "walkme_dic_dev.fake_walkme", "--client",
-                                f"{CLIENT}:{SECRET}", "--token", f"{TOKEN}:uuid", "--forget-users", *options],
+                                f"{CLIENT}:{SECRET}", "--token", f"{TOKEN}:uuid", *forget, *options],
                                stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -317,60 +331,112 @@ def raw_pipeline(s3_url: str, walkme_url: str, concurrency: int) -> tuple[int, f
     return int(rows), float(seconds), process, int(peak_kib) / 1024
 
 
-def bench_inbound(rows: int, bench: Bench) -> dict[str, Any]:
-    """The sync and the raw pipeline (same file, same fake WalkMe process, same concurrency), one after
-    the other; and csv.reader alone for scale."""
-    data = make_csv(rows)
+INBOUND_VARIANTS = {
+    "fresh": "a fresh account each run",
+    "reimport": "an account that already holds the users (a re-import of the same file)",
+    "dirty": "1 % duplicate keys and 1 % rejected rows, a fresh account each run",
+}
+
+
+def bench_inbound(rows: int, bench: Bench, variant: str = "fresh", pairs: int = PAIRS) -> dict[str, Any]:
+    """The sync and the raw pipeline (same file, same concurrency, each its own fake WalkMe process) as
+    alternating pairs; and csv.reader alone for scale. For a re-import, each side first imports the file once
+    (untimed) into an account of its own that keeps the users, then every run of the pairs imports it again."""
+    data, applied, rejected = make_csv(rows, dirty=variant == "dirty")
     bench.s3.put_object(Bucket=BUCKET, Key="users.csv", Body=data)
     started = time.perf_counter()
     parsed = sum(1 for _ in csv.reader(io.StringIO(data.decode())))
     parse_only = time.perf_counter() - started
     del data
-    with walkme_process() as walkme_url:  # a fresh account each: the raw pipeline sends numbers as strings
-        sent, raw_seconds, raw_process, raw_rss = raw_pipeline(bench.s3_url, walkme_url, SYNC_CONCURRENCY)
-    with walkme_process() as walkme_url:
-        request = request_for("Inbound", bench.connection("s3"), walkme_url, f"in-{rows}")
-        measured = run_sync(request, bench.credentials("s3"))
-    assert sent == rows and measured["result"]["rowsWritten"] == rows, measured["result"]
-    speed, raw = rows / measured["seconds"], rows / raw_seconds
-    return {"case": f"inbound S3 CSV → WalkMe, {rows:,} rows", "rows": rows,
-            "seconds": round(measured["seconds"], 2), "rows_per_s": round(speed),
+    keep = variant == "reimport"
+    with contextlib.ExitStack() as kept:
+        accounts = {side: kept.enter_context(walkme_process(keep_users=True)) for side in ("raw", "sync")} \
+            if keep else {}
+
+        def account(side: str) -> contextlib.AbstractContextManager[str]:
+            return contextlib.nullcontext(accounts[side]) if keep else walkme_process()
+
+        def raw() -> dict[str, Any]:
+            with account("raw") as url:
+                sent, seconds, process, peak = raw_pipeline(bench.s3_url, url, SYNC_CONCURRENCY)
+            assert sent == rows, sent
+            return {"seconds": seconds, "process_seconds": process, "peak_rss_mb": peak}
+
+        def sync() -> dict[str, Any]:
+            with account("sync") as url:
+                measured = run_sync(request_for("Inbound", bench.connection("s3"), url, f"in-{rows}"),
+                                    bench.credentials("s3"))
+            assert measured["result"]["rowsWritten"] == applied, measured["result"]
+            assert measured["result"]["rowsRejected"] == rejected, measured["result"]
+            return measured
+
+        if keep:
+            raw(), sync()  # the accounts now hold every user
+        measured = alternating(sync, raw, pairs)
+    return {"case": f"inbound S3 CSV → WalkMe, {rows:,} rows, {INBOUND_VARIANTS[variant]}", "rows": rows,
+            "rows_applied": applied, "pairs": pairs,
+            "seconds": spread([m["seconds"] for m, _ in measured], 2),
+            "rows_per_s": round(rows / statistics.median(m["seconds"] for m, _ in measured)),
             "baseline": f"raw pipeline (bench/raw_inbound.py): csv.reader → JSON batches of 100 → keep-alive POSTs, "
-                        f"{SYNC_CONCURRENCY} in flight, to the same fake WalkMe process",
-            "baseline_rows_per_s": round(raw), "ratio": round(speed / raw, 3),
-            "ratio_as_processes": round(raw_process / measured["seconds"], 3),
-            "baseline_peak_rss_mb": round(raw_rss, 1),
+                        f"{SYNC_CONCURRENCY} in flight, to a fake WalkMe process like the sync's (it sends every row, "
+                        "validating nothing)",
+            "baseline_seconds": spread([b["seconds"] for _, b in measured], 2),
+            "baseline_rows_per_s": round(rows / statistics.median(b["seconds"] for _, b in measured)),
+            "ratio_spread": ratios(measured, lambda m, b: b["seconds"] / m["seconds"]),
+            "ratio": ratios(measured, lambda m, b: b["seconds"] / m["seconds"])["median"],
+            "ratio_as_processes": ratios(measured, lambda m, b: b["process_seconds"] / m["seconds"])["median"],
+            "baseline_peak_rss_mb": round(max(b["peak_rss_mb"] for _, b in measured), 1),
             "parse_only_rows_per_s": round(parsed / parse_only),
-            "peak_rss_mb": round(measured["peak_rss_mb"], 1), "sync_cpu_busy": round(measured["cpu_busy"], 2)}
+            "peak_rss_mb": round(max(m["peak_rss_mb"] for m, _ in measured), 1),
+            "sync_cpu_busy": round(statistics.median(m["cpu_busy"] for m, _ in measured), 2)}
 
 
-def bench_outbound(store: str, megabytes: int, bench: Bench) -> dict[str, Any]:
-    """A real export of ~``megabytes`` MB of CSV, then the raw SDK uploading the very same bytes."""
+def bench_outbound(store: str, megabytes: int, bench: Bench, pairs: int = PAIRS) -> dict[str, Any]:
+    """A real export of ~``megabytes`` MB of CSV and the raw SDK uploading the very same bytes, as alternating
+    pairs (the sync first in the first pair: the raw upload needs its size); the source ceiling and the
+    connector alone once each, after the pairs."""
     users = megabytes * 1_000_000 // BYTES_PER_USER
-    run_id = f"out-{store}-{megabytes}"
+    sizes: list[int] = []
+    first = f"out/out-{store}-{megabytes}-0.csv"
     with walkme_process("--synthetic-users", str(users)) as walkme_url:  # not sharing moto's process
-        measured = run_sync(request_for("Outbound", bench.connection(store), walkme_url, run_id),
-                            bench.credentials(store))
+
+        def sync() -> dict[str, Any]:
+            run_id = f"out-{store}-{megabytes}-{len(sizes)}"
+            measured = run_sync(request_for("Outbound", bench.connection(store), walkme_url, run_id),
+                                bench.credentials(store))
+            assert measured["result"]["rowsWritten"] == users, measured["result"]
+            sizes.append(measured["result"]["bytes"])
+            return measured
+
+        def raw() -> float:  # a copy of the first run's file
+            return bench.raw_upload(store, first, sizes[0])[1]
+
+        measured = alternating(sync, raw, pairs)
         exported, source, source_process = export_alone(walkme_url)
-    assert measured["result"]["rowsWritten"] == users, measured["result"]
-    size = measured["result"]["bytes"]
-    baseline, raw = bench.raw_upload(store, f"out/{run_id}.csv", size)
-    connector = bench.connector_upload(store, f"out/{run_id}.csv")
-    assert exported == users, exported
+    assert exported == users and len(set(sizes)) == 1, (exported, sizes)
+    size = sizes[0]
+    baseline = bench.raw_upload(store, first, size)[0]
+    connector = bench.connector_upload(store, first)
     mb = size / 1e6
+    seconds, raw_seconds = statistics.median(m["seconds"] for m, _ in measured), statistics.median(
+        raw for _, raw in measured)
     target = {"s3": "S3", "azure": "Azure Blob", "gcs": "GCS", "sftp": "SFTP"}[store]
     return {"case": f"outbound WalkMe → {target} CSV, {mb:,.0f} MB ({users:,} users)", "rows": users,
-            "bytes": size, "seconds": round(measured["seconds"], 2), "mb_per_s": round(mb / measured["seconds"], 1),
-            "baseline": baseline, "baseline_mb_per_s": round(mb / raw, 1),
-            "ratio": round(raw / measured["seconds"], 3), "peak_rss_mb": round(measured["peak_rss_mb"], 1),
-            "sync_cpu_busy": round(measured["cpu_busy"], 2),
+            "bytes": size, "pairs": pairs, "seconds": spread([m["seconds"] for m, _ in measured], 2),
+            "mb_per_s": round(mb / seconds, 1), "baseline": baseline,
+            "baseline_seconds": spread([raw for _, raw in measured], 2),
+            "baseline_mb_per_s": round(mb / raw_seconds, 1),
+            "ratio_spread": ratios(measured, lambda m, raw: raw / m["seconds"]),
+            "ratio": ratios(measured, lambda m, raw: raw / m["seconds"])["median"],
+            "peak_rss_mb": round(max(m["peak_rss_mb"] for m, _ in measured), 1),
+            "sync_cpu_busy": round(statistics.median(m["cpu_busy"] for m, _ in measured), 2),
             "source_ceiling": "the same WalkMe export read alone by our client (no mapping, no upload)",
             "source_ceiling_mb_per_s": round(mb / source, 1),
-            "ratio_to_source_ceiling": round(source / measured["seconds"], 3),
+            "ratio_to_source_ceiling": round(source / seconds, 3),
             "source_process_mb_per_s": round(mb / source_process, 1),
-            "ratio_to_source_process": round(source_process / measured["seconds"], 3),
+            "ratio_to_source_process": round(source_process / seconds, 3),
             "connector_alone": "our store's AtomicWriter uploading the same bytes in 1 MiB writes",
-            "connector_alone_mb_per_s": round(mb / connector, 1), "connector_ratio": round(raw / connector, 3)}
+            "connector_alone_mb_per_s": round(mb / connector, 1), "connector_ratio": round(raw_seconds / connector, 3)}
 
 
 def bench_salesforce(rows: int, bench: Bench) -> dict[str, Any]:
@@ -415,6 +481,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                   f"{row['ratio_to_source_process']})") if "ratio_to_source_ceiling" in row else ""
         if "connector_ratio" in row:
             source += f"  connector alone {row['connector_alone_mb_per_s']} MB/s = {row['connector_ratio']} x raw"
+        if "ratio_spread" in row:
+            low, high = row["ratio_spread"]["min"], row["ratio_spread"]["max"]
+            source = f" ({low} to {high} over {row['pairs']} pairs)" + source
         print(f"{row['case']:<60} {speed:>16}  ratio vs baseline {row['ratio']:>6}{source}  "
               f"peak RSS {row['peak_rss_mb']} MB  sync CPU busy {row['sync_cpu_busy']:.0%}")
 
@@ -422,6 +491,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--inbound-rows", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--inbound-variants", nargs="*", choices=list(INBOUND_VARIANTS), default=list(INBOUND_VARIANTS))
+    parser.add_argument("--pairs", type=int, default=PAIRS, help="Alternating pairs of each case and its baseline.")
     parser.add_argument("--outbound-mb", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--salesforce-rows", type=int, nargs="*", default=[1_000_000])
     parser.add_argument("--outbound-to", nargs="*", choices=["s3", "azure", "gcs", "sftp"],
@@ -455,8 +526,10 @@ def main() -> int:
             bench.s3.create_bucket(Bucket=BUCKET)
             bench.s3.create_bucket(Bucket="scale-bucket")
             bench.container.create_container()
-            rows += [bench_inbound(n, bench) for n in args.inbound_rows]
-            rows += [bench_outbound(store, mb, bench) for mb in args.outbound_mb for store in args.outbound_to]
+            rows += [bench_inbound(n, bench, variant, args.pairs) for n in args.inbound_rows
+                     for variant in args.inbound_variants]
+            rows += [bench_outbound(store, mb, bench, args.pairs) for mb in args.outbound_mb
+                     for store in args.outbound_to]
             rows += [bench_salesforce(n, bench) for n in args.salesforce_rows]
         if args.operator_integrations:
             rows.append(asyncio.run(measure(args.operator_integrations, args.operator_connections, args.settle)))

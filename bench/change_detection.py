@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import statistics
 import sys
 import tempfile
 import uuid
@@ -38,6 +37,7 @@ from bench.__main__ import (
     s3_connection,
     write_credentials,
 )
+from bench.pairs import spread
 from bench.results import write_results
 from tests.fixtures.servers import free_port
 from walkme_dic_dev.fake_walkme import FakeWalkMe
@@ -48,7 +48,7 @@ CHANGED_EVERY = 100  # 1 % of the users
 
 def versions(users: int) -> tuple[bytes, bytes]:
     """The file, and the same file with every 100th user's plan changed."""
-    original = make_csv(users)
+    original, _, _ = make_csv(users)
     lines = original.split(b"\n")
     for index in range(1, len(lines) - 1, CHANGED_EVERY):  # line 0 is the header
         user, _, rest = lines[index].split(b",", 2)
@@ -77,11 +77,6 @@ class Runs:
         assert measured["result"]["result"] == "Succeeded", measured["result"]
         return {"seconds": measured["seconds"], "requests": self.walkme.requests[USER_DATA] - before,
                 "sent": measured["result"].get("sent"), "peak_rss_mb": measured["peak_rss_mb"]}
-
-
-def spread(values: list[float], digits: int = 3) -> dict[str, float]:
-    return {"median": round(statistics.median(values), digits), "min": round(min(values), digits),
-            "max": round(max(values), digits)}
 
 
 def pairs(runs: Runs, users: int, count: int) -> dict[str, Any]:

@@ -56,15 +56,32 @@ def time_zone_problem(name: str) -> str | None:
 
 def latest_slot(cron: str, time_zone: str, now: datetime) -> datetime:
     """The most recent cron time at or before ``now``."""
-    local_now = now.astimezone(ZoneInfo(time_zone))
-    if croniter.match(cron, local_now.replace(second=0, microsecond=0)) and local_now.second == 0:
-        return local_now
-    return croniter(cron, local_now).get_prev(datetime)
+    return _window(cron, time_zone, now)[0]
 
 
 def next_slot(cron: str, time_zone: str, now: datetime) -> datetime:
     """The first cron time strictly after ``now``."""
-    return croniter(cron, now.astimezone(ZoneInfo(time_zone))).get_next(datetime)
+    return _window(cron, time_zone, now)[1]
+
+
+_WINDOWS: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+_MAX_WINDOWS = 4096
+
+
+def _window(cron: str, time_zone: str, now: datetime) -> tuple[datetime, datetime]:
+    """(latest slot at or before ``now``, first slot after it), kept per (cron, zone) while ``now`` stays between
+    them: every reconcile of every Integration asks, and croniter takes ~0.3 ms a question (python -m timeit,
+    latest_slot + next_slot of '0 */6 * * *' in Europe/Berlin: 577 µs; 3 µs from this cache)."""
+    window = _WINDOWS.get((cron, time_zone))
+    if window is None or not window[0] <= now < window[1]:
+        local_now = now.astimezone(ZoneInfo(time_zone))
+        minute = local_now.replace(second=0, microsecond=0)
+        latest = minute if croniter.match(cron, minute) else croniter(cron, local_now).get_prev(datetime)
+        window = latest, croniter(cron, local_now).get_next(datetime)
+        if len(_WINDOWS) >= _MAX_WINDOWS:
+            _WINDOWS.clear()
+        _WINDOWS[(cron, time_zone)] = window
+    return window
 
 
 def due_slot(cron: str, time_zone: str, now: datetime, handled_until: datetime) -> datetime | None:

@@ -7,9 +7,11 @@ resync then raised from croniter or zoneinfo (no status at all, a traceback each
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from croniter import croniter
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -84,3 +86,30 @@ def test_any_schedule_and_zone_is_refused_or_runs(cron: str, zone: str) -> None:
 def test_the_zone_check_is_what_the_functions_need() -> None:
     assert time_zone_problem("Europe/Berlin") is None
     assert "longer than any" in (time_zone_problem("x" * 65) or "")
+
+
+VALID_CRONS = st.sampled_from(["0 */6 * * *", "*/15 9-17 * * 1-5", "30 2 * * *", "0 0 29 2 *", "*/1 * * * *",
+                               "0 3 * * SUN", *MACROS])
+ZONES = st.sampled_from(["UTC", "Europe/Berlin", "America/St_Johns", "Asia/Kathmandu", "Australia/Lord_Howe"])
+STEPS = st.lists(st.one_of(st.integers(min_value=-3 * 86400, max_value=40 * 86400),
+                           st.sampled_from([60, 900, 3600, 6 * 3600, 86400, -60])), min_size=1, max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(VALID_CRONS, ZONES, st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31)), STEPS,
+       st.booleans())
+@example("0 */6 * * *", "UTC", datetime(2026, 3, 1, 11, 0), [0, 3600], True)  # then at the next slot
+def test_cached_slots_are_croniters_at_any_sequence_of_times(cron: str, zone: str, start: datetime,
+                                                             steps: list[int], on_the_hour: bool) -> None:
+    """The slots kept per schedule (schedule._window) are the ones croniter gives afresh, whichever times are
+    asked in whichever order (back in time, across DST nights, at a slot's very second)."""
+    now = start.replace(minute=0, second=0, microsecond=0) if on_the_hour else start
+    now = now.replace(tzinfo=UTC)
+    for step in steps:
+        now += timedelta(seconds=step)
+        local = now.astimezone(ZoneInfo(zone))
+        minute = local.replace(second=0, microsecond=0)
+        expected = minute if croniter.match(cron, minute) else croniter(cron, local).get_prev(datetime)
+        assert latest_slot(cron, zone, now) == expected
+        assert next_slot(cron, zone, now) == croniter(cron, local).get_next(datetime)
+        assert latest_slot(cron, zone, now) <= now < next_slot(cron, zone, now)

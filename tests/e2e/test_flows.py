@@ -73,7 +73,7 @@ async def test_s3_csv_to_walkme_never_deletes_and_active_flips(
     await request_run(cluster, "hr", "second")
     obj = await finished_runs(cluster, "hr", count=2)
     run = obj["status"]["runs"][0]
-    assert (run["result"], run["rowsWritten"]) == ("Succeeded", 2)
+    assert (run["result"], run["rowsWritten"], run["unchanged"]) == ("Succeeded", 1, 1), "only u2 changed"
     users = walkme.users(WALKME_TOKEN)
     assert set(users) == {"u1", "u2", "u3"}, "inbound never deletes"
     assert users["u2"]["active"] == "false" and users["u3"]["active"] == "true"

@@ -133,6 +133,8 @@ class RuleCase:
     rule: str = ""  # part of the rule's message, where one path carries several rules
 
 
+EXPORTS = {**OUTBOUND, "source": {"walkme": {"dataset": "exportFiles",
+                                             "exportFiles": {"connectionRef": {"name": "exports"}}}}}
 RULE_CASES: dict[tuple[str, str], list[RuleCase]] = {
     ("Connection", "spec"): [
         RuleCase(accepted=WALKME, refused={**WALKME, **S3}),
@@ -142,10 +144,18 @@ RULE_CASES: dict[tuple[str, str], list[RuleCase]] = {
         RuleCase(accepted={**INBOUND, "suspend": True}, refused={**INBOUND, "connectionRef": {"name": "other"}},
                  old=INBOUND),
     ],
+    ("Integration", "spec.source.walkme.exportFiles.connectionRef"): [
+        RuleCase(accepted={**EXPORTS, "suspend": True},
+                 refused={**EXPORTS, "source": {"walkme": {"dataset": "exportFiles",
+                                                           "exportFiles": {"connectionRef": {"name": "other"}}}}},
+                 old=EXPORTS),
+    ],
     ("Integration", "spec.source"): [
         RuleCase(accepted=INBOUND, refused={**INBOUND, "source": {**FILE, "salesforce": {"soql": "SELECT Id"}}},
                  rule="set exactly one"),
         RuleCase(accepted=OUTBOUND, refused={**INBOUND, "source": {}}, rule="set exactly one"),
+        RuleCase(accepted=EXPORTS, refused={**OUTBOUND, "source": {"walkme": {"dataset": "exportFiles"}}},
+                 rule="dataset exportFiles needs exportFiles"),
         RuleCase(accepted={**INBOUND, "source": {"file": {"path": "in/..users../a..b.csv"}}},
                  refused={**INBOUND, "source": {"file": {"path": "in/../../tenant-b/users.csv"}}}, rule="'..' segment"),
         RuleCase(accepted={**INBOUND, "source": {"file": {"path": "/in/users.csv"}}},
@@ -325,7 +335,7 @@ MORE_SPECS = {
                    {"salesforce": {"instanceUrl": "https://acme.my.salesforce.com", "auth": SECRET}},
                    {"gcs": {"bucket": "acme-data", "auth": {"secretRef": {"name": "creds", "key": "key.json"}}}},
                    {"webhook": {"url": "https://hooks.acme.example/dic", "auth": SECRET}}],
-    "Integration": [OUTBOUND, {**changed(OUTBOUND, "destination", {"webhook": {}}), "job": {}},
+    "Integration": [OUTBOUND, EXPORTS, {**changed(OUTBOUND, "destination", {"webhook": {}}), "job": {}},
                     changed(OUTBOUND, "destination", {"salesforce": {"object": "Contact", "externalIdField": "X"}})],
 }
 

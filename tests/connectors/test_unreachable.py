@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.fixtures.listeners import Listener
 from walkme_dic.api.connection import ConnectionSpec
-from walkme_dic.connections import unreachable_message
 from walkme_dic.controllers.connection import failed_probe, guarded_probe
 from walkme_dic.egress import EgressPolicy
+from walkme_dic.planning.connection import unreachable_message
 from walkme_dic_dev.egress import LOOPBACK
 
 NAMES_ONLY = EgressPolicy(plain_http_hosts=("localhost",), allowed_hosts=("localhost",))  # loopback stays refused

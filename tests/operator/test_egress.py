@@ -15,8 +15,8 @@ from tests.fixtures.listeners import Listener
 from tests.operator.helpers import API, NS, OperatorHandle, condition, connection, eventually, secret
 from tests.operator.test_tenancy import ready_condition
 from walkme_dic.api.connection import ConnectionSpec
-from walkme_dic.connections import unreachable_message
 from walkme_dic.egress import EgressPolicy
+from walkme_dic.planning.connection import unreachable_message
 from walkme_dic_dev.cluster import Cluster
 from walkme_dic_dev.egress import LOOPBACK
 from walkme_dic_dev.node_agent import NodeAgent

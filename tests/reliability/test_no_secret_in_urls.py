@@ -32,7 +32,7 @@ from tests.fixtures.salesforce import SF_CLIENT_ID, SF_CLIENT_SECRET
 from tests.fixtures.servers import s3_client
 from tests.fixtures.sshd import KEY_PASSPHRASES, running_sshd
 from tests.fixtures.webhook import WEBHOOK_SECRET
-from walkme_dic.jobs.manifest import REQUEST_ENV
+from walkme_dic.api.run import REQUEST_ENV
 
 TO_WALKME = {"walkme": {"integrationTokenSecretRef": {"name": "t", "key": "token"}, "userIdProperty": "uuid"}}
 FROM_WALKME = {"walkme": {"dataset": "users"}}

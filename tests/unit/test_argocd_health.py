@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from walkme_dic.api.connection import ConnectionSpec
-from walkme_dic.connections import ProbeOutcome, connection_status, probing_status
+from walkme_dic.planning.connection import ProbeOutcome, connection_status, probing_status
 
 lua51 = pytest.importorskip("lupa.lua51", reason="lupa (a Lua runtime from PyPI) is not installed")
 

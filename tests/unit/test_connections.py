@@ -8,7 +8,7 @@ import pytest
 
 from walkme_dic.api.common import parse_duration
 from walkme_dic.api.connection import ConnectionSpec
-from walkme_dic.connections import (
+from walkme_dic.planning.connection import (
     ProbeOutcome,
     connection_status,
     endpoint,

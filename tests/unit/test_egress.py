@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from tests.connectors.test_unreachable import NAMES_ONLY
 from tests.fixtures.listeners import Listener
 from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.api.run import EXIT_PERMANENT, REQUEST_ENV
 from walkme_dic.egress import (
     DENIED_HOSTS,
     POLICY_ENV,
@@ -28,7 +29,6 @@ from walkme_dic.egress import (
     enforced,
     spec_problem,
 )
-from walkme_dic.jobs.manifest import EXIT_PERMANENT, REQUEST_ENV
 from walkme_dic_dev.egress import LOOPBACK, LOOPBACK_JSON
 
 DEFAULT = EgressPolicy()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tests.unit.test_integration_plan import NOW, SALESFORCE, WALKME, condition, inbound_spec, ready, view
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.connectors.base import ObjectInfo
-from walkme_dic.integrations import ConnectionView, plan
+from walkme_dic.planning.integration import ConnectionView, plan
 from walkme_dic.sync.export_files import EXPORT_SETTLE, new_files, progress
 
 START = datetime(2026, 12, 1, tzinfo=UTC)

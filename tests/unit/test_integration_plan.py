@@ -12,8 +12,8 @@ from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.api.integration import IntegrationSpec
 from walkme_dic.api.run import DuplicateRow, RejectedRow, SyncResult
 from walkme_dic.conditions import find_condition
-from walkme_dic.identities import IDENTITY_HISTORY_LIMIT
-from walkme_dic.integrations import (
+from walkme_dic.jobs.results import JobSummary, PodSummary
+from walkme_dic.planning.integration import (
     ConnectionView,
     Decision,
     DestinationClaim,
@@ -21,7 +21,7 @@ from walkme_dic.integrations import (
     RunCapacity,
     plan,
 )
-from walkme_dic.jobs.results import JobSummary, PodSummary
+from walkme_dic.planning.report_history import IDENTITY_HISTORY_LIMIT
 
 NOW = datetime(2026, 11, 25, 10, 7, tzinfo=UTC)
 CREATED = NOW - timedelta(hours=1)

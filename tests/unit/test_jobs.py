@@ -11,10 +11,10 @@ import pytest
 
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.api.integration import SPOOL_STORAGE_LIMIT, SPOOL_STORAGE_REQUEST
-from walkme_dic.api.run import RejectedRow, SyncRequest, SyncResult
+from walkme_dic.api.run import REQUEST_ENV, RejectedRow, SyncRequest, SyncResult
 from walkme_dic.controllers.run import job_image
 from walkme_dic.egress import POLICY_ENV, EgressPolicy
-from walkme_dic.jobs.manifest import REQUEST_ENV, JobImage, build_job, proxy_settings
+from walkme_dic.jobs.manifest import JobImage, build_job, proxy_settings
 from walkme_dic.jobs.naming import generation_key, requested_key, run_name, schedule_key
 from walkme_dic.jobs.results import (
     JobSummary,

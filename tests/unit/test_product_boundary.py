@@ -50,3 +50,19 @@ def test_the_image_is_built_from_the_product_alone() -> None:
     assert allowed == ["!pyproject.toml", "!README.md", "!operator/"]
     copies = re.findall(r"^COPY\s+(?!--)(\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
     assert copies == ["pyproject.toml", "operator"]
+
+
+# The engine (sync/, connectors/) runs in the Job and knows no Kubernetes; pure planning talks to no API.
+LAYERS = {"sync": ("walkme_dic.jobs", "walkme_dic.controllers", "walkme_dic.planning", "kubernetes", "kopf"),
+          "connectors": ("walkme_dic.jobs", "walkme_dic.controllers", "walkme_dic.planning", "walkme_dic.sync",
+                         "kubernetes", "kopf"),
+          "planning": ("walkme_dic.controllers", "walkme_dic.kube", "kubernetes", "kopf")}
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_each_layer_imports_only_what_it_may(layer: str) -> None:
+    forbidden = LAYERS[layer]
+    offending = {str(path.relative_to(PRODUCT)): sorted(m for m in imported_modules(path)
+                                                       if any(m == f or m.startswith(f + ".") for f in forbidden))
+                 for path in sorted((PRODUCT / layer).rglob("*.py"))}
+    assert {path: found for path, found in offending.items() if found} == {}

@@ -1,10 +1,10 @@
-"""Backoff and status of a refused Job (walkme_dic/retries.py)."""
+"""Backoff and status of a refused Job (walkme_dic/planning/job_refusals.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from walkme_dic.retries import RETRY_CAP, refusal_message, refusal_status, refused
+from walkme_dic.planning.job_refusals import RETRY_CAP, refusal_message, refusal_status, refused
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 

@@ -14,9 +14,9 @@ from pydantic import ValidationError
 
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.api.integration import FileSettings
-from walkme_dic.connections import store_location
 from walkme_dic.connectors.s3 import S3Store
 from walkme_dic.connectors.sftp import SftpStore
+from walkme_dic.planning.connection import store_location
 
 SECRET = {"secretRef": {"name": "s"}}
 

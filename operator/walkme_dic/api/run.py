@@ -20,6 +20,10 @@ from walkme_dic.api.integration import ExportedFile, IntegrationSpec
 TERMINATION_MESSAGE_LIMIT = 4096
 CREDENTIAL_ROLES = ("external", "walkme", "integration-token", "exports")
 SyncOutcome = Literal["Succeeded", "Failed", "Skipped"]
+REQUEST_ENV = "WALKME_DIC_REQUEST"  # the SyncRequest JSON, set on the Job's container
+# Exit codes of `walkme-dic sync`. Only a retryable failure (or a pod that died) costs a retry of the Job's
+# backoffLimit; the others end the Job at once through its podFailurePolicy.
+EXIT_RETRYABLE, EXIT_INVALID_REQUEST, EXIT_PERMANENT = 1, 2, 3
 
 
 class IntegrationIdentity(ApiModel):

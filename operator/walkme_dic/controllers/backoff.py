@@ -26,7 +26,7 @@ from walkme_dic.controllers.common import plain, status_patch
 from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.runtime import Runtime
 from walkme_dic.kube import ApiError, Resource
-from walkme_dic.retries import refused
+from walkme_dic.planning.job_refusals import refused
 
 log = logging.getLogger("walkme_dic.backoff")
 

@@ -13,17 +13,6 @@ from walkme_dic import metrics, reasons
 from walkme_dic.api.common import GROUP, VERSION
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.conditions import condition_true, find_condition
-from walkme_dic.connections import (
-    ProbeOutcome,
-    connection_status,
-    endpoint,
-    is_unreachable,
-    missing_secret_keys,
-    probe_due,
-    probing_status,
-    store_location,
-    unreachable_message,
-)
 from walkme_dic.connectors import registry
 from walkme_dic.connectors.base import Credentials, Limits, ProbeResult
 from walkme_dic.controllers.backoff import reconcile_failed, reconciled
@@ -34,6 +23,17 @@ from walkme_dic.controllers.runtime import CONNECTIONS, Runtime
 from walkme_dic.egress import EgressPolicy, egress_message, enforced, spec_problem
 from walkme_dic.errors import DicError, validation_message
 from walkme_dic.kube import ApiError
+from walkme_dic.planning.connection import (
+    ProbeOutcome,
+    connection_status,
+    endpoint,
+    is_unreachable,
+    missing_secret_keys,
+    probe_due,
+    probing_status,
+    store_location,
+    unreachable_message,
+)
 from walkme_dic.redaction import redact
 from walkme_dic.tenancy import ambient_identity, ambient_refusal, ambient_unprobed_message, secret_refusal
 

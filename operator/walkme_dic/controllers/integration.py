@@ -1,6 +1,6 @@
 """Integration controller: resolve Connections, start one Job per due run, read results (thin handlers).
 
-All decisions are made by walkme_dic.integrations.plan(); this module only gathers its inputs
+All decisions are made by walkme_dic.planning.integration.plan(); this module only gathers its inputs
 from the informer indexes, creates the Job it asks for, writes status and emits Events.
 """
 
@@ -22,17 +22,24 @@ from walkme_dic import metrics, reasons
 from walkme_dic.api.common import GROUP, VERSION
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.conditions import find_condition, parse_time
-from walkme_dic.connections import store_location
 from walkme_dic.controllers.backoff import backing_off, later, reconcile_failed, reconciled
 from walkme_dic.controllers.common import get_secret, plain, status_patch
 from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.runtime import INTEGRATIONS, Runtime
-from walkme_dic.integrations import ConnectionView, Decision, DestinationClaim, IntegrationView, RunCapacity, plan
 from walkme_dic.jobs.manifest import build_job, credential_volumes
 from walkme_dic.jobs.naming import LABEL_MANAGED_BY, MANAGED_BY
 from walkme_dic.jobs.results import JobSummary, PodSummary, summarize_job, summarize_pod
 from walkme_dic.kube import JOBS, ApiError
-from walkme_dic.retries import refusal_message, refusal_status, refused
+from walkme_dic.planning.connection import store_location
+from walkme_dic.planning.integration import (
+    ConnectionView,
+    Decision,
+    DestinationClaim,
+    IntegrationView,
+    RunCapacity,
+    plan,
+)
+from walkme_dic.planning.job_refusals import refusal_message, refusal_status, refused
 from walkme_dic.tenancy import secret_refusal
 
 log = logging.getLogger("walkme_dic.integration")
@@ -286,7 +293,7 @@ def connection_view(memo: Runtime, namespace: str, name: str) -> ConnectionView:
 
 
 async def _job_refused(memo: Runtime, body: dict[str, Any], job: str, error: ApiError) -> None:
-    """The API server refused the run's Job: back off (retries.py), say so in status and, once per distinct
+    """The API server refused the run's Job: back off (job_refusals.py), say so in status and, once per distinct
     refusal, in a Warning Event, and reconcile again when the wait is over."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]

@@ -14,7 +14,7 @@ from walkme_dic.controllers.probes import ProbePool
 from walkme_dic.egress import EgressPolicy
 from walkme_dic.jobs.manifest import JobImage
 from walkme_dic.kube import ClusterAccess, KubeClient, Login, Resource
-from walkme_dic.retries import JobRefusal
+from walkme_dic.planning.job_refusals import JobRefusal
 from walkme_dic.tenancy import TenancyPolicy
 
 CONNECTIONS = Resource("integrations.walkme.io", "v1alpha1", "connections")

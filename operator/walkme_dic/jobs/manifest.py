@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from walkme_dic.api.common import API_VERSION
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.api.integration import SPOOL_STORAGE_LIMIT, SPOOL_STORAGE_REQUEST
-from walkme_dic.api.run import SyncRequest
+from walkme_dic.api.run import EXIT_INVALID_REQUEST, EXIT_PERMANENT, REQUEST_ENV, SyncRequest
 from walkme_dic.egress import POLICY_ENV, EgressPolicy
 from walkme_dic.jobs.naming import (
     ANNOTATION_GENERATION,
@@ -40,11 +40,7 @@ from walkme_dic.tenancy import ambient_identity
 
 CREDENTIALS_DIR = "/var/run/walkme-dic/credentials"
 TERMINATION_LOG = "/dev/termination-log"
-# Exit codes of `walkme-dic sync`. Only a retryable failure (or a pod that died) costs a retry of the Job's
-# backoffLimit; the others end the Job at once through its podFailurePolicy.
-EXIT_RETRYABLE, EXIT_INVALID_REQUEST, EXIT_PERMANENT = 1, 2, 3
 SYNC_CONTAINER = "sync"
-REQUEST_ENV = "WALKME_DIC_REQUEST"
 NON_ROOT_UID = 65532
 EPHEMERAL_STORAGE = "ephemeral-storage"
 PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy")

@@ -23,9 +23,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from walkme_dic import egress, reasons
-from walkme_dic.api.run import SyncRequest, SyncResult
+from walkme_dic.api.run import (
+    EXIT_INVALID_REQUEST,
+    EXIT_PERMANENT,
+    EXIT_RETRYABLE,
+    REQUEST_ENV,
+    SyncRequest,
+    SyncResult,
+)
 from walkme_dic.errors import validation_message
-from walkme_dic.jobs.manifest import EXIT_INVALID_REQUEST, EXIT_PERMANENT, EXIT_RETRYABLE, REQUEST_ENV
 from walkme_dic.redaction import redact
 from walkme_dic.sync.credentials import load_credentials
 from walkme_dic.sync.engine import run_sync

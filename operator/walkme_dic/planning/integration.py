@@ -20,7 +20,6 @@ from walkme_dic.api.integration import IntegrationSpec
 from walkme_dic.api.run import IntegrationIdentity, SyncRequest, SyncResult, SyncState
 from walkme_dic.conditions import find_condition, parse_time, rfc3339, set_condition
 from walkme_dic.errors import validation_message, without_reason
-from walkme_dic.identities import track_identities
 from walkme_dic.jobs.naming import (
     ANNOTATION_FULL_RESYNC,
     ANNOTATION_REQUESTED_AT,
@@ -31,6 +30,7 @@ from walkme_dic.jobs.naming import (
     schedule_key,
 )
 from walkme_dic.jobs.results import JobSummary, PodSummary, awaiting_pod, read_result
+from walkme_dic.planning.report_history import track_identities
 from walkme_dic.schedule import due_slot, next_slot
 
 JOB_APPEAR_GRACE = timedelta(seconds=120)

@@ -470,7 +470,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             print(f"{row['case']:<60} {ready} (objects created in {row['seconds_creating_objects']}s, every run "
                   f"started after {row['seconds_until_all_runs_started']}s), "
                   f"{row['requests_per_integration_in_window']} requests/Integration and {row['writes_in_window']} "
-                  f"writes in {row['settle_window_s']:g}s of steady state, operator RSS {row['operator_rss_mb']} MB")
+                  f"writes in {row['settle_window_s']:g}s of steady state, operator RSS {row['operator_rss_mb']} MB, "
+                  f"CPU {row['operator_cpu_ms_per_integration']} ms per Integration")
             print_requests("roll-out", row["apiserver_requests_rollout"])
             print_requests(f"{row['settle_window_s']:g}s of steady state", row["apiserver_requests_in_window"])
             continue
@@ -497,8 +498,14 @@ def main() -> int:
     parser.add_argument("--salesforce-rows", type=int, nargs="*", default=[1_000_000])
     parser.add_argument("--outbound-to", nargs="*", choices=["s3", "azure", "gcs", "sftp"],
                         default=["s3", "azure", "gcs", "sftp"])
-    parser.add_argument("--operator-integrations", type=int, default=2000, help="0 skips the operator case.")
-    parser.add_argument("--operator-connections", type=int, default=200)
+    parser.add_argument("--operator-integrations", type=int, nargs="*", default=[2000],
+                        help="Integrations in each operator case (e.g. 200 2000: CPU per Integration at both); "
+                        "0 or none skips the operator case.")
+    parser.add_argument("--operator-connections", type=int, default=None,
+                        help="Connections the Integrations share (default: one per 10 Integrations).")
+    parser.add_argument("--controller-manager-qps", type=int, default=None,
+                        help="kube-controller-manager --kube-api-qps (default: its own, 20), so that its Job "
+                        "controller does not set the pace of a roll-out of thousands of runs.")
     parser.add_argument("--settle", type=float, default=30, help="Seconds of steady state to count requests in.")
     parser.add_argument("--label", default="", help="Appended to each case's name, e.g. 'before: main' with "
                         "BENCH_SYNC_PYTHONPATH, so that such runs sit next to the current code's in results.json.")
@@ -531,8 +538,8 @@ def main() -> int:
             rows += [bench_outbound(store, mb, bench, args.pairs) for mb in args.outbound_mb
                      for store in args.outbound_to]
             rows += [bench_salesforce(n, bench) for n in args.salesforce_rows]
-        if args.operator_integrations:
-            rows.append(asyncio.run(measure(args.operator_integrations, args.operator_connections, args.settle)))
+        rows += [asyncio.run(measure(n, args.operator_connections or max(1, n // 10), args.settle,
+                                     args.controller_manager_qps)) for n in args.operator_integrations if n]
     finally:
         walkme.stop()
         server.stop()

@@ -43,9 +43,9 @@ TOKEN_SECONDS = 6 * 3600
 
 
 @contextlib.asynccontextmanager
-async def started_cluster(workdir: Path) -> AsyncIterator[Cluster]:
+async def started_cluster(workdir: Path, controller_manager_qps: int | None = None) -> AsyncIterator[Cluster]:
     """A started control plane in ``workdir`` with the project's CRDs, and the admin's `Cluster` of it."""
-    plane = ControlPlane(workdir / "control-plane")
+    plane = ControlPlane(workdir / "control-plane", controller_manager_qps=controller_manager_qps)
     try:
         await asyncio.to_thread(plane.start)
         async with Cluster(plane) as cluster:

@@ -61,6 +61,12 @@ def stand_in_sync(argv: list[str]) -> list[str]:
     return ["/bin/sh", "-c", 'printf "%s" "$0" > "$1"', RESULT, result_path]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field):
@@ -68,7 +74,8 @@ def rss_mb(pid: int, field: str) -> float:
     return 0.0
 
 
-async def measure(integrations: int, connections: int, settle_seconds: float) -> dict[str, Any]:
+async def measure(integrations: int, connections: int, settle_seconds: float,
+                  controller_manager_qps: int | None = None) -> dict[str, Any]:
     walkme = FakeWalkMe(clients={"c": "s"}, integration_tokens={"t": "uuid"})
     walkme.start()
     try:
@@ -76,8 +83,9 @@ async def measure(integrations: int, connections: int, settle_seconds: float) ->
             kept = os.environ.get("BENCH_WORKDIR")  # keeps the components' logs and the audit log there
             workdir = Path(kept) if kept else Path(stack.enter_context(tempfile.TemporaryDirectory(
                 prefix="bench-operator-")))
-            async with started_cluster(workdir) as cluster:
-                return await measure_on(cluster, workdir, walkme.url, integrations, connections, settle_seconds)
+            async with started_cluster(workdir, controller_manager_qps) as cluster:
+                row = await measure_on(cluster, workdir, walkme.url, integrations, connections, settle_seconds)
+                return {**row, "controller_manager_qps": controller_manager_qps or "default (20)"}
     finally:
         walkme.stop()
 
@@ -96,10 +104,12 @@ async def measure_on(cluster: Cluster, workdir: Path, walkme_url: str, integrati
         stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, POLICY_ENV: LOOPBACK_JSON, **OPERATOR_CODE})
     try:
         before = await mark(cluster)
+        idle_cpu = cpu_seconds(operator.pid)
         started = time.monotonic()
         await create_objects(cluster, walkme_url, integrations, connections)
         created = time.monotonic()
         rollout, finished = await wait_for_runs(cluster.client, integrations)
+        rollout_cpu = cpu_seconds(operator.pid) - idle_cpu
         settled = await mark(cluster)
         await asyncio.sleep(settle_seconds)
         after = await mark(cluster)
@@ -122,6 +132,8 @@ async def measure_on(cluster: Cluster, workdir: Path, walkme_url: str, integrati
             "requests_per_integration_in_window": round(in_window / integrations, 3),
             "writes_in_window": window.operator_writes(),
             "operator_requests_per_integration_rollout": round(sum(during.operator().values()) / integrations, 2),
+            "operator_cpu_s_rollout": round(rollout_cpu, 1),
+            "operator_cpu_ms_per_integration": round(1000 * rollout_cpu / integrations, 1),
             "operator_rss_mb": round(rss_mb(operator.pid, "VmRSS"), 1),
             "operator_peak_rss_mb": round(rss_mb(operator.pid, "VmHWM"), 1),
             "apiserver_requests_rollout": during.summary(),

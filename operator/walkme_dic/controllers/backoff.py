@@ -2,7 +2,7 @@
 
 kopf retries its change handlers, not the ``on.event`` handlers this operator runs on (kopf calls them once
 per watch event and logs what they raise), so a failed reconcile would wait, unseen, for the next event or
-resync pass. Here each failure in a row doubles the wait before the next attempt (retries.backoff: 10 s, 20 s,
+resync pass. Here each failure in a row doubles the wait before the next attempt (job_refusals.backoff: 10 s, 20 s,
 … up to 300 s), a Warning Event ``ReconcileFailed`` says what failed once per distinct failure, the
 Integration's Reconciling condition says so too where it can be written (the failure may be that write), and
 the first reconcile that goes through forgets the failures. A reconcile a watch event starts within the wait

@@ -262,6 +262,20 @@ def test_a_manifest_follows_the_data_and_says_what_it_holds(walkme: FakeWalkMe, 
     assert s3.list_objects_v2(Bucket=bucket, Prefix=plain)["KeyCount"] == 1, "no manifest unless asked"
 
 
+@pytest.mark.parametrize(("fmt", "content"), [("csv", b"id,name,count,member,joined\n"), ("jsonl", b"")])
+def test_an_empty_run_writes_its_file_and_its_manifest_names_the_columns(fmt: str, content: bytes,
+                                                                         walkme: FakeWalkMe, moto_server: str,
+                                                                         bucket: str) -> None:
+    """Issue 25: an empty run wrote a header-only CSV but a 0-byte JSON-lines file, and nothing said what either
+    held. Both formats now write their file (README: "An empty run writes its file all the same"), and the
+    manifest carries the schema a 0-byte JSON-lines file cannot."""
+    result, data = export(walkme, moto_server, bucket, [], fmt, "none", manifest=True)
+    assert (result.result, result.rows_written, data) == ("Succeeded", 0, content), result
+    key = result.destination.split(f"s3://{bucket}/", 1)[1]
+    manifest = json.loads(s3_client(moto_server).get_object(Bucket=bucket, Key=f"{key}.manifest.json")["Body"].read())
+    assert (manifest["rows"], manifest["columns"], manifest["format"]) == (0, COLUMNS, fmt)
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_an_incremental_export_with_a_rejected_row_fails_unless_a_limit_allows_it(
         fmt: str, walkme: FakeWalkMe, moto_server: str, bucket: str) -> None:

@@ -1,4 +1,10 @@
-"""Kubernetes Events for our objects, posted with our client (works from handlers and the resync loop)."""
+"""Kubernetes Events for our objects, posted with our client (works from handlers and the resync loop).
+
+Why not ``kopf.event()``: kopf posts Events from a queue it binds to each object's processing task
+(``posting.event_queue_var``, set in kopf/_core/reactor/processing.py "till the end of this object's
+task"). The resync pass and the backoff's retries run outside those tasks, where ``kopf.event()`` raises
+LookupError; one writer for every Event keeps them alike (source, reporting component, message limit).
+"""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ Connectors hold no Kubernetes and no mapping logic. Credentials arrive as a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Protocol
@@ -94,11 +94,3 @@ class WriteReport:
     written: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)  # (index in input, reason)
     api_calls: int = 0
-
-
-class Prober(Protocol):
-    def probe(self) -> ProbeResult: ...
-
-
-RecordIterator = Iterator[dict[str, object]]
-RecordIterable = Iterable[dict[str, object]]

@@ -33,6 +33,7 @@ from walkme_dic.api.integration import (
     PARENT_SEGMENT,
     SOURCE_KINDS,
     UNDER_THE_CONNECTION,
+    WALKME_CONNECTION_NEEDED,
     WALKME_TYPES_MESSAGE,
     IntegrationSpec,
     IntegrationStatus,
@@ -124,6 +125,10 @@ KINDS: dict[str, dict[str, Any]] = {
                     "'keep') && (!has(self.mapping.fields) || self.mapping.fields.all(f, !has(f.emptyValues) || "
                     "f.emptyValues == 'keep')))",
             "message": EMPTY_VALUES_OUTBOUND,
+        }, {
+            "rule": "has(self.walkmeConnectionRef) || (has(self.source.walkme) && "
+                    "has(self.source.walkme.exportFiles))",
+            "message": WALKME_CONNECTION_NEEDED,
         }],
         "field_rules": {
             "connectionRef": [{

@@ -133,6 +133,11 @@ class RuleCase:
     rule: str = ""  # part of the rule's message, where one path carries several rules
 
 
+def without_walkme(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with no walkmeConnectionRef (exportFiles calls no WalkMe API; every other source does)."""
+    return {key: value for key, value in spec.items() if key != "walkmeConnectionRef"}
+
+
 EXPORTS = {**OUTBOUND, "source": {"walkme": {"dataset": "exportFiles",
                                              "exportFiles": {"connectionRef": {"name": "exports"}}}}}
 RULE_CASES: dict[tuple[str, str], list[RuleCase]] = {
@@ -198,6 +203,8 @@ RULE_CASES: dict[tuple[str, str], list[RuleCase]] = {
                  refused={**OUTBOUND, "destination": {"webhook": {"batchSize": 50}},
                           "mapping": {**OUTBOUND["mapping"], "emptyValues": "clear"}},
                  rule="clear is for Inbound"),
+        RuleCase(accepted=without_walkme(EXPORTS), refused=without_walkme(OUTBOUND),
+                 rule="walkmeConnectionRef: name the WalkMe account Connection"),
     ],
 }
 CRD_RULES = [(kind, path, rule) for kind, schema in SCHEMAS.items() for path, rule in rules_in(schema)]

@@ -1,23 +1,32 @@
 """WalkMe's own data-out files as an outbound source, through the real engine (sync/export_files.py).
 
-WalkMe's Data Integration Center writes CSV exports of a custom report into a customer's bucket (moto's S3
-here); an Outbound Integration with dataset exportFiles reads each new file once and writes its rows to
-Salesforce (the fake org) or a webhook (the receiver). The progress a run reports (watermark, exportedFiles)
-is fed to the next run as the operator does (status → SyncState).
+WalkMe's Data Integration Center writes CSV exports of a custom report into a customer's bucket (moto's S3, or
+an Azurite container); an Outbound Integration with dataset exportFiles reads each new file once and writes its
+rows to Salesforce (the fake org), a webhook (the receiver) or another file store (an SFTP server, S3). The
+progress a run reports (watermark, exportedFiles) is fed to the next run as the operator does (status →
+SyncState). The runs to another store have no WalkMe Connection at all: this source calls no WalkMe API.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+from azure.storage.blob import BlobServiceClient
 
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.walkme import FakeWalkMe
 from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.fixtures.azurite import Azurite
 from tests.fixtures.pki import Pki
 from tests.fixtures.salesforce import SF_CLIENT_ID, SF_CLIENT_SECRET
 from tests.fixtures.servers import s3_client
+from tests.fixtures.sshd import Sshd
 from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET
 from tests.fixtures.webhook import WEBHOOK_SECRET
 from walkme_dic.api.run import SyncRequest, SyncResult
@@ -37,38 +46,71 @@ def export_file(users: list[str], sessions: str = "3") -> bytes:
     return (HEADER + "".join(f"{u},{u.title()},{u}@acme.example,{sessions},2026-11-30\n" for u in users)).encode()
 
 
-class Exports:
-    """The bucket WalkMe exports into, and runs of one Integration that carry its progress on."""
+@dataclass(frozen=True)
+class ExportStore:
+    """Where WalkMe's DIC exports into: the export Connection's block (prefix exports-in/), its Secret's keys,
+    and how a file lands there (the object's full name, its bytes)."""
 
-    def __init__(self, moto: str, bucket: str, destination: dict[str, Any], connection: dict[str, Any],
-                 external: dict[str, str], walkme_url: str, **spec: Any) -> None:
-        self.s3, self.bucket, self.prefix = s3_client(moto), bucket, f"walkme/{uuid.uuid4().hex[:6]}/"
+    connection: dict[str, Any]
+    credentials: dict[str, str]
+    put: Callable[[str, bytes], None]
+
+
+def s3_exports(moto: str, bucket: str) -> ExportStore:
+    def put(key: str, body: bytes) -> None:
+        s3_client(moto).put_object(Bucket=bucket, Key=key, Body=body)
+
+    return ExportStore({"s3": {"bucket": bucket, "region": "us-east-1", "endpointUrl": moto, "prefix": "exports-in/",
+                               "auth": {"secretRef": {"name": "aws"}}}},
+                       {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}, put)
+
+
+def azure_exports(azurite: Azurite) -> ExportStore:
+    container = f"exports-{uuid.uuid4().hex[:8]}"
+    blobs = BlobServiceClient.from_connection_string(azurite.connection_string).create_container(container)
+
+    def put(name: str, body: bytes) -> None:
+        blobs.upload_blob(name, body, overwrite=True)
+
+    return ExportStore({"azureBlob": {"accountUrl": azurite.account_url, "container": container,
+                                      "prefix": "exports-in/",
+                                      "auth": {"secretRef": {"name": "azure", "key": "connectionString"}}}},
+                       {"connectionString": azurite.connection_string}, put)
+
+
+class Exports:
+    """The bucket WalkMe exports into, and runs of one Integration that carry its progress on. Without
+    ``walkme_url`` the runs have no WalkMe Connection (walkmeConnectionRef left out)."""
+
+    def __init__(self, store: ExportStore, destination: dict[str, Any], connection: dict[str, Any],
+                 external: dict[str, str], walkme_url: str | None, mapping: dict[str, Any] = MAPPING,
+                 **spec: Any) -> None:
+        self.store, self.prefix = store, f"walkme/{uuid.uuid4().hex[:6]}/"
         self.destination, self.connection, self.external = destination, connection, external
-        self.walkme_url, self.spec = walkme_url, spec
-        self.moto = moto
+        self.walkme_url, self.mapping, self.spec = walkme_url, mapping, spec
         self.state: dict[str, Any] = {}
 
     def land(self, name: str, body: bytes) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=f"exports-in/{self.prefix}{name}", Body=body)
+        self.store.put(f"exports-in/{self.prefix}{name}", body)
 
     def run(self) -> SyncResult:
+        walkme = {"walkmeConnectionRef": {"name": "walkme"}} if self.walkme_url else {}
         request = SyncRequest.model_validate({
             "integration": {"namespace": "ns", "name": "usage"}, "runId": f"run-{uuid.uuid4().hex[:6]}",
-            "spec": {"direction": "Outbound", "connectionRef": {"name": "crm"},
-                     "walkmeConnectionRef": {"name": "walkme"},
+            "spec": {"direction": "Outbound", "connectionRef": {"name": "crm"}, **walkme,
                      "source": {"walkme": {"dataset": "exportFiles",
                                            "exportFiles": {"connectionRef": {"name": "walkme-exports"},
                                                            "prefix": self.prefix}}},
-                     "destination": self.destination, "mapping": MAPPING, **self.spec},
+                     "destination": self.destination, "mapping": self.mapping, **self.spec},
             "connection": self.connection,
-            "walkmeConnection": {"walkme": {"apiUrl": self.walkme_url, "auth": {"secretRef": {"name": "w"}}}},
-            "exportConnection": {"s3": {"bucket": self.bucket, "region": "us-east-1", "endpointUrl": self.moto,
-                                        "prefix": "exports-in/", "auth": {"secretRef": {"name": "aws"}}}},
+            **({"walkmeConnection": {"walkme": {"apiUrl": self.walkme_url, "auth": {"secretRef": {"name": "w"}}}}}
+               if self.walkme_url else {}),
+            "exportConnection": self.store.connection,
             "state": self.state,
         })
-        credentials = CredentialSet({"external": self.external,
-                                     "walkme": {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET},
-                                     "exports": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}})
+        credentials = CredentialSet({"external": self.external, "exports": self.store.credentials,
+                                     **({"walkme": {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET}}
+                                        if self.walkme_url else {})})
         result = run_sync(request, credentials)
         if result.result == "Succeeded":  # as the operator keeps it (integrations._record_finished)
             self.state = {"watermark": result.watermark,
@@ -77,7 +119,7 @@ class Exports:
 
 
 def to_salesforce(moto: str, bucket: str, salesforce: FakeSalesforce, walkme_url: str, **spec: Any) -> Exports:
-    return Exports(moto, bucket, TO_SALESFORCE,
+    return Exports(s3_exports(moto, bucket), TO_SALESFORCE,
                    {"salesforce": {"instanceUrl": salesforce.url, "auth": {"secretRef": {"name": "sf"}}}},
                    {"clientId": SF_CLIENT_ID, "clientSecret": SF_CLIENT_SECRET}, walkme_url, **spec)
 
@@ -154,7 +196,7 @@ def test_a_damaged_export_file_fails_the_run_naming_file_and_line(
 
 def test_export_files_reach_a_webhook_once(moto_server: str, bucket: str, webhook_receiver: WebhookReceiver,
                                            webhook_pki: Pki, walkme: FakeWalkMe) -> None:
-    exports = Exports(moto_server, bucket, {"webhook": {"batchSize": 50}},
+    exports = Exports(s3_exports(moto_server, bucket), {"webhook": {"batchSize": 50}},
                       {"webhook": {"url": webhook_receiver.hook, "auth": {"secretRef": {"name": "hook"}}}},
                       {"signingSecret": WEBHOOK_SECRET, "ca.crt": webhook_pki.ca_pem}, walkme.url)
     exports.land("a.csv", export_file(["u1", "u2"]))
@@ -164,3 +206,67 @@ def test_export_files_reach_a_webhook_once(moto_server: str, bucket: str, webhoo
     webhook_receiver.reset()
     assert exports.run().result == "Skipped"
     assert webhook_receiver.records() == []
+
+
+# ---- to another file store: the export files' rows as one file per run, with no WalkMe Connection at all ----
+
+AS_FILE = {"key": {"source": "User ID", "destination": "user_id"},
+           "fields": [{"source": "Email", "destination": "email"}, {"source": "Sessions", "destination": "sessions"}]}
+PER_RUN = {"file": {"path": "usage/{runId}.csv"}}  # since: lastRun never overwrites a run's file: one per run
+
+
+def rows(data: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(data.decode())))
+
+
+def test_export_files_in_s3_reach_an_sftp_server_once(moto_server: str, bucket: str, sshd: Sshd) -> None:
+    folder = sshd.folder()
+    exports = Exports(s3_exports(moto_server, bucket), PER_RUN,
+                      {"sftp": {"host": sshd.host, "port": sshd.port, "username": sshd.username, "path": str(folder),
+                                "hostKeys": sshd.known_hosts.splitlines(), "auth": {"secretRef": {"name": "sftp"}}}},
+                      {"privateKey": sshd.keys["ecdsa"]}, None, mapping=AS_FILE)
+    exports.land("usage-1.csv", export_file(["u1", "u2"]))
+    exports.land("usage-2.csv.gz", gzip.compress(export_file(["u3"], sessions="5")))
+    first = exports.run()
+    assert (first.result, first.rows_read, first.rows_written) == ("Succeeded", 3, 3), first
+    [written] = (folder / "usage").iterdir()
+    assert rows(written.read_bytes()) == [
+        {"user_id": "u1", "email": "u1@acme.example", "sessions": "3"},
+        {"user_id": "u2", "email": "u2@acme.example", "sessions": "3"},
+        {"user_id": "u3", "email": "u3@acme.example", "sessions": "5"}], "the files' rows, oldest file first"
+
+    exports.land("usage-3.csv", export_file(["u4"]))
+    second = exports.run()
+    assert (second.result, second.rows_written) == ("Succeeded", 1), second
+    [newer] = set((folder / "usage").iterdir()) - {written}
+    assert [r["user_id"] for r in rows(newer.read_bytes())] == ["u4"], "only the new export file"
+
+    third = exports.run()
+    assert (third.result, third.reason) == ("Skipped", "SourceUnchanged"), third
+    assert len(list((folder / "usage").iterdir())) == 2, "nothing new: no file written"
+
+
+def test_export_files_in_azure_reach_s3_once_and_a_replaced_one_again(moto_server: str, bucket: str,
+                                                                     azurite: Azurite) -> None:
+    exports = Exports(azure_exports(azurite), PER_RUN,
+                      {"s3": {"bucket": bucket, "region": "us-east-1", "endpointUrl": moto_server,
+                              "prefix": "from-walkme/", "auth": {"secretRef": {"name": "aws"}}}},
+                      {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}, None, mapping=AS_FILE)
+    s3 = s3_client(moto_server)
+
+    def written() -> dict[str, list[dict[str, str]]]:
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix="from-walkme/usage/").get("Contents", [])
+        return {o["Key"]: rows(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()) for o in listed}
+
+    exports.land("usage.csv", export_file(["u1", "u2"]))
+    first = exports.run()
+    assert (first.result, first.rows_written) == ("Succeeded", 2), first
+    assert [[r["user_id"] for r in file] for file in written().values()] == [["u1", "u2"]]
+    assert exports.run().result == "Skipped", "read once"
+
+    exports.land("usage.csv", export_file(["u1", "u2", "u3"], sessions="9"))  # WalkMe wrote it again: a new ETag
+    again = exports.run()
+    assert (again.result, again.rows_written) == ("Succeeded", 3), again
+    files = written()
+    assert len(files) == 2 and sorted(r["sessions"] for file in files.values() for r in file) == \
+        ["3", "3", "9", "9", "9"], files

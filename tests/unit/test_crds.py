@@ -85,4 +85,5 @@ def test_schema_keeps_descriptions_enums_defaults_and_patterns() -> None:
     assert spec["properties"]["schedule"]["description"].startswith("Cron schedule")
     file_format = spec["properties"]["source"]["properties"]["file"]["properties"]["format"]
     assert file_format["enum"] == ["csv", "jsonl"] and file_format["default"] == "csv"
-    assert set(spec["required"]) >= {"direction", "connectionRef", "walkmeConnectionRef", "source", "mapping"}
+    assert set(spec["required"]) >= {"direction", "connectionRef", "source", "mapping"}
+    assert "walkmeConnectionRef" not in spec["required"], "optional for exportFiles: a CEL rule requires it elsewhere"

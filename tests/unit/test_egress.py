@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -233,12 +234,18 @@ def _eventually(check: object, seconds: float = 5) -> bool:
     return False
 
 
+@pytest.mark.parametrize(("field", "role", "spec"), [
+    ("walkme_connection", "walkMeConnection", {"walkme": {"apiUrl": "http://127.0.0.1:{port}",
+                                                          "auth": {"secretRef": {"name": "walkme-api"}}}}),
+    ("export_connection", "exportConnection", {"s3": {"bucket": "exports", "region": "us-east-1",
+                                                      "endpointUrl": "http://127.0.0.1:{port}"}}),
+])
 def test_a_sync_job_refuses_a_connection_the_rules_refuse_before_connecting(
-    listener: Listener, tmp_path: Path,
+    listener: Listener, tmp_path: Path, field: str, role: str, spec: dict[str, Any],
 ) -> None:
     from tests.unit.test_jobs import REQUEST
-    request = REQUEST.model_copy(update={"walkme_connection": ConnectionSpec.model_validate(
-        {"walkme": {"apiUrl": f"http://127.0.0.1:{listener.port}", "auth": {"secretRef": {"name": "walkme-api"}}}})})
+    connection = json.loads(json.dumps(spec).replace("{port}", str(listener.port)))
+    request = REQUEST.model_copy(update={field: ConnectionSpec.model_validate(connection)})
     result = tmp_path / "result.json"
     done = subprocess.run(
         [sys.executable, "-m", "walkme_dic", "sync", "--credentials", str(tmp_path), "--result", str(result)],
@@ -247,5 +254,5 @@ def test_a_sync_job_refuses_a_connection_the_rules_refuse_before_connecting(
         capture_output=True, text=True, timeout=60, check=False)
     outcome = json.loads(result.read_text())
     assert done.returncode == EXIT_PERMANENT, done.stderr
-    assert outcome["reason"] == "EgressDenied" and "walkMeConnection: plain http" in outcome["message"]
+    assert outcome["reason"] == "EgressDenied" and f"{role}: plain http" in outcome["message"], outcome
     assert listener.connections == 0

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from tests.unit.test_integration_plan import NOW, SALESFORCE, WALKME, condition, inbound_spec, ready, view
 from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.api.run import SyncRequest
 from walkme_dic.connectors.base import ObjectInfo
+from walkme_dic.jobs.manifest import credential_volumes
 from walkme_dic.planning.integration import ConnectionView, plan
 from walkme_dic.sync.export_files import EXPORT_SETTLE, new_files, progress
 
@@ -96,3 +98,21 @@ def test_the_kept_list_is_bounded_and_moves_the_watermark_to_what_it_keeps() -> 
     assert sum(len(f.path) + len(f.fingerprint) for f in kept) <= 2048
     assert kept and all(f.modified >= watermark for f in kept)  # type: ignore[operator]
     assert new_files(objects, watermark, kept) == []
+
+
+def test_export_files_need_no_walkme_connection_and_every_other_source_does() -> None:
+    alone = {k: v for k, v in FROM_EXPORTS.items() if k != "walkmeConnectionRef"}
+    decision = plan(view(spec=alone), ready("crm", SALESFORCE), None, [], {}, NOW,
+                    exports=ready("walkme-exports", EXPORTS))
+    assert decision.job is not None, condition(decision.status, "Ready")
+    request = decision.job[0]
+    assert request.walkme_connection is None and request.export_connection == EXPORTS
+    assert [v["name"] for v in credential_volumes(request)] == ["external"], "no WalkMe API key is mounted"
+    assert SyncRequest.model_validate(request.to_wire()) == request, "the request the Job gets reads back"
+
+    api = {**alone, "source": {"walkme": {"dataset": "users"}}}
+    blocked = plan(view(spec=api), ready("crm", SALESFORCE), None, [], {}, NOW)
+    stalled = condition(blocked.status, "Stalled")
+    assert blocked.job is None and stalled["reason"] == "InvalidSpec"
+    assert stalled["message"].startswith("spec.walkmeConnectionRef: name the WalkMe account Connection; only an "
+                                         "Outbound integration with source.walkme.dataset exportFiles"), stalled

@@ -39,6 +39,9 @@ NAMED_SEGMENTS = ("every segment of a path is a name: no '.', no empty segment (
 MAX_WALKME_PROPERTIES = 100  # WalkMe: at most 100 properties across all integrations of an account
 EXPORT_FILES_NAMED = ("source.walkme: dataset exportFiles needs exportFiles (the Connection of the bucket WalkMe "
                       "exports into), and exportFiles goes with dataset exportFiles only")
+WALKME_CONNECTION_NEEDED = ("walkmeConnectionRef: name the WalkMe account Connection; only an Outbound integration "
+                            "with source.walkme.dataset exportFiles goes without one (it reads files from a bucket "
+                            "and calls no WalkMe API)")
 WALKME_TYPES_MESSAGE = ("type boolean or timestamp: WalkMe user attributes are String, Number or Date; map a "
                         "true/false column as type string, or as the activeField, and a time as type date or string")
 
@@ -462,7 +465,13 @@ class IntegrationSpec(ApiModel):
         description="The external Connection (a file store such as s3, azureBlob or sftp, or salesforce). Cannot "
         "change after creation.",
     )
-    walkme_connection_ref: LocalObjectReference = Field(description="The WalkMe account Connection.")
+    walkme_connection_ref: LocalObjectReference | None = Field(
+        default=None,
+        description="The WalkMe account Connection (the WalkMe API: token, user data, activity log). Required, "
+        "except with source.walkme.dataset exportFiles, which reads WalkMe's export files from a bucket and calls no "
+        "WalkMe API: leave it out there, and runs need no WalkMe API key and do not wait for that Connection's probe; "
+        "if given, it must exist and be Ready like any referenced Connection.",
+    )
     source: Source = Field(description="Where rows come from.")
     destination: Destination = Field(description="Where rows go.")
     mapping: Mapping = Field(description="Key and field mapping.")
@@ -533,9 +542,15 @@ class IntegrationSpec(ApiModel):
             raise ValueError(f"timeZone: {problem}")
         return value
 
+    def reads_export_files(self) -> bool:
+        """Outbound from WalkMe's export files (dataset exportFiles): a bucket is read, no WalkMe API called."""
+        return self.source.walkme is not None and self.source.walkme.export_files is not None
+
     @model_validator(mode="after")
     def _sides_match_direction(self) -> IntegrationSpec:
         source, destination = self.source.kind, self.destination.kind
+        if self.walkme_connection_ref is None and not self.reads_export_files():
+            raise ValueError(WALKME_CONNECTION_NEEDED)
         if self.direction == "Inbound":
             if source == "walkme":
                 raise ValueError("source: an Inbound integration reads file or salesforce, not walkme")

@@ -54,11 +54,18 @@ class SyncRequest(ApiModel):
     slot: str | None = Field(default=None, description="Schedule slot (RFC 3339) the run is for, if scheduled.")
     spec: IntegrationSpec
     connection: ConnectionSpec
-    walkme_connection: ConnectionSpec
+    walkme_connection: ConnectionSpec | None = Field(default=None, description="The WalkMe account Connection; "
+                                                     "none for exportFiles without walkmeConnectionRef.")
     export_connection: ConnectionSpec | None = Field(default=None, description="exportFiles: the Connection of the "
                                                      "bucket WalkMe exports into.")
     state: SyncState = Field(default_factory=SyncState)
     force: bool = Field(default=False, description="Run even when the source fingerprint is unchanged.")
+
+    def connections(self) -> list[tuple[str, ConnectionSpec]]:
+        """The run's Connections, each with the name a message gives it."""
+        named = (("connection", self.connection), ("walkMeConnection", self.walkme_connection),
+                 ("exportConnection", self.export_connection))
+        return [(field, spec) for field, spec in named if spec is not None]
 
 
 class RejectedRow(ApiModel):

@@ -119,11 +119,16 @@ async def pod_event(namespace: str, body: kopf.Body, memo: Runtime, **kwargs: An
 
 @kopf.index(GROUP, VERSION, "integrations")
 def connection_users_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    """Each Integration under (namespace, Connection) for both the Connections it refers to, so that a
+    """Each Integration under (namespace, Connection) for every Connection it refers to, so that a
     Connection's Ready turning leads to its Integrations in one lookup, not a scan of every Integration."""
-    spec = body.get("spec") or {}
+    return {(namespace, ref): name for ref in referenced_connections(body.get("spec") or {})}
+
+
+def referenced_connections(spec: Mapping[str, Any]) -> set[str]:
+    """The names of the Connections an Integration refers to: connectionRef, walkmeConnectionRef (none for
+    exportFiles without one) and exportFiles.connectionRef."""
     refs = {(spec.get(ref) or {}).get("name") for ref in ("connectionRef", "walkmeConnectionRef")}
-    return {(namespace, ref): name for ref in refs | {export_connection_name(spec)} if ref}
+    return {ref for ref in refs | {export_connection_name(spec)} if ref}
 
 
 def export_connection_name(spec: Mapping[str, Any]) -> str | None:
@@ -222,7 +227,7 @@ async def refused_secret(memo: Runtime, namespace: str, decision: Decision) -> s
 
 def gather(
     memo: Runtime, body: dict[str, Any],
-) -> tuple[IntegrationView, ConnectionView, ConnectionView, list[JobSummary], dict[str, list[PodSummary]]]:
+) -> tuple[IntegrationView, ConnectionView, ConnectionView | None, list[JobSummary], dict[str, list[PodSummary]]]:
     meta, spec = body["metadata"], body.get("spec") or {}
     namespace = meta["namespace"]
     view = IntegrationView(
@@ -238,7 +243,8 @@ def gather(
     jobs = memo.lookup("job_index", (namespace, view.uid))
     pods = {job.name: memo.lookup("pod_index", (namespace, job.name)) for job in jobs}
     external = connection_view(memo, namespace, (spec.get("connectionRef") or {}).get("name", ""))
-    walkme = connection_view(memo, namespace, (spec.get("walkmeConnectionRef") or {}).get("name", ""))
+    walkme_name = (spec.get("walkmeConnectionRef") or {}).get("name")  # none: exportFiles calls no WalkMe API
+    walkme = connection_view(memo, namespace, walkme_name) if walkme_name is not None else None
     return view, external, walkme, jobs, pods
 
 
@@ -347,12 +353,7 @@ async def apply(memo: Runtime, body: dict[str, Any], decision: Decision) -> None
     if decision.finished is not None:
         result = decision.finished.result
         if result.result == "Failed" and result.retryable:  # S3 down, a reset connection: still Ready?
-            spec = body.get("spec") or {}
-            memo.reprobe.update((namespace, (spec.get(ref) or {}).get("name", ""))
-                                for ref in ("connectionRef", "walkmeConnectionRef"))
-            exported = export_connection_name(spec)
-            if exported:
-                memo.reprobe.add((namespace, exported))
+            memo.reprobe.update((namespace, ref) for ref in referenced_connections(body.get("spec") or {}))
         metrics.RUNS.labels(namespace, name, result.result).inc()
         metrics.RUN_DURATION.labels(namespace, name).observe(decision.finished.seconds)
         for outcome, value in (("read", result.rows_read), ("written", result.rows_written),

@@ -193,7 +193,7 @@ def job_egress(request: SyncRequest, image: JobImage) -> EgressPolicy:
     """The egress rules of this run: the admin's, with the metadata server when a Connection uses ambient
     identity (which the operator only lets through where the admin allowed it: walkme_dic.tenancy) and the
     proxy hosts the Job is given."""
-    connections = (request.connection, request.walkme_connection, *filter(None, [request.export_connection]))
+    connections = [spec for _, spec in request.connections()]
     ambient = any(ambient_identity(spec) is not None for spec in connections)
     proxies = [value for name, value in image.proxy if name.lower() != "no_proxy"]
     return image.egress.job_policy(metadata=ambient, proxies=proxies)
@@ -205,7 +205,7 @@ def credential_volumes(request: SyncRequest) -> list[dict[str, Any]]:
     external = _connection_secret_volume("external", request.connection)
     if external:
         volumes.append(external)
-    walkme = _connection_secret_volume("walkme", request.walkme_connection)
+    walkme = _connection_secret_volume("walkme", request.walkme_connection) if request.walkme_connection else None
     if walkme:
         volumes.append(walkme)
     token = request.spec.destination.walkme.integration_token_secret_ref if request.spec.destination.walkme else None

@@ -138,7 +138,7 @@ class Blocker:
 def plan(
     view: IntegrationView,
     external: ConnectionView,
-    walkme: ConnectionView,
+    walkme: ConnectionView | None,
     jobs: list[JobSummary],
     pods: dict[str, list[PodSummary]],
     now: datetime,
@@ -146,7 +146,8 @@ def plan(
     capacity: RunCapacity = RunCapacity(),
     exports: ConnectionView | None = None,
 ) -> Decision:
-    """``claims``: the other Integrations of the namespace that write files (the older one keeps a path);
+    """``walkme``: None when the spec names no WalkMe Connection (dataset exportFiles may leave it out);
+    ``claims``: the other Integrations of the namespace that write files (the older one keeps a path);
     ``capacity``: the runs going now against the admin's caps (a due run waits, status says so); ``exports``:
     for dataset exportFiles, the Connection of the bucket WalkMe exports into."""
     status = copy.deepcopy(view.status)
@@ -213,7 +214,7 @@ def _finish(decision: Decision, view: IntegrationView) -> Decision:
 
 
 def _blocker(
-    status: dict[str, Any], spec: IntegrationSpec, external: ConnectionView, walkme: ConnectionView,
+    status: dict[str, Any], spec: IntegrationSpec, external: ConnectionView, walkme: ConnectionView | None,
 ) -> Blocker | None:
     bound = status["boundConnection"]
     if bound != spec.connection_ref.name:
@@ -223,14 +224,15 @@ def _blocker(
             f"of an Integration cannot change; set it back to {bound!r} or create a new Integration",
             stalled=True,
         )
-    for role, connection in (("connectionRef", external), ("walkmeConnectionRef", walkme)):
+    referenced = [("connectionRef", external), *([("walkmeConnectionRef", walkme)] if walkme is not None else [])]
+    for role, connection in referenced:
         if not connection.exists:
             return Blocker(reasons.CONNECTION_NOT_FOUND,
                            f"spec.{role}: Connection {connection.name!r} does not exist", stalled=False)
     mismatch = _type_mismatch(spec, external, walkme)
     if mismatch:
         return Blocker(reasons.CONNECTION_TYPE_MISMATCH, mismatch, stalled=True)
-    for connection in (external, walkme):
+    for _, connection in referenced:
         if not connection.ready:
             why = f": {connection.message}" if connection.message else ""
             return Blocker(reasons.CONNECTION_NOT_READY, f"Connection {connection.name!r} is not Ready{why}",
@@ -292,8 +294,8 @@ def _refused_secret(view: IntegrationView) -> Blocker | None:
     return Blocker(reasons.SECRET_REFUSED, view.secret_refusal, stalled=False)
 
 
-def _type_mismatch(spec: IntegrationSpec, external: ConnectionView, walkme: ConnectionView) -> str | None:
-    if walkme.spec and walkme.spec.provider != "walkme":
+def _type_mismatch(spec: IntegrationSpec, external: ConnectionView, walkme: ConnectionView | None) -> str | None:
+    if walkme is not None and walkme.spec and walkme.spec.provider != "walkme":
         return (f"spec.walkmeConnectionRef: Connection {walkme.name!r} is a {walkme.spec.provider} connection; "
                 "it must be a walkme connection")
     if not external.spec:
@@ -453,7 +455,7 @@ def _start_run_if_due(
     view: IntegrationView,
     spec: IntegrationSpec,
     external: ConnectionView,
-    walkme: ConnectionView,
+    walkme: ConnectionView | None,
     now: datetime,
     decision: Decision,
     capacity: RunCapacity,
@@ -489,7 +491,7 @@ def _start_run_if_due(
         status["watermark"] = status["sourceFingerprint"] = status["exportedFiles"] = None
         status["fullSendRequested"] = True  # change detection: every user, until a run has sent them all
     name = run_name(view.name, view.uid, key)
-    assert external.spec is not None and walkme.spec is not None
+    assert external.spec is not None and (walkme is None or walkme.spec is not None)
     request = SyncRequest(
         integration=IntegrationIdentity(namespace=view.namespace, name=view.name, uid=view.uid,
                                         generation=view.generation),
@@ -497,7 +499,7 @@ def _start_run_if_due(
         slot=rfc3339(slot) if slot else None,
         spec=spec,
         connection=external.spec,
-        walkme_connection=walkme.spec,
+        walkme_connection=walkme.spec if walkme is not None else None,
         export_connection=exports.spec if exports else None,
         state=SyncState(watermark=status.get("watermark"), source_fingerprint=status.get("sourceFingerprint"),
                         exported_files=status.get("exportedFiles") or [],

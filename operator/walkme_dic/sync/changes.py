@@ -85,7 +85,7 @@ def state_path(uid: str) -> str:
 def mapping_fingerprint(request: SyncRequest) -> str:
     """What the sent bytes depend on besides the row: the mapping and the WalkMe destination."""
     spec = request.spec
-    walkme = request.walkme_connection.walkme
+    walkme = request.walkme_connection.walkme if request.walkme_connection else None
     basis = {"mapping": spec.mapping.to_wire(),
              "destination": spec.destination.walkme.to_wire() if spec.destination.walkme else None,
              "apiUrl": walkme.api_url if walkme else None}

@@ -108,7 +108,7 @@ def egress_refusal(request: SyncRequest) -> SyncResult | None:
     except ValueError as error:
         message = f"the egress rules in ${egress.POLICY_ENV} are invalid: {error}"
         return SyncResult(result="Failed", reason=reasons.INVALID_REQUEST, message=message[:2000])
-    for role, spec in (("connection", request.connection), ("walkMeConnection", request.walkme_connection)):
+    for role, spec in request.connections():
         problem = egress.spec_problem(spec, policy)
         if problem is not None:
             return SyncResult(result="Failed", reason=reasons.EGRESS_DENIED,

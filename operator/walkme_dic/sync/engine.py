@@ -169,8 +169,8 @@ class Inbound:
         self.destination = self.spec.destination.walkme
         self.source = FileSource(request, credentials) if self.spec.source.file else \
             SalesforceSource(request, credentials)
-        walkme = request.walkme_connection.walkme
-        assert walkme is not None
+        walkme = request.walkme_connection.walkme if request.walkme_connection else None
+        assert walkme is not None, "an Inbound spec names its WalkMe Connection (IntegrationSpec)"
         self.walkme = WalkMeClient(walkme, credentials.role("walkme"))
         self.token = credentials.role("integration-token").get(self.destination.integration_token_secret_ref.key, "")
         if not self.token:
@@ -442,9 +442,9 @@ class Outbound:
         assert self.spec.source.walkme is not None
         self.source = self.spec.source.walkme
         self.credentials = credentials
-        walkme = request.walkme_connection.walkme
-        assert walkme is not None
-        self.walkme = WalkMeClient(walkme, credentials.role("walkme"))
+        walkme = request.walkme_connection.walkme if request.walkme_connection else None
+        # exportFiles reads a bucket and calls no WalkMe API: it may have no WalkMe Connection
+        self.walkme = WalkMeClient(walkme, credentials.role("walkme")) if walkme else None
         # to a file, values as they are (sync/mapping.py FILE_CONVERTERS); Salesforce and webhooks as before
         self.mapper = Mapper(self.spec.mapping, self.spec.mapping.key.destination,
                              as_is=self.spec.destination.file is not None)
@@ -472,6 +472,7 @@ class Outbound:
         """The export files WalkMe's DIC wrote (sync/export_files.py), else what WalkMe's API serves."""
         files = self.source.export_files
         if files is None:
+            assert self.walkme is not None, "an Outbound spec from WalkMe's API names its WalkMe Connection"
             return self.walkme.export(self.source.dataset, since=since, report_id=self.source.report_id,
                                       incremental=self.source.since == "lastRun",
                                       lookback=self.source.incremental_lookback_seconds)

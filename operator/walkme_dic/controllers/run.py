@@ -81,7 +81,14 @@ def login(memo: Runtime, **_: Any) -> kopf.ConnectionInfo:
 
 
 async def resync_forever(memo: Runtime) -> None:
-    """Every resync period: re-plan each Integration (schedules) and re-check Connection probe intervals."""
+    """Every resync period: re-plan each Integration (schedules) and re-check Connection probe intervals.
+
+    Ours, not ``@kopf.timer``: kopf keeps a finalizer on every object a timer watches (its maintainer: timers
+    need one, it cannot be turned off) and records each tick on the object. Measured with handlers that do
+    nothing, 2,000 Integrations every 30 s on the real control plane (``python -m bench.kopf_timers``): the
+    timer made 7,793 PATCHes while starting and 10,207 in 90 s of steady state (~1.7 per object per tick,
+    113 writes/s) and used 7.8 CPU-s; one loop over the informer index, 0 writes and 0.02 CPU-s. The
+    operator's promise of no writes in the steady state rules the timer out."""
     await memo.indexed.wait()
     while True:
         await asyncio.sleep(memo.config.resync_seconds)

@@ -129,7 +129,8 @@ def request_for(direction: str, connection: dict[str, Any], walkme_url: str, run
 
 def sync_request(spec: dict[str, Any], connection: dict[str, Any], walkme_url: str, run_id: str) -> dict[str, Any]:
     """The resolved request a sync Job gets, forced so that every case runs."""
-    walkme = {"walkme": {"apiUrl": walkme_url, "auth": {"secretRef": {"name": "w"}}, "maxInFlight": SYNC_CONCURRENCY}}
+    walkme = {"walkme": {"apiUrl": walkme_url, "insightsExportUrl": walkme_url,
+                         "auth": {"secretRef": {"name": "w"}}, "maxInFlight": SYNC_CONCURRENCY}}
     return {"integration": {"namespace": "bench", "name": "bench"}, "runId": run_id, "spec": spec,
             "connection": connection, "walkmeConnection": walkme, "force": True}
 
@@ -189,7 +190,7 @@ def export_alone(walkme_url: str) -> tuple[int, float, float]:
     records: the ceiling the source puts on any outbound run, in its own process like the sync. ``seconds``
     is the export loop alone; ``process seconds`` the whole process, interpreter start and imports included,
     as the sync's own figure is."""
-    provider = json.dumps({"apiUrl": walkme_url, "auth": {"secretRef": {"name": "w"}}})
+    provider = json.dumps({"apiUrl": walkme_url, "insightsExportUrl": walkme_url, "auth": {"secretRef": {"name": "w"}}})
     started = time.perf_counter()
     completed = subprocess.run([sys.executable, "-c", EXPORT_ONLY, provider, CLIENT, SECRET],
                                capture_output=True, text=True, check=True)

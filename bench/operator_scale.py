@@ -163,7 +163,8 @@ async def create_objects(cluster: Cluster, walkme_url: str, integrations: int, c
                                "stringData": data})
     await asyncio.gather(*(create(CONNECTIONS, {
         "apiVersion": API, "kind": "Connection", "metadata": {"name": f"walkme-{index}"},
-        "spec": {"walkme": {"apiUrl": walkme_url, "auth": {"secretRef": {"name": "w"}}}, "probeInterval": "1h"}})
+        "spec": {"walkme": {"apiUrl": walkme_url, "insightsExportUrl": walkme_url,
+                            "auth": {"secretRef": {"name": "w"}}}, "probeInterval": "1h"}})
         for index in range(connections)))
     await asyncio.gather(*(create(INTEGRATIONS, {
         "apiVersion": API, "kind": "Integration", "metadata": {"name": f"export-{index}"},

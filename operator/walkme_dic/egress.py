@@ -180,6 +180,7 @@ def spec_urls(spec: ConnectionSpec) -> list[str]:
     urls = [
         spec.s3 and spec.s3.endpoint_url, spec.azure_blob and spec.azure_blob.account_url,
         spec.gcs and spec.gcs.endpoint_url, spec.webhook and spec.webhook.url, spec.walkme and spec.walkme.api_url,
+        spec.walkme and spec.walkme.insights_export_url,
         spec.salesforce and spec.salesforce.instance_url, spec.salesforce and spec.salesforce.login_url,
     ]
     return [url for url in urls if url]

@@ -43,6 +43,7 @@ NEVER_RUN = "NeverRun"
 WAITING_FOR_SCHEDULE = "WaitingForSchedule"
 JOB_LOST = "JobLost"
 JOB_CREATE_FAILED = "JobCreateFailed"  # the API server refused the run's Job (quota, admission): backed off
+INSIGHTS_EXPORT_NOT_CONFIGURED = "InsightsExportNotConfigured"  # an Insights dataset, no insightsExportUrl
 RECONCILE_FAILED = "ReconcileFailed"  # a reconcile raised (an API write refused, an operator bug): backed off
 NO_RESULT = "NoResult"
 EVICTED = "Evicted"  # the node evicted the run's pod (out of ephemeral storage, node pressure)

@@ -39,7 +39,8 @@ def run(fake: FakeSalesforce, walkme: FakeWalkMe, source: dict[str, Any], *, wat
                  "mapping": {"key": {"source": "WalkMe_Id__c", "destination": "uuid"},
                              "fields": [{"source": "Email", "destination": "email"}]}},
         "connection": {"salesforce": {"instanceUrl": fake.url, "auth": {"secretRef": {"name": "sf"}}}},
-        "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "w"}}}},
+        "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "insightsExportUrl": walkme.url,
+                                        "auth": {"secretRef": {"name": "w"}}}},
         "state": {"watermark": watermark},
     })
     return run_sync(request, CREDENTIALS)

@@ -36,7 +36,8 @@ def export(fake: FakeSalesforce, walkme: FakeWalkMe, *, mapping: dict[str, Any] 
                  "mapping": mapping or {"key": {"source": "userId", "destination": "WalkMe_Id__c"},
                                         "fields": [{"source": "email", "destination": "LastName"}]}},
         "connection": {"salesforce": {"instanceUrl": fake.url, "auth": {"secretRef": {"name": "sf"}}}},
-        "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "w"}}}},
+        "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "insightsExportUrl": walkme.url,
+                                        "auth": {"secretRef": {"name": "w"}}}},
     })
     return run_sync(request, CREDENTIALS)
 

@@ -112,7 +112,8 @@ def test_walkme_is_reached_through_the_proxy_the_environment_names(walkme: FakeW
     monkeypatch.setenv("HTTP_PROXY", forward_proxy)
     for name in ("NO_PROXY", "no_proxy", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
-    spec = WalkMeProvider.model_validate({"apiUrl": walkme.url, "auth": {"secretRef": {"name": "w"}}})
+    spec = WalkMeProvider.model_validate({"apiUrl": walkme.url, "insightsExportUrl": walkme.url,
+                                          "auth": {"secretRef": {"name": "w"}}})
     client = WalkMeClient(spec, {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET}, max_attempts=1)
     assert isinstance(client.transport, ProxiedTransport)
     assert "issued a token" in client.probe().message

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
+from tests.fakes.tcpproxy import TcpCutProxy
 from tests.fakes.walkme import FakeWalkMe
 from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET, WALKME_TOKEN
 from walkme_dic.api.connection import WalkMeProvider
@@ -23,7 +24,8 @@ from walkme_dic_dev.httpserver import BackgroundServer
 
 
 def client(fake: FakeWalkMe, secret: str = WALKME_SECRET, **options: object) -> WalkMeClient:
-    spec = WalkMeProvider.model_validate({"apiUrl": fake.url, "auth": {"secretRef": {"name": "x"}}})
+    spec = WalkMeProvider.model_validate({"apiUrl": fake.url, "insightsExportUrl": fake.url,
+                                          "auth": {"secretRef": {"name": "x"}}})
     return WalkMeClient(spec, {"clientId": WALKME_CLIENT, "clientSecret": secret}, retry_base_delay=0.01,
                         **options)  # type: ignore[arg-type]
 
@@ -140,6 +142,30 @@ def test_export_pages_with_watermark_and_since(walkme: FakeWalkMe) -> None:
     assert [r["userId"] for r in later] == ["u2", "u3", "u4"], "since includes its bound"
 
 
+def test_insights_exports_go_only_to_the_insights_export_url_and_are_off_without_one(walkme: FakeWalkMe) -> None:
+    """Issue 24: WalkMe publishes no Insights export API. Without insightsExportUrl the client refuses to call
+    one; with it, the pages come from that origin (here a relay to the fake on a port of its own) while the
+    token still comes from apiUrl."""
+    walkme.seed("users", [{"userId": "u1", "updatedAt": "2026-11-10T00:00:00Z"}])
+    plain = WalkMeProvider.model_validate({"apiUrl": walkme.url, "auth": {"secretRef": {"name": "x"}}})
+    off = WalkMeClient(plain, {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET})
+    with pytest.raises(PermanentError) as refused:
+        off.export("users", since=None)
+    assert refused.value.reason == "InsightsExportNotConfigured"
+    assert "set spec.walkme.insightsExportUrl" in refused.value.message and off.api_calls == 0
+    relay = TcpCutProxy("127.0.0.1", int(walkme.url.rsplit(":", 1)[1])).start()
+    try:
+        spec = WalkMeProvider.model_validate({"apiUrl": walkme.url, "insightsExportUrl": f"http://127.0.0.1:{relay.port}",
+                                              "auth": {"secretRef": {"name": "x"}}})
+        wm = WalkMeClient(spec, {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET})
+        wm.probe()
+        assert relay.connections == 0, "the token comes from apiUrl"
+        assert [r["userId"] for r in wm.export("users", since=None)] == ["u1"]
+        assert relay.connections == 1
+    finally:
+        relay.stop()
+
+
 def test_an_incremental_export_reads_a_window_that_ends_a_lookback_before_now(walkme: FakeWalkMe) -> None:
     """[since, until): until is lookback seconds before now and is the watermark, whatever the newest record."""
     walkme.seed("users", [{"userId": f"u{i}", "updatedAt": f"2026-11-10T00:00:0{i}Z"} for i in range(5)])
@@ -199,7 +225,7 @@ def test_a_page_failing_while_others_are_ahead_fails_the_export_after_the_pages_
     export = iter(client(walkme).export("users", since=None, page_size=4))
     received.append(next(export)["userId"])
     walkme.fail_next("/insights/export/", 1, 404)  # whichever page is fetched next
-    with pytest.raises(PermanentError, match="WalkMe has no /public/v1/insights/export/users"):
+    with pytest.raises(PermanentError, match=r"The Insights export endpoint has no http://127\.0\.0\.1:\d+/public/v1/insights/export/users"):
         received.extend(record["userId"] for record in export)
     assert received == ids[:len(received)] and len(received) % 4 == 0 and 4 <= len(received) <= 4 * PREFETCH_PAGES
 
@@ -208,7 +234,8 @@ def test_unreachable_api_is_transient_and_names_the_url() -> None:
     from tests.fixtures.servers import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
-    spec = WalkMeProvider.model_validate({"apiUrl": url, "auth": {"secretRef": {"name": "x"}}})
+    spec = WalkMeProvider.model_validate({"apiUrl": url, "insightsExportUrl": url,
+                                          "auth": {"secretRef": {"name": "x"}}})
     unreachable = WalkMeClient(spec, {"clientId": "c", "clientSecret": "s"}, retry_base_delay=0.01, max_attempts=2)
     with pytest.raises(TransientError, match=f"cannot reach WalkMe at {url}"):
         unreachable.probe()
@@ -258,7 +285,8 @@ def html_site() -> Iterator[HtmlSite]:
 
 
 def html_client(site: HtmlSite) -> WalkMeClient:
-    spec = WalkMeProvider.model_validate({"apiUrl": site.url, "auth": {"secretRef": {"name": "x"}}})
+    spec = WalkMeProvider.model_validate({"apiUrl": site.url, "insightsExportUrl": site.url,
+                                          "auth": {"secretRef": {"name": "x"}}})
     return WalkMeClient(spec, {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET}, max_attempts=1)
 
 
@@ -300,7 +328,7 @@ def test_an_error_answer_that_is_not_json_says_what_came_back(walkme: FakeWalkMe
 @pytest.mark.parametrize(("max_in_flight", "expected"), [(None, 4), (1, 1), (2, 2), (16, 16)])
 def test_requests_in_flight_follow_the_connections_max_in_flight(walkme: FakeWalkMe, max_in_flight: int | None,
                                                                   expected: int) -> None:
-    block = {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "x"}}}
+    block = {"apiUrl": walkme.url, "insightsExportUrl": walkme.url, "auth": {"secretRef": {"name": "x"}}}
     spec = WalkMeProvider.model_validate({**block, **({"maxInFlight": max_in_flight} if max_in_flight else {})})
     wm = WalkMeClient(spec, {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET})
     assert wm.max_concurrency == expected

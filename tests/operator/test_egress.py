@@ -39,7 +39,7 @@ async def egress_operator(cluster: Cluster, node: NodeAgent, request: pytest.Fix
 
 
 def walkme(url: str) -> dict:
-    return {"walkme": {"apiUrl": url, "auth": {"secretRef": {"name": "walkme-api"}}}}
+    return {"walkme": {"apiUrl": url, "insightsExportUrl": url, "auth": {"secretRef": {"name": "walkme-api"}}}}
 
 
 @pytest.mark.parametrize("egress_operator", [EgressPolicy()], indirect=True)

@@ -41,7 +41,8 @@ def audit_run(walkme: FakeWalkMe, receiver: WebhookReceiver, pki: Pki, since: st
                                         {"source": "userEmail", "destination": "actor"},
                                         {"source": "actionType", "destination": "action"}]}},
         "connection": {"webhook": {"url": receiver.hook, "auth": {"secretRef": {"name": "hook"}}}},
-        "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "w"}}}},
+        "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "insightsExportUrl": walkme.url,
+                                        "auth": {"secretRef": {"name": "w"}}}},
         "state": {"watermark": watermark},
     })
     credentials = CredentialSet({"external": {"signingSecret": WEBHOOK_SECRET, "ca.crt": pki.ca_pem},

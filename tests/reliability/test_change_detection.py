@@ -45,7 +45,8 @@ class Integration:
                      **self.spec, **spec},
             "connection": {"s3": {"bucket": self.bucket, "region": "us-east-1", "endpointUrl": self.moto,
                                   "prefix": "dic/"}},
-            "walkmeConnection": {"walkme": {"apiUrl": self.walkme.url, "auth": {"secretRef": {"name": "w"}}}},
+            "walkmeConnection": {"walkme": {"apiUrl": self.walkme.url, "insightsExportUrl": self.walkme.url,
+                                            "auth": {"secretRef": {"name": "w"}}}},
         })
         credentials = CredentialSet({"external": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"},
                                      "walkme": {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET},

@@ -216,7 +216,8 @@ def request(direction: Direction, stores: Stores, connection: dict[str, Any]) ->
                  "mapping": {"key": {"source": direction.key, "destination": key},
                              "fields": [{"source": direction.email, "destination": email}]}},
         "connection": connection,
-        "walkmeConnection": {"walkme": {"apiUrl": stores.walkme.url, "auth": {"secretRef": {"name": "w"}}}},
+        "walkmeConnection": {"walkme": {"apiUrl": stores.walkme.url, "insightsExportUrl": stores.walkme.url,
+                                        "auth": {"secretRef": {"name": "w"}}}},
     })
 
 

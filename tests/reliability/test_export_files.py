@@ -103,7 +103,8 @@ class Exports:
                                                            "prefix": self.prefix}}},
                      "destination": self.destination, "mapping": self.mapping, **self.spec},
             "connection": self.connection,
-            **({"walkmeConnection": {"walkme": {"apiUrl": self.walkme_url, "auth": {"secretRef": {"name": "w"}}}}}
+            **({"walkmeConnection": {"walkme": {"apiUrl": self.walkme_url, "insightsExportUrl": self.walkme_url,
+                                                "auth": {"secretRef": {"name": "w"}}}}}
                if self.walkme_url else {}),
             "exportConnection": self.store.connection,
             "state": self.state,

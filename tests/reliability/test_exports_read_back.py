@@ -67,7 +67,8 @@ def export(walkme: FakeWalkMe, moto: str, bucket: str, records: list[dict[str, A
                                           "encoding": encoding, "manifest": manifest, "nullValue": null_value}},
                  "mapping": {"key": {"source": "userId", "destination": "id"}, "fields": fields}},
         "connection": {"s3": {"bucket": bucket, "region": "us-east-1", "endpointUrl": moto}},
-        "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "w"}}}},
+        "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "insightsExportUrl": walkme.url,
+                                        "auth": {"secretRef": {"name": "w"}}}},
         "state": {"watermark": watermark},
     })
     credentials = CredentialSet({"external": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"},

@@ -35,7 +35,8 @@ def request(endpoint: str, bucket: str, walkme: FakeWalkMe, *, file: dict[str, A
                                             "userIdProperty": "uuid"}},
                  "mapping": {"key": {"source": "id", "destination": "uuid"}, "fields": FIELDS}, **spec},
         "connection": connection or {"s3": {"bucket": bucket, "region": "us-east-1", "endpointUrl": endpoint}},
-        "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "w"}}}},
+        "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "insightsExportUrl": walkme.url,
+                                        "auth": {"secretRef": {"name": "w"}}}},
     })
 
 
@@ -274,7 +275,8 @@ def test_outbound_file_in_a_declared_encoding_has_one_byte_order_mark_at_most(
                  "mapping": {"key": {"source": "userId", "destination": "user_id"},
                              "fields": [{"source": "email", "destination": "email"}]}},
         "connection": {"s3": {"bucket": bucket, "region": "us-east-1", "endpointUrl": moto_server}},
-        "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "w"}}}},
+        "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "insightsExportUrl": walkme.url,
+                                        "auth": {"secretRef": {"name": "w"}}}},
     })
     result = run_sync(sync, CREDENTIALS)
     assert (result.result, result.rows_written) == ("Succeeded", 40_000), result

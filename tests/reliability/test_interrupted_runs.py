@@ -119,7 +119,7 @@ async def refuse_status_writes(cluster: Cluster) -> None:
     await cluster.client.create(POLICY_BINDINGS, "", {
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
         "metadata": {"name": OUTAGE}, "spec": {"policyName": OUTAGE, "validationActions": ["Deny"]}})
-    await cluster.apply(integration("outage-probe"))
+    await cluster.apply(integration("outage-probe", suspend=True))  # suspended: the operator starts no Job for it
     resource = await cluster.resource("integrations.walkme.io/v1alpha1", "Integration")
 
     async def enforced() -> bool:

@@ -56,7 +56,8 @@ def sync(tmp_path: Path, spec: dict[str, Any], connection: dict[str, Any], walkm
                "spec": {"connectionRef": {"name": "x"}, "walkmeConnectionRef": {"name": "walkme"}, **spec,
                         "job": {"backoffLimit": 0}},
                "connection": connection,
-               "walkmeConnection": {"walkme": {"apiUrl": walkme_url, "auth": {"secretRef": {"name": "w"}}}}}
+               "walkmeConnection": {"walkme": {"apiUrl": walkme_url, "insightsExportUrl": walkme_url,
+                                               "auth": {"secretRef": {"name": "w"}}}}}
     result = folder / "result.json"
     subprocess.run([sys.executable, "-m", "walkme_dic", "sync", "--credentials", str(folder), "--result", str(result)],
                    env={**os.environ, REQUEST_ENV: json.dumps(request)}, capture_output=True, timeout=120, check=False)

@@ -38,7 +38,8 @@ def run(walkme: FakeWalkMe, connection: dict[str, Any], external: dict[str, str]
                              "fields": [{"source": "score", "destination": "score", "type": "number"},
                                         {"source": "note", "destination": "note"}]}, **spec},
         "connection": connection,
-        "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "w"}}}},
+        "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "insightsExportUrl": walkme.url,
+                                        "auth": {"secretRef": {"name": "w"}}}},
     })
     credentials = CredentialSet({"external": external,
                                  "walkme": {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET},

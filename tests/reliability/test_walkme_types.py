@@ -32,7 +32,8 @@ def inbound(walkme: FakeWalkMe, moto: str, bucket: str, path: str, **mapping: An
                                             "userIdProperty": "uuid"}},
                  "mapping": {"key": {"source": "id", "destination": "uuid"}, **mapping}},
         "connection": {"s3": {"bucket": bucket, "region": "us-east-1", "endpointUrl": moto}},
-        "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "auth": {"secretRef": {"name": "w"}}}},
+        "walkmeConnection": {"walkme": {"apiUrl": walkme.url, "insightsExportUrl": walkme.url,
+                                        "auth": {"secretRef": {"name": "w"}}}},
     })
     credentials = CredentialSet({"external": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"},
                                  "walkme": {"clientId": WALKME_CLIENT, "clientSecret": WALKME_SECRET},

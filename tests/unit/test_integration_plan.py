@@ -30,7 +30,8 @@ S3 = ConnectionSpec.model_validate({"s3": {"bucket": "acme-data", "region": "eu-
 SALESFORCE = ConnectionSpec.model_validate(
     {"salesforce": {"instanceUrl": "https://acme.my.salesforce.com", "auth": {"secretRef": {"name": "sf"}}}}
 )
-WALKME = ConnectionSpec.model_validate({"walkme": {"auth": {"secretRef": {"name": "wm"}}}})
+WALKME = ConnectionSpec.model_validate({"walkme": {"auth": {"secretRef": {"name": "wm"}},
+                                                   "insightsExportUrl": "https://insights.example.com"}})
 REQUESTED_AT = "integrations.walkme.io/requested-at"
 
 
@@ -112,6 +113,26 @@ WEBHOOK = ConnectionSpec.model_validate({"webhook": {"url": "https://hooks.acme.
 TO_WEBHOOK = inbound_spec(direction="Outbound", source={"walkme": {"dataset": "events"}},
                           destination={"webhook": {"batchSize": 100}},
                           mapping={"key": {"source": "eventId", "destination": "event_id"}})
+
+
+@pytest.mark.parametrize("dataset", ["users", "events", "sessions", "report", "activityLog"])
+def test_an_insights_dataset_waits_for_an_insights_export_url_walkme_publishes_none(dataset: str) -> None:
+    """Issue 24: the Insights export API is ours, not WalkMe's; it is off unless a Connection names one."""
+    source = {"dataset": dataset, **({"reportId": "r-1"} if dataset == "report" else {})}
+    spec = {**TO_WEBHOOK, "source": {"walkme": source}}
+    plain = ConnectionSpec.model_validate({"walkme": {"auth": {"secretRef": {"name": "wm"}}}})
+    decision = plan(view(spec=spec), ready("x", WEBHOOK), ready("walkme", plain), [], {}, NOW)
+    if dataset == "activityLog":  # WalkMe's documented activity log needs no such URL
+        assert decision.job is not None
+        return
+    assert decision.job is None
+    ready_condition = condition(decision.status, "Ready")
+    assert (ready_condition["status"], ready_condition["reason"]) == ("False", "InsightsExportNotConfigured")
+    assert f"dataset {dataset} reads an Insights export endpoint WalkMe does not publish" in ready_condition["message"]
+    assert "spec.walkme.insightsExportUrl" in ready_condition["message"]
+    assert condition(decision.status, "Stalled")["status"] == "True"
+    configured = plan(view(spec=spec), ready("x", WEBHOOK), ready("walkme", WALKME), [], {}, NOW)
+    assert configured.job is not None
 
 
 def test_each_side_takes_only_connections_of_its_kind() -> None:

@@ -166,6 +166,12 @@ class SalesforceProvider(ApiModel):
         return self
 
 
+INSIGHTS_EXPORT_NEEDED = (
+    "dataset {dataset} reads an Insights export endpoint WalkMe does not publish: set spec.walkme.insightsExportUrl "
+    "on the WalkMe Connection to a service of your own that serves it (docs/walkme-api.md, part B), or read what "
+    "WalkMe does publish: its own export files (dataset exportFiles) or its activity log (dataset activityLog)")
+
+
 class WalkMeProvider(ApiModel):
     """A WalkMe account reached over the WalkMe public API."""
 
@@ -174,6 +180,15 @@ class WalkMeProvider(ApiModel):
         description="WalkMe API base URL for the account's region.",
     )
     auth: SecretAuth = Field(description="Secret with the API key's clientId and clientSecret.")
+    insights_export_url: str | None = Field(
+        default=None, pattern=HTTP_URL,
+        description="Base URL of an Insights export endpoint, which WalkMe does not publish: a service of your own "
+        "that answers GET /public/v1/insights/export/{dataset} and /public/v1/insights/reports/{id}/rows as "
+        "docs/walkme-api.md part B describes, and is sent the access token this Connection's API key gets. Only "
+        "Integrations reading dataset users, events, sessions or report use it, and they wait (Ready=False, "
+        "InsightsExportNotConfigured) while it is unset. WalkMe's own sources (exportFiles, activityLog) and inbound "
+        "runs never need it.",
+    )
     max_in_flight: int = Field(
         default=4, ge=1, le=16,
         description="Requests sent to WalkMe at once while an inbound run sends (100 users each). WalkMe publishes "

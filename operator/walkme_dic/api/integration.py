@@ -232,6 +232,9 @@ class ExportedFile(ApiModel):
     modified: str = Field(json_schema_extra={"format": "date-time"}, description="Its last-modified time.")
 
 
+INSIGHTS_DATASETS = ("users", "events", "sessions", "report")  # read from spec.walkme.insightsExportUrl
+
+
 class WalkMeSource(ApiModel):
     """Insights data read from WalkMe (outbound)."""
 

@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 import orjson
 
 from walkme_dic import reasons
-from walkme_dic.api.connection import WalkMeProvider
+from walkme_dic.api.connection import INSIGHTS_EXPORT_NEEDED, WalkMeProvider
 from walkme_dic.connectors.base import ProbeResult, WriteReport
 from walkme_dic.connectors.common import redirect_refusal, retry_delay
 from walkme_dic.connectors.transport import Response, Unreachable, transport_for
@@ -54,6 +54,7 @@ class WalkMeClient:
                  max_attempts: int = 6, retry_base_delay: float = 0.5, timeout: float = 60) -> None:
         """``max_concurrency``: requests in flight at once; the Connection's ``maxInFlight`` unless given."""
         self.base = spec.api_url.rstrip("/")
+        self.insights_base = spec.insights_export_url.rstrip("/") if spec.insights_export_url else None
         self.client_id = credentials.get("clientId", "")
         self._client_secret = credentials.get("clientSecret", "")
         self.max_concurrency = max_concurrency or spec.max_in_flight
@@ -61,6 +62,8 @@ class WalkMeClient:
         self.retry_base_delay = retry_base_delay
         self.timeout = timeout
         self.transport = transport_for(self.base, self.max_concurrency * 2)
+        self.insights_transport = transport_for(self.insights_base, self.max_concurrency * 2) \
+            if self.insights_base and self.insights_base != self.base else self.transport
         self._token: str | None = None
         self._token_expires = 0.0
         self._scopes: list[str] | None = None  # the scopes the token answer listed, if it listed any
@@ -109,6 +112,10 @@ class WalkMeClient:
 
     # ---- HTTP with retries -------------------------------------------------------------------
 
+    def _url(self, path: str) -> str:
+        """A path of the WalkMe API at apiUrl, or an Insights export URL, which export() makes whole."""
+        return path if "://" in path else self.base + path
+
     def _send(self, method: str, path: str, *, authorization: str | None = None, json_body: Any = None,
               form: dict[str, str] | None = None, params: dict[str, str] | None = None) -> Response:
         """One logical call: retries 429/5xx/connection errors with backoff; renews the token once on 401.
@@ -117,7 +124,10 @@ class WalkMeClient:
         """
         renewed = False
         bearer = authorization is None
-        url = self.base + path + (f"?{urlencode(params)}" if params else "")
+        url = self._url(path) + (f"?{urlencode(params)}" if params else "")
+        at_api = url.startswith(self.base + "/")
+        transport = self.transport if at_api else self.insights_transport
+        where = f"WalkMe at {self.base}" if at_api else f"the Insights export endpoint at {self.insights_base}"
         headers: dict[str, str] = {}
         body = None
         if json_body is not None:
@@ -129,10 +139,10 @@ class WalkMeClient:
             headers["Authorization"] = f"Bearer {self._access_token()}" if bearer else authorization or ""
             try:
                 self.api_calls += 1
-                response = self.transport.request(method, url, body=body, headers=headers, timeout=self.timeout)
+                response = transport.request(method, url, body=body, headers=headers, timeout=self.timeout)
             except Unreachable as error:
                 if attempt == self.max_attempts:
-                    raise TransientError(f"cannot reach WalkMe at {self.base}: {error}") from None
+                    raise TransientError(f"cannot reach {where}: {error}") from None
                 self._pause(attempt, None)
                 continue
             if 300 <= response.status < 400:
@@ -170,7 +180,7 @@ class WalkMeClient:
             return orjson.loads(response.data)  # pages of 10,000 records: orjson decodes them about a third faster
         except ValueError:  # orjson.JSONDecodeError and json.JSONDecodeError are ValueErrors
             raise PermanentError(
-                f"{method} {self.base}{path} answered HTTP {response.status} with {self._kind(response)}, not the "
+                f"{method} {self._url(path)} answered HTTP {response.status} with {self._kind(response)}, not the "
                 f"JSON the WalkMe API answers: {self._snippet(response.data)}; {self._check_url()}",
                 reason=reasons.UNEXPECTED_ANSWER) from None
 
@@ -271,8 +281,11 @@ class WalkMeClient:
         is a snapshot."""
         if dataset == "activityLog":
             return self.activity_log(since=since, settle=ACTIVITY_SETTLE if lookback is None else lookback, now=now)
-        path = f"/public/v1/insights/reports/{report_id}/rows" if dataset == "report" else \
-            f"/public/v1/insights/export/{dataset}"
+        if self.insights_base is None:
+            raise PermanentError(INSIGHTS_EXPORT_NEEDED.format(dataset=dataset),
+                                 reason=reasons.INSIGHTS_EXPORT_NOT_CONFIGURED)
+        path = self.insights_base + (f"/public/v1/insights/reports/{report_id}/rows" if dataset == "report" else
+                                     f"/public/v1/insights/export/{dataset}")
         params = {"limit": str(page_size), **({"since": since} if since else {})}
         if not incremental or dataset == "report":
             return Export(self, path, params)
@@ -300,7 +313,7 @@ class WalkMeClient:
             page = self._get_page(path, {**params, "offset": str(offset)})
             events = page.get("events")
             if not isinstance(events, list):
-                raise PermanentError(f"GET {self.base}{path} answered JSON without an events list: "
+                raise PermanentError(f"GET {self._url(path)} answered JSON without an events list: "
                                      f"{self._snippet(orjson.dumps(page))}", reason=reasons.UNEXPECTED_ANSWER)
             yield {"data": events, "watermark": watermark}
             if len(events) < limit:
@@ -320,15 +333,16 @@ class WalkMeClient:
     def _get_page(self, path: str, query: dict[str, str]) -> dict[str, Any]:
         """One page (a JSON object) of a GET, or the error that says why not."""
         response = self._send("GET", path, params=query)
+        who = "WalkMe" if "://" not in path else "The Insights export endpoint"
         if response.status in (401, 403):
-            raise AuthenticationError(f"WalkMe refused access to {path} (HTTP {response.status})")
+            raise AuthenticationError(f"{who} refused access to {path} (HTTP {response.status})")
         if response.status == 404:
-            raise PermanentError(f"WalkMe has no {path}: {self._message(response)}")
+            raise PermanentError(f"{who} has no {path}: {self._message(response)}")
         if response.status >= 300:
-            raise PermanentError(f"WalkMe answered {response.status} for {path}: {self._message(response)}")
+            raise PermanentError(f"{who} answered {response.status} for {path}: {self._message(response)}")
         page = self._json(response, "GET", path)
         if not isinstance(page, dict):
-            raise PermanentError(f"GET {self.base}{path} answered JSON that is not a page of records: "
+            raise PermanentError(f"GET {self._url(path)} answered JSON that is not a page of records: "
                                  f"{self._snippet(response.data)}", reason=reasons.UNEXPECTED_ANSWER)
         return page
 

@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from walkme_dic import reasons
-from walkme_dic.api.connection import EXPORT_FILE_PROVIDERS, FILE_PROVIDERS, ConnectionSpec
-from walkme_dic.api.integration import IntegrationSpec
+from walkme_dic.api.connection import EXPORT_FILE_PROVIDERS, FILE_PROVIDERS, INSIGHTS_EXPORT_NEEDED, ConnectionSpec
+from walkme_dic.api.integration import INSIGHTS_DATASETS, IntegrationSpec
 from walkme_dic.api.run import IntegrationIdentity, SyncRequest, SyncResult, SyncState
 from walkme_dic.conditions import find_condition, parse_time, rfc3339, set_condition
 from walkme_dic.errors import validation_message, without_reason
@@ -232,6 +232,9 @@ def _blocker(
     mismatch = _type_mismatch(spec, external, walkme)
     if mismatch:
         return Blocker(reasons.CONNECTION_TYPE_MISMATCH, mismatch, stalled=True)
+    unpublished = _insights_export_missing(spec, walkme)
+    if unpublished:
+        return Blocker(reasons.INSIGHTS_EXPORT_NOT_CONFIGURED, unpublished, stalled=True)
     for _, connection in referenced:
         if not connection.ready:
             why = f": {connection.message}" if connection.message else ""
@@ -292,6 +295,17 @@ def _refused_secret(view: IntegrationView) -> Blocker | None:
     if view.secret_refusal is None:
         return None
     return Blocker(reasons.SECRET_REFUSED, view.secret_refusal, stalled=False)
+
+
+def _insights_export_missing(spec: IntegrationSpec, walkme: ConnectionView | None) -> str | None:
+    """An Insights dataset read through a WalkMe Connection that names no insightsExportUrl: why it cannot run."""
+    source = spec.source.walkme
+    provider = walkme.spec.walkme if walkme is not None and walkme.spec else None
+    if source is None or source.dataset not in INSIGHTS_DATASETS or provider is None or provider.insights_export_url:
+        return None
+    assert walkme is not None
+    return f"spec.walkmeConnectionRef: Connection {walkme.name!r}: " + \
+        INSIGHTS_EXPORT_NEEDED.format(dataset=source.dataset)
 
 
 def _type_mismatch(spec: IntegrationSpec, external: ConnectionView, walkme: ConnectionView | None) -> str | None:

@@ -166,7 +166,8 @@ def request(bucket: str, moto: str, walkme_url: str, case: Case, fmt: str) -> Sy
             **case.spec,
         },
         "connection": {"s3": {"bucket": bucket, "region": "us-east-1", "endpointUrl": moto}},
-        "walkmeConnection": {"walkme": {"apiUrl": walkme_url, "auth": {"secretRef": {"name": "w"}}}},
+        "walkmeConnection": {"walkme": {"apiUrl": walkme_url, "insightsExportUrl": walkme_url,
+                                        "auth": {"secretRef": {"name": "w"}}}},
     })
 
 

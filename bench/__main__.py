@@ -321,6 +321,25 @@ def walkme_process(*options: str, keep_users: bool = False) -> Iterator[str]:
         process.wait(10)
 
 
+@contextlib.contextmanager
+def loopback_servers(*, keep_users: bool = True) -> Iterator[tuple[str, FakeWalkMe]]:
+    """moto's S3 and the fake WalkMe in this process on loopback ports (keeping no users unless ``keep_users``);
+    yields (the S3 endpoint URL, the fake WalkMe)."""
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    walkme = FakeWalkMe(clients={CLIENT: SECRET}, integration_tokens={TOKEN: "uuid"})
+    walkme.keep_users = keep_users
+    walkme.start()
+    try:
+        yield f"http://127.0.0.1:{port}", walkme
+    finally:
+        walkme.stop()
+        server.stop()
+
+
 def raw_pipeline(s3_url: str, walkme_url: str, concurrency: int) -> tuple[int, float, float, float]:
     """(rows, seconds, process seconds, peak RSS MB) of bench/raw_inbound.py posting users.csv to ``walkme_url``;
     ``seconds`` from its own clock (after its imports), ``process seconds`` the whole process, as the sync's."""
@@ -513,16 +532,9 @@ def main() -> int:
     parser.add_argument("--update", action="store_true",
                         help="Keep the other cases in bench/results.json; replace only the ones run now.")
     args = parser.parse_args()
-    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    os.environ["BENCH_S3_URL"] = s3_url = f"http://127.0.0.1:{port}"
-    walkme = FakeWalkMe(clients={CLIENT: SECRET}, integration_tokens={TOKEN: "uuid"})
-    walkme.start()
     rows = []
-    try:
+    with loopback_servers() as (s3_url, walkme):
+        os.environ["BENCH_S3_URL"] = s3_url
         needs_sshd = "sftp" in args.outbound_to and bool(args.outbound_mb)
         if needs_sshd and sshd_missing():
             raise SystemExit(sshd_missing())
@@ -541,9 +553,6 @@ def main() -> int:
             rows += [bench_salesforce(n, bench) for n in args.salesforce_rows]
         rows += [asyncio.run(measure(n, args.operator_connections or max(1, n // 10), args.settle,
                                      args.controller_manager_qps)) for n in args.operator_integrations if n]
-    finally:
-        walkme.stop()
-        server.stop()
     for row in rows:
         row["case"] += f" [{args.label}]" if args.label else ""
     print_table(rows)

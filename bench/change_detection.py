@@ -8,15 +8,15 @@ alternates between two versions that differ in 1 % of the users (every 100th use
 the first Integration after its untimed warm-up run sends exactly the 1 % that changed. In ``pairs``
 alternating pairs (the order flips each pair) both import the same file; printed and recorded are the
 median and spread (min to max) of the WalkMe requests and the wall time of each, and of the per-pair
-ratios. With ``--rss-users`` the peak RSS of a change-detection run (and of its warm-up full send, which
-writes the first state) at that many users. Records the cases in bench/results.json (others kept).
+ratios. Between the two runs of each pair, the floor: a dry run of the full send's Integration (the file
+read, mapped and spooled, its duplicate keys found, nothing sent), which no run that sends can beat. With
+``--rss-users`` the peak RSS of a change-detection run (and of its warm-up full send, which writes the
+first state) at that many users. Records the cases in bench/results.json (others kept).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 import tempfile
 import uuid
@@ -24,13 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
 
 from bench.__main__ import (
     BUCKET,
-    CLIENT,
-    SECRET,
-    TOKEN,
+    loopback_servers,
     make_csv,
     request_for,
     run_sync,
@@ -39,7 +36,6 @@ from bench.__main__ import (
 )
 from bench.pairs import spread
 from bench.results import write_results
-from tests.fixtures.servers import free_port
 from walkme_dic_dev.fake_walkme import FakeWalkMe
 
 USER_DATA = "/public/v1/user/data"
@@ -68,10 +64,10 @@ class Runs:
     def put(self, body: bytes) -> None:
         self.s3.put_object(Bucket=BUCKET, Key="users.csv", Body=body)
 
-    def run(self, detecting: bool) -> dict[str, Any]:
+    def run(self, detecting: bool, *, dry_run: bool = False) -> dict[str, Any]:
         request = request_for("Inbound", s3_connection(self.s3_url), self.walkme.url, f"cd-{uuid.uuid4().hex[:6]}")
         request["integration"]["uid"] = self.uids[detecting]
-        request["spec"]["changeDetection"] = detecting
+        request["spec"].update(changeDetection=detecting, dryRun=dry_run)
         before = self.walkme.requests[USER_DATA]
         measured = run_sync(request, self.credentials)
         assert measured["result"]["result"] == "Succeeded", measured["result"]
@@ -85,11 +81,13 @@ def pairs(runs: Runs, users: int, count: int) -> dict[str, Any]:
     runs.run(True)  # warm-up: the first state
     full: list[dict[str, Any]] = []
     detected: list[dict[str, Any]] = []
+    floor: list[dict[str, Any]] = []
     for pair in range(count):
         runs.put(changed if pair % 2 == 0 else original)
-        order = (True, False) if pair % 2 == 0 else (False, True)
-        for detecting in order:
-            (detected if detecting else full).append(runs.run(detecting))
+        first, second = (True, False) if pair % 2 == 0 else (False, True)
+        (detected if first else full).append(runs.run(first))
+        floor.append(runs.run(False, dry_run=True))  # between the two: drift falls on it as on them
+        (detected if second else full).append(runs.run(second))
     expected = -(-users // CHANGED_EVERY)
     assert all(run["sent"] == expected for run in detected), detected
     return {
@@ -104,6 +102,13 @@ def pairs(runs: Runs, users: int, count: int) -> dict[str, Any]:
         "ratio_requests": spread([d["requests"] / f["requests"] for d, f in zip(detected, full, strict=True)], 4),
         "ratio_seconds": spread([d["seconds"] / f["seconds"] for d, f in zip(detected, full, strict=True)], 3),
         "targets": "requests <= 1.2 % and wall time <= 0.25x of a full send",
+        "floor": "a dry run of the full send's Integration (changeDetection: false): the process, the file read, "
+                 "mapped, spooled and its duplicate keys found, nothing sent — what every send does before sending",
+        "floor_seconds": spread([r["seconds"] for r in floor], 2),
+        "ratio_floor_to_full_send": spread([f["seconds"] / s["seconds"] for f, s in zip(floor, full, strict=True)],
+                                           3),
+        "ratio_change_detection_to_floor": spread(
+            [d["seconds"] / f["seconds"] for d, f in zip(detected, floor, strict=True)], 3),
     }
 
 
@@ -126,28 +131,15 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--rss-users", type=int, default=0, help="0 skips the RSS case.")
     args = parser.parse_args()
-    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    walkme = FakeWalkMe(clients={CLIENT: SECRET}, integration_tokens={TOKEN: "uuid"})
-    walkme.keep_users = False
-    walkme.start()
     rows = []
-    try:
-        s3_url = f"http://127.0.0.1:{port}"
-        with tempfile.TemporaryDirectory() as tmp:
-            credentials = write_credentials(Path(tmp), {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
-            runs = Runs(s3_url, walkme, credentials)
-            runs.s3.create_bucket(Bucket=BUCKET)
-            if args.pairs:
-                rows.append(pairs(runs, args.users, args.pairs))
-            if args.rss_users:
-                rows.append(rss(runs, args.rss_users))
-    finally:
-        walkme.stop()
-        server.stop()
+    with loopback_servers(keep_users=False) as (s3_url, walkme), tempfile.TemporaryDirectory() as tmp:
+        credentials = write_credentials(Path(tmp), {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
+        runs = Runs(s3_url, walkme, credentials)
+        runs.s3.create_bucket(Bucket=BUCKET)
+        if args.pairs:
+            rows.append(pairs(runs, args.users, args.pairs))
+        if args.rss_users:
+            rows.append(rss(runs, args.rss_users))
     for row in rows:
         print(row)
     write_results(rows, " ".join(["python -m bench.change_detection", *sys.argv[1:]]), update=True)

@@ -155,6 +155,19 @@ def test_at_most_two_parts_upload_at_once_and_write_waits_for_a_slot(proxy: Faul
     assert s3_client(moto_server).get_object(Bucket=bucket, Key="dic/out.csv")["Body"].read() == b"".join(parts)
 
 
+def test_a_writer_opened_with_a_part_size_keeps_one_part_on_the_wire(proxy: FaultProxy, moto_server: str,
+                                                                     bucket: str) -> None:
+    """What the change detection state is written with (sync/changes.py): small in memory, whatever the store's
+    own part size."""
+    gate = proxy.hold("PUT", rf"/{bucket}/dic/out\.csv$", 100, query="partNumber=")
+    parts = numbered_parts(4, MIN_PART_SIZE)
+    writer = S3Store(S3Provider(bucket=bucket, region="us-east-1", endpoint_url=proxy.url, prefix="dic/"),
+                     CREDENTIALS, max_attempts=2).open_write("out.csv", part_size=MIN_PART_SIZE)
+    writes_stop_at_the_bound(writer, proxy, gate, parts, bound=1)
+    writer.commit()
+    assert s3_client(moto_server).get_object(Bucket=bucket, Key="dic/out.csv")["Body"].read() == b"".join(parts)
+
+
 def test_abort_waits_for_parts_in_flight_and_leaves_the_previous_object(proxy: FaultProxy, moto_server: str,
                                                                         bucket: str) -> None:
     put_previous(moto_server, bucket)

@@ -51,14 +51,14 @@ def write_until_it_fails(writer: AtomicWriter) -> None:
 
 
 def writes_stop_at_the_bound(writer: AtomicWriter, proxy: FaultProxy, gate: threading.Event,
-                             parts: list[bytes]) -> None:
-    """With every part upload held by the proxy, write() accepts exactly IN_FLIGHT parts and then waits (the
+                             parts: list[bytes], bound: int = IN_FLIGHT) -> None:
+    """With every part upload held by the proxy, write() accepts exactly ``bound`` parts and then waits (the
     writer holds no more parts than that, plus the one in hand); once the uploads go through, all are written."""
     writing = WritingThread(writer, parts)
     writing.start()
-    wait_until(lambda: proxy.holding == IN_FLIGHT)
+    wait_until(lambda: proxy.holding == bound)
     time.sleep(0.5)  # room for a writer without a bound to go on
-    assert (writing.accepted, proxy.holding) == (IN_FLIGHT, IN_FLIGHT)
+    assert (writing.accepted, proxy.holding) == (bound, bound)
     gate.set()
     writing.join(60)
     assert writing.error is None and writing.accepted == len(parts)

@@ -7,6 +7,7 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +28,10 @@ class Integration:
         self.moto, self.bucket, self.walkme, self.spec = moto, bucket, walkme, spec
         self.uid = str(uuid.uuid4())
         self.s3 = s3_client(moto)
+
+    def another(self) -> Integration:
+        """Another Integration (a uid of its own) over the same bucket and fake WalkMe."""
+        return Integration(self.moto, self.bucket, self.walkme, **self.spec)
 
     def run(self, rows: dict[str, tuple[str, str]], *, full_send: bool = False, now: float | None = None,
             **spec: Any) -> SyncResult:
@@ -62,12 +67,16 @@ class Integration:
         return self.s3.get_object(Bucket=self.bucket, Key=self.state_key)["Body"].read()
 
 
+@pytest.fixture
+def people(moto_server: str, bucket: str, walkme: FakeWalkMe) -> Integration:
+    return Integration(moto_server, bucket, walkme)
+
+
 def users(count: int) -> dict[str, tuple[str, str]]:
     return {f"user-{i}@example.com": (f"plan-{i % 3}", "true") for i in range(count)}
 
 
-def test_an_unchanged_reimport_sends_nobody(moto_server: str, bucket: str, walkme: FakeWalkMe) -> None:
-    people = Integration(moto_server, bucket, walkme)
+def test_an_unchanged_reimport_sends_nobody(people: Integration, walkme: FakeWalkMe) -> None:
     first = people.run(users(250))
     assert (first.result, first.sent, first.full_send, walkme.objects_received) == ("Succeeded", 250, "NoState", 250)
     again = people.run(users(250))
@@ -75,9 +84,7 @@ def test_an_unchanged_reimport_sends_nobody(moto_server: str, bucket: str, walkm
     assert walkme.objects_received == 0 and again.users_kept == 0
 
 
-def test_one_changed_one_new_one_deactivated_send_exactly_three(moto_server: str, bucket: str,
-                                                                walkme: FakeWalkMe) -> None:
-    people = Integration(moto_server, bucket, walkme)
+def test_one_changed_one_new_one_deactivated_send_exactly_three(people: Integration, walkme: FakeWalkMe) -> None:
     rows = users(300)
     people.run(rows)
     rows["user-7@example.com"] = ("plan-9", "true")
@@ -89,9 +96,8 @@ def test_one_changed_one_new_one_deactivated_send_exactly_three(moto_server: str
     assert walkme.users()["user-7@example.com"]["plan"] == "plan-9"
 
 
-def test_users_missing_from_the_file_stay_in_the_state_and_are_counted_as_kept(moto_server: str, bucket: str,
+def test_users_missing_from_the_file_stay_in_the_state_and_are_counted_as_kept(people: Integration,
                                                                               walkme: FakeWalkMe) -> None:
-    people = Integration(moto_server, bucket, walkme)
     rows = users(50)
     people.run(rows)
     fewer = dict(list(rows.items())[:40])
@@ -101,8 +107,7 @@ def test_users_missing_from_the_file_stay_in_the_state_and_are_counted_as_kept(m
 
 
 def test_a_failed_send_keeps_the_old_state_and_the_next_run_sends_what_was_missed(
-        moto_server: str, bucket: str, walkme: FakeWalkMe) -> None:
-    people = Integration(moto_server, bucket, walkme)
+        people: Integration, walkme: FakeWalkMe) -> None:
     rows = users(400)
     people.run(rows)
     before = people.state()
@@ -117,8 +122,8 @@ def test_a_failed_send_keeps_the_old_state_and_the_next_run_sends_what_was_misse
     assert all(walkme.users()[f"user-{i}@example.com"]["plan"] == "gold" for i in range(0, 400, 2))
 
 
-def test_rows_walkme_refuses_are_sent_again_next_time(moto_server: str, bucket: str, walkme: FakeWalkMe) -> None:
-    people = Integration(moto_server, bucket, walkme, maxRejectedRows=5)
+def test_rows_walkme_refuses_are_sent_again_next_time(people: Integration, walkme: FakeWalkMe) -> None:
+    people.spec["maxRejectedRows"] = 5
     walkme.declare(WALKME_TOKEN, {"plan": "String", "active": "String"})
     rows = users(20)
     people.run(rows)
@@ -131,37 +136,33 @@ def test_rows_walkme_refuses_are_sent_again_next_time(moto_server: str, bucket: 
     assert (again.sent, walkme.objects_received, walkme.users()["user-3@example.com"]["plan"]) == (1, 1, "gold")
 
 
-def test_a_mapping_change_sends_everyone(moto_server: str, bucket: str, walkme: FakeWalkMe) -> None:
-    people = Integration(moto_server, bucket, walkme)
+def test_a_mapping_change_sends_everyone(people: Integration, walkme: FakeWalkMe) -> None:
     people.run(users(30))
     result = people.run(users(30), mapping={"key": {"source": "id", "destination": "uuid"},
                                             "fields": [{"source": "plan", "destination": "tier"}]})
     assert (result.full_send, result.sent, walkme.objects_received) == ("MappingChanged", 30, 30), result
 
 
-def test_a_damaged_missing_or_foreign_state_means_a_full_send_with_the_reason(moto_server: str, bucket: str,
+def test_a_damaged_missing_or_foreign_state_means_a_full_send_with_the_reason(people: Integration,
                                                                               walkme: FakeWalkMe) -> None:
-    people = Integration(moto_server, bucket, walkme)
     people.run(users(30))
     state = bytearray(people.state())
     state[len(state) // 2] ^= 0xFF
-    people.s3.put_object(Bucket=bucket, Key=people.state_key, Body=bytes(state))
+    people.s3.put_object(Bucket=people.bucket, Key=people.state_key, Body=bytes(state))
     damaged = people.run(users(30))
     assert (damaged.full_send, damaged.sent, walkme.objects_received) == ("StateUnreadable", 30, 30), damaged
-    people.s3.put_object(Bucket=bucket, Key=people.state_key, Body=people.state()[:40])
+    people.s3.put_object(Bucket=people.bucket, Key=people.state_key, Body=people.state()[:40])
     assert people.run(users(30)).full_send == "StateUnreadable"
-    people.s3.delete_object(Bucket=bucket, Key=people.state_key)
+    people.s3.delete_object(Bucket=people.bucket, Key=people.state_key)
     assert people.run(users(30)).full_send == "NoState"
-    other = Integration(moto_server, bucket, walkme)
-    other.s3.put_object(Bucket=bucket, Key=other.state_key, Body=people.state())
+    other = people.another()
+    other.s3.put_object(Bucket=people.bucket, Key=other.state_key, Body=people.state())
     foreign = other.run(users(30))
     assert (foreign.full_send, foreign.sent) == ("ForeignState", 30), foreign
     assert "belongs to another Integration" in foreign.message
 
 
-def test_the_interval_and_the_annotation_trigger_full_sends(moto_server: str, bucket: str,
-                                                            walkme: FakeWalkMe) -> None:
-    people = Integration(moto_server, bucket, walkme)
+def test_the_interval_and_the_annotation_trigger_full_sends(people: Integration, walkme: FakeWalkMe) -> None:
     start = time.time()
     people.run(users(20), now=start)
     assert people.run(users(20), now=start + WEEK - 60).sent == 0
@@ -174,9 +175,7 @@ def test_the_interval_and_the_annotation_trigger_full_sends(moto_server: str, bu
     assert (asked.full_send, asked.sent, walkme.objects_received) == ("Requested", 20, 20), asked
 
 
-def test_change_detection_off_sends_everyone_and_clears_the_state(moto_server: str, bucket: str,
-                                                                  walkme: FakeWalkMe) -> None:
-    people = Integration(moto_server, bucket, walkme)
+def test_change_detection_off_sends_everyone_and_clears_the_state(people: Integration, walkme: FakeWalkMe) -> None:
     people.run(users(20))
     off = people.run(users(20), changeDetection=False)
     assert (off.full_send, off.sent, walkme.objects_received) == ("Disabled", 20, 20), off
@@ -185,9 +184,7 @@ def test_change_detection_off_sends_everyone_and_clears_the_state(moto_server: s
     assert "change detection was off" in on.message
 
 
-def test_a_dry_run_reports_what_it_would_send_and_writes_no_state(moto_server: str, bucket: str,
-                                                                  walkme: FakeWalkMe) -> None:
-    people = Integration(moto_server, bucket, walkme)
+def test_a_dry_run_reports_what_it_would_send_and_writes_no_state(people: Integration, walkme: FakeWalkMe) -> None:
     rows = users(40)
     people.run(rows)
     before = people.state()
@@ -199,8 +196,7 @@ def test_a_dry_run_reports_what_it_would_send_and_writes_no_state(moto_server: s
     assert people.state() == before
 
 
-def test_the_state_holds_no_key_or_value_in_clear(moto_server: str, bucket: str, walkme: FakeWalkMe) -> None:
-    people = Integration(moto_server, bucket, walkme)
+def test_the_state_holds_no_key_or_value_in_clear(people: Integration) -> None:
     rows = {f"person-{i}@corp.example": (f"secret-plan-{i}", "true") for i in range(60)}
     people.run(rows)
     state = people.state()
@@ -214,11 +210,11 @@ def test_the_state_holds_no_key_or_value_in_clear(moto_server: str, bucket: str,
                              min_size=1, max_size=40),
        edits=st.lists(st.tuples(st.text("abcdefgh", min_size=1, max_size=4),
                                 st.sampled_from(["p1", "p2", "p3", "p4", None])), max_size=15))
-def test_exactly_the_new_and_changed_users_are_sent(moto_server: str, bucket: str, walkme: FakeWalkMe,
+def test_exactly_the_new_and_changed_users_are_sent(people: Integration, walkme: FakeWalkMe,
                                                     first: dict[str, str], edits: list[tuple[str, str | None]]) -> None:
     """Random files, random edits between two runs (changed, new, removed): exactly the new and changed users
     are sent, and a third run of the same file sends nobody (the state round-trips)."""
-    people = Integration(moto_server, bucket, walkme)
+    people = people.another()  # one fixture serves every example: each its own uid, so its own state
     people.run({key: (plan, "true") for key, plan in first.items()})
     second = dict(first)
     for key, plan in edits:

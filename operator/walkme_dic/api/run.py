@@ -104,8 +104,6 @@ class SyncResult(ApiModel):
     destination: str | None = Field(default=None, description="Where data landed (object key, blob, sObject).")
     watermark: str | None = None
     source_fingerprint: str | None = None
-    full_send: bool = Field(default=False, description="Inbound change detection: send every user (the "
-                            "full-resync annotation asked, and no run has done it yet).")
     exported_files: list[ExportedFile] | None = Field(default=None, description="exportFiles: the files read so far "
                                                       "that were modified at or after the new watermark.")
     rejected: list[RejectedRow] = Field(default_factory=list, description="First rejected rows.")

@@ -25,7 +25,7 @@ from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, Co
 
 from walkme_dic import reasons
 from walkme_dic.api.connection import AzureBlobProvider
-from walkme_dic.connectors.background import BackgroundPartWriter
+from walkme_dic.connectors.background import IN_FLIGHT, BackgroundPartWriter
 from walkme_dic.connectors.base import BINARY, Limits, ObjectInfo, ProbeResult
 from walkme_dic.connectors.common import ErrorTranslator, etag_gone, redirect_refusal, source_changed
 from walkme_dic.errors import (
@@ -108,8 +108,9 @@ class AzureBlobStore:
         info = self.stat(path)
         return io.BufferedReader(_BlobReader(self, path, info), buffer_size=READ_CHUNK)
 
-    def open_write(self, path: str, *, overwrite: bool = True, content_type: str = BINARY) -> AzureAtomicWriter:
-        return AzureAtomicWriter(self, path, overwrite=overwrite, content_type=content_type)
+    def open_write(self, path: str, *, overwrite: bool = True, content_type: str = BINARY,
+                   part_size: int | None = None) -> AzureAtomicWriter:
+        return AzureAtomicWriter(self, path, overwrite=overwrite, content_type=content_type, block_size=part_size)
 
     def _errors(self, doing: str) -> _ErrorMapper:
         return _ErrorMapper(self, doing)
@@ -189,11 +190,14 @@ class AzureAtomicWriter(BackgroundPartWriter[None]):
     """Stages blocks as data arrives; commit() puts the block list once. Uncommitted blocks are never visible.
 
     Blocks are staged in the background (``connectors/background.py``: at most 2 on the wire, so a writer holds
-    fewer than 4 blocks of ``block_size``); a staging error surfaces at the next write() or at commit()."""
+    fewer than 4 blocks of ``block_size``; 1 for a writer opened with a part size, which holds fewer than 3); a
+    staging error surfaces at the next write() or at commit()."""
 
     def __init__(self, store: AzureBlobStore, path: str, *, overwrite: bool = True,
-                 content_type: str = BINARY) -> None:
-        super().__init__(store, path, store.block_size, "azure-block")
+                 content_type: str = BINARY, block_size: int | None = None) -> None:
+        """``block_size``: a writer that must stay small (blocks of that size, one on the wire at a time)."""
+        super().__init__(store, path, block_size or store.block_size, "azure-block",
+                         in_flight=1 if block_size else IN_FLIGHT)
         self.overwrite = overwrite
         self.settings = ContentSettings(content_type=content_type)
         self.blob = store.container.get_blob_client(store.name(path))

@@ -104,10 +104,10 @@ class BackgroundPartWriter(Generic[Result]):
     """What the S3 and Azure AtomicWriters share: written bytes are cut into parts of ``part_size``, each handed
     by ``_upload_part`` to ``uploads``; an SDK error is translated by the store's mapper and aborts the write."""
 
-    def __init__(self, store: PartStore, path: str, part_size: int, name: str) -> None:
+    def __init__(self, store: PartStore, path: str, part_size: int, name: str, in_flight: int = IN_FLIGHT) -> None:
         self.store, self.path = store, path
         self.pending = PartBuffer(part_size)
-        self.uploads: BackgroundUploads[Result] = BackgroundUploads(name)
+        self.uploads: BackgroundUploads[Result] = BackgroundUploads(name, in_flight)
 
     def write(self, data: bytes) -> int:
         with self._uploading():

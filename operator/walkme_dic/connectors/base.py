@@ -71,10 +71,14 @@ class FileStore(Protocol):
 
     def open_read(self, path: str) -> BinaryIO: ...
 
-    def open_write(self, path: str, *, overwrite: bool = True, content_type: str = BINARY) -> AtomicWriter:
+    def open_write(self, path: str, *, overwrite: bool = True, content_type: str = BINARY,
+                   part_size: int | None = None) -> AtomicWriter:
         """A writer for ``path``; with ``overwrite=False`` commit() raises DestinationExistsError rather than
         replace an object that exists (atomically where the store has a create-only condition). Stores with
-        object metadata (S3, Azure, GCS) record ``content_type``; SFTP has none."""
+        object metadata (S3, Azure, GCS) record ``content_type``; SFTP has none. ``part_size``: for a writer that
+        must stay small in memory, the bytes of each part it holds while it uploads (S3 parts, at least 5 MiB;
+        Azure blocks; GCS chunks, rounded up to 256 KiB), one on the wire at a time; None: the store's own,
+        sized for throughput. SFTP holds no parts."""
         ...
 
 

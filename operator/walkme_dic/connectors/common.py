@@ -67,10 +67,14 @@ class PartBuffer:
         self.total = 0
 
     def feed(self, data: bytes) -> Iterator[bytes]:
-        self.buffer += data
         self.total += len(data)
+        if not self.buffer and len(data) == self.size:  # written a part at a time: handed out as it is, no copy
+            yield data
+            return
+        self.buffer += data
         while len(self.buffer) >= self.size:
-            part = bytes(self.buffer[: self.size])
+            with memoryview(self.buffer) as view:  # one copy of the part, not two (a slice, then its bytes)
+                part = bytes(view[: self.size])
             del self.buffer[: self.size]
             yield part
 

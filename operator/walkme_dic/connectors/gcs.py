@@ -58,6 +58,7 @@ from walkme_dic.errors import (
 # A multiple of 256 KiB, as resumable uploads require. Chunks go one after another, so each costs a round
 # trip: 16 MiB (S3's part size too) keeps that small against Google at the price of one chunk of memory.
 CHUNK_SIZE = 16 * 1024 * 1024
+CHUNK_UNIT = 256 * 1024  # a resumable upload's chunks are multiples of it
 READ_CHUNK = 8 * 1024 * 1024
 RESUME_ATTEMPTS = 5
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
@@ -155,8 +156,10 @@ class GcsStore:
         info = self.stat(path)
         return io.BufferedReader(_GcsReader(self, path, info), buffer_size=READ_CHUNK)
 
-    def open_write(self, path: str, *, overwrite: bool = True, content_type: str = BINARY) -> GcsAtomicWriter:
-        return GcsAtomicWriter(self, path, overwrite=overwrite, content_type=content_type)
+    def open_write(self, path: str, *, overwrite: bool = True, content_type: str = BINARY,
+                   part_size: int | None = None) -> GcsAtomicWriter:
+        chunk = -(-part_size // CHUNK_UNIT) * CHUNK_UNIT if part_size else self.chunk_size
+        return GcsAtomicWriter(self, path, overwrite=overwrite, content_type=content_type, chunk_size=chunk)
 
     def _errors(self, doing: str) -> _ErrorMapper:
         return _ErrorMapper(self, doing)
@@ -239,13 +242,14 @@ class _GcsReader(io.RawIOBase):
 class GcsAtomicWriter:
     """One resumable upload session: nothing is visible until commit() finalizes it; abort() ends it unfinalized."""
 
-    def __init__(self, store: GcsStore, path: str, *, overwrite: bool = True, content_type: str = BINARY) -> None:
+    def __init__(self, store: GcsStore, path: str, *, overwrite: bool = True, content_type: str = BINARY,
+                 chunk_size: int | None = None) -> None:
         self.store, self.path, self.overwrite = store, path, overwrite
         self.blob = store.bucket.blob(store.name(path))
         # ifGenerationMatch=0: Cloud Storage finalizes the upload only if no live object has the name
         # (the emulator of the tests ignores it; the engine's check before the export is what they see)
         condition = {} if overwrite else {"if_generation_match": 0}
-        self.writer = BlobWriter(self.blob, chunk_size=store.chunk_size, retry=store.retry,
+        self.writer = BlobWriter(self.blob, chunk_size=chunk_size or store.chunk_size, retry=store.retry,
                                  content_type=content_type, **condition)
         self.total = 0
 

@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
 
 from walkme_dic.api.connection import S3Provider
-from walkme_dic.connectors.background import BackgroundPartWriter
+from walkme_dic.connectors.background import IN_FLIGHT, BackgroundPartWriter
 from walkme_dic.connectors.base import BINARY, Limits, ObjectInfo, ProbeResult
 from walkme_dic.connectors.common import ErrorTranslator, etag_gone, redirect_refusal, source_changed
 from walkme_dic.errors import (
@@ -87,9 +87,11 @@ class S3Store:
         info = self.stat(path)
         return io.BufferedReader(_S3Reader(self, path, info), buffer_size=READ_CHUNK)
 
-    def open_write(self, path: str, *, overwrite: bool = True, content_type: str = BINARY) -> S3AtomicWriter:
+    def open_write(self, path: str, *, overwrite: bool = True, content_type: str = BINARY,
+                   part_size: int | None = None) -> S3AtomicWriter:
         self.abort_leftover_uploads(path)
-        return S3AtomicWriter(self, path, overwrite=overwrite, content_type=content_type)
+        return S3AtomicWriter(self, path, overwrite=overwrite, content_type=content_type,
+                              part_size=max(part_size, MIN_PART_SIZE) if part_size else None)
 
     def abort_leftover_uploads(self, path: str) -> int:
         """Abort unfinished multipart uploads of this key: an earlier attempt that was killed could not.
@@ -195,12 +197,16 @@ class S3AtomicWriter(BackgroundPartWriter[dict[str, Any]]):
     """Multipart upload that becomes visible only on commit(); abort() (or any failure) removes all parts.
 
     Parts upload in the background (``connectors/background.py``: at most 2 on the wire, so a writer holds
-    fewer than 4 parts of ``part_size``); an upload error surfaces at the next write() or at commit()."""
+    fewer than 4 parts of ``part_size``; 1 for a writer opened with a part size, which holds fewer than 3); an
+    upload error surfaces at the next write() or at commit()."""
 
     store: S3Store
 
-    def __init__(self, store: S3Store, path: str, *, overwrite: bool = True, content_type: str = BINARY) -> None:
-        super().__init__(store, path, store.part_size, "s3-part")
+    def __init__(self, store: S3Store, path: str, *, overwrite: bool = True, content_type: str = BINARY,
+                 part_size: int | None = None) -> None:
+        """``part_size``: a writer that must stay small (parts of that size, one on the wire at a time)."""
+        super().__init__(store, path, part_size or store.part_size, "s3-part",
+                         in_flight=1 if part_size else IN_FLIGHT)
         self.upload_id: str | None = None
         self.parts = 0
         self.condition = {} if overwrite else {"IfNoneMatch": "*"}  # S3 conditional writes: create only

@@ -254,8 +254,10 @@ class SftpStore:
     def open_read(self, path: str) -> io.BufferedReader:
         return io.BufferedReader(_SftpReader(self, path, self.stat(path)), buffer_size=READ_CHUNK)
 
-    def open_write(self, path: str, *, overwrite: bool = True, content_type: str = BINARY) -> SftpAtomicWriter:
-        """``content_type``: SFTP keeps no metadata; the suffix is all a reader has."""
+    def open_write(self, path: str, *, overwrite: bool = True, content_type: str = BINARY,
+                   part_size: int | None = None) -> SftpAtomicWriter:
+        """``content_type``: SFTP keeps no metadata; the suffix is all a reader has. ``part_size``: none is held
+        (the writer writes as it goes)."""
         return SftpAtomicWriter(self, path, overwrite=overwrite)
 
     def makedirs(self, folder: str) -> None:

@@ -32,11 +32,12 @@ other) is sent. Decisions, and why:
 * **Flat memory**: this run's (key digest, record digest, spool index) triples go to disk in sorted runs
   cut into bins by the key digest's top 8 bits (as sync/keys.py does for the duplicate check); the old
   state, copied locally while its checksum is verified, is sorted by key digest, so its bins are slices.
-  Both are compared and merged a partition of bins at a time (:func:`walkme_dic.sync.keys.bin_ranges`),
-  with numpy: memory holds one partition and a byte per user (the send mask), whatever the number of users.
-  Measured (bench/change_detection.py, bench/results.json): at 10M users the run peaks at 221 MB, over the
-  150 MB aimed at — the state's upload holds the store writer's parts (S3: up to 4 of 16 MiB) and numpy
-  adds 16 MB; a writer with smaller parts for this object is the next step.
+  Both are compared and merged a partition of bins at a time (:func:`walkme_dic.sync.keys.bin_ranges`; at
+  most 2^16 entries, or one bin), with numpy: memory holds one partition and a bit per user (the send
+  mask), whatever the number of users. The new state is uploaded a 5 MiB part at a time, one on the wire
+  (``part_size``: the writer holds that part and the one read next, no copy of them). Measured
+  (bench/change_detection.py, bench/results.json): 124 MB at 10M users (221 MB with the store's 16 MiB
+  parts, up to four of them held, a 256k-entry partition and a byte per user).
 * Two keys whose 64-bit digests collide (about once in 3·10^5 states of 10M users) are taken for one user
   by the comparison: one of them may be sent although unchanged, never left out although changed (a
   record digest must match too).
@@ -51,8 +52,6 @@ import struct
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
-from operator import methodcaller
 from typing import IO, TYPE_CHECKING, Any
 
 from walkme_dic import reasons
@@ -72,10 +71,10 @@ HEAD = struct.Struct("<8sII")  # magic, format, length of the JSON header that f
 ENTRY = 16  # bytes of one user: key digest, record digest (unsigned 64-bit, little-endian)
 CHECKSUM = 16  # BLAKE2b of everything before it
 RUN = 1 << 17  # triples sorted in memory at a time (3 MiB of them)
-PARTITION = 1 << 18  # entries (old and new together) compared in memory at a time, unless one bin holds more
+PARTITION = 1 << 16  # entries (old and new together) compared in memory at a time, unless one bin holds more
+STATE_PART = 5 * 1024 * 1024  # bytes of each part the store's writer holds while the state uploads
 CHUNK = 1 << 20  # bytes copied at a time
 COUNT_CHUNK = 1 << 16  # entries of the old state counted into bins at a time (1 MiB of them)
-_DIGEST = methodcaller("digest")
 
 
 def state_path(uid: str) -> str:
@@ -93,11 +92,18 @@ def mapping_fingerprint(request: SyncRequest) -> str:
 
 
 def digests(items: list[bytes], salt: bytes, person: bytes) -> np.ndarray:
-    """A salted 64-bit BLAKE2b of each item (one C call per item, no Python frame)."""
+    """A salted 64-bit BLAKE2b of each item: copies of one hasher that has the salt and the personalisation
+    already (220 ns an item, against 400 for a new hasher an item, whose keyword arguments are parsed each
+    time, though that one is a C call with no Python frame)."""
     import numpy as np
 
-    hasher = partial(hashlib.blake2b, digest_size=8, salt=salt, person=person)
-    return np.frombuffer(b"".join(map(_DIGEST, map(hasher, items))), dtype="<u8")
+    copy = hashlib.blake2b(digest_size=8, salt=salt, person=person).copy
+    out = []
+    for item in items:
+        hasher = copy()
+        hasher.update(item)
+        out.append(hasher.digest())
+    return np.frombuffer(b"".join(out), dtype="<u8")
 
 
 @dataclass
@@ -256,6 +262,31 @@ def _matched(old_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.nda
     return positions, found
 
 
+class SendMask:
+    """A bit per record spooled (1: send), 1.25 MB for 10M users; a slice of it is a byte per record."""
+
+    def __init__(self, records: int) -> None:
+        import numpy as np
+
+        self.bits = np.full(-(-records // 8), 0xFF, dtype=np.uint8)
+
+    def clear(self, indexes: np.ndarray) -> None:
+        """Records ``indexes`` are not sent."""
+        import numpy as np
+
+        indexes = indexes.astype(np.int64)
+        np.bitwise_and.at(self.bits, indexes >> 3, ~(np.left_shift(1, indexes & 7)).astype(np.uint8))
+
+    def __getitem__(self, window: slice) -> bytes:
+        """A byte (0 or 1) per record of ``window`` (start and stop given, step 1)."""
+        import numpy as np
+
+        start, stop = window.start, window.stop
+        first = start >> 3
+        bits = np.unpackbits(self.bits[first:-(-stop // 8)], bitorder="little")
+        return bits[start - (first << 3):stop - (first << 3)].tobytes()
+
+
 class ChangeDetector:
     """One run's change detection: what the previous state says, which users to send, the new state."""
 
@@ -308,12 +339,10 @@ class ChangeDetector:
             sizes = [size + int(self.old.bins[b + 1] - self.old.bins[b]) for b, size in enumerate(sizes)]
         return bin_ranges(sizes, PARTITION)
 
-    def compare(self, records: int) -> memoryview | None:
+    def compare(self, records: int) -> SendMask | None:
         """Count new, changed, unchanged and kept users; the send mask over the ``records`` spooled (1: send)
         unless this is a full send (None: send them all)."""
-        import numpy as np
-
-        keep = None if self.full_send else np.ones(records, dtype=np.uint8)
+        keep = None if self.full_send else SendMask(records)
         for first, end in self._partitions():
             keys, values, indexes = self.digests.bins(first, end)
             if self.old is None:
@@ -329,8 +358,8 @@ class ChangeDetector:
             self.counts.changed += int(found.sum()) - unchanged
             self.counts.kept += len(old_keys) - int(found.sum())
             if keep is not None:
-                keep[indexes[same].astype(np.int64)] = 0
-        return None if keep is None else keep.data
+                keep.clear(indexes[same])
+        return keep
 
     def publish(self, refused: list[int]) -> str:
         """Replace the state by the old one with every user sent and acknowledged this run; "" or why not."""
@@ -380,19 +409,25 @@ def clear_state(store: FileStore, request: SyncRequest) -> str:
 
 
 def write_state(store: FileStore, path: str, header: dict[str, Any], body: IO[bytes]) -> str:
-    """The header, ``body`` (the entries) and the checksum, through the store's atomic writer; "" or why not."""
+    """The header, ``body`` (the entries) and the checksum, through the store's atomic writer; "" or why not.
+    Written a part at a time (STATE_PART bytes but the last), so that the writer hands each on as it is: it holds
+    the part on the wire and the one read next, no copy of them."""
     text = json.dumps(header, sort_keys=True).encode()
     head = HEAD.pack(MAGIC, FORMAT, len(text)) + text
-    checksum = hashlib.blake2b(head, digest_size=CHECKSUM)
+    checksum = hashlib.blake2b(digest_size=CHECKSUM)
+    size = body.seek(0, os.SEEK_END)
+    body.seek(0)
     try:
-        writer = store.open_write(path)
+        writer = store.open_write(path, part_size=STATE_PART)
         try:
-            writer.write(head)
-            body.seek(0)
-            while chunk := body.read(CHUNK):
-                checksum.update(chunk)
-                writer.write(chunk)
-            writer.write(checksum.digest())
+            piece = head + body.read(max(STATE_PART - len(head), 0))
+            while True:
+                checksum.update(piece)
+                if body.tell() >= size:
+                    writer.write(piece + checksum.digest())
+                    break
+                writer.write(piece)
+                piece = body.read(STATE_PART)
             writer.commit()
         except BaseException:
             writer.abort()

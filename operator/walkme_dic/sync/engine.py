@@ -30,7 +30,7 @@ from walkme_dic.connectors.registry import open_file_store
 from walkme_dic.connectors.walkme import BATCH, Export, Pages, WalkMeClient, record_label
 from walkme_dic.errors import DestinationExistsError, DicError, NotFoundError, PermanentError, TransientError
 from walkme_dic.redaction import redact
-from walkme_dic.sync.changes import ChangeDetector, clear_state
+from walkme_dic.sync.changes import ChangeDetector, SendMask, clear_state
 from walkme_dic.sync.columns import Table, map_block, tabulate
 from walkme_dic.sync.credentials import CredentialSet
 from walkme_dic.sync.export_files import ExportFiles, open_export_store
@@ -207,7 +207,7 @@ class Inbound:
                     result.message = "; ".join(filter(None, (result.message, problem)))
             return published(self._changes(result, detector, keep, sending, tracked), log, store, self.request)
 
-    def _changes(self, result: SyncResult, detector: ChangeDetector | None, keep: memoryview | None, sending: int,
+    def _changes(self, result: SyncResult, detector: ChangeDetector | None, keep: SendMask | None, sending: int,
                  files: FileStore | None) -> SyncResult:
         """``result`` with what change detection found: sent, unchanged, users kept, why a full send."""
         if files is None or result.result != "Succeeded":
@@ -259,7 +259,7 @@ class Inbound:
             return self._result("Succeeded", "DryRun", tally, spool, size, fingerprint, "dry run: nothing written")
         return None
 
-    def _send(self, spool: InboundSpool, tally: Tally, keep: memoryview | None, sending: int) -> None:
+    def _send(self, spool: InboundSpool, tally: Tally, keep: SendMask | None, sending: int) -> None:
         outcome = WriteReport()
         try:
             self.walkme.upsert_batches(self.token, spool.batches(BATCH, keep), outcome)

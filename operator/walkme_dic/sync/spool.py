@@ -23,12 +23,12 @@ import sys
 import tempfile
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import accumulate, compress, count
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Protocol, Self
 
 from walkme_dic.sync.keys import PARTITION, RUN, HashRuns, SortedSpool, key_hash, partitions, repeated
 
@@ -37,6 +37,12 @@ READ_BUFFER = 1024 * 1024
 STORED_KEY = partial(str.encode, encoding="utf-8", errors="surrogatepass")  # any str, lone surrogates too
 OFFSET = 8  # bytes of one key offset in key-offsets.bin (an unsigned 64-bit int in native byte order)
 KEY_BOUNDS = struct.Struct("=QQ")  # a key's offset and the next one's: where it starts and ends in keys.bin
+
+
+class Mask(Protocol):
+    """A byte per record (0: leave it out) for any slice of records: ``mask[start:stop]``."""
+
+    def __getitem__(self, window: slice) -> bytes: ...
 
 
 class RowNumbers:
@@ -197,10 +203,10 @@ class InboundSpool:
         start, end = KEY_BOUNDS.unpack(os.pread(self.offset_fd, KEY_BOUNDS.size, index * OFFSET))
         return os.pread(self.key_fd, end - start, start)
 
-    def batches(self, size: int, keep: Sequence[int] | None = None) -> Iterator[list[tuple[int, bytes]]]:
+    def batches(self, size: int, keep: Mask | None = None) -> Iterator[list[tuple[int, bytes]]]:
         """(spool index, encoded record) in source order, ``size`` at a time, leaving out the records a later
-        row replaces (known once :meth:`resolve` ran) and, with ``keep`` (a byte per record), those whose byte
-        is 0 (change detection: unchanged users). The file is read a block at a time and cut into records by
+        row replaces (known once :meth:`resolve` ran) and, with ``keep`` (a byte per record of a slice), those
+        whose byte is 0 (change detection: unchanged users). The file is read a block at a time and cut into records by
         ``bytes.split``: no per-record work in Python but for the left-out ones."""
         self.file.flush()
         skipped = self.superseded.sorted()

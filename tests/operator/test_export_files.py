@@ -76,7 +76,7 @@ async def test_export_connection_missing_then_of_the_wrong_kind_then_right(
     ready = condition(obj, "Ready")
     assert ready["status"] == "False"
     assert ready["message"] == (f"{FIELD}: Connection 'exports' is a walkme connection; WalkMe's Data Integration "
-                                "Center exports into a bucket or container: s3, azureBlob, gcs")
+                                "Center exports into a bucket, a container or an SFTP folder: s3, azureBlob, gcs, sftp")
     assert condition(obj, "Stalled")["status"] == "True", "waiting does not help: the Connection must change"
     await events_once_emitted(cluster, "usage", "ConnectionTypeMismatch")
     await asyncio.sleep(1)  # resync passes (0.5 s) later: still no run

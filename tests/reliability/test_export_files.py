@@ -65,6 +65,22 @@ def s3_exports(moto: str, bucket: str) -> ExportStore:
                        {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}, put)
 
 
+def sftp_exports(sshd: Sshd) -> ExportStore:
+    folder = sshd.folder()
+
+    def put(name: str, body: bytes) -> None:
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.part")  # as an uploader that renames when done
+        temporary.write_bytes(body)
+        temporary.replace(target)
+
+    return ExportStore({"sftp": {"host": sshd.host, "port": sshd.port, "username": sshd.username,
+                                 "path": str(folder / "exports-in"), "hostKeys": sshd.known_hosts.splitlines(),
+                                 "auth": {"secretRef": {"name": "sftp"}}}},
+                       {"privateKey": sshd.keys["ecdsa"]}, put)
+
+
 def azure_exports(azurite: Azurite) -> ExportStore:
     container = f"exports-{uuid.uuid4().hex[:8]}"
     blobs = BlobServiceClient.from_connection_string(azurite.connection_string).create_container(container)
@@ -271,3 +287,33 @@ def test_export_files_in_azure_reach_s3_once_and_a_replaced_one_again(moto_serve
     files = written()
     assert len(files) == 2 and sorted(r["sessions"] for file in files.values() for r in file) == \
         ["3", "3", "9", "9", "9"], files
+
+
+def test_export_files_on_an_sftp_server_reach_s3_once_and_a_rewritten_one_again(moto_server: str, bucket: str,
+                                                                               sshd: Sshd) -> None:
+    """An SFTP folder as the place WalkMe exports into: each file once, by size and mtime; a file still under a
+    hidden temporary name is not read; one written again is read again."""
+    store = sftp_exports(sshd)
+    exports = Exports(store, PER_RUN,
+                      {"s3": {"bucket": bucket, "region": "us-east-1", "endpointUrl": moto_server,
+                              "prefix": "from-sftp/", "auth": {"secretRef": {"name": "aws"}}}},
+                      {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}, None, mapping=AS_FILE)
+    s3 = s3_client(moto_server)
+
+    def written() -> list[list[str]]:
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix="from-sftp/usage/").get("Contents", [])
+        return sorted(sorted(r["user_id"] for r in rows(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()))
+                      for o in listed)
+
+    exports.land("usage-1.csv", export_file(["u1", "u2"]))
+    exports.land("2026-12/usage-2.csv", export_file(["u3"]))  # a folder below the prefix
+    exports.land(".usage-3.csv.part", export_file(["u9"]))  # an upload not finished: hidden
+    first = exports.run()
+    assert (first.result, first.rows_written) == ("Succeeded", 3), first
+    assert written() == [["u1", "u2", "u3"]]
+    assert exports.run().result == "Skipped", "read once"
+
+    exports.land("usage-1.csv", export_file(["u1", "u2", "u4"]))  # written again: another size
+    again = exports.run()
+    assert (again.result, again.rows_written) == ("Succeeded", 3), again
+    assert written() == [["u1", "u2", "u3"], ["u1", "u2", "u4"]]

@@ -17,7 +17,7 @@ from walkme_dic.api.common import (
 ProviderName = Literal["s3", "azureBlob", "salesforce", "walkme", "gcs", "webhook", "sftp"]
 PROVIDERS: tuple[ProviderName, ...] = ("s3", "azureBlob", "salesforce", "walkme", "gcs", "webhook", "sftp")
 FILE_PROVIDERS: tuple[ProviderName, ...] = ("s3", "azureBlob", "gcs", "sftp")
-EXPORT_FILE_PROVIDERS: tuple[ProviderName, ...] = ("s3", "azureBlob", "gcs")  # where WalkMe's DIC writes its exports
+EXPORT_FILE_PROVIDERS: tuple[ProviderName, ...] = ("s3", "azureBlob", "gcs", "sftp")  # where WalkMe's DIC writes
 
 # Keys each provider reads from its Secret. A tuple inside the list means "any one of these sets".
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")

@@ -207,18 +207,19 @@ class SalesforceDestination(ApiModel):
 
 
 class ExportFilesSource(ApiModel):
-    """The CSV files WalkMe's Data Integration Center exports (a custom report) into a bucket or container."""
+    """The CSV files WalkMe's Data Integration Center exports (a custom report) into a bucket, container or SFTP
+    folder."""
 
     connection_ref: LocalObjectReference = Field(
-        description="The Connection (s3, azureBlob or gcs, in this namespace) of the bucket or container WalkMe "
-        "writes its export files into; a run reads it with that Connection's credentials. Cannot change after "
-        "creation.",
+        description="The Connection (s3, azureBlob, gcs or sftp, in this namespace) of the bucket, container or "
+        "SFTP folder WalkMe writes its export files into; a run reads it with that Connection's credentials. Cannot "
+        "change after creation.",
     )
     prefix: str = Field(
         default="", max_length=MAX_PATH_LENGTH,
         description="Read only the objects whose path (under that Connection's prefix) starts with this, e.g. "
-        "walkme/usage/. Every new object there is read once: one whose ETag (GCS: generation) was not read "
-        "before, modified at or after status.watermark.",
+        "walkme/usage/. Every new object there is read once: one whose ETag (GCS: generation; SFTP: size and "
+        "mtime) was not read before, modified at or after status.watermark.",
     )
     format: Literal["csv"] = Field(default="csv", description="WalkMe exports CSV: a header row of the report's "
                                    "columns, then one row per record (gzip detected).")

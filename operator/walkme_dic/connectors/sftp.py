@@ -43,9 +43,11 @@ import errno
 import io
 import posixpath
 import socket
+import stat
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import paramiko
@@ -250,6 +252,29 @@ class SftpStore:
         with self._errors(f"reading {self.describe(path)}"):
             attributes = self.sftp.stat(self.remote(path))
         return ObjectInfo(path=path, size=int(attributes.st_size or 0), fingerprint=fingerprint(attributes))
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every regular file whose path starts with ``prefix``, walking the folders that can hold one; hidden
+        files (a dot first: an upload still under a temporary name) are left out, and a missing folder holds
+        none. A file's fingerprint is its size and mtime, as for stat()."""
+        folders = [posixpath.dirname(prefix)]
+        while folders:
+            folder = folders.pop()
+            try:
+                with self._errors(f"listing {self.describe(folder)}"):
+                    entries = self.sftp.listdir_attr(self.remote(folder) or ".")
+            except NotFoundError:
+                continue
+            for entry in sorted(entries, key=lambda e: e.filename, reverse=True):
+                path = posixpath.join(folder, entry.filename)
+                mode = entry.st_mode or 0
+                if entry.filename.startswith("."):
+                    continue
+                if stat.S_ISDIR(mode) and ((path + "/").startswith(prefix) or prefix.startswith(path + "/")):
+                    folders.append(path)
+                elif stat.S_ISREG(mode) and path.startswith(prefix):
+                    yield ObjectInfo(path=path, size=int(entry.st_size or 0), fingerprint=fingerprint(entry),
+                                     modified=datetime.fromtimestamp(entry.st_mtime or 0, UTC))
 
     def open_read(self, path: str) -> io.BufferedReader:
         return io.BufferedReader(_SftpReader(self, path, self.stat(path)), buffer_size=READ_CHUNK)

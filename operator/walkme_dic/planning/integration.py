@@ -259,7 +259,8 @@ def _export_blocker(status: dict[str, Any], spec: IntegrationSpec, exports: Conn
     if exports.spec and exports.spec.provider not in EXPORT_FILE_PROVIDERS:
         return Blocker(reasons.CONNECTION_TYPE_MISMATCH,
                        f"{field}: Connection {name!r} is a {exports.spec.provider} connection; WalkMe's Data "
-                       f"Integration Center exports into a bucket or container: {', '.join(EXPORT_FILE_PROVIDERS)}",
+                       f"Integration Center exports into a bucket, a container or an SFTP folder: "
+                       f"{', '.join(EXPORT_FILE_PROVIDERS)}",
                        stalled=True)
     if not exports.ready:
         why = f": {exports.message}" if exports.message else ""

@@ -33,6 +33,15 @@ class ApiModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+class StatusModel(ApiModel):
+    """Base for what the operator writes in status: read from the API server as it is stored, so a field this
+    version does not know (written by another version) is kept and written back, not refused.
+
+    A field set to None is left out of ``to_wire()``; the status patch then removes it (controllers.common)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 class LocalObjectReference(ApiModel):
     """A reference to an object of a known kind in the same namespace."""
 
@@ -93,7 +102,7 @@ Duration = Annotated[
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
-class Condition(ApiModel):
+class Condition(StatusModel):
     """A kstatus-compatible status condition."""
 
     type: str = Field(description="Condition type: Ready, Reconciling, Stalled or Synced.")

@@ -719,8 +719,8 @@ class IntegrationStatus(StatusModel):
     destination_identity: SideIdentity | None = Field(
         default=None, description="What spec.destination points at now.",
     )
-    identity_history: list[IdentityChange] = Field(
-        default_factory=list,
+    identity_history: list[IdentityChange] | None = Field(
+        default=None,
         description="Source and destination identities replaced by spec changes, newest first (at most 10).",
     )
     runs: list[RunRecord] = Field(default_factory=list, description="Recent runs, newest first.")

@@ -80,10 +80,9 @@ def track_identities(
     for side, previous, current in sides:
         if previous is None or previous.identity == current.identity:
             continue
-        status.identity_history.insert(0, IdentityChange(
-            side=side, identity=previous.identity, restore_patch=previous.restore_patch,
-            replaced_by=current.identity, replaced_at=rfc3339(now), generation=generation))
-        del status.identity_history[IDENTITY_HISTORY_LIMIT:]
+        replaced = IdentityChange(side=side, identity=previous.identity, restore_patch=previous.restore_patch,
+                                  replaced_by=current.identity, replaced_at=rfc3339(now), generation=generation)
+        status.identity_history = [replaced, *(status.identity_history or [])][:IDENTITY_HISTORY_LIMIT]
         changes.append((side, (
             f"spec.{side} changed from {previous.identity} to {current.identity}; the previous one is kept "
             f"in status.identityHistory. To go back: kubectl patch wmint {name} -n {namespace} --type merge "

@@ -15,9 +15,11 @@ from typing import get_args
 
 import pytest
 
+from tests.unit.test_integration_plan import NOW, REQUESTED_AT, run_plan, settle, view, wire
 from walkme_dic.api.common import StatusModel
 from walkme_dic.api.connection import ConnectionStatus
 from walkme_dic.api.integration import IntegrationStatus
+from walkme_dic.controllers.common import status_patch
 
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "walkme_dic"
 TYPED = (PACKAGE / "planning", PACKAGE / "controllers")
@@ -89,3 +91,24 @@ def test_planning_and_controllers_spell_no_status_keys() -> None:
              for folder in TYPED for path in sorted(folder.glob("*.py"))
              for number, line in enumerate(path.read_text().splitlines(), start=1) if status_keys_in(line)]
     assert found == [], "read and write status through the api/ models:\n" + "\n".join(found)
+
+
+def test_a_field_the_plan_clears_is_null_in_the_patch() -> None:
+    """queued: set while a run waited for a cap; the next plan clears it, and the merge patch removes it."""
+    stored = {**settle(view(), NOW), "queued": {"trigger": "Schedule", "message": "queued: 2 runs are going"}}
+    before = view(status=stored).status
+    decision = run_plan(view(status=before))
+    assert decision.status_changed and decision.status.queued is None
+    patch = status_patch(before, decision.status)["status"]
+    assert patch["queued"] is None and patch["observedGeneration"] == 1
+
+
+def test_a_field_of_another_version_is_kept_and_an_unchanged_status_is_not_written() -> None:
+    stored = {**settle(view(), NOW), "lastRunTime": "2026-11-25T10:07:00Z"}
+    again = run_plan(view(status=stored))
+    assert not again.status_changed, "re-planning the stored status changes nothing: no write"
+    assert wire(again.status)["lastRunTime"] == "2026-11-25T10:07:00Z"
+    asked = run_plan(view(status=stored, annotations={REQUESTED_AT: "now"}))
+    patch = status_patch(view(status=stored).status, asked.status)["status"]
+    assert asked.status_changed and patch["lastRunTime"] == "2026-11-25T10:07:00Z"
+    assert [k for k, v in patch.items() if v is None] == []

@@ -73,7 +73,7 @@ async def reconcile_failed(memo: Runtime, kind: str, body: dict[str, Any], error
     if status_of is not None:
         with contextlib.suppress(ApiError, OSError, ValidationError):
             old = STATUS_MODELS[kind].model_validate(body.get("status") or {})
-            new = old.model_copy(deep=True)
+            new = old.clone()
             new.conditions = set_condition(old.conditions, reasons.RECONCILING, "True", reasons.RECONCILE_FAILED,
                                            message, generation=int(meta.get("generation") or 1), now=datetime.now(UTC))
             written = await memo.client.patch(status_of, meta["namespace"], meta["name"], status_patch(old, new),

@@ -206,7 +206,7 @@ def probing_status(
     for type_, value in ((reasons.READY, "Unknown"), (reasons.RECONCILING, "True")):
         conditions = set_condition(conditions, type_, value, reasons.PROBING, message, generation=generation, now=now)
     conditions = set_condition(conditions, reasons.STALLED, "False", reasons.IDLE, "", generation=generation, now=now)
-    probing = previous.model_copy(deep=True)
+    probing = previous.clone()
     probing.observed_generation, probing.provider, probing.conditions = generation, spec.provider, conditions
     probing.message = message
     return probing

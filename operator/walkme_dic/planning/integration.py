@@ -149,7 +149,7 @@ def plan(
     """``claims``: the other Integrations of the namespace that write files (the older one keeps a path);
     ``capacity``: the runs going now against the admin's caps (a due run waits, status says so); ``exports``:
     for dataset exportFiles, the Connection of the bucket WalkMe exports into."""
-    status = view.status.model_copy(deep=True)
+    status = view.status.clone()
     decision = Decision(status=status, status_changed=False)
     try:
         spec = IntegrationSpec.model_validate(view.spec)

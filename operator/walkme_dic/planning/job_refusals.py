@@ -57,6 +57,6 @@ def refusal_status(status: IntegrationStatus, message: str, *, generation: int, 
                                message, generation=generation, now=now)
     conditions = set_condition(conditions, reasons.RECONCILING, "True", reasons.JOB_CREATE_FAILED, message,
                                generation=generation, now=now)
-    refused = status.model_copy(deep=True)
+    refused = status.clone()
     refused.conditions = conditions
     return refused

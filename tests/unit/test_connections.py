@@ -109,6 +109,16 @@ def test_failed_probes_back_off_doubling_up_to_the_interval() -> None:
     assert probe_wait(spec, recovered) == timedelta(minutes=10)
 
 
+def test_a_probe_sets_every_field_and_keeps_one_of_another_version() -> None:
+    stored = ConnectionStatus.model_validate({"observedGeneration": 1, "provider": "gcs", "secretVersion": "6",
+                                              "message": "old", "probedBy": "another version"})
+    wire = connection_status(S3, ProbeOutcome(True, "Probed", "ok"), previous=stored, generation=2,
+                             secret_version="7", now=NOW).to_wire()
+    assert {k: v for k, v in wire.items() if k != "conditions"} == {
+        "observedGeneration": 2, "provider": "s3", "secretVersion": "7", "message": "ok",
+        "lastProbeTime": "2026-11-25T10:00:00Z", "probedBy": "another version"}
+
+
 def test_ready_transition_time_is_kept_while_status_stays() -> None:
     first = status_after(ProbeOutcome(True, "Probed", "ok"))
     later = connection_status(S3, ProbeOutcome(True, "Probed", "ok"), previous=first, generation=1,

@@ -110,9 +110,11 @@ def connection_status(
         outcome.reason if stalled else reasons.IDLE, outcome.message if stalled else "",
         generation=generation, now=now,
     )
-    return ConnectionStatus(observed_generation=generation, provider=spec.provider if spec else None,
-                            conditions=conditions, last_probe_time=rfc3339(now), secret_version=secret_version,
-                            message=outcome.message)
+    probed = previous.clone()  # every field is set anew; a field of another version stays
+    probed.observed_generation, probed.provider, probed.conditions = generation, spec.provider if spec else None, \
+        conditions
+    probed.last_probe_time, probed.secret_version, probed.message = rfc3339(now), secret_version, outcome.message
+    return probed
 
 
 def endpoint(spec: ConnectionSpec) -> str:

@@ -36,6 +36,7 @@ from typing import Any
 from bench.cluster import OPERATOR_CLIENT, mark, operator_identity, requests_between, started_cluster
 from tests.fixtures.cluster import start_node
 from walkme_dic import reasons
+from walkme_dic.api.integration import IntegrationStatus
 from walkme_dic.conditions import find_condition
 from walkme_dic.controllers.runtime import CONNECTIONS, INTEGRATIONS
 from walkme_dic.egress import POLICY_ENV
@@ -191,17 +192,17 @@ class Rollout:
         self.all_started = 0.0
 
     def see(self, body: dict[str, Any]) -> None:
-        name, status = body["metadata"]["name"], body.get("status") or {}
-        if status.get("runs"):
+        name, status = body["metadata"]["name"], IntegrationStatus.model_validate(body.get("status") or {})
+        if status.runs:
             self.started.add(name)
             if not self.all_started and len(self.started) == self.integrations:
                 self.all_started = time.monotonic()
-        ready = find_condition(status.get("conditions"), "Ready") or {}
-        last = status.get("lastResult")
-        if last and not status.get("activeRun"):
-            self.finished[name] = ready.get("reason", "") if ready.get("status") == "True" else \
-                f"{ready.get('reason')}: {last.get('reason')}"
-            self.examples.setdefault(self.finished[name], ready.get("message", ""))
+        ready = find_condition(status.conditions, reasons.READY)
+        last = status.last_result
+        if last and not status.active_run:
+            self.finished[name] = (ready.reason if ready.status == "True" else f"{ready.reason}: {last.reason}") \
+                if ready else f"None: {last.reason}"
+            self.examples.setdefault(self.finished[name], ready.message if ready else "")
         else:
             self.finished.pop(name, None)
 

@@ -19,7 +19,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
-from walkme_dic.api.integration import IntegrationSpec
+from walkme_dic.api.integration import IntegrationSpec, IntegrationStatus
 from walkme_dic.conditions import condition_true, parse_time
 from walkme_dic.schedule import max_interval
 
@@ -86,26 +86,27 @@ class IntegrationGauges:
     rejected_ratio_limit: float | None
 
 
-def integration_gauges(spec: dict[str, Any], status: dict[str, Any], created: str | None) -> IntegrationGauges:
+def integration_gauges(spec: dict[str, Any], status: IntegrationStatus, created: str | None) -> IntegrationGauges:
     """What the gauges of one Integration say, from its spec and status alone."""
     try:
         parsed: IntegrationSpec | None = IntegrationSpec.model_validate(spec)
     except ValidationError:
         parsed = None
-    finished = [r for r in status.get("runs") or [] if r.get("completionTime")]
+    finished = [r for r in status.runs if r.completion_time]
     last = finished[0] if finished else None
-    success = next((r for r in finished if r.get("result") in ("Succeeded", "Skipped")), None)
-    last_success = _unix(status.get("lastSuccessTime")) or _unix(success.get("completionTime") if success else None)
+    success = next((r for r in finished if r.result in ("Succeeded", "Skipped")), None)
+    last_success = _unix(status.last_success_time) or _unix(success.completion_time if success else None)
     schedule = parsed.schedule if parsed else None
     return IntegrationGauges(
-        ready=condition_true(status, "Ready"),
+        ready=condition_true(status.conditions, "Ready"),
         suspended=bool(parsed and parsed.suspend),
         created=_unix(created) or 0.0,
         last_success=last_success,
-        last_run=_unix(last.get("completionTime")) if last else None,
-        last_run_failed=(status.get("lastResult") or {}).get("result") == "Failed",
-        last_run_rows={o: int(last.get(f"rows{o.capitalize()}") or 0) for o in ROW_OUTCOMES} if last else None,
-        next_schedule=_unix(status.get("nextScheduleTime")),
+        last_run=_unix(last.completion_time) if last else None,
+        last_run_failed=status.last_result is not None and status.last_result.result == "Failed",
+        last_run_rows={"read": last.rows_read, "written": last.rows_written, "rejected": last.rows_rejected}
+        if last else None,
+        next_schedule=_unix(status.next_schedule_time),
         schedule_max_interval=max_interval(schedule, parsed.time_zone) if parsed and schedule else None,
         rejected_rows_limit=parsed.max_rejected_rows if parsed else None,
         rejected_ratio_limit=parsed.max_rejected_percent / 100 if parsed and parsed.max_rejected_percent is not None

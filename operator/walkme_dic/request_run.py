@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from walkme_dic import reasons
 from walkme_dic.api.common import parse_duration
+from walkme_dic.api.integration import IntegrationStatus
 from walkme_dic.conditions import find_condition
 from walkme_dic.controllers.runtime import INTEGRATIONS
 from walkme_dic.jobs.naming import ANNOTATION_REQUESTED_AT
@@ -57,27 +58,26 @@ def fresh_value(now: datetime) -> str:
 
 def follow(obj: dict[str, Any], requested: str) -> Progress:
     """What the Integration ``obj`` says about the run asked for with requested-at = ``requested``."""
-    status = obj.get("status") or {}
-    runs = status.get("runs") or []
-    record = next((r for r in runs if r.get("requestedAt") == requested), None)
-    if status.get("lastHandledRequestedAt") == requested:
+    status = IntegrationStatus.model_validate(obj.get("status") or {})
+    record = next((r for r in status.runs if r.requested_at == requested), None)
+    if status.last_handled_requested_at == requested:
         if record is None:  # newer runs pushed it out of the history already: the last result is ours or later
-            last = status.get("lastResult") or {}
-            return Progress(last.get("result", "Succeeded"), last.get("message", ""))
-        return Progress(record["result"], record.get("message", ""), record["name"])
+            last = status.last_result
+            return Progress(last.result, last.message) if last else Progress("Succeeded", "")
+        return Progress(record.result, record.message, record.name)
     if record is not None:
-        return Progress("Running", f"run {record['name']} is in progress", record["name"])
+        return Progress("Running", f"run {record.name} is in progress", record.name)
     generation = (obj.get("metadata") or {}).get("generation")
-    stalled = find_condition(status.get("conditions"), reasons.STALLED) or {}
-    if stalled.get("status") == "True" and stalled.get("observedGeneration") == generation:
-        return Progress("Blocked", f"{stalled['reason']}: {stalled.get('message', '')}; no run can start "
-                                   "until the spec is fixed")
+    stalled = find_condition(status.conditions, reasons.STALLED)
+    if stalled is not None and stalled.status == "True" and stalled.observed_generation == generation:
+        return Progress("Blocked", f"{stalled.reason}: {stalled.message}; no run can start until the spec is fixed")
     if (obj.get("spec") or {}).get("suspend"):
         return Progress("Blocked", "the Integration is suspended: no run starts; set spec.suspend to false first")
-    ready = find_condition(status.get("conditions"), reasons.READY) or {}
-    if ready.get("status") != "True" and ready.get("reason") not in (reasons.RUN_FAILED, reasons.RUN_IN_PROGRESS, None):
-        return Progress("Pending", f"waiting: {ready['reason']}: {ready.get('message', '')}")
-    active = status.get("activeRun")
+    ready = find_condition(status.conditions, reasons.READY)
+    if ready is not None and ready.status != "True" and ready.reason not in (reasons.RUN_FAILED,
+                                                                            reasons.RUN_IN_PROGRESS):
+        return Progress("Pending", f"waiting: {ready.reason}: {ready.message}")
+    active = status.active_run
     if active:
         return Progress("Pending", f"waiting for run {active} to finish; the requested run starts after it")
     return Progress("Pending", "waiting for the operator to start the run")

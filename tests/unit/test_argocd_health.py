@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.api.connection import ConnectionSpec, ConnectionStatus
 from walkme_dic.planning.connection import ProbeOutcome, connection_status, probing_status
 
 lua51 = pytest.importorskip("lupa.lua51", reason="lupa (a Lua runtime from PyPI) is not installed")
@@ -45,8 +45,8 @@ def integration(*conditions: dict[str, Any], observed: int = 3, generation: int 
 
 
 def connection(outcome: ProbeOutcome, *, stalled: bool = False) -> dict[str, Any]:
-    status = connection_status(None, outcome, previous={}, generation=2, secret_version="1", now=NOW,
-                               stalled=stalled)
+    status = connection_status(None, outcome, previous=ConnectionStatus(), generation=2, secret_version="1", now=NOW,
+                               stalled=stalled).to_wire()
     return {
         "apiVersion": "integrations.walkme.io/v1alpha1",
         "kind": "Connection",
@@ -148,5 +148,7 @@ def test_ready_unknown_is_progressing() -> None:
 def test_connection_during_its_first_probe_is_progressing() -> None:
     spec = ConnectionSpec.model_validate({"s3": {"bucket": "exports", "region": "eu-west-1"}})
     obj = connection(ProbeOutcome(True, "Probed", "ok"))
-    obj["status"] = probing_status(spec, previous={}, generation=2, now=NOW)
+    probing = probing_status(spec, previous=ConnectionStatus(), generation=2, now=NOW)
+    assert probing is not None
+    obj["status"] = probing.to_wire()
     assert health(obj) == ("Progressing", "probing bucket 'exports' at s3.eu-west-1.amazonaws.com")

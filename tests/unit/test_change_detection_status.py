@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.unit.test_integration_plan import NOW, finish, finish_first_run, inbound_spec, run_plan, view
+from tests.unit.test_integration_plan import NOW, finish, finish_first_run, inbound_spec, run_plan, view, wire
 from walkme_dic.api.integration import IntegrationSpec
 from walkme_dic.api.run import SyncResult
 
@@ -19,36 +19,37 @@ def test_a_run_records_sent_unchanged_kept_and_why_it_sent_everyone() -> None:
     result = SyncResult(result="Succeeded", reason="Synced", rows_read=1000, rows_written=12, sent=12,
                         unchanged=988, users_kept=4)
     decision = finish_first_run(result)
-    run = decision.status["runs"][0]
+    run = wire(decision.status)["runs"][0]
     assert (run["sent"], run["unchanged"], run["usersKept"]) == (12, 988, 4) and "fullSend" not in run
     assert "988 unchanged (not sent)" in run["message"] and "4 sent before and not in this file" in run["message"]
-    assert "lastFullSendTime" not in decision.status
+    assert "lastFullSendTime" not in wire(decision.status)
     full = finish_first_run(SyncResult(result="Succeeded", reason="Synced", rows_read=5, rows_written=5, sent=5,
                                        unchanged=0, full_send="NoState", message="full send (NoState: no state)"))
-    assert full.status["runs"][0]["fullSend"] == "NoState"
-    assert full.status["lastFullSendTime"] == "2026-11-25T10:08:00Z"
-    assert "full send (NoState" in full.status["runs"][0]["message"]
+    assert wire(full.status)["runs"][0]["fullSend"] == "NoState"
+    assert wire(full.status)["lastFullSendTime"] == "2026-11-25T10:08:00Z"
+    assert "full send (NoState" in wire(full.status)["runs"][0]["message"]
 
 
 def test_a_dry_run_full_send_is_no_full_send() -> None:
     dry = finish_first_run(SyncResult(result="Succeeded", reason="DryRun", dry_run=True, sent=5, full_send="NoState",
                                       message="dry run: nothing written"))
-    assert "lastFullSendTime" not in dry.status
+    assert "lastFullSendTime" not in wire(dry.status)
 
 
 def test_the_full_resync_annotation_asks_for_a_full_send_until_a_run_makes_one() -> None:
     first = finish_first_run(SyncResult(result="Succeeded", reason="Synced", sent=1, full_send="NoState"))
     asked = run_plan(view(status=first.status, annotations={RESYNC: "1"}), now=NOW + timedelta(minutes=2))
-    assert asked.job is not None and asked.job[0].state.full_send and asked.status["fullSendRequested"]
+    assert asked.job is not None and asked.job[0].state.full_send and wire(asked.status)["fullSendRequested"]
     failed = finish(asked.status, SyncResult(result="Failed", reason="TransientError"), {RESYNC: "1"},
                     now=NOW + timedelta(minutes=3))
-    assert failed.status["fullSendRequested"], "a failed run leaves the request"
+    assert wire(failed.status)["fullSendRequested"], "a failed run leaves the request"
     retry = run_plan(view(status=failed.status, annotations={RESYNC: "1", "integrations.walkme.io/requested-at": "x"}),
                      now=NOW + timedelta(minutes=4))
     assert retry.job is not None and retry.job[0].state.full_send
     done = finish(retry.status, SyncResult(result="Succeeded", reason="Synced", sent=1, full_send="Requested"),
                   {RESYNC: "1", "integrations.walkme.io/requested-at": "x"}, now=NOW + timedelta(minutes=5))
-    assert not done.status.get("fullSendRequested") and done.status["lastFullSendTime"] == "2026-11-25T10:12:00Z"
+    stored = wire(done.status)
+    assert not stored.get("fullSendRequested") and stored["lastFullSendTime"] == "2026-11-25T10:12:00Z"
 
 
 @pytest.mark.parametrize("interval", ["a week", "7d", "30s", ""])

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from walkme_dic.api.common import parse_duration
-from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.api.connection import ConnectionSpec, ConnectionStatus
+from walkme_dic.conditions import find_condition
 from walkme_dic.planning.connection import (
     ProbeOutcome,
     connection_status,
@@ -70,8 +71,11 @@ def test_gcs_needs_the_named_key_and_webhook_its_signing_secret() -> None:
     assert missing_secret_keys(hook, {"signingSecret": "s"}) is None
 
 
-def status_after(outcome: ProbeOutcome, when: datetime = NOW) -> dict:
-    return connection_status(S3, outcome, previous={}, generation=1, secret_version="7", now=when)
+NEVER_PROBED = ConnectionStatus()
+
+
+def status_after(outcome: ProbeOutcome, when: datetime = NOW) -> ConnectionStatus:
+    return connection_status(S3, outcome, previous=NEVER_PROBED, generation=1, secret_version="7", now=when)
 
 
 def test_probe_is_due_on_change_and_after_the_interval() -> None:
@@ -105,13 +109,23 @@ def test_failed_probes_back_off_doubling_up_to_the_interval() -> None:
     assert probe_wait(spec, recovered) == timedelta(minutes=10)
 
 
+def test_a_probe_sets_every_field_and_keeps_one_of_another_version() -> None:
+    stored = ConnectionStatus.model_validate({"observedGeneration": 1, "provider": "gcs", "secretVersion": "6",
+                                              "message": "old", "probedBy": "another version"})
+    wire = connection_status(S3, ProbeOutcome(True, "Probed", "ok"), previous=stored, generation=2,
+                             secret_version="7", now=NOW).to_wire()
+    assert {k: v for k, v in wire.items() if k != "conditions"} == {
+        "observedGeneration": 2, "provider": "s3", "secretVersion": "7", "message": "ok",
+        "lastProbeTime": "2026-11-25T10:00:00Z", "probedBy": "another version"}
+
+
 def test_ready_transition_time_is_kept_while_status_stays() -> None:
     first = status_after(ProbeOutcome(True, "Probed", "ok"))
     later = connection_status(S3, ProbeOutcome(True, "Probed", "ok"), previous=first, generation=1,
                               secret_version="7", now=NOW + timedelta(minutes=10))
-    ready = next(c for c in later["conditions"] if c["type"] == "Ready")
-    assert ready["lastTransitionTime"] == "2026-11-25T10:00:00Z"
-    assert later["lastProbeTime"] == "2026-11-25T10:10:00Z"
+    ready = find_condition(later.conditions, "Ready")
+    assert ready is not None and ready.last_transition_time == "2026-11-25T10:00:00Z"
+    assert later.last_probe_time == "2026-11-25T10:10:00Z"
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("1h30m", 5400), ("250ms", 0.25)])
@@ -125,29 +139,30 @@ def test_bad_duration_says_how_to_write_one() -> None:
 
 
 def test_first_probe_shows_probing_at_once_and_names_the_endpoint() -> None:
-    probing = probing_status(S3, previous={}, generation=1, now=NOW)
+    probing = probing_status(S3, previous=NEVER_PROBED, generation=1, now=NOW)
     assert probing is not None
-    ready, reconciling, stalled = (next(c for c in probing["conditions"] if c["type"] == t)
+    ready, reconciling, stalled = (next(c for c in probing.conditions if c.type == t)
                                    for t in ("Ready", "Reconciling", "Stalled"))
-    assert (ready["status"], ready["reason"]) == ("Unknown", "Probing")
-    assert (reconciling["status"], reconciling["reason"]) == ("True", "Probing")
-    assert stalled["status"] == "False"
-    assert "s3.eu-west-1.amazonaws.com" in ready["message"] and "'acme'" in ready["message"]
-    assert probing["observedGeneration"] == 1 and probing["provider"] == "s3"
+    assert (ready.status, ready.reason) == ("Unknown", "Probing")
+    assert (reconciling.status, reconciling.reason) == ("True", "Probing")
+    assert stalled.status == "False"
+    assert "s3.eu-west-1.amazonaws.com" in ready.message and "'acme'" in ready.message
+    assert probing.observed_generation == 1 and probing.provider == "s3"
 
 
 def test_a_changed_spec_shows_probing_but_a_periodic_probe_keeps_the_answer() -> None:
     ok = status_after(ProbeOutcome(True, "Probed", "bucket reachable"))
     assert probing_status(S3, previous=ok, generation=1, now=NOW + timedelta(minutes=5)) is None
     changed = probing_status(S3, previous=ok, generation=2, now=NOW + timedelta(minutes=5))
-    assert changed is not None and changed["lastProbeTime"] == ok["lastProbeTime"]
-    assert next(c for c in changed["conditions"] if c["type"] == "Ready")["status"] == "Unknown"
+    assert changed is not None and changed.last_probe_time == ok.last_probe_time
+    assert next(c for c in changed.conditions if c.type == "Ready").status == "Unknown"
 
 
 def test_a_probe_interrupted_by_a_restart_is_probed_again() -> None:
-    probing = probing_status(S3, previous={}, generation=1, now=NOW)
+    probing = probing_status(S3, previous=NEVER_PROBED, generation=1, now=NOW)
     assert probing is not None
-    assert probe_due(S3, {**probing, "secretVersion": "7", "lastProbeTime": "2026-11-25T10:00:00Z"}, 1, "7", NOW)
+    probing.secret_version, probing.last_probe_time = "7", "2026-11-25T10:00:00Z"
+    assert probe_due(S3, probing, 1, "7", NOW)
 
 
 @pytest.mark.parametrize(("spec", "host"), [

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.test_integration_plan import NOW, SALESFORCE, WALKME, condition, inbound_spec, ready, view
+from tests.unit.test_integration_plan import NOW, SALESFORCE, WALKME, condition, inbound_spec, ready, view, wire
 from walkme_dic.api.connection import ConnectionSpec
 from walkme_dic.api.run import SyncRequest
 from walkme_dic.connectors.base import ObjectInfo
@@ -35,7 +35,7 @@ def planned(exports: ConnectionView | None, spec: dict[str, Any] = FROM_EXPORTS,
 def test_a_run_gets_the_export_connection_only_when_it_is_a_ready_bucket() -> None:
     decision = planned(ready("walkme-exports", EXPORTS))
     assert decision.job is not None and decision.job[0].export_connection == EXPORTS
-    assert decision.status["boundExportConnection"] == "walkme-exports"
+    assert wire(decision.status)["boundExportConnection"] == "walkme-exports"
     cases = [(None, "ConnectionNotFound", "Ready", "does not exist"),
              (ConnectionView(name="walkme-exports", exists=False), "ConnectionNotFound", "Ready", "does not exist"),
              (ready("walkme-exports", SALESFORCE), "ConnectionTypeMismatch", "Stalled", "salesforce connection"),

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from walkme_dic.api.connection import ConnectionSpec
-from walkme_dic.api.integration import IntegrationSpec
+from walkme_dic.api.integration import IntegrationSpec, IntegrationStatus
 from walkme_dic.api.run import DuplicateRow, RejectedRow, SyncResult
 from walkme_dic.conditions import find_condition
 from walkme_dic.jobs.results import JobSummary, PodSummary
@@ -49,21 +49,28 @@ def inbound_spec(**overrides: Any) -> dict[str, Any]:
     return spec
 
 
-def view(spec: dict[str, Any] | None = None, status: dict[str, Any] | None = None, generation: int = 1,
-         annotations: dict[str, str] | None = None) -> IntegrationView:
+def view(spec: dict[str, Any] | None = None, status: IntegrationStatus | dict[str, Any] | None = None,
+         generation: int = 1, annotations: dict[str, str] | None = None) -> IntegrationView:
+    """``status`` as a plan left it, or as the API server holds it (parsed here, as the controller does)."""
+    typed = status if isinstance(status, IntegrationStatus) else IntegrationStatus.model_validate(status or {})
     return IntegrationView(namespace="team-a", name="users-import", uid="uid-1", generation=generation,
                            created=CREATED, annotations=annotations or {}, spec=spec or inbound_spec(),
-                           status=status or {})
+                           status=typed)
+
+
+def wire(status: IntegrationStatus) -> dict[str, Any]:
+    """The status as the controller writes it (the JSON the API server stores)."""
+    return status.to_wire()
 
 
 def ready(name: str, spec: ConnectionSpec) -> ConnectionView:
     return ConnectionView(name=name, exists=True, ready=True, spec=spec)
 
 
-def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    found = find_condition(status["conditions"], type_)
-    assert found is not None, f"no {type_} condition in {status['conditions']}"
-    return found
+def condition(status: IntegrationStatus, type_: str) -> dict[str, Any]:
+    found = find_condition(status.conditions, type_)
+    assert found is not None, f"no {type_} condition in {status.conditions}"
+    return found.to_wire()
 
 
 def run_plan(v: IntegrationView, jobs: list[JobSummary] | None = None,
@@ -77,10 +84,11 @@ def test_new_integration_starts_one_run_for_its_generation() -> None:
     assert decision.job is not None
     request, key = decision.job
     assert key.trigger == "Created"
-    assert request.run_id == decision.status["activeRun"]
+    assert request.run_id == wire(decision.status)["activeRun"]
     assert request.force is True
-    assert decision.status["runs"][0] == {"name": request.run_id, "trigger": "Created",
-                                          "startTime": "2026-11-25T10:07:00Z", "result": "Running"}
+    assert wire(decision.status)["runs"][0] == {  # the counts as the CRD's defaults fill them in
+        "name": request.run_id, "trigger": "Created", "startTime": "2026-11-25T10:07:00Z", "result": "Running",
+        "rowsRead": 0, "rowsWritten": 0, "rowsRejected": 0, "bytes": 0, "message": ""}
     assert condition(decision.status, "Reconciling")["status"] == "True"
     assert condition(decision.status, "Ready")["status"] == "Unknown"
     assert [e.reason for e in decision.events] == ["RunStarted"]
@@ -193,25 +201,25 @@ def pod_with(job: str, result: SyncResult | None, exit_code: int = 0) -> PodSumm
 
 def test_success_records_counts_sets_synced_and_emits_event() -> None:
     started = run_plan(view())
-    name = started.status["activeRun"]
+    name = wire(started.status)["activeRun"]
     result = SyncResult(result="Succeeded", reason="Synced", rows_read=3, rows_written=3, rows_rejected=0,
                         source_fingerprint="etag-1", destination="WalkMe user attributes")
     decision = run_plan(view(status=started.status), jobs=[finished_job(name)],
                         pods={name: [pod_with(name, result)]}, now=NOW + timedelta(minutes=1))
     assert decision.job is None
-    assert "activeRun" not in decision.status
-    run = decision.status["runs"][0]
+    assert "activeRun" not in wire(decision.status)
+    run = wire(decision.status)["runs"][0]
     assert (run["result"], run["rowsRead"], run["rowsWritten"]) == ("Succeeded", 3, 3)
-    assert decision.status["sourceFingerprint"] == "etag-1"
+    assert wire(decision.status)["sourceFingerprint"] == "etag-1"
     assert condition(decision.status, "Synced")["status"] == "True"
     assert condition(decision.status, "Ready")["status"] == "True"
     assert [e.reason for e in decision.events] == ["RunSucceeded"]
     assert decision.finished is not None and decision.finished.seconds == 60
 
 
-def finish(status: dict[str, Any], result: SyncResult, annotations: dict[str, str] | None = None,
+def finish(status: IntegrationStatus, result: SyncResult, annotations: dict[str, str] | None = None,
            now: datetime = NOW) -> Any:
-    name = status["activeRun"]
+    name = status.active_run
     state = "Failed" if result.result == "Failed" else "Succeeded"
     return run_plan(view(status=status, annotations=annotations), jobs=[finished_job(name, state)],
                     pods={name: [pod_with(name, result, exit_code=1 if state == "Failed" else 0)]}, now=now)
@@ -226,7 +234,7 @@ def test_duplicate_keys_are_counted_in_status_and_named_in_a_warning() -> None:
     result = SyncResult(result="Succeeded", reason="Synced", rows_read=1000, rows_written=993, duplicate_keys=7,
                         duplicates=duplicates)
     decision = finish_first_run(result)
-    run = decision.status["runs"][0]
+    run = wire(decision.status)["runs"][0]
     assert (run["duplicateKeys"], run["duplicateRows"]) == (7, [1, 2, 3, 4, 5])
     assert "7 duplicate keys" in run["message"]
     warning = next(e for e in decision.events if e.reason == "DuplicateKeys")
@@ -237,7 +245,7 @@ def test_duplicate_keys_are_counted_in_status_and_named_in_a_warning() -> None:
 def test_a_query_names_its_duplicates_by_record_number() -> None:
     spec = inbound_spec(connectionRef={"name": "sf"}, source={"salesforce": {"soql": "SELECT Id FROM Contact"}})
     status = run_plan(view(spec), external=ready("sf", SALESFORCE)).status
-    name = status["activeRun"]
+    name = status.active_run
     result = SyncResult(result="Succeeded", reason="Synced", rows_read=3, rows_written=2, duplicate_keys=1,
                         duplicates=[DuplicateRow(row=1, replaced_by=3)])
     decision = run_plan(view(spec, status=status), jobs=[finished_job(name, "Succeeded")],
@@ -250,19 +258,19 @@ def test_a_query_names_its_duplicates_by_record_number() -> None:
 def test_a_file_run_shows_where_every_line_went_in_status() -> None:
     result = SyncResult(result="Succeeded", reason="Synced", rows_read=6, rows_written=5, rows_rejected=1,
                         lines_read=12, blank_lines=3, continuation_lines=2)
-    run = finish_first_run(result).status["runs"][0]
+    run = wire(finish_first_run(result).status)["runs"][0]
     assert (run["linesRead"], run["blankLines"], run["continuationLines"], run["rowsRead"]) == (12, 3, 2, 6)
 
 
 def test_a_query_run_has_no_line_counts_in_status() -> None:
-    run = finish_first_run(SyncResult(result="Succeeded", reason="Synced", rows_read=3, rows_written=3)) \
-        .status["runs"][0]
+    run = wire(finish_first_run(SyncResult(result="Succeeded", reason="Synced", rows_read=3, rows_written=3))
+               .status)["runs"][0]
     assert not {"linesRead", "blankLines", "continuationLines"} & set(run)
 
 
 def test_a_run_without_duplicates_has_no_duplicate_fields_or_warning() -> None:
     decision = finish_first_run(SyncResult(result="Succeeded", reason="Synced", rows_read=3, rows_written=3))
-    assert "duplicateKeys" not in decision.status["runs"][0]
+    assert "duplicateKeys" not in wire(decision.status)["runs"][0]
     assert [e.type for e in decision.events] == ["Normal"]
 
 
@@ -272,11 +280,11 @@ def test_a_due_run_waits_while_a_cap_is_reached_and_starts_once_a_slot_is_free()
     assert decision.job is None
     reconciling = condition(decision.status, "Reconciling")
     assert (reconciling["status"], reconciling["reason"]) == ("True", "RunQueued")
-    assert "runs.maxPerNamespace" in reconciling["message"] and decision.status["queued"]["trigger"]
+    assert "runs.maxPerNamespace" in reconciling["message"] and wire(decision.status)["queued"]["trigger"]
     assert condition(decision.status, "Ready")["status"] == "Unknown"
     again = plan(view(status=decision.status), ready("s3", S3), ready("walkme", WALKME), [], {}, NOW,
                  capacity=RunCapacity(namespace_running=2, total_running=2, per_namespace=3))
-    assert again.job is not None and "queued" not in again.status
+    assert again.job is not None and "queued" not in wire(again.status)
     cluster_full = RunCapacity(namespace_running=0, total_running=10, total=10)
     assert "runs.max)" in (cluster_full.full("team-a") or "")
 
@@ -318,7 +326,7 @@ def test_partially_applied_run_fails_saying_how_many_rows_were_applied() -> None
 
 def test_failure_sets_synced_false_with_the_message() -> None:
     started = run_plan(view())
-    name = started.status["activeRun"]
+    name = wire(started.status)["activeRun"]
     result = SyncResult(result="Failed", reason="AuthenticationFailed",
                         message="S3 rejected the access key for bucket 'acme-data'")
     decision = run_plan(view(status=started.status), jobs=[finished_job(name, "Failed")],
@@ -338,13 +346,13 @@ def test_failure_messages_name_the_reason_once(message: str) -> None:
     synced, ready = condition(done.status, "Synced"), condition(done.status, "Ready")
     assert (synced["reason"], synced["message"]) == ("NotFound", "bucket 'acme-data' does not exist")
     assert (ready["reason"], ready["message"]) == ("RunFailed", "NotFound: bucket 'acme-data' does not exist")
-    assert done.status["runs"][0]["message"] == "NotFound: bucket 'acme-data' does not exist"
+    assert wire(done.status)["runs"][0]["message"] == "NotFound: bucket 'acme-data' does not exist"
     assert done.events[0].message.endswith(": NotFound: bucket 'acme-data' does not exist")
 
 
 def test_failed_job_without_result_says_why() -> None:
     started = run_plan(view())
-    name = started.status["activeRun"]
+    name = wire(started.status)["activeRun"]
     decision = run_plan(view(status=started.status), jobs=[finished_job(name, "Failed")],
                         pods={name: [pod_with(name, None, exit_code=137)]})
     assert "backoff limit" in condition(decision.status, "Synced")["message"]
@@ -353,27 +361,27 @@ def test_failed_job_without_result_says_why() -> None:
 def test_finished_job_waits_for_its_pod_before_reading_the_result() -> None:
     """Jobs and Pods come on separate watches: a Job's completion may arrive before its Pod's message."""
     started = run_plan(view())
-    name = started.status["activeRun"]
+    name = wire(started.status)["activeRun"]
     job = finished_job(name)
     early = run_plan(view(status=started.status), jobs=[job], now=NOW + timedelta(minutes=1, seconds=5))
-    assert early.status["activeRun"] == name and early.events == [] and early.finished is None
+    assert wire(early.status)["activeRun"] == name and early.events == [] and early.finished is None
     late = run_plan(view(status=started.status), jobs=[job], now=NOW + timedelta(minutes=3))
     assert condition(late.status, "Synced")["reason"] == "NoResult"
 
 
 def test_running_job_keeps_run_active_and_starts_nothing_new() -> None:
     started = run_plan(view())
-    name = started.status["activeRun"]
+    name = wire(started.status)["activeRun"]
     running = finished_job(name, "Running")
     decision = run_plan(view(status=started.status, generation=2), jobs=[running])
-    assert decision.job is None and decision.status["activeRun"] == name
+    assert decision.job is None and wire(decision.status)["activeRun"] == name
 
 
 def test_restarted_operator_adopts_a_running_job_it_has_no_record_of() -> None:
     orphan = finished_job("users-import-x-g1", "Running")
     decision = run_plan(view(), jobs=[orphan])
     assert decision.job is None
-    assert decision.status["activeRun"] == "users-import-x-g1"
+    assert wire(decision.status)["activeRun"] == "users-import-x-g1"
 
 
 def test_job_that_never_appears_is_reported_lost_after_grace() -> None:
@@ -384,7 +392,7 @@ def test_job_that_never_appears_is_reported_lost_after_grace() -> None:
 
 def test_same_inputs_twice_write_nothing() -> None:
     started = run_plan(view())
-    name = started.status["activeRun"]
+    name = wire(started.status)["activeRun"]
     done = run_plan(view(status=started.status), jobs=[finished_job(name)],
                     pods={name: [pod_with(name, SyncResult(result="Succeeded", reason="Synced"))]})
     again = run_plan(view(status=done.status), jobs=[finished_job(name)],
@@ -393,12 +401,13 @@ def test_same_inputs_twice_write_nothing() -> None:
 
 
 def settle(v: IntegrationView, now: datetime) -> dict[str, Any]:
+    """The status, as stored, after the view's first run succeeded."""
     started = run_plan(v, now=now)
-    name = started.status["activeRun"]
+    name = wire(started.status)["activeRun"]
     done = run_plan(view(spec=v.spec, status=started.status, generation=v.generation, annotations=v.annotations),
                     jobs=[finished_job(name)],
                     pods={name: [pod_with(name, SyncResult(result="Succeeded", reason="Synced"))]}, now=now)
-    return done.status
+    return wire(done.status)
 
 
 def test_schedule_slot_starts_one_run_per_slot() -> None:
@@ -410,7 +419,7 @@ def test_schedule_slot_starts_one_run_per_slot() -> None:
     assert at_noon.job is not None
     request, key = at_noon.job
     assert key.trigger == "Schedule" and request.slot == "2026-11-25T12:00:00Z" and request.force is False
-    assert at_noon.status["lastScheduleTime"] == "2026-11-25T12:00:00Z"
+    assert wire(at_noon.status)["lastScheduleTime"] == "2026-11-25T12:00:00Z"
 
 
 def test_missed_slots_collapse_into_one_run() -> None:
@@ -431,7 +440,7 @@ def test_suspended_integration_starts_nothing() -> None:
     decision = run_plan(view(spec=spec))
     assert decision.job is None
     assert condition(decision.status, "Ready")["reason"] == "Suspended"
-    assert "nextScheduleTime" not in decision.status
+    assert "nextScheduleTime" not in wire(decision.status)
 
 
 def test_requested_at_starts_a_forced_run_once() -> None:
@@ -439,7 +448,7 @@ def test_requested_at_starts_a_forced_run_once() -> None:
     asked = view(status=status, annotations={REQUESTED_AT: "2026-11-25T10:30"})
     decision = run_plan(asked)
     assert decision.job is not None and decision.job[1].trigger == "Requested" and decision.job[0].force
-    assert decision.status["runs"][0]["requestedAt"] == "2026-11-25T10:30"
+    assert wire(decision.status)["runs"][0]["requestedAt"] == "2026-11-25T10:30"
     assert settle(asked, NOW)["lastHandledRequestedAt"] == "2026-11-25T10:30"
     handled = view(status=settle(asked, NOW), annotations=asked.annotations)
     assert run_plan(handled).job is None
@@ -454,8 +463,8 @@ def test_full_resync_annotation_starts_one_run_without_watermark_or_fingerprint(
     request, key = decision.job
     assert key.trigger == "Requested" and request.force
     assert request.state.watermark is None and request.state.source_fingerprint is None
-    assert decision.status["lastHandledFullResync"] == "1"
-    assert "watermark" not in decision.status and "sourceFingerprint" not in decision.status, \
+    assert wire(decision.status)["lastHandledFullResync"] == "1"
+    assert "watermark" not in wire(decision.status) and "sourceFingerprint" not in wire(decision.status), \
         "a failed full run must not fall back to the old watermark"
     handled = view(status=settle(asked, NOW), annotations=asked.annotations)
     assert run_plan(handled).job is None
@@ -478,23 +487,23 @@ def test_requested_run_is_marked_handled_only_with_its_result(result: SyncResult
     """`kubectl wait --for=jsonpath={.status.lastHandledRequestedAt}=V` returns when V's run has a result."""
     asked = {REQUESTED_AT: "v1"}
     started = run_plan(view(status=settle(view(), NOW), annotations=asked))
-    assert started.status.get("lastHandledRequestedAt") is None
+    assert wire(started.status).get("lastHandledRequestedAt") is None
     reconciling = condition(started.status, "Reconciling")
     assert reconciling["status"] == "True" and "requested-at v1" in reconciling["message"]
     running = run_plan(view(status=started.status, annotations=asked),
-                       jobs=[finished_job(started.status["activeRun"], "Running")])
-    assert running.status.get("lastHandledRequestedAt") is None and running.job is None
+                       jobs=[finished_job(wire(started.status)["activeRun"], "Running")])
+    assert wire(running.status).get("lastHandledRequestedAt") is None and running.job is None
     done = finish(started.status, result, asked)
-    assert done.status["lastHandledRequestedAt"] == "v1"
-    assert done.status["runs"][0]["result"] == result.result
-    assert done.status["lastResult"]["result"] == result.result, "the result is in the same status write"
+    assert wire(done.status)["lastHandledRequestedAt"] == "v1"
+    assert wire(done.status)["runs"][0]["result"] == result.result
+    assert wire(done.status)["lastResult"]["result"] == result.result, "the result is in the same status write"
     assert run_plan(view(status=done.status, annotations=asked)).job is None, "one run per value"
 
 
 def test_ready_keeps_the_last_result_while_a_requested_run_goes() -> None:
     settled = settle(view(), NOW)
     started = run_plan(view(status=settled, annotations={REQUESTED_AT: "v1"}))
-    before, during = condition(settled, "Ready"), condition(started.status, "Ready")
+    before, during = condition(view(status=settled).status, "Ready"), condition(started.status, "Ready")
     assert (during["status"], during["reason"]) == ("True", "RunSucceeded")
     assert during["lastTransitionTime"] == before["lastTransitionTime"]
 
@@ -503,20 +512,20 @@ def test_request_made_during_another_run_gets_its_own_run_after_it() -> None:
     started = run_plan(view())  # the creation run
     asked = {REQUESTED_AT: "v2"}
     running = run_plan(view(status=started.status, annotations=asked),
-                       jobs=[finished_job(started.status["activeRun"], "Running")])
+                       jobs=[finished_job(wire(started.status)["activeRun"], "Running")])
     assert running.job is None
     first_done = finish(started.status, SyncResult(result="Succeeded", reason="Synced"), asked)
-    assert first_done.status.get("lastHandledRequestedAt") is None, "the creation run did not handle v2"
+    assert wire(first_done.status).get("lastHandledRequestedAt") is None, "the creation run did not handle v2"
     assert first_done.job is not None and first_done.job[1].trigger == "Requested"
-    assert finish(first_done.status, SyncResult(result="Succeeded", reason="Synced"),
-                  asked).status["lastHandledRequestedAt"] == "v2"
+    assert wire(finish(first_done.status, SyncResult(result="Succeeded", reason="Synced"),
+                       asked).status)["lastHandledRequestedAt"] == "v2"
 
 
 def test_request_waits_while_the_integration_is_blocked() -> None:
     asked = {REQUESTED_AT: "v1"}
     blocked = run_plan(view(status=settle(view(), NOW), annotations=asked),
                        external=ConnectionView(name="s3", exists=False))
-    assert blocked.job is None and blocked.status.get("lastHandledRequestedAt") is None
+    assert blocked.job is None and wire(blocked.status).get("lastHandledRequestedAt") is None
     unblocked = run_plan(view(status=blocked.status, annotations=asked))
     assert unblocked.job is not None and unblocked.job[1].trigger == "Requested"
 
@@ -582,7 +591,7 @@ def test_invalid_spec_stalls_with_the_field() -> None:
 
 
 def test_every_condition_has_all_fields() -> None:
-    for cond in run_plan(view()).status["conditions"]:
+    for cond in wire(run_plan(view()).status)["conditions"]:
         assert set(cond) == {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}
 
 
@@ -606,9 +615,9 @@ def outbound_spec(source: dict[str, Any], destination: dict[str, Any] | None = N
 
 def test_first_reconcile_records_identities_without_history_or_event() -> None:
     decision = run_plan(view(spec=outbound_spec({"dataset": "report", "reportId": "r-1"})))
-    assert decision.status["sourceIdentity"]["identity"] == "walkme report 'r-1'"
-    assert decision.status["destinationIdentity"]["identity"] == "file 'exports/users-{date}.csv'"
-    assert "identityHistory" not in decision.status
+    assert wire(decision.status)["sourceIdentity"]["identity"] == "walkme report 'r-1'"
+    assert wire(decision.status)["destinationIdentity"]["identity"] == "file 'exports/users-{date}.csv'"
+    assert "identityHistory" not in wire(decision.status)
     assert [e.reason for e in decision.events] == ["RunStarted"]
 
 
@@ -625,9 +634,9 @@ def test_replaced_walkme_source_is_kept_with_a_patch_that_restores_it(
     later = NOW + timedelta(minutes=5)
     changed = outbound_spec(after)
     decision = run_plan(view(spec=changed, status=status, generation=2), now=later)
-    (entry,) = decision.status["identityHistory"]
+    (entry,) = wire(decision.status)["identityHistory"]
     assert entry["side"] == side and entry["identity"] == old_identity
-    assert entry["replacedBy"] == decision.status["sourceIdentity"]["identity"]
+    assert entry["replacedBy"] == wire(decision.status)["sourceIdentity"]["identity"]
     assert (entry["replacedAt"], entry["generation"]) == ("2026-11-25T10:12:00Z", 2)
     (event,) = [e for e in decision.events if e.reason == "SourceReplaced"]
     assert event.type == "Normal" and old_identity in event.message
@@ -639,7 +648,7 @@ def test_changed_destination_path_template_is_kept() -> None:
     status = settle(view(spec=outbound_spec({"dataset": "users"})), NOW)
     changed = outbound_spec({"dataset": "users"}, {"file": {"path": "exports/v2/users-{date}.csv"}})
     decision = run_plan(view(spec=changed, status=status, generation=2))
-    (entry,) = decision.status["identityHistory"]
+    (entry,) = wire(decision.status)["identityHistory"]
     assert (entry["side"], entry["identity"]) == ("destination", "file 'exports/users-{date}.csv'")
     assert [e.reason for e in decision.events if e.reason.endswith("Replaced")] == ["DestinationReplaced"]
 
@@ -653,7 +662,7 @@ def test_every_inbound_source_kind_has_an_identity_that_restores_it(source: dict
     status = run_plan(view(spec=inbound_spec(source=source))).status  # recorded even while a blocker stalls it
     changed = inbound_spec(source={"file": {"path": "hr/other.csv"}})
     decision = run_plan(view(spec=changed, status=status, generation=2))
-    (entry,) = decision.status["identityHistory"]
+    (entry,) = wire(decision.status)["identityHistory"]
     assert restored_source(changed, entry) == IntegrationSpec.model_validate(inbound_spec(source=source)).source
 
 
@@ -661,7 +670,7 @@ def test_settings_that_keep_the_data_the_same_are_not_a_replacement() -> None:
     status = settle(view(spec=inbound_spec()), NOW)
     changed = inbound_spec(source={"file": {"path": "users.csv", "format": "jsonl", "delimiter": ";"}}, dryRun=True)
     decision = run_plan(view(spec=changed, status=status, generation=2))
-    assert "identityHistory" not in decision.status
+    assert "identityHistory" not in wire(decision.status)
     assert not [e for e in decision.events if e.reason.endswith("Replaced")]
 
 
@@ -680,12 +689,12 @@ def test_success_and_skip_record_last_success_time_and_failure_does_not() -> Non
     assert status["lastSuccessTime"] == "2026-11-25T10:07:00Z"
     started = run_plan(view(spec=inbound_spec(dryRun=True), status=status, generation=2),
                        now=NOW + timedelta(hours=1))
-    name = started.status["activeRun"]
+    name = wire(started.status)["activeRun"]
     failed = run_plan(view(spec=inbound_spec(dryRun=True), status=started.status, generation=2),
                       jobs=[finished_job(name, "Failed")],
                       pods={name: [pod_with(name, SyncResult(result="Failed", reason="SourceNotFound"))]},
                       now=NOW + timedelta(hours=1))
-    assert failed.status["lastSuccessTime"] == "2026-11-25T10:07:00Z"
+    assert wire(failed.status)["lastSuccessTime"] == "2026-11-25T10:07:00Z"
 
 
 def restored_source(spec: dict[str, Any], entry: dict[str, Any]) -> Any:
@@ -760,5 +769,6 @@ def test_a_run_names_where_every_rejected_row_is_listed() -> None:
     where = "s3://lake/dic/walkme-dic/rejected/users-import/run-1.csv"
     result = SyncResult(result="Succeeded", reason="RowsRejected", rows_read=6, rows_written=2, rows_rejected=4,
                         rejected_report=where)
-    assert finish_first_run(result).status["runs"][0]["rejectedReport"] == where
-    assert "rejectedReport" not in finish_first_run(SyncResult(result="Succeeded", reason="Synced")).status["runs"][0]
+    assert wire(finish_first_run(result).status)["runs"][0]["rejectedReport"] == where
+    clean = finish_first_run(SyncResult(result="Succeeded", reason="Synced"))
+    assert "rejectedReport" not in wire(clean.status)["runs"][0]

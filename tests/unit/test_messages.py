@@ -88,7 +88,7 @@ def test_without_reason(reason: str, message: str, expected: str) -> None:
 def test_conditions_never_repeat_their_reason() -> None:
     [condition] = set_condition([], "Synced", "False", "NotFound", "NotFound: bucket 'x' does not exist",
                                 generation=1, now=NOW)
-    assert (condition["reason"], condition["message"]) == ("NotFound", "bucket 'x' does not exist")
+    assert (condition.reason, condition.message) == ("NotFound", "bucket 'x' does not exist")
 
 
 def test_an_invalid_sync_request_fails_the_run_with_the_field_not_pydantic_text(tmp_path: Path) -> None:

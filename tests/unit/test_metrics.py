@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tests.unit.test_integration_plan import inbound_spec
+from walkme_dic.api.integration import IntegrationStatus
 from walkme_dic.metrics import integration_gauges
 from walkme_dic.schedule import max_interval
 
@@ -22,7 +23,7 @@ def run(name: str, result: str, completed: str | None, rejected: int = 0) -> dic
 
 
 def test_never_run_integration_exports_only_what_it_knows() -> None:
-    gauges = integration_gauges(SPEC, {}, CREATED)
+    gauges = integration_gauges(SPEC, IntegrationStatus(), CREATED)
     assert gauges.created == T0
     assert (gauges.last_success, gauges.last_run, gauges.last_run_rows) == (None, None, None)
     assert (gauges.schedule_max_interval, gauges.next_schedule) == (None, None)
@@ -36,10 +37,11 @@ def test_last_run_is_the_newest_finished_one_and_last_success_skips_failures() -
                  run("r2", "Skipped", "2026-11-25T11:00:00Z"), run("r1", "Succeeded", "2026-11-25T10:00:00Z")],
         "lastResult": {"result": "Failed", "reason": "TooManyRejectedRows"},
         "nextScheduleTime": "2026-11-25T18:00:00Z",
-        "conditions": [{"type": "Ready", "status": "False"}],
+        "conditions": [{"type": "Ready", "status": "False", "reason": "RunFailed",
+                        "lastTransitionTime": "2026-11-25T12:00:00Z"}],
     }
     gauges = integration_gauges(SPEC | {"schedule": "0 */6 * * *", "maxRejectedRows": 3,
-                                        "maxRejectedPercent": 25}, status, CREATED)
+                                        "maxRejectedPercent": 25}, IntegrationStatus.model_validate(status), CREATED)
     assert gauges.last_run == T0 + 3 * 3600
     assert gauges.last_run_rows == {"read": 10, "written": 6, "rejected": 4}
     assert gauges.last_success == T0 + 2 * 3600  # Skipped: the source was unchanged, which is healthy
@@ -52,11 +54,12 @@ def test_last_run_is_the_newest_finished_one_and_last_success_skips_failures() -
 def test_last_success_time_in_status_outlives_the_run_history() -> None:
     status = {"runs": [run("r9", "Failed", "2026-11-25T12:00:00Z")], "lastSuccessTime": "2026-11-20T00:00:00Z",
               "lastResult": {"result": "Failed", "reason": "X"}}
-    assert integration_gauges(SPEC, status, CREATED).last_success == 1795132800.0
+    assert integration_gauges(SPEC, IntegrationStatus.model_validate(status), CREATED).last_success == 1795132800.0
 
 
 def test_invalid_spec_still_exports_the_status_side() -> None:
-    gauges = integration_gauges({"direction": "Sideways"}, {"lastResult": {"result": "Failed"}}, CREATED)
+    failed = IntegrationStatus.model_validate({"lastResult": {"result": "Failed", "reason": "NotFound"}})
+    gauges = integration_gauges({"direction": "Sideways"}, failed, CREATED)
     assert gauges.last_run_failed and gauges.schedule_max_interval is None and not gauges.suspended
 
 

@@ -12,6 +12,7 @@ from walkme_dic.api.common import (
     Duration,
     SecretKeySelector,
     SecretReference,
+    StatusModel,
 )
 
 ProviderName = Literal["s3", "azureBlob", "salesforce", "walkme", "gcs", "webhook", "sftp"]
@@ -280,7 +281,7 @@ class ConnectionSpec(ApiModel):
         return ref.name if ref is not None else None
 
 
-class ConnectionStatus(ApiModel):
+class ConnectionStatus(StatusModel):
     """What the operator last saw of this connection."""
 
     observed_generation: int | None = Field(default=None, description="Generation last reconciled.")

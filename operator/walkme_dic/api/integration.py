@@ -8,7 +8,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from walkme_dic.api.common import ApiModel, Condition, LocalObjectReference, SecretKeySelector, parse_duration
+from walkme_dic.api.common import (
+    ApiModel,
+    Condition,
+    LocalObjectReference,
+    SecretKeySelector,
+    StatusModel,
+    parse_duration,
+)
 from walkme_dic.schedule import MAX_TIME_ZONE_LENGTH, schedule_problem, time_zone_problem
 
 Direction = Literal["Inbound", "Outbound"]
@@ -225,7 +232,7 @@ class ExportFilesSource(ApiModel):
                                    "columns, then one row per record (gzip detected).")
 
 
-class ExportedFile(ApiModel):
+class ExportedFile(StatusModel):
     """An export file read by a successful run, modified at or after status.watermark."""
 
     path: str = Field(description="Its path under the export Connection's prefix.")
@@ -580,7 +587,7 @@ class IntegrationSpec(ApiModel):
         return self
 
 
-class RunRecord(ApiModel):
+class RunRecord(StatusModel):
     """One sync run, newest first in status.runs."""
 
     name: str = Field(description="Run id; also the Job name.")
@@ -631,14 +638,14 @@ class RunRecord(ApiModel):
     )
 
 
-class QueuedRun(ApiModel):
+class QueuedRun(StatusModel):
     """A due run waiting for the cap on concurrent runs (operator-wide or per namespace)."""
 
     trigger: str = Field(description="What made it due: Schedule, Requested, SpecChanged or Created.")
     message: str = Field(description="Which cap is reached, for humans.")
 
 
-class LastResult(ApiModel):
+class LastResult(StatusModel):
     """Outcome of the most recent finished run (the Synced condition mirrors it)."""
 
     result: RunResult = Field(description="Succeeded, Failed or Skipped.")
@@ -647,7 +654,7 @@ class LastResult(ApiModel):
     dry_run: bool = Field(default=False, description="The run was a dry run and wrote nothing.")
 
 
-class SideIdentity(ApiModel):
+class SideIdentity(StatusModel):
     """What a source or destination points at: the fields whose change makes it a different dataset or file."""
 
     identity: str = Field(description="For humans, e.g. walkme report 'r-1' or file 'exports/users-{date}.csv'.")
@@ -656,7 +663,7 @@ class SideIdentity(ApiModel):
     )
 
 
-class IdentityChange(ApiModel):
+class IdentityChange(StatusModel):
     """A source or destination identity that a spec change replaced (newest first in status.identityHistory)."""
 
     side: Literal["source", "destination"] = Field(description="Which side changed.")
@@ -667,7 +674,7 @@ class IdentityChange(ApiModel):
     generation: int = Field(description="The Integration generation that brought the change.")
 
 
-class IntegrationStatus(ApiModel):
+class IntegrationStatus(StatusModel):
     """What the operator last did for this integration."""
 
     observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
@@ -731,8 +738,8 @@ class IntegrationStatus(ApiModel):
     destination_identity: SideIdentity | None = Field(
         default=None, description="What spec.destination points at now.",
     )
-    identity_history: list[IdentityChange] = Field(
-        default_factory=list,
+    identity_history: list[IdentityChange] | None = Field(
+        default=None,
         description="Source and destination identities replaced by spec changes, newest first (at most 10).",
     )
     runs: list[RunRecord] = Field(default_factory=list, description="Recent runs, newest first.")

@@ -20,7 +20,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from walkme_dic import reasons
+from walkme_dic.api.connection import ConnectionStatus
+from walkme_dic.api.integration import IntegrationStatus
 from walkme_dic.conditions import set_condition
 from walkme_dic.controllers.common import plain, status_patch
 from walkme_dic.controllers.events import emit
@@ -29,6 +33,9 @@ from walkme_dic.kube import ApiError, Resource
 from walkme_dic.planning.job_refusals import refused
 
 log = logging.getLogger("walkme_dic.backoff")
+STATUS_MODELS: dict[str, type[IntegrationStatus] | type[ConnectionStatus]] = {
+    "Integration": IntegrationStatus, "Connection": ConnectionStatus,
+}
 
 
 def failure_message(error: BaseException) -> str:
@@ -64,13 +71,13 @@ async def reconcile_failed(memo: Runtime, kind: str, body: dict[str, Any], error
     message = (f"reconciling this {kind} failed: {failure.message}; tried again in {failure.wait:g}s (attempt "
                f"{failure.attempts})")
     if status_of is not None:
-        with contextlib.suppress(ApiError, OSError):
-            old = body.get("status") or {}
-            conditions = set_condition(old.get("conditions") or [], reasons.RECONCILING, "True",
-                                       reasons.RECONCILE_FAILED, message, generation=int(meta.get("generation") or 1),
-                                       now=datetime.now(UTC))
-            written = await memo.client.patch(status_of, meta["namespace"], meta["name"],
-                                              status_patch(old, {**old, "conditions": conditions}), status=True)
+        with contextlib.suppress(ApiError, OSError, ValidationError):
+            old = STATUS_MODELS[kind].model_validate(body.get("status") or {})
+            new = old.clone()
+            new.conditions = set_condition(old.conditions, reasons.RECONCILING, "True", reasons.RECONCILE_FAILED,
+                                           message, generation=int(meta.get("generation") or 1), now=datetime.now(UTC))
+            written = await memo.client.patch(status_of, meta["namespace"], meta["name"], status_patch(old, new),
+                                              status=True)
             memo.written[key] = plain(written)
     if previous is None or previous.message != failure.message:
         await emit(memo.client, body, "Warning", reasons.RECONCILE_FAILED, message)

@@ -7,6 +7,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from walkme_dic.api.common import StatusModel
 from walkme_dic.kube import SECRETS, ApiError, KubeClient
 
 
@@ -21,10 +22,12 @@ def plain(body: Mapping[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(kept)
 
 
-def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """A merge patch turning status ``old`` into ``new`` (removed keys become null)."""
-    patch: dict[str, Any] = {k: None for k in old if k not in new}
-    patch.update(new)
+def status_patch(old: StatusModel, new: StatusModel) -> dict[str, Any]:
+    """A merge patch turning status ``old`` into ``new``: the whole of ``new``, and null for each field ``old``
+    holds that ``new`` does not (set to None), so that the API server removes it."""
+    before, after = old.to_wire(), new.to_wire()
+    patch: dict[str, Any] = {k: None for k in before if k not in after}
+    patch.update(after)
     return {"status": patch}
 
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from walkme_dic import metrics, reasons
 from walkme_dic.api.common import GROUP, VERSION
-from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.api.connection import ConnectionSpec, ConnectionStatus
 from walkme_dic.conditions import condition_true, find_condition
 from walkme_dic.connectors import registry
 from walkme_dic.connectors.base import Credentials, Limits, ProbeResult
@@ -84,7 +84,7 @@ async def reconcile_connection(memo: Runtime, namespace: str, name: str, *, forc
 
 
 async def _reconcile(memo: Runtime, body: dict[str, Any], *, force: bool) -> None:
-    meta, status = body["metadata"], body.get("status") or {}
+    meta, status = body["metadata"], ConnectionStatus.model_validate(body.get("status") or {})
     namespace, generation = meta["namespace"], int(meta.get("generation") or 1)
     _export_ready(meta, status)  # also when no probe is due: a restarted operator exports it at once
     now = datetime.now(UTC)
@@ -94,7 +94,8 @@ async def _reconcile(memo: Runtime, body: dict[str, Any], *, force: bool) -> Non
         outcome = ProbeOutcome(False, reasons.INVALID_SPEC, validation_message(error))
         new = connection_status(None, outcome, previous=status, generation=generation, secret_version=None,
                                 now=now, stalled=True)
-        await _write(memo, body, {**new, "lastProbeTime": status.get("lastProbeTime")})
+        new.last_probe_time = status.last_probe_time  # nothing was probed
+        await _write(memo, body, status, new)
         return
     secret_version = await _secret_version(memo, namespace, spec.secret_name)
     if (namespace, meta["name"]) in memo.reprobe:  # a run through it failed with a fault that may pass
@@ -104,12 +105,12 @@ async def _reconcile(memo: Runtime, body: dict[str, Any], *, force: bool) -> Non
         return
     probing = probing_status(spec, previous=status, generation=generation, now=now)
     if probing is not None:
-        body = {**body, "status": await _write(memo, body, probing)}
+        status = await _write(memo, body, status, probing)
     outcome, secret_version = await probe(memo, namespace, spec)
     metrics.PROBES.labels(spec.provider, outcome.reason).inc()
-    new = connection_status(spec, outcome, previous=body.get("status") or {}, generation=generation,
+    new = connection_status(spec, outcome, previous=status, generation=generation,
                             secret_version=secret_version, now=now)
-    await _write(memo, body, new)
+    await _write(memo, body, status, new)
 
 
 async def _secret_version(memo: Runtime, namespace: str, secret: str | None) -> str | None:
@@ -191,10 +192,9 @@ def failed_probe(spec: ConnectionSpec, error: Exception, credentials: Credential
     return ProbeOutcome(False, reason, detail)
 
 
-async def _write(memo: Runtime, body: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """Write status ``new`` (when it differs) and return it; a Ready transition posts one Event."""
-    old = body.get("status") or {}
-    new = {k: v for k, v in new.items() if v is not None}
+async def _write(memo: Runtime, body: dict[str, Any], old: ConnectionStatus, new: ConnectionStatus,
+                 ) -> ConnectionStatus:
+    """Write status ``new`` over ``old`` (when it differs) and return it; a Ready transition posts one Event."""
     meta = body["metadata"]
     ready = _export_ready(meta, new)
     if new == old:
@@ -202,17 +202,17 @@ async def _write(memo: Runtime, body: dict[str, Any], new: dict[str, Any]) -> di
     written = await memo.client.patch(CONNECTIONS, meta["namespace"], meta["name"], status_patch(old, new),
                                       status=True)
     memo.written[("Connection", meta["namespace"], meta["name"])] = plain(written)
-    condition = find_condition(new.get("conditions"), "Ready") or {}
-    before = find_condition(old.get("conditions"), "Ready") or {}
-    if (condition.get("status"), condition.get("reason")) != (before.get("status"), before.get("reason")):
-        if condition.get("status") != "Unknown":  # Probing is progress, not news: the answer gets the Event
-            await emit(memo.client, body, "Normal" if ready else "Warning", condition["reason"],
-                       condition["message"])
+    condition = find_condition(new.conditions, reasons.READY)
+    before = find_condition(old.conditions, reasons.READY)
+    if condition is not None and (before is None or (condition.status, condition.reason) != (before.status,
+                                                                                              before.reason)):
+        if condition.status != "Unknown":  # Probing is progress, not news: the answer gets the Event
+            await emit(memo.client, body, "Normal" if ready else "Warning", condition.reason, condition.message)
         await reconcile_integrations_using(memo, meta["namespace"], meta["name"])
     return new
 
 
-def _export_ready(meta: dict[str, Any], status: dict[str, Any]) -> bool:
-    ready = condition_true(status, reasons.READY)
+def _export_ready(meta: dict[str, Any], status: ConnectionStatus) -> bool:
+    ready = condition_true(status.conditions, reasons.READY)
     metrics.CONNECTION_READY.labels(meta["namespace"], meta["name"]).set(1 if ready else 0)
     return ready

@@ -20,7 +20,8 @@ from pydantic import ValidationError
 
 from walkme_dic import metrics, reasons
 from walkme_dic.api.common import GROUP, VERSION
-from walkme_dic.api.connection import ConnectionSpec
+from walkme_dic.api.connection import ConnectionSpec, ConnectionStatus
+from walkme_dic.api.integration import IntegrationStatus
 from walkme_dic.conditions import find_condition, parse_time
 from walkme_dic.controllers.backoff import backing_off, later, reconcile_failed, reconciled
 from walkme_dic.controllers.common import get_secret, plain, status_patch
@@ -185,7 +186,7 @@ async def reconcile_integration(memo: Runtime, namespace: str, name: str) -> Non
                 if refusal is not None:  # plan again, blocked: no Job, so no kubelet mounts the Secret
                     decision = plan(replace(inputs[0], secret_refusal=refusal), *inputs[1:], now, claims=claims,
                                     capacity=capacity, exports=exports)
-                await apply(memo, body, decision)
+                await apply(memo, body, inputs[0].status, decision)
             reconciled(memo, "Integration", namespace, name)
         except Exception as error:
             metrics.RECONCILE_ERRORS.labels("Integration").inc()
@@ -238,7 +239,7 @@ def gather(
         created=parse_time(meta.get("creationTimestamp")) or datetime.now(UTC),
         annotations=dict(meta.get("annotations") or {}),
         spec=spec,
-        status=body.get("status") or {},
+        status=IntegrationStatus.model_validate(body.get("status") or {}),
     )
     jobs = memo.lookup("job_index", (namespace, view.uid))
     pods = {job.name: memo.lookup("pod_index", (namespace, job.name)) for job in jobs}
@@ -287,18 +288,19 @@ def connection_view(memo: Runtime, namespace: str, name: str) -> ConnectionView:
         spec = ConnectionSpec.model_validate(body.get("spec") or {})
     except ValidationError:
         spec = None
-    status = body.get("status") or {}
-    ready = find_condition(status.get("conditions"), "Ready") or {}
-    current = status.get("observedGeneration") == body["metadata"].get("generation")
+    status = ConnectionStatus.model_validate(body.get("status") or {})
+    ready = find_condition(status.conditions, reasons.READY)
+    current = status.observed_generation == body["metadata"].get("generation")
     return ConnectionView(
         name=name, exists=True, spec=spec,
-        ready=ready.get("status") == "True" and current and spec is not None,
-        message=ready.get("message", "") if current else "waiting for the first probe of its current spec",
-        probing=not current or ready.get("status", "Unknown") == "Unknown",
+        ready=ready is not None and ready.status == "True" and current and spec is not None,
+        message=(ready.message if ready else "") if current else "waiting for the first probe of its current spec",
+        probing=not current or ready is None or ready.status == "Unknown",
     )
 
 
-async def _job_refused(memo: Runtime, body: dict[str, Any], job: str, error: ApiError) -> None:
+async def _job_refused(memo: Runtime, body: dict[str, Any], old: IntegrationStatus, job: str, error: ApiError,
+                       ) -> None:
     """The API server refused the run's Job: back off (job_refusals.py), say so in status and, once per distinct
     refusal, in a Warning Event, and reconcile again when the wait is over."""
     meta = body["metadata"]
@@ -308,7 +310,6 @@ async def _job_refused(memo: Runtime, body: dict[str, Any], job: str, error: Api
     memo.refusals[(namespace, name)] = refusal
     message = refusal_message(job, refusal)
     log.warning("Integration %s/%s: %s", namespace, name, message)
-    old = body.get("status") or {}
     new = refusal_status(old, message, generation=int(meta.get("generation") or 1), now=datetime.now(UTC))
     written = await memo.client.patch(INTEGRATIONS, namespace, name, status_patch(old, new), status=True)
     memo.written[("Integration", namespace, name)] = plain(written)
@@ -317,8 +318,9 @@ async def _job_refused(memo: Runtime, body: dict[str, Any], job: str, error: Api
     later(memo, refusal.wait, lambda: reconcile_integration(memo, namespace, name))
 
 
-async def apply(memo: Runtime, body: dict[str, Any], decision: Decision) -> None:
-    """Create the Job the plan asks for, then write status, then emit Events and metrics."""
+async def apply(memo: Runtime, body: dict[str, Any], old: IntegrationStatus, decision: Decision) -> None:
+    """Create the Job the plan asks for, then write status (``old`` as planned from), then emit Events and
+    metrics."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     if decision.job is None:
@@ -335,11 +337,10 @@ async def apply(memo: Runtime, body: dict[str, Any], decision: Decision) -> None
                 memo.launched[(namespace, request.run_id)] = time.monotonic()
         except ApiError as error:
             if error.status != 409:  # 409: a Job for this run exists already, we adopt it
-                await _job_refused(memo, body, request.run_id, error)
+                await _job_refused(memo, body, old, request.run_id, error)
                 return
         memo.refusals.pop((namespace, name), None)
     if decision.status_changed:
-        old = body.get("status") or {}
         written = await memo.client.patch(INTEGRATIONS, namespace, name, status_patch(old, decision.status),
                                           status=True)
         memo.written[("Integration", namespace, name)] = plain(written)

@@ -9,7 +9,6 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 from urllib.parse import urlsplit
 
 from walkme_dic import reasons
@@ -22,6 +21,7 @@ from walkme_dic.api.connection import (
     WALKME_SECRET_KEYS,
     WEBHOOK_SIGNING_KEY,
     ConnectionSpec,
+    ConnectionStatus,
 )
 from walkme_dic.conditions import condition_true, find_condition, parse_time, rfc3339, set_condition
 from walkme_dic.errors import UnreachableError
@@ -62,28 +62,28 @@ def missing_secret_keys(spec: ConnectionSpec, data: Mapping[str, str]) -> str | 
 
 
 def probe_due(
-    spec: ConnectionSpec, status: Mapping[str, Any], generation: int, secret_version: str | None, now: datetime,
+    spec: ConnectionSpec, status: ConnectionStatus, generation: int, secret_version: str | None, now: datetime,
 ) -> bool:
     """Probe when the spec or Secret changed, or the interval (shorter after a failure) has passed."""
-    if status.get("observedGeneration") != generation or status.get("secretVersion") != secret_version:
+    if status.observed_generation != generation or status.secret_version != secret_version:
         return True
-    if condition_true(status, reasons.RECONCILING):  # a probe that never finished (operator restarted)
+    if condition_true(status.conditions, reasons.RECONCILING):  # a probe that never finished (operator restarted)
         return True
-    last = parse_time(status.get("lastProbeTime"))
+    last = parse_time(status.last_probe_time)
     if last is None:
         return True
     return now - last >= probe_wait(spec, status)
 
 
-def probe_wait(spec: ConnectionSpec, status: Mapping[str, Any]) -> timedelta:
+def probe_wait(spec: ConnectionSpec, status: ConnectionStatus) -> timedelta:
     """How long after the last probe the next one is due: the probe interval while Ready; after a failure
     FAILED_PROBE_RETRY, then doubling (the time it has been failing, at the last probe), up to the interval."""
     interval = parse_duration(spec.probe_interval)
-    if condition_true(status, reasons.READY):
+    if condition_true(status.conditions, reasons.READY):
         return interval
-    last = parse_time(status.get("lastProbeTime"))
-    ready = find_condition(status.get("conditions"), reasons.READY) or {}
-    since = parse_time(ready.get("lastTransitionTime"))
+    last = parse_time(status.last_probe_time)
+    ready = find_condition(status.conditions, reasons.READY)
+    since = parse_time(ready.last_transition_time if ready else None)
     failing = last - since if last and since and last > since else timedelta(0)
     return min(interval, max(FAILED_PROBE_RETRY, failing))
 
@@ -92,14 +92,14 @@ def connection_status(
     spec: ConnectionSpec | None,
     outcome: ProbeOutcome,
     *,
-    previous: Mapping[str, Any],
+    previous: ConnectionStatus,
     generation: int,
     secret_version: str | None,
     now: datetime,
     stalled: bool = False,
-) -> dict[str, Any]:
+) -> ConnectionStatus:
     """The full status after a probe (or after finding the spec invalid)."""
-    conditions = list(previous.get("conditions") or [])
+    conditions = list(previous.conditions)
     ready = "True" if outcome.ready else "False"
     conditions = set_condition(conditions, reasons.READY, ready, outcome.reason, outcome.message,
                                generation=generation, now=now)
@@ -110,14 +110,11 @@ def connection_status(
         outcome.reason if stalled else reasons.IDLE, outcome.message if stalled else "",
         generation=generation, now=now,
     )
-    return {
-        "observedGeneration": generation,
-        "provider": spec.provider if spec else None,
-        "conditions": conditions,
-        "lastProbeTime": rfc3339(now),
-        "secretVersion": secret_version,
-        "message": outcome.message,
-    }
+    probed = previous.clone()  # every field is set anew; a field of another version stays
+    probed.observed_generation, probed.provider, probed.conditions = generation, spec.provider if spec else None, \
+        conditions
+    probed.last_probe_time, probed.secret_version, probed.message = rfc3339(now), secret_version, outcome.message
+    return probed
 
 
 def endpoint(spec: ConnectionSpec) -> str:
@@ -196,23 +193,25 @@ def _connect_errno(error: BaseException) -> bool:
 
 
 def probing_status(
-    spec: ConnectionSpec, *, previous: Mapping[str, Any], generation: int, now: datetime,
-) -> dict[str, Any] | None:
+    spec: ConnectionSpec, *, previous: ConnectionStatus, generation: int, now: datetime,
+) -> ConnectionStatus | None:
     """The status to show while the first probe of this generation runs, or None when the spec was probed.
 
     Probes can take as long as the probe timeout; until the answer, Reconciling=True and Ready=Unknown
     with reason Probing say so (kstatus: in progress). A periodic re-probe of an unchanged spec keeps the
     last answer instead, so Ready does not blink every probe interval.
     """
-    if previous.get("observedGeneration") == generation and find_condition(previous.get("conditions"), reasons.READY):
+    if previous.observed_generation == generation and find_condition(previous.conditions, reasons.READY):
         return None
     message = f"probing {endpoint(spec)}"
-    conditions = list(previous.get("conditions") or [])
+    conditions = list(previous.conditions)
     for type_, value in ((reasons.READY, "Unknown"), (reasons.RECONCILING, "True")):
         conditions = set_condition(conditions, type_, value, reasons.PROBING, message, generation=generation, now=now)
     conditions = set_condition(conditions, reasons.STALLED, "False", reasons.IDLE, "", generation=generation, now=now)
-    return {**previous, "observedGeneration": generation, "provider": spec.provider, "conditions": conditions,
-            "message": message}
+    probing = previous.clone()
+    probing.observed_generation, probing.provider, probing.conditions = generation, spec.provider, conditions
+    probing.message = message
+    return probing
 
 
 def _host(url: str) -> str:

@@ -6,7 +6,6 @@ status, at most one Job to create, and the Events to emit. It never talks to the
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,8 +14,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from walkme_dic import reasons
+from walkme_dic.api.common import ConditionStatus
 from walkme_dic.api.connection import EXPORT_FILE_PROVIDERS, FILE_PROVIDERS, INSIGHTS_EXPORT_NEEDED, ConnectionSpec
-from walkme_dic.api.integration import INSIGHTS_DATASETS, IntegrationSpec
+from walkme_dic.api.integration import (
+    INSIGHTS_DATASETS,
+    IntegrationSpec,
+    IntegrationStatus,
+    LastResult,
+    QueuedRun,
+    RunRecord,
+)
 from walkme_dic.api.run import IntegrationIdentity, SyncRequest, SyncResult, SyncState
 from walkme_dic.conditions import find_condition, parse_time, rfc3339, set_condition
 from walkme_dic.errors import validation_message, without_reason
@@ -48,7 +55,7 @@ class IntegrationView:
     created: datetime
     annotations: dict[str, str]
     spec: dict[str, Any]
-    status: dict[str, Any]
+    status: IntegrationStatus
     secret_refusal: str | None = None  # a Secret the run would mount may not be used (tenancy.secret_refusal)
 
 
@@ -119,7 +126,7 @@ class FinishedRun:
 
 @dataclass
 class Decision:
-    status: dict[str, Any]
+    status: IntegrationStatus
     status_changed: bool
     job: tuple[SyncRequest, RunKey] | None = None
     events: list[Event] = field(default_factory=list)
@@ -150,7 +157,7 @@ def plan(
     ``claims``: the other Integrations of the namespace that write files (the older one keeps a path);
     ``capacity``: the runs going now against the admin's caps (a due run waits, status says so); ``exports``:
     for dataset exportFiles, the Connection of the bucket WalkMe exports into."""
-    status = copy.deepcopy(view.status)
+    status = view.status.clone()
     decision = Decision(status=status, status_changed=False)
     try:
         spec = IntegrationSpec.model_validate(view.spec)
@@ -160,27 +167,28 @@ def plan(
         _set_conditions(status, view, None, blocker, now)
         return _finish(decision, view)
 
-    status.setdefault("boundConnection", spec.connection_ref.name)
+    if status.bound_connection is None:
+        status.bound_connection = spec.connection_ref.name
     export_files = spec.source.walkme.export_files if spec.source.walkme else None
-    if export_files is not None:
-        status.setdefault("boundExportConnection", export_files.connection_ref.name)
+    if export_files is not None and status.bound_export_connection is None:
+        status.bound_export_connection = export_files.connection_ref.name
     for side, message in track_identities(status, spec, view.name, view.namespace, view.generation, now):
         decision.events.append(Event("Normal", IDENTITY_REPLACED[side], message))
-    if view.status.get("observedGeneration") != view.generation:  # once per generation
+    if view.status.observed_generation != view.generation:  # once per generation
         decision.events += deprecation_warnings(spec)
     _observe_runs(status, view, spec, jobs, pods, now, decision)
     blocker = _blocker(status, spec, external, walkme) or _export_blocker(status, spec, exports) or \
         _conflict(view, claims) or _refused_secret(view)
-    status.pop("queued", None)
-    if blocker is None and not status.get("activeRun") and not spec.suspend:
+    status.queued = None
+    if blocker is None and not status.active_run and not spec.suspend:
         _start_run_if_due(status, view, spec, external, walkme, now, decision, capacity, exports)
-    status["nextScheduleTime"] = (
+    status.next_schedule_time = (
         rfc3339(next_slot(spec.schedule, spec.time_zone, now)) if spec.schedule and not spec.suspend else None
     )
     if blocker is not None:
         _warn_on_transition(view, blocker, decision)
     _set_conditions(status, view, spec, blocker, now)
-    kept = {r["name"] for r in status.get("runs", [])}
+    kept = {r.name for r in status.runs}
     decision.delete_jobs = sorted(j.name for j in jobs if j.state != "Running" and j.name not in kept)
     return _finish(decision, view)
 
@@ -201,22 +209,21 @@ def deprecation_warnings(spec: IntegrationSpec) -> list[Event]:
 
 def _warn_on_transition(view: IntegrationView, blocker: Blocker, decision: Decision) -> None:
     """One Warning Event when Ready turns False for a blocker's reason (stalled or waiting), none while it stays."""
-    previous = find_condition(view.status.get("conditions"), reasons.READY) or {}
-    if not blocker.pending and (previous.get("status"), previous.get("reason")) != ("False", blocker.reason):
+    previous = find_condition(view.status.conditions, reasons.READY)
+    if not blocker.pending and (previous is None or (previous.status, previous.reason) != ("False", blocker.reason)):
         decision.events.append(Event("Warning", blocker.reason, blocker.message))
 
 
 def _finish(decision: Decision, view: IntegrationView) -> Decision:
-    decision.status["observedGeneration"] = view.generation
-    decision.status = {k: v for k, v in decision.status.items() if v is not None}
+    decision.status.observed_generation = view.generation
     decision.status_changed = decision.status != view.status
     return decision
 
 
 def _blocker(
-    status: dict[str, Any], spec: IntegrationSpec, external: ConnectionView, walkme: ConnectionView | None,
+    status: IntegrationStatus, spec: IntegrationSpec, external: ConnectionView, walkme: ConnectionView | None,
 ) -> Blocker | None:
-    bound = status["boundConnection"]
+    bound = status.bound_connection
     if bound != spec.connection_ref.name:
         return Blocker(
             reasons.CONNECTION_REF_IMMUTABLE,
@@ -243,13 +250,14 @@ def _blocker(
     return None
 
 
-def _export_blocker(status: dict[str, Any], spec: IntegrationSpec, exports: ConnectionView | None) -> Blocker | None:
+def _export_blocker(status: IntegrationStatus, spec: IntegrationSpec, exports: ConnectionView | None,
+                    ) -> Blocker | None:
     """dataset exportFiles: its Connection is bound at creation, exists, is a bucket WalkMe exports into, is Ready."""
     files = spec.source.walkme.export_files if spec.source.walkme else None
     if files is None:
         return None
     field, name = "spec.source.walkme.exportFiles.connectionRef", files.connection_ref.name
-    bound = status["boundExportConnection"]
+    bound = status.bound_export_connection
     if bound != name:
         return Blocker(reasons.CONNECTION_REF_IMMUTABLE,
                        f"{field} changed from {bound!r} to {name!r}, but the export Connection of an Integration "
@@ -326,7 +334,7 @@ def _type_mismatch(spec: IntegrationSpec, external: ConnectionView, walkme: Conn
 
 
 def _observe_runs(
-    status: dict[str, Any],
+    status: IntegrationStatus,
     view: IntegrationView,
     spec: IntegrationSpec,
     jobs: list[JobSummary],
@@ -334,20 +342,20 @@ def _observe_runs(
     now: datetime,
     decision: Decision,
 ) -> None:
-    runs: list[dict[str, Any]] = status.setdefault("runs", [])
-    known = {r["name"] for r in runs}
+    runs = status.runs
+    known = {r.name for r in runs}
     for job in sorted(jobs, key=lambda j: j.start_time or ""):
-        if job.name not in known and job.state == "Running" and not status.get("activeRun"):
-            runs.insert(0, {"name": job.name, "trigger": "Retry", "startTime": job.start_time or rfc3339(now),
-                            "result": "Running"})
-            status["activeRun"] = job.name
-    active = status.get("activeRun")
+        if job.name not in known and job.state == "Running" and not status.active_run:
+            runs.insert(0, RunRecord(name=job.name, trigger="Retry", start_time=job.start_time or rfc3339(now),
+                                     result="Running"))
+            status.active_run = job.name
+    active = status.active_run
     if not active:
         return
-    record = next((r for r in runs if r["name"] == active), None)
+    record = next((r for r in runs if r.name == active), None)
     job = next((j for j in jobs if j.name == active), None)
     if job is None:
-        started = parse_time(record.get("startTime") if record else None) or now
+        started = parse_time(record.start_time if record else None) or now
         if now - started < JOB_APPEAR_GRACE:
             return
         result = SyncResult(result="Failed", reason=reasons.JOB_LOST,
@@ -357,13 +365,13 @@ def _observe_runs(
     else:
         result = read_result(job, pods.get(job.name, []))
     _record_finished(status, record, result, spec, now, decision)
-    status["activeRun"] = None
+    status.active_run = None
     del runs[spec.run_history_limit:]
 
 
 def _record_finished(
-    status: dict[str, Any],
-    record: dict[str, Any] | None,
+    status: IntegrationStatus,
+    record: RunRecord | None,
     result: SyncResult,
     spec: IntegrationSpec,
     now: datetime,
@@ -371,50 +379,57 @@ def _record_finished(
 ) -> None:
     message = run_message(result)
     if record is not None:
-        record.update({
-            "completionTime": rfc3339(now),
-            "result": result.result,
-            "rowsRead": result.rows_read,
-            "rowsWritten": result.rows_written,
-            "rowsRejected": result.rows_rejected,
-            "bytes": result.bytes,
-            "message": message,
-        })
-        for name, count in (("linesRead", result.lines_read), ("blankLines", result.blank_lines),
-                            ("continuationLines", result.continuation_lines)):
-            if count is not None:
-                record[name] = count
-        if result.rejected_report:
-            record["rejectedReport"] = result.rejected_report
-        for name, value in (("sent", result.sent), ("unchanged", result.unchanged), ("usersKept", result.users_kept),
-                            ("fullSend", result.full_send)):
-            if value is not None:
-                record[name] = value
-        if result.duplicate_keys:
-            record["duplicateKeys"] = result.duplicate_keys
-            record["duplicateRows"] = [d.row for d in result.duplicates[:DUPLICATE_ROWS_KEPT]]
-        if record.get("requestedAt"):
-            status["lastHandledRequestedAt"] = record["requestedAt"]
+        _record_counts(record, result, message, now)
+        if record.requested_at:
+            status.last_handled_requested_at = record.requested_at
     if result.result in ("Succeeded", "Skipped"):
-        status["lastSuccessTime"] = rfc3339(now)
+        status.last_success_time = rfc3339(now)
     if result.result == "Succeeded":
-        status["watermark"] = result.watermark or status.get("watermark")
-        status["sourceFingerprint"] = result.source_fingerprint or status.get("sourceFingerprint")
+        status.watermark = result.watermark or status.watermark
+        status.source_fingerprint = result.source_fingerprint or status.source_fingerprint
         if result.exported_files is not None:
-            status["exportedFiles"] = [file.to_wire() for file in result.exported_files]
+            status.exported_files = list(result.exported_files)
         if result.full_send and not result.dry_run:
-            status["lastFullSendTime"] = rfc3339(now)
-            status["fullSendRequested"] = None
+            status.last_full_send_time = rfc3339(now)
+            status.full_send_requested = None
     event_reason = {"Succeeded": reasons.RUN_SUCCEEDED, "Skipped": reasons.RUN_SKIPPED}.get(
         result.result, reasons.RUN_FAILED)
-    name = record["name"] if record else "run"
+    name = record.name if record else "run"
     decision.events.append(Event("Warning" if result.result == "Failed" else "Normal", event_reason,
                                  f"{name}: {message}"))
     decision.events += inbound_warnings(name, result, "line" if spec.source.file is not None else "record")
-    started = parse_time(record.get("startTime") if record else None) or now
+    started = parse_time(record.start_time if record else None) or now
     decision.finished = FinishedRun(result=result, seconds=(now - started).total_seconds())
-    status["lastResult"] = {"result": result.result, "reason": result.reason, "message": message,
-                            "dryRun": spec.dry_run}
+    status.last_result = LastResult(result=result.result, reason=result.reason, message=message, dry_run=spec.dry_run)
+
+
+def _record_counts(record: RunRecord, result: SyncResult, message: str, now: datetime) -> None:
+    """The finished run's outcome in its record; a count the run did not report stays as it was."""
+    record.completion_time = rfc3339(now)
+    record.result = result.result
+    record.rows_read, record.rows_written, record.rows_rejected = result.rows_read, result.rows_written, \
+        result.rows_rejected
+    record.bytes = result.bytes
+    record.message = message
+    if result.lines_read is not None:
+        record.lines_read = result.lines_read
+    if result.blank_lines is not None:
+        record.blank_lines = result.blank_lines
+    if result.continuation_lines is not None:
+        record.continuation_lines = result.continuation_lines
+    if result.rejected_report:
+        record.rejected_report = result.rejected_report
+    if result.sent is not None:
+        record.sent = result.sent
+    if result.unchanged is not None:
+        record.unchanged = result.unchanged
+    if result.users_kept is not None:
+        record.users_kept = result.users_kept
+    if result.full_send is not None:
+        record.full_send = result.full_send
+    if result.duplicate_keys:
+        record.duplicate_keys = result.duplicate_keys
+        record.duplicate_rows = [d.row for d in result.duplicates[:DUPLICATE_ROWS_KEPT]]
 
 
 def inbound_warnings(name: str, result: SyncResult, unit: str) -> list[Event]:
@@ -466,7 +481,7 @@ def change_detection(result: SyncResult) -> str:
 
 
 def _start_run_if_due(
-    status: dict[str, Any],
+    status: IntegrationStatus,
     view: IntegrationView,
     spec: IntegrationSpec,
     external: ConnectionView,
@@ -477,20 +492,20 @@ def _start_run_if_due(
     exports: ConnectionView | None = None,
 ) -> None:
     requested = view.annotations.get(ANNOTATION_REQUESTED_AT)
-    if requested == status.get("lastHandledRequestedAt"):
+    if requested == status.last_handled_requested_at:
         requested = None
     keys: list[RunKey] = []
     if requested:
         keys.append(requested_key(requested))
     resync = view.annotations.get(ANNOTATION_FULL_RESYNC)
-    full_resync = bool(resync) and resync != status.get("lastHandledFullResync")
+    full_resync = bool(resync) and resync != status.last_handled_full_resync
     if full_resync:
         keys.append(requested_key(f"full-resync={resync}"))
-    if status.get("lastRunGeneration") != view.generation:
-        keys.append(generation_key(view.generation, created=status.get("lastRunGeneration") is None))
+    if status.last_run_generation != view.generation:
+        keys.append(generation_key(view.generation, created=status.last_run_generation is None))
     slot = None
     if spec.schedule:
-        handled = parse_time(status.get("lastScheduleTime")) or view.created
+        handled = parse_time(status.last_schedule_time) or view.created
         slot = due_slot(spec.schedule, spec.time_zone, now, handled)
         if slot is not None:
             keys.append(schedule_key(slot))
@@ -499,12 +514,12 @@ def _start_run_if_due(
     key = keys[0]
     full = capacity.full(view.namespace)
     if full is not None:  # nothing is marked handled: the next reconcile (a resync pass) tries again
-        status["queued"] = {"trigger": key.trigger, "message": full}
+        status.queued = QueuedRun(trigger=key.trigger, message=full)
         return
     if full_resync:  # this run starts from nothing; if it fails, the next one does too
-        status["lastHandledFullResync"] = resync
-        status["watermark"] = status["sourceFingerprint"] = status["exportedFiles"] = None
-        status["fullSendRequested"] = True  # change detection: every user, until a run has sent them all
+        status.last_handled_full_resync = resync
+        status.watermark = status.source_fingerprint = status.exported_files = None
+        status.full_send_requested = True  # change detection: every user, until a run has sent them all
     name = run_name(view.name, view.uid, key)
     assert external.spec is not None and (walkme is None or walkme.spec is not None)
     request = SyncRequest(
@@ -516,47 +531,46 @@ def _start_run_if_due(
         connection=external.spec,
         walkme_connection=walkme.spec if walkme is not None else None,
         export_connection=exports.spec if exports else None,
-        state=SyncState(watermark=status.get("watermark"), source_fingerprint=status.get("sourceFingerprint"),
-                        exported_files=status.get("exportedFiles") or [],
-                        full_send=bool(status.get("fullSendRequested"))),
+        state=SyncState(watermark=status.watermark, source_fingerprint=status.source_fingerprint,
+                        exported_files=list(status.exported_files or []),
+                        full_send=bool(status.full_send_requested)),
         force=key.trigger != "Schedule",
     )
     decision.job = (request, key)
-    status["activeRun"] = name
-    status["lastRunGeneration"] = view.generation
+    status.active_run = name
+    status.last_run_generation = view.generation
     if slot is not None:
-        status["lastScheduleTime"] = rfc3339(slot)
-    runs = status.setdefault("runs", [])
-    if not runs or runs[0]["name"] != name:
-        record = {"name": name, "trigger": key.trigger, "startTime": rfc3339(now), "result": "Running"}
-        if requested:  # lastHandledRequestedAt follows when this run has finished (see _record_finished)
-            record["requestedAt"] = requested
-        runs.insert(0, record)
+        status.last_schedule_time = rfc3339(slot)
+    runs = status.runs
+    if not runs or runs[0].name != name:
+        # requestedAt: lastHandledRequestedAt follows when this run has finished (see _record_finished)
+        runs.insert(0, RunRecord(name=name, trigger=key.trigger, start_time=rfc3339(now), result="Running",
+                                 requested_at=requested or None))
     del runs[spec.run_history_limit:]
     decision.events.append(Event("Normal", reasons.RUN_STARTED, f"{name}: started ({key.trigger})"))
 
 
 def _set_conditions(
-    status: dict[str, Any],
+    status: IntegrationStatus,
     view: IntegrationView,
     spec: IntegrationSpec | None,
     blocker: Blocker | None,
     now: datetime,
 ) -> None:
-    conditions = list(status.get("conditions") or [])
+    conditions = list(status.conditions)
     gen = view.generation
-    last = status.get("lastResult")
-    active = status.get("activeRun")
+    last = status.last_result
+    active = status.active_run
 
-    def put(type_: str, value: str, reason: str, message: str) -> None:
+    def put(type_: str, value: ConditionStatus, reason: str, message: str) -> None:
         nonlocal conditions
         conditions = set_condition(conditions, type_, value, reason, message, generation=gen, now=now)
 
     if last is None:
         put(reasons.SYNCED, "Unknown", reasons.NEVER_RUN, "no run has finished yet")
     else:
-        ok = last["result"] != "Failed"
-        put(reasons.SYNCED, "True" if ok else "False", last["reason"], last["message"])
+        ok = last.result != "Failed"
+        put(reasons.SYNCED, "True" if ok else "False", last.reason, last.message)
     stalled = blocker is not None and blocker.stalled
     put(reasons.STALLED, "True" if stalled else "False",
         blocker.reason if stalled and blocker else reasons.IDLE, blocker.message if stalled and blocker else "")
@@ -566,29 +580,29 @@ def _set_conditions(
             "" if stalled else blocker.message)
     elif active:
         # Ready keeps describing the last finished run while the next one goes (README: "Run now, and wait…")
-        record = next((r for r in status.get("runs", []) if r["name"] == active), {})
-        asked = f" (requested-at {record['requestedAt']})" if record.get("requestedAt") else ""
+        record = next((r for r in status.runs if r.name == active), None)
+        asked = f" (requested-at {record.requested_at})" if record and record.requested_at else ""
         put(reasons.RECONCILING, "True", reasons.RUN_IN_PROGRESS, f"run {active}{asked} is in progress")
-        if last is None or last["result"] == "Failed":
+        if last is None or last.result == "Failed":
             put(reasons.READY, "Unknown", reasons.RUN_IN_PROGRESS, f"run {active}{asked} is in progress")
-    elif status.get("queued"):
-        put(reasons.RECONCILING, "True", reasons.RUN_QUEUED, status["queued"]["message"])
+    elif status.queued:
+        put(reasons.RECONCILING, "True", reasons.RUN_QUEUED, status.queued.message)
         if last is None:
-            put(reasons.READY, "Unknown", reasons.RUN_QUEUED, status["queued"]["message"])
+            put(reasons.READY, "Unknown", reasons.RUN_QUEUED, status.queued.message)
     else:
         put(reasons.RECONCILING, "False", reasons.IDLE, "")
-        if last is not None and last["result"] == "Failed":
-            put(reasons.READY, "False", reasons.RUN_FAILED, last["message"])
+        if last is not None and last.result == "Failed":
+            put(reasons.READY, "False", reasons.RUN_FAILED, last.message)
         elif spec is not None and spec.suspend:
             put(reasons.READY, "True", reasons.SUSPENDED, "suspended: no new runs start")
         else:
             put(reasons.READY, "True", reasons.RUN_SUCCEEDED if last else reasons.WAITING_FOR_SCHEDULE,
                 _ready_message(status, last))
-    status["conditions"] = conditions
+    status.conditions = conditions
 
 
-def _ready_message(status: dict[str, Any], last: dict[str, Any] | None) -> str:
-    parts = [f"last run: {last['message']}"] if last else ["no run yet"]
-    if status.get("nextScheduleTime"):
-        parts.append(f"next run at {status['nextScheduleTime']}")
+def _ready_message(status: IntegrationStatus, last: LastResult | None) -> str:
+    parts = [f"last run: {last.message}"] if last else ["no run yet"]
+    if status.next_schedule_time:
+        parts.append(f"next run at {status.next_schedule_time}")
     return "; ".join(parts)

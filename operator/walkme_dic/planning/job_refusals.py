@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from walkme_dic import reasons
+from walkme_dic.api.integration import IntegrationStatus
 from walkme_dic.conditions import set_condition
 
 RETRY_BASE = 10.0
@@ -51,10 +51,12 @@ def refusal_message(job: str, refusal: JobRefusal) -> str:
             "count/jobs.batch or pods, an admission policy)")
 
 
-def refusal_status(status: dict[str, Any], message: str, *, generation: int, now: datetime) -> dict[str, Any]:
+def refusal_status(status: IntegrationStatus, message: str, *, generation: int, now: datetime) -> IntegrationStatus:
     """``status`` with Ready=False and Reconciling=True, reason JobCreateFailed: the rest as it was."""
-    conditions = set_condition(status.get("conditions") or [], reasons.READY, "False", reasons.JOB_CREATE_FAILED,
+    conditions = set_condition(status.conditions, reasons.READY, "False", reasons.JOB_CREATE_FAILED,
                                message, generation=generation, now=now)
     conditions = set_condition(conditions, reasons.RECONCILING, "True", reasons.JOB_CREATE_FAILED, message,
                                generation=generation, now=now)
-    return {**status, "conditions": conditions}
+    refused = status.clone()
+    refused.conditions = conditions
+    return refused

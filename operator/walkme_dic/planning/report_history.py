@@ -14,9 +14,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from walkme_dic.api.integration import Destination, IntegrationSpec, Source
+from walkme_dic.api.integration import (
+    Destination,
+    IdentityChange,
+    IntegrationSpec,
+    IntegrationStatus,
+    SideIdentity,
+    Source,
+)
 from walkme_dic.conditions import rfc3339
 
 IDENTITY_HISTORY_LIMIT = 10
@@ -33,14 +40,15 @@ IDENTITY_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
-def side_identity(side: str, block: Source | Destination) -> dict[str, str]:
-    """{identity, restorePatch} of one side, as status.sourceIdentity / destinationIdentity hold it."""
+def side_identity(side: str, block: Source | Destination) -> SideIdentity:
+    """The identity of one side and the patch that restores it, as status.sourceIdentity / destinationIdentity
+    hold it."""
     kind = block.kind
     settings = getattr(block, kind)
     fields = IDENTITY_FIELDS[(side, kind)]
     values = settings.model_dump(by_alias=True, include=set(fields))
     patch = {"spec": {side: {**{other: None for other in SIDES if other != kind}, kind: values}}}
-    return {"identity": describe(side, kind, settings), "restorePatch": json.dumps(patch, separators=(",", ":"))}
+    return SideIdentity(identity=describe(side, kind, settings), restore_patch=json.dumps(patch, separators=(",", ":")))
 
 
 def describe(side: str, kind: str, settings: Any) -> str:
@@ -62,23 +70,21 @@ def describe(side: str, kind: str, settings: Any) -> str:
 
 
 def track_identities(
-    status: dict[str, Any], spec: IntegrationSpec, name: str, namespace: str, generation: int, now: datetime,
-) -> list[tuple[str, str]]:
+    status: IntegrationStatus, spec: IntegrationSpec, name: str, namespace: str, generation: int, now: datetime,
+) -> list[tuple[Literal["source", "destination"], str]]:
     """Update status' identities; return (side, Event message) for each side a spec change replaced."""
-    changes = []
-    for side, block in (("source", spec.source), ("destination", spec.destination)):
-        key = f"{side}Identity"
-        current = side_identity(side, block)
-        previous = status.get(key)
-        status[key] = current
-        if not previous or previous["identity"] == current["identity"]:
+    source, destination = side_identity("source", spec.source), side_identity("destination", spec.destination)
+    sides = (("source", status.source_identity, source), ("destination", status.destination_identity, destination))
+    status.source_identity, status.destination_identity = source, destination
+    changes: list[tuple[Literal["source", "destination"], str]] = []
+    for side, previous, current in sides:
+        if previous is None or previous.identity == current.identity:
             continue
-        history: list[dict[str, Any]] = status.setdefault("identityHistory", [])
-        history.insert(0, {"side": side, "identity": previous["identity"], "restorePatch": previous["restorePatch"],
-                           "replacedBy": current["identity"], "replacedAt": rfc3339(now), "generation": generation})
-        del history[IDENTITY_HISTORY_LIMIT:]
+        replaced = IdentityChange(side=side, identity=previous.identity, restore_patch=previous.restore_patch,
+                                  replaced_by=current.identity, replaced_at=rfc3339(now), generation=generation)
+        status.identity_history = [replaced, *(status.identity_history or [])][:IDENTITY_HISTORY_LIMIT]
         changes.append((side, (
-            f"spec.{side} changed from {previous['identity']} to {current['identity']}; the previous one is kept "
+            f"spec.{side} changed from {previous.identity} to {current.identity}; the previous one is kept "
             f"in status.identityHistory. To go back: kubectl patch wmint {name} -n {namespace} --type merge "
-            f"-p '{previous['restorePatch']}'")))
+            f"-p '{previous.restore_patch}'")))
     return changes

@@ -8,7 +8,17 @@ from datetime import timedelta
 
 import pytest
 
-from tests.unit.test_integration_plan import NOW, finish, finish_first_run, inbound_spec, run_plan, view, wire
+from tests.unit.test_integration_plan import (
+    NOW,
+    finish,
+    finish_first_run,
+    finished_job,
+    inbound_spec,
+    pod_with,
+    run_plan,
+    view,
+    wire,
+)
 from walkme_dic.api.integration import IntegrationSpec
 from walkme_dic.api.run import SyncResult
 
@@ -61,3 +71,22 @@ def test_a_full_resend_interval_that_is_no_duration_of_a_minute_or_more_is_refus
 def test_change_detection_is_on_by_default_with_a_weekly_full_send() -> None:
     spec = IntegrationSpec.model_validate(inbound_spec())
     assert (spec.change_detection, spec.full_resend_interval) == (True, "168h")
+
+
+def test_an_interval_full_send_reads_the_file_even_if_it_has_not_changed() -> None:
+    """A scheduled run of an unchanged file was skipped (SourceUnchanged) before change detection could see
+    that fullResendInterval had passed, so WalkMe went unhealed for as long as the file stayed the same."""
+    spec = inbound_spec(schedule="0 * * * *", fullResendInterval="24h")
+    started = run_plan(view(spec=spec)).status
+    name = started.active_run
+    result = SyncResult(result="Succeeded", reason="Synced", sent=3, full_send="NoState", source_fingerprint="etag-1")
+    first = run_plan(view(spec=spec, status=started), jobs=[finished_job(name, "Succeeded")],
+                     pods={name: [pod_with(name, result, exit_code=0)]}, now=NOW + timedelta(minutes=1))
+    assert wire(first.status)["sourceFingerprint"] == "etag-1"
+    soon = run_plan(view(spec=spec, status=first.status), now=NOW + timedelta(hours=3))
+    assert soon.job is not None and soon.job[0].state.source_fingerprint == "etag-1", "unchanged file: skipped"
+    due = run_plan(view(spec=spec, status=first.status), now=NOW + timedelta(hours=25))
+    assert due.job is not None and due.job[0].state.source_fingerprint is None, "read it: the full send is due"
+    off = inbound_spec(schedule="0 * * * *", fullResendInterval="24h", changeDetection=False)
+    plain = run_plan(view(spec=off, status=first.status), now=NOW + timedelta(hours=25))
+    assert plain.job is not None and plain.job[0].state.source_fingerprint == "etag-1"

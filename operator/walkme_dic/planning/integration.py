@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from walkme_dic import reasons
-from walkme_dic.api.common import ConditionStatus
+from walkme_dic.api.common import ConditionStatus, parse_duration
 from walkme_dic.api.connection import EXPORT_FILE_PROVIDERS, FILE_PROVIDERS, INSIGHTS_EXPORT_NEEDED, ConnectionSpec
 from walkme_dic.api.integration import (
     INSIGHTS_DATASETS,
@@ -480,6 +480,15 @@ def change_detection(result: SyncResult) -> str:
     return unchanged + kept + notes
 
 
+def _interval_full_send_due(status: IntegrationStatus, spec: IntegrationSpec, now: datetime) -> bool:
+    """Change detection's full send every fullResendInterval is due. The run then reads the file even if it has
+    not changed: a run that skips an unchanged file (SourceUnchanged) never reaches the state whose header
+    says the full send is due, and WalkMe would go unhealed for as long as the file stays the same."""
+    last = parse_time(status.last_full_send_time)
+    return spec.direction == "Inbound" and spec.change_detection and last is not None and \
+        now - last >= parse_duration(spec.full_resend_interval)
+
+
 def _start_run_if_due(
     status: IntegrationStatus,
     view: IntegrationView,
@@ -531,7 +540,9 @@ def _start_run_if_due(
         connection=external.spec,
         walkme_connection=walkme.spec if walkme is not None else None,
         export_connection=exports.spec if exports else None,
-        state=SyncState(watermark=status.watermark, source_fingerprint=status.source_fingerprint,
+        state=SyncState(watermark=status.watermark,
+                        source_fingerprint=None if _interval_full_send_due(status, spec, now) else
+                        status.source_fingerprint,
                         exported_files=list(status.exported_files or []),
                         full_send=bool(status.full_send_requested)),
         force=key.trigger != "Schedule",

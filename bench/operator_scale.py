@@ -164,14 +164,14 @@ async def create_objects(cluster: Cluster, walkme_url: str, integrations: int, c
                                "stringData": data})
     await asyncio.gather(*(create(CONNECTIONS, {
         "apiVersion": API, "kind": "Connection", "metadata": {"name": f"walkme-{index}"},
-        "spec": {"walkme": {"apiUrl": walkme_url, "insightsExportUrl": walkme_url,
-                            "auth": {"secretRef": {"name": "w"}}}, "probeInterval": "1h"}})
+        "spec": {"walkme": {"apiUrl": walkme_url, "auth": {"secretRef": {"name": "w"}}}, "probeInterval": "1h"}})
         for index in range(connections)))
     await asyncio.gather(*(create(INTEGRATIONS, {
         "apiVersion": API, "kind": "Integration", "metadata": {"name": f"export-{index}"},
         "spec": {"direction": "Outbound", "connectionRef": {"name": "lake"},
                  "walkmeConnectionRef": {"name": f"walkme-{index % connections}"},
-                 "source": {"walkme": {"dataset": "users"}},
+                 "source": {"walkme": {"dataset": "activityLog"}},  # needs no insightsExportUrl, which
+                 # the baseline operator (BENCH_OPERATOR_PYTHONPATH=…/da7813e) predates
                  "destination": {"file": {"path": f"exports/export-{index}.csv"}},  # two on one file: a conflict
                  "mapping": {"key": {"source": "userId", "destination": "id"}}, "schedule": "0 3 * * *"}})
         for index in range(integrations)))

@@ -403,6 +403,11 @@ def _record_finished(
     status.last_result = LastResult(result=result.result, reason=result.reason, message=message, dry_run=spec.dry_run)
 
 
+# What a run reports only when it knows it (a file's line accounting; change detection's counts), by the attribute
+# name SyncResult and RunRecord share.
+REPORTED_IF_KNOWN = ("lines_read", "blank_lines", "continuation_lines", "sent", "unchanged", "users_kept", "full_send")
+
+
 def _record_counts(record: RunRecord, result: SyncResult, message: str, now: datetime) -> None:
     """The finished run's outcome in its record; a count the run did not report stays as it was."""
     record.completion_time = rfc3339(now)
@@ -411,22 +416,11 @@ def _record_counts(record: RunRecord, result: SyncResult, message: str, now: dat
         result.rows_rejected
     record.bytes = result.bytes
     record.message = message
-    if result.lines_read is not None:
-        record.lines_read = result.lines_read
-    if result.blank_lines is not None:
-        record.blank_lines = result.blank_lines
-    if result.continuation_lines is not None:
-        record.continuation_lines = result.continuation_lines
+    for counted in REPORTED_IF_KNOWN:
+        if getattr(result, counted) is not None:
+            setattr(record, counted, getattr(result, counted))
     if result.rejected_report:
         record.rejected_report = result.rejected_report
-    if result.sent is not None:
-        record.sent = result.sent
-    if result.unchanged is not None:
-        record.unchanged = result.unchanged
-    if result.users_kept is not None:
-        record.users_kept = result.users_kept
-    if result.full_send is not None:
-        record.full_send = result.full_send
     if result.duplicate_keys:
         record.duplicate_keys = result.duplicate_keys
         record.duplicate_rows = [d.row for d in result.duplicates[:DUPLICATE_ROWS_KEPT]]

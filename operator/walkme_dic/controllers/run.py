@@ -33,9 +33,26 @@ log = logging.getLogger("walkme_dic.operator")
 DEFAULT_IMAGE = "ghcr.io/walkme-dic/walkme-dic:0.1.0"
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base: kopf builds one on every watch event (a deep copy of the whole body, status and run
+    history included, then trimmed) for its change handlers (on.create/update/field) and daemons; this
+    operator has none (on.event and indexes only), so nothing reads it. Profiled at 2,000 Integrations
+    (BENCH_OPERATOR_PROFILE), building and clearing it took 65 of the operator's 298 CPU-s."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> None:
+        return None
+
+    def fetch(self, *, body: kopf.Body) -> None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
+        return None
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
     settings.posting.level = logging.WARNING  # our Events are explicit; kopf's handler logs are not Events
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60

@@ -112,9 +112,13 @@ class WalkMeClient:
 
     # ---- HTTP with retries -------------------------------------------------------------------
 
+    @staticmethod
+    def _insights(path: str) -> bool:
+        """Whether ``path`` is an Insights export URL, which export() makes whole, rather than a path at apiUrl."""
+        return "://" in path
+
     def _url(self, path: str) -> str:
-        """A path of the WalkMe API at apiUrl, or an Insights export URL, which export() makes whole."""
-        return path if "://" in path else self.base + path
+        return path if self._insights(path) else self.base + path
 
     def _send(self, method: str, path: str, *, authorization: str | None = None, json_body: Any = None,
               form: dict[str, str] | None = None, params: dict[str, str] | None = None) -> Response:
@@ -125,9 +129,9 @@ class WalkMeClient:
         renewed = False
         bearer = authorization is None
         url = self._url(path) + (f"?{urlencode(params)}" if params else "")
-        at_api = url.startswith(self.base + "/")
-        transport = self.transport if at_api else self.insights_transport
-        where = f"WalkMe at {self.base}" if at_api else f"the Insights export endpoint at {self.insights_base}"
+        insights = self._insights(path)
+        transport = self.insights_transport if insights else self.transport
+        where = f"the Insights export endpoint at {self.insights_base}" if insights else f"WalkMe at {self.base}"
         headers: dict[str, str] = {}
         body = None
         if json_body is not None:
@@ -333,7 +337,7 @@ class WalkMeClient:
     def _get_page(self, path: str, query: dict[str, str]) -> dict[str, Any]:
         """One page (a JSON object) of a GET, or the error that says why not."""
         response = self._send("GET", path, params=query)
-        who = "WalkMe" if "://" not in path else "The Insights export endpoint"
+        who = "The Insights export endpoint" if self._insights(path) else "WalkMe"
         if response.status in (401, 403):
             raise AuthenticationError(f"{who} refused access to {path} (HTTP {response.status})")
         if response.status == 404:

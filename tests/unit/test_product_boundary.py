@@ -66,3 +66,16 @@ def test_each_layer_imports_only_what_it_may(layer: str) -> None:
                                                        if any(m == f or m.startswith(f + ".") for f in forbidden))
                  for path in sorted((PRODUCT / layer).rglob("*.py"))}
     assert {path: found for path, found in offending.items() if found} == {}
+
+
+def test_the_operator_has_no_kopf_handler_that_reads_a_diff_base() -> None:
+    """controllers/run.py NoDiffBase builds no diff base: kopf reads one only for change handlers (on.create,
+    on.update, on.field, ...) and daemons/timers. One of those added later would silently never fire."""
+    import kopf
+
+    import walkme_dic.controllers.run  # noqa: F401 - registers the handlers
+
+    registry = kopf.get_default_registry()
+    assert registry._changing.get_all_handlers() == [] and registry._spawning.get_all_handlers() == [], \
+        "a change handler or daemon needs kopf's diff base: drop NoDiffBase in controllers/run.py"
+    assert registry._watching.get_all_handlers(), "the check sees the on.event handlers"

@@ -135,6 +135,8 @@ def test_denied_names_and_what_the_admin_allows_back() -> None:
 @pytest.mark.parametrize(("spec", "shown"), [  # admitted by the CRDs: only the admin's rules know these hosts
     ({"walkme": {"apiUrl": "http://127.0.0.1:47001", "auth": {"secretRef": {"name": "payroll-app"}}}},
      "http://127.0.0.1:47001"),
+    ({"walkme": {"apiUrl": "https://api.walkme.com", "insightsExportUrl": "http://169.254.169.254/latest",
+                 "auth": {"secretRef": {"name": "walkme-api"}}}}, "169.254.169.254"),  # it is sent the token
     ({"gcs": {"bucket": "bkt", "endpointUrl": "https://metadata.google.internal"}}, "metadata.google.internal"),
     ({"s3": {"bucket": "bkt", "region": "us-east-1", "endpointUrl": "https://169.254.169.254"}}, "169.254.169.254"),
     ({"sftp": {"host": "10.0.0.1.nip.io.svc", "username": "u", "auth": {"secretRef": {"name": "s"}}}},

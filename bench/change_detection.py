@@ -11,7 +11,10 @@ median and spread (min to max) of the WalkMe requests and the wall time of each,
 ratios. Between the two runs of each pair, the floor: a dry run of the full send's Integration (the file
 read, mapped and spooled, its duplicate keys found, nothing sent), which no run that sends can beat. With
 ``--rss-users`` the peak RSS of a change-detection run (and of its warm-up full send, which writes the
-first state) at that many users. Records the cases in bench/results.json (others kept).
+first state) at that many users. ``--walkme-latency S`` makes the fake WalkMe answer each request S seconds
+late (default its own 2 ms, a loopback call): a real WalkMe is a WAN round trip away, and each request a run
+leaves out saves one; the case is then recorded under its own name. Records the cases in bench/results.json
+(others kept).
 """
 
 from __future__ import annotations
@@ -75,7 +78,9 @@ class Runs:
                 "sent": measured["result"].get("sent"), "peak_rss_mb": measured["peak_rss_mb"]}
 
 
-def pairs(runs: Runs, users: int, count: int) -> dict[str, Any]:
+def pairs(runs: Runs, users: int, count: int, *, late: bool = False) -> dict[str, Any]:
+    """``late``: the fake WalkMe's latency was set (--walkme-latency), said in the case's name."""
+    latency = runs.walkme.latency
     original, changed = versions(users)
     runs.put(original)
     runs.run(True)  # warm-up: the first state
@@ -91,8 +96,9 @@ def pairs(runs: Runs, users: int, count: int) -> dict[str, Any]:
     expected = -(-users // CHANGED_EVERY)
     assert all(run["sent"] == expected for run in detected), detected
     return {
-        "case": f"inbound change detection: {users:,} users, 1 % changed, against a full send of the same file",
-        "users": users, "changed_users": expected, "pairs": count,
+        "case": f"inbound change detection: {users:,} users, 1 % changed, against a full send of the same file"
+                + (f", WalkMe answering {latency * 1000:g} ms late" if late else ""),
+        "users": users, "walkme_latency_seconds": latency, "changed_users": expected, "pairs": count,
         "full_send": {"walkme_requests": spread([r["requests"] for r in full], 0),
                       "seconds": spread([r["seconds"] for r in full], 2),
                       "peak_rss_mb": spread([r["peak_rss_mb"] for r in full], 1)},
@@ -130,14 +136,18 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--rss-users", type=int, default=0, help="0 skips the RSS case.")
+    parser.add_argument("--walkme-latency", type=float, default=None,
+                        help="Seconds the fake WalkMe adds to every answer (default: its own).")
     args = parser.parse_args()
     rows = []
     with loopback_servers(keep_users=False) as (s3_url, walkme), tempfile.TemporaryDirectory() as tmp:
         credentials = write_credentials(Path(tmp), {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
+        if args.walkme_latency is not None:
+            walkme.latency = args.walkme_latency
         runs = Runs(s3_url, walkme, credentials)
         runs.s3.create_bucket(Bucket=BUCKET)
         if args.pairs:
-            rows.append(pairs(runs, args.users, args.pairs))
+            rows.append(pairs(runs, args.users, args.pairs, late=args.walkme_latency is not None))
         if args.rss_users:
             rows.append(rss(runs, args.rss_users))
     for row in rows:

@@ -95,7 +95,8 @@ class KeyedDestination(RecordDestination[Record], Protocol):
     """A destination that matches records by ``key`` (Salesforce: Id, or the external id; None: inserts): of the
     records with one key only the last may be sent."""
 
-    key: str | None
+    @property
+    def key(self) -> str | None: ...
 
     def case_sensitive(self) -> bool:
         """Whether the destination tells key ``ABC`` from ``abc`` (it may ask the destination)."""

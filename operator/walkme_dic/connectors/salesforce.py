@@ -26,7 +26,8 @@ forwarding that one origin back to ``http`` in the session adapter.
 Small writes use sObject Collections (200 records a call, ``allOrNone=false``); large ones use Bulk
 API 2.0 (walkme_dic.connectors.salesforce_bulk). Either way a record refused for a passing reason (a row
 lock, the API limit) is sent once more on its own, and reported only if refused again. Messages never
-contain credential values.
+contain credential values. For the engine (connectors/records.py) the client is a query source and
+``SalesforceObject`` a record destination.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ The contract is docs/walkme-api.md: the token endpoint, `POST /public/v1/user/da
 this one class so it can follow a real API when one is published. No secret ever goes into a
 URL: the integration token travels in the upsert's JSON body, the API key in the token call's
 Authorization header, the bearer token in every other call's (access and proxy logs record URLs).
+
+For the engine (connectors/records.py) an export is a record source and ``UserAttributes`` the destination.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ place nobody configured). The environment's HTTPS_PROXY / NO_PROXY apply, as for
 
 Not supported (yet): other signature schemes or a timestamp in the signature (replay protection beyond
 the idempotency key), mutual TLS client certificates, OAuth-protected receivers, and gzip bodies.
+
+For the engine (connectors/records.py) ``WebhookReceiver`` is the record destination.
 """
 
 from __future__ import annotations

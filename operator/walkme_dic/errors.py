@@ -6,11 +6,15 @@ Every message must be safe to show: it never contains a secret value.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import pydantic
 
 from walkme_dic import reasons
-from walkme_dic.reasons import DESTINATION_EXISTS
+from walkme_dic.reasons import DESTINATION_EXISTS, PARTIALLY_APPLIED
+
+if TYPE_CHECKING:
+    from walkme_dic.connectors.records import WriteReport
 
 
 class DicError(Exception):
@@ -42,6 +46,16 @@ class DestinationExistsError(PermanentError):
             "each run's file holds rows no other file has, and it never overwrites one; put {runId} in "
             "destination.file.path (e.g. users-{date}-{runId}.csv). Nothing was written and the watermark stays: "
             "the next run exports these rows")
+
+
+class PartlyApplied(PermanentError):
+    """A write that stopped part way: a Bulk job ended Failed or Aborted, what it processed stays applied, and
+    the records after it were not sent. ``report`` says what was applied, refused and not processed (by input
+    index); ``unprocessed`` how many of its failures are records the job never processed."""
+
+    def __init__(self, message: str, report: WriteReport, *, unprocessed: int) -> None:
+        super().__init__(message, reason=PARTIALLY_APPLIED if report.written else reasons.BULK_JOB_FAILED)
+        self.report, self.unprocessed = report, unprocessed
 
 
 class TransientError(DicError):

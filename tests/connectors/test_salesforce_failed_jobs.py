@@ -13,7 +13,7 @@ from tests.connectors.test_salesforce import client, contacts
 from tests.connectors.test_salesforce_outbound_keys import export, users
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.walkme import FakeWalkMe
-from walkme_dic.connectors.salesforce import PartlyApplied
+from walkme_dic.errors import PartlyApplied
 
 FAILURE = "InternalServerError : a batch could not be processed after 10 retries"
 

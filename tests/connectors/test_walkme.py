@@ -17,8 +17,8 @@ from tests.fakes.tcpproxy import TcpCutProxy
 from tests.fakes.walkme import FakeWalkMe
 from tests.fixtures.walkme import WALKME_CLIENT, WALKME_SECRET, WALKME_TOKEN
 from walkme_dic.api.connection import WalkMeProvider
-from walkme_dic.connectors.base import WriteReport
-from walkme_dic.connectors.walkme import BATCH, PREFETCH_PAGES, WalkMeClient
+from walkme_dic.connectors.records import BATCH, PREFETCH_PAGES, WriteReport
+from walkme_dic.connectors.walkme import WalkMeClient
 from walkme_dic.errors import AuthenticationError, PermanentError, TransientError
 from walkme_dic_dev.httpserver import BackgroundServer
 

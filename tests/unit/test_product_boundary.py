@@ -68,6 +68,35 @@ def test_each_layer_imports_only_what_it_may(layer: str) -> None:
     assert {path: found for path, found in offending.items() if found} == {}
 
 
+# The engine reaches every system through the record and file interfaces and the registry's factories.
+INTERFACES = {"walkme_dic.connectors.base", "walkme_dic.connectors.records", "walkme_dic.connectors.registry"}
+
+
+def connector_modules(path: Path) -> set[str]:
+    """The walkme_dic.connectors modules ``path`` imports, at the top or inside a function (``from
+    walkme_dic.connectors import walkme`` names walkme_dic.connectors.walkme)."""
+    found = {m for m in imported_modules(path) if m.startswith("walkme_dic.connectors.")}
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "walkme_dic.connectors":
+            found.update(f"walkme_dic.connectors.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_engine_imports_no_concrete_connector() -> None:
+    offending = {str(path.relative_to(PRODUCT)): sorted(connector_modules(path) - INTERFACES)
+                 for path in sorted((PRODUCT / "sync").rglob("*.py"))}
+    assert {path: found for path, found in offending.items() if found} == {}, \
+        "open the connector through walkme_dic.connectors.registry, typed by connectors/records.py or base.py"
+
+
+def test_the_connector_check_sees_imports_in_functions(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("from walkme_dic.connectors.records import BATCH\nfrom walkme_dic.connectors import webhook\n"
+                      "def f():\n    from walkme_dic.connectors.salesforce import SalesforceClient\n")
+    assert connector_modules(module) - INTERFACES == {"walkme_dic.connectors.salesforce",
+                                                      "walkme_dic.connectors.webhook"}
+
+
 def test_the_operator_has_no_kopf_handler_that_reads_a_diff_base() -> None:
     """controllers/run.py NoDiffBase builds no diff base: kopf reads one only for change handlers (on.create,
     on.update, on.field, ...) and daemons/timers. One of those added later would silently never fire."""

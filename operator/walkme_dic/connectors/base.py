@@ -1,13 +1,14 @@
 """The small interface every connector shares: probe, open for read, open for write.
 
-Connectors hold no Kubernetes and no mapping logic. Credentials arrive as a
-``Credentials`` mapping (Secret key -> value) read from files by the caller.
+Here: probes and file stores (S3, Azure Blob, GCS, SFTP); the record sources and destinations (WalkMe,
+Salesforce, webhooks) are in connectors/records.py. Connectors hold no Kubernetes and no mapping logic.
+Credentials arrive as a ``Credentials`` mapping (Secret key -> value) read from files by the caller.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Protocol
 
@@ -89,12 +90,3 @@ class ListingStore(FileStore, Protocol):
         """Every object whose path starts with ``prefix`` (paths and ``prefix`` under the Connection's prefix),
         with its last-modified time."""
         ...
-
-
-@dataclass
-class WriteReport:
-    """Outcome of writing records to a record store (Salesforce, WalkMe)."""
-
-    written: int = 0
-    failed: list[tuple[int, str]] = field(default_factory=list)  # (index in input, reason)
-    api_calls: int = 0

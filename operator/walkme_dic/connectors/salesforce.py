@@ -26,7 +26,8 @@ forwarding that one origin back to ``http`` in the session adapter.
 Small writes use sObject Collections (200 records a call, ``allOrNone=false``); large ones use Bulk
 API 2.0 (walkme_dic.connectors.salesforce_bulk). Either way a record refused for a passing reason (a row
 lock, the API limit) is sent once more on its own, and reported only if refused again. Messages never
-contain credential values.
+contain credential values. For the engine (connectors/records.py) the client is a query source and
+``SalesforceObject`` a record destination.
 """
 
 from __future__ import annotations
@@ -52,10 +53,18 @@ from urllib3.util.retry import Retry
 
 from walkme_dic import reasons
 from walkme_dic.api.connection import SalesforceProvider
-from walkme_dic.connectors.base import ProbeResult, WriteReport
+from walkme_dic.api.integration import SalesforceDestination
+from walkme_dic.connectors.base import ProbeResult
 from walkme_dic.connectors.common import refuse_redirects, retry_delay
-from walkme_dic.errors import AuthenticationError, NotFoundError, PermanentError, TransientError, ValidationError
-from walkme_dic.reasons import PARTIALLY_APPLIED
+from walkme_dic.connectors.records import Record, WriteReport
+from walkme_dic.errors import (
+    AuthenticationError,
+    NotFoundError,
+    PartlyApplied,
+    PermanentError,
+    TransientError,
+    ValidationError,
+)
 
 COLLECTION_SIZE = 200
 # simple-salesforce holds a job's CSV in memory as parsed rows and strings (several times the file), so jobs are
@@ -153,16 +162,6 @@ def jwt_audience(login_url: str) -> str:
 class MaybeApplied(TransientError):
     """A call that must not run twice got no clear answer (a gateway's 502/504, a dropped answer): it may have
     run. The caller checks what happened before re-sending."""
-
-
-class PartlyApplied(PermanentError):
-    """A write that stopped part way: a Bulk job ended Failed or Aborted, what it processed stays applied, and
-    the records after it were not sent. ``report`` says what was applied, refused and not processed (by input
-    index); ``unprocessed`` how many of its failures are records the job never processed."""
-
-    def __init__(self, message: str, report: WriteReport, *, unprocessed: int) -> None:
-        super().__init__(message, reason=PARTIALLY_APPLIED if report.written else "BulkJobFailed")
-        self.report, self.unprocessed = report, unprocessed
 
 
 def sent_twice_is_harmless(method: str, url: str) -> bool:
@@ -476,6 +475,37 @@ class SalesforceClient:
         missing = [i for i in pending if str(keys[i]).lower() not in found]
         report.written += len(pending) - len(missing)
         return missing
+
+
+@dataclass(frozen=True)
+class SalesforceObject:
+    """A Salesforce object as a record destination: :meth:`SalesforceClient.write` with the Integration's
+    ``destination.salesforce`` (object, operation, externalIdField, bulkThreshold) and the mapping's ``fields``
+    bound. A write that stops part way raises PartlyApplied, ``report`` filled with what it did."""
+
+    client: SalesforceClient
+    target: SalesforceDestination
+    fields: list[str]
+
+    @property
+    def key(self) -> str | None:
+        """What records are matched by: Id for an update, else the external id field (None: inserts alone)."""
+        return "Id" if self.target.operation == "update" else self.target.external_id_field
+
+    def case_sensitive(self) -> bool:
+        """Whether the external id field tells ``ABC`` from ``abc`` (describes the object); Id is taken as not."""
+        key = self.key
+        return key not in (None, "Id") and self.client.external_id_case_sensitive(self.target.object, str(key))
+
+    def write(self, records: Iterable[Record], report: WriteReport) -> WriteReport:
+        target = self.target
+        try:
+            done = self.client.write(target.object, target.operation, records, target.external_id_field,
+                                     bulk_threshold=target.bulk_threshold, fields=self.fields)
+        except PartlyApplied as error:
+            report.add(error.report)
+            raise
+        return report.add(done)
 
 
 def soql_string(value: str) -> str:

@@ -45,17 +45,16 @@ from typing import IO, TYPE_CHECKING, Any
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-from walkme_dic.connectors.base import WriteReport
 from walkme_dic.connectors.common import retry_delay
+from walkme_dic.connectors.records import WriteReport
 from walkme_dic.connectors.salesforce import (
     AMBIGUOUS_KEY,
     SENT_AGAIN,
     TRANSIENT_RECORD_ERRORS,
     MaybeApplied,
-    PartlyApplied,
     error_reason,
 )
-from walkme_dic.errors import DicError
+from walkme_dic.errors import DicError, PartlyApplied
 
 if TYPE_CHECKING:
     from walkme_dic.connectors.salesforce import SalesforceClient

@@ -5,6 +5,8 @@ The contract is docs/walkme-api.md: the token endpoint, `POST /public/v1/user/da
 this one class so it can follow a real API when one is published. No secret ever goes into a
 URL: the integration token travels in the upsert's JSON body, the API key in the token call's
 Authorization header, the bearer token in every other call's (access and proxy logs record URLs).
+
+For the engine (connectors/records.py) an export is a record source and ``UserAttributes`` the destination.
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ import json
 import re
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,20 +27,19 @@ import orjson
 
 from walkme_dic import reasons
 from walkme_dic.api.connection import INSIGHTS_EXPORT_NEEDED, WalkMeProvider
-from walkme_dic.connectors.base import ProbeResult, WriteReport
+from walkme_dic.connectors.base import ProbeResult
 from walkme_dic.connectors.common import redirect_refusal, retry_delay
+from walkme_dic.connectors.records import EncodedBatch, PagedRecords, WriteReport
 from walkme_dic.connectors.transport import Response, Unreachable, transport_for
 from walkme_dic.errors import AuthenticationError, PermanentError, TransientError
 from walkme_dic.redaction import redact
 
-BATCH = 100
 RETRIABLE = {429, 500, 502, 503, 504}
 # 4xx answers that refuse the objects sent (not the caller's credentials or the URL): narrowed down.
 REFUSED = {400, 409, 413, 422}
 OBJECT = re.compile(r"^data\[(\d{1,3})\]:\s*")  # the fake's (and our assumed) per-object prefix, see docs
 TOKEN_MARGIN = 300
 UPSERT_SCOPE = "endUserUpdate:write"  # the API key's scope the End User Update API needs (WalkMe's developer docs)
-PREFETCH_PAGES = 3  # export pages fetched ahead of the caller: WalkMe keeps serving while the caller uploads
 DIGITS = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))  # bytes.translate: a digit to 0, else space
 LONG_DIGITS = b"0" * 19  # digits of a number that may lie beyond 64 bits (2**63 has 19); a regex took 4x the parse
 SNIPPET = 80  # characters of an answer that is not JSON shown in the error
@@ -205,7 +205,7 @@ class WalkMeClient:
 
     # ---- user attributes ---------------------------------------------------------------------
 
-    def upsert_batches(self, integration_token: str, batches: Iterable[list[tuple[int, bytes]]],
+    def upsert_batches(self, integration_token: str, batches: Iterable[EncodedBatch],
                        report: WriteReport | None = None) -> WriteReport:
         """Send batches of (id, encoded user object) pairs, at most 100 each, up to max_concurrency at once;
         never deletes anything. A refused batch is split and resent until only the refused objects remain:
@@ -229,9 +229,7 @@ class WalkMeClient:
         """Wait for some (``FIRST_COMPLETED``) or all pending batches; add their outcome to ``report``."""
         done, pending = wait(pending, return_when=until)
         for future in done:
-            outcome = future.result()
-            report.written += outcome.written
-            report.failed += outcome.failed
+            report.add(future.result())
         return pending
 
     def _post_batch(self, prefix: bytes, batch: list[tuple[int, bytes]]) -> WriteReport:
@@ -268,15 +266,13 @@ class WalkMeClient:
         else:
             parts = [batch[:len(batch) // 2], batch[len(batch) // 2:]]
         for part in filter(None, parts):
-            sent = self._post_batch(prefix, part)
-            outcome.written += sent.written
-            outcome.failed += sent.failed
+            outcome.add(self._post_batch(prefix, part))
         return outcome
 
     # ---- Insights export (ours) --------------------------------------------------------------
 
     def export(self, dataset: str, *, since: str | None, report_id: str | None = None, page_size: int = 10_000,
-               incremental: bool = False, lookback: int | None = None, now: datetime | None = None) -> Export:
+               incremental: bool = False, lookback: int | None = None, now: datetime | None = None) -> PagedRecords:
         """The records of ``dataset`` stamped at or after ``since``. ``incremental`` (since: lastRun): only those
         stamped more than ``lookback`` seconds (unset: LOOKBACK) before ``now``, never before ``since``, and that
         time is the watermark: consecutive windows [since, until) meet without a gap or an overlap, and a record
@@ -292,13 +288,13 @@ class WalkMeClient:
                                      f"/public/v1/insights/export/{dataset}")
         params = {"limit": str(page_size), **({"since": since} if since else {})}
         if not incremental or dataset == "report":
-            return Export(self, path, params)
+            return PagedRecords(lambda: self._pages(path, params))
         until = _until(since, LOOKBACK if lookback is None else lookback, now)
-        return Export(self, path, {**params, "until": until},
-                      fetch=lambda path, query: ({**page, "watermark": until} for page in self._pages(path, query)))
+        query = {**params, "until": until}
+        return PagedRecords(lambda: ({**page, "watermark": until} for page in self._pages(path, query)))
 
     def activity_log(self, *, since: str | None, page_size: int = ACTIVITY_PAGE, settle: int = ACTIVITY_SETTLE,
-                     now: datetime | None = None) -> Export:
+                     now: datetime | None = None) -> PagedRecords:
         """The account's activity log (WalkMe's documented ``GET /public/v1/activitylog``) from ``since`` (an RFC
         3339 time; None: WalkMe's default, the last hour) to ``settle`` seconds before ``now``, which becomes the
         watermark: the next run reads from there, so each event is read by one run (A12)."""
@@ -307,7 +303,7 @@ class WalkMeClient:
         if since:
             params["from"] = str(_milliseconds(datetime.fromisoformat(since.replace("Z", "+00:00"))))
         watermark = until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        return Export(self, ACTIVITY_LOG, params, fetch=lambda path, query: self._offset_pages(path, query, watermark))
+        return PagedRecords(lambda: self._offset_pages(ACTIVITY_LOG, params, watermark))
 
     def _offset_pages(self, path: str, params: dict[str, str], watermark: str) -> Iterator[dict[str, Any]]:
         """Pages of ``{"events": [...]}`` by limit and offset, as ``{"data": events, "watermark": ...}``; the
@@ -365,63 +361,13 @@ def _milliseconds(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def record_label(number: int) -> str:
-    """An export's record, for a rejection: "record 7"."""
-    return f"record {number}"
+@dataclass(frozen=True)
+class UserAttributes:
+    """WalkMe user attributes as a record destination: batches of (id, encoded user object), upserted with the
+    integration token (:meth:`WalkMeClient.upsert_batches`)."""
 
+    client: WalkMeClient
+    integration_token: str
 
-class Export:
-    """Records of one export, fetched page by page; ``watermark`` is known once iteration ends."""
-
-    def __init__(self, client: WalkMeClient | None, path: str, params: dict[str, str],
-                 fetch: Callable[[str, dict[str, str]], Iterator[dict[str, Any]]] | None = None) -> None:
-        """``fetch(path, params)``: its pages (``{"data": [...], "watermark": ...}``); the ``client``'s cursor
-        pages by default (a source that is not WalkMe's API, sync/export_files.py, has its own and no client)."""
-        if fetch is None:
-            assert client is not None, "an export without its own fetch reads WalkMe's API"
-            fetch = client._pages
-        self.client, self.path, self.params, self.fetch = client, path, params, fetch
-        self.watermark: str | None = None
-
-    def label(self, number: int) -> str:
-        """Where record ``number`` (from 1) came from, for a rejection."""
-        return record_label(number)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        with self.pages() as pages:
-            for records in pages:
-                yield from records
-
-    def pages(self) -> Pages:
-        """The records page by page; fetching starts now (see :class:`Pages`)."""
-        return Pages(self)
-
-
-class Pages:
-    """An export's records page by page, in order. Fetching starts when this is made: up to PREFETCH_PAGES
-    are fetched ahead while the caller works through the current one (one fetching thread: each page needs
-    the previous page's cursor), so a caller can make it first and set up its destination meanwhile.
-    ``close()`` (or leaving the ``with`` block) fetches nothing more."""
-
-    def __init__(self, export: Export) -> None:
-        self.export = export
-        self.source = export.fetch(export.path, export.params)
-        self.fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="walkme-export")
-        self.upcoming = deque(self.fetcher.submit(next, self.source, None) for _ in range(PREFETCH_PAGES))
-
-    def __enter__(self) -> Pages:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
-
-    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
-        while (page := self.upcoming.popleft().result()) is not None:
-            self.upcoming.append(self.fetcher.submit(next, self.source, None))
-            yield page.get("data", [])
-            self.export.watermark = page.get("watermark") or self.export.watermark
-
-    def close(self) -> None:
-        for pending in self.upcoming:
-            pending.cancel()
-        self.fetcher.shutdown(wait=True)  # a page on the wire is let finish
+    def write(self, records: Iterable[EncodedBatch], report: WriteReport) -> WriteReport:
+        return self.client.upsert_batches(self.integration_token, records, report)

@@ -27,6 +27,8 @@ place nobody configured). The environment's HTTPS_PROXY / NO_PROXY apply, as for
 
 Not supported (yet): other signature schemes or a timestamp in the signature (replay protection beyond
 the idempotency key), mutual TLS client certificates, OAuth-protected receivers, and gzip bodies.
+
+For the engine (connectors/records.py) ``WebhookReceiver`` is the record destination.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from walkme_dic import reasons
 from walkme_dic.api.connection import WEBHOOK_CA_KEY, WEBHOOK_SIGNING_KEY, WebhookProvider
 from walkme_dic.connectors.base import ProbeResult
 from walkme_dic.connectors.common import http_pool, retry_delay
+from walkme_dic.connectors.records import Record, WriteReport
 from walkme_dic.errors import AuthenticationError, PermanentError, TransientError
 from walkme_dic.redaction import redact
 
@@ -153,3 +156,19 @@ class WebhookClient:
             return ("the receiver's certificate is not trusted (put the CA that signed it in the Secret's "
                     f"{WEBHOOK_CA_KEY!r} key) or does not name this host")
         return text[:200]
+
+
+@dataclass(frozen=True)
+class WebhookReceiver:
+    """A webhook as a record destination: :meth:`WebhookClient.send` with the run id, the dataset and the batch
+    size bound; the delivery's records, batches, bytes and POSTs (``api_calls``) go into the report."""
+
+    client: WebhookClient
+    run_id: str
+    dataset: str
+    batch_size: int
+
+    def write(self, records: Iterable[Record], report: WriteReport) -> WriteReport:
+        delivery = self.client.send(self.run_id, self.dataset, records, self.batch_size)
+        return report.add(WriteReport(written=delivery.records, api_calls=delivery.attempts,
+                                      batches=delivery.batches, bytes=delivery.bytes))

@@ -7,6 +7,9 @@ the spool is sent. Rows WalkMe refuses while sending are narrowed down to the re
 Outbound (WalkMe Insights → file) streams once into an atomic writer that is committed only
 when the whole export succeeded and stayed within the limits; otherwise it is aborted. Outbound to
 Salesforce or a webhook sends as it reads (upserts by external id; batches with idempotency keys).
+
+The engine knows no concrete client: it reads through connectors/records.py's RecordSource (or a file
+store, connectors/base.py) and writes through a RecordDestination, each opened by connectors/registry.py.
 """
 
 from __future__ import annotations
@@ -19,16 +22,30 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from walkme_dic import reasons
 from walkme_dic.api.connection import FILE_PROVIDERS
 from walkme_dic.api.integration import MODSTAMP, FileSettings, IntegrationSpec, WebhookDestination
 from walkme_dic.api.run import DuplicateRow, RejectedRow, SyncRequest, SyncResult
-from walkme_dic.connectors.base import FileStore, WriteReport
-from walkme_dic.connectors.registry import open_file_store
-from walkme_dic.connectors.walkme import BATCH, Export, Pages, WalkMeClient, record_label
-from walkme_dic.errors import DestinationExistsError, DicError, NotFoundError, PermanentError, TransientError
+from walkme_dic.connectors.base import FileStore
+from walkme_dic.connectors.records import BATCH, Pages, RecordSource, WriteReport, record_label
+from walkme_dic.connectors.registry import (
+    open_file_store,
+    open_salesforce_object,
+    open_salesforce_query,
+    open_user_attributes,
+    open_walkme_export,
+    open_webhook,
+)
+from walkme_dic.errors import (
+    DestinationExistsError,
+    DicError,
+    NotFoundError,
+    PartlyApplied,
+    PermanentError,
+    TransientError,
+)
 from walkme_dic.redaction import redact
 from walkme_dic.sync.changes import ChangeDetector, SendMask, clear_state
 from walkme_dic.sync.columns import Table, map_block, tabulate
@@ -40,9 +57,6 @@ from walkme_dic.sync.readers import Block, CountingReader, LineCount, blocks_of,
 from walkme_dic.sync.rejections import RejectionLog, published, rejection_log
 from walkme_dic.sync.spool import InboundSpool
 from walkme_dic.sync.writers import RecordEncoder, content_type, covers_unicode, render_path, unencodable, wants_gzip
-
-if TYPE_CHECKING:
-    from walkme_dic.connectors.salesforce import PartlyApplied
 
 SAMPLE_REJECTIONS = 20
 PROGRESS_ROWS = 50_000
@@ -61,7 +75,7 @@ class Tally:
     refused: int = 0  # of the rejected: refused by the destination while sending
     samples: list[RejectedRow] = field(default_factory=list)
     log: RejectionLog | None = None  # every rejection, for the report (sync/rejections.py)
-    label: Callable[[int], str] = record_label  # where an export's record came from (Export.label)
+    label: Callable[[int], str] = record_label  # where an export's record came from (RecordSource.label)
 
     def reject(self, row: int, reason: str) -> None:
         self.rejected += 1
@@ -171,9 +185,9 @@ class Inbound:
             SalesforceSource(request, credentials)
         walkme = request.walkme_connection.walkme if request.walkme_connection else None
         assert walkme is not None, "an Inbound spec names its WalkMe Connection (IntegrationSpec)"
-        self.walkme = WalkMeClient(walkme, credentials.role("walkme"))
-        self.token = credentials.role("integration-token").get(self.destination.integration_token_secret_ref.key, "")
-        if not self.token:
+        token = credentials.role("integration-token").get(self.destination.integration_token_secret_ref.key, "")
+        self.users = open_user_attributes(walkme, credentials.role("walkme"), token)
+        if not token:
             raise PermanentError("the integration token Secret key is empty or not mounted "
                                  f"({self.destination.integration_token_secret_ref.key!r})",
                                  reason=reasons.SECRET_KEY_MISSING)
@@ -262,7 +276,7 @@ class Inbound:
     def _send(self, spool: InboundSpool, tally: Tally, keep: SendMask | None, sending: int) -> None:
         outcome = WriteReport()
         try:
-            self.walkme.upsert_batches(self.token, spool.batches(BATCH, keep), outcome)
+            self.users.write(spool.batches(BATCH, keep), outcome)
         except DicError as error:
             error.message += (f"; sending stopped after WalkMe acknowledged at least {outcome.written} of "
                               f"{sending} rows (it has no transactions: the next run converges)")
@@ -397,8 +411,6 @@ class SalesforceSource:
     lines: LineCount | None = None  # a query has no lines
 
     def __init__(self, request: SyncRequest, credentials: CredentialSet) -> None:
-        from walkme_dic.connectors.salesforce import SalesforceClient
-
         source = request.spec.source.salesforce
         provider = request.connection.salesforce
         if source is None or provider is None:
@@ -408,7 +420,7 @@ class SalesforceSource:
         self.since = request.state.watermark if source.since == "lastRun" else source.since
         self.selected_modstamp = MODSTAMP.lower() in {f.lower() for f in source.fields or []}
         self.watermark: str | None = None
-        self.client = SalesforceClient(provider, credentials.role("external"))
+        self.client = open_salesforce_query(provider, credentials.role("external"))
         self.name = "the Salesforce query"
 
     def fingerprint(self) -> str | None:
@@ -442,9 +454,8 @@ class Outbound:
         assert self.spec.source.walkme is not None
         self.source = self.spec.source.walkme
         self.credentials = credentials
-        walkme = request.walkme_connection.walkme if request.walkme_connection else None
         # exportFiles reads a bucket and calls no WalkMe API: it may have no WalkMe Connection
-        self.walkme = WalkMeClient(walkme, credentials.role("walkme")) if walkme else None
+        self.walkme = request.walkme_connection.walkme if request.walkme_connection else None
         # to a file, values as they are (sync/mapping.py FILE_CONVERTERS); Salesforce and webhooks as before
         self.mapper = Mapper(self.spec.mapping, self.spec.mapping.key.destination,
                              as_is=self.spec.destination.file is not None)
@@ -468,14 +479,12 @@ class Outbound:
                 result.exported_files = export.exported
         return result
 
-    def _export(self, since: str | None) -> Export:
+    def _export(self, since: str | None) -> RecordSource:
         """The export files WalkMe's DIC wrote (sync/export_files.py), else what WalkMe's API serves."""
         files = self.source.export_files
         if files is None:
             assert self.walkme is not None, "an Outbound spec from WalkMe's API names its WalkMe Connection"
-            return self.walkme.export(self.source.dataset, since=since, report_id=self.source.report_id,
-                                      incremental=self.source.since == "lastRun",
-                                      lookback=self.source.incremental_lookback_seconds)
+            return open_walkme_export(self.walkme, self.credentials.role("walkme"), self.source, since)
         store = open_export_store(self.request, self.credentials.role("exports"))
         done = self.request.state.exported_files if self.source.since == "lastRun" else []
         return ExportFiles(files, store, watermark=since, done=done, required=self.mapper.required_columns())
@@ -500,14 +509,14 @@ class Outbound:
                 report("export", tally)
             yield record
 
-    def _to_file(self, export: Export, settings: FileSettings) -> SyncResult:
+    def _to_file(self, export: RecordSource, settings: FileSettings) -> SyncResult:
         with export.pages() as pages:  # the export is fetched while the store is set up (an SDK to load)
             store = _file_store(self.request, self.credentials)
             with rejection_log(None if self.spec.dry_run else store, "record") as log:
                 tally = Tally(log=log, label=export.label)
                 return published(self._export_file(export, pages, store, settings, tally), log, store, self.request)
 
-    def _export_file(self, export: Export, pages: Pages, store: FileStore, settings: FileSettings,
+    def _export_file(self, export: RecordSource, pages: Pages, store: FileStore, settings: FileSettings,
                      tally: Tally) -> SyncResult:
         path = render_path(settings.path, run_id=self.request.run_id, slot=self.request.slot, now=datetime.now(UTC),
                            since=self.since)
@@ -539,7 +548,7 @@ class Outbound:
         return self._succeeded(tally, 0 if self.spec.dry_run else encoder.bytes, store.describe(path))
 
     def _manifest(self, store: FileStore, path: str, settings: FileSettings, tally: Tally, encoder: RecordEncoder,
-                  export: Export, *, gzip_output: bool) -> None:
+                  export: RecordSource, *, gzip_output: bool) -> None:
         """PATH.manifest.json, written (create-only, as the data) once the data is committed: the mark that the
         file is complete, and what it holds. Should its write fail, the run fails and the watermark stays: the
         next run exports the rows again, under a new name, with its manifest."""
@@ -571,9 +580,7 @@ class Outbound:
             encoder.add_columns(columns)
             self.report("export", tally)
 
-    def _to_salesforce(self, export: Export) -> SyncResult:
-        from walkme_dic.connectors.salesforce import PartlyApplied, SalesforceClient
-
+    def _to_salesforce(self, export: RecordSource) -> SyncResult:
         target = self.spec.destination.salesforce
         provider = self.request.connection.salesforce
         if target is None or provider is None:
@@ -582,18 +589,18 @@ class Outbound:
         if self.spec.dry_run:
             return self._dry_run(export, f"Salesforce {target.object}")
         tally = Tally(label=export.label)
-        client = SalesforceClient(provider, self.credentials.role("external"))
-        key = "Id" if target.operation == "update" else target.external_id_field
+        destination = open_salesforce_object(provider, self.credentials.role("external"), target,
+                                             self.mapper.columns())
+        key = destination.key
         stopped: PartlyApplied | None = None
+        report = WriteReport()
         with InboundSpool() as spool:
-            sensitive = key != "Id" and bool(key) and client.external_id_case_sensitive(target.object, str(key))
-            records = LastRowWins(self._mapped(export, tally), key, spool, case_sensitive=sensitive) if key else None
+            records = LastRowWins(self._mapped(export, tally), key, spool,
+                                  case_sensitive=destination.case_sensitive()) if key else None
             try:
-                report = client.write(target.object, target.operation, records or self._mapped(export, tally),
-                                      target.external_id_field, bulk_threshold=target.bulk_threshold,
-                                      fields=self.mapper.columns())
+                destination.write(records or self._mapped(export, tally), report)
             except PartlyApplied as error:
-                stopped, report = error, error.report
+                stopped = error
         tally.written = report.written
         for index, reason in report.failed:
             number = records.number(index) if records and index >= 0 else index + 1
@@ -619,26 +626,24 @@ class Outbound:
         return SyncResult(result="Failed", reason=error.reason, message=message, rows_read=tally.read,
                           rows_written=tally.written, rows_rejected=tally.rejected, rejected=tally.samples)
 
-    def _to_webhook(self, export: Export, target: WebhookDestination) -> SyncResult:
+    def _to_webhook(self, export: RecordSource, target: WebhookDestination) -> SyncResult:
         """Batches POSTed in order as they fill; a refused batch fails the run (earlier batches stay delivered,
         and the watermark stays, so the next run re-sends them: receivers upsert by the record key)."""
-        from walkme_dic.connectors.webhook import WebhookClient
-
         provider = self.request.connection.webhook
         if provider is None:
             raise PermanentError("spec.destination.webhook needs a webhook Connection", reason=reasons.INVALID_SPEC)
         if self.spec.dry_run:
             return self._dry_run(export, f"webhook {provider.url}")
         tally = Tally(label=export.label)
-        client = WebhookClient(provider, self.credentials.role("external"))
-        delivery = client.send(self.request.run_id, self.source.dataset, self._mapped(export, tally),
-                               target.batch_size)
+        receiver = open_webhook(provider, self.credentials.role("external"), run_id=self.request.run_id,
+                                dataset=self.source.dataset, batch_size=target.batch_size)
+        report = receiver.write(self._mapped(export, tally), WriteReport())
         limit = tally.over_limit(self.spec)
         if limit:
             return self._over_limit(tally, limit, written=tally.written)
-        return self._succeeded(tally, delivery.bytes, f"webhook {provider.url} ({delivery.batches} batches)")
+        return self._succeeded(tally, report.bytes, f"webhook {provider.url} ({report.batches} batches)")
 
-    def _dry_run(self, export: Export, destination: str) -> SyncResult:
+    def _dry_run(self, export: RecordSource, destination: str) -> SyncResult:
         tally = Tally(label=export.label)
         for _ in self._mapped(export, tally):
             pass

@@ -44,8 +44,8 @@ from walkme_dic.api.connection import EXPORT_FILE_PROVIDERS
 from walkme_dic.api.integration import ExportedFile, ExportFilesSource, FileSettings
 from walkme_dic.api.run import SyncRequest, SyncResult
 from walkme_dic.connectors.base import Credentials, ListingStore, ObjectInfo
+from walkme_dic.connectors.records import Page, PagedRecords
 from walkme_dic.connectors.registry import open_file_store
-from walkme_dic.connectors.walkme import Export
 from walkme_dic.errors import PermanentError
 from walkme_dic.sync.readers import Block, read_blocks
 
@@ -107,13 +107,13 @@ def open_export_store(request: SyncRequest, credentials: Credentials) -> Listing
     return cast(ListingStore, open_file_store(connection, credentials))
 
 
-class ExportFiles(Export):
-    """The records of the new export files, page by page (an :class:`Export`, so every destination takes it);
+class ExportFiles(PagedRecords):
+    """The records of the new export files, page by page (a record source, so every destination takes it);
     ``watermark`` and ``exported`` are the progress a successful run records."""
 
     def __init__(self, source: ExportFilesSource, store: ListingStore, *, watermark: str | None,
                  done: list[ExportedFile], required: list[str]) -> None:
-        super().__init__(None, source.prefix, {}, fetch=lambda _path, _params: self._pages())
+        super().__init__(self._pages)
         self.source, self.store, self.required = source, store, required
         listed = list(store.list(source.prefix))
         self.files = new_files(listed, watermark, done)
@@ -134,7 +134,7 @@ class ExportFiles(Export):
         return SyncResult(result="Skipped", reason=reasons.SOURCE_UNCHANGED,
                           message=f"no new export file in {self.describe()} since the last run")
 
-    def _pages(self) -> Iterator[dict[str, object]]:
+    def _pages(self) -> Iterator[Page]:
         for info in self.files:
             self.starts.append(len(self.lines) + 1)
             for block in self._blocks(info):

@@ -41,12 +41,12 @@ log = logging.getLogger("walkme_dic.connection")
 
 
 @kopf.index(GROUP, VERSION, "connections")
-def connection_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def connection_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): plain(body)}
 
 
 @kopf.index(GROUP, VERSION, "connections")
-def store_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def store_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """File Connections by the store they reach (connections.store_location), whatever their namespace."""
     try:
         where = store_location(ConnectionSpec.model_validate(body.get("spec") or {}))
@@ -63,6 +63,7 @@ async def connection_event(
     if type == "DELETED":
         async with memo.locks[("Connection", namespace, name)]:  # after a reconcile in flight, which sets them
             metrics.forget_connection(namespace, name)
+            memo.forget("Connection", namespace, name)
     else:
         await reconcile_connection(memo, namespace, name)
 
@@ -201,7 +202,7 @@ async def _write(memo: Runtime, body: dict[str, Any], old: ConnectionStatus, new
         return new
     written = await memo.client.patch(CONNECTIONS, meta["namespace"], meta["name"], status_patch(old, new),
                                       status=True)
-    memo.written[("Connection", meta["namespace"], meta["name"])] = plain(written)
+    memo.remember("Connection", written)
     condition = find_condition(new.conditions, reasons.READY)
     before = find_condition(old.conditions, reasons.READY)
     if condition is not None and (before is None or (condition.status, condition.reason) != (before.status,

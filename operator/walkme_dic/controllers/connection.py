@@ -16,7 +16,7 @@ from walkme_dic.conditions import condition_true, find_condition
 from walkme_dic.connectors import registry
 from walkme_dic.connectors.base import Credentials, Limits, ProbeResult
 from walkme_dic.controllers.backoff import reconcile_failed, reconciled
-from walkme_dic.controllers.common import get_secret, plain, secret_data, status_patch
+from walkme_dic.controllers.common import get_secret, packed, secret_data, status_patch
 from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.integration import reconcile_integrations_using
 from walkme_dic.controllers.runtime import CONNECTIONS, Runtime
@@ -42,7 +42,7 @@ log = logging.getLogger("walkme_dic.connection")
 
 @kopf.index(GROUP, VERSION, "connections")
 async def connection_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): plain(body)}
+    return {(namespace, name): packed(body)}
 
 
 @kopf.index(GROUP, VERSION, "connections")
@@ -70,10 +70,9 @@ async def connection_event(
 
 async def reconcile_connection(memo: Runtime, namespace: str, name: str, *, force: bool = False) -> None:
     async with memo.locks[("Connection", namespace, name)]:
-        bodies = memo.lookup("connection_index", (namespace, name))
-        if not bodies:
+        body = memo.latest("Connection", "connection_index", namespace, name)
+        if body is None:
             return
-        body = memo.freshest("Connection", bodies[0])
         try:
             await _reconcile(memo, body, force=force)
             reconciled(memo, "Connection", namespace, name)

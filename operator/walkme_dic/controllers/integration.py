@@ -24,7 +24,7 @@ from walkme_dic.api.connection import ConnectionSpec, ConnectionStatus
 from walkme_dic.api.integration import IntegrationStatus
 from walkme_dic.conditions import find_condition, parse_time
 from walkme_dic.controllers.backoff import backing_off, later, reconcile_failed, reconciled
-from walkme_dic.controllers.common import get_secret, plain, status_patch
+from walkme_dic.controllers.common import get_secret, packed, status_patch
 from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.runtime import INTEGRATIONS, Runtime
 from walkme_dic.jobs.manifest import build_job, credential_volumes
@@ -50,7 +50,7 @@ RECONCILE_CONCURRENCY = 8  # enough to overlap the round trips; KubeClient keeps
 
 @kopf.index(GROUP, VERSION, "integrations")
 async def integration_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): plain(body)}
+    return {(namespace, name): packed(body)}
 
 
 @kopf.index(GROUP, VERSION, "integrations")
@@ -169,11 +169,8 @@ async def reconcile_each(memo: Runtime, keys: list[tuple[str, str]]) -> None:
 
 async def reconcile_integration(memo: Runtime, namespace: str, name: str) -> None:
     async with memo.locks[("Integration", namespace, name)]:
-        bodies = memo.lookup("integration_index", (namespace, name))
-        if not bodies:
-            return
-        body = memo.freshest("Integration", bodies[0])
-        if body["metadata"].get("deletionTimestamp"):
+        body = memo.latest("Integration", "integration_index", namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
             return
         try:
             gate = memo.run_gate if memo.config.capped else contextlib.nullcontext()
@@ -281,10 +278,9 @@ def destination_claims(memo: Runtime, namespace: str, body: dict[str, Any]) -> l
 
 
 def connection_view(memo: Runtime, namespace: str, name: str) -> ConnectionView:
-    bodies = memo.lookup("connection_index", (namespace, name))
-    if not bodies:
+    body = memo.latest("Connection", "connection_index", namespace, name)
+    if body is None:
         return ConnectionView(name=name, exists=False)
-    body = memo.freshest("Connection", bodies[0])
     try:
         spec = ConnectionSpec.model_validate(body.get("spec") or {})
     except ValidationError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,12 @@ class Runtime:
     def lookup(self, index: str, key: Any) -> list[Any]:
         store = self.indexes[index].get(key)
         return list(store) if store is not None else []
+
+    def latest(self, kind: str, index: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object as the watch last showed it (kept :func:`~walkme_dic.controllers.common.packed` in
+        ``index``), or our own newer write of it (``freshest``); None when the index has no such object."""
+        found = self.lookup(index, (namespace, name))
+        return self.freshest(kind, json.loads(found[0])) if found else None
 
     def remember(self, kind: str, written: dict[str, Any]) -> None:
         """The API's answer to our write of an object, until the watch delivers that version (``freshest``)."""

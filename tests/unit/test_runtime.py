@@ -1,14 +1,16 @@
-"""One Runtime behind every object's memo; our last writes read until the watch shows them, then dropped."""
+"""One Runtime behind every object's memo; our last writes read until the watch shows them; the heap trim."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import platform
 from typing import Any
 
 import pytest
 from kopf._core.reactor.inventory import ResourceMemories
 
+from walkme_dic.controllers import run
 from walkme_dic.controllers.common import packed
 from walkme_dic.controllers.runtime import OperatorConfig, Runtime
 from walkme_dic.jobs.manifest import JobImage
@@ -62,3 +64,9 @@ def test_an_index_keeps_the_object_as_compact_json_without_managed_fields() -> N
     kept = json.loads(packed(integration(5, observedGeneration=2)))
     assert "managedFields" not in kept["metadata"]
     assert kept["status"] == {"observedGeneration": 2} and kept["spec"] == {"schedule": "0 3 * * *"}
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_the_resync_loop_finds_glibc_malloc_trim() -> None:
+    assert run.MALLOC_TRIM is not None
+    run.release_free_heap()

@@ -26,7 +26,7 @@ from walkme_dic import reasons
 from walkme_dic.api.connection import ConnectionStatus
 from walkme_dic.api.integration import IntegrationStatus
 from walkme_dic.conditions import set_condition
-from walkme_dic.controllers.common import plain, status_patch
+from walkme_dic.controllers.common import status_patch
 from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.runtime import Runtime
 from walkme_dic.kube import ApiError, Resource
@@ -78,7 +78,7 @@ async def reconcile_failed(memo: Runtime, kind: str, body: dict[str, Any], error
                                            message, generation=int(meta.get("generation") or 1), now=datetime.now(UTC))
             written = await memo.client.patch(status_of, meta["namespace"], meta["name"], status_patch(old, new),
                                               status=True)
-            memo.written[key] = plain(written)
+            memo.remember(kind, written)
     if previous is None or previous.message != failure.message:
         await emit(memo.client, body, "Warning", reasons.RECONCILE_FAILED, message)
     later(memo, failure.wait, attempt)

@@ -16,7 +16,7 @@ from walkme_dic.conditions import condition_true, find_condition
 from walkme_dic.connectors import registry
 from walkme_dic.connectors.base import Credentials, Limits, ProbeResult
 from walkme_dic.controllers.backoff import reconcile_failed, reconciled
-from walkme_dic.controllers.common import get_secret, plain, secret_data, status_patch
+from walkme_dic.controllers.common import get_secret, packed, secret_data, status_patch
 from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.integration import reconcile_integrations_using
 from walkme_dic.controllers.runtime import CONNECTIONS, Runtime
@@ -41,12 +41,12 @@ log = logging.getLogger("walkme_dic.connection")
 
 
 @kopf.index(GROUP, VERSION, "connections")
-def connection_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): plain(body)}
+async def connection_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): packed(body)}
 
 
 @kopf.index(GROUP, VERSION, "connections")
-def store_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def store_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """File Connections by the store they reach (connections.store_location), whatever their namespace."""
     try:
         where = store_location(ConnectionSpec.model_validate(body.get("spec") or {}))
@@ -63,16 +63,16 @@ async def connection_event(
     if type == "DELETED":
         async with memo.locks[("Connection", namespace, name)]:  # after a reconcile in flight, which sets them
             metrics.forget_connection(namespace, name)
+            memo.forget("Connection", namespace, name)
     else:
         await reconcile_connection(memo, namespace, name)
 
 
 async def reconcile_connection(memo: Runtime, namespace: str, name: str, *, force: bool = False) -> None:
     async with memo.locks[("Connection", namespace, name)]:
-        bodies = memo.lookup("connection_index", (namespace, name))
-        if not bodies:
+        body = memo.latest("Connection", "connection_index", namespace, name)
+        if body is None:
             return
-        body = memo.freshest("Connection", bodies[0])
         try:
             await _reconcile(memo, body, force=force)
             reconciled(memo, "Connection", namespace, name)
@@ -201,7 +201,7 @@ async def _write(memo: Runtime, body: dict[str, Any], old: ConnectionStatus, new
         return new
     written = await memo.client.patch(CONNECTIONS, meta["namespace"], meta["name"], status_patch(old, new),
                                       status=True)
-    memo.written[("Connection", meta["namespace"], meta["name"])] = plain(written)
+    memo.remember("Connection", written)
     condition = find_condition(new.conditions, reasons.READY)
     before = find_condition(old.conditions, reasons.READY)
     if condition is not None and (before is None or (condition.status, condition.reason) != (before.status,

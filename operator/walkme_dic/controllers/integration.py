@@ -24,7 +24,7 @@ from walkme_dic.api.connection import ConnectionSpec, ConnectionStatus
 from walkme_dic.api.integration import IntegrationStatus
 from walkme_dic.conditions import find_condition, parse_time
 from walkme_dic.controllers.backoff import backing_off, later, reconcile_failed, reconciled
-from walkme_dic.controllers.common import get_secret, plain, status_patch
+from walkme_dic.controllers.common import get_secret, packed, status_patch
 from walkme_dic.controllers.events import emit
 from walkme_dic.controllers.runtime import INTEGRATIONS, Runtime
 from walkme_dic.jobs.manifest import build_job, credential_volumes
@@ -49,25 +49,25 @@ RECONCILE_CONCURRENCY = 8  # enough to overlap the round trips; KubeClient keeps
 
 
 @kopf.index(GROUP, VERSION, "integrations")
-def integration_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): plain(body)}
+async def integration_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): packed(body)}
 
 
 @kopf.index(GROUP, VERSION, "integrations")
-def destination_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def destination_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The file each Outbound Integration writes, by (namespace, Connection, path)."""
     claim = destination_claim(name, body)
     return {(namespace, claim.connection, claim.path): claim} if claim else {}
 
 
 @kopf.index("batch", "v1", "jobs", labels=OURS)
-def job_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def job_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     summary = summarize_job(dict(body))
     return {(namespace, summary.owner_uid): summary}
 
 
 @kopf.index("batch", "v1", "jobs", labels=OURS)
-def run_owner_index(namespace: str, name: str, meta: kopf.Meta, **_: Any) -> dict[Any, Any]:
+async def run_owner_index(namespace: str, name: str, meta: kopf.Meta, **_: Any) -> dict[Any, Any]:
     """Each sync Job's Integration by (namespace, Job name), so that a finished Pod leads to it in one lookup.
 
     It was a scan of every Job and every Integration of the namespace per Pod event: 36% of the
@@ -79,13 +79,13 @@ def run_owner_index(namespace: str, name: str, meta: kopf.Meta, **_: Any) -> dic
 
 
 @kopf.index("batch", "v1", "jobs", labels=OURS)
-def active_run_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def active_run_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The names of the sync Jobs still running, by namespace: what the run caps count."""
     return {namespace: name} if summarize_job(dict(body)).state == "Running" else {}
 
 
 @kopf.index("v1", "pods", labels=OURS)
-def pod_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def pod_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     summary = summarize_pod(dict(body))
     return {(namespace, summary.job_name): summary} if summary else {}
 
@@ -96,6 +96,7 @@ async def integration_event(type: str | None, namespace: str, name: str, memo: R
     if type == "DELETED":
         async with memo.locks[("Integration", namespace, name)]:  # after a reconcile in flight, which sets them
             metrics.forget_integration(namespace, name)
+            memo.forget("Integration", namespace, name)
     else:
         await reconcile_integration(memo, namespace, name)
 
@@ -119,7 +120,7 @@ async def pod_event(namespace: str, body: kopf.Body, memo: Runtime, **kwargs: An
 
 
 @kopf.index(GROUP, VERSION, "integrations")
-def connection_users_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def connection_users_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """Each Integration under (namespace, Connection) for every Connection it refers to, so that a
     Connection's Ready turning leads to its Integrations in one lookup, not a scan of every Integration."""
     return {(namespace, ref): name for ref in referenced_connections(body.get("spec") or {})}
@@ -168,11 +169,8 @@ async def reconcile_each(memo: Runtime, keys: list[tuple[str, str]]) -> None:
 
 async def reconcile_integration(memo: Runtime, namespace: str, name: str) -> None:
     async with memo.locks[("Integration", namespace, name)]:
-        bodies = memo.lookup("integration_index", (namespace, name))
-        if not bodies:
-            return
-        body = memo.freshest("Integration", bodies[0])
-        if body["metadata"].get("deletionTimestamp"):
+        body = memo.latest("Integration", "integration_index", namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
             return
         try:
             gate = memo.run_gate if memo.config.capped else contextlib.nullcontext()
@@ -280,10 +278,9 @@ def destination_claims(memo: Runtime, namespace: str, body: dict[str, Any]) -> l
 
 
 def connection_view(memo: Runtime, namespace: str, name: str) -> ConnectionView:
-    bodies = memo.lookup("connection_index", (namespace, name))
-    if not bodies:
+    body = memo.latest("Connection", "connection_index", namespace, name)
+    if body is None:
         return ConnectionView(name=name, exists=False)
-    body = memo.freshest("Connection", bodies[0])
     try:
         spec = ConnectionSpec.model_validate(body.get("spec") or {})
     except ValidationError:
@@ -312,7 +309,7 @@ async def _job_refused(memo: Runtime, body: dict[str, Any], old: IntegrationStat
     log.warning("Integration %s/%s: %s", namespace, name, message)
     new = refusal_status(old, message, generation=int(meta.get("generation") or 1), now=datetime.now(UTC))
     written = await memo.client.patch(INTEGRATIONS, namespace, name, status_patch(old, new), status=True)
-    memo.written[("Integration", namespace, name)] = plain(written)
+    memo.remember("Integration", written)
     if previous is None or previous.message != refusal.message:
         await emit(memo.client, body, "Warning", reasons.JOB_CREATE_FAILED, message)
     later(memo, refusal.wait, lambda: reconcile_integration(memo, namespace, name))
@@ -343,7 +340,7 @@ async def apply(memo: Runtime, body: dict[str, Any], old: IntegrationStatus, dec
     if decision.status_changed:
         written = await memo.client.patch(INTEGRATIONS, namespace, name, status_patch(old, decision.status),
                                           status=True)
-        memo.written[("Integration", namespace, name)] = plain(written)
+        memo.remember("Integration", written)
     for job in decision.delete_jobs:  # runs that fell out of the history: their Jobs go too
         await memo.client.delete(JOBS, namespace, job)
     for event in decision.events:

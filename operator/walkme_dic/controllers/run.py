@@ -1,15 +1,16 @@
-"""`walkme-dic operator`: settings, login, the resync loop, and kopf's run loop."""
+"""`walkme-dic operator`: settings, login, the resync loop (and the heap trim after each pass), and kopf's run loop."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,6 +58,11 @@ async def configure(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) ->
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
     settings.execution.max_workers = 8
+    # kopf's worker of an object waits idle_timeout for its next event before it exits, holding the last event
+    # (the whole body, managedFields included) meanwhile; with kopf's 5 s a roll-out kept a body alive for most
+    # Integrations, Jobs and Pods at once, and the heap it grew to stays. 0.5 s: RSS after a roll-out of 500
+    # Integrations ~193 -> ~172 MB (bench/operator_scale.py); a later event starts a new worker.
+    settings.queueing.idle_timeout = 0.5
     if memo.config.metrics_port:
         memo.metrics_server, _ = start_http_server(memo.config.metrics_port, addr=memo.config.metrics_address)
     memo.resync_task = asyncio.create_task(resync_forever(memo))
@@ -116,6 +122,29 @@ async def resync_forever(memo: Runtime) -> None:
             await integration.reconcile_all(memo)
         except Exception:
             log.exception("resync pass failed")
+        await asyncio.to_thread(release_free_heap)  # ctypes lets go of the GIL: the loop runs on meanwhile
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):  # not glibc
+        return None
+
+
+MALLOC_TRIM = _malloc_trim()
+
+
+def release_free_heap() -> None:
+    """Give the heap's free pages back to the OS (glibc's malloc_trim(0); nothing where there is none).
+
+    glibc keeps what Python frees in its heap, and returns only a free top of it; what a roll-out's event
+    bodies, queues and answers took stays resident after they are gone. Measured at 500 Integrations
+    (bench/operator_scale.py, mallinfo2 in the operator): 20-36 MB of the heap free after the roll-out,
+    RSS 197 -> 177 MB after one trim. Called after each resync pass (every 30 s by default), in a thread: a
+    trim walks the whole heap (~0.1-0.9 s on this machine's 2 cores, depending on the heap's size)."""
+    if MALLOC_TRIM is not None:
+        MALLOC_TRIM(0)
 
 
 async def run_operator(
